@@ -1,0 +1,207 @@
+"""The daily close as Dagster software-defined assets (thin wrappers over the packages).
+
+Every asset is partitioned by day and backfills as a single run over a range of days
+(set-based SQL over the whole range, not one run per day). Which entities a run closes comes
+from the run tag ``coinfrs/entities`` (comma-separated names or ids); without it, all of them.
+
+Chain: staging (external: filled by imports) -> canonical_ledger -> reconciliation
+(+ completeness check) -> cost_basis_pnl -> daily_close.
+"""
+
+
+import warnings
+from datetime import date
+
+import dagster as dg
+
+from assets.progress import report
+from assets.partitions import daily_partitions, window_of
+from assets.resources import WarehouseResource, entities_in_scope
+from assets.staging import raw_balance_snapshots, raw_records
+from reconciliation.close import close_summaries, write_closes
+from reconciliation.completeness import EXPECTATION, check_completeness, write_completeness
+from transforms.canonical import build_canonical
+from transforms.pnl import build_pnl
+from warehouse.names import load_names
+from warehouse.numbers import ZERO, to_text
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in 1.13
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+COMPLETENESS = "completeness"
+_MAX_TABLE_ROWS = 100
+
+
+def _range_label(start: date, end: date) -> str:
+    return start.isoformat() if start == end else f"{start.isoformat()}..{end.isoformat()}"
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    group_name="canonical",
+    deps=[raw_records, raw_balance_snapshots],
+    kinds={"postgres"},
+    description=(
+        "Canonical layer for the day(s): legs from the latest version of each staged ledger record, "
+        "internal transfers matched by tx hash, balance observations from staged snapshots, ledger prices, "
+        "and daily positions (computed from legs vs reported). Rebuilt from staging; locked days untouched."
+    ),
+)
+def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    start, end = window_of(context)
+    totals = {"legs": 0, "adjustment legs": 0, "transfers matched": 0, "transfers unmatched": 0,
+              "balance observations": 0, "positions": 0}
+    unknown: set[str] = set()
+    for entity in entities_in_scope(context, warehouse):
+        with warehouse.engine().begin() as conn:
+            stats = build_canonical(conn, entity, start, end, run_id=context.run_id)
+        report(context, f"canonical ledger · {entity.name} · {_range_label(start, end)}: {stats.legs} legs, "
+               f"{stats.transfers_matched} transfers matched, {stats.positions} positions")
+        for key, value in (("legs", stats.legs), ("adjustment legs", stats.adjustment_legs),
+                           ("transfers matched", stats.transfers_matched), ("transfers unmatched", stats.transfers_unmatched),
+                           ("balance observations", stats.observations), ("positions", stats.positions)):
+            totals[key] += value
+        unknown.update(stats.unknown_assets)
+    return dg.MaterializeResult(metadata={
+        **{k: dg.MetadataValue.int(v) for k, v in totals.items()},
+        "days": dg.MetadataValue.text(_range_label(start, end)),
+        "unknown assets (flagged)": dg.MetadataValue.text(", ".join(sorted(unknown)) or "none"),
+    })
+
+
+def _breaks_table(rows: list[dict]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(r) for r in rows[:_MAX_TABLE_ROWS]],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in
+                                       ("entity", "date", "account", "asset", "expected", "reported", "difference")]),
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    group_name="reconciliation",
+    deps=[canonical_ledger],
+    kinds={"postgres"},
+    check_specs=[dg.AssetCheckSpec(
+        COMPLETENESS, asset="reconciliation", partitions_def=daily_partitions, blocking=True,
+        description="Position(T-2) + legs of the day = Position(T-1) for every account, asset and day with a "
+                    "reported balance (Great Expectations UnexpectedRowsExpectation). Breaks warn; a check that "
+                    "cannot run is an error and stops PnL and the close.")],
+    description=(
+        "Completeness of every account, asset and day with a reported position, evaluated by Great Expectations "
+        "in one query for the whole range. Stores one result per day and one break per failing account/asset/day "
+        "with the difference and the legs of the window."
+    ),
+)
+def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+    start, end = window_of(context)
+    per_day: dict[str, list[dict]] = {}
+    checked: dict[str, int] = {}
+    for entity in entities_in_scope(context, warehouse):
+        with warehouse.engine().begin() as conn:
+            result = check_completeness(conn, warehouse.url(), entity, start, end)
+            write_completeness(conn, entity, result, run_id=context.run_id)
+            names = load_names(conn, entity.id)
+        report(context, f"reconciliation · {entity.name} · {_range_label(start, end)}: "
+                        f"{sum(result.checked_per_day.values())} checked, {len(result.breaks)} break(s)")
+        for day, count in result.checked_per_day.items():
+            checked[day.isoformat()] = checked.get(day.isoformat(), 0) + count
+        for b in result.breaks:
+            per_day.setdefault(b.date.isoformat(), []).append({
+                "entity": entity.name, "date": b.date.isoformat(), "account": names.account(b.account_id),
+                "asset": names.asset(b.asset_id), "expected": b.expected, "reported": b.reported, "difference": b.difference})
+    all_breaks = [row for day in sorted(per_day) for row in per_day[day]]
+
+    def day_metadata(day: str) -> dict:
+        rows = per_day.get(day, [])
+        return {"checked": dg.MetadataValue.int(checked.get(day, 0)), "breaks": dg.MetadataValue.int(len(rows)),
+                "breaks of the day": _breaks_table(rows)}
+
+    keys = context.partition_keys
+    if len(keys) > 1:  # a range: one evaluation per day, so the UI shows each day's result
+        for day in keys:
+            context.log_event(AssetCheckEvaluation(
+                asset_key=context.asset_key, check_name=COMPLETENESS, passed=not per_day.get(day),
+                metadata=day_metadata(day), partition=day, severity=dg.AssetCheckSeverity.WARN, blocking=True,
+                description=f"{EXPECTATION}: {len(per_day.get(day, []))} break(s)"))
+    summary = dg.AssetCheckResult(
+        check_name=COMPLETENESS, passed=not all_breaks, severity=dg.AssetCheckSeverity.WARN,
+        metadata=day_metadata(keys[0]) if len(keys) == 1 else {
+            "days": dg.MetadataValue.text(_range_label(start, end)),
+            "days with breaks": dg.MetadataValue.int(len(per_day)), "breaks": dg.MetadataValue.int(len(all_breaks))},
+        description=f"{len(all_breaks)} break(s) over {_range_label(start, end)}")
+    return dg.MaterializeResult(
+        metadata={"checked (account, asset, day)": dg.MetadataValue.int(sum(checked.values())),
+                  "breaks": dg.MetadataValue.int(len(all_breaks)), "breaks table": _breaks_table(all_breaks)},
+        check_results=[summary])
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    group_name="pnl",
+    deps=[reconciliation],
+    kinds={"postgres"},
+    description=(
+        "FIFO cost basis, universal pool and per-account pools: disposals matched to lots (realized PnL, holding "
+        "period), open lots and unrealized PnL at the day's close price. Recomputed forward from the first leg, "
+        "written for the run's days."
+    ),
+)
+def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    start, end = window_of(context)
+    realized = {"universal": ZERO, "account": ZERO}
+    disposals = 0
+    issues = 0
+    for entity in entities_in_scope(context, warehouse):
+        with warehouse.engine().begin() as conn:
+            stats = build_pnl(conn, entity, start, end, method="fifo", run_id=context.run_id)
+        disposals += stats.disposals_written
+        report(context, f"cost basis · {entity.name} · {_range_label(start, end)}: {stats.disposals_written} disposals "
+                        "(fifo, universal + per account)")
+        for pool, book in stats.books.items():
+            realized[pool] += sum((d.realized_gain for d in book.disposals if start <= d.date <= end), ZERO)
+            issues += len(book.issues)
+            for issue in book.issues[:20]:
+                context.log.warning(f"{entity.name} fifo/{pool}: {issue}")
+    return dg.MaterializeResult(metadata={
+        "disposals": dg.MetadataValue.int(disposals),
+        "realized gain USD (fifo, universal)": dg.MetadataValue.text(to_text(realized["universal"]) or "0"),
+        "realized gain USD (fifo, per account)": dg.MetadataValue.text(to_text(realized["account"]) or "0"),
+        "issues (shortfalls, missing prices)": dg.MetadataValue.int(issues),
+    })
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    group_name="close",
+    deps=[cost_basis_pnl],
+    kinds={"postgres"},
+    description="One close record per entity and day: status (closed / breaks / failed), counts, realized PnL, lock flag.",
+)
+def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    start, end = window_of(context)
+    rows = []
+    for entity in entities_in_scope(context, warehouse):
+        with warehouse.engine().begin() as conn:
+            write_closes(conn, entity, start, end, run_id=context.run_id)
+            entity_rows = close_summaries(conn, entity, start, end)
+        rows.extend(entity_rows)
+        report(context, f"close · {entity.name} · {_range_label(start, end)}: {len(entity_rows)} day(s) closed")
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    return dg.MaterializeResult(metadata={
+        **{f"days {status}": dg.MetadataValue.int(n) for status, n in sorted(statuses.items())},
+        "closes": dg.MetadataValue.table(
+            records=[dg.TableRecord(r) for r in rows[-_MAX_TABLE_ROWS:]],
+            schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in
+                                           ("entity", "date", "status", "legs", "positions", "breaks", "realized_gain")])),
+    })
+
+
+CLOSE_ASSETS = [canonical_ledger, reconciliation, cost_basis_pnl, daily_close]

@@ -1,0 +1,1 @@
+"""Source connectors: raw -> staging writers (CSV files first; exchanges, chains and custodians later)."""

@@ -1,0 +1,77 @@
+"""The inbox: CSV files dropped into ``<inbox>/<entity>/<ledger|balances>/`` are imported.
+
+Each file is imported in its own transaction; it then moves to ``processed/`` beside it, or to
+``failed/`` with a ``.errors.txt`` that names every bad line and field (nothing of it lands).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from ingestion.csv_files import CsvFile, CsvImportError, ImportResult, import_csv
+from warehouse.calendar import close_date_of
+from warehouse.entities import get_or_create_entity
+
+KINDS = ("ledger", "balances")
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    path: Path
+    entity: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class InboxOutcome:
+    file: InboxFile
+    result: ImportResult | None
+    error: str | None
+    entity_name: str | None
+    first_day: date | None
+    last_day: date | None
+
+
+def scan_inbox(inbox: Path) -> list[InboxFile]:
+    """CSV files waiting in the inbox, oldest first."""
+    found = []
+    if not inbox.is_dir():
+        return found
+    for entity_dir in sorted(p for p in inbox.iterdir() if p.is_dir()):
+        for kind in KINDS:
+            folder = entity_dir / kind
+            if folder.is_dir():
+                found.extend(InboxFile(p, entity_dir.name, kind) for p in folder.glob("*.csv") if p.is_file())
+    return sorted(found, key=lambda f: (f.path.stat().st_mtime, str(f.path)))
+
+
+def _move(file: InboxFile, folder: str) -> Path:
+    target_dir = file.path.parent / folder
+    target_dir.mkdir(exist_ok=True)
+    target = target_dir / file.path.name
+    if target.exists():
+        target = target_dir / f"{file.path.stem}.{int(file.path.stat().st_mtime)}{file.path.suffix}"
+    shutil.move(str(file.path), target)
+    return target
+
+
+def process_inbox_file(engine: Engine, file: InboxFile) -> InboxOutcome:
+    """Import one inbox file (all or nothing) and move it out of the way."""
+    try:
+        with engine.begin() as conn:
+            entity = get_or_create_entity(conn, file.entity)
+            result = import_csv(conn, entity.id, file.kind, CsvFile.from_path(file.path))
+    except (CsvImportError, ValueError, UnicodeDecodeError) as exc:
+        target = _move(file, "failed")
+        target.with_suffix(target.suffix + ".errors.txt").write_text(str(exc) + "\n", encoding="utf-8")
+        return InboxOutcome(file, None, str(exc), None, None, None)
+    _move(file, "processed")
+    tz = entity.tz
+    first = close_date_of(result.first_day, tz) if result.first_day else None
+    last = close_date_of(result.last_day, tz) if result.last_day else None
+    return InboxOutcome(file, result, None, entity.name, first, last)

@@ -1,0 +1,389 @@
+"""`coinfrs`: the command line. Thin: every command calls the packages and prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+app = typer.Typer(help="Coinfrs: close the books on crypto, every day.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
+close_app = typer.Typer(help="Run, inspect and lock daily closes.")
+pnl_app = typer.Typer(help="Cost basis and PnL reports.", no_args_is_help=True)
+recon_app = typer.Typer(help="Reconciliation results.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for the read API.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(close_app, name="close")
+app.add_typer(pnl_app, name="pnl")
+app.add_typer(recon_app, name="recon")
+app.add_typer(apikey_app, name="apikey")
+
+console = Console(stderr=True)
+out = Console()
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "fund"
+
+EntityOpt = Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _parse_day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"{option} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _engine():
+    from warehouse.db import get_engine
+
+    return get_engine()
+
+
+def _entity(conn, ref: str):
+    from warehouse.entities import EntityNotFound, resolve_entity
+
+    try:
+        return resolve_entity(conn, ref)
+    except EntityNotFound as exc:
+        raise _fail(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (Alembic) up to the newest."""
+    from warehouse.db import database_url, redact
+    from warehouse.migrate import current_revision, upgrade
+
+    upgrade()
+    console.print(f"database {redact(database_url())} is at revision {current_revision()}", highlight=False)
+
+
+# ----------------------------------------------------------------------------- import
+
+
+@app.command("import-csv")
+def import_csv_command(
+    files: Annotated[list[Path], typer.Argument(help="CSV files.", exists=True, dir_okay=False, readable=True)],
+    entity: EntityOpt,
+    kind: Annotated[str, typer.Option(help="ledger or balances.")] = "ledger",
+    timezone: Annotated[Optional[str], typer.Option("--timezone", help="Timezone of naive timestamps (IANA name).")] = None,
+    entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days.")] = "UTC",
+) -> None:
+    """Stage CSV files: every file is checked first; one bad row rejects the whole import."""
+    from ingestion.csv_files import CsvFile, CsvImportError, import_csv, read_balances_csv, read_ledger_csv
+    from warehouse.entities import get_or_create_entity, validate_timezone
+
+    if kind not in ("ledger", "balances"):
+        raise _fail(f"--kind must be 'ledger' or 'balances', not {kind!r}")
+    try:
+        if timezone:
+            validate_timezone(timezone)
+        validate_timezone(entity_timezone)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    reader = read_ledger_csv if kind == "ledger" else read_balances_csv
+    loaded = [CsvFile.from_path(path) for path in files]
+    problems = []
+    for file in loaded:
+        try:
+            reader(file, naive_timezone=timezone)
+        except CsvImportError as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            console.print(problem, highlight=False, markup=False)
+        raise _fail("nothing was imported")
+    with _engine().begin() as conn:
+        target = get_or_create_entity(conn, entity, entity_timezone)
+        results = [import_csv(conn, target.id, kind, file, naive_timezone=timezone) for file in loaded]
+    for result in results:
+        console.print(f"{result.file_name}: {result.rows} rows, {result.inserted} new, {result.skipped} already staged "
+                      f"({kind}, entity {target.name})", highlight=False)
+
+
+# ----------------------------------------------------------------------------- close
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, started: float) -> None:
+        super().__init__(logging.INFO)
+        self.started = started
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[dim]{time.monotonic() - self.started:7.1f}s[/] {record.getMessage()}", highlight=False)
+
+
+def run_close(entity: str, start: date, end: date) -> None:
+    from orchestration.close_runner import CloseRunError, close_days
+
+    started = time.monotonic()
+    handler = _ProgressHandler(started)
+    progress_logger = logging.getLogger("coinfrs.close")
+    progress_logger.addHandler(handler)
+    progress_logger.setLevel(logging.INFO)
+    days = (end - start).days + 1
+    console.print(f"closing {entity}: {start} .. {end} ({days} day{'s' if days > 1 else ''}) in one run", highlight=False)
+    try:
+        with console.status("running the close (canonical → reconciliation → cost basis → close)"):
+            run = close_days([entity], start, end)
+    except CloseRunError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        progress_logger.removeHandler(handler)
+    elapsed = time.monotonic() - started
+    if not run.success:
+        raise _fail(f"the close failed after {elapsed:.1f}s (run {run.run_id}): {run.error}")
+    console.print(f"closed {days} day(s) in {elapsed:.1f}s (Dagster run {run.run_id})", highlight=False)
+    _print_closes(entity, start, end)
+
+
+def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> None:
+    from reconciliation.close import close_summaries
+
+    with _engine().connect() as conn:
+        entity = _entity(conn, entity_ref)
+        rows = close_summaries(conn, entity, start, end)
+    table = Table(title=f"{entity.name}: daily closes {start} .. {end}")
+    for column in ("date", "status", "legs", "positions", "breaks", "realized PnL (USD, FIFO)", "locked"):
+        table.add_column(column, justify="right" if column not in ("date", "status") else "left")
+    shown = rows if len(rows) <= limit else rows[-limit:]
+    for r in shown:
+        style = "red" if r["status"] != "closed" else None
+        table.add_row(r["date"], r["status"], r["legs"], r["positions"], r["breaks"], r["realized_gain"], r["locked"], style=style)
+    if len(rows) > limit:
+        table.caption = f"last {limit} of {len(rows)} days"
+    totals = {s: sum(1 for r in rows if r["status"] == s) for s in ("closed", "breaks", "failed")}
+    out.print(table)
+    out.print(f"{totals['closed']} closed, {totals['breaks']} with breaks, {totals['failed']} failed", highlight=False)
+
+
+@close_app.callback(invoke_without_command=True)
+def close(
+    ctx: typer.Context,
+    entity: Annotated[Optional[str], typer.Option("--entity", "-e", help="Entity name or id.")] = None,
+    day: Annotated[Optional[str], typer.Option("--date", help="One day, YYYY-MM-DD.")] = None,
+    date_from: Annotated[Optional[str], typer.Option("--from", help="First day of a range.")] = None,
+    date_to: Annotated[Optional[str], typer.Option("--to", help="Last day of a range.")] = None,
+) -> None:
+    """Close one day (--date) or a range (--from/--to) in one in-process Dagster run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not entity:
+        raise _fail("--entity is required")
+    if day and (date_from or date_to):
+        raise _fail("give --date or --from/--to, not both")
+    if day:
+        start = end = _parse_day(day, "--date")
+    elif date_from and date_to:
+        start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
+    else:
+        raise _fail("give --date YYYY-MM-DD, or --from YYYY-MM-DD --to YYYY-MM-DD")
+    run_close(entity, start, end)
+
+
+@close_app.command("lock")
+def close_lock(entity: EntityOpt, day: Annotated[str, typer.Option("--date", help="The day to lock.")]) -> None:
+    """Lock a closed day: allowed only without open breaks; a locked day never changes again."""
+    from reconciliation.close import CloseError, lock_close
+
+    target = _parse_day(day, "--date")
+    with _engine().begin() as conn:
+        record = _entity(conn, entity)
+        try:
+            closed = lock_close(conn, record, target)
+        except CloseError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"locked {record.name} {closed.date} (status {closed.status}, {closed.legs} legs)", highlight=False)
+
+
+@close_app.command("list")
+def close_list(entity: EntityOpt, date_from: Annotated[str, typer.Option("--from")],
+               date_to: Annotated[str, typer.Option("--to")]) -> None:
+    """Show the closes of a range."""
+    _print_closes(entity, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), limit=10_000)
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+@pnl_app.command("realized")
+def pnl_realized(
+    entity: EntityOpt,
+    date_from: Annotated[str, typer.Option("--from")],
+    date_to: Annotated[str, typer.Option("--to")],
+    method: Annotated[str, typer.Option(help="Cost-basis method.")] = "fifo",
+    pool: Annotated[str, typer.Option(help="universal or account.")] = "universal",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Realized PnL in USD over a period: proceeds, cost basis, gain, disposals (fee disposals included)."""
+    from warehouse.reports import realized_pnl_summary
+
+    start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
+    with _engine().connect() as conn:
+        record = _entity(conn, entity)
+        try:
+            summary = realized_pnl_summary(conn, record.id, start, end, method=method, pool=pool)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    if as_json:
+        out.print_json(json.dumps(summary)) if sys.stdout.isatty() else print(json.dumps(summary))
+        return
+    table = Table(title=f"{record.name}: realized PnL {start} .. {end} ({method}, {pool} pool)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@recon_app.command("breaks")
+def recon_breaks(
+    entity: EntityOpt,
+    date_from: Annotated[str, typer.Option("--from")],
+    date_to: Annotated[str, typer.Option("--to")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Reconciliation breaks of a period: expected vs reported, the difference."""
+    from warehouse.reports import list_breaks
+
+    start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
+    with _engine().connect() as conn:
+        record = _entity(conn, entity)
+        rows = list_breaks(conn, record.id, start, end)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title=f"{record.name}: breaks {start} .. {end}")
+    for column in ("date", "account", "asset", "expected", "reported", "difference", "status"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("date", "account", "asset", "expected", "reported", "difference", "status")))
+    out.print(table)
+    out.print(f"{len(rows)} break(s)")
+
+
+# ----------------------------------------------------------------------------- API
+
+
+@apikey_app.command("create")
+def apikey_create(entity: EntityOpt, label: Annotated[Optional[str], typer.Option(help="What the key is for.")] = None) -> None:
+    """Create a read API key for an entity. The key is printed once; only its hash is stored."""
+    from api.security import create_api_key
+
+    with _engine().begin() as conn:
+        record = _entity(conn, entity)
+        key = create_api_key(conn, record.id, label=label)
+    console.print(f"API key for {record.name} (shown once, store it now; send it as the X-API-Key header):", highlight=False)
+    print(key)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (cf_XXXXXXXX).")]) -> None:
+    """Revoke an API key by its prefix."""
+    from api.security import revoke_api_key
+
+    with _engine().begin() as conn:
+        if not revoke_api_key(conn, prefix):
+            raise _fail(f"no active key with prefix {prefix!r}")
+    console.print(f"revoked {prefix}")
+
+
+@app.command("serve")
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the read API (uvicorn)."""
+    import uvicorn
+
+    from warehouse.db import database_url, redact
+
+    console.print(f"Coinfrs API on http://{host}:{port}/docs (database {redact(database_url())})", highlight=False)
+    uvicorn.run("api.main:app", host=host, port=port, log_level="info")
+
+
+@app.command("ui")
+def ui(port: int = 3000) -> None:
+    """Run the Dagster UI (dagster dev) on the same Dagster instance the CLI's closes are recorded in."""
+    import subprocess
+
+    from orchestration.close_runner import dagster_home
+
+    env = dict(os.environ, DAGSTER_HOME=str(dagster_home()))
+    root = Path(__file__).resolve().parent.parent
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={env['DAGSTER_HOME']})", highlight=False)
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml"),
+                                      "-p", str(port)], env=env, cwd=root))
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(entity: str = "northwind") -> None:
+    """Set up and close the bundled sample fund end to end, then print the summary."""
+    from ingestion.csv_files import CsvFile, import_csv
+    from warehouse.db import database_url, redact
+    from warehouse.entities import get_or_create_entity
+    from warehouse.migrate import upgrade
+
+    console.rule("Coinfrs demo")
+    console.print(f"database: {redact(database_url())}", highlight=False)
+    upgrade()
+    console.print("migrations applied")
+    with _engine().begin() as conn:
+        target = get_or_create_entity(conn, entity)
+        results = [import_csv(conn, target.id, "ledger", CsvFile.from_path(SAMPLE_DIR / "ledger.csv")),
+                   import_csv(conn, target.id, "balances", CsvFile.from_path(SAMPLE_DIR / "balances.csv"))]
+    for r in results:
+        console.print(f"imported {r.file_name}: {r.rows} rows ({r.inserted} new)", highlight=False)
+    from warehouse.calendar import close_date_of
+
+    first = min(close_date_of(r.first_day, target.tz) for r in results if r.first_day)
+    last = max(close_date_of(r.last_day, target.tz) for r in results if r.last_day)
+    run_close(target.name, first, last)
+    from warehouse.reports import list_breaks, realized_pnl_summary
+
+    with _engine().connect() as conn:
+        breaks = list_breaks(conn, target.id, first, last)
+        pnl = realized_pnl_summary(conn, target.id, first, last, method="fifo", pool="universal")
+    table = Table(title="breaks to explain")
+    for column in ("date", "account", "asset", "expected", "reported", "difference"):
+        table.add_column(column)
+    for b in breaks:
+        table.add_row(*(str(b[c]) for c in ("date", "account", "asset", "expected", "reported", "difference")))
+    out.print(table)
+    out.print(f"realized PnL {first} .. {last} (FIFO, universal): proceeds {pnl['proceeds']} USD, cost basis "
+              f"{pnl['cost_basis']} USD, gain {pnl['realized_gain']} USD over {pnl['disposals']} disposals", highlight=False)
+    out.print(f"""
+Next:
+  Dagster UI:  make ui        (or: .venv/bin/coinfrs ui) then open http://127.0.0.1:3000
+  Read API:    .venv/bin/coinfrs apikey create --entity {target.name}
+               make serve     (or: .venv/bin/coinfrs serve) then
+               curl -H "X-API-Key: <key>" "http://127.0.0.1:8000/api/v1/closes?entity={target.name}&from={first}&to={last}"
+  Reports:     .venv/bin/coinfrs recon breaks --entity {target.name} --from {first} --to {last} --json
+               .venv/bin/coinfrs pnl realized --entity {target.name} --from {first} --to {last} --json""", highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,107 @@
+"""Run the daily close for entities and days in-process: the same assets the Dagster UI runs.
+
+A range is one run over all its days (a single-run backfill); a failure marks the days' closes
+``failed`` with the step's error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from assets.close_assets import CLOSE_ASSETS
+from assets.resources import ENTITIES_TAG, WarehouseResource
+from reconciliation.close import write_failed_closes
+from warehouse.db import get_engine
+from warehouse.entities import Entity, resolve_entity
+from warehouse.settings import get_settings
+
+# Local instance: Dagster's default SQLite run/event storage under <data_dir>/dagster.
+# Deployments use dagster-postgres (deploy/dagster.yaml, docker-compose.yml).
+LOCAL_DAGSTER_YAML = """telemetry:
+  enabled: false
+nux:
+  enabled: false
+"""
+# The CLI shows its own progress and the failing step's cause; the full log is in the Dagster run.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class CloseRunError(RuntimeError):
+    """The close could not run or failed; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class CloseRun:
+    run_id: str
+    entities: list[Entity]
+    start: date
+    end: date
+    success: bool
+    error: str | None
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME if set, else ``<data_dir>/dagster`` (what `make ui` points the Dagster UI at)."""
+    configured = os.environ.get("DAGSTER_HOME")
+    home = Path(configured) if configured else get_settings().data_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(LOCAL_DAGSTER_YAML, encoding="utf-8")
+    return home
+
+
+def cli_instance() -> dg.DagsterInstance:
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home())))
+
+
+def last_closable_day() -> date:
+    """Yesterday (UTC): the newest daily partition."""
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+def validate_range(start: date, end: date) -> None:
+    first = date.fromisoformat(get_settings().partitions_start)
+    if end < start:
+        raise CloseRunError(f"--to {end} is before --from {start}")
+    if start < first:
+        raise CloseRunError(f"{start} is before the first close day {first} (set COINFRS_PARTITIONS_START to go further back)")
+    if end > last_closable_day():
+        raise CloseRunError(f"{end} has not ended yet: the newest day that can be closed is {last_closable_day()}")
+
+
+def _root_cause(event: dg.DagsterEvent) -> str:
+    error = event.step_failure_data.error if event.step_failure_data else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else "failed"
+
+
+def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None) -> CloseRun:
+    """Materialize the close assets for [start, end] of the given entities in one in-process run."""
+    validate_range(start, end)
+    engine = get_engine()
+    with engine.connect() as conn:
+        entities = [resolve_entity(conn, ref) for ref in entity_refs]
+    tags = {ENTITIES_TAG: ",".join(str(e.id) for e in entities),
+            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
+    result = dg.materialize(
+        CLOSE_ASSETS, instance=instance or cli_instance(), resources={"warehouse": WarehouseResource()},
+        tags=tags, run_config=QUIET_LOGS, raise_on_error=False)
+    error = None
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        error = "; ".join(f"{e.step_key}: {_root_cause(e)}" for e in failures) or "the run failed"
+        with engine.begin() as conn:
+            for entity in entities:
+                write_failed_closes(conn, entity, start, end, message=error, run_id=result.run_id)
+    return CloseRun(result.run_id, entities, start, end, result.success, error)

@@ -1,0 +1,1 @@
+"""Reconciliation: the completeness check, expectation suites (Great Expectations), breaks, the close."""

@@ -1,0 +1,135 @@
+"""The daily close record per entity and day, and locking.
+
+A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks remain) or
+``failed`` (a step of the close failed; its message says which). Only a close without open
+breaks can be locked, and a locked day is never rewritten by any step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from warehouse.calendar import days_between, locked_dates
+from warehouse.entities import Entity
+from warehouse.schema import closes
+
+_WRITE_CLOSES = """
+INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmatched_transfers, realized_gain_universal,
+                         realized_gain_account, unrealized_gain_universal, message, run_id, closed_at, locked)
+SELECT :e, d.day,
+       CASE WHEN coalesce(b.n, 0) > 0 THEN 'breaks' ELSE 'closed' END,
+       coalesce(l.n, 0), coalesce(p.n, 0), coalesce(b.n, 0), coalesce(x.n, 0),
+       coalesce(ru.g, 0), coalesce(ra.g, 0), u.g,
+       CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
+       :run_id, now(), false
+FROM (SELECT g::date AS day FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') g) d
+LEFT JOIN (SELECT close_date AS day, count(*) AS n FROM transactions WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1) l USING (day)
+LEFT JOIN (SELECT date AS day, count(*) AS n FROM positions WHERE entity_id = :e AND date BETWEEN :s AND :t GROUP BY 1) p USING (day)
+LEFT JOIN (SELECT date AS day, count(*) AS n FROM breaks WHERE entity_id = :e AND date BETWEEN :s AND :t AND status = 'open' GROUP BY 1) b USING (day)
+LEFT JOIN (SELECT close_date AS day, count(*) AS n FROM transfers WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND status <> 'matched' GROUP BY 1) x USING (day)
+LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'universal' AND date BETWEEN :s AND :t GROUP BY 1) ru USING (day)
+LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'account' AND date BETWEEN :s AND :t GROUP BY 1) ra USING (day)
+LEFT JOIN (SELECT date AS day, sum(unrealized_gain) AS g FROM pnl_daily WHERE entity_id = :e AND method = 'fifo' AND pool = 'universal' AND date BETWEEN :s AND :t GROUP BY 1) u USING (day)
+WHERE NOT (d.day = ANY(:locked))
+ON CONFLICT (entity_id, date) DO UPDATE SET
+    status = EXCLUDED.status, legs = EXCLUDED.legs, positions = EXCLUDED.positions, breaks = EXCLUDED.breaks,
+    unmatched_transfers = EXCLUDED.unmatched_transfers, realized_gain_universal = EXCLUDED.realized_gain_universal,
+    realized_gain_account = EXCLUDED.realized_gain_account, unrealized_gain_universal = EXCLUDED.unrealized_gain_universal,
+    message = EXCLUDED.message, run_id = EXCLUDED.run_id, closed_at = EXCLUDED.closed_at
+WHERE NOT c.locked
+"""
+
+
+class CloseError(Exception):
+    """A close operation that is not allowed; the message says why."""
+
+
+@dataclass(frozen=True)
+class CloseRecord:
+    date: date
+    status: str
+    legs: int
+    positions: int
+    breaks: int
+    locked: bool
+    locked_at: datetime | None
+
+
+def write_closes(conn: Connection, entity: Entity, start: date, end: date, *, run_id: str | None) -> int:
+    """Write (or rewrite) the close record of each unlocked day in [start, end] from the stored figures."""
+    locked = sorted(locked_dates(conn, entity.id, start, end))
+    return conn.execute(sa.text(_WRITE_CLOSES), dict(e=entity.id, s=start, t=end, locked=locked, run_id=run_id)).rowcount
+
+
+def write_failed_closes(conn: Connection, entity: Entity, start: date, end: date, *, message: str, run_id: str | None) -> int:
+    """Mark the unlocked days of a run that failed, keeping the previous figures."""
+    locked = locked_dates(conn, entity.id, start, end)
+    rows = [dict(e=entity.id, d=day, m=message[:2000], run=run_id) for day in days_between(start, end) if day not in locked]
+    if not rows:
+        return 0
+    conn.execute(sa.text(
+        """INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmatched_transfers,
+                                    realized_gain_universal, realized_gain_account, message, run_id)
+           VALUES (:e, :d, 'failed', 0, 0, 0, 0, 0, 0, :m, :run)
+           ON CONFLICT (entity_id, date) DO UPDATE SET status = 'failed', message = EXCLUDED.message,
+               run_id = EXCLUDED.run_id, closed_at = now()
+           WHERE NOT c.locked"""), rows)
+    return len(rows)
+
+
+def get_close(conn: Connection, entity_id: int, day: date) -> CloseRecord | None:
+    row = conn.execute(sa.select(closes).where(closes.c.entity_id == entity_id, closes.c.date == day)).first()
+    if row is None:
+        return None
+    return CloseRecord(row.date, row.status, row.legs, row.positions, row.breaks, row.locked, row.locked_at)
+
+
+def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
+    """Lock ``day``: allowed only for a close that ran and has no open break."""
+    record = conn.execute(
+        sa.select(closes).where(closes.c.entity_id == entity.id, closes.c.date == day).with_for_update()).first()
+    if record is None:
+        raise CloseError(f"{entity.name} has no close for {day}: run `coinfrs close --entity {entity.name} --date {day}` first")
+    if record.locked:
+        raise CloseError(f"{entity.name} {day} is already locked (since {record.locked_at:%Y-%m-%d %H:%M} UTC)")
+    if record.status == "failed":
+        raise CloseError(f"{entity.name} {day}: the close failed ({record.message}); rerun it before locking")
+    open_breaks = conn.execute(sa.text(
+        "SELECT count(*) FROM breaks WHERE entity_id = :e AND date = :d AND status = 'open'"), dict(e=entity.id, d=day)).scalar_one()
+    if open_breaks:
+        raise CloseError(f"{entity.name} {day} has {open_breaks} open break(s): see `coinfrs recon breaks --entity "
+                         f"{entity.name} --from {day} --to {day}`; a day with open breaks cannot be locked")
+    conn.execute(closes.update().where(closes.c.entity_id == entity.id, closes.c.date == day)
+                 .values(locked=True, locked_at=sa.func.now()))
+    result = get_close(conn, entity.id, day)
+    assert result is not None
+    return result
+
+
+def close_summaries(conn: Connection, entity: Entity, start: date, end: date) -> list[dict[str, str]]:
+    """The close records of [start, end] as display rows (decimals as exact text)."""
+    from warehouse.numbers import to_text
+
+    rows = conn.execute(sa.select(closes).where(closes.c.entity_id == entity.id, closes.c.date.between(start, end))
+                        .order_by(closes.c.date)).all()
+    return [{"entity": entity.name, "date": r.date.isoformat(), "status": r.status, "legs": str(r.legs),
+             "positions": str(r.positions), "breaks": str(r.breaks),
+             "realized_gain": to_text(r.realized_gain_universal) or "0", "locked": "yes" if r.locked else "no"}
+            for r in rows]
+
+
+def latest_close_date(conn: Connection, entity_id: int) -> date | None:
+    return conn.execute(sa.select(sa.func.max(closes.c.date)).where(closes.c.entity_id == entity_id)).scalar()
+
+
+def days_to_reclose(first_touched: date, last_touched: date, latest_close: date | None,
+                    first_allowed: date, last_allowed: date) -> tuple[date, date] | None:
+    """Days to close after new data for [first_touched, last_touched]: through the latest close too,
+    because positions and cost basis roll forward from the earliest changed day."""
+    start = max(first_touched, first_allowed)
+    end = min(max(last_touched, latest_close or last_touched), last_allowed)
+    return (start, end) if start <= end else None

@@ -1,0 +1,60 @@
+"""The asset registry: one canonical id per economic asset, with per-source aliases.
+
+Unknown symbols are kept and flagged ``unverified`` (never dropped), with 18 decimals until
+someone sets the right number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from warehouse.schema import asset_aliases, assets
+
+# symbol: (name, decimals, is_fiat)
+KNOWN_ASSETS: dict[str, tuple[str, int, bool]] = {
+    "USD": ("US Dollar", 2, True),
+    "EUR": ("Euro", 2, True),
+    "GBP": ("Pound Sterling", 2, True),
+    "CHF": ("Swiss Franc", 2, True),
+    "BTC": ("Bitcoin", 8, False),
+    "ETH": ("Ether", 18, False),
+    "SOL": ("Solana", 9, False),
+    "USDC": ("USD Coin", 6, False),
+    "USDT": ("Tether USD", 6, False),
+    "BNB": ("BNB", 18, False),
+    "MATIC": ("Polygon", 18, False),
+    "POL": ("Polygon Ecosystem Token", 18, False),
+    "ARB": ("Arbitrum", 18, False),
+    "DAI": ("Dai", 18, False),
+    "XRP": ("XRP", 6, False),
+    "ADA": ("Cardano", 6, False),
+    "DOT": ("Polkadot", 10, False),
+    "AVAX": ("Avalanche", 18, False),
+    "LINK": ("Chainlink", 18, False),
+}
+UNKNOWN_DECIMALS = 18
+
+
+def ensure_assets(conn: Connection, symbols: Iterable[str], *, source: str = "csv") -> dict[str, int]:
+    """Ids of the given symbols (as aliases of ``source``), registering any not seen before."""
+    wanted = sorted({s.strip().upper() for s in symbols if s and s.strip()})
+    if not wanted:
+        return {}
+    rows = []
+    for symbol in wanted:
+        name, decimals, is_fiat = KNOWN_ASSETS.get(symbol, (None, UNKNOWN_DECIMALS, False))
+        rows.append(dict(symbol=symbol, name=name, decimals=decimals, is_fiat=is_fiat,
+                         unverified=symbol not in KNOWN_ASSETS))
+    conn.execute(insert(assets).values(rows).on_conflict_do_nothing(index_elements=["symbol"]))
+    ids = dict(conn.execute(sa.select(assets.c.symbol, assets.c.id).where(assets.c.symbol.in_(wanted))).all())
+    conn.execute(insert(asset_aliases).values([
+        dict(asset_id=ids[s], source=source, alias=s) for s in wanted
+    ]).on_conflict_do_nothing(index_elements=["source", "alias"]))
+    return dict(conn.execute(
+        sa.select(asset_aliases.c.alias, asset_aliases.c.asset_id)
+        .where(asset_aliases.c.source == source, asset_aliases.c.alias.in_(wanted))
+    ).all())

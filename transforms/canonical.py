@@ -1,0 +1,311 @@
+"""Staging -> canonical for a range of close days of one entity, in set-based SQL.
+
+``build_canonical`` rebuilds, for the days [start, end] that are not locked: legs (from the
+latest version of each staged ledger record), internal transfers, balance observations (from
+staged snapshots), ledger prices and daily positions (computed vs reported). It deletes what it
+rebuilds first, so running it twice gives the same rows; run inside one transaction.
+
+A record that arrives late for a locked day is booked on the first open day after it, flagged
+``is_adjustment`` (DESIGN.md: a locked period never changes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from ingestion.csv_files import DEFAULT_ACCOUNT_TYPE, LEDGER_STREAM, SOURCE
+from transforms.asset_registry import ensure_assets
+from transforms.ledger_mapping import LegDraft, leg_id, map_ledger_record
+from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
+from warehouse.entities import Entity
+from warehouse.bulk import copy_rows
+from warehouse.schema import accounts
+
+
+@dataclass(frozen=True)
+class CanonicalStats:
+    legs: int
+    adjustment_legs: int
+    transfers_matched: int
+    transfers_unmatched: int
+    observations: int
+    positions: int
+    unknown_assets: list[str]
+    legs_per_day: dict[date, int]
+    positions_per_day: dict[date, int]
+
+
+def ensure_accounts(conn: Connection, entity_id: int, keys: set[tuple[str, str, str]], source: str = SOURCE) -> dict[tuple[str, str, str], int]:
+    """Ids of accounts (name, account_type, sub_account), created on first sight."""
+    if not keys:
+        return {}
+    conn.execute(insert(accounts).values([
+        dict(entity_id=entity_id, source=source, name=n, account_type=t, sub_account=s, label=n) for n, t, s in sorted(keys)
+    ]).on_conflict_do_nothing(constraint="uq_accounts_identity"))
+    rows = conn.execute(sa.select(accounts.c.id, accounts.c.name, accounts.c.account_type, accounts.c.sub_account)
+                        .where(accounts.c.entity_id == entity_id)).all()
+    return {(r.name, r.account_type, r.sub_account): r.id for r in rows}
+
+
+
+
+def _reported_account_types(conn: Connection, entity_id: int) -> dict[str, set[str]]:
+    """Account types under which each account name (without sub-account) reports balances."""
+    rows = conn.execute(sa.text(
+        "SELECT DISTINCT account, account_type FROM raw_balance_snapshots WHERE entity_id = :e AND sub_account = ''"),
+        dict(e=entity_id)).all()
+    types: dict[str, set[str]] = {}
+    for row in rows:
+        types.setdefault(row.account, set()).add(row.account_type)
+    return types
+
+
+def _with_account_type(draft: LegDraft, reported_types: dict[str, set[str]]) -> LegDraft:
+    """A ledger row without account_type books to the one type its account reports balances under, else wallet."""
+    if draft.account_type is not None:
+        return draft
+    types = reported_types.get(draft.account, set()) if not draft.sub_account else set()
+    return replace(draft, account_type=next(iter(types)) if len(types) == 1 else DEFAULT_ACCOUNT_TYPE)
+
+
+def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> tuple[int, int]:
+    tz = entity.tz
+    window_from, window_to = cutoff_of(start - timedelta(days=1), tz), cutoff_of(end, tz)
+    records = conn.execute(sa.text(
+        """
+        WITH latest AS (
+            SELECT DISTINCT ON (source_raw_id) id, payload, occurred_at
+            FROM raw_records
+            WHERE entity_id = :e AND source = :source AND stream = :stream
+            ORDER BY source_raw_id, id DESC
+        )
+        SELECT l.id, l.payload, l.occurred_at FROM latest l
+        WHERE (l.occurred_at > :wf AND l.occurred_at <= :wt)
+           OR (l.occurred_at <= :wf AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id))
+        ORDER BY l.occurred_at, l.id
+        """), dict(e=entity.id, source=SOURCE, stream=LEDGER_STREAM, wf=window_from, wt=window_to)).all()
+
+    drafts: list[tuple[int, object, date, bool, LegDraft]] = []
+    for record in records:
+        natural_day = close_date_of(record.occurred_at, tz)
+        adjustment = natural_day in locked
+        booking_day = first_open_day_after(natural_day, locked) if adjustment else natural_day
+        if not (start <= booking_day <= end) or booking_day in locked:
+            continue  # an open day outside this run: built when that day is closed
+        for draft in map_ledger_record(record.payload):
+            drafts.append((record.id, record.occurred_at, booking_day, adjustment, draft))
+
+    reported_types = _reported_account_types(conn, entity.id)
+    drafts = [(raw_id, ts, day, adj, _with_account_type(d, reported_types)) for raw_id, ts, day, adj, d in drafts]
+    account_ids = ensure_accounts(conn, entity.id, {(d.account, d.account_type, d.sub_account) for *_, d in drafts})
+    asset_ids = ensure_assets(conn, {d.asset for *_, d in drafts})
+
+    conn.execute(sa.text(
+        "DELETE FROM transactions WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND NOT (close_date = ANY(:locked))"),
+        dict(e=entity.id, s=start, t=end, locked=sorted(locked)))
+    rows = [
+        (leg_id(raw_id, d.leg_index), entity.id, account_ids[(d.account, d.account_type, d.sub_account)], asset_ids[d.asset],
+         ts, day, d.quantity, d.kind, f"csv:{raw_id}", d.leg_index, d.unit_price_usd, d.usd_value, d.tx_hash, raw_id, adj)
+        for raw_id, ts, day, adj, d in drafts
+    ]
+    copy_rows(conn, "transactions", ("id", "entity_id", "account_id", "asset_id", "ts", "close_date", "quantity", "kind",
+                                 "group_id", "leg_index", "unit_price_usd", "usd_value", "tx_hash", "raw_record_id",
+                                 "is_adjustment"), rows)
+    return len(rows), sum(1 for r in rows if r[-1])
+
+
+def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> tuple[int, int]:
+    """Match transfer_out to transfer_in legs of the same tx hash and asset in different accounts."""
+    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked))
+    conn.execute(sa.text(
+        """
+        CREATE TEMP TABLE tmp_transfer_hashes ON COMMIT DROP AS
+        SELECT DISTINCT tx_hash FROM transactions
+        WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND kind IN ('transfer_in', 'transfer_out')
+          AND tx_hash IS NOT NULL
+        """), params)
+    conn.execute(sa.text(
+        """
+        DELETE FROM transfers WHERE entity_id = :e AND NOT (close_date = ANY(:locked))
+          AND (close_date BETWEEN :s AND :t OR tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes))
+        """), params)
+    conn.execute(sa.text(
+        """
+        WITH candidates AS (
+            SELECT l.* FROM transactions l
+            WHERE l.entity_id = :e AND l.kind IN ('transfer_in', 'transfer_out')
+              AND ((l.close_date BETWEEN :s AND :t AND NOT (l.close_date = ANY(:locked)))
+                   OR l.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes))
+              AND NOT EXISTS (SELECT 1 FROM transfers x WHERE x.out_leg_id = l.id OR x.in_leg_id = l.id)
+        ),
+        outs AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
+                 FROM candidates c WHERE kind = 'transfer_out' AND tx_hash IS NOT NULL),
+        ins AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
+                FROM candidates c WHERE kind = 'transfer_in' AND tx_hash IS NOT NULL),
+        matched AS (
+            SELECT o.id AS out_id, i.id AS in_id, o.asset_id, o.tx_hash, o.close_date
+            FROM outs o JOIN ins i ON i.tx_hash = o.tx_hash AND i.asset_id = o.asset_id AND i.n = o.n
+                                   AND i.account_id <> o.account_id
+        ),
+        all_rows AS (
+            SELECT out_id AS id, out_id, in_id, asset_id, tx_hash, 'matched' AS status, close_date FROM matched
+            UNION ALL
+            SELECT c.id, c.id, NULL, c.asset_id, c.tx_hash, 'unmatched_out', c.close_date FROM candidates c
+            WHERE c.kind = 'transfer_out' AND c.id NOT IN (SELECT out_id FROM matched)
+            UNION ALL
+            SELECT c.id, NULL, c.id, c.asset_id, c.tx_hash, 'unmatched_in', c.close_date FROM candidates c
+            WHERE c.kind = 'transfer_in' AND c.id NOT IN (SELECT in_id FROM matched)
+        )
+        INSERT INTO transfers (id, entity_id, out_leg_id, in_leg_id, asset_id, tx_hash, status, close_date)
+        SELECT id, :e, out_id, in_id, asset_id, tx_hash, status, close_date FROM all_rows
+        WHERE NOT (close_date = ANY(:locked))
+        """), params)
+    conn.execute(sa.text(
+        """
+        UPDATE transactions l SET counterparty_account_id = CASE WHEN l.id = x.out_leg_id THEN i.account_id ELSE o.account_id END
+        FROM transfers x JOIN transactions o ON o.id = x.out_leg_id JOIN transactions i ON i.id = x.in_leg_id
+        WHERE x.entity_id = :e AND x.status = 'matched' AND l.id IN (x.out_leg_id, x.in_leg_id)
+          AND l.close_date BETWEEN :s AND :t AND NOT (l.close_date = ANY(:locked))
+        """), params)
+    counts = dict(conn.execute(sa.text(
+        "SELECT status = 'matched', count(*) FROM transfers WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1"),
+        params).all())
+    conn.execute(sa.text("DROP TABLE tmp_transfer_hashes"))
+    return counts.get(True, 0), counts.get(False, 0)
+
+
+def _build_observations(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> int:
+    tz = entity.tz
+    params = dict(e=entity.id, wf=cutoff_of(start - timedelta(days=1), tz), wt=cutoff_of(end, tz),
+                  tz=entity.timezone, locked=sorted(locked), source=SOURCE)
+    keys = conn.execute(sa.text(
+        """
+        SELECT DISTINCT s.account, s.account_type, s.sub_account, kv.key AS asset
+        FROM raw_balance_snapshots s CROSS JOIN LATERAL jsonb_object_keys(s.balances) AS kv(key)
+        WHERE s.entity_id = :e AND s.snapshot_time > :wf AND s.snapshot_time <= :wt
+        """), params).all()
+    ensure_accounts(conn, entity.id, {(k.account, k.account_type, k.sub_account) for k in keys})
+    ensure_assets(conn, {k.asset for k in keys})
+    day_of = "((%s - interval '1 microsecond') AT TIME ZONE :tz)::date"
+    conn.execute(sa.text(
+        f"DELETE FROM balance_observations WHERE entity_id = :e AND observed_at > :wf AND observed_at <= :wt"
+        f" AND NOT ({day_of % 'observed_at'} = ANY(:locked))"), params)
+    return conn.execute(sa.text(
+        f"""
+        INSERT INTO balance_observations (entity_id, account_id, asset_id, observed_at, quantity, raw_snapshot_id)
+        SELECT DISTINCT ON (a.id, al.asset_id, s.snapshot_time)
+               :e, a.id, al.asset_id, s.snapshot_time, kv.value::numeric, s.id
+        FROM raw_balance_snapshots s
+        CROSS JOIN LATERAL jsonb_each_text(s.balances) AS kv(key, value)
+        JOIN accounts a ON a.entity_id = s.entity_id AND a.name = s.account AND a.account_type = s.account_type
+                       AND a.sub_account = s.sub_account
+        JOIN asset_aliases al ON al.source = :source AND al.alias = upper(kv.key)
+        WHERE s.entity_id = :e AND s.snapshot_time > :wf AND s.snapshot_time <= :wt
+          AND NOT ({day_of % 's.snapshot_time'} = ANY(:locked))
+        ORDER BY a.id, al.asset_id, s.snapshot_time, s.id DESC
+        """), params).rowcount
+
+
+def _build_prices(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> None:
+    """Trade prices from the ledger itself (until the price service arrives)."""
+    conn.execute(sa.text(
+        """
+        DELETE FROM prices WHERE entity_id = :e AND source = 'ledger'
+          AND leg_id IN (SELECT id FROM transactions WHERE entity_id = :e AND close_date BETWEEN :s AND :t)
+        """), dict(e=entity.id, s=start, t=end))
+    conn.execute(sa.text(
+        """
+        INSERT INTO prices (entity_id, asset_id, ts, price_usd, source, resolution, leg_id)
+        SELECT l.entity_id, l.asset_id, l.ts, l.unit_price_usd, 'ledger', 'trade', l.id
+        FROM transactions l JOIN assets a ON a.id = l.asset_id
+        WHERE l.entity_id = :e AND l.close_date BETWEEN :s AND :t AND NOT (l.close_date = ANY(:locked))
+          AND l.unit_price_usd IS NOT NULL AND l.unit_price_usd > 0 AND NOT a.is_fiat
+        """), dict(e=entity.id, s=start, t=end, locked=sorted(locked)))
+
+
+POSITIONS_SQL = """
+WITH days AS (
+    SELECT d::date AS day, ((d::date + 1)::timestamp AT TIME ZONE :tz) AS cutoff
+    FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') AS d
+    WHERE NOT (d::date = ANY(:locked))
+),
+pairs AS (
+    SELECT account_id, asset_id, min(first_day) AS first_day FROM (
+        SELECT account_id, asset_id, min(close_date) AS first_day FROM transactions
+        WHERE entity_id = :e AND close_date <= :t GROUP BY 1, 2
+        UNION ALL
+        SELECT account_id, asset_id, min(((observed_at - interval '1 microsecond') AT TIME ZONE :tz)::date)
+        FROM balance_observations WHERE entity_id = :e AND observed_at <= (SELECT max(cutoff) FROM days) GROUP BY 1, 2
+    ) x GROUP BY 1, 2
+),
+daily AS (
+    SELECT account_id, asset_id, close_date, sum(quantity) AS q FROM transactions
+    WHERE entity_id = :e AND close_date <= :t GROUP BY 1, 2, 3
+),
+opening AS (
+    SELECT account_id, asset_id, sum(q) AS q FROM daily WHERE close_date < :s GROUP BY 1, 2
+),
+grid AS (
+    SELECT p.account_id, p.asset_id, d.day, d.cutoff FROM pairs p JOIN days d ON d.day >= p.first_day
+),
+computed AS (
+    SELECT g.account_id, g.asset_id, g.day, g.cutoff,
+           coalesce(o.q, 0) + sum(coalesce(dl.q, 0)) OVER (PARTITION BY g.account_id, g.asset_id ORDER BY g.day) AS qty
+    FROM grid g
+    LEFT JOIN opening o ON o.account_id = g.account_id AND o.asset_id = g.asset_id
+    LEFT JOIN daily dl ON dl.account_id = g.account_id AND dl.asset_id = g.asset_id AND dl.close_date = g.day
+)
+INSERT INTO positions (entity_id, account_id, asset_id, date, computed_quantity, reported_quantity, reported_at,
+                       close_price_usd, price_at, run_id)
+SELECT :e, c.account_id, c.asset_id, c.day, c.qty, rep.quantity, rep.observed_at,
+       CASE WHEN a.symbol = 'USD' THEN 1 ELSE pr.price_usd END,
+       CASE WHEN a.symbol = 'USD' THEN NULL ELSE pr.ts END,
+       :run_id
+FROM computed c
+JOIN assets a ON a.id = c.asset_id
+LEFT JOIN LATERAL (
+    SELECT b.quantity, b.observed_at FROM balance_observations b
+    WHERE b.account_id = c.account_id AND b.asset_id = c.asset_id AND b.observed_at <= c.cutoff
+    ORDER BY b.observed_at DESC LIMIT 1
+) rep ON true
+LEFT JOIN LATERAL (
+    SELECT p.price_usd, p.ts FROM prices p
+    WHERE p.entity_id = :e AND p.asset_id = c.asset_id AND p.ts <= c.cutoff
+    ORDER BY p.ts DESC, p.id DESC LIMIT 1
+) pr ON true
+"""
+
+
+def _build_positions(conn: Connection, entity: Entity, start: date, end: date, locked: set[date], run_id: str | None) -> int:
+    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked), tz=entity.timezone, run_id=run_id)
+    conn.execute(sa.text(
+        "DELETE FROM positions WHERE entity_id = :e AND date BETWEEN :s AND :t AND NOT (date = ANY(:locked))"), params)
+    return conn.execute(sa.text(POSITIONS_SQL), params).rowcount
+
+
+def build_canonical(conn: Connection, entity: Entity, start: date, end: date, *, run_id: str | None = None) -> CanonicalStats:
+    """Rebuild the canonical layer of ``entity`` for close days [start, end] (locked days untouched)."""
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    locked = locked_dates(conn, entity.id)
+    legs, adjustments = _build_legs(conn, entity, start, end, locked)
+    matched, unmatched = _build_transfers(conn, entity, start, end, locked)
+    observations = _build_observations(conn, entity, start, end, locked)
+    _build_prices(conn, entity, start, end, locked)
+    positions = _build_positions(conn, entity, start, end, locked, run_id)
+    params = dict(e=entity.id, s=start, t=end)
+    legs_per_day = dict(conn.execute(sa.text(
+        "SELECT close_date, count(*) FROM transactions WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1"), params).all())
+    positions_per_day = dict(conn.execute(sa.text(
+        "SELECT date, count(*) FROM positions WHERE entity_id = :e AND date BETWEEN :s AND :t GROUP BY 1"), params).all())
+    unknown = list(conn.execute(sa.text(
+        """SELECT DISTINCT a.symbol FROM assets a JOIN transactions l ON l.asset_id = a.id
+           WHERE l.entity_id = :e AND l.close_date BETWEEN :s AND :t AND a.unverified ORDER BY 1"""), params).scalars())
+    return CanonicalStats(legs, adjustments, matched, unmatched, observations, positions, unknown, legs_per_day, positions_per_day)
+
+

@@ -1,0 +1,1 @@
+"""Warehouse: settings, connection (embedded or external PostgreSQL), schema, migrations, numbers."""

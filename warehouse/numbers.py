@@ -1,0 +1,80 @@
+"""One module owns numbers: exact decimals for every quantity and amount.
+
+Nobody builds a ``Decimal`` from a float. ``D()`` accepts strings, ints and Decimals only;
+``exact_context()`` turns the float trap on for code that does money arithmetic.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+# 60 significant digits: enough for 38 integer digits and 18+ fractional digits with room.
+_EXACT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, traps=[
+    decimal.FloatOperation, decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow,
+])
+
+# Any Decimal arithmetic in this process (reports, tests, the API) gets the same headroom: the
+# default 28 significant digits would round a sum of 20-digit amounts with 18 fractional digits.
+decimal.DefaultContext.prec = _EXACT.prec
+decimal.getcontext().prec = _EXACT.prec
+
+# Money and quantities derived by division (partial lots, average cost) keep 18 fractional digits.
+SCALE = Decimal("1e-18")
+
+
+class NotADecimal(ValueError):
+    """A value that is not an exact decimal number."""
+
+
+def D(value: str | int | Decimal) -> Decimal:
+    """Parse an exact decimal. Floats are refused; so are NaN and infinities."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise NotADecimal(f"refusing binary float {value!r}: pass a string")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if not text:
+            raise NotADecimal("empty number")
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            raise NotADecimal(f"not a decimal number: {value!r}") from None
+    else:
+        raise NotADecimal(f"not a decimal number: {value!r}")
+    if not result.is_finite():
+        raise NotADecimal(f"not a finite number: {value!r}")
+    return result
+
+
+def quantize(value: Decimal) -> Decimal:
+    """Round a derived amount to 18 fractional digits (half-even)."""
+    with exact_context():
+        return value.quantize(SCALE)
+
+
+def to_text(value: Decimal | None) -> str | None:
+    """Plain decimal text without exponent and without trailing zeros ("1.5", "0", "-2")."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text
+
+
+@contextmanager
+def exact_context() -> Iterator[decimal.Context]:
+    """Decimal context with the float trap on: mixing a float into money raises."""
+    with decimal.localcontext(_EXACT) as ctx:
+        yield ctx

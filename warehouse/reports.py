@@ -1,0 +1,511 @@
+"""Read-side reports over the warehouse, shared by the CLI and the read API.
+
+Plain typed functions: the database arrives as a SQLAlchemy ``Connection``; nothing here imports
+FastAPI or Dagster, so the CLI and the API print the same figures from the same queries.
+
+Every function is scoped to one entity (``entity_id``): a row of another entity is never returned.
+Money and quantities come back as exact decimal text (``warehouse.numbers.to_text``), never floats;
+dates as ``YYYY-MM-DD``; timestamps as ISO 8601 in UTC (``2024-01-31T23:59:59Z``).
+
+Bad arguments raise ``ReportParameterError`` (a ``ValueError``) naming the offending field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from warehouse.entities import EntityNotFound
+from warehouse.numbers import to_text
+from warehouse.schema import (
+    accounts,
+    assets,
+    breaks,
+    closes,
+    entities,
+    pnl_disposals,
+    positions,
+    raw_records,
+    transactions,
+)
+
+PNL_METHODS: tuple[str, ...] = ("fifo",)
+"""Cost-basis methods with stored disposals. LIFO, HIFO and WAC come later."""
+
+PNL_POOLS: tuple[str, ...] = ("universal", "account")
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class ReportParameterError(ValueError):
+    """A report argument that cannot be used; ``field`` names it (as the API's query parameter)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` suffix; naive values are taken as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def iso_date(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _money(value: Decimal | None) -> str | None:
+    return to_text(value)
+
+
+def _check_range(date_from: date, date_to: date) -> None:
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from.isoformat()}) is after to ({date_to.isoformat()})")
+
+
+def _entity_name(conn: Connection, entity_id: int) -> str:
+    name = conn.execute(sa.select(entities.c.name).where(entities.c.id == entity_id)).scalar()
+    if name is None:
+        raise EntityNotFound(entity_id)
+    return name
+
+
+# ---------------------------------------------------------------- realized PnL
+
+
+def realized_pnl_summary(
+    conn: Connection,
+    entity_id: int,
+    date_from: date,
+    date_to: date,
+    method: str = "fifo",
+    pool: str = "universal",
+) -> dict[str, Any]:
+    """Realized PnL over ``[date_from, date_to]`` (inclusive) for one cost-basis method and pool.
+
+    Totals are summed by PostgreSQL over ``NUMERIC`` (exact) across every disposal of the period,
+    sales and fee disposals alike. ``disposals`` counts all of them, ``fee_disposals`` the fee ones,
+    ``shortfall_quantity_disposals`` those that disposed more than the pool held (zero basis, flagged).
+    """
+    method = (method or "").strip().lower()
+    pool = (pool or "").strip().lower()
+    if method not in PNL_METHODS:
+        raise ReportParameterError("method", f"unknown cost-basis method {method!r}; allowed: {', '.join(PNL_METHODS)}")
+    if pool not in PNL_POOLS:
+        raise ReportParameterError("pool", f"unknown pool {pool!r}; allowed: {', '.join(PNL_POOLS)}")
+    _check_range(date_from, date_to)
+    name = _entity_name(conn, entity_id)
+
+    d = pnl_disposals.c
+    zero = sa.literal(0, sa.Numeric)
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(d.proceeds), zero).label("proceeds"),
+            sa.func.coalesce(sa.func.sum(d.cost_basis), zero).label("cost_basis"),
+            sa.func.coalesce(sa.func.sum(d.realized_gain), zero).label("realized_gain"),
+            sa.func.coalesce(sa.func.sum(d.short_term_gain), zero).label("short_term_gain"),
+            sa.func.coalesce(sa.func.sum(d.long_term_gain), zero).label("long_term_gain"),
+            sa.func.count().label("disposals"),
+            sa.func.count().filter(d.kind == "fee").label("fee_disposals"),
+            sa.func.count().filter(d.shortfall_quantity > 0).label("shortfall_quantity_disposals"),
+        ).where(
+            d.entity_id == entity_id,
+            d.method == method,
+            d.pool == pool,
+            d.date >= date_from,
+            d.date <= date_to,
+        )
+    ).one()
+    return {
+        "entity": name,
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "method": method,
+        "pool": pool,
+        "proceeds": _money(row.proceeds),
+        "cost_basis": _money(row.cost_basis),
+        "realized_gain": _money(row.realized_gain),
+        "short_term_gain": _money(row.short_term_gain),
+        "long_term_gain": _money(row.long_term_gain),
+        "disposals": int(row.disposals),
+        "fee_disposals": int(row.fee_disposals),
+        "shortfall_quantity_disposals": int(row.shortfall_quantity_disposals),
+    }
+
+
+# ---------------------------------------------------------------- reconciliation breaks
+
+
+def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date) -> list[dict[str, Any]]:
+    """Completeness breaks with ``date`` in ``[date_from, date_to]``, by date, account, asset."""
+    _check_range(date_from, date_to)
+    b = breaks.c
+    rows = conn.execute(
+        sa.select(
+            b.id, b.date, accounts.c.name.label("account"), accounts.c.account_type, accounts.c.sub_account,
+            assets.c.symbol.label("asset"), b.expected, b.reported, b.difference, b.previous_reported,
+            b.previous_reported_at, b.legs_sum, b.tolerance, b.reported_at, b.status, b.leg_ids,
+            b.account_id, b.asset_id,
+        )
+        .select_from(breaks.join(accounts, accounts.c.id == b.account_id).join(assets, assets.c.id == b.asset_id))
+        .where(b.entity_id == entity_id, b.date >= date_from, b.date <= date_to)
+        .order_by(b.date, accounts.c.name, accounts.c.account_type, accounts.c.sub_account, assets.c.symbol, b.id)
+    )
+    return [
+        {
+            "id": r.id,
+            "date": iso_date(r.date),
+            "account": r.account,
+            "account_id": r.account_id,
+            "account_type": r.account_type,
+            "sub_account": r.sub_account,
+            "asset": r.asset,
+            "asset_id": r.asset_id,
+            "expected": _money(r.expected),
+            "reported": _money(r.reported),
+            "difference": _money(r.difference),
+            "previous_reported": _money(r.previous_reported),
+            "previous_reported_at": iso_utc(r.previous_reported_at),
+            "legs_sum": _money(r.legs_sum),
+            "tolerance": _money(r.tolerance),
+            "reported_at": iso_utc(r.reported_at),
+            "status": r.status,
+            "leg_ids": [int(x) for x in (r.leg_ids or [])],
+        }
+        for r in rows
+    ]
+
+
+# ---------------------------------------------------------------- positions
+
+
+def latest_position_date(conn: Connection, entity_id: int, on_or_before: date | None = None) -> date | None:
+    """The most recent date with positions (on or before ``on_or_before`` when given)."""
+    query = sa.select(sa.func.max(positions.c.date)).where(positions.c.entity_id == entity_id)
+    if on_or_before is not None:
+        query = query.where(positions.c.date <= on_or_before)
+    return conn.execute(query).scalar()
+
+
+def list_positions(conn: Connection, entity_id: int, as_of: date) -> list[dict[str, Any]]:
+    """Positions of ``as_of``: computed (from legs) and reported (from snapshots) per account and asset.
+
+    ``difference`` = reported − computed (null without a report); ``value_usd`` = computed × close
+    price (null without a price). Both are computed by PostgreSQL in exact ``NUMERIC``.
+    """
+    p = positions.c
+    rows = conn.execute(
+        sa.select(
+            p.date, p.account_id, accounts.c.name.label("account"), accounts.c.account_type, accounts.c.sub_account,
+            p.asset_id, assets.c.symbol.label("asset"), p.computed_quantity, p.reported_quantity, p.reported_at,
+            (p.reported_quantity - p.computed_quantity).label("difference"),
+            p.close_price_usd, p.price_at,
+            (p.computed_quantity * p.close_price_usd).label("value_usd"),
+        )
+        .select_from(positions.join(accounts, accounts.c.id == p.account_id).join(assets, assets.c.id == p.asset_id))
+        .where(p.entity_id == entity_id, p.date == as_of)
+        .order_by(accounts.c.name, accounts.c.account_type, accounts.c.sub_account, assets.c.symbol)
+    )
+    return [
+        {
+            "date": iso_date(r.date),
+            "account": r.account,
+            "account_id": r.account_id,
+            "account_type": r.account_type,
+            "sub_account": r.sub_account,
+            "asset": r.asset,
+            "asset_id": r.asset_id,
+            "computed": _money(r.computed_quantity),
+            "reported": _money(r.reported_quantity),
+            "reported_at": iso_utc(r.reported_at),
+            "difference": _money(r.difference),
+            "close_price_usd": _money(r.close_price_usd),
+            "price_at": iso_utc(r.price_at),
+            "value_usd": _money(r.value_usd),
+        }
+        for r in rows
+    ]
+
+
+# ---------------------------------------------------------------- transactions (legs)
+
+
+@dataclass(frozen=True)
+class TransactionPage:
+    """One page of legs in (ts, id) order; ``next_cursor`` is None on the last page."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    limit: int
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_cursor(ts: datetime, leg_id: int) -> str:
+    """An opaque, url-safe cursor pointing just after the leg (ts, id)."""
+    raw = json.dumps({"ts": iso_utc(ts), "id": int(leg_id)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    bad = ReportParameterError("cursor", "invalid cursor: pass back meta.next_cursor exactly as returned")
+    text = (cursor or "").strip()
+    if not text or len(text) > 512:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = json.loads(raw)
+        ts = datetime.fromisoformat(data["ts"].replace("Z", "+00:00"))
+        leg_id = data["id"]
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        raise bad from None
+    if ts.tzinfo is None or not isinstance(leg_id, int) or isinstance(leg_id, bool):
+        raise bad
+    return ts, leg_id
+
+
+def _resolve_account_ids(conn: Connection, entity_id: int, ref: str) -> list[int]:
+    """Accounts of the entity called ``ref`` (every type/sub-account of that name), else the one numbered ``ref``."""
+    text = ref.strip()
+    ids = list(conn.execute(
+        sa.select(accounts.c.id).where(accounts.c.entity_id == entity_id, accounts.c.name == text)
+    ).scalars())
+    if not ids and text.isdigit():
+        ids = list(conn.execute(
+            sa.select(accounts.c.id).where(accounts.c.entity_id == entity_id, accounts.c.id == int(text))
+        ).scalars())
+    if not ids:
+        raise ReportParameterError("account", f"no account named or numbered {text!r} for this entity")
+    return ids
+
+
+def _resolve_asset_id(conn: Connection, symbol: str) -> int:
+    text = symbol.strip()
+    found = conn.execute(sa.select(assets.c.id).where(assets.c.symbol == text)).scalar()
+    if found is None:
+        matches = list(conn.execute(
+            sa.select(assets.c.id).where(sa.func.upper(assets.c.symbol) == text.upper())
+        ).scalars())
+        if len(matches) == 1:
+            found = matches[0]
+    if found is None:
+        raise ReportParameterError("asset", f"unknown asset {text!r}")
+    return found
+
+
+def _leg_query() -> sa.Select:
+    t = transactions.c
+    counterparty = accounts.alias("counterparty")
+    return (
+        sa.select(
+            t.id, t.ts, t.close_date, t.account_id, accounts.c.name.label("account"), accounts.c.account_type,
+            accounts.c.sub_account, t.asset_id, assets.c.symbol.label("asset"), t.quantity, t.kind, t.group_id,
+            t.leg_index, t.unit_price_usd, t.usd_value, t.tx_hash, t.counterparty_account_id,
+            counterparty.c.name.label("counterparty_account"), t.raw_record_id, t.is_adjustment,
+        )
+        .select_from(
+            transactions.join(accounts, accounts.c.id == t.account_id)
+            .join(assets, assets.c.id == t.asset_id)
+            .outerjoin(counterparty, counterparty.c.id == t.counterparty_account_id)
+        )
+    )
+
+
+def _leg_dict(r: sa.Row) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "ts": iso_utc(r.ts),
+        "date": iso_date(r.close_date),
+        "account": r.account,
+        "account_id": r.account_id,
+        "account_type": r.account_type,
+        "sub_account": r.sub_account,
+        "asset": r.asset,
+        "asset_id": r.asset_id,
+        "quantity": _money(r.quantity),
+        "kind": r.kind,
+        "group_id": r.group_id,
+        "leg_index": r.leg_index,
+        "unit_price_usd": _money(r.unit_price_usd),
+        "usd_value": _money(r.usd_value),
+        "tx_hash": r.tx_hash,
+        "counterparty_account": r.counterparty_account,
+        "counterparty_account_id": r.counterparty_account_id,
+        "raw_record_id": r.raw_record_id,
+        "is_adjustment": bool(r.is_adjustment),
+    }
+
+
+def list_transactions(
+    conn: Connection,
+    entity_id: int,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    account: str | int | None = None,
+    asset: str | None = None,
+    kind: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> TransactionPage:
+    """Legs of the entity in (ts, id) order, one page at a time (keyset pagination).
+
+    ``date_from``/``date_to`` filter on the leg's close date (inclusive); ``account`` is an account
+    name (all its types and sub-accounts) or id; ``asset`` a symbol; ``kind`` a leg kind. Pass the
+    returned ``next_cursor`` back with the same filters for the next page.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ReportParameterError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    if date_from is not None and date_to is not None:
+        _check_range(date_from, date_to)
+    t = transactions.c
+    query = _leg_query().where(t.entity_id == entity_id)
+    filters: dict[str, Any] = {}
+    if date_from is not None:
+        query = query.where(t.close_date >= date_from)
+        filters["from"] = date_from.isoformat()
+    if date_to is not None:
+        query = query.where(t.close_date <= date_to)
+        filters["to"] = date_to.isoformat()
+    if account is not None and str(account).strip():
+        query = query.where(t.account_id.in_(_resolve_account_ids(conn, entity_id, str(account))))
+        filters["account"] = str(account).strip()
+    if asset is not None and asset.strip():
+        query = query.where(t.asset_id == _resolve_asset_id(conn, asset))
+        filters["asset"] = asset.strip()
+    if kind is not None and kind.strip():
+        query = query.where(t.kind == kind.strip())
+        filters["kind"] = kind.strip()
+    if cursor:
+        after_ts, after_id = decode_cursor(cursor)
+        query = query.where(sa.tuple_(t.ts, t.id) > sa.tuple_(sa.literal(after_ts, transactions.c.ts.type),
+                                                               sa.literal(after_id, sa.BigInteger)))
+    rows = conn.execute(query.order_by(t.ts, t.id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more else None
+    return TransactionPage(items=[_leg_dict(r) for r in rows], next_cursor=next_cursor, limit=limit, filters=filters)
+
+
+def _exact_payload(text: str | None) -> Any:
+    """A JSONB payload parsed without binary floats: fractional numbers keep their exact digits as text."""
+    if text is None:
+        return None
+    return json.loads(text, parse_float=str)
+
+
+def get_transaction(conn: Connection, entity_id: int, tx_id: int) -> dict[str, Any] | None:
+    """One leg of the entity, with the other legs of its group and the raw staging record it came from.
+
+    None when no leg of that id belongs to the entity. In ``raw_record.payload`` (the source's record,
+    unedited) numbers with a fraction or exponent are given as exact text rather than binary floats.
+    """
+    t = transactions.c
+    row = conn.execute(_leg_query().where(t.entity_id == entity_id, t.id == tx_id)).first()
+    if row is None:
+        return None
+    leg = _leg_dict(row)
+    others = conn.execute(
+        _leg_query()
+        .where(t.entity_id == entity_id, t.group_id == row.group_id, t.id != tx_id)
+        .order_by(t.ts, t.leg_index, t.id)
+    )
+    leg["group_legs"] = [_leg_dict(r) for r in others]
+    r = raw_records.c
+    raw = conn.execute(
+        sa.select(
+            r.id, r.source, r.account, r.stream, r.source_raw_id,
+            sa.cast(r.payload, sa.Text).label("payload_text"), r.payload_hash, r.occurred_at,
+            r.file_name, r.line_number, r.file_hash, r.ingestion_run_id, r.ingested_at, r.processing_status,
+        ).where(r.id == row.raw_record_id, r.entity_id == entity_id)
+    ).first()
+    leg["raw_record"] = None if raw is None else {
+        "id": raw.id,
+        "source": raw.source,
+        "account": raw.account,
+        "stream": raw.stream,
+        "source_raw_id": raw.source_raw_id,
+        "payload": _exact_payload(raw.payload_text),
+        "payload_hash": raw.payload_hash,
+        "occurred_at": iso_utc(raw.occurred_at),
+        "file_name": raw.file_name,
+        "line_number": raw.line_number,
+        "file_hash": raw.file_hash,
+        "ingestion_run_id": str(raw.ingestion_run_id) if raw.ingestion_run_id is not None else None,
+        "ingested_at": iso_utc(raw.ingested_at),
+        "processing_status": raw.processing_status,
+    }
+    return leg
+
+
+# ---------------------------------------------------------------- accounts and closes
+
+
+def list_accounts(conn: Connection, entity_id: int) -> list[dict[str, Any]]:
+    a = accounts.c
+    rows = conn.execute(
+        sa.select(accounts).where(a.entity_id == entity_id).order_by(a.name, a.account_type, a.sub_account, a.id)
+    )
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "source": r.source,
+            "account_type": r.account_type,
+            "sub_account": r.sub_account,
+            "chain": r.chain,
+            "address": r.address,
+            "label": r.label,
+            "created_at": iso_utc(r.created_at),
+        }
+        for r in rows
+    ]
+
+
+def list_closes(
+    conn: Connection, entity_id: int, date_from: date | None = None, date_to: date | None = None
+) -> list[dict[str, Any]]:
+    """Daily close records in date order (all of them when no range is given)."""
+    if date_from is not None and date_to is not None:
+        _check_range(date_from, date_to)
+    c = closes.c
+    query = sa.select(closes).where(c.entity_id == entity_id)
+    if date_from is not None:
+        query = query.where(c.date >= date_from)
+    if date_to is not None:
+        query = query.where(c.date <= date_to)
+    return [
+        {
+            "date": iso_date(r.date),
+            "status": r.status,
+            "locked": bool(r.locked),
+            "locked_at": iso_utc(r.locked_at),
+            "legs": r.legs,
+            "positions": r.positions,
+            "breaks": r.breaks,
+            "unmatched_transfers": r.unmatched_transfers,
+            "realized_gain_universal": _money(r.realized_gain_universal),
+            "realized_gain_account": _money(r.realized_gain_account),
+            "unrealized_gain_universal": _money(r.unrealized_gain_universal),
+            "message": r.message,
+            "run_id": r.run_id,
+            "closed_at": iso_utc(r.closed_at),
+        }
+        for r in conn.execute(query.order_by(c.date))
+    ]

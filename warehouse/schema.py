@@ -1,0 +1,368 @@
+"""The warehouse schema (SQLAlchemy Core). Migrations in ``warehouse/migrations`` create it.
+
+Two layers (DESIGN.md):
+- staging (immutable, append-only): ``ingestion_runs``, ``raw_records``, ``raw_balance_snapshots``;
+- canonical (derived from staging, rebuildable): ``accounts``, ``assets``, ``asset_aliases``,
+  ``transactions`` (legs), ``transfers``, ``balance_observations``, ``prices``, ``positions``.
+Then reconciliation (``recon_results``, ``breaks``), cost basis (``pnl_disposals``,
+``pnl_disposal_lots``, ``pnl_daily``), the close (``closes``) and API credentials (``api_keys``).
+
+Quantities and money are ``NUMERIC`` without a fixed scale: exact, never floats.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Exact = sa.Numeric(asdecimal=True)
+TS = sa.DateTime(timezone=True)
+
+
+def _now() -> sa.TextClause:
+    return sa.text("now()")
+
+
+entities = sa.Table(
+    "entities",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+)
+
+# ---------------------------------------------------------------- staging (layer 1)
+
+ingestion_runs = sa.Table(
+    "ingestion_runs",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text),
+    sa.Column("file_hash", sa.Text),
+    sa.Column("started_at", TS, nullable=False, server_default=_now()),
+    sa.Column("finished_at", TS),
+    sa.Column("rows_seen", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_inserted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.Text, nullable=False),
+)
+
+raw_records = sa.Table(
+    "raw_records",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("source_raw_id", sa.Text, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("payload_hash", sa.Text, nullable=False),
+    sa.Column("occurred_at", TS, comment="the record's own event time, parsed at ingestion"),
+    sa.Column("file_name", sa.Text),
+    sa.Column("line_number", sa.Integer),
+    sa.Column("file_hash", sa.Text),
+    sa.Column("ingestion_run_id", UUID(as_uuid=True), sa.ForeignKey("ingestion_runs.id"), nullable=False),
+    sa.Column("ingested_at", TS, nullable=False, server_default=_now()),
+    sa.Column("processing_status", sa.Text, nullable=False, server_default="new"),
+    sa.UniqueConstraint("entity_id", "source", "account", "stream", "source_raw_id", "payload_hash",
+                        name="uq_raw_records_natural_key"),
+)
+sa.Index("ix_raw_records_entity_stream_raw_id", raw_records.c.entity_id, raw_records.c.stream,
+         raw_records.c.source_raw_id)
+
+raw_balance_snapshots = sa.Table(
+    "raw_balance_snapshots",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("account_type", sa.Text, nullable=False),
+    sa.Column("sub_account", sa.Text, nullable=False, server_default="",
+              comment="'' when the source has no sub-accounts"),
+    sa.Column("snapshot_time", TS, nullable=False),
+    sa.Column("balances", JSONB, nullable=False, comment="{asset symbol: exact decimal text}"),
+    sa.Column("payload", JSONB, nullable=False, comment="the source's own record, unedited"),
+    sa.Column("payload_hash", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text),
+    sa.Column("line_number", sa.Integer),
+    sa.Column("file_hash", sa.Text),
+    sa.Column("ingestion_run_id", UUID(as_uuid=True), sa.ForeignKey("ingestion_runs.id"), nullable=False),
+    sa.Column("ingested_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("entity_id", "source", "account", "account_type", "sub_account", "snapshot_time",
+                        "payload_hash", name="uq_raw_balance_snapshots_natural_key"),
+)
+
+# ---------------------------------------------------------------- canonical (layer 2)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("account_type", sa.Text, nullable=False),
+    sa.Column("sub_account", sa.Text, nullable=False, server_default=""),
+    sa.Column("chain", sa.Text),
+    sa.Column("address", sa.Text),
+    sa.Column("label", sa.Text),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("entity_id", "name", "account_type", "sub_account", name="uq_accounts_identity"),
+)
+
+assets = sa.Table(
+    "assets",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("symbol", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text),
+    sa.Column("decimals", sa.Integer, nullable=False),
+    sa.Column("is_fiat", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("unverified", sa.Boolean, nullable=False, server_default=sa.false(),
+              comment="seen in a source but not in the registry: kept and flagged"),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+)
+
+asset_aliases = sa.Table(
+    "asset_aliases",
+    metadata,
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("alias", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("source", "alias"),
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False,
+              comment="raw_record_id * 10 + leg_index: stable across rebuilds"),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("close_date", sa.Date, nullable=False, comment="the entity's close day the leg belongs to"),
+    sa.Column("quantity", Exact, nullable=False, comment="signed: + into the account, - out"),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("group_id", sa.Text, nullable=False, comment="ties the legs of one event"),
+    sa.Column("leg_index", sa.SmallInteger, nullable=False),
+    sa.Column("unit_price_usd", Exact),
+    sa.Column("usd_value", Exact),
+    sa.Column("tx_hash", sa.Text),
+    sa.Column("counterparty_account_id", sa.BigInteger, sa.ForeignKey("accounts.id")),
+    sa.Column("raw_record_id", sa.BigInteger, sa.ForeignKey("raw_records.id"), nullable=False),
+    sa.Column("is_adjustment", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("raw_record_id", "leg_index", name="uq_transactions_raw_leg"),
+)
+sa.Index("ix_transactions_entity_date", transactions.c.entity_id, transactions.c.close_date)
+sa.Index("ix_transactions_account_asset_ts", transactions.c.account_id, transactions.c.asset_id, transactions.c.ts)
+
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False, comment="= the outgoing (or lone) leg id"),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("out_leg_id", sa.BigInteger, sa.ForeignKey("transactions.id", ondelete="CASCADE")),
+    sa.Column("in_leg_id", sa.BigInteger, sa.ForeignKey("transactions.id", ondelete="CASCADE")),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("tx_hash", sa.Text),
+    sa.Column("status", sa.Text, nullable=False, comment="matched | unmatched_out | unmatched_in"),
+    sa.Column("close_date", sa.Date, nullable=False),
+)
+sa.Index("ix_transfers_entity_date", transfers.c.entity_id, transfers.c.close_date)
+
+balance_observations = sa.Table(
+    "balance_observations",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("observed_at", TS, nullable=False),
+    sa.Column("quantity", Exact, nullable=False),
+    sa.Column("raw_snapshot_id", sa.BigInteger, sa.ForeignKey("raw_balance_snapshots.id"), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "asset_id", "observed_at"),
+)
+
+prices = sa.Table(
+    "prices",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("price_usd", Exact, nullable=False),
+    sa.Column("source", sa.Text, nullable=False, comment="ledger = a trade price in the entity's own ledger"),
+    sa.Column("resolution", sa.Text, nullable=False, comment="trade | minute | hour | day"),
+    sa.Column("leg_id", sa.BigInteger, sa.ForeignKey("transactions.id", ondelete="CASCADE")),
+    sa.Column("fetched_at", TS, nullable=False, server_default=_now()),
+)
+sa.Index("ix_prices_entity_asset_ts", prices.c.entity_id, prices.c.asset_id, prices.c.ts)
+
+positions = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("computed_quantity", Exact, nullable=False, comment="sum of legs up to the day's cutoff"),
+    sa.Column("reported_quantity", Exact, comment="latest snapshot at or before the cutoff"),
+    sa.Column("reported_at", TS),
+    sa.Column("close_price_usd", Exact),
+    sa.Column("price_at", TS),
+    sa.Column("run_id", sa.Text),
+    sa.PrimaryKeyConstraint("account_id", "asset_id", "date"),
+)
+sa.Index("ix_positions_entity_date", positions.c.entity_id, positions.c.date)
+
+# ---------------------------------------------------------------- reconciliation
+
+recon_results = sa.Table(
+    "recon_results",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("suite", sa.Text, nullable=False),
+    sa.Column("expectation", sa.Text, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("checked_count", sa.Integer, nullable=False),
+    sa.Column("failed_count", sa.Integer, nullable=False),
+    sa.Column("observed", JSONB),
+    sa.Column("run_id", sa.Text),
+    sa.Column("checked_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("entity_id", "date", "suite", "expectation", name="uq_recon_results_day"),
+)
+
+breaks = sa.Table(
+    "breaks",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("previous_reported", Exact, nullable=False),
+    sa.Column("previous_reported_at", TS),
+    sa.Column("legs_sum", Exact, nullable=False),
+    sa.Column("expected", Exact, nullable=False),
+    sa.Column("reported", Exact, nullable=False),
+    sa.Column("reported_at", TS, nullable=False),
+    sa.Column("difference", Exact, nullable=False, comment="reported - expected"),
+    sa.Column("tolerance", Exact, nullable=False),
+    sa.Column("leg_ids", JSONB, nullable=False, comment="the legs of the window"),
+    sa.Column("status", sa.Text, nullable=False, server_default="open"),
+    sa.Column("run_id", sa.Text),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("entity_id", "date", "account_id", "asset_id", name="uq_breaks_day"),
+)
+
+# ---------------------------------------------------------------- cost basis and PnL
+
+pnl_disposals = sa.Table(
+    "pnl_disposals",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("leg_id", sa.BigInteger, nullable=False, comment="the disposing leg (transactions.id)"),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, comment="sale | fee"),
+    sa.Column("quantity", Exact, nullable=False),
+    sa.Column("proceeds", Exact, nullable=False),
+    sa.Column("cost_basis", Exact, nullable=False),
+    sa.Column("realized_gain", Exact, nullable=False),
+    sa.Column("short_term_gain", Exact, nullable=False),
+    sa.Column("long_term_gain", Exact, nullable=False),
+    sa.Column("shortfall_quantity", Exact, nullable=False, comment="disposed beyond the pool's lots: zero basis, flagged"),
+    sa.Column("run_id", sa.Text),
+)
+sa.Index("ix_pnl_disposals_book_date", pnl_disposals.c.entity_id, pnl_disposals.c.method, pnl_disposals.c.pool,
+         pnl_disposals.c.date)
+
+pnl_disposal_lots = sa.Table(
+    "pnl_disposal_lots",
+    metadata,
+    sa.Column("disposal_id", sa.BigInteger, sa.ForeignKey("pnl_disposals.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("lot_leg_id", sa.BigInteger, nullable=False, comment="the acquisition leg (transactions.id) of the lot"),
+    sa.Column("acquired_at", TS, nullable=False),
+    sa.Column("quantity", Exact, nullable=False),
+    sa.Column("cost_basis", Exact, nullable=False),
+    sa.Column("term", sa.Text, nullable=False, comment="short | long (held more than 365 days)"),
+)
+sa.Index("ix_pnl_disposal_lots_disposal", pnl_disposal_lots.c.disposal_id)
+
+pnl_daily = sa.Table(
+    "pnl_daily",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("pool_account_id", sa.BigInteger, nullable=False, comment="0 for the universal pool"),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("quantity", Exact, nullable=False, comment="open lots at the close"),
+    sa.Column("cost_basis", Exact, nullable=False),
+    sa.Column("close_price_usd", Exact),
+    sa.Column("market_value", Exact),
+    sa.Column("unrealized_gain", Exact),
+    sa.Column("realized_gain", Exact, nullable=False, comment="realized during the day"),
+    sa.Column("run_id", sa.Text),
+    sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date", "pool_account_id", "asset_id"),
+)
+
+# ---------------------------------------------------------------- close
+
+closes = sa.Table(
+    "closes",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, comment="closed | breaks | failed"),
+    sa.Column("legs", sa.Integer, nullable=False),
+    sa.Column("positions", sa.Integer, nullable=False),
+    sa.Column("breaks", sa.Integer, nullable=False),
+    sa.Column("unmatched_transfers", sa.Integer, nullable=False),
+    sa.Column("realized_gain_universal", Exact, nullable=False, comment="FIFO, universal pool, USD"),
+    sa.Column("realized_gain_account", Exact, nullable=False, comment="FIFO, per-account pools, USD"),
+    sa.Column("unrealized_gain_universal", Exact),
+    sa.Column("message", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("closed_at", TS, nullable=False, server_default=_now()),
+    sa.Column("locked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("locked_at", TS),
+    sa.PrimaryKeyConstraint("entity_id", "date"),
+)
+
+# ---------------------------------------------------------------- API credentials
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False, unique=True, comment="shown to identify a key; not secret"),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True, comment="sha256 of the whole key"),
+    sa.Column("label", sa.Text),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("revoked_at", TS),
+)

@@ -1,0 +1,32 @@
+"""Settings, validated at start-up (environment variables prefixed ``COINFRS_`` or ``DATABASE_URL``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COINFRS_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "COINFRS_DATABASE_URL"),
+        description="PostgreSQL URL. Unset: Coinfrs starts its embedded PostgreSQL in data_dir.",
+    )
+    data_dir: Path = Field(default=PROJECT_ROOT / ".coinfrs", description="Embedded database and local state.")
+    inbox_dir: Path = Field(default=PROJECT_ROOT / "inbox", description="CSV files dropped here are imported by the sensor.")
+    partitions_start: str = Field(default="2020-01-01", description="First day of the daily partitions.")
+    close_schedule_time: str = Field(default="01:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                                     description="When the daily close of the previous day runs, HH:MM UTC.")
+    api_rate_limit_per_minute: int = 600
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
