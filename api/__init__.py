@@ -1,0 +1,1 @@
+"""Coinfrs read API (FastAPI): ``api.main:app``; routers in ``api.routes``; figures from ``warehouse.reports``."""

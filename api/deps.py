@@ -1,0 +1,111 @@
+"""Shared dependencies as ``Annotated`` aliases: the request's DB connection, the API key, the entity.
+
+Order matters and is deliberate: a missing or malformed key is refused (401) before a database
+connection is taken; the connection is read-only with a 15 s statement timeout; the entity is
+resolved only among the key's own entities, and any other entity is "not found" (404), exactly
+like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy.engine import Connection, Engine
+
+from api.errors import AuthenticationFailed, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
+from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key
+from warehouse.db import get_engine
+from warehouse.entities import Entity, find_entity
+
+STATEMENT_TIMEOUT = "15s"
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key `cf_<prefix>_<secret>` bound to one entity (ask an operator for one).",
+)
+
+
+def get_app_engine(request: Request) -> Engine:
+    engine = getattr(request.app.state, "engine", None)
+    return engine if engine is not None else get_engine()
+
+
+def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
+    """The X-API-Key header, if it has the shape of a key; else 401 before touching the database."""
+    key = (key or "").strip()
+    if parse_key(key) is None:
+        raise AuthenticationFailed()
+    return key
+
+
+def get_connection(request: Request) -> Iterator[Connection]:
+    """One read-only transaction per request, with a statement timeout; always rolled back."""
+    try:
+        conn = get_app_engine(request).connect()
+    except sa.exc.OperationalError:
+        raise ServiceUnavailable("the database is unavailable; retry later") from None
+    with conn:
+        trans = conn.begin()
+        try:
+            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+            conn.execute(sa.text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
+            yield conn
+        finally:
+            if trans.is_active:
+                trans.rollback()
+
+
+def get_current_key(
+    request: Request,
+    key: Annotated[str, Depends(presented_key)],
+    conn: Annotated[Connection, Depends(get_connection)],
+) -> ApiKeyInfo:
+    info = verify_api_key(conn, key)
+    if info is None:
+        raise AuthenticationFailed()
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        wait = limiter.hit(info.prefix)
+        if wait is not None:
+            raise RateLimited(wait)
+    request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
+    return info
+
+
+ConnDep = Annotated[Connection, Depends(get_connection)]
+CurrentKey = Annotated[ApiKeyInfo, Depends(get_current_key)]
+
+
+def _not_found_entity() -> NotFound:
+    return NotFound("entity not found", [{"field": "entity", "location": "query",
+                                          "message": "no such entity for this API key"}])
+
+
+def get_entity(
+    key: CurrentKey,
+    conn: ConnDep,
+    entity: Annotated[str | None, Query(
+        max_length=200,
+        description="The entity's name or numeric id. May be omitted when the API key is bound to one entity.",
+        examples=["acme-fund"],
+    )] = None,
+) -> Entity:
+    if entity is None or not entity.strip():
+        if len(key.entity_ids) != 1:
+            raise ValidationFailed.for_field("entity", "entity is required: this key sees several entities")
+        ref: str | int = key.entity_ids[0]
+    else:
+        ref = entity.strip()
+    found = find_entity(conn, ref)
+    if found is None or found.id not in key.entity_ids:
+        raise _not_found_entity()
+    return found
+
+
+CurrentEntity = Annotated[Entity, Depends(get_entity)]

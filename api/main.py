@@ -1,0 +1,90 @@
+"""The read API application: ``create_app()`` and the module-level ``app`` (``uvicorn api.main:app``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.engine import Engine
+
+from api.envelope import RequestContextMiddleware
+from api.errors import install_exception_handlers
+from api.routes import accounts, closes, entities, health, pnl, positions, reconciliation, transactions
+from api.security import RateLimiter
+from warehouse.settings import get_settings
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+Read API over the Coinfrs warehouse: positions at any close date, every ledger leg with its source
+record, reconciliation breaks, realized PnL and daily closes.
+
+* **Auth**: every `/api/v1` route needs the header `X-API-Key: cf_<prefix>_<secret>`; a key sees only its
+  own entity. Any other entity is `404 NOT_FOUND`, exactly like one that does not exist.
+* **Envelope**: `{"success": true, "data": ..., "meta": {"timestamp", "request_id", ...}}`, or
+  `{"success": false, "error": {"code", "message", "details"}, "meta": {...}}`. `X-Request-ID` echoes
+  `meta.request_id`.
+* **Numbers**: money and quantities are exact decimal strings; timestamps ISO 8601 UTC.
+* **Pagination**: lists carry `meta.next_cursor` and `meta.limit`; pass the cursor back until it is null.
+* Read-only: GET only.
+"""
+
+TAGS = [
+    {"name": "health", "description": "Liveness (no key needed)"},
+    {"name": "entities", "description": "The companies or funds a key may read"},
+    {"name": "accounts", "description": "Exchange accounts, sub-accounts and wallets"},
+    {"name": "positions", "description": "Computed vs reported balances per close date"},
+    {"name": "transactions", "description": "Ledger legs and their raw source records"},
+    {"name": "reconciliation", "description": "Completeness breaks"},
+    {"name": "pnl", "description": "Realized PnL by cost-basis method and pool"},
+    {"name": "closes", "description": "Daily close records and locks"},
+]
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents a 422 on every route with parameters; ours answer 400 VALIDATION_ERROR instead."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                         tags=app.openapi_tags)
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None) -> FastAPI:
+    """The API. ``engine``: a warehouse engine (default: ``warehouse.db.get_engine()`` at request time).
+    ``rate_limit_per_minute``: requests per key per minute (default: settings; 0 disables)."""
+    app = FastAPI(
+        title="Coinfrs read API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    app.state.engine = engine
+    per_minute = get_settings().api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute
+    app.state.rate_limiter = RateLimiter(per_minute)
+
+    install_exception_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+
+    app.include_router(health.router)
+    v1 = APIRouter(prefix=API_PREFIX)
+    for module in (entities, accounts, positions, transactions, reconciliation, pnl, closes):
+        v1.include_router(module.router)
+    app.include_router(v1)
+
+    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

@@ -1,0 +1,23 @@
+"""One router per resource. Routers only read: figures come from ``warehouse.reports``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.schemas import ErrorEnvelope
+
+_ERROR_TEXT = {
+    400: "VALIDATION_ERROR: a parameter is invalid; `error.details[].field` names it",
+    401: "AUTHENTICATION_ERROR: missing, malformed, unknown or revoked X-API-Key",
+    404: "NOT_FOUND: no such resource for this API key",
+    429: "RATE_LIMIT_ERROR: too many requests for this key (see Retry-After)",
+    500: "INTERNAL_ERROR",
+    503: "INTERNAL_ERROR: the database is unavailable or the query took too long",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorEnvelope, "description": _ERROR_TEXT[s]} for s in statuses}
+
+
+COMMON_ERRORS = error_responses(400, 401, 404, 429, 500, 503)

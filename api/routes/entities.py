@@ -1,0 +1,24 @@
+"""``GET /api/v1/entities``: the entities this API key may read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from api.deps import ConnDep, CurrentKey
+from api.envelope import list_success
+from api.routes import COMMON_ERRORS
+from api.schemas import EntityOut, ListEnvelope
+from warehouse.entities import find_entity
+
+router = APIRouter(tags=["entities"], responses=COMMON_ERRORS)
+
+
+@router.get("/entities", response_model=ListEnvelope[EntityOut], summary="Entities visible to this API key")
+def list_entities(request: Request, key: CurrentKey, conn: ConnDep) -> dict:
+    """The companies or funds whose books this key may read (a key is bound to one entity)."""
+    items = []
+    for entity_id in key.entity_ids:
+        entity = find_entity(conn, entity_id)
+        if entity is not None:
+            items.append({"id": entity.id, "name": entity.name, "timezone": entity.timezone})
+    return list_success(request, items)

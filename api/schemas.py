@@ -1,0 +1,231 @@
+"""Response models. Money and quantities are ``str`` (exact decimal text), never numbers.
+
+Every route's ``response_model`` is ``Envelope[...]`` of one of these, so the OpenAPI document
+shows the real shape, and a float slipping into a money field fails validation instead of being served.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+T = TypeVar("T")
+
+Money = Annotated[str, Field(description="exact decimal as text, e.g. \"1234.5\"", examples=["0.3"])]
+Quantity = Annotated[str, Field(description="exact signed decimal as text", examples=["-0.25"])]
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date_only(value: Any) -> Any:
+    if isinstance(value, str) and not _ISO_DATE.match(value.strip()):
+        raise ValueError("use a calendar date YYYY-MM-DD")
+    return value.strip() if isinstance(value, str) else value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_only)]
+"""A query date: exactly YYYY-MM-DD."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# ---------------------------------------------------------------- envelope
+
+
+class Meta(Model):
+    model_config = ConfigDict(extra="allow")
+
+    timestamp: dt.datetime = Field(description="when the response was made, ISO 8601 UTC")
+    request_id: str = Field(description="also in the X-Request-ID response header; quote it to support")
+
+
+class ListMeta(Meta):
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last page "
+                                                      "and on lists that are not paginated")
+    limit: int | None = Field(None, description="page size used; null on lists that are not paginated")
+    count: int = Field(description="items in this response")
+
+
+class Envelope(Model, Generic[T]):
+    success: Literal[True] = True
+    data: T
+    meta: Meta
+
+
+class ListEnvelope(Model, Generic[T]):
+    success: Literal[True] = True
+    data: list[T]
+    meta: ListMeta
+
+
+class ErrorDetail(Model):
+    field: str | None = Field(None, description="the offending parameter, e.g. `limit` or `from`")
+    location: str | None = Field(None, description="query | path | header | method")
+    message: str
+    type: str | None = None
+
+
+class ErrorBody(Model):
+    code: Literal["VALIDATION_ERROR", "AUTHENTICATION_ERROR", "AUTHORIZATION_ERROR", "NOT_FOUND", "CONFLICT",
+                  "RATE_LIMIT_ERROR", "INTERNAL_ERROR"]
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorMeta(Model):
+    timestamp: dt.datetime
+    request_id: str
+
+
+class ErrorEnvelope(Model):
+    success: Literal[False] = False
+    error: ErrorBody
+    meta: ErrorMeta
+
+
+# ---------------------------------------------------------------- resources
+
+
+class Health(Model):
+    status: Literal["ok"]
+    database: Literal["ok"]
+
+
+class EntityOut(Model):
+    id: int
+    name: str
+    timezone: str = Field(description="IANA timezone of the entity's close days")
+
+
+class AccountOut(Model):
+    id: int
+    name: str
+    source: str
+    account_type: str = Field(description="spot, margin, futures, funding, wallet, vault, ...")
+    sub_account: str = Field(description="'' when the source has no sub-accounts")
+    chain: str | None
+    address: str | None
+    label: str | None
+    created_at: dt.datetime
+
+
+class PositionOut(Model):
+    date: dt.date
+    account: str
+    account_id: int
+    account_type: str
+    sub_account: str
+    asset: str
+    asset_id: int
+    computed: Quantity = Field(description="balance computed from the legs up to the day's cutoff")
+    reported: Quantity | None = Field(description="balance reported by the source (latest snapshot at or before "
+                                                  "the cutoff); null if none")
+    reported_at: dt.datetime | None
+    difference: Quantity | None = Field(description="reported − computed; null without a report")
+    close_price_usd: Money | None
+    price_at: dt.datetime | None
+    value_usd: Money | None = Field(description="computed × close_price_usd; null without a price")
+
+
+class LegOut(Model):
+    id: int
+    ts: dt.datetime
+    date: dt.date = Field(description="the entity's close day the leg belongs to")
+    account: str
+    account_id: int
+    account_type: str
+    sub_account: str
+    asset: str
+    asset_id: int
+    quantity: Quantity = Field(description="signed: + into the account, − out")
+    kind: str
+    group_id: str = Field(description="ties the legs of one event (trade = 2 legs + fee)")
+    leg_index: int
+    unit_price_usd: Money | None
+    usd_value: Money | None
+    tx_hash: str | None
+    counterparty_account: str | None
+    counterparty_account_id: int | None
+    raw_record_id: int
+    is_adjustment: bool
+
+
+class RawRecordOut(Model):
+    id: int
+    source: str
+    account: str
+    stream: str
+    source_raw_id: str
+    payload: Any = Field(description="the source's record as stored (fractional numbers as exact text)")
+    payload_hash: str
+    occurred_at: dt.datetime | None
+    file_name: str | None
+    line_number: int | None
+    file_hash: str | None
+    ingestion_run_id: str | None
+    ingested_at: dt.datetime
+    processing_status: str
+
+
+class TransactionDetailOut(LegOut):
+    group_legs: list[LegOut] = Field(description="the other legs of the same event")
+    raw_record: RawRecordOut | None = Field(description="the staging record the leg came from")
+
+
+class BreakOut(Model):
+    id: int
+    date: dt.date
+    account: str
+    account_id: int
+    account_type: str
+    sub_account: str
+    asset: str
+    asset_id: int
+    expected: Quantity = Field(description="previous_reported + legs_sum")
+    reported: Quantity
+    difference: Quantity = Field(description="reported − expected")
+    previous_reported: Quantity
+    previous_reported_at: dt.datetime | None
+    legs_sum: Quantity
+    tolerance: Quantity
+    reported_at: dt.datetime
+    status: str
+    leg_ids: list[int] = Field(description="the legs of the window (see GET /transactions/{id})")
+
+
+class RealizedPnlOut(Model):
+    entity: str
+    date_from: dt.date = Field(alias="from")
+    date_to: dt.date = Field(alias="to")
+    method: str
+    pool: str
+    proceeds: Money
+    cost_basis: Money
+    realized_gain: Money
+    short_term_gain: Money
+    long_term_gain: Money
+    disposals: int = Field(description="disposals in the period, sales and fee disposals")
+    fee_disposals: int
+    shortfall_quantity_disposals: int = Field(description="disposals beyond the pool's lots (zero basis, flagged)")
+
+
+class CloseOut(Model):
+    date: dt.date
+    status: Literal["closed", "breaks", "failed"] | str
+    locked: bool
+    locked_at: dt.datetime | None
+    legs: int
+    positions: int
+    breaks: int
+    unmatched_transfers: int
+    realized_gain_universal: Money = Field(description="FIFO, universal pool, USD")
+    realized_gain_account: Money = Field(description="FIFO, per-account pools, USD")
+    unrealized_gain_universal: Money | None
+    message: str | None
+    run_id: str | None
+    closed_at: dt.datetime

@@ -1,0 +1,165 @@
+"""API keys: created once, stored as a hash, bound to one entity.
+
+A key reads ``cf_<prefix>_<secret>``: ``prefix`` is 8 lowercase hex characters (stored in clear to
+identify the key, never secret), ``secret`` 43 url-safe base64 characters (256 random bits from
+``secrets``). The table ``api_keys`` keeps only the prefix and ``key_hash`` = SHA-256 (hex) of the
+whole key; the full key is shown once, by ``create_api_key``, and never logged or echoed.
+
+Also a small in-process rate limiter per key (``RateLimiter``): a fixed one-minute window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from warehouse.schema import api_keys, entities
+
+KEY_PATTERN = re.compile(r"^cf_(?P<prefix>[0-9a-f]{8})_(?P<secret>[A-Za-z0-9_-]{43})$")
+_DUMMY_HASH = hashlib.sha256(b"cf_00000000_not-a-key").hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What a verified key may see. ``entity_ids`` is a tuple for the day a key spans entities."""
+
+    id: int
+    prefix: str
+    entity_id: int
+    label: str | None
+    created_at: datetime
+
+    @property
+    def entity_ids(self) -> tuple[int, ...]:
+        return (self.entity_id,)
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A stored key as listed to an operator: never the secret, never the hash."""
+
+    id: int
+    prefix: str
+    entity_id: int
+    entity: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_key(key: str | None) -> str | None:
+    """The key's prefix if ``key`` has the shape of one of our keys, else None."""
+    if not key or len(key) != 55:
+        return None
+    match = KEY_PATTERN.match(key)
+    return match.group("prefix") if match else None
+
+
+def create_api_key(conn: Connection, entity_id: int, label: str | None = None) -> str:
+    """Create a key for ``entity_id``; returns the full key, the only time it is ever available."""
+    if conn.execute(sa.select(entities.c.id).where(entities.c.id == entity_id)).scalar() is None:
+        raise LookupError(f"no entity numbered {entity_id}")
+    for _ in range(5):
+        prefix = secrets.token_hex(4)
+        key = f"cf_{prefix}_{secrets.token_urlsafe(32)}"
+        taken = conn.execute(sa.select(api_keys.c.id).where(api_keys.c.prefix == prefix)).scalar()
+        if taken is None:
+            break
+    else:  # pragma: no cover - 5 collisions in a 2**32 space
+        raise RuntimeError("could not draw an unused key prefix")
+    assert parse_key(key) == prefix
+    conn.execute(sa.insert(api_keys).values(entity_id=entity_id, prefix=prefix, key_hash=hash_key(key), label=label))
+    return key
+
+
+def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
+    """The key's info if it is well formed, known and not revoked; else None.
+
+    The stored hash is compared in constant time; an unknown prefix still costs one comparison.
+    """
+    prefix = parse_key(key)
+    if prefix is None:
+        return None
+    row = conn.execute(
+        sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.entity_id, api_keys.c.label, api_keys.c.created_at,
+                  api_keys.c.key_hash, api_keys.c.revoked_at)
+        .where(api_keys.c.prefix == prefix)
+    ).first()
+    presented = hash_key(key)  # type: ignore[arg-type]
+    stored = row.key_hash if row is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(presented.encode(), stored.encode())
+    if row is None or not matches or row.revoked_at is not None:
+        return None
+    return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_id=row.entity_id, label=row.label,
+                      created_at=row.created_at)
+
+
+def revoke_api_key(conn: Connection, prefix: str) -> bool:
+    """Revoke the key with this prefix (``cf_`` and the secret may be included; only the prefix is used).
+
+    True if a live key was revoked, False if none matched or it was already revoked.
+    """
+    text = prefix.strip()
+    if text.startswith("cf_"):
+        text = text[3:]
+    text = text.split("_", 1)[0]
+    result = conn.execute(
+        sa.update(api_keys)
+        .where(api_keys.c.prefix == text, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now())
+    )
+    return result.rowcount > 0
+
+
+def list_api_keys(conn: Connection, entity_id: int | None = None) -> list[ApiKeyRecord]:
+    query = (
+        sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.entity_id, entities.c.name.label("entity"),
+                  api_keys.c.label, api_keys.c.created_at, api_keys.c.revoked_at)
+        .select_from(api_keys.join(entities, entities.c.id == api_keys.c.entity_id))
+        .order_by(api_keys.c.id)
+    )
+    if entity_id is not None:
+        query = query.where(api_keys.c.entity_id == entity_id)
+    return [ApiKeyRecord(**r._mapping) for r in conn.execute(query)]
+
+
+class RateLimiter:
+    """At most ``per_minute`` requests per key in each clock minute (in-process; 0 disables).
+
+    Good for one API process; several processes each count their own share.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._window = 0
+        self._counts: dict[str, int] = {}
+
+    def hit(self, key_id: str, now: float | None = None) -> int | None:
+        """Count one request; None if allowed, else the seconds to wait before the next window."""
+        if self.per_minute <= 0:
+            return None
+        now = time.time() if now is None else now
+        window = int(now // 60)
+        with self._lock:
+            if window != self._window:
+                self._window = window
+                self._counts.clear()
+            count = self._counts.get(key_id, 0) + 1
+            self._counts[key_id] = count
+        if count > self.per_minute:
+            return max(1, int((window + 1) * 60 - now + 0.999))
+        return None
