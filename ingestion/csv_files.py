@@ -13,19 +13,18 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, RunFile, finish_run, start_run, write_balance_snapshots,
+                               write_raw_records)
 from warehouse.numbers import NotADecimal, D, to_text
-from warehouse.bulk import copy_rows
-from warehouse.schema import ingestion_runs
 
 SOURCE = "csv"
 LEDGER_STREAM = "ledger"
@@ -309,71 +308,34 @@ def read_balances_csv(file: CsvFile, *, naive_timezone: str | None = None) -> li
 
 
 
-def _start_run(conn: Connection, entity_id: int, stream: str, file: CsvFile, rows: int) -> uuid.UUID:
-    run_id = uuid.uuid4()
-    conn.execute(ingestion_runs.insert().values(
-        id=run_id, entity_id=entity_id, source=SOURCE, stream=stream, file_name=file.name,
-        file_hash=file.file_hash, rows_seen=rows, status="running"))
-    return run_id
+def _run_file(file: CsvFile) -> RunFile:
+    return RunFile(name=file.name, hash=file.file_hash)
 
 
-def _finish_run(conn: Connection, run_id: uuid.UUID, inserted: int) -> None:
-    conn.execute(ingestion_runs.update().where(ingestion_runs.c.id == run_id).values(
-        rows_inserted=inserted, status="succeeded", finished_at=sa.func.now()))
+def _result(file: CsvFile, kind: str, rows: Sequence[StagedRow], inserted: int, run_id: uuid.UUID) -> ImportResult:
+    return ImportResult(file.name, kind, len(rows), inserted, run_id,
+                        min((r.occurred_at for r in rows), default=None), max((r.occurred_at for r in rows), default=None))
 
 
 def write_ledger_rows(conn: Connection, entity_id: int, file: CsvFile, rows: Sequence[StagedRow]) -> ImportResult:
     """Append validated ledger rows to ``raw_records``; rows already staged are skipped."""
-    run_id = _start_run(conn, entity_id, LEDGER_STREAM, file, len(rows))
-    conn.execute(sa.text(
-        "CREATE TEMP TABLE tmp_raw_records (source_raw_id text, account text, payload jsonb, payload_hash text,"
-        " occurred_at timestamptz, line_number int) ON COMMIT DROP"))
-    copy_rows(conn, "tmp_raw_records",
-               ("source_raw_id", "account", "payload", "payload_hash", "occurred_at", "line_number"),
-               ((r.source_raw_id, r.account, json.dumps(r.payload), r.payload_hash, r.occurred_at, r.line) for r in rows))
-    inserted = conn.execute(sa.text(
-        """
-        INSERT INTO raw_records (entity_id, source, account, stream, source_raw_id, payload, payload_hash,
-                                 occurred_at, file_name, line_number, file_hash, ingestion_run_id)
-        SELECT :entity_id, :source, t.account, :stream, t.source_raw_id, t.payload, t.payload_hash,
-               t.occurred_at, :file_name, t.line_number, :file_hash, :run_id
-        FROM tmp_raw_records t
-        ORDER BY t.line_number
-        ON CONFLICT ON CONSTRAINT uq_raw_records_natural_key DO NOTHING
-        """), dict(entity_id=entity_id, source=SOURCE, stream=LEDGER_STREAM, file_name=file.name,
-                   file_hash=file.file_hash, run_id=run_id)).rowcount
-    conn.execute(sa.text("DROP TABLE tmp_raw_records"))
-    _finish_run(conn, run_id, inserted)
-    return ImportResult(file.name, "ledger", len(rows), inserted, run_id,
-                        min((r.occurred_at for r in rows), default=None), max((r.occurred_at for r in rows), default=None))
+    run_id = start_run(conn, entity_id, SOURCE, LEDGER_STREAM, rows=len(rows), file=_run_file(file))
+    inserted = write_raw_records(conn, entity_id, SOURCE, LEDGER_STREAM, [
+        RawRecordIn(account=r.account, source_raw_id=r.source_raw_id, occurred_at=r.occurred_at, payload=r.payload,
+                    payload_hash=r.payload_hash, line_number=r.line) for r in rows], run_id, file=_run_file(file))
+    finish_run(conn, run_id, seen=len(rows), inserted=inserted)
+    return _result(file, "ledger", rows, inserted, run_id)
 
 
 def write_balance_rows(conn: Connection, entity_id: int, file: CsvFile, rows: Sequence[StagedRow]) -> ImportResult:
     """Append validated balance rows to ``raw_balance_snapshots``; rows already staged are skipped."""
-    run_id = _start_run(conn, entity_id, BALANCES_STREAM, file, len(rows))
-    conn.execute(sa.text(
-        "CREATE TEMP TABLE tmp_raw_balances (account text, account_type text, sub_account text, snapshot_time timestamptz,"
-        " balances jsonb, payload jsonb, payload_hash text, line_number int) ON COMMIT DROP"))
-    copy_rows(conn, "tmp_raw_balances",
-               ("account", "account_type", "sub_account", "snapshot_time", "balances", "payload", "payload_hash", "line_number"),
-               ((r.account, r.account_type, r.sub_account, r.occurred_at, json.dumps(r.balances), json.dumps(r.payload),
-                 r.payload_hash, r.line) for r in rows))
-    inserted = conn.execute(sa.text(
-        """
-        INSERT INTO raw_balance_snapshots (entity_id, source, account, account_type, sub_account, snapshot_time,
-                                           balances, payload, payload_hash, file_name, line_number, file_hash,
-                                           ingestion_run_id)
-        SELECT :entity_id, :source, t.account, t.account_type, t.sub_account, t.snapshot_time, t.balances, t.payload,
-               t.payload_hash, :file_name, t.line_number, :file_hash, :run_id
-        FROM tmp_raw_balances t
-        ORDER BY t.line_number
-        ON CONFLICT ON CONSTRAINT uq_raw_balance_snapshots_natural_key DO NOTHING
-        """), dict(entity_id=entity_id, source=SOURCE, file_name=file.name, file_hash=file.file_hash,
-                   run_id=run_id)).rowcount
-    conn.execute(sa.text("DROP TABLE tmp_raw_balances"))
-    _finish_run(conn, run_id, inserted)
-    return ImportResult(file.name, "balances", len(rows), inserted, run_id,
-                        min((r.occurred_at for r in rows), default=None), max((r.occurred_at for r in rows), default=None))
+    run_id = start_run(conn, entity_id, SOURCE, BALANCES_STREAM, rows=len(rows), file=_run_file(file))
+    inserted = write_balance_snapshots(conn, entity_id, SOURCE, [
+        BalanceSnapshotIn(account=r.account, account_type=r.account_type, sub_account=r.sub_account,
+                          snapshot_time=r.occurred_at, balances=r.balances, payload=r.payload,
+                          payload_hash=r.payload_hash, line_number=r.line) for r in rows], run_id, file=_run_file(file))
+    finish_run(conn, run_id, seen=len(rows), inserted=inserted)
+    return _result(file, "balances", rows, inserted, run_id)
 
 
 def import_csv(conn: Connection, entity_id: int, kind: str, file: CsvFile, *,

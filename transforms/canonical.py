@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from ingestion.csv_files import DEFAULT_ACCOUNT_TYPE, LEDGER_STREAM, SOURCE
+from ingestion.csv_files import DEFAULT_ACCOUNT_TYPE, SOURCE
 from transforms.asset_registry import ensure_assets
-from transforms.ledger_mapping import LegDraft, leg_id, map_ledger_record
+from transforms.ledger_mapping import LegDraft, leg_id
+from transforms.mappers import StagedRecord, map_record, registered_streams
 from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
 from warehouse.entities import Entity
 from warehouse.bulk import copy_rows
@@ -74,44 +75,56 @@ def _with_account_type(draft: LegDraft, reported_types: dict[str, set[str]]) -> 
 
 
 def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> tuple[int, int]:
+    """Legs of every registered (source, stream), from the latest staged version of each record."""
     tz = entity.tz
     window_from, window_to = cutoff_of(start - timedelta(days=1), tz), cutoff_of(end, tz)
+    streams = registered_streams()
     records = conn.execute(sa.text(
         """
         WITH latest AS (
-            SELECT DISTINCT ON (source_raw_id) id, payload, occurred_at
+            SELECT DISTINCT ON (source, stream, source_raw_id) id, source, stream, account, source_raw_id, payload,
+                   occurred_at
             FROM raw_records
-            WHERE entity_id = :e AND source = :source AND stream = :stream
-            ORDER BY source_raw_id, id DESC
+            WHERE entity_id = :e AND (source || '/' || stream) = ANY(:streams) AND processing_status <> 'orphaned'
+            ORDER BY source, stream, source_raw_id, id DESC
         )
-        SELECT l.id, l.payload, l.occurred_at FROM latest l
+        SELECT l.* FROM latest l
         WHERE (l.occurred_at > :wf AND l.occurred_at <= :wt)
            OR (l.occurred_at <= :wf AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id))
         ORDER BY l.occurred_at, l.id
-        """), dict(e=entity.id, source=SOURCE, stream=LEDGER_STREAM, wf=window_from, wt=window_to)).all()
+        """), dict(e=entity.id, streams=[f"{s}/{t}" for s, t in streams], wf=window_from, wt=window_to)).all()
 
-    drafts: list[tuple[int, object, date, bool, LegDraft]] = []
+    drafts: list[tuple[int, str, object, date, bool, LegDraft]] = []
     for record in records:
         natural_day = close_date_of(record.occurred_at, tz)
         adjustment = natural_day in locked
         booking_day = first_open_day_after(natural_day, locked) if adjustment else natural_day
         if not (start <= booking_day <= end) or booking_day in locked:
             continue  # an open day outside this run: built when that day is closed
-        for draft in map_ledger_record(record.payload):
-            drafts.append((record.id, record.occurred_at, booking_day, adjustment, draft))
+        staged = StagedRecord(record.id, record.source, record.stream, record.account, record.source_raw_id,
+                              record.occurred_at, record.payload)
+        for draft in map_record(staged):
+            drafts.append((record.id, record.source, record.occurred_at, booking_day, adjustment, draft))
 
     reported_types = _reported_account_types(conn, entity.id)
-    drafts = [(raw_id, ts, day, adj, _with_account_type(d, reported_types)) for raw_id, ts, day, adj, d in drafts]
-    account_ids = ensure_accounts(conn, entity.id, {(d.account, d.account_type, d.sub_account) for *_, d in drafts})
-    asset_ids = ensure_assets(conn, {d.asset for *_, d in drafts})
+    drafts = [(raw_id, src, ts, day, adj, _with_account_type(d, reported_types)) for raw_id, src, ts, day, adj, d in drafts]
+    account_ids: dict[tuple[str, str, str], int] = {}
+    asset_ids: dict[tuple[str, str], int] = {}
+    for source in sorted({src for _, src, *_ in drafts}):
+        mine = [d for _, src, *_, d in drafts if src == source]
+        account_ids.update(ensure_accounts(conn, entity.id, {(d.account, d.account_type, d.sub_account) for d in mine},
+                                           source=source))
+        asset_ids.update({(source, symbol): asset_id for symbol, asset_id in
+                          ensure_assets(conn, {d.asset for d in mine}, source=source).items()})
 
     conn.execute(sa.text(
         "DELETE FROM transactions WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND NOT (close_date = ANY(:locked))"),
         dict(e=entity.id, s=start, t=end, locked=sorted(locked)))
     rows = [
-        (leg_id(raw_id, d.leg_index), entity.id, account_ids[(d.account, d.account_type, d.sub_account)], asset_ids[d.asset],
-         ts, day, d.quantity, d.kind, f"csv:{raw_id}", d.leg_index, d.unit_price_usd, d.usd_value, d.tx_hash, raw_id, adj)
-        for raw_id, ts, day, adj, d in drafts
+        (leg_id(raw_id, d.leg_index), entity.id, account_ids[(d.account, d.account_type, d.sub_account)],
+         asset_ids[(src, d.asset.strip().upper())], ts, day, d.quantity, d.kind, f"{src}:{raw_id}", d.leg_index,
+         d.unit_price_usd, d.usd_value, d.tx_hash, raw_id, adj)
+        for raw_id, src, ts, day, adj, d in drafts
     ]
     copy_rows(conn, "transactions", ("id", "entity_id", "account_id", "asset_id", "ts", "close_date", "quantity", "kind",
                                  "group_id", "leg_index", "unit_price_usd", "usd_value", "tx_hash", "raw_record_id",
@@ -182,15 +195,17 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
 def _build_observations(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> int:
     tz = entity.tz
     params = dict(e=entity.id, wf=cutoff_of(start - timedelta(days=1), tz), wt=cutoff_of(end, tz),
-                  tz=entity.timezone, locked=sorted(locked), source=SOURCE)
+                  tz=entity.timezone, locked=sorted(locked))
     keys = conn.execute(sa.text(
         """
-        SELECT DISTINCT s.account, s.account_type, s.sub_account, kv.key AS asset
+        SELECT DISTINCT s.source, s.account, s.account_type, s.sub_account, kv.key AS asset
         FROM raw_balance_snapshots s CROSS JOIN LATERAL jsonb_object_keys(s.balances) AS kv(key)
         WHERE s.entity_id = :e AND s.snapshot_time > :wf AND s.snapshot_time <= :wt
         """), params).all()
-    ensure_accounts(conn, entity.id, {(k.account, k.account_type, k.sub_account) for k in keys})
-    ensure_assets(conn, {k.asset for k in keys})
+    for source in sorted({k.source for k in keys}):
+        mine = [k for k in keys if k.source == source]
+        ensure_accounts(conn, entity.id, {(k.account, k.account_type, k.sub_account) for k in mine}, source=source)
+        ensure_assets(conn, {k.asset for k in mine}, source=source)
     day_of = "((%s - interval '1 microsecond') AT TIME ZONE :tz)::date"
     conn.execute(sa.text(
         f"DELETE FROM balance_observations WHERE entity_id = :e AND observed_at > :wf AND observed_at <= :wt"
@@ -204,7 +219,7 @@ def _build_observations(conn: Connection, entity: Entity, start: date, end: date
         CROSS JOIN LATERAL jsonb_each_text(s.balances) AS kv(key, value)
         JOIN accounts a ON a.entity_id = s.entity_id AND a.name = s.account AND a.account_type = s.account_type
                        AND a.sub_account = s.sub_account
-        JOIN asset_aliases al ON al.source = :source AND al.alias = upper(kv.key)
+        JOIN asset_aliases al ON al.source = s.source AND al.alias = upper(kv.key)
         WHERE s.entity_id = :e AND s.snapshot_time > :wf AND s.snapshot_time <= :wt
           AND NOT ({day_of % 's.snapshot_time'} = ANY(:locked))
         ORDER BY a.id, al.asset_id, s.snapshot_time, s.id DESC

@@ -366,3 +366,18 @@ api_keys = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("revoked_at", TS),
 )
+
+# ---------------------------------------------------------------- ingestion cursors (incremental sources)
+
+ingestion_cursors = sa.Table(
+    "ingestion_cursors",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("cursor", JSONB, nullable=False, comment="the source's own position: an id, a time, a block, a signature"),
+    sa.Column("run_id", UUID(as_uuid=True), sa.ForeignKey("ingestion_runs.id")),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("entity_id", "source", "account", "stream"),
+)

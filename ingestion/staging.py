@@ -1,0 +1,157 @@
+"""Writers of the staging layer (layer 1), shared by every source: CSV files, exchanges, chains, custodians.
+
+Staging is append-only. A record is identified by (entity, source, account, stream, source_raw_id,
+payload hash): writing the same record again is a no-op, and a source that changes a record yields a new
+version (a new row), never an overwrite. Every write belongs to an ``ingestion_runs`` row.
+
+Incremental sources keep a cursor per (entity, source, account, stream) in ``ingestion_cursors``.
+``write_cursor`` is meant to be called in the same transaction as the staging write it follows, so a cursor
+only ever advances past records that are committed (a killed run re-fetches from the old cursor; the
+natural key makes the overlap harmless).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from warehouse.bulk import copy_rows
+from warehouse.schema import ingestion_cursors, ingestion_runs
+
+
+def payload_hash(payload: Any) -> str:
+    """sha256 of the payload's canonical JSON (sorted keys): the same content always hashes the same."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawRecordIn:
+    """One record exactly as a source returned it."""
+
+    account: str
+    source_raw_id: str  # the source's own id; unique per (entity, source, stream)
+    occurred_at: datetime | None  # the record's own event time, parsed at ingestion
+    payload: Any  # JSON-serializable, unedited
+    payload_hash: str | None = None  # default: payload_hash(payload)
+    line_number: int | None = None
+
+
+@dataclass(frozen=True)
+class BalanceSnapshotIn:
+    """A balance the source reported for one account (type, sub-account) at one instant."""
+
+    account: str
+    account_type: str
+    sub_account: str
+    snapshot_time: datetime
+    balances: dict[str, str]  # {asset symbol: exact decimal text}
+    payload: Any  # the source's own record
+    payload_hash: str | None = None
+    line_number: int | None = None
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """Where a run's records came from, for file sources."""
+
+    name: str | None = None
+    hash: str | None = None
+
+
+def start_run(conn: Connection, entity_id: int, source: str, stream: str, *, rows: int = 0,
+              file: RunFile = RunFile()) -> uuid.UUID:
+    run_id = uuid.uuid4()
+    conn.execute(ingestion_runs.insert().values(
+        id=run_id, entity_id=entity_id, source=source, stream=stream, file_name=file.name,
+        file_hash=file.hash, rows_seen=rows, status="running"))
+    return run_id
+
+
+def finish_run(conn: Connection, run_id: uuid.UUID, *, seen: int, inserted: int, status: str = "succeeded") -> None:
+    conn.execute(ingestion_runs.update().where(ingestion_runs.c.id == run_id).values(
+        rows_seen=seen, rows_inserted=inserted, status=status, finished_at=sa.func.now()))
+
+
+def write_raw_records(conn: Connection, entity_id: int, source: str, stream: str, records: Sequence[RawRecordIn],
+                      run_id: uuid.UUID, *, file: RunFile = RunFile()) -> int:
+    """Append ``records`` to ``raw_records`` through COPY; those already staged are skipped. Returns rows inserted."""
+    if not records:
+        return 0
+    conn.execute(sa.text(
+        "CREATE TEMP TABLE tmp_raw_records (source_raw_id text, account text, payload jsonb, payload_hash text,"
+        " occurred_at timestamptz, line_number int, ord int) ON COMMIT DROP"))
+    copy_rows(conn, "tmp_raw_records",
+              ("source_raw_id", "account", "payload", "payload_hash", "occurred_at", "line_number", "ord"),
+              ((r.source_raw_id, r.account, json.dumps(r.payload), r.payload_hash or payload_hash(r.payload),
+                r.occurred_at, r.line_number, i) for i, r in enumerate(records)))
+    inserted = conn.execute(sa.text(
+        """
+        INSERT INTO raw_records (entity_id, source, account, stream, source_raw_id, payload, payload_hash,
+                                 occurred_at, file_name, line_number, file_hash, ingestion_run_id)
+        SELECT :entity_id, :source, t.account, :stream, t.source_raw_id, t.payload, t.payload_hash,
+               t.occurred_at, :file_name, t.line_number, :file_hash, :run_id
+        FROM tmp_raw_records t
+        ORDER BY t.ord
+        ON CONFLICT ON CONSTRAINT uq_raw_records_natural_key DO NOTHING
+        """), dict(entity_id=entity_id, source=source, stream=stream, file_name=file.name, file_hash=file.hash,
+                   run_id=run_id)).rowcount
+    conn.execute(sa.text("DROP TABLE tmp_raw_records"))
+    return inserted
+
+
+def write_balance_snapshots(conn: Connection, entity_id: int, source: str, snapshots: Sequence[BalanceSnapshotIn],
+                            run_id: uuid.UUID, *, file: RunFile = RunFile()) -> int:
+    """Append ``snapshots`` to ``raw_balance_snapshots``; those already staged are skipped. Returns rows inserted."""
+    if not snapshots:
+        return 0
+    conn.execute(sa.text(
+        "CREATE TEMP TABLE tmp_raw_balances (account text, account_type text, sub_account text, snapshot_time timestamptz,"
+        " balances jsonb, payload jsonb, payload_hash text, line_number int, ord int) ON COMMIT DROP"))
+    copy_rows(conn, "tmp_raw_balances",
+              ("account", "account_type", "sub_account", "snapshot_time", "balances", "payload", "payload_hash",
+               "line_number", "ord"),
+              ((s.account, s.account_type, s.sub_account, s.snapshot_time, json.dumps(s.balances), json.dumps(s.payload),
+                s.payload_hash or payload_hash(s.payload), s.line_number, i) for i, s in enumerate(snapshots)))
+    inserted = conn.execute(sa.text(
+        """
+        INSERT INTO raw_balance_snapshots (entity_id, source, account, account_type, sub_account, snapshot_time,
+                                           balances, payload, payload_hash, file_name, line_number, file_hash,
+                                           ingestion_run_id)
+        SELECT :entity_id, :source, t.account, t.account_type, t.sub_account, t.snapshot_time, t.balances, t.payload,
+               t.payload_hash, :file_name, t.line_number, :file_hash, :run_id
+        FROM tmp_raw_balances t
+        ORDER BY t.ord
+        ON CONFLICT ON CONSTRAINT uq_raw_balance_snapshots_natural_key DO NOTHING
+        """), dict(entity_id=entity_id, source=source, file_name=file.name, file_hash=file.hash,
+                   run_id=run_id)).rowcount
+    conn.execute(sa.text("DROP TABLE tmp_raw_balances"))
+    return inserted
+
+
+# ------------------------------------------------------------------------------- cursors
+
+
+def load_cursor(conn: Connection, entity_id: int, source: str, account: str, stream: str) -> Any | None:
+    """The stored cursor of one stream (JSON), or None before its first successful run."""
+    return conn.execute(sa.select(ingestion_cursors.c.cursor).where(
+        ingestion_cursors.c.entity_id == entity_id, ingestion_cursors.c.source == source,
+        ingestion_cursors.c.account == account, ingestion_cursors.c.stream == stream)).scalar_one_or_none()
+
+
+def write_cursor(conn: Connection, entity_id: int, source: str, account: str, stream: str, cursor: Any,
+                 run_id: uuid.UUID | None = None) -> None:
+    """Store a stream's cursor; call it in the transaction that staged the records it moves past."""
+    statement = insert(ingestion_cursors).values(entity_id=entity_id, source=source, account=account, stream=stream,
+                                                 cursor=cursor, run_id=run_id)
+    conn.execute(statement.on_conflict_do_update(
+        constraint="pk_ingestion_cursors",
+        set_=dict(cursor=statement.excluded.cursor, run_id=statement.excluded.run_id, updated_at=sa.func.now())))

@@ -1,0 +1,92 @@
+"""Which pure mapper turns the staged records of each (source, stream) into canonical legs.
+
+A mapper takes one staged record and returns its legs (``LegDraft``), at most ten per record, leg
+index 0..9 (a leg's id is ``raw_record_id * 10 + leg_index``, stable across rebuilds). A mapper never
+touches the database: it reads the record's payload (exact strings from the source) and its
+``account`` column. A stream that carries no legs (for example balances) is simply not registered.
+
+A connector package registers its mappers at import time with ``register_mapper``; the canonical build
+(transforms/canonical.py) rebuilds legs from every registered (source, stream). The staging key
+``source_raw_id`` must be unique per (entity, source, stream): the latest staged version of each wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from transforms.ledger_mapping import LegDraft, map_ledger_record
+
+MAX_LEGS_PER_RECORD = 10
+
+
+@dataclass(frozen=True)
+class StagedRecord:
+    """What a mapper sees of one ``raw_records`` row."""
+
+    id: int
+    source: str
+    stream: str
+    account: str
+    source_raw_id: str
+    occurred_at: datetime | None
+    payload: Any
+
+
+Mapper = Callable[[StagedRecord], list[LegDraft]]
+_MAPPERS: dict[tuple[str, str], Mapper] = {}
+
+
+def register_mapper(source: str, stream: str, mapper: Mapper) -> None:
+    """Make ``mapper`` the one for (source, stream); registering the same pair twice with another mapper is an error."""
+    existing = _MAPPERS.get((source, stream))
+    if existing is not None and existing is not mapper:
+        raise ValueError(f"a mapper for source {source!r}, stream {stream!r} is already registered")
+    _MAPPERS[(source, stream)] = mapper
+
+
+def registered_streams() -> list[tuple[str, str]]:
+    """Every (source, stream) whose records become legs, sorted."""
+    _load_connectors()
+    return sorted(_MAPPERS)
+
+
+def map_record(record: StagedRecord) -> list[LegDraft]:
+    """The legs of one staged record, checked against the leg-index contract."""
+    _load_connectors()
+    mapper = _MAPPERS.get((record.source, record.stream))
+    if mapper is None:
+        raise KeyError(f"no mapper for source {record.source!r}, stream {record.stream!r} (raw record {record.id})")
+    legs = mapper(record)
+    for leg in legs:
+        if not 0 <= leg.leg_index < MAX_LEGS_PER_RECORD:
+            raise ValueError(f"raw record {record.id} ({record.source}/{record.stream}): leg index {leg.leg_index} "
+                             f"outside 0..{MAX_LEGS_PER_RECORD - 1}")
+    if len({leg.leg_index for leg in legs}) != len(legs):
+        raise ValueError(f"raw record {record.id} ({record.source}/{record.stream}): two legs share a leg index")
+    return legs
+
+
+def _map_csv_ledger(record: StagedRecord) -> list[LegDraft]:
+    return map_ledger_record(record.payload)
+
+
+register_mapper("csv", "ledger", _map_csv_ledger)
+
+# Connector packages whose import registers their mappers. Listed here so the canonical build knows every
+# source without importing network clients itself; each module imports only its pure mapping code.
+CONNECTOR_MAPPING_MODULES: tuple[str, ...] = ()
+_loaded = False
+
+
+def _load_connectors() -> None:
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+
+    for module in CONNECTOR_MAPPING_MODULES:
+        importlib.import_module(module)
+    _loaded = True
