@@ -156,6 +156,16 @@ def run_close(entity: str, start: date, end: date) -> None:
     _print_closes(entity, start, end)
 
 
+def _shown(text: str | None, places: int = 2) -> str:
+    """An exact decimal string rounded for display in a table (JSON output keeps every digit)."""
+    if text in (None, ""):
+        return ""
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    value = Decimal(text).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    return f"{value:,}"
+
+
 def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> None:
     from reconciliation.close import close_summaries
 
@@ -168,7 +178,8 @@ def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> N
     shown = rows if len(rows) <= limit else rows[-limit:]
     for r in shown:
         style = "red" if r["status"] != "closed" else None
-        table.add_row(r["date"], r["status"], r["legs"], r["positions"], r["breaks"], r["realized_gain"], r["locked"], style=style)
+        table.add_row(r["date"], r["status"], r["legs"], r["positions"], r["breaks"], _shown(r["realized_gain"]), r["locked"],
+                      style=style)
     if len(rows) > limit:
         table.caption = f"last {limit} of {len(rows)} days"
     totals = {s: sum(1 for r in rows if r["status"] == s) for s in ("closed", "breaks", "failed")}
@@ -363,14 +374,16 @@ def demo(entity: str = "northwind") -> None:
     with _engine().connect() as conn:
         breaks = list_breaks(conn, target.id, first, last)
         pnl = realized_pnl_summary(conn, target.id, first, last, method="fifo", pool="universal")
-    table = Table(title="breaks to explain")
+    table = Table(title="breaks to explain (quantities rounded to 8 places; --json has every digit)")
     for column in ("date", "account", "asset", "expected", "reported", "difference"):
-        table.add_column(column)
+        table.add_column(column, justify="right" if column in ("expected", "reported", "difference") else "left")
     for b in breaks:
-        table.add_row(*(str(b[c]) for c in ("date", "account", "asset", "expected", "reported", "difference")))
+        table.add_row(str(b["date"]), str(b["account"]), str(b["asset"]),
+                      *(_shown(str(b[c]), 8) for c in ("expected", "reported", "difference")))
     out.print(table)
-    out.print(f"realized PnL {first} .. {last} (FIFO, universal): proceeds {pnl['proceeds']} USD, cost basis "
-              f"{pnl['cost_basis']} USD, gain {pnl['realized_gain']} USD over {pnl['disposals']} disposals", highlight=False)
+    out.print(f"realized PnL {first} .. {last} (FIFO, universal): proceeds {_shown(pnl['proceeds'])} USD, cost basis "
+              f"{_shown(pnl['cost_basis'])} USD, gain {_shown(pnl['realized_gain'])} USD over {pnl['disposals']} disposals",
+              highlight=False)
     out.print(f"""
 Next:
   Dagster UI:  make ui        (or: .venv/bin/coinfrs ui) then open http://127.0.0.1:3000
