@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,6 +18,8 @@ from rich.table import Table
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# platformdirs (used by Dagster and Great Expectations) warns on every run where XDG_RUNTIME_DIR is unset
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 app = typer.Typer(help="Coinfrs: close the books on crypto, every day.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
