@@ -100,6 +100,17 @@ class EntityOut(Model):
     id: int
     name: str
     timezone: str = Field(description="IANA timezone of the entity's close days")
+    reporting_currency: str = Field(description="currency positions are valued in (USD unless set)")
+
+
+class ApiKeyOut(Model):
+    prefix: str = Field(description="identifies the key (`cf_<prefix>_...`); not secret")
+    scope: Literal["read", "admin"]
+    label: str | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+    entities: list[str] = Field(description="the entities it reads, among those the caller may see")
+    entity_ids: list[int]
 
 
 class AccountOut(Model):

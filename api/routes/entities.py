@@ -15,10 +15,11 @@ router = APIRouter(tags=["entities"], responses=COMMON_ERRORS)
 
 @router.get("/entities", response_model=ListEnvelope[EntityOut], summary="Entities visible to this API key")
 def list_entities(request: Request, key: CurrentKey, conn: ConnDep) -> dict:
-    """The companies or funds whose books this key may read (a key is bound to one entity)."""
+    """The companies or funds whose books this key may read (one or more)."""
     items = []
     for entity_id in key.entity_ids:
         entity = find_entity(conn, entity_id)
         if entity is not None:
-            items.append({"id": entity.id, "name": entity.name, "timezone": entity.timezone})
+            items.append({"id": entity.id, "name": entity.name, "timezone": entity.timezone,
+                          "reporting_currency": entity.reporting_currency})
     return list_success(request, items)
