@@ -46,6 +46,14 @@ def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
     return key
 
 
+def begin_read_only(conn: Connection) -> sa.engine.Transaction:
+    """Start the read-only transaction every API query runs in, with the statement timeout."""
+    trans = conn.begin()
+    conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+    conn.execute(sa.text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
+    return trans
+
+
 def get_connection(request: Request) -> Iterator[Connection]:
     """One read-only transaction per request, with a statement timeout; always rolled back."""
     try:
@@ -53,14 +61,19 @@ def get_connection(request: Request) -> Iterator[Connection]:
     except sa.exc.OperationalError:
         raise ServiceUnavailable("the database is unavailable; retry later") from None
     with conn:
-        trans = conn.begin()
+        trans = begin_read_only(conn)
         try:
-            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-            conn.execute(sa.text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
             yield conn
         finally:
             if trans.is_active:
                 trans.rollback()
+
+
+def open_stream_connection(request: Request) -> Connection:
+    """A second read-only connection (same timeout) for a streamed export; the stream closes it."""
+    conn = get_app_engine(request).connect()
+    begin_read_only(conn)
+    return conn
 
 
 def get_current_key(

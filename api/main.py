@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
-from api.routes import accounts, api_keys, closes, entities, health, pnl, positions, reconciliation, transactions
+from api.routes import accounts, api_keys, assets, closes, entities, health, pnl, positions, reconciliation, transactions
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
@@ -35,6 +35,7 @@ TAGS = [
     {"name": "health", "description": "Liveness (no key needed)"},
     {"name": "entities", "description": "The companies or funds a key may read"},
     {"name": "accounts", "description": "Exchange accounts, sub-accounts and wallets"},
+    {"name": "assets", "description": "The asset registry: aliases, decimals, unverified flag"},
     {"name": "positions", "description": "Computed vs reported balances per close date"},
     {"name": "transactions", "description": "Ledger legs and their raw source records"},
     {"name": "reconciliation", "description": "Completeness breaks"},
@@ -92,7 +93,7 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
 
     app.include_router(health.router)
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (entities, accounts, positions, transactions, reconciliation, pnl, closes, api_keys):
+    for module in (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, api_keys):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -123,6 +123,28 @@ class AccountOut(Model):
     address: str | None
     label: str | None
     created_at: dt.datetime
+    last_sync_at: dt.datetime | None = Field(description="latest staging of a record or balance snapshot of "
+                                                         "this account; null if never synced")
+    last_balance_at: dt.datetime | None = Field(description="time of its latest balance observation")
+    freshness: Literal["fresh", "stale", "never"] = Field(
+        description="stale when last_sync_at is older than COINFRS_API_FRESHNESS_HOURS (default 36 h)")
+    sync_age_seconds: int | None
+
+
+class AssetAliasOut(Model):
+    source: str = Field(description="exchange, chain or price provider the alias belongs to")
+    alias: str = Field(description="the source's own name: symbol, contract address, provider id")
+
+
+class AssetOut(Model):
+    id: int
+    symbol: str
+    name: str | None
+    decimals: int
+    is_fiat: bool
+    unverified: bool = Field(description="seen in a source but missing from the registry: kept and flagged")
+    aliases: list[AssetAliasOut]
+    created_at: dt.datetime
 
 
 class PositionOut(Model):
@@ -141,6 +163,17 @@ class PositionOut(Model):
     close_price_usd: Money | None
     price_at: dt.datetime | None
     value_usd: Money | None = Field(description="computed × close_price_usd; null without a price")
+    reporting_currency: str = Field(description="currency of `price` and `value`")
+    price: Money | None = Field(description="close price in the reporting currency")
+    value: Money | None = Field(description="computed × price in the reporting currency (18 fractional digits "
+                                            "at most when converted); null without price or FX rate")
+    valuation: Literal["valued", "no_price", "no_fx_rate"]
+    price_source: str | None = Field(description="provenance of the USD close price, e.g. `ledger` (a trade "
+                                                 "price in the entity's own ledger) or a price provider")
+    price_resolution: str | None = Field(description="trade | minute | hour | day")
+    fx_rate_usd: Money | None = Field(description="USD per one unit of the reporting currency (1 for USD)")
+    fx_at: dt.datetime | None
+    fx_source: str | None
 
 
 class LegOut(Model):
@@ -164,6 +197,10 @@ class LegOut(Model):
     counterparty_account_id: int | None
     raw_record_id: int
     is_adjustment: bool
+    transfer_status: Literal["matched", "unmatched_out", "unmatched_in", "none"] = Field(
+        description="for transfer legs, whether the other side was found in an owned account")
+    transfer_id: int | None
+    counterpart_leg_id: int | None = Field(description="the other leg of a matched transfer")
 
 
 class RawRecordOut(Model):
