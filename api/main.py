@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
-from api.routes import accounts, api_keys, assets, closes, entities, health, pnl, positions, reconciliation, transactions
+from api.routes import accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, reconciliation, transactions
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
@@ -41,6 +41,7 @@ TAGS = [
     {"name": "reconciliation", "description": "Completeness breaks"},
     {"name": "pnl", "description": "Realized PnL by cost-basis method and pool"},
     {"name": "closes", "description": "Daily close records and locks"},
+    {"name": "journal", "description": "Balanced journal entries per day and account for the general ledger"},
     {"name": "api-keys", "description": "Operator view of the keys (admin scope)"},
 ]
 
@@ -93,7 +94,7 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
 
     app.include_router(health.router)
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, api_keys):
+    for module in (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, journal, api_keys):
         v1.include_router(module.router)
     app.include_router(v1)
 

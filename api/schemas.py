@@ -277,3 +277,46 @@ class CloseOut(Model):
     message: str | None
     run_id: str | None
     closed_at: dt.datetime
+
+
+class JournalLineOut(Model):
+    role: Literal["inventory", "clearing", "realized_gain", "fee_expense", "income"]
+    gl_account: str = Field(description="the entity's general-ledger account number for the role")
+    gl_name: str
+    debit: Money
+    credit: Money
+
+
+class JournalEntryOut(Model):
+    entry_id: str = Field(description="stable: date:account_id:method:pool")
+    date: dt.date
+    account: str
+    account_id: int
+    account_type: str
+    sub_account: str
+    method: str
+    pool: str
+    currency: Literal["USD"]
+    lines: list[JournalLineOut] = Field(description="at most one line per general-ledger account")
+    total_debit: Money
+    total_credit: Money = Field(description="always equal to total_debit")
+    unvalued_legs: int = Field(description="acquisition or income legs without a USD value, not booked")
+
+
+class JournalLineRow(Model):
+    """One exported journal line (CSV/XLSX)."""
+
+    entry_id: str
+    date: dt.date
+    account: str
+    account_id: int
+    account_type: str
+    sub_account: str
+    method: str
+    pool: str
+    currency: str
+    role: str
+    gl_account: str
+    gl_name: str
+    debit: Money
+    credit: Money
