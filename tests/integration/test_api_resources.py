@@ -22,6 +22,7 @@ from warehouse.schema import (
     positions,
     prices,
     raw_records,
+    transactions,
     transfers,
 )
 
@@ -177,9 +178,18 @@ def _csv(resp: Any) -> list[dict[str, str]]:
 
 def test_exports_csv_and_xlsx_match_json_with_the_same_filters(client: TestClient, seed: Seed) -> None:
     _transfer_legs(seed)
-    with seed.engine.begin() as conn:
-        for i in range(1, 1201):  # more than one JSON page and more than one CSV chunk
-            seed.leg(conn, seed.a, seed.spot, "ETH", f"0.{i:04d}00000000000001", "buy", T0 + timedelta(seconds=i))
+    with seed.engine.begin() as conn:  # 1,200 ETH buys: more than one JSON page and more than one CSV chunk
+        first = seed.next_raw
+        seed.next_raw += 1200
+        conn.execute(sa.insert(raw_records), [
+            {"id": first + i, "entity_id": seed.a, "source": "csv", "account": "binance", "stream": "ledger",
+             "source_raw_id": f"r{first + i}", "payload": {"i": i}, "payload_hash": f"h{first + i}",
+             "ingestion_run_id": seed.run_a} for i in range(1200)])
+        conn.execute(sa.insert(transactions), [
+            {"id": (first + i) * 10, "entity_id": seed.a, "account_id": seed.spot, "asset_id": seed.asset["ETH"],
+             "ts": T0 + timedelta(seconds=i + 1), "close_date": DAY,
+             "quantity": Decimal(f"0.{i + 1:04d}00000000000001"), "kind": "buy", "group_id": f"g{first + i}",
+             "leg_index": 0, "raw_record_id": first + i} for i in range(1200)])
         seed.leg(conn, seed.a, seed.spot, "USDT", "-5", "=HYPERLINK(\"x\")", T0 + timedelta(hours=2))
     h = auth(seed.key_a)
     params = {"asset": "ETH", "from": "2024-03-01", "to": "2024-03-01"}

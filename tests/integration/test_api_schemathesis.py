@@ -27,7 +27,7 @@ from api.security import create_api_key
 from tests.integration.test_api import DAY, T0, Seed
 from warehouse.schema import pnl_disposals, positions, transfers
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 """No 5xx; only documented statuses and content types; every body valid against its documented schema.
 (Not ``positive_data_acceptance``: a schema-valid but unknown currency, asset or account is a documented 400.)"""
