@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestration import cli_api
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 # platformdirs (used by Dagster and Great Expectations) warns on every run where XDG_RUNTIME_DIR is unset
@@ -32,6 +34,7 @@ app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(cli_api.app, name="journal")
 
 console = Console(stderr=True)
 out = Console()
@@ -299,14 +302,22 @@ def recon_breaks(
 
 
 @apikey_app.command("create")
-def apikey_create(entity: EntityOpt, label: Annotated[Optional[str], typer.Option(help="What the key is for.")] = None) -> None:
-    """Create a read API key for an entity. The key is printed once; only its hash is stored."""
-    from api.security import create_api_key
+def apikey_create(
+    entity: Annotated[list[str], typer.Option("--entity", "-e", help="Entity name or id; repeat for several.")],
+    scope: Annotated[str, typer.Option(help="read (data routes) or admin (also the operator routes).")] = "read",
+    label: Annotated[Optional[str], typer.Option(help="What the key is for.")] = None,
+) -> None:
+    """Create a read API key for one or more entities. The key is printed once; only its hash is stored."""
+    from api.security import SCOPES, create_api_key
 
+    if scope not in SCOPES:
+        raise _fail(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
     with _engine().begin() as conn:
-        record = _entity(conn, entity)
-        key = create_api_key(conn, record.id, label=label)
-    console.print(f"API key for {record.name} (shown once, store it now; send it as the X-API-Key header):", highlight=False)
+        records = [_entity(conn, ref) for ref in entity]
+        key = create_api_key(conn, [r.id for r in records], label=label, scope=scope)
+    names = ", ".join(r.name for r in records)
+    console.print(f"{scope} API key for {names} (shown once, store it now; send it as the X-API-Key header):",
+                  highlight=False)
     print(key)
 
 
@@ -321,6 +332,23 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (
     console.print(f"revoked {prefix}")
 
 
+@apikey_app.command("list")
+def apikey_list(entity: Annotated[Optional[str], typer.Option("--entity", "-e", help="Only keys of this entity.")] = None) -> None:
+    """API keys: prefix, scope, entities, label, created, revoked (never a secret)."""
+    from api.security import list_api_keys
+
+    with _engine().connect() as conn:
+        ids = [_entity(conn, entity).id] if entity else None
+        records = list_api_keys(conn, ids)
+    table = Table("prefix", "scope", "entities", "label", "created", "revoked")
+    for r in records:
+        table.add_row(f"cf_{r.prefix}", r.scope, ", ".join(r.entities), r.label or "",
+                      r.created_at.isoformat(timespec="seconds"),
+                      r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "")
+    console.print(table)
+    console.print(f"{len(records)} key(s)")
+
+
 @app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the read API (uvicorn)."""
@@ -329,7 +357,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     from warehouse.db import database_url, redact
 
     console.print(f"Coinfrs API on http://{host}:{port}/docs (database {redact(database_url())})", highlight=False)
-    uvicorn.run("api.main:app", host=host, port=port, log_level="info")
+    from api.logs import UVICORN_LOG_CONFIG
+
+    uvicorn.run("api.main:app", host=host, port=port, log_level="info", log_config=UVICORN_LOG_CONFIG)
 
 
 @app.command("ui")
