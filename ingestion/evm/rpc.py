@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from web3 import HTTPProvider
@@ -154,8 +155,13 @@ class EvmRpc:
 
 
 def _clean(text: str, urls: Sequence[str]) -> str:
+    """The error text without any URL's path or query (where API keys live)."""
     for url in urls:
+        parts = urlsplit(url)
         text = text.replace(url, redact_url(url))
+        for secret in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
+            if secret and secret != "/":
+                text = text.replace(secret, "/<redacted>")
     return text[:300]
 
 

@@ -290,9 +290,11 @@ def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: E
             tokens = [r[0] for r in conn.execute(sa.text(
                 """
                 SELECT DISTINCT ON (payload->'token'->>'address') payload->'token' FROM raw_records
-                WHERE entity_id = :e AND source = :s AND stream = :st AND account = :a AND processing_status <> 'orphaned'
+                WHERE entity_id = :e AND source = :s AND stream = :st AND account = :a
                 ORDER BY payload->'token'->>'address', id DESC
                 """), dict(e=entity.id, s=SOURCE, st=LOG_STREAM, a=wallet.account)).all()]
+        # every token the wallet was ever seen with, orphaned ones included: a snapshot after a reorg must say 0
+        # for a token whose transfer the reorg removed, or the older snapshot's balance would stay the latest
         numbers = sorted({r.number for r in at_cutoff.values()})
         calls: list[tuple[str, list[Any]]] = []
         for n in numbers:
