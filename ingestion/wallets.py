@@ -69,6 +69,13 @@ def load_wallets(conn: Connection, entity_id: int, *, chain: str | None = None) 
     return [_to_wallet(r) for r in conn.execute(query.order_by(chain_wallets.c.chain, chain_wallets.c.id))]
 
 
+def rpc_urls_for(wallet: Wallet) -> tuple[str, ...]:
+    """The wallet's own RPC URLs, else the environment's (``COINFRS_RPC_<CHAIN>``, comma separated)."""
+    from ingestion.evm.chains import rpc_urls_from_env
+
+    return wallet.rpc_urls or rpc_urls_from_env(wallet.chain)
+
+
 def write_sync_failure(conn: Connection, entity_id: int, chain: str, error: str, synced_through: datetime | None) -> None:
     """Record that ``chain`` could not be synced (the error must already be free of secrets)."""
     conn.execute(chain_sync_failures.insert().values(entity_id=entity_id, chain=chain, error=error[:2000],

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestration.cli_chains import wallet_app
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
@@ -29,6 +31,7 @@ app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(wallet_app, name="wallet")
 
 console = Console(stderr=True)
 out = Console()

@@ -2,7 +2,8 @@
 
 A chain is a name, a chain id, the native asset's symbol, a finality rule and RPC URLs in failover order. RPC URLs
 come from the wallet, else from ``COINFRS_RPC_<CHAIN>`` (comma separated), else from the preset (none ship: public
-endpoints are rate limited and often carry keys). Known tokens (contract -> symbol) are verified; any other token a
+endpoints are rate limited and often carry keys). ``COINFRS_CONFIRMATIONS_<CHAIN>`` sets the finality depth K (and
+then head - K is used instead of the node's ``finalized`` tag); ``COINFRS_TOKENS_<CHAIN>`` adds verified tokens. Known tokens (contract -> symbol) are verified; any other token a
 wallet receives is registered unverified (spam until approved).
 """
 
@@ -88,6 +89,10 @@ def tokens_from_env(name: str) -> dict[str, str]:
     return {normalize_address(a): s.strip().upper() for a, s in pairs}
 
 
+def configured_depth(name: str) -> bool:
+    return bool(os.environ.get(f"COINFRS_CONFIRMATIONS_{re.sub(r'[^A-Z0-9]', '_', name.upper())}", "").strip())
+
+
 def resolve_chain(name: str, *, chain_id: int | None = None, rpc_urls: list[str] | tuple[str, ...] = (),
                   native_symbol: str | None = None, confirmations: int | None = None,
                   tokens: dict[str, str] | None = None) -> ChainConfig:
@@ -109,6 +114,11 @@ def resolve_chain(name: str, *, chain_id: int | None = None, rpc_urls: list[str]
     merged = dict(preset.tokens)
     merged.update(tokens_from_env(key))
     merged.update({normalize_address(a): s.upper() for a, s in (tokens or {}).items()})
-    return replace(preset, rpc_urls=urls, tokens=merged,
+    if confirmations is None:
+        configured = os.environ.get(f"COINFRS_CONFIRMATIONS_{re.sub(r'[^A-Z0-9]', '_', key.upper())}", "").strip()
+        if configured and not configured.isdigit():
+            raise ChainConfigError(f"COINFRS_CONFIRMATIONS_{key.upper()}={configured!r} is not a block count")
+        confirmations = int(configured) if configured else preset.confirmations
+    return replace(preset, rpc_urls=urls, tokens=merged, confirmations=int(confirmations),
                    native_symbol=(native_symbol or preset.native_symbol).upper(),
-                   confirmations=preset.confirmations if confirmations is None else int(confirmations))
+                   use_finalized_tag=preset.use_finalized_tag and not configured_depth(key))

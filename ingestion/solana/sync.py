@@ -128,6 +128,8 @@ async def _fetch(url: str, wallet: str, cursors: dict[str, str | None], *, timeo
 def fetch_wallet(urls: Sequence[str], wallet: str, cursors: dict[str, str | None], *, timeout: float = 30.0,
                  retries: int = 2, backoff: float = 0.25, page: int = PAGE) -> _Fetched:
     """Everything needed from the RPC, trying each URL in turn on transport errors (network only)."""
+    if not urls:
+        raise SolanaSyncError("solana: no RPC URL (wallet --rpc-url or COINFRS_RPC_SOLANA)")
     last: Exception | None = None
     for attempt in range(retries + 1):
         for url in urls:
