@@ -14,6 +14,7 @@ from datetime import date
 
 import dagster as dg
 
+from assets.chains import chain_wallets
 from assets.progress import report
 from assets.partitions import daily_partitions, window_of
 from assets.resources import WarehouseResource, entities_in_scope
@@ -40,7 +41,7 @@ def _range_label(start: date, end: date) -> str:
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="canonical",
-    deps=[raw_records, raw_balance_snapshots],
+    deps=[raw_records, raw_balance_snapshots, chain_wallets],
     kinds={"postgres"},
     description=(
         "Canonical layer for the day(s): legs from the latest version of each staged ledger record, "
@@ -205,4 +206,4 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     })
 
 
-CLOSE_ASSETS = [canonical_ledger, reconciliation, cost_basis_pnl, daily_close]
+CLOSE_ASSETS = [chain_wallets, canonical_ledger, reconciliation, cost_basis_pnl, daily_close]
