@@ -29,6 +29,7 @@ app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(__import__("orchestration.cli_sources", fromlist=["source_app"]).source_app, name="source")
 
 console = Console(stderr=True)
 out = Console()

@@ -1,7 +1,8 @@
 """Calling an exchange through ccxt without making things worse: retry what is transient, stop on the rest.
 
 - Retried (exponential backoff with jitter, tenacity): ccxt ``NetworkError`` and its subclasses — timeouts,
-  5xx (``ExchangeNotAvailable``), 429 (``RateLimitExceeded``/``DDoSProtection``, honouring ``Retry-After``)
+  5xx (``ExchangeNotAvailable``; Binance's -1001 body on a 5xx is ccxt's bare ``OperationFailed``, the parent
+  class ccxt reserves for retryable failures, so that exact class is retried too), 429 (``RateLimitExceeded``/``DDoSProtection``, honouring ``Retry-After``)
   and -1021 (``InvalidNonce``: the clock is resynchronised with the exchange's before the next attempt).
 - Stopped at once: HTTP 418 (the IP is banned; retrying extends the ban), authentication and permission
   errors, and every other ``ExchangeError`` (a bad request will not get better).
@@ -48,6 +49,10 @@ def is_ip_ban(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
+    """NetworkError and its subclasses (not a 418), and ccxt's bare OperationFailed: the class ccxt gives
+    Binance's -1001 "Internal error; unable to process your request. Please try again." (a 5xx with a body)."""
+    if type(error) is ccxt.OperationFailed:
+        return True
     return isinstance(error, ccxt.NetworkError) and not is_ip_ban(error)
 
 

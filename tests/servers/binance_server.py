@@ -52,6 +52,7 @@ class ServerState:
     timeout_seconds: float = 0.6
     next_faults: list[str] = field(default_factory=list)
     banned: bool = False
+    delay_seconds: float = 0.0  # added to every response (a slow exchange)
     seed: int = 1
     calls: Counter = field(default_factory=Counter)
     faults: Counter = field(default_factory=Counter)
@@ -121,13 +122,18 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client timed out and went away
+            pass
 
     def do_GET(self) -> None:  # noqa: N802
         state = self.server.state
         split = urlsplit(self.path)
         path, query = split.path, split.query
         state.calls[path] += 1
+        if state.delay_seconds:
+            time.sleep(state.delay_seconds)
         fault = state.pick_fault()
         if fault:
             state.faults[fault] += 1
@@ -177,6 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
         now = state.now_ms()
         if not (timestamp < now + 1000 and now - timestamp <= recv_window):
+            state.faults["-1021 (clock)"] += 1
             raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         return restrictions
 
