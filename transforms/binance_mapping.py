@@ -11,6 +11,10 @@ Every number is parsed from Binance's own strings (``D``), never from ccxt's flo
   at apply time); cancelled (1), rejected (3) or failed (5) withdrawals carry no leg.
 - transfers (``/sapi/v1/asset/transfer``): ``transfer_out`` of the source type and ``transfer_in`` of the
   target type, matched by the tx hash ``binance-transfer:<tranId>``; only CONFIRMED transfers move.
+- converts (``/sapi/v1/convert/tradeFlow``): ``sell`` of fromAmount, ``buy`` of toAmount (SUCCESS only).
+- dust (one detail of ``/sapi/v1/asset/dribblet``): ``sell`` of the small balance, ``buy`` of the gross BNB
+  (transferedAmount + serviceChargeAmount) and the service charge as a BNB ``fee``.
+- margin_interest (``/sapi/v1/margin/interestHistory``): ``interest`` paid from the margin account.
 - futures_income (``/fapi/v1/income``): REALIZED_PNL -> realized_pnl, FUNDING_FEE -> funding,
   COMMISSION -> fee, any other type -> income; TRANSFER carries no leg (the transfers stream books it).
 """
@@ -115,7 +119,28 @@ def map_futures_income(record: StagedRecord) -> list[LegDraft]:
     return [_leg(0, record, "futures", _field(record, "asset"), amount, INCOME_KINDS.get(income_type, "income"))]
 
 
+def map_convert(record: StagedRecord) -> list[LegDraft]:
+    if _field(record, "orderStatus") != "SUCCESS":
+        return []
+    return [_leg(0, record, "spot", _field(record, "fromAsset"), -_number(record, "fromAmount"), "sell"),
+            _leg(1, record, "spot", _field(record, "toAsset"), _number(record, "toAmount"), "buy")]
+
+
+def map_dust(record: StagedRecord) -> list[LegDraft]:
+    net, charge = _number(record, "transferedAmount"), _number(record, "serviceChargeAmount")
+    legs = [_leg(0, record, "spot", _field(record, "fromAsset"), -_number(record, "amount"), "sell"),
+            _leg(1, record, "spot", "BNB", net + charge, "buy")]
+    if charge != ZERO:
+        legs.append(_leg(2, record, "spot", "BNB", -charge, "fee"))
+    return legs
+
+
+def map_margin_interest(record: StagedRecord) -> list[LegDraft]:
+    return [_leg(0, record, "margin", _field(record, "asset"), -_number(record, "interest"), "interest")]
+
+
 STREAM_MAPPERS = {"trades": map_trade, "deposits": map_deposit, "withdrawals": map_withdrawal,
-                  "transfers": map_transfer, "futures_income": map_futures_income}
+                  "transfers": map_transfer, "futures_income": map_futures_income, "converts": map_convert,
+                  "dust": map_dust, "margin_interest": map_margin_interest}
 for _stream, _mapper in STREAM_MAPPERS.items():
     register_mapper(SOURCE, _stream, _mapper)

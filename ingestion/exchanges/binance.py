@@ -6,6 +6,9 @@ Streams (raw_records, source ``binance``, account = the configured source name):
   withdrawals     /sapi/v1/capital/withdraw/history, 90-day windows, offset pagination (fees in the record)
   transfers       /sapi/v1/asset/transfer per transfer type, 30-day windows, page pagination
   futures_income  /fapi/v1/income (USD-M), 30-day windows, time pagination
+  converts        /sapi/v1/convert/tradeFlow, 30-day windows (Binance Convert)
+  dust            /sapi/v1/asset/dribblet, 90-day windows, one record per converted asset (small balances -> BNB)
+  margin_interest /sapi/v1/margin/interestHistory, 30-day windows, page pagination (cross margin)
 Balances (raw_balance_snapshots): /sapi/v1/accountSnapshot per account type (SPOT, MARGIN, FUTURES: the
 daily snapshot at 23:59:59 UTC) and the balances at run time (/api/v3/account, /sapi/v1/margin/account,
 /fapi/v2/balance).
@@ -73,7 +76,7 @@ class BinanceOptions:
     page_size: int = 1000
     overlap_ms: dict[str, int] = field(default_factory=lambda: {
         "deposits": 3 * DAY_MS, "withdrawals": 3 * DAY_MS, "transfers": DAY_MS, "futures_income": DAY_MS,
-        "snapshots": DAY_MS})
+        "snapshots": DAY_MS, "converts": DAY_MS, "dust": DAY_MS, "margin_interest": DAY_MS})
 
 
 @dataclass
@@ -260,6 +263,52 @@ class BinanceSync:
                                    _utc(int(r["time"])), r) for r in rows]
             self._commit("futures_income", records, "futures_income", {"until": hi})
 
+    def sync_converts(self) -> None:
+        start = self._window_start("converts", "converts")
+        for lo, hi in _windows(start, self.now, 30 * DAY_MS):
+            rows: list[dict] = []
+            page_start = lo
+            while True:
+                body = self.call("GET /sapi/v1/convert/tradeFlow", self.exchange.sapiGetConvertTradeFlow,
+                                 {"startTime": page_start, "endTime": hi, "limit": 1000})
+                page = body.get("list") or []
+                rows.extend(page)
+                if not body.get("moreData") or not page:
+                    break
+                page_start = int(page[-1]["createTime"])  # inclusive; duplicates are no-ops
+            records = [RawRecordIn(self.account, f"{self.account}|{r['orderId']}", _utc(int(r["createTime"])), r)
+                       for r in rows]
+            self._commit("converts", records, "converts", {"until": hi})
+
+    def sync_dust(self) -> None:
+        start = self._window_start("dust", "dust")
+        for lo, hi in _windows(start, self.now, 90 * DAY_MS):
+            body = self.call("GET /sapi/v1/asset/dribblet", self.exchange.sapiGetAssetDribblet,
+                             {"startTime": lo, "endTime": hi})
+            if int(body.get("total") or 0) > 100:
+                raise RuntimeError("binance dust: more than 100 conversions in one window; the API returns only 100")
+            records = [RawRecordIn(self.account, f"{self.account}|{d['transId']}|{detail['transId']}",
+                                   _utc(int(detail["operateTime"])), detail)
+                       for d in body.get("userAssetDribblets") or [] for detail in d.get("userAssetDribbletDetails") or []]
+            self._commit("dust", records, "dust", {"until": hi})
+
+    def sync_margin_interest(self) -> None:
+        start = self._window_start("margin_interest", "margin_interest")
+        for lo, hi in _windows(start, self.now, 30 * DAY_MS):
+            rows: list[dict] = []
+            current = 1
+            while True:
+                body = self.call("GET /sapi/v1/margin/interestHistory", self.exchange.sapiGetMarginInterestHistory,
+                                 {"startTime": lo, "endTime": hi, "current": current, "size": 100})
+                batch = body.get("rows") or []
+                rows.extend(batch)
+                if len(batch) < 100 or len(rows) >= int(body.get("total", 0)):
+                    break
+                current += 1
+            records = [RawRecordIn(self.account, f"{self.account}|{r['txId']}", _utc(int(r["interestAccuredTime"])), r)
+                       for r in rows]
+            self._commit("margin_interest", records, "margin_interest", {"until": hi})
+
     def sync_snapshots(self) -> None:
         for kind, account_type in SNAPSHOT_TYPES.items():
             cursor_stream = f"snapshots/{kind}"
@@ -307,8 +356,10 @@ class BinanceSync:
             "SELECT DISTINCT jsonb_object_keys(balances) FROM raw_balance_snapshots"
             " WHERE entity_id = :e AND source = :s AND account = :a"), params).scalars().all()
         coins = conn.execute(sa.text(
-            "SELECT DISTINCT payload->>'coin' FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a"
-            " AND stream IN ('deposits', 'withdrawals')"), params).scalars().all()
+            """SELECT DISTINCT a FROM raw_records r CROSS JOIN LATERAL (VALUES (r.payload->>'coin'),
+                   (r.payload->>'fromAsset'), (r.payload->>'toAsset')) AS v(a)
+               WHERE r.entity_id = :e AND r.source = :s AND r.account = :a
+                 AND r.stream IN ('deposits', 'withdrawals', 'converts', 'dust')"""), params).scalars().all()
         return {a.upper() for a in [*snap, *coins] if a}
 
     def trade_symbols(self, assets: set[str]) -> list[tuple[str, str]]:
@@ -344,6 +395,9 @@ class BinanceSync:
         held = self.sync_current_balances()
         self.sync_transfers()
         self.sync_futures_income()
+        self.sync_converts()
+        self.sync_dust()
+        self.sync_margin_interest()
         with self.engine.connect() as conn:
             assets = self.known_assets(conn) | held
         self.sync_trades(assets)

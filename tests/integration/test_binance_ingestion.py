@@ -120,7 +120,9 @@ def test_sync_stages_every_stream_exactly_and_a_rerun_changes_nothing(engine, se
         first = staging_digest(conn, entity.id)
     assert counts == {"trades": sum(len(t) for t in history.trades.values()), "deposits": len(history.deposits),
                       "withdrawals": len(history.withdrawals), "transfers": len(history.transfers),
-                      "futures_income": len(history.income)}
+                      "futures_income": len(history.income), "converts": len(history.converts),
+                      "dust": sum(len(d["userAssetDribbletDetails"]) for d in history.dust),
+                      "margin_interest": len(history.interest)}
     assert first["snapshot_count"] == 3 * ((LAST - FIRST).days + 1)
     assert sorted(stats.symbols) == ["BNB/USDT", "BTC/USDT", "ETH/BTC", "ETH/USDT"]
     symbol = trade.payload["symbol"]

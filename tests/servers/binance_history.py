@@ -22,7 +22,7 @@ SYMBOLS = {  # symbol: (base, quote, starting price, price step, quantity step)
     "ETHBTC": ("ETH", "BTC", Decimal("0.057000"), Decimal("0.000001"), Decimal("0.01")),
     "BNBUSDT": ("BNB", "USDT", Decimal("310.0"), Decimal("0.1"), Decimal("0.001")),
 }
-NETWORK = {"BTC": "BTC", "ETH": "ETH", "USDT": "ETH", "BNB": "BSC"}
+NETWORK = {"BTC": "BTC", "ETH": "ETH", "USDT": "ETH", "BNB": "BSC", "XRP": "XRP", "DOGE": "DOGE"}
 
 
 def s8(value: Decimal) -> str:
@@ -42,13 +42,17 @@ class BinanceHistory:
     withdrawals: list[dict] = field(default_factory=list)
     transfers: list[dict] = field(default_factory=list)
     income: list[dict] = field(default_factory=list)
+    converts: list[dict] = field(default_factory=list)
+    dust: list[dict] = field(default_factory=list)  # userAssetDribblets
+    interest: list[dict] = field(default_factory=list)  # margin interest history
     snapshots: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # SPOT|MARGIN|FUTURES
     balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # final, per account type
 
     @property
     def record_count(self) -> int:
         return (sum(len(t) for t in self.trades.values()) + len(self.deposits) + len(self.withdrawals)
-                + len(self.transfers) + len(self.income))
+                + len(self.transfers) + len(self.income) + len(self.converts) + len(self.interest)
+                + sum(len(d["userAssetDribbletDetails"]) for d in self.dust))
 
 
 def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 31), *, seed: int = 7,
@@ -95,6 +99,8 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
             deposit("BTC", Decimal("3.5"))
             deposit("ETH", Decimal("40"))
             deposit("BNB", Decimal("50"))
+            deposit("XRP", Decimal("3.5"))
+            deposit("DOGE", Decimal("12"))
         # spot trades
         for _ in range(rng.randint(*trades_per_day)):
             symbol = rng.choice(sorted(SYMBOLS))
@@ -146,6 +152,40 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
                     "txKey": "", "completeTime": (when + timedelta(minutes=3)).strftime("%Y-%m-%d %H:%M:%S")})
                 # applyTime has whole seconds: the balance moves at that second
                 move("SPOT", coin, -(amount + fee))
+        # convert (Binance Convert) and dust to BNB
+        if rng.random() < 0.1:
+            from_asset, to_asset, ratio = rng.choice([("USDT", "BNB", Decimal("0.00322")), ("ETH", "USDT", Decimal("2391.5")),
+                                                      ("BTC", "ETH", Decimal("17.41"))])
+            from_amount = (wallets["SPOT"][from_asset] * Decimal("0.02")).quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
+            if from_amount > 0:
+                to_amount = (from_amount * ratio).quantize(Q8, rounding=ROUND_DOWN)
+                when = at()
+                history.converts.append({
+                    "quoteId": f"{rng.getrandbits(128):032x}", "orderId": next_id("order"), "orderStatus": "SUCCESS",
+                    "fromAsset": from_asset, "fromAmount": s8(from_amount), "toAsset": to_asset, "toAmount": s8(to_amount),
+                    "ratio": f"{ratio:f}", "inverseRatio": f"{(1 / ratio).quantize(Q8)}", "createTime": ms(when)})
+                move("SPOT", from_asset, -from_amount)
+                move("SPOT", to_asset, to_amount)
+        if (day - start).days in (20, 50):
+            when = at()
+            details, total, charge = [], Decimal(0), Decimal(0)
+            for asset, rate in (("XRP", Decimal("0.0019")), ("DOGE", Decimal("0.00027"))):
+                amount = wallets["SPOT"][asset]
+                if amount <= 0:
+                    continue
+                gross = (amount * rate).quantize(Q8, rounding=ROUND_DOWN)
+                fee = (gross * Decimal("0.02")).quantize(Q8, rounding=ROUND_DOWN)
+                details.append({"transId": next_id("tran"), "serviceChargeAmount": s8(fee), "amount": s8(amount),
+                                "operateTime": ms(when), "transferedAmount": s8(gross - fee), "fromAsset": asset})
+                total, charge = total + gross - fee, charge + fee
+                move("SPOT", asset, -amount)
+                move("SPOT", "BNB", gross - fee)
+            if details:
+                history.dust.append({"operateTime": ms(when), "totalTransferedAmount": s8(total),
+                                     "totalServiceChargeAmount": s8(charge), "transId": next_id("tran"),
+                                     "userAssetDribbletDetails": details})
+            if (day - start).days == 20:
+                deposit("XRP", Decimal("2.25"))
         # universal transfers between account types
         def transfer(kind: str, asset: str, amount: Decimal, source: str, target: str) -> None:
             when = at()
@@ -168,6 +208,15 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
             amount = (wallets["MARGIN"][asset] / 3).quantize(Q8, rounding=ROUND_DOWN)
             if amount > 0:
                 transfer("MARGIN_MAIN", asset, amount, "MARGIN", "SPOT")
+        # margin interest on the cross-margin USDT (charged from the margin wallet)
+        if wallets["MARGIN"]["USDT"] > 100:
+            when = at()
+            principal = (wallets["MARGIN"]["USDT"] / 2).quantize(Q8, rounding=ROUND_DOWN)
+            charged = (principal * Decimal("0.00012")).quantize(Q8, rounding=ROUND_DOWN)
+            history.interest.append({"txId": next_id("tran"), "interestAccuredTime": ms(when), "asset": "USDT",
+                                     "rawAsset": "USDT", "principal": s8(principal), "interest": s8(charged),
+                                     "interestRate": "0.00012000", "type": "PERIODIC", "isolatedSymbol": ""})
+            move("MARGIN", "USDT", -charged)
         # futures income: funding every day with a position, realized PnL and commission on some days
         if wallets["FUTURES"]["USDT"] > 0:
             def income(kind: str, amount: Decimal, trade_id: str = "") -> None:

@@ -340,6 +340,33 @@ def _snapshot(state: ServerState, params: dict, restrictions: dict) -> dict:
     return {"code": 200, "msg": "", "snapshotVos": rows}
 
 
+def _converts(state: ServerState, params: dict, restrictions: dict) -> dict:
+    if _int(params, "startTime") is None or _int(params, "endTime") is None:
+        raise ApiError(400, -1102, "Mandatory parameter 'startTime' was not sent, was empty/null, or malformed.")
+    start, end = _window(params, state.now_ms(), 30, 30)
+    limit = _int(params, "limit", 100)
+    if limit > 1000:
+        raise ApiError(400, -1100, "limit must be <= 1000")
+    rows = _in_window(state.history.converts, "createTime", start, end)
+    return {"list": rows[:limit], "startTime": start, "endTime": end, "limit": limit, "moreData": len(rows) > limit}
+
+
+def _dribblet(state: ServerState, params: dict, restrictions: dict) -> dict:
+    start, end = _window(params, state.now_ms(), 90, 90)
+    rows = sorted(_in_window(state.history.dust, "operateTime", start, end), key=lambda r: r["operateTime"], reverse=True)
+    return {"total": len(rows), "userAssetDribblets": rows[:100]}
+
+
+def _interest(state: ServerState, params: dict, restrictions: dict) -> dict:
+    start, end = _window(params, state.now_ms(), 30, 7)
+    current, size = _int(params, "current", 1), _int(params, "size", 10)
+    if size > 100:
+        raise ApiError(400, -1100, "size must be <= 100")
+    rows = sorted(_in_window(state.history.interest, "interestAccuredTime", start, end),
+                  key=lambda r: r["interestAccuredTime"], reverse=True)
+    return {"rows": rows[(current - 1) * size:current * size], "total": len(rows)}
+
+
 def _final(state: ServerState, account: str) -> dict:
     return {a: f"{v:.8f}" for a, v in state.history.balances.get(account, {}).items()}
 
@@ -378,6 +405,9 @@ ROUTES = {
     "/sapi/v1/asset/transfer": (_transfers, True),
     "/fapi/v1/income": (_income, True),
     "/sapi/v1/accountSnapshot": (_snapshot, True),
+    "/sapi/v1/convert/tradeFlow": (_converts, True),
+    "/sapi/v1/asset/dribblet": (_dribblet, True),
+    "/sapi/v1/margin/interestHistory": (_interest, True),
     "/api/v3/account": (_spot_account, True),
     "/sapi/v1/margin/account": (_margin_account, True),
     "/fapi/v2/balance": (_futures_balance, True),

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from transforms.binance_mapping import BinanceRecordError, map_deposit, map_futures_income, map_trade, map_transfer, map_withdrawal
+from transforms.binance_mapping import (BinanceRecordError, map_convert, map_deposit, map_dust, map_futures_income,
+                                       map_margin_interest, map_trade, map_transfer, map_withdrawal)
 from transforms.mappers import StagedRecord, map_record
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -76,6 +77,24 @@ def test_futures_income_kinds_and_transfers_left_to_the_transfer_stream():
     assert map_futures_income(staged("futures_income", "x", {**income, "incomeType": "TRANSFER"})) == []
     assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "REALIZED_PNL", "income": "12.5"})))[0][4] == "realized_pnl"
     assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "INSURANCE_CLEAR"})))[0][4] == "income"
+
+
+def test_convert_dust_and_margin_interest():
+    convert = {"quoteId": "f3b9", "orderId": 940708407462087195, "orderStatus": "SUCCESS", "fromAsset": "USDT",
+               "fromAmount": "20", "toAsset": "BNB", "toAmount": "0.06154036", "ratio": "0.00307702",
+               "inverseRatio": "324.99", "createTime": 1624248872184}
+    assert legs(map_convert(staged("converts", "main|9407", convert))) == [
+        (0, "spot", "USDT", Decimal("-20"), "sell", None), (1, "spot", "BNB", Decimal("0.06154036"), "buy", None)]
+    assert map_convert(staged("converts", "main|9407", {**convert, "orderStatus": "PROCESS"})) == []
+    dust = {"transId": 4359321, "serviceChargeAmount": "0.000009", "amount": "0.0009", "operateTime": 1615985535000,
+            "transferedAmount": "0.000441", "fromAsset": "USDT"}
+    assert legs(map_dust(staged("dust", "main|45178372831|4359321", dust))) == [
+        (0, "spot", "USDT", Decimal("-0.0009"), "sell", None), (1, "spot", "BNB", Decimal("0.000450"), "buy", None),
+        (2, "spot", "BNB", Decimal("-0.000009"), "fee", None)]
+    interest = {"txId": 1352286576452864727, "interestAccuredTime": 1672160400000, "asset": "USDT", "rawAsset": "USDT",
+                "principal": "45.3313", "interest": "0.00024996", "interestRate": "0.00013233", "type": "ON_BORROW"}
+    assert legs(map_margin_interest(staged("margin_interest", "main|1", interest))) == [
+        (0, "margin", "USDT", Decimal("-0.00024996"), "interest", None)]
 
 
 def test_the_registry_maps_binance_streams():
