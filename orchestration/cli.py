@@ -85,7 +85,7 @@ def db_upgrade() -> None:
 def import_csv_command(
     files: Annotated[list[Path], typer.Argument(help="CSV files.", exists=True, dir_okay=False, readable=True)],
     entity: EntityOpt,
-    kind: Annotated[str, typer.Option(help="ledger or balances.")] = "ledger",
+    kind: Annotated[str, typer.Option(help="ledger, balances or binance-export (Binance Transaction History).")] = "ledger",
     timezone: Annotated[Optional[str], typer.Option("--timezone", help="Timezone of naive timestamps (IANA name).")] = None,
     entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days.")] = "UTC",
 ) -> None:
@@ -93,15 +93,18 @@ def import_csv_command(
     from ingestion.csv_files import CsvFile, CsvImportError, import_csv, read_balances_csv, read_ledger_csv
     from warehouse.entities import get_or_create_entity, validate_timezone
 
-    if kind not in ("ledger", "balances"):
-        raise _fail(f"--kind must be 'ledger' or 'balances', not {kind!r}")
+    if kind not in ("ledger", "balances", "binance-export"):
+        raise _fail(f"--kind must be 'ledger', 'balances' or 'binance-export', not {kind!r}")
     try:
         if timezone:
             validate_timezone(timezone)
         validate_timezone(entity_timezone)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    reader = read_ledger_csv if kind == "ledger" else read_balances_csv
+    from ingestion.exchange_exports import read_binance_export
+
+    reader = {"ledger": read_ledger_csv, "balances": read_balances_csv,
+              "binance-export": lambda file, naive_timezone: read_binance_export(file)}[kind]
     loaded = [CsvFile.from_path(path) for path in files]
     problems = []
     for file in loaded:
