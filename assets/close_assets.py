@@ -4,7 +4,7 @@ Every asset is partitioned by day and backfills as a single run over a range of 
 (set-based SQL over the whole range, not one run per day). Which entities a run closes comes
 from the run tag ``coinfrs/entities`` (comma-separated names or ids); without it, all of them.
 
-Chain: staging (external: filled by imports) -> canonical_ledger -> reconciliation
+Chain: staging (external: filled by imports; exchange_sources syncs exchanges) -> canonical_ledger -> reconciliation
 (+ completeness check) -> cost_basis_pnl -> daily_close.
 """
 
@@ -18,6 +18,7 @@ from assets.chains import chain_wallets
 from assets.progress import report
 from assets.partitions import daily_partitions, window_of
 from assets.resources import WarehouseResource, entities_in_scope
+from assets.exchanges import exchange_sources
 from assets.staging import raw_balance_snapshots, raw_records
 from reconciliation.close import close_summaries, write_closes
 from reconciliation.completeness import EXPECTATION, check_completeness, write_completeness
@@ -41,7 +42,7 @@ def _range_label(start: date, end: date) -> str:
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="canonical",
-    deps=[raw_records, raw_balance_snapshots, chain_wallets],
+    deps=[raw_records, raw_balance_snapshots, chain_wallets, exchange_sources],
     kinds={"postgres"},
     description=(
         "Canonical layer for the day(s): legs from the latest version of each staged ledger record, "
@@ -206,4 +207,4 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     })
 
 
-CLOSE_ASSETS = [chain_wallets, canonical_ledger, reconciliation, cost_basis_pnl, daily_close]
+CLOSE_ASSETS = [exchange_sources, chain_wallets, canonical_ledger, reconciliation, cost_basis_pnl, daily_close]

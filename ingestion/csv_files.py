@@ -345,4 +345,8 @@ def import_csv(conn: Connection, entity_id: int, kind: str, file: CsvFile, *,
         return write_ledger_rows(conn, entity_id, file, read_ledger_csv(file, naive_timezone=naive_timezone))
     if kind == "balances":
         return write_balance_rows(conn, entity_id, file, read_balances_csv(file, naive_timezone=naive_timezone))
-    raise ValueError(f"unknown CSV kind {kind!r} (expected 'ledger' or 'balances')")
+    if kind == "binance-export":
+        from ingestion.exchange_exports import import_binance_export
+
+        return import_binance_export(conn, entity_id, file)
+    raise ValueError(f"unknown CSV kind {kind!r} (expected 'ledger', 'balances' or 'binance-export')")

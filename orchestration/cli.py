@@ -18,6 +18,7 @@ from rich.table import Table
 
 from orchestration import cli_api
 from orchestration.cli_chains import wallet_app
+from orchestration.cli_sources import source_app
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -36,8 +37,8 @@ app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(cli_api.app, name="journal")
-
 app.add_typer(wallet_app, name="wallet")
+app.add_typer(source_app, name="source")
 
 console = Console(stderr=True)
 out = Console()
@@ -93,7 +94,7 @@ def db_upgrade() -> None:
 def import_csv_command(
     files: Annotated[list[Path], typer.Argument(help="CSV files.", exists=True, dir_okay=False, readable=True)],
     entity: EntityOpt,
-    kind: Annotated[str, typer.Option(help="ledger or balances.")] = "ledger",
+    kind: Annotated[str, typer.Option(help="ledger, balances or binance-export (Binance Transaction History).")] = "ledger",
     timezone: Annotated[Optional[str], typer.Option("--timezone", help="Timezone of naive timestamps (IANA name).")] = None,
     entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days.")] = "UTC",
 ) -> None:
@@ -101,15 +102,18 @@ def import_csv_command(
     from ingestion.csv_files import CsvFile, CsvImportError, import_csv, read_balances_csv, read_ledger_csv
     from warehouse.entities import get_or_create_entity, validate_timezone
 
-    if kind not in ("ledger", "balances"):
-        raise _fail(f"--kind must be 'ledger' or 'balances', not {kind!r}")
+    if kind not in ("ledger", "balances", "binance-export"):
+        raise _fail(f"--kind must be 'ledger', 'balances' or 'binance-export', not {kind!r}")
     try:
         if timezone:
             validate_timezone(timezone)
         validate_timezone(entity_timezone)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    reader = read_ledger_csv if kind == "ledger" else read_balances_csv
+    from ingestion.exchange_exports import read_binance_export
+
+    reader = {"ledger": read_ledger_csv, "balances": read_balances_csv,
+              "binance-export": lambda file, naive_timezone: read_binance_export(file)}[kind]
     loaded = [CsvFile.from_path(path) for path in files]
     problems = []
     for file in loaded:

@@ -458,3 +458,27 @@ chain_sync_failures = sa.Table(
     sa.Column("error", sa.Text, nullable=False, comment="what failed; RPC URLs reduced to their host"),
     comment="a chain that could not be synced: closes of days after synced_through are partial for this chain",
 )
+
+# ---------------------------------------------------------------- exchange and custodian sources (credentials)
+
+source_credentials = sa.Table(
+    "source_credentials",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False, comment="the source's name in its entity; also its account name"),
+    sa.Column("kind", sa.Text, nullable=False, comment="connector: binance"),
+    sa.Column("config", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"),
+              comment="non-secret settings: api_url, since"),
+    sa.Column("key_id", sa.Text, nullable=False, comment="the master key that encrypted the credentials"),
+    sa.Column("nonce", sa.LargeBinary, nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False,
+              comment="AES-256-GCM of the credentials JSON; associated data binds entity id, kind and name"),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.Column("last_sync_at", TS),
+    sa.Column("last_sync_status", sa.Text, comment="succeeded | unavailable | refused | failed"),
+    sa.Column("last_sync_message", sa.Text),
+    sa.UniqueConstraint("entity_id", "name", name="uq_source_credentials_entity_name"),
+)

@@ -1,0 +1,254 @@
+"""A generated Binance account history: spot trades, deposits, withdrawals (with fees), universal transfers
+between SPOT / MARGIN / USD-M FUTURES, futures income (realized PnL, funding, commission), and the daily
+account snapshot of each account type taken from the same running balances, so the snapshots agree
+with the history by construction.
+
+Records are shaped as Binance documents them (amounts as exact decimal strings, times in ms). Every event
+happens before 23:59:59.000 UTC, the ``updateTime`` of Binance's daily snapshot.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_DOWN, Decimal
+
+Q8 = Decimal("0.00000001")
+SYMBOLS = {  # symbol: (base, quote, starting price, price step, quantity step)
+    "BTCUSDT": ("BTC", "USDT", Decimal("42000.00"), Decimal("0.01"), Decimal("0.00001")),
+    "ETHUSDT": ("ETH", "USDT", Decimal("2400.00"), Decimal("0.01"), Decimal("0.0001")),
+    "ETHBTC": ("ETH", "BTC", Decimal("0.057000"), Decimal("0.000001"), Decimal("0.01")),
+    "BNBUSDT": ("BNB", "USDT", Decimal("310.0"), Decimal("0.1"), Decimal("0.001")),
+}
+NETWORK = {"BTC": "BTC", "ETH": "ETH", "USDT": "ETH", "BNB": "BSC", "XRP": "XRP", "DOGE": "DOGE"}
+
+
+def s8(value: Decimal) -> str:
+    return f"{value.quantize(Q8):f}"
+
+
+def ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+@dataclass
+class BinanceHistory:
+    start: date
+    end: date
+    trades: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    deposits: list[dict] = field(default_factory=list)
+    withdrawals: list[dict] = field(default_factory=list)
+    transfers: list[dict] = field(default_factory=list)
+    income: list[dict] = field(default_factory=list)
+    converts: list[dict] = field(default_factory=list)
+    dust: list[dict] = field(default_factory=list)  # userAssetDribblets
+    interest: list[dict] = field(default_factory=list)  # margin interest history
+    snapshots: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # SPOT|MARGIN|FUTURES
+    balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # final, per account type
+
+    @property
+    def record_count(self) -> int:
+        return (sum(len(t) for t in self.trades.values()) + len(self.deposits) + len(self.withdrawals)
+                + len(self.transfers) + len(self.income) + len(self.converts) + len(self.interest)
+                + sum(len(d["userAssetDribbletDetails"]) for d in self.dust))
+
+
+def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 31), *, seed: int = 7,
+                     trades_per_day: tuple[int, int] = (2, 5)) -> BinanceHistory:
+    """A deterministic account history over [start, end] (UTC days)."""
+    rng = random.Random(seed)
+    history = BinanceHistory(start, end)
+    wallets: dict[str, dict[str, Decimal]] = {"SPOT": defaultdict(Decimal), "MARGIN": defaultdict(Decimal),
+                                                "FUTURES": defaultdict(Decimal)}
+    held: dict[str, set[str]] = {"SPOT": set(), "MARGIN": set(), "FUTURES": set()}
+    prices = {s: v[2] for s, v in SYMBOLS.items()}
+    ids = {"trade": 10_000, "order": 500_000, "tran": 90_000_000, "dep": 7_000_000}
+
+    def next_id(kind: str) -> int:
+        ids[kind] += rng.randint(1, 9)
+        return ids[kind]
+
+    def move(account: str, asset: str, amount: Decimal) -> None:
+        wallets[account][asset] += amount
+        held[account].add(asset)
+        assert wallets[account][asset] >= 0, (account, asset, wallets[account][asset])
+
+    day = start
+    while day <= end:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        seconds = sorted(rng.sample(range(60, 86_000), 32))
+        slot = iter(seconds)
+
+        def at() -> datetime:
+            return midnight + timedelta(seconds=next(slot), milliseconds=rng.randint(0, 998))
+
+        def deposit(coin: str, amount: Decimal) -> None:
+            when = at()
+            history.deposits.append({
+                "id": str(next_id("dep")) + "0" * 6, "amount": s8(amount).rstrip("0").rstrip("."), "coin": coin,
+                "network": NETWORK[coin], "status": 1, "address": "0x" + f"{rng.getrandbits(160):040x}",
+                "addressTag": "", "txId": "0x" + f"{rng.getrandbits(256):064x}", "insertTime": ms(when),
+                "completeTime": ms(when) + 60_000, "transferType": 0, "confirmTimes": "12/12", "unlockConfirm": 0,
+                "walletType": 0})
+            move("SPOT", coin, amount)
+
+        if day == start:
+            deposit("USDT", Decimal("250000"))
+            deposit("BTC", Decimal("3.5"))
+            deposit("ETH", Decimal("40"))
+            deposit("BNB", Decimal("50"))
+            deposit("XRP", Decimal("3.5"))
+            deposit("DOGE", Decimal("12"))
+        # spot trades
+        for _ in range(rng.randint(*trades_per_day)):
+            symbol = rng.choice(sorted(SYMBOLS))
+            base, quote, _, price_step, qty_step = SYMBOLS[symbol]
+            drift = Decimal(rng.randint(-150, 150)) / Decimal(10_000)
+            price = (prices[symbol] * (1 + drift)).quantize(price_step)
+            prices[symbol] = price
+            is_buyer = rng.random() < 0.5
+            qty = (Decimal(rng.randint(1, 400)) * qty_step * 10).quantize(qty_step)
+            quote_qty = price * qty
+            paying, paid = (quote, quote_qty) if is_buyer else (base, qty)
+            if wallets["SPOT"][paying] < paid * 2:
+                is_buyer = not is_buyer
+                paying, paid = (quote, quote_qty) if is_buyer else (base, qty)
+                if wallets["SPOT"][paying] < paid * 2:
+                    continue
+            received_asset, received = (base, qty) if is_buyer else (quote, quote_qty)
+            if wallets["SPOT"]["BNB"] > Decimal("1") and rng.random() < 0.5:
+                commission_asset = "BNB"
+                commission = (quote_qty * Decimal("0.00075") / (prices["BNBUSDT"] if quote == "USDT" else Decimal("0.0074")))
+            else:
+                commission_asset, commission = received_asset, received * Decimal("0.001")
+            commission = commission.quantize(Q8, rounding=ROUND_DOWN)
+            when = at()
+            history.trades[symbol].append({
+                "symbol": symbol, "id": next_id("trade"), "orderId": next_id("order"), "orderListId": -1,
+                "price": s8(price), "qty": s8(qty), "quoteQty": s8(quote_qty), "commission": s8(commission),
+                "commissionAsset": commission_asset, "time": ms(when), "isBuyer": is_buyer,
+                "isMaker": rng.random() < 0.4, "isBestMatch": True})
+            move("SPOT", paying, -paid)
+            move("SPOT", received_asset, received)
+            move("SPOT", commission_asset, -commission)
+        # occasional deposits and withdrawals
+        if day != start and rng.random() < 0.12:
+            coin = rng.choice(["USDT", "BTC", "ETH"])
+            deposit(coin, {"USDT": Decimal(rng.randint(1000, 20000)), "BTC": Decimal(rng.randint(1, 50)) / 100,
+                           "ETH": Decimal(rng.randint(1, 80)) / 10}[coin])
+        if rng.random() < 0.1:
+            coin = rng.choice(["USDT", "BTC", "ETH"])
+            amount = (wallets["SPOT"][coin] * Decimal("0.05")).quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
+            fee = {"USDT": Decimal("1"), "BTC": Decimal("0.0002"), "ETH": Decimal("0.0012")}[coin]
+            if amount > fee:
+                when = at()
+                history.withdrawals.append({
+                    "id": f"{rng.getrandbits(128):032x}", "amount": s8(amount), "transactionFee": s8(fee), "coin": coin,
+                    "status": 6, "address": "0x" + f"{rng.getrandbits(160):040x}",
+                    "txId": "0x" + f"{rng.getrandbits(256):064x}", "applyTime": when.strftime("%Y-%m-%d %H:%M:%S"),
+                    "network": NETWORK[coin], "transferType": 0, "info": "", "confirmNo": 12, "walletType": 0,
+                    "txKey": "", "completeTime": (when + timedelta(minutes=3)).strftime("%Y-%m-%d %H:%M:%S")})
+                # applyTime has whole seconds: the balance moves at that second
+                move("SPOT", coin, -(amount + fee))
+        # convert (Binance Convert) and dust to BNB
+        if rng.random() < 0.1:
+            from_asset, to_asset, ratio = rng.choice([("USDT", "BNB", Decimal("0.00322")), ("ETH", "USDT", Decimal("2391.5")),
+                                                      ("BTC", "ETH", Decimal("17.41"))])
+            from_amount = (wallets["SPOT"][from_asset] * Decimal("0.02")).quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
+            if from_amount > 0:
+                to_amount = (from_amount * ratio).quantize(Q8, rounding=ROUND_DOWN)
+                when = at()
+                history.converts.append({
+                    "quoteId": f"{rng.getrandbits(128):032x}", "orderId": next_id("order"), "orderStatus": "SUCCESS",
+                    "fromAsset": from_asset, "fromAmount": s8(from_amount), "toAsset": to_asset, "toAmount": s8(to_amount),
+                    "ratio": f"{ratio:f}", "inverseRatio": f"{(1 / ratio).quantize(Q8)}", "createTime": ms(when)})
+                move("SPOT", from_asset, -from_amount)
+                move("SPOT", to_asset, to_amount)
+        if (day - start).days in (20, 50):
+            when = at()
+            details, total, charge = [], Decimal(0), Decimal(0)
+            for asset, rate in (("XRP", Decimal("0.0019")), ("DOGE", Decimal("0.00027"))):
+                amount = wallets["SPOT"][asset]
+                if amount <= 0:
+                    continue
+                gross = (amount * rate).quantize(Q8, rounding=ROUND_DOWN)
+                fee = (gross * Decimal("0.02")).quantize(Q8, rounding=ROUND_DOWN)
+                details.append({"transId": next_id("tran"), "serviceChargeAmount": s8(fee), "amount": s8(amount),
+                                "operateTime": ms(when), "transferedAmount": s8(gross - fee), "fromAsset": asset})
+                total, charge = total + gross - fee, charge + fee
+                move("SPOT", asset, -amount)
+                move("SPOT", "BNB", gross - fee)
+            if details:
+                history.dust.append({"operateTime": ms(when), "totalTransferedAmount": s8(total),
+                                     "totalServiceChargeAmount": s8(charge), "transId": next_id("tran"),
+                                     "userAssetDribbletDetails": details})
+            if (day - start).days == 20:
+                deposit("XRP", Decimal("2.25"))
+        # universal transfers between account types
+        def transfer(kind: str, asset: str, amount: Decimal, source: str, target: str) -> None:
+            when = at()
+            history.transfers.append({"asset": asset, "amount": s8(amount), "type": kind, "status": "CONFIRMED",
+                                      "tranId": next_id("tran"), "timestamp": ms(when)})
+            move(source, asset, -amount)
+            move(target, asset, amount)
+
+        if day == start or rng.random() < 0.15:
+            transfer("MAIN_UMFUTURE", "USDT", Decimal(rng.randint(2000, 8000)), "SPOT", "FUTURES")
+        if rng.random() < 0.08 and wallets["FUTURES"]["USDT"] > 3000:
+            transfer("UMFUTURE_MAIN", "USDT", Decimal(rng.randint(500, 2000)), "FUTURES", "SPOT")
+        if day == start or rng.random() < 0.1:
+            asset = rng.choice(["USDT", "BTC"])
+            amount = Decimal(rng.randint(500, 3000)) if asset == "USDT" else Decimal(rng.randint(1, 20)) / 100
+            if wallets["SPOT"][asset] > amount * 3:
+                transfer("MAIN_MARGIN", asset, amount, "SPOT", "MARGIN")
+        if rng.random() < 0.08:
+            asset = rng.choice(["USDT", "BTC"])
+            amount = (wallets["MARGIN"][asset] / 3).quantize(Q8, rounding=ROUND_DOWN)
+            if amount > 0:
+                transfer("MARGIN_MAIN", asset, amount, "MARGIN", "SPOT")
+        # margin interest on the cross-margin USDT (charged from the margin wallet)
+        if wallets["MARGIN"]["USDT"] > 100:
+            when = at()
+            principal = (wallets["MARGIN"]["USDT"] / 2).quantize(Q8, rounding=ROUND_DOWN)
+            charged = (principal * Decimal("0.00012")).quantize(Q8, rounding=ROUND_DOWN)
+            history.interest.append({"txId": next_id("tran"), "interestAccuredTime": ms(when), "asset": "USDT",
+                                     "rawAsset": "USDT", "principal": s8(principal), "interest": s8(charged),
+                                     "interestRate": "0.00012000", "type": "PERIODIC", "isolatedSymbol": ""})
+            move("MARGIN", "USDT", -charged)
+        # futures income: funding every day with a position, realized PnL and commission on some days
+        if wallets["FUTURES"]["USDT"] > 0:
+            def income(kind: str, amount: Decimal, trade_id: str = "") -> None:
+                when = at()
+                history.income.append({"symbol": "BTCUSDT", "incomeType": kind, "income": s8(amount), "asset": "USDT",
+                                       "info": kind, "time": ms(when), "tranId": next_id("tran"), "tradeId": trade_id})
+                move("FUTURES", "USDT", amount)
+
+            income("FUNDING_FEE", Decimal(rng.randint(-4000, 2500)) / 1000)
+            if rng.random() < 0.4:
+                trade_id = str(next_id("trade"))
+                pnl = Decimal(rng.randint(-150_000, 200_000)) / 1000
+                if wallets["FUTURES"]["USDT"] + pnl > 100:
+                    income("REALIZED_PNL", pnl, trade_id)
+                income("COMMISSION", -Decimal(rng.randint(100, 9000)) / 10_000, trade_id)
+        # the day's snapshots, at 23:59:59.000
+        update = ms(midnight + timedelta(days=1)) - 1000
+        history.snapshots["SPOT"].append({"type": "spot", "updateTime": update, "data": {
+            "totalAssetOfBtc": "0", "balances": [
+                {"asset": a, "free": s8(wallets["SPOT"][a]), "locked": "0.00000000"} for a in sorted(held["SPOT"])]}})
+        history.snapshots["MARGIN"].append({"type": "margin", "updateTime": update, "data": {
+            "marginLevel": "999.00000000", "totalAssetOfBtc": "0", "totalLiabilityOfBtc": "0.00000000",
+            "totalNetAssetOfBtc": "0", "userAssets": [
+                {"asset": a, "borrowed": "0.00000000", "free": s8(wallets["MARGIN"][a]), "interest": "0.00000000",
+                 "locked": "0.00000000", "netAsset": s8(wallets["MARGIN"][a])} for a in sorted(held["MARGIN"])]}})
+        history.snapshots["FUTURES"].append({"type": "futures", "updateTime": update, "data": {
+            "assets": [{"asset": a, "marginBalance": s8(wallets["FUTURES"][a]), "walletBalance": s8(wallets["FUTURES"][a])}
+                       for a in sorted(held["FUTURES"])], "position": []}})
+        day += timedelta(days=1)
+    history.balances = {k: {a: v[a] for a in sorted(held[k])} for k, v in wallets.items()}
+    for records in history.trades.values():
+        records.sort(key=lambda t: t["id"])
+    for stream in (history.deposits, history.transfers, history.income):
+        stream.sort(key=lambda r: r.get("insertTime") or r.get("timestamp") or r.get("time"))
+    return history

@@ -1,0 +1,414 @@
+"""A local Binance REST server (stdlib ``http.server`` on 127.0.0.1, in a thread) for tests and benchmarks.
+
+It speaks the parts of Binance's REST API the connector calls, with the response shapes Binance documents,
+and serves a generated account history (tests/servers/binance_history.py). Signed endpoints are verified as
+Binance does: the ``X-MBX-APIKEY`` header names a key, ``signature`` is the HMAC-SHA256 (hex) of the query
+string before it with the key's secret, ``timestamp`` must be within ``recvWindow`` (default 5000 ms, at
+most 60000) of the server's clock and not more than 1000 ms ahead of it.
+
+Fault injection: ``failure_rate`` makes that share of requests fail with one of ``failure_kinds``
+(``429`` with Retry-After, ``5xx``, ``timeout`` = a response slower than the client's timeout), chosen by a
+seeded generator; ``next_faults`` forces faults on the next requests; ``banned`` answers 418 to everything;
+``clock_offset_ms`` moves the server's clock (a client that does not resync gets -1021).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from tests.servers.binance_history import SYMBOLS, BinanceHistory
+
+READ_ONLY = {"ipRestrict": False, "createTime": 1698645219000, "enableReading": True, "enableWithdrawals": False,
+             "enableInternalTransfer": False, "enableMargin": False, "enableFutures": False,
+             "permitsUniversalTransfer": False, "enableVanillaOptions": False, "enableFixApiTrade": False,
+             "enableFixReadOnly": True, "enableSpotAndMarginTrading": False, "enablePortfolioMarginTrading": False}
+DAY_MS = 86_400_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+@dataclass
+class ServerState:
+    history: BinanceHistory
+    keys: dict[str, tuple[str, dict]] = field(default_factory=dict)  # api key -> (secret, apiRestrictions)
+    clock_offset_ms: int = 0
+    failure_rate: float = 0.0
+    failure_kinds: tuple[str, ...] = ("429", "5xx", "timeout")
+    retry_after: str = "0"
+    timeout_seconds: float = 0.6
+    next_faults: list[str] = field(default_factory=list)
+    banned: bool = False
+    delay_seconds: float = 0.0  # added to every response (a slow exchange)
+    seed: int = 1
+    calls: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)
+    rng: random.Random = field(init=False)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def add_key(self, api_key: str, secret: str, **restrictions: bool) -> None:
+        self.keys[api_key] = (secret, {**READ_ONLY, **restrictions})
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.clock_offset_ms
+
+    def pick_fault(self) -> str | None:
+        with self.lock:
+            if self.banned:
+                return "418"
+            if self.next_faults:
+                return self.next_faults.pop(0)
+            if self.failure_rate and self.rng.random() < self.failure_rate:
+                return self.rng.choice(self.failure_kinds)
+        return None
+
+
+def _int(params: dict[str, str], name: str, default: int | None = None) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+
+
+def _window(params: dict[str, str], now: int, max_days: int, default_days: int) -> tuple[int, int]:
+    end = _int(params, "endTime")
+    start = _int(params, "startTime")
+    if start is None and end is None:
+        end, start = now, now - default_days * DAY_MS
+    elif start is None:
+        start = end - default_days * DAY_MS
+    elif end is None:
+        end = min(now, start + default_days * DAY_MS)
+    if end - start > max_days * DAY_MS:
+        raise ApiError(400, -1127, f"More than {max_days} days between startTime and endTime.")
+    return start, end
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "BinanceServer"
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stalls
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client timed out and went away
+            pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        state = self.server.state
+        split = urlsplit(self.path)
+        path, query = split.path, split.query
+        state.calls[path] += 1
+        if state.delay_seconds:
+            time.sleep(state.delay_seconds)
+        fault = state.pick_fault()
+        if fault:
+            state.faults[fault] += 1
+            if fault == "418":
+                return self._send(418, {"code": -1003, "msg": "Way too many requests; IP banned until 1767225600000."},
+                                  {"Retry-After": "3600"})
+            if fault == "429":
+                return self._send(429, {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+                                  {"Retry-After": state.retry_after})
+            if fault == "5xx":
+                return self._send(503, {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."})
+            if fault == "timeout":
+                time.sleep(state.timeout_seconds)
+                return self._send(504, {"code": -1007, "msg": "Timeout waiting for response from backend server."})
+            if fault == "-1021":
+                return self._send(400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
+        try:
+            handler = ROUTES.get(path)
+            if handler is None:
+                raise ApiError(404, -1000, f"Unknown path {path}")
+            fn, signed = handler
+            params = dict(parse_qsl(query, keep_blank_values=True))
+            restrictions = self._verify(query, params) if signed else None
+            body = fn(state, params, restrictions) if signed else fn(state, params)
+            self._send(200, body)
+        except ApiError as error:
+            self._send(error.status, {"code": error.code, "msg": error.msg})
+
+    def _verify(self, query: str, params: dict[str, str]) -> dict:
+        state = self.server.state
+        api_key = self.headers.get("X-MBX-APIKEY")
+        if not api_key or api_key not in state.keys:
+            raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        secret, restrictions = state.keys[api_key]
+        marker = "&signature="
+        if marker not in query:
+            raise ApiError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        total, signature = query.rsplit(marker, 1)
+        expected = hmac.new(secret.encode(), total.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise ApiError(400, -1022, "Signature for this request is not valid.")
+        timestamp = _int(params, "timestamp")
+        if timestamp is None:
+            raise ApiError(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+        recv_window = _int(params, "recvWindow", 5000)
+        if recv_window > 60_000:
+            raise ApiError(400, -1131, "recvWindow must be less than 60000")
+        now = state.now_ms()
+        if not (timestamp < now + 1000 and now - timestamp <= recv_window):
+            state.faults["-1021 (clock)"] += 1
+            raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        return restrictions
+
+
+class BinanceServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: ServerState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> "BinanceServer":
+        self._thread = threading.Thread(target=self.serve_forever, name="binance-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+# ------------------------------------------------------------------------------ endpoints
+
+
+def _time(state: ServerState, params: dict) -> dict:
+    return {"serverTime": state.now_ms()}
+
+
+def _spot_exchange_info(state: ServerState, params: dict) -> dict:
+    symbols = []
+    for symbol, (base, quote, _, price_step, qty_step) in sorted(SYMBOLS.items()):
+        symbols.append({
+            "symbol": symbol, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8, "quoteAsset": quote,
+            "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+            "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": True, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": True,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": f"{price_step:f}", "maxPrice": "1000000.00000000",
+                 "tickSize": f"{price_step:f}"},
+                {"filterType": "LOT_SIZE", "minQty": f"{qty_step:f}", "maxQty": "9000.00000000", "stepSize": f"{qty_step:f}"},
+            ],
+            "permissions": [], "permissionSets": [["SPOT", "MARGIN"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+            "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"]})
+    return {"timezone": "UTC", "serverTime": state.now_ms(), "rateLimits": [], "exchangeFilters": [], "symbols": symbols}
+
+
+def _futures_exchange_info(state: ServerState, params: dict) -> dict:
+    return {"timezone": "UTC", "serverTime": state.now_ms(), "futuresType": "U_MARGINED", "rateLimits": [],
+            "exchangeFilters": [], "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
+            "symbols": [{
+                "symbol": "BTCUSDT", "pair": "BTCUSDT", "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+                "onboardDate": 1569398400000, "status": "TRADING", "maintMarginPercent": "2.5000",
+                "requiredMarginPercent": "5.0000", "baseAsset": "BTC", "quoteAsset": "USDT", "marginAsset": "USDT",
+                "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8, "quotePrecision": 8,
+                "underlyingType": "COIN", "underlyingSubType": ["PoW"], "triggerProtect": "0.0500",
+                "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+                "filters": [{"filterType": "PRICE_FILTER", "minPrice": "556.80", "maxPrice": "4529764", "tickSize": "0.10"},
+                            {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"}],
+                "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"]}]}
+
+
+def _api_restrictions(state: ServerState, params: dict, restrictions: dict) -> dict:
+    return restrictions
+
+
+def _my_trades(state: ServerState, params: dict, restrictions: dict) -> list:
+    symbol = params.get("symbol")
+    if not symbol:
+        raise ApiError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+    if symbol not in SYMBOLS:
+        raise ApiError(400, -1121, "Invalid symbol.")
+    limit = _int(params, "limit", 500)
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'.")
+    trades = state.history.trades.get(symbol, [])
+    from_id = _int(params, "fromId")
+    if from_id is not None:
+        selected = [t for t in trades if t["id"] >= from_id]
+    else:
+        start, end = _int(params, "startTime", 0), _int(params, "endTime", state.now_ms())
+        selected = [t for t in trades if start <= t["time"] <= end]
+        if _int(params, "startTime") is None:  # most recent trades
+            return selected[-limit:]
+    return selected[:limit]
+
+
+def _in_window(records: list[dict], key: str, start: int, end: int) -> list[dict]:
+    return [r for r in records if start <= r[key] <= end]
+
+
+def _deposits(state: ServerState, params: dict, restrictions: dict) -> list:
+    start, end = _window(params, state.now_ms(), 90, 90)
+    offset, limit = _int(params, "offset", 0), _int(params, "limit", 1000)
+    rows = _in_window(state.history.deposits, "insertTime", start, end)
+    rows.sort(key=lambda r: r["insertTime"], reverse=True)  # Binance: newest first
+    return rows[offset:offset + limit]
+
+
+def _apply_ms(record: dict) -> int:
+    from datetime import datetime, timezone
+
+    return int(datetime.strptime(record["applyTime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def _withdrawals(state: ServerState, params: dict, restrictions: dict) -> list:
+    start, end = _window(params, state.now_ms(), 90, 90)
+    offset, limit = _int(params, "offset", 0), _int(params, "limit", 1000)
+    rows = [r for r in state.history.withdrawals if start <= _apply_ms(r) <= end]
+    rows.sort(key=_apply_ms, reverse=True)
+    return rows[offset:offset + limit]
+
+
+def _transfers(state: ServerState, params: dict, restrictions: dict) -> dict:
+    kind = params.get("type")
+    if not kind:
+        raise ApiError(400, -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+    start, end = _window(params, state.now_ms(), 180, 7)
+    current, size = _int(params, "current", 1), _int(params, "size", 10)
+    if size > 100:
+        raise ApiError(400, -1100, "size must be <= 100")
+    rows = [r for r in _in_window(state.history.transfers, "timestamp", start, end) if r["type"] == kind]
+    rows.sort(key=lambda r: r["timestamp"], reverse=True)
+    page = rows[(current - 1) * size:current * size]
+    return {"total": len(rows), "rows": page} if rows else {"total": 0}
+
+
+def _income(state: ServerState, params: dict, restrictions: dict) -> list:
+    start, end = _window(params, state.now_ms(), 200, 7)
+    limit = _int(params, "limit", 100)
+    if limit > 1000:
+        raise ApiError(400, -1100, "limit must be <= 1000")
+    rows = _in_window(state.history.income, "time", start, end)
+    if params.get("incomeType"):
+        rows = [r for r in rows if r["incomeType"] == params["incomeType"]]
+    return rows[:limit]
+
+
+def _snapshot(state: ServerState, params: dict, restrictions: dict) -> dict:
+    kind = params.get("type")
+    if kind not in ("SPOT", "MARGIN", "FUTURES"):
+        raise ApiError(400, -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+    limit = _int(params, "limit", 7)
+    if not 7 <= limit <= 30:
+        raise ApiError(400, -1100, "limit must be between 7 and 30")
+    start, end = _window(params, state.now_ms(), 30, 30)
+    rows = _in_window(state.history.snapshots[kind], "updateTime", start, end)[:limit]
+    return {"code": 200, "msg": "", "snapshotVos": rows}
+
+
+def _converts(state: ServerState, params: dict, restrictions: dict) -> dict:
+    if _int(params, "startTime") is None or _int(params, "endTime") is None:
+        raise ApiError(400, -1102, "Mandatory parameter 'startTime' was not sent, was empty/null, or malformed.")
+    start, end = _window(params, state.now_ms(), 30, 30)
+    limit = _int(params, "limit", 100)
+    if limit > 1000:
+        raise ApiError(400, -1100, "limit must be <= 1000")
+    rows = _in_window(state.history.converts, "createTime", start, end)
+    return {"list": rows[:limit], "startTime": start, "endTime": end, "limit": limit, "moreData": len(rows) > limit}
+
+
+def _dribblet(state: ServerState, params: dict, restrictions: dict) -> dict:
+    start, end = _window(params, state.now_ms(), 90, 90)
+    rows = sorted(_in_window(state.history.dust, "operateTime", start, end), key=lambda r: r["operateTime"], reverse=True)
+    return {"total": len(rows), "userAssetDribblets": rows[:100]}
+
+
+def _interest(state: ServerState, params: dict, restrictions: dict) -> dict:
+    start, end = _window(params, state.now_ms(), 30, 7)
+    current, size = _int(params, "current", 1), _int(params, "size", 10)
+    if size > 100:
+        raise ApiError(400, -1100, "size must be <= 100")
+    rows = sorted(_in_window(state.history.interest, "interestAccuredTime", start, end),
+                  key=lambda r: r["interestAccuredTime"], reverse=True)
+    return {"rows": rows[(current - 1) * size:current * size], "total": len(rows)}
+
+
+def _final(state: ServerState, account: str) -> dict:
+    return {a: f"{v:.8f}" for a, v in state.history.balances.get(account, {}).items()}
+
+
+def _spot_account(state: ServerState, params: dict, restrictions: dict) -> dict:
+    return {"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+            "canTrade": restrictions["enableSpotAndMarginTrading"], "canWithdraw": restrictions["enableWithdrawals"],
+            "canDeposit": True, "brokered": False, "requireSelfTradePrevention": False, "preventSor": False,
+            "updateTime": state.now_ms(), "accountType": "SPOT",
+            "balances": [{"asset": a, "free": v, "locked": "0.00000000"} for a, v in _final(state, "SPOT").items()],
+            "permissions": ["SPOT"], "uid": 354937868}
+
+
+def _margin_account(state: ServerState, params: dict, restrictions: dict) -> dict:
+    return {"borrowEnabled": False, "marginLevel": "999.00000000", "totalAssetOfBtc": "0", "totalLiabilityOfBtc": "0",
+            "totalNetAssetOfBtc": "0", "tradeEnabled": False, "transferInEnabled": True, "transferOutEnabled": True,
+            "accountType": "MARGIN_1",
+            "userAssets": [{"asset": a, "borrowed": "0.00000000", "free": v, "interest": "0.00000000",
+                            "locked": "0.00000000", "netAsset": v} for a, v in _final(state, "MARGIN").items()]}
+
+
+def _futures_balance(state: ServerState, params: dict, restrictions: dict) -> list:
+    return [{"accountAlias": "SgsR", "asset": a, "balance": v, "crossWalletBalance": v, "crossUnPnl": "0.00000000",
+             "availableBalance": v, "maxWithdrawAmount": v, "marginAvailable": True, "updateTime": state.now_ms()}
+            for a, v in _final(state, "FUTURES").items()]
+
+
+ROUTES = {
+    "/api/v3/time": (_time, False),
+    "/api/v3/exchangeInfo": (_spot_exchange_info, False),
+    "/fapi/v1/exchangeInfo": (_futures_exchange_info, False),
+    "/sapi/v1/account/apiRestrictions": (_api_restrictions, True),
+    "/api/v3/myTrades": (_my_trades, True),
+    "/sapi/v1/capital/deposit/hisrec": (_deposits, True),
+    "/sapi/v1/capital/withdraw/history": (_withdrawals, True),
+    "/sapi/v1/asset/transfer": (_transfers, True),
+    "/fapi/v1/income": (_income, True),
+    "/sapi/v1/accountSnapshot": (_snapshot, True),
+    "/sapi/v1/convert/tradeFlow": (_converts, True),
+    "/sapi/v1/asset/dribblet": (_dribblet, True),
+    "/sapi/v1/margin/interestHistory": (_interest, True),
+    "/api/v3/account": (_spot_account, True),
+    "/sapi/v1/margin/account": (_margin_account, True),
+    "/fapi/v2/balance": (_futures_balance, True),
+}

@@ -1,0 +1,101 @@
+"""The pure Binance mappers, on records shaped as Binance documents them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from transforms.binance_mapping import (BinanceRecordError, map_convert, map_deposit, map_dust, map_futures_income,
+                                       map_margin_interest, map_trade, map_transfer, map_withdrawal)
+from transforms.mappers import StagedRecord, map_record
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def staged(stream: str, raw_id: str, payload: dict) -> StagedRecord:
+    return StagedRecord(1, "binance", stream, "main", raw_id, WHEN, payload)
+
+
+def legs(result):
+    return [(l.leg_index, l.account_type, l.asset, l.quantity, l.kind, l.tx_hash) for l in result]
+
+
+TRADE = {"symbol": "ETHBTC", "id": 28457, "orderId": 100234, "orderListId": -1, "price": "0.05700100",
+         "qty": "12.00000000", "quoteQty": "0.68401200", "commission": "0.01200000", "commissionAsset": "ETH",
+         "time": 1767323045000, "isBuyer": True, "isMaker": False, "isBestMatch": True}
+
+
+def test_a_buy_is_base_in_quote_out_and_the_commission_a_fee_leg():
+    assert legs(map_trade(staged("trades", "main|ETH/BTC|28457", TRADE))) == [
+        (0, "spot", "ETH", Decimal("12.00000000"), "buy", None),
+        (1, "spot", "BTC", Decimal("-0.68401200"), "sell", None),
+        (2, "spot", "ETH", Decimal("-0.01200000"), "fee", None)]
+
+
+def test_a_sell_with_zero_commission_has_two_legs_and_exact_strings():
+    sell = {**TRADE, "isBuyer": False, "commission": "0.00000000", "qty": "0.00000001", "quoteQty": "0.00000000057001"}
+    assert legs(map_trade(staged("trades", "main|ETH/BTC|1", sell))) == [
+        (0, "spot", "ETH", Decimal("-0.00000001"), "sell", None),
+        (1, "spot", "BTC", Decimal("0.00000000057001"), "buy", None)]
+
+
+def test_a_number_that_is_not_binances_string_is_refused_naming_record_and_field():
+    with pytest.raises(BinanceRecordError, match=r"trades record 'main\|ETH/BTC\|9': field 'qty' is 12.0"):
+        map_trade(staged("trades", "main|ETH/BTC|9", {**TRADE, "qty": 12.0}))
+    with pytest.raises(BinanceRecordError, match="field 'commission' is missing"):
+        map_trade(staged("trades", "main|ETH/BTC|9", {k: v for k, v in TRADE.items() if k != "commission"}))
+
+
+def test_deposits_book_once_credited_and_withdrawals_carry_their_fee():
+    deposit = {"id": "7698", "amount": "0.001", "coin": "BNB", "status": 1, "txId": "0xabc", "insertTime": 1}
+    assert legs(map_deposit(staged("deposits", "main|7698", deposit))) == [(0, "spot", "BNB", Decimal("0.001"), "deposit", "0xabc")]
+    assert map_deposit(staged("deposits", "main|7698", {**deposit, "status": 0})) == []
+    withdrawal = {"id": "b6ae", "amount": "28.75", "transactionFee": "0.25", "coin": "XRP", "status": 6, "txId": "19A5",
+                  "applyTime": "2021-04-15 12:09:16"}
+    assert legs(map_withdrawal(staged("withdrawals", "main|b6ae", withdrawal))) == [
+        (0, "spot", "XRP", Decimal("-28.75"), "withdrawal", "19A5"), (1, "spot", "XRP", Decimal("-0.25"), "fee", None)]
+    assert map_withdrawal(staged("withdrawals", "main|b6ae", {**withdrawal, "status": 1})) == []  # cancelled
+
+
+def test_a_universal_transfer_moves_between_account_types_with_one_tx_hash():
+    transfer = {"asset": "USDT", "amount": "1500.5", "type": "MAIN_UMFUTURE", "status": "CONFIRMED", "tranId": 11415955596,
+                "timestamp": 1544433328000}
+    assert legs(map_transfer(staged("transfers", "main|11415955596", transfer))) == [
+        (0, "spot", "USDT", Decimal("-1500.5"), "transfer_out", "binance-transfer:11415955596"),
+        (1, "futures", "USDT", Decimal("1500.5"), "transfer_in", "binance-transfer:11415955596")]
+    with pytest.raises(BinanceRecordError, match="field 'type' is 'MAIN_MOON'"):
+        map_transfer(staged("transfers", "main|1", {**transfer, "type": "MAIN_MOON"}))
+
+
+def test_futures_income_kinds_and_transfers_left_to_the_transfer_stream():
+    income = {"symbol": "BTCUSDT", "incomeType": "FUNDING_FEE", "income": "-0.37500000", "asset": "USDT", "time": 1,
+              "tranId": 9689322392, "tradeId": ""}
+    assert legs(map_futures_income(staged("futures_income", "x", income))) == [
+        (0, "futures", "USDT", Decimal("-0.37500000"), "funding", None)]
+    assert map_futures_income(staged("futures_income", "x", {**income, "incomeType": "TRANSFER"})) == []
+    assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "REALIZED_PNL", "income": "12.5"})))[0][4] == "realized_pnl"
+    assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "INSURANCE_CLEAR"})))[0][4] == "income"
+
+
+def test_convert_dust_and_margin_interest():
+    convert = {"quoteId": "f3b9", "orderId": 940708407462087195, "orderStatus": "SUCCESS", "fromAsset": "USDT",
+               "fromAmount": "20", "toAsset": "BNB", "toAmount": "0.06154036", "ratio": "0.00307702",
+               "inverseRatio": "324.99", "createTime": 1624248872184}
+    assert legs(map_convert(staged("converts", "main|9407", convert))) == [
+        (0, "spot", "USDT", Decimal("-20"), "sell", None), (1, "spot", "BNB", Decimal("0.06154036"), "buy", None)]
+    assert map_convert(staged("converts", "main|9407", {**convert, "orderStatus": "PROCESS"})) == []
+    dust = {"transId": 4359321, "serviceChargeAmount": "0.000009", "amount": "0.0009", "operateTime": 1615985535000,
+            "transferedAmount": "0.000441", "fromAsset": "USDT"}
+    assert legs(map_dust(staged("dust", "main|45178372831|4359321", dust))) == [
+        (0, "spot", "USDT", Decimal("-0.0009"), "sell", None), (1, "spot", "BNB", Decimal("0.000450"), "buy", None),
+        (2, "spot", "BNB", Decimal("-0.000009"), "fee", None)]
+    interest = {"txId": 1352286576452864727, "interestAccuredTime": 1672160400000, "asset": "USDT", "rawAsset": "USDT",
+                "principal": "45.3313", "interest": "0.00024996", "interestRate": "0.00013233", "type": "ON_BORROW"}
+    assert legs(map_margin_interest(staged("margin_interest", "main|1", interest))) == [
+        (0, "margin", "USDT", Decimal("-0.00024996"), "interest", None)]
+
+
+def test_the_registry_maps_binance_streams():
+    assert len(map_record(staged("trades", "main|ETH/BTC|28457", TRADE))) == 3

@@ -1,0 +1,146 @@
+"""Pure mappers of staged Binance records to canonical legs (registered for source ``binance``).
+
+Every number is parsed from Binance's own strings (``D``), never from ccxt's floats. Account types:
+``spot`` (Binance's MAIN wallet), ``margin`` (cross margin), ``futures`` (USD-M), ``funding``.
+
+- trades (``/api/v3/myTrades``): base and quote legs (buy/sell) and the commission (fee) in its asset.
+  The market (``BASE/QUOTE``) is the middle part of ``source_raw_id`` (``account|BASE/QUOTE|id``): Binance's
+  trade record names only the symbol id.
+- deposits: one ``deposit`` leg once credited (status 1); pending or rejected deposits carry no leg.
+- withdrawals: ``withdrawal`` of ``amount`` plus a ``fee`` leg of ``transactionFee`` (both leave the wallet
+  at apply time); cancelled (1), rejected (3) or failed (5) withdrawals carry no leg.
+- transfers (``/sapi/v1/asset/transfer``): ``transfer_out`` of the source type and ``transfer_in`` of the
+  target type, matched by the tx hash ``binance-transfer:<tranId>``; only CONFIRMED transfers move.
+- converts (``/sapi/v1/convert/tradeFlow``): ``sell`` of fromAmount, ``buy`` of toAmount (SUCCESS only).
+- dust (one detail of ``/sapi/v1/asset/dribblet``): ``sell`` of the small balance, ``buy`` of the gross BNB
+  (transferedAmount + serviceChargeAmount) and the service charge as a BNB ``fee``.
+- margin_interest (``/sapi/v1/margin/interestHistory``): ``interest`` paid from the margin account.
+- futures_income (``/fapi/v1/income``): REALIZED_PNL -> realized_pnl, FUNDING_FEE -> funding,
+  COMMISSION -> fee, any other type -> income; TRANSFER carries no leg (the transfers stream books it).
+"""
+
+from __future__ import annotations
+
+from transforms.ledger_mapping import LegDraft
+from transforms.mappers import StagedRecord, register_mapper
+from warehouse.numbers import D, ZERO
+
+SOURCE = "binance"
+WALLET_TYPES = {"MAIN": "spot", "MARGIN": "margin", "UMFUTURE": "futures", "FUNDING": "funding",
+                "CMFUTURE": "coin_futures", "OPTION": "options"}
+INCOME_KINDS = {"REALIZED_PNL": "realized_pnl", "FUNDING_FEE": "funding", "COMMISSION": "fee"}
+WITHDRAWAL_NOT_DEBITED = {1, 3, 5}
+
+
+class BinanceRecordError(ValueError):
+    """A staged Binance record that cannot be read; the message names the record and the field."""
+
+
+def _field(record: StagedRecord, name: str) -> object:
+    payload = record.payload
+    if not isinstance(payload, dict) or name not in payload or payload[name] in (None, ""):
+        raise BinanceRecordError(f"binance {record.stream} record {record.source_raw_id!r}: field {name!r} is missing")
+    return payload[name]
+
+
+def _number(record: StagedRecord, name: str):
+    value = _field(record, name)
+    if not isinstance(value, str):
+        raise BinanceRecordError(f"binance {record.stream} record {record.source_raw_id!r}: field {name!r} is "
+                                 f"{value!r}, expected Binance's decimal string")
+    try:
+        return D(value)
+    except ValueError as error:
+        raise BinanceRecordError(f"binance {record.stream} record {record.source_raw_id!r}: field {name!r}: {error}") from None
+
+
+def _leg(index: int, record: StagedRecord, account_type: str, asset: object, quantity, kind: str,
+         tx_hash: str | None = None) -> LegDraft:
+    return LegDraft(index, record.account, account_type, "", str(asset).upper(), quantity, kind, None, None, tx_hash)
+
+
+def map_trade(record: StagedRecord) -> list[LegDraft]:
+    parts = record.source_raw_id.split("|")
+    if len(parts) != 3 or "/" not in parts[1]:
+        raise BinanceRecordError(f"binance trades record {record.source_raw_id!r}: source_raw_id is not account|BASE/QUOTE|id")
+    base, quote = parts[1].split("/", 1)
+    qty, quote_qty, commission = _number(record, "qty"), _number(record, "quoteQty"), _number(record, "commission")
+    buyer = _field(record, "isBuyer")
+    if not isinstance(buyer, bool):
+        raise BinanceRecordError(f"binance trades record {record.source_raw_id!r}: field 'isBuyer' is {buyer!r}")
+    sign = 1 if buyer else -1
+    legs = [_leg(0, record, "spot", base, sign * qty, "buy" if buyer else "sell"),
+            _leg(1, record, "spot", quote, -sign * quote_qty, "sell" if buyer else "buy")]
+    if commission != ZERO:
+        legs.append(_leg(2, record, "spot", _field(record, "commissionAsset"), -commission, "fee"))
+    return legs
+
+
+def map_deposit(record: StagedRecord) -> list[LegDraft]:
+    if _field(record, "status") != 1:
+        return []
+    tx = record.payload.get("txId") or None
+    return [_leg(0, record, "spot", _field(record, "coin"), _number(record, "amount"), "deposit", tx)]
+
+
+def map_withdrawal(record: StagedRecord) -> list[LegDraft]:
+    if _field(record, "status") in WITHDRAWAL_NOT_DEBITED:
+        return []
+    coin = _field(record, "coin")
+    tx = record.payload.get("txId") or None
+    legs = [_leg(0, record, "spot", coin, -_number(record, "amount"), "withdrawal", tx)]
+    fee = _number(record, "transactionFee") if record.payload.get("transactionFee") not in (None, "") else ZERO
+    if fee != ZERO:
+        legs.append(_leg(1, record, "spot", coin, -fee, "fee"))
+    return legs
+
+
+def map_transfer(record: StagedRecord) -> list[LegDraft]:
+    if _field(record, "status") != "CONFIRMED":
+        return []
+    kind = str(_field(record, "type"))
+    source, _, target = kind.partition("_")
+    if source not in WALLET_TYPES or target not in WALLET_TYPES:
+        raise BinanceRecordError(f"binance transfers record {record.source_raw_id!r}: field 'type' is {kind!r}, "
+                                 f"not a transfer between {', '.join(sorted(WALLET_TYPES))}")
+    amount, asset = _number(record, "amount"), _field(record, "asset")
+    tx = f"binance-transfer:{_field(record, 'tranId')}"
+    return [_leg(0, record, WALLET_TYPES[source], asset, -amount, "transfer_out", tx),
+            _leg(1, record, WALLET_TYPES[target], asset, amount, "transfer_in", tx)]
+
+
+def map_futures_income(record: StagedRecord) -> list[LegDraft]:
+    income_type = str(_field(record, "incomeType"))
+    if income_type == "TRANSFER":
+        return []
+    amount = _number(record, "income")
+    if amount == ZERO:
+        return []
+    return [_leg(0, record, "futures", _field(record, "asset"), amount, INCOME_KINDS.get(income_type, "income"))]
+
+
+def map_convert(record: StagedRecord) -> list[LegDraft]:
+    if _field(record, "orderStatus") != "SUCCESS":
+        return []
+    return [_leg(0, record, "spot", _field(record, "fromAsset"), -_number(record, "fromAmount"), "sell"),
+            _leg(1, record, "spot", _field(record, "toAsset"), _number(record, "toAmount"), "buy")]
+
+
+def map_dust(record: StagedRecord) -> list[LegDraft]:
+    net, charge = _number(record, "transferedAmount"), _number(record, "serviceChargeAmount")
+    legs = [_leg(0, record, "spot", _field(record, "fromAsset"), -_number(record, "amount"), "sell"),
+            _leg(1, record, "spot", "BNB", net + charge, "buy")]
+    if charge != ZERO:
+        legs.append(_leg(2, record, "spot", "BNB", -charge, "fee"))
+    return legs
+
+
+def map_margin_interest(record: StagedRecord) -> list[LegDraft]:
+    return [_leg(0, record, "margin", _field(record, "asset"), -_number(record, "interest"), "interest")]
+
+
+STREAM_MAPPERS = {"trades": map_trade, "deposits": map_deposit, "withdrawals": map_withdrawal,
+                  "transfers": map_transfer, "futures_income": map_futures_income, "converts": map_convert,
+                  "dust": map_dust, "margin_interest": map_margin_interest}
+for _stream, _mapper in STREAM_MAPPERS.items():
+    register_mapper(SOURCE, _stream, _mapper)
