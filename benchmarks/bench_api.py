@@ -13,7 +13,7 @@ What it does:
   4. prints one line per scenario and a JSON summary; stops uvicorn and drops the database (``--keep`` keeps it).
 
 Run:  DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python benchmarks/bench_api.py
-      [--legs 1000000 --clients 50 --seconds 15 --workers 2]
+      [--legs 1000000 --clients 50 --seconds 15 --workers 2] [--keep | --reuse coinfrs_bench_api_XXXXXXXX]
 """
 
 from __future__ import annotations
@@ -181,11 +181,15 @@ async def run_scenario(base_url: str, key: str, name: str, clients: int, seconds
             while time.perf_counter() < until:
                 path, params = make(rnd)
                 started = time.perf_counter()
-                resp = await client.get(path, params=params)
+                try:
+                    resp = await client.get(path, params=params)
+                    ok = resp.status_code == 200
+                except httpx.HTTPError:  # counted, not fatal: the run goes on
+                    ok = False
                 elapsed = time.perf_counter() - started
                 if record:
                     latencies.append(elapsed)
-                    if resp.status_code != 200:
+                    if not ok:
                         errors += 1
         warm = time.perf_counter() + 2.0
         await asyncio.gather(*(worker(1000 + i, warm, False) for i in range(clients)))
@@ -209,6 +213,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--reuse", metavar="DATABASE", help="measure a database kept by an earlier --keep run "
+                                                           "(no generation; kept afterwards)")
     args = parser.parse_args()
 
     import sqlalchemy as sa
@@ -218,22 +224,34 @@ def main() -> int:
     from warehouse.migrate import upgrade
 
     server = database_url()
-    name = f"coinfrs_bench_api_{secrets.token_hex(4)}"
+    name = args.reuse or f"coinfrs_bench_api_{secrets.token_hex(4)}"
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    if not args.reuse:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     print(f"benchmark database {redact(url)}", flush=True)
     server_proc = None
     try:
-        upgrade(url)
-        key, timings = generate(url, args.legs)
-        print(f"generated {args.legs:,} legs with COPY: {timings}", flush=True)
+        if args.reuse:
+            from api.security import create_api_key
+            from warehouse.db import get_engine
+
+            with get_engine(url).begin() as conn:
+                key = create_api_key(conn, 1, label="bench")
+                legs = conn.execute(sa.text("SELECT count(*) FROM transactions")).scalar()
+            timings: dict[str, float] = {}
+            print(f"reusing {legs:,} legs", flush=True)
+        else:
+            upgrade(url)
+            key, timings = generate(url, args.legs)
+            print(f"generated {args.legs:,} legs with COPY: {timings}", flush=True)
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": url, "COINFRS_API_RATE_LIMIT_PER_MINUTE": "0"}
         server_proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log",
+             "--timeout-keep-alive", "60"],
             cwd=ROOT, env=env, start_new_session=True)
         import httpx
 
@@ -264,7 +282,7 @@ def main() -> int:
                 server_proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(server_proc.pid, signal.SIGKILL)
-        if not args.keep:
+        if not args.keep and not args.reuse:
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
