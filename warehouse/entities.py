@@ -36,6 +36,9 @@ def _row_to_entity(row: sa.Row) -> Entity:
 
 def find_entity(conn: Connection, ref: str | int) -> Entity | None:
     """An entity by name, or by id when ``ref`` is a number that is not also a name."""
+    if isinstance(ref, int) and not isinstance(ref, bool):  # an id from our own tables: one query
+        row = conn.execute(sa.select(entities).where(entities.c.id == ref)).first()
+        return _row_to_entity(row) if row else None
     text = str(ref).strip()
     row = conn.execute(sa.select(entities).where(entities.c.name == text)).first()
     if row is None and text.isdigit():

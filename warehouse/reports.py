@@ -16,13 +16,15 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from warehouse.calendar import cutoff_of
 from warehouse.entities import EntityNotFound
 from warehouse.numbers import to_text
 from warehouse.schema import (
@@ -387,6 +389,7 @@ def list_transactions(
     transfer_status: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
+    tz: ZoneInfo | None = None,
 ) -> TransactionPage:
     """Legs of the entity in (ts, id) order, one page at a time (keyset pagination).
 
@@ -398,7 +401,8 @@ def list_transactions(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ReportParameterError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
     query, filters = transactions_query(conn, entity_id, date_from=date_from, date_to=date_to, account=account,
-                                        asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor)
+                                        asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor,
+                                        tz=tz)
     rows = conn.execute(query.limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -417,19 +421,24 @@ def transactions_query(
     kind: str | None = None,
     transfer_status: str | None = None,
     cursor: str | None = None,
+    tz: ZoneInfo | None = None,
 ) -> tuple[sa.Select, dict[str, Any]]:
     """The ordered (ts, id) query of ``list_transactions`` without a limit, and the filters it applied.
-    Rows turn into dicts with ``leg_dict``."""
+    Rows turn into dicts with ``leg_dict``. ``tz``: the entity's timezone (read from the entity if omitted)."""
     if date_from is not None and date_to is not None:
         _check_range(date_from, date_to)
     t = transactions.c
     query = _leg_query().where(t.entity_id == entity_id)
     filters: dict[str, Any] = {}
+    # the close-day bounds, and the same bounds on ts (a leg of close day D has cutoff(D-1) < ts <= cutoff(D)):
+    # redundant, but they let PostgreSQL walk the (entity_id, ts, id) index in page order
+    zone = tz if tz is not None else ZoneInfo(conn.execute(
+        sa.select(entities.c.timezone).where(entities.c.id == entity_id)).scalar() or "UTC")
     if date_from is not None:
-        query = query.where(t.close_date >= date_from)
+        query = query.where(t.close_date >= date_from, t.ts > cutoff_of(date_from - timedelta(days=1), zone))
         filters["from"] = date_from.isoformat()
     if date_to is not None:
-        query = query.where(t.close_date <= date_to)
+        query = query.where(t.close_date <= date_to, t.ts <= cutoff_of(date_to, zone))
         filters["to"] = date_to.isoformat()
     if account is not None and str(account).strip():
         query = query.where(t.account_id.in_(_resolve_account_ids(conn, entity_id, str(account))))

@@ -47,7 +47,7 @@ def list_transactions(
     if out != "json":
         query, _ = reports.transactions_query(conn, entity.id, date_from=date_from, date_to=date_to,
                                               account=account, asset=asset, kind=kind,
-                                              transfer_status=transfer_status)
+                                              transfer_status=transfer_status, tz=entity.tz)
         if out == "xlsx":
             count = conn.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar()
             if count > XLSX_MAX_ROWS:
@@ -59,7 +59,7 @@ def list_transactions(
         return export_response(out, f"transactions-{entity.name}", columns_of(LegOut), rows, on_close=stream.close)
     page = reports.list_transactions(conn, entity.id, date_from=date_from, date_to=date_to, account=account,
                                      asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor,
-                                     limit=limit)
+                                     limit=limit, tz=entity.tz)
     return list_success(request, page.items, next_cursor=page.next_cursor, limit=page.limit, entity=entity.name,
                         filters=page.filters)
 

@@ -1,0 +1,292 @@
+"""Load benchmark of the read API (issue 5): p50/p95/p99 and requests per second at 50 concurrent clients.
+
+Target on this 2-core machine: p95 under 100 ms for positions at a date, a transactions page and a PnL summary.
+
+What it does:
+  1. creates a database of its own on DATABASE_URL's server (``coinfrs_bench_api_<random>``), migrates it and
+     bulk-generates with COPY a ledger of ``--legs`` legs (default 1,000,000) over three years: 20 accounts,
+     30 assets, one staging record per two legs, matched transfers, daily prices, daily positions and
+     disposals; then ANALYZE;
+  2. starts a real uvicorn (``api.main:app``) on 127.0.0.1 with a key of the entity, rate limit off;
+  3. for each scenario, runs ``--clients`` concurrent httpx async clients in a closed loop for ``--seconds``
+     (after a short warm-up), each request with random parameters; counts non-200 answers as errors;
+  4. prints one line per scenario and a JSON summary; stops uvicorn and drops the database (``--keep`` keeps it).
+
+Run:  DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python benchmarks/bench_api.py
+      [--legs 1000000 --clients 50 --seconds 15 --workers 2] [--keep | --reuse coinfrs_bench_api_XXXXXXXX]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+START = date(2023, 1, 1)
+DAYS = 3 * 365
+ACCOUNTS = 20
+ASSETS = 30
+ASSETS_PER_ACCOUNT = 5
+
+
+def _copy_text(conn, table: str, columns: list[str], lines) -> int:
+    """COPY tab-separated ``lines`` (already escaped, ``\\N`` for null) into ``table`` in 4 MB writes."""
+    count = 0
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            buffer = io.StringIO()
+            for line in lines:
+                buffer.write(line)
+                count += 1
+                if buffer.tell() > 4_000_000:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+            copy.write(buffer.getvalue())
+    return count
+
+
+def generate(url: str, legs: int) -> tuple[str, dict[str, float]]:
+    """The dataset, through COPY; returns an API key of the entity and the time of each step."""
+    import sqlalchemy as sa
+
+    from api.security import create_api_key
+    from warehouse.db import get_engine
+
+    timings: dict[str, float] = {}
+    engine = get_engine(url)
+    t0 = time.perf_counter()
+    base = datetime.combine(START, datetime.min.time(), tzinfo=timezone.utc)
+    span = DAYS * 86400
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO entities (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'bench-fund'), "
+                             "(2, 'other-fund')"))
+        conn.execute(sa.text("INSERT INTO ingestion_runs (id, entity_id, source, stream, status) VALUES "
+                             "('00000000-0000-0000-0000-000000000001', 1, 'csv', 'ledger', 'finished')"))
+        _copy_text(conn, "assets", ["id", "symbol", "decimals", "is_fiat"],
+                   [f"{i + 1}\tA{i:02d}\t18\tf\n" for i in range(ASSETS)] + [f"{ASSETS + 1}\tUSD\t2\tt\n"])
+        _copy_text(conn, "accounts", ["id", "entity_id", "source", "name", "account_type"],
+                   [f"{i + 1}\t1\tbinance\tacct-{i:02d}\tspot\n" for i in range(ACCOUNTS)]
+                   + [f"{ACCOUNTS + 1}\t2\tkraken\tother\tspot\n"])
+        for table in ("assets", "accounts", "entities"):
+            conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                 f"(SELECT max(id) FROM {table}))"))
+        raws = (legs + 1) // 2
+        _copy_text(conn, "raw_records", ["id", "entity_id", "source", "account", "stream", "source_raw_id",
+                                         "payload", "payload_hash", "occurred_at", "ingestion_run_id"],
+                   (f"{r + 1}\t1\tcsv\tacct-{r % ACCOUNTS:02d}\tledger\tr{r + 1}\t{{\"row\": {r + 1}, "
+                    f"\"amount\": \"0.{r % 97:02d}1\"}}\th{r + 1}\t{base + timedelta(seconds=span * r // raws)}\t"
+                    f"00000000-0000-0000-0000-000000000001\n" for r in range(raws)))
+        timings["raw_records_s"] = round(time.perf_counter() - t0, 1)
+
+        def leg_lines():
+            for i in range(legs):
+                r = i // 2
+                ts = base + timedelta(seconds=span * r // raws)
+                account = r % ACCOUNTS + 1
+                asset = (account * 7 + (r // ACCOUNTS) % ASSETS_PER_ACCOUNT) % ASSETS + 1
+                sign = "" if i % 2 == 0 else "-"
+                kind = ("buy" if i % 2 == 0 else "sell") if r % 10 else ("transfer_in" if i % 2 == 0 else "transfer_out")
+                qty = f"{sign}{(r % 1000) + 1}.{r % 1_000_000:06d}000000000001"
+                yield (f"{(r + 1) * 10 + i % 2}\t1\t{account}\t{asset}\t{ts}\t{ts.date()}\t{qty}\t{kind}\tg{r + 1}\t"
+                       f"{i % 2}\t{(r % 500) + 1}.25\t{(r % 9000) + 10}.5\t{r + 1}\n")
+
+        t1 = time.perf_counter()
+        _copy_text(conn, "transactions", ["id", "entity_id", "account_id", "asset_id", "ts", "close_date", "quantity",
+                                          "kind", "group_id", "leg_index", "unit_price_usd", "usd_value",
+                                          "raw_record_id"], leg_lines())
+        timings["legs_s"] = round(time.perf_counter() - t1, 1)
+        t2 = time.perf_counter()
+        # every tenth event is a transfer: out leg (index 1) matched to the in leg (index 0)
+        _copy_text(conn, "transfers", ["id", "entity_id", "out_leg_id", "in_leg_id", "asset_id", "status",
+                                       "close_date"],
+                   (f"{(r + 1) * 10 + 1}\t1\t{(r + 1) * 10 + 1}\t{(r + 1) * 10}\t{(r % ACCOUNTS * 7) % ASSETS + 1}\t"
+                    f"matched\t{(base + timedelta(seconds=span * r // raws)).date()}\n"
+                    for r in range(0, raws, 10) if (r + 1) * 10 + 1 < legs * 10))
+        days = [START + timedelta(days=d) for d in range(DAYS)]
+        _copy_text(conn, "prices", ["entity_id", "asset_id", "ts", "price_usd", "source", "resolution"],
+                   (f"1\t{a + 1}\t{datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=23)}"
+                    f"\t{(a + 1) * 100 + n % 50}.123456789\tbench-provider\tday\n"
+                    for n, d in enumerate(days) for a in range(ASSETS)))
+        _copy_text(conn, "positions", ["entity_id", "account_id", "asset_id", "date", "computed_quantity",
+                                       "reported_quantity", "reported_at", "close_price_usd", "price_at"],
+                   (f"1\t{acc + 1}\t{((acc + 1) * 7 + k) % ASSETS + 1}\t{d}\t{n + k}.000000000000000001\t"
+                    f"{n + k}.000000000000000001\t{d}T23:59:00+00\t{(((acc + 1) * 7 + k) % ASSETS + 1) * 100 + n % 50}"
+                    f".123456789\t{d}T23:00:00+00\n"
+                    for n, d in enumerate(days) for acc in range(ACCOUNTS) for k in range(ASSETS_PER_ACCOUNT)))
+        disposals = legs // 4
+        _copy_text(conn, "pnl_disposals", ["entity_id", "method", "pool", "date", "ts", "leg_id", "account_id",
+                                           "asset_id", "kind", "quantity", "proceeds", "cost_basis", "realized_gain",
+                                           "short_term_gain", "long_term_gain", "shortfall_quantity"],
+                   (f"1\tfifo\tuniversal\t{(base + timedelta(seconds=span * j // disposals)).date()}\t"
+                    f"{base + timedelta(seconds=span * j // disposals)}\t{(2 * j + 1) * 10 + 1}\t{j % ACCOUNTS + 1}\t"
+                    f"{j % ASSETS + 1}\t{'fee' if j % 20 == 0 else 'sale'}\t0.5\t{j % 900 + 100}.000000000000000001\t"
+                    f"{j % 700 + 100}\t{(j % 900) - (j % 700)}.000000000000000001\t{(j % 900) - (j % 700)}"
+                    f".000000000000000001\t0\t0\n" for j in range(disposals)))
+        timings["other_tables_s"] = round(time.perf_counter() - t2, 1)
+        key = create_api_key(conn, 1, label="bench")
+    t3 = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
+    timings["analyze_s"] = round(time.perf_counter() - t3, 1)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    engine.dispose()
+    return key, timings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SCENARIOS = {
+    "positions_at_a_date": lambda rnd: ("/api/v1/positions", {
+        "as_of": (START + timedelta(days=rnd.randrange(DAYS))).isoformat()}),
+    "transactions_page": lambda rnd: ("/api/v1/transactions", {
+        **(lambda d: {"from": d.isoformat(), "to": (d + timedelta(days=30)).isoformat()})(
+            START + timedelta(days=rnd.randrange(DAYS - 31))), "limit": "100"}),
+    "pnl_summary": lambda rnd: ("/api/v1/pnl/realized", {
+        **(lambda d: {"from": d.isoformat(), "to": (d + timedelta(days=30)).isoformat()})(
+            START + timedelta(days=rnd.randrange(DAYS - 31)))}),
+}
+
+
+async def run_scenario(base_url: str, key: str, name: str, clients: int, seconds: float) -> dict[str, float]:
+    import httpx
+
+    make = SCENARIOS[name]
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": key}, limits=limits,
+                                 timeout=30.0) as client:
+        async def worker(seed: int, until: float, record: bool) -> None:
+            nonlocal errors
+            rnd = random.Random(seed)
+            while time.perf_counter() < until:
+                path, params = make(rnd)
+                started = time.perf_counter()
+                try:
+                    resp = await client.get(path, params=params)
+                    ok = resp.status_code == 200
+                except httpx.HTTPError:  # counted, not fatal: the run goes on
+                    ok = False
+                elapsed = time.perf_counter() - started
+                if record:
+                    latencies.append(elapsed)
+                    if not ok:
+                        errors += 1
+        warm = time.perf_counter() + 2.0
+        await asyncio.gather(*(worker(1000 + i, warm, False) for i in range(clients)))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i, started + seconds, True) for i in range(clients)))
+        wall = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1)
+
+    return {"requests": len(latencies), "errors": errors, "rps": round(len(latencies) / wall, 1),
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--legs", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--reuse", metavar="DATABASE", help="measure a database kept by an earlier --keep run "
+                                                           "(no generation; kept afterwards)")
+    args = parser.parse_args()
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from warehouse.db import database_url, redact
+    from warehouse.migrate import upgrade
+
+    server = database_url()
+    name = args.reuse or f"coinfrs_bench_api_{secrets.token_hex(4)}"
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    if not args.reuse:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    print(f"benchmark database {redact(url)}", flush=True)
+    server_proc = None
+    try:
+        if args.reuse:
+            from api.security import create_api_key
+            from warehouse.db import get_engine
+
+            with get_engine(url).begin() as conn:
+                key = create_api_key(conn, 1, label="bench")
+                legs = conn.execute(sa.text("SELECT count(*) FROM transactions")).scalar()
+            timings: dict[str, float] = {}
+            print(f"reusing {legs:,} legs", flush=True)
+        else:
+            upgrade(url)
+            key, timings = generate(url, args.legs)
+            print(f"generated {args.legs:,} legs with COPY: {timings}", flush=True)
+        port = _free_port()
+        env = {**os.environ, "DATABASE_URL": url, "COINFRS_API_RATE_LIMIT_PER_MINUTE": "0"}
+        server_proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log",
+             "--timeout-keep-alive", "60"],
+            cwd=ROOT, env=env, start_new_session=True)
+        import httpx
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("uvicorn did not come up")
+        results = {}
+        for scenario in SCENARIOS:
+            result = asyncio.run(run_scenario(f"http://127.0.0.1:{port}", key, scenario, args.clients,
+                                              args.seconds))
+            results[scenario] = result
+            print(f"{scenario:22s} {args.clients} clients: p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "
+                  f"p99 {result['p99_ms']} ms  {result['rps']} req/s  ({result['requests']} requests, "
+                  f"{result['errors']} errors)", flush=True)
+        print(json.dumps({"legs": args.legs, "clients": args.clients, "seconds": args.seconds,
+                          "workers": args.workers, "generation": timings, "results": results}))
+        return 0
+    finally:
+        if server_proc is not None:
+            os.killpg(server_proc.pid, signal.SIGTERM)
+            try:
+                server_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server_proc.pid, signal.SIGKILL)
+        if not args.keep and not args.reuse:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
