@@ -349,4 +349,8 @@ def import_csv(conn: Connection, entity_id: int, kind: str, file: CsvFile, *,
         from ingestion.exchange_exports import import_binance_export
 
         return import_binance_export(conn, entity_id, file)
-    raise ValueError(f"unknown CSV kind {kind!r} (expected 'ledger', 'balances' or 'binance-export')")
+    if kind == "kraken-ledgers":
+        from ingestion.exchange_exports import import_kraken_ledgers
+
+        return import_kraken_ledgers(conn, entity_id, file)
+    raise ValueError(f"unknown CSV kind {kind!r} (expected 'ledger', 'balances', 'binance-export' or 'kraken-ledgers')")

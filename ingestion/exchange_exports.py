@@ -84,3 +84,71 @@ def import_binance_export(conn: Connection, entity_id: int, file: CsvFile) -> Im
     finish_run(conn, run, seen=len(rows), inserted=inserted)
     return ImportResult(file.name, "binance-export", len(rows), inserted, run,
                         min((r.occurred_at for r in rows), default=None), max((r.occurred_at for r in rows), default=None))
+
+
+# ------------------------------------------------------------------------------ Kraken ledgers export
+
+KRAKEN_SOURCE, KRAKEN_STREAM, KRAKEN_ACCOUNT = "kraken_export", "ledgers", "Kraken"
+KRAKEN_COLUMNS = ("txid", "refid", "time", "type", "asset", "amount", "fee", "balance")
+KRAKEN_OPTIONAL = ("subtype", "aclass", "wallet", "amountusd")
+
+
+def read_kraken_ledgers(file: CsvFile) -> tuple[list[StagedRow], list[StagedRow]]:
+    """Validate a Kraken ledgers export: (ledger rows, balance rows). The balance of the last row of each
+    asset and wallet per day is what Kraken reported holding then: it becomes a balance snapshot."""
+    from transforms.exchange_export_mapping import kraken_account_type, kraken_asset
+
+    rows, _, errors = _read_header(file, KRAKEN_COLUMNS, KRAKEN_OPTIONAL)
+    staged: list[StagedRow] = []
+    last_of_day: dict[tuple[str, str, object], StagedRow] = {}
+    for row in rows:
+        if not row:
+            continue
+        line = int(row.pop("__line__"))
+        values = {k.lower(): v.strip() for k, v in row.items()}
+        row_errors = [RowError(line, name, "is required") for name in ("txid", "time", "type", "asset", "amount")
+                      if not values.get(name)]
+        when = None
+        if values.get("time"):
+            try:
+                when = _export_time(values["time"])
+            except ValueError as error:
+                row_errors.append(RowError(line, "time", str(error)))
+        for name in ("amount", "fee", "balance"):
+            if values.get(name):
+                try:
+                    D(values[name])
+                except NotADecimal as error:
+                    row_errors.append(RowError(line, name, str(error)))
+        if row_errors or when is None:
+            errors.extend(row_errors)
+            continue
+        payload = dict(row)
+        record = StagedRow(line, values["txid"], KRAKEN_ACCOUNT, when, payload, payload_hash(payload))
+        staged.append(record)
+        if values.get("balance"):
+            account_type = kraken_account_type(values.get("wallet", ""))
+            asset = kraken_asset(values["asset"])
+            last_of_day[(account_type, asset, when.date())] = StagedRow(
+                line, values["txid"], KRAKEN_ACCOUNT, when, payload, payload_hash(payload), account_type=account_type,
+                balances={asset: values["balance"]})
+    if errors:
+        raise CsvImportError(file.name, sorted(errors, key=lambda e: (e.line, e.field or "")))
+    return staged, list(last_of_day.values())
+
+
+def import_kraken_ledgers(conn: Connection, entity_id: int, file: CsvFile) -> ImportResult:
+    """Validate then stage one Kraken ledgers export (rows and their end-of-day balances), all or nothing."""
+    from ingestion.staging import BalanceSnapshotIn, write_balance_snapshots
+
+    rows, balances = read_kraken_ledgers(file)
+    run = start_run(conn, entity_id, KRAKEN_SOURCE, KRAKEN_STREAM, rows=len(rows), file=_run_file(file))
+    inserted = write_raw_records(conn, entity_id, KRAKEN_SOURCE, KRAKEN_STREAM, [
+        RawRecordIn(r.account, r.source_raw_id, r.occurred_at, r.payload, r.payload_hash, r.line) for r in rows],
+        run, file=_run_file(file))
+    write_balance_snapshots(conn, entity_id, KRAKEN_SOURCE, [
+        BalanceSnapshotIn(b.account, b.account_type, "", b.occurred_at, b.balances, b.payload, b.payload_hash, b.line)
+        for b in balances], run, file=_run_file(file))
+    finish_run(conn, run, seen=len(rows), inserted=inserted)
+    return ImportResult(file.name, "kraken-ledgers", len(rows), inserted, run,
+                        min((r.occurred_at for r in rows), default=None), max((r.occurred_at for r in rows), default=None))

@@ -94,7 +94,7 @@ def db_upgrade() -> None:
 def import_csv_command(
     files: Annotated[list[Path], typer.Argument(help="CSV files.", exists=True, dir_okay=False, readable=True)],
     entity: EntityOpt,
-    kind: Annotated[str, typer.Option(help="ledger, balances or binance-export (Binance Transaction History).")] = "ledger",
+    kind: Annotated[str, typer.Option(help="ledger, balances, binance-export (Binance Transaction History) or kraken-ledgers.")] = "ledger",
     timezone: Annotated[Optional[str], typer.Option("--timezone", help="Timezone of naive timestamps (IANA name).")] = None,
     entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days.")] = "UTC",
 ) -> None:
@@ -102,18 +102,19 @@ def import_csv_command(
     from ingestion.csv_files import CsvFile, CsvImportError, import_csv, read_balances_csv, read_ledger_csv
     from warehouse.entities import get_or_create_entity, validate_timezone
 
-    if kind not in ("ledger", "balances", "binance-export"):
-        raise _fail(f"--kind must be 'ledger', 'balances' or 'binance-export', not {kind!r}")
+    if kind not in ("ledger", "balances", "binance-export", "kraken-ledgers"):
+        raise _fail(f"--kind must be 'ledger', 'balances', 'binance-export' or 'kraken-ledgers', not {kind!r}")
     try:
         if timezone:
             validate_timezone(timezone)
         validate_timezone(entity_timezone)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    from ingestion.exchange_exports import read_binance_export
+    from ingestion.exchange_exports import read_binance_export, read_kraken_ledgers
 
     reader = {"ledger": read_ledger_csv, "balances": read_balances_csv,
-              "binance-export": lambda file, naive_timezone: read_binance_export(file)}[kind]
+              "binance-export": lambda file, naive_timezone: read_binance_export(file),
+              "kraken-ledgers": lambda file, naive_timezone: read_kraken_ledgers(file)}[kind]
     loaded = [CsvFile.from_path(path) for path in files]
     problems = []
     for file in loaded:

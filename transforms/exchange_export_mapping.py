@@ -1,4 +1,5 @@
-"""Pure mappers of exchange CSV exports to canonical legs: Binance "Transaction History" (one leg per row).
+"""Pure mappers of exchange CSV exports to canonical legs: Binance "Transaction History" (one leg per row) and
+Kraken's ledgers export (the amount and the fee of each row).
 
 Operation -> kind; where Binance's operation does not say the direction (Transaction Related, Binance Convert,
 Small assets exchange BNB, transfers) the sign of ``Change`` does. Both rows of a transfer between account
@@ -61,3 +62,56 @@ def map_binance_export_row(record: StagedRecord) -> list[LegDraft]:
 
 
 register_mapper(SOURCE, STREAM, map_binance_export_row)
+
+
+# ------------------------------------------------------------------------------ Kraken ledgers export
+
+KRAKEN_SOURCE, KRAKEN_STREAM = "kraken_export", "ledgers"
+KRAKEN_ASSETS = {"XXBT": "BTC", "XBT": "BTC", "XETH": "ETH", "XXRP": "XRP", "XLTC": "LTC", "XXDG": "DOGE", "XDG": "DOGE",
+                 "XXLM": "XLM", "XZEC": "ZEC", "XXMR": "XMR", "XETC": "ETC", "XREP": "REP", "XMLN": "MLN",
+                 "ZUSD": "USD", "ZEUR": "EUR", "ZGBP": "GBP", "ZCAD": "CAD", "ZJPY": "JPY", "ZAUD": "AUD", "ZCHF": "CHF"}
+KRAKEN_KINDS = {"deposit": "deposit", "withdrawal": "withdrawal", "staking": "staking_reward", "earn": "staking_reward",
+                "dividend": "income", "credit": "income", "reward": "income", "rollover": "fee", "margin": "realized_pnl",
+                "settled": "realized_pnl"}
+KRAKEN_SIGNED = ("trade", "spend", "receive", "sale", "conversion")
+
+
+def kraken_asset(code: str) -> str:
+    """Kraken's asset code to its symbol (XXBT -> BTC, ZUSD -> USD); staked variants (DOT.S) are kept."""
+    text = code.strip().upper()
+    return KRAKEN_ASSETS.get(text, text)
+
+
+def kraken_account_type(wallet: str) -> str:
+    """Kraken's wallet column ("spot / main", "earn / flexible") to an account type; none: spot."""
+    text = wallet.strip().lower()
+    if not text or text.startswith("spot"):
+        return "spot"
+    return text.split("/")[0].strip().replace(" ", "_")
+
+
+def map_kraken_ledger_row(record: StagedRecord) -> list[LegDraft]:
+    """Leg 0: the row's amount; leg 1: its fee (Kraken's balance moves by amount - fee)."""
+    values = {k.lower(): (v or "").strip() for k, v in record.payload.items()}
+    amount = D(values["amount"])
+    fee = D(values["fee"]) if values.get("fee") else D(0)
+    kind_text = values["type"].lower()
+    account_type = kraken_account_type(values.get("wallet", ""))
+    asset = kraken_asset(values["asset"])
+    tx_hash = None
+    if kind_text in KRAKEN_KINDS:
+        kind = KRAKEN_KINDS[kind_text]
+    elif kind_text in KRAKEN_SIGNED:
+        kind = "buy" if amount > 0 else "sell"
+    elif kind_text == "transfer":
+        kind = "transfer_in" if amount > 0 else "transfer_out"
+        tx_hash = f"kraken:{values['refid']}" if values.get("refid") else None
+    else:
+        kind = "other"
+    legs = [LegDraft(0, record.account, account_type, "", asset, amount, kind, None, None, tx_hash)] if amount else []
+    if fee:
+        legs.append(LegDraft(1, record.account, account_type, "", asset, -fee, "fee", None, None, None))
+    return legs
+
+
+register_mapper(KRAKEN_SOURCE, KRAKEN_STREAM, map_kraken_ledger_row)

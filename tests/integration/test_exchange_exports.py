@@ -78,3 +78,35 @@ def test_a_bad_export_names_each_row_and_field_and_stages_nothing(engine, tmp_pa
     assert "nothing was imported" in output
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM raw_records")).scalar() == 0
+
+
+KRAKEN = '''"txid","refid","time","type","subtype","aclass","asset","wallet","amount","fee","balance"
+"L4UESK-KG3EQ-UFO4T5","QCC6PR7-EJ4PH-ZZP5QB","2026-01-03 10:01:02","deposit","","currency","ZUSD","spot / main",10000.0000,0.0000,10000.0000
+"LZ2QPN-ADW5C-7JJAQU","TK3JGA-6OKCO-2XUVSD","2026-01-03 12:00:00","trade","","currency","ZUSD","spot / main",-4200.0000,6.7200,5793.2800
+"L3NN4N-BLCUD-EFXV3H","TK3JGA-6OKCO-2XUVSD","2026-01-03 12:00:00","trade","","currency","XXBT","spot / main",0.1000000000,0.0000000000,0.1000000000
+"LA4KQX-6WPHS-CHEPMT","RUS2M4L-7VPBF-IS2PNU","2026-01-04 08:30:00","withdrawal","","currency","XXBT","spot / main",-0.0400000000,0.0001500000,0.0598500000
+"LSSMT2-UQL3W-NXHZTJ","STFBJ2Z-4GRNL-A4C7FX","2026-01-04 09:00:00","staking","","currency","DOT.S","earn / bonded",0.0123456789,0.0000000000,0.0123456789
+'''
+
+
+def test_kraken_ledgers_reconcile_against_their_own_balances(engine, tmp_path):
+    path = tmp_path / "ledgers.csv"
+    path.write_text(KRAKEN, encoding="utf-8")
+    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--kind", "kraken-ledgers"])
+    assert result.exit_code == 0, result.output
+    with engine.begin() as conn:
+        entity = resolve_entity(conn, "acme")
+        build_canonical(conn, entity, date(2026, 1, 3), date(2026, 1, 4))
+        positions = conn.execute(sa.text(
+            """SELECT p.date, a.account_type, s.symbol, p.computed_quantity, p.reported_quantity FROM positions p
+               JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id ORDER BY 1, 2, 3""")).all()
+        kinds = conn.execute(sa.text("SELECT kind, count(*) FROM transactions GROUP BY 1 ORDER BY 1")).all()
+    assert [tuple(p) for p in positions] == [
+        (date(2026, 1, 3), "spot", "BTC", Decimal("0.1000000000"), Decimal("0.1000000000")),
+        (date(2026, 1, 3), "spot", "USD", Decimal("5793.2800"), Decimal("5793.2800")),
+        (date(2026, 1, 4), "earn", "DOT.S", Decimal("0.0123456789"), Decimal("0.0123456789")),
+        (date(2026, 1, 4), "spot", "BTC", Decimal("0.0598500000"), Decimal("0.0598500000")),
+        (date(2026, 1, 4), "spot", "USD", Decimal("5793.2800"), Decimal("5793.2800")),
+    ]
+    assert [tuple(k) for k in kinds] == [("buy", 1), ("deposit", 1), ("fee", 2), ("sell", 1), ("staking_reward", 1),
+                                         ("withdrawal", 1)]
