@@ -5,7 +5,8 @@ Every asset is partitioned by day and backfills as a single run over a range of 
 from the run tag ``coinfrs/entities`` (comma-separated names or ids); without it, all of them.
 
 Chain: staging (external: filled by imports) -> canonical_ledger -> reconciliation
-(+ completeness check) -> cost_basis_pnl -> daily_close.
+(+ completeness check) -> cost_basis_pnl -> daily_close; close_prices (assets/prices.py) runs between
+canonical_ledger and cost_basis_pnl.
 """
 
 
@@ -14,6 +15,7 @@ from datetime import date
 
 import dagster as dg
 
+from assets.prices import close_prices
 from assets.progress import report
 from assets.partitions import daily_partitions, window_of
 from assets.resources import WarehouseResource, entities_in_scope
@@ -143,7 +145,7 @@ def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="pnl",
-    deps=[reconciliation],
+    deps=[reconciliation, close_prices],
     kinds={"postgres"},
     description=(
         "FIFO cost basis, universal pool and per-account pools: disposals matched to lots (realized PnL, holding "
@@ -204,4 +206,4 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     })
 
 
-CLOSE_ASSETS = [canonical_ledger, reconciliation, cost_basis_pnl, daily_close]
+CLOSE_ASSETS = [canonical_ledger, close_prices, reconciliation, cost_basis_pnl, daily_close]

@@ -29,6 +29,8 @@ app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
+from orchestration.cli_prices import prices_app  # noqa: E402
+app.add_typer(prices_app, name="prices")
 
 console = Console(stderr=True)
 out = Console()
