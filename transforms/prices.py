@@ -11,6 +11,7 @@ the latest ``ts``. A fiat FX rate is the USD price of the fiat asset (EUR, GBP):
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -81,14 +82,15 @@ def source_rank(source: str) -> int:
 def compute_day_closes(points: Sequence[PricePoint], days: Iterable[date], tz, *, now: datetime) -> dict[date, PricePoint]:
     """The close of each day: the last point inside the day (cutoff(D-1), cutoff(D)]; days not yet over are skipped."""
     ordered = sorted(points, key=lambda p: p.ts)
+    instants = [p.ts for p in ordered]
     result: dict[date, PricePoint] = {}
     for day in days:
         start, end = cutoff_of(day - timedelta(days=1), tz), cutoff_of(day, tz)
         if end > now:
             continue
-        inside = [p for p in ordered if start < p.ts <= end]
-        if inside:
-            result[day] = inside[-1]
+        last = bisect_right(instants, end) - 1
+        if last >= 0 and instants[last] > start:
+            result[day] = ordered[last]
     return result
 
 
@@ -137,21 +139,18 @@ def write_disagreement_flags(conn: Connection, entity: Entity, asset_ids: Iterab
     """
     params = dict(e=entity.id, assets=sorted(set(asset_ids)), tz=entity.timezone, threshold=threshold,
                   wf=cutoff_of(start - timedelta(days=1), entity.tz), wt=cutoff_of(end, entity.tz))
+    in_window = "p.entity_id = :e AND p.leg_id IS NULL AND p.asset_id = ANY(:assets) AND p.ts > :wf AND p.ts <= :wt"
     conn.execute(sa.text(
         f"""
-        WITH day_rows AS (
-            SELECT p.id, p.asset_id, p.source, p.price_usd, {DAY_OF_SQL} AS day FROM prices p
-            WHERE p.entity_id = :e AND p.leg_id IS NULL AND p.asset_id = ANY(:assets) AND p.ts > :wf AND p.ts <= :wt
-        ),
-        spread AS (
-            SELECT asset_id, day,
-                   CASE WHEN count(DISTINCT source) > 1 THEN round((max(price_usd) - min(price_usd)) / min(price_usd), 18)
-                   END AS s
-            FROM day_rows GROUP BY asset_id, day
-        )
         UPDATE prices p SET disagreement = sp.s, flagged = coalesce(sp.s > :threshold, false)
-        FROM day_rows d JOIN spread sp ON sp.asset_id = d.asset_id AND sp.day = d.day
-        WHERE p.id = d.id
+        FROM (
+            SELECT p.asset_id, {DAY_OF_SQL} AS day,
+                   CASE WHEN min(p.source) <> max(p.source)
+                        THEN round((max(p.price_usd) - min(p.price_usd)) / min(p.price_usd), 18) END AS s
+            FROM prices p WHERE {in_window} GROUP BY 1, 2
+        ) sp
+        WHERE {in_window} AND p.asset_id = sp.asset_id AND {DAY_OF_SQL} = sp.day
+          AND (p.disagreement IS DISTINCT FROM sp.s OR p.flagged IS DISTINCT FROM coalesce(sp.s > :threshold, false))
         """), params)
     return conn.execute(sa.text(
         "SELECT count(*) FROM prices p WHERE p.entity_id = :e AND p.asset_id = ANY(:assets) AND p.flagged "

@@ -159,7 +159,8 @@ def fetch_prices(engine: Engine, entity: Entity, start: date, end: date, *, sett
     if sources.coingecko:
         rows += _fetch_coingecko(sources.coingecko, entity, jobs.get(SOURCE_COINGECKO, []), coin_ids, set(fiat), now)
     if sources.exchange:
-        rows += _fetch_exchange(sources.exchange, entity, jobs.get(sources.names[-1], []), now)
+        rows += _fetch_exchange(sources.exchange, entity, jobs.get(exchange_source(sources.exchange.exchange_id), []),
+                                now)
 
     with engine.begin() as conn:
         report.rows_written = write_price_rows(conn, entity.id, rows)
