@@ -39,6 +39,8 @@ def make_exchange(exchange_id: str, *, api_url: str | None = None, timeout: floa
         "timeout": int(timeout * 1000),
         "options": {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot"]}},
     })
+    if not exchange.has.get("fetchOHLCV"):
+        raise PriceSourceError(f"ccxt exchange {exchange_id!r} has no fetch_ohlcv (COINFRS_PRICE_EXCHANGE)")
     exchange.number = str
     if api_url:
         exchange.urls["api"] = _rewrite(exchange.urls["api"], api_url.rstrip("/"))

@@ -97,6 +97,17 @@ def test_the_close_fetches_prices_before_cost_basis(engine, acme, configured) ->
     assert len(configured.state.paths("/api/v3/coins")) == calls
 
 
+def test_close_prices_sits_between_the_canonical_ledger_and_cost_basis_in_the_close_job() -> None:
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey("close_prices")
+    assert graph.get(key).parent_keys == {dg.AssetKey("canonical_ledger")}
+    assert key in graph.get(dg.AssetKey("cost_basis_pnl")).parent_keys
+    job = defs.resolve_job_def("daily_close_job")
+    assert key in job.asset_layer.executable_asset_keys
+
+
 def test_cli_import_show_and_fetch(engine, acme, configured, tmp_path) -> None:
     good = tmp_path / "prices.csv"
     good.write_text("asset,timestamp,price_usd,source_note\nBTC,2026-01-02,95000,desk quote\n", encoding="utf-8")

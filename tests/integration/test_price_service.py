@@ -14,6 +14,7 @@ from ingestion.prices.manual import read_manual_prices, write_manual_prices
 from ingestion.prices.settings import PriceSettings
 from ingestion.prices.service import build_sources, fetch_prices
 from tests.integration.price_servers import PriceServer
+from transforms.asset_registry import ensure_assets
 from transforms.canonical import build_canonical
 from transforms.prices import PriceNotFound, convert_from_usd, load_day_prices, load_price
 from warehouse.entities import get_or_create_entity
@@ -172,3 +173,21 @@ def test_no_configured_source_makes_no_request(engine, entity) -> None:
     assert not settings.any_source and build_sources(settings).names == []
     report = fetch_prices(engine, entity, FIRST, LAST, settings=settings, now=NOW)
     assert report.outcomes == [] and report.configured == []
+
+
+def test_an_entity_outside_utc_gets_hourly_candles_closing_at_its_local_midnight(engine, server) -> None:
+    hours = [D0 - timedelta(hours=2) + timedelta(hours=h) for h in range(60)]
+    server.state.add_daily_klines("SOL", "USDT", [(t, f"{200 + h}.5") for h, t in enumerate(hours)])
+    with engine.begin() as conn:
+        zurich = get_or_create_entity(conn, "zurich-fund", "Europe/Zurich")
+        ensure_assets(conn, ["SOL"])
+    settings = settings_for(server, coingecko_url=None, price_currencies="")
+    report = fetch_prices(engine, zurich, FIRST, date(2026, 1, 2), settings=settings, symbols=["SOL"], now=NOW)
+    assert not report.errors, report.errors
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT ts, price_usd, resolution, pair FROM prices ORDER BY ts")).all()
+    # Jan 1 in Zurich ends at 23:00 UTC: the candle 22:00-23:00 UTC (the 25th hour of the series) closes it
+    assert [(r.ts, r.price_usd, r.resolution, r.pair) for r in rows] == [
+        (datetime(2026, 1, 1, 23, tzinfo=timezone.utc), Decimal("224.5"), "hour", "SOL/USDT"),
+        (datetime(2026, 1, 2, 23, tzinfo=timezone.utc), Decimal("248.5"), "hour", "SOL/USDT")]
+    assert {r.query["interval"] for r in server.state.requests if r.path == "/api/v3/klines"} == {"1h"}
