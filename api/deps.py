@@ -9,6 +9,7 @@ like one that does not exist.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -16,10 +17,11 @@ from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Connection, Engine
 
-from api.errors import AuthenticationFailed, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
+from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
 from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key
 from warehouse.db import get_engine
 from warehouse.entities import Entity, find_entity
+from warehouse.settings import get_settings
 
 STATEMENT_TIMEOUT = "15s"
 
@@ -27,7 +29,7 @@ api_key_header = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
     scheme_name="ApiKey",
-    description="An API key `cf_<prefix>_<secret>` bound to one entity (ask an operator for one).",
+    description="An API key `cf_<prefix>_<secret>` bound to one or more entities (`coinfrs apikey create`).",
 )
 
 
@@ -44,6 +46,14 @@ def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
     return key
 
 
+def begin_read_only(conn: Connection) -> sa.engine.Transaction:
+    """Start the read-only transaction every API query runs in, with the statement timeout."""
+    trans = conn.begin()
+    conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+    conn.execute(sa.text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
+    return trans
+
+
 def get_connection(request: Request) -> Iterator[Connection]:
     """One read-only transaction per request, with a statement timeout; always rolled back."""
     try:
@@ -51,14 +61,19 @@ def get_connection(request: Request) -> Iterator[Connection]:
     except sa.exc.OperationalError:
         raise ServiceUnavailable("the database is unavailable; retry later") from None
     with conn:
-        trans = conn.begin()
+        trans = begin_read_only(conn)
         try:
-            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-            conn.execute(sa.text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
             yield conn
         finally:
             if trans.is_active:
                 trans.rollback()
+
+
+def open_stream_connection(request: Request) -> Connection:
+    """A second read-only connection (same timeout) for a streamed export; the stream closes it."""
+    conn = get_app_engine(request).connect()
+    begin_read_only(conn)
+    return conn
 
 
 def get_current_key(
@@ -80,6 +95,41 @@ def get_current_key(
 
 ConnDep = Annotated[Connection, Depends(get_connection)]
 CurrentKey = Annotated[ApiKeyInfo, Depends(get_current_key)]
+
+
+def require_admin(key: CurrentKey) -> ApiKeyInfo:
+    """The key, if its scope is ``admin``; else 403 AUTHORIZATION_ERROR."""
+    if not key.is_admin:
+        raise AuthorizationFailed("this route needs an API key with the admin scope",
+                                  [{"field": None, "location": "header", "message": f"key scope: {key.scope}"}])
+    return key
+
+
+AdminKey = Annotated[ApiKeyInfo, Depends(require_admin)]
+
+
+def max_range_days(request: Request) -> int:
+    configured = getattr(request.app.state, "max_range_days", None)
+    return configured if configured is not None else get_settings().api_max_range_days
+
+
+def check_date_range(request: Request, date_from: date | None, date_to: date | None, *,
+                     required: bool = False) -> None:
+    """400 VALIDATION_ERROR when from > to, when a required bound is missing, or when the range spans more
+    days than are answered synchronously (``COINFRS_API_MAX_RANGE_DAYS``; the message names the limit)."""
+    if required and (date_from is None or date_to is None):
+        missing = "from" if date_from is None else "to"
+        raise ValidationFailed.for_field(missing, f"{missing} is required (YYYY-MM-DD)")
+    if date_from is None or date_to is None:
+        return
+    if date_from > date_to:
+        raise ValidationFailed.for_field("from", f"from ({date_from}) is after to ({date_to})")
+    limit = max_range_days(request)
+    days = (date_to - date_from).days + 1
+    if days > limit:
+        raise ValidationFailed.for_field(
+            "to", f"the range {date_from}..{date_to} spans {days} days; at most {limit} days are answered at once "
+                  f"(split the range)")
 
 
 def _not_found_entity() -> NotFound:

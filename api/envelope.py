@@ -10,6 +10,7 @@ sane token, else a new one), returns it in the ``X-Request-ID`` header, logs one
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -25,6 +26,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("coinfrs.api")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("coinfrs_request_id", default=None)
+"""The id of the request being served (None outside a request): every log line of the request carries it."""
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+    (b"permissions-policy", b"geolocation=(), camera=(), microphone=()"),
+)
+API_ONLY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    # not on /docs and /redoc, whose pages load the Swagger/ReDoc scripts
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cache-control", b"no-store"),
+)
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -81,10 +98,30 @@ def error_response(request: Request, status_code: int, code: str, message: str,
 
 
 class RequestContextMiddleware:
-    """Pure ASGI middleware: request id in, request id out, one log line, last-resort 500 envelope."""
+    """Pure ASGI middleware: request id in and out, size limits, security headers, one log line, last-resort 500.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``max_query_bytes``/``max_body_bytes``: a longer query string is refused with 414, a declared body
+    larger than the limit with 413 (both VALIDATION_ERROR envelopes) before any route runs.
+    """
+
+    def __init__(self, app: ASGIApp, max_query_bytes: int = 4096, max_body_bytes: int = 65536) -> None:
         self.app = app
+        self.max_query_bytes = max_query_bytes
+        self.max_body_bytes = max_body_bytes
+
+    def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        query = scope.get("query_string", b"")
+        if len(query) > self.max_query_bytes:
+            return 414, "query", f"the query string is longer than {self.max_query_bytes} bytes"
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    return 400, "content-length", "invalid Content-Length"
+                if size > self.max_body_bytes:
+                    return 413, "body", f"the request body is larger than {self.max_body_bytes} bytes"
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,28 +134,47 @@ class RequestContextMiddleware:
                 break
         rid = sane_request_id(incoming) or new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
+        token = current_request_id.set(rid)
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
+        path = scope.get("path", "")
+        extra = SECURITY_HEADERS if path in ("/docs", "/redoc") else SECURITY_HEADERS + API_ONLY_HEADERS
+        extra_names = {k for k, _ in extra}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["sent"] = True
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() != b"x-request-id" and k.lower() not in extra_names]
                 headers.append((b"x-request-id", rid.encode("latin-1")))
+                headers.extend(extra)
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error request_id=%s %s %s", rid, scope.get("method"), scope.get("path"))
-            if status["sent"]:
-                raise
-            body = json.dumps(error_body(rid, "INTERNAL_ERROR", "internal error; quote the request id to support")).encode()
-            await send_with_id({"type": "http.response.start", "status": 500, "headers": [
+        async def send_envelope(code: int, body_dict: dict[str, Any]) -> None:
+            body = json.dumps(body_dict).encode()
+            await send_with_id({"type": "http.response.start", "status": code, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
             await send_with_id({"type": "http.response.body", "body": body})
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                code, field, message = refusal
+                await send_envelope(code, error_body(rid, "VALIDATION_ERROR", message,
+                                                     [{"field": field, "location": "request", "message": message}]))
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error %s %s", scope.get("method"), path)
+            if status["sent"]:
+                raise
+            await send_envelope(500, error_body(rid, "INTERNAL_ERROR",
+                                                "internal error; quote the request id to support"))
         finally:
-            log.info("request_id=%s %s %s -> %s in %.1f ms", rid, scope.get("method"), scope.get("path"),
-                     status["code"], (time.perf_counter() - started) * 1000)
+            log.info("%s %s -> %s in %.1f ms", scope.get("method"), path, status["code"],
+                     (time.perf_counter() - started) * 1000,
+                     extra={"method": scope.get("method"), "path": path, "status": status["code"],
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+            current_request_id.reset(token)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
-from api.routes import accounts, closes, entities, health, pnl, positions, reconciliation, transactions
+from api.routes import accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, reconciliation, transactions
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
@@ -34,11 +35,14 @@ TAGS = [
     {"name": "health", "description": "Liveness (no key needed)"},
     {"name": "entities", "description": "The companies or funds a key may read"},
     {"name": "accounts", "description": "Exchange accounts, sub-accounts and wallets"},
+    {"name": "assets", "description": "The asset registry: aliases, decimals, unverified flag"},
     {"name": "positions", "description": "Computed vs reported balances per close date"},
     {"name": "transactions", "description": "Ledger legs and their raw source records"},
     {"name": "reconciliation", "description": "Completeness breaks"},
     {"name": "pnl", "description": "Realized PnL by cost-basis method and pool"},
     {"name": "closes", "description": "Daily close records and locks"},
+    {"name": "journal", "description": "Balanced journal entries per day and account for the general ledger"},
+    {"name": "api-keys", "description": "Operator view of the keys (admin scope)"},
 ]
 
 
@@ -59,9 +63,13 @@ def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None) -> FastAPI:
+def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None,
+               cors_origins: list[str] | None = None, max_range_days: int | None = None) -> FastAPI:
     """The API. ``engine``: a warehouse engine (default: ``warehouse.db.get_engine()`` at request time).
-    ``rate_limit_per_minute``: requests per key per minute (default: settings; 0 disables)."""
+    ``rate_limit_per_minute``: requests per key per minute (default: settings; 0 disables).
+    ``cors_origins``: origins allowed by CORS (default: settings, empty: CORS off).
+    ``max_range_days``: longest from..to range answered synchronously (default: settings)."""
+    settings = get_settings()
     app = FastAPI(
         title="Coinfrs read API",
         version="1.0.0",
@@ -71,15 +79,22 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
         redoc_url="/redoc",
     )
     app.state.engine = engine
-    per_minute = get_settings().api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute
+    per_minute = settings.api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute
     app.state.rate_limiter = RateLimiter(per_minute)
+    app.state.max_range_days = settings.api_max_range_days if max_range_days is None else max_range_days
 
     install_exception_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    origins = settings.api_cors_origins if cors_origins is None else cors_origins
+    if origins:  # CORS is off unless origins are configured: read-only GETs with the key header
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET"],
+                           allow_headers=["X-API-Key", "X-Request-ID", "Accept"], expose_headers=["X-Request-ID"],
+                           allow_credentials=False, max_age=600)
+    app.add_middleware(RequestContextMiddleware, max_query_bytes=settings.api_max_query_bytes,
+                       max_body_bytes=settings.api_max_body_bytes)
 
     app.include_router(health.router)
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (entities, accounts, positions, transactions, reconciliation, pnl, closes):
+    for module in (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, journal, api_keys):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -100,6 +100,17 @@ class EntityOut(Model):
     id: int
     name: str
     timezone: str = Field(description="IANA timezone of the entity's close days")
+    reporting_currency: str = Field(description="currency positions are valued in (USD unless set)")
+
+
+class ApiKeyOut(Model):
+    prefix: str = Field(description="identifies the key (`cf_<prefix>_...`); not secret")
+    scope: Literal["read", "admin"]
+    label: str | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+    entities: list[str] = Field(description="the entities it reads, among those the caller may see")
+    entity_ids: list[int]
 
 
 class AccountOut(Model):
@@ -111,6 +122,28 @@ class AccountOut(Model):
     chain: str | None
     address: str | None
     label: str | None
+    created_at: dt.datetime
+    last_sync_at: dt.datetime | None = Field(description="latest staging of a record or balance snapshot of "
+                                                         "this account; null if never synced")
+    last_balance_at: dt.datetime | None = Field(description="time of its latest balance observation")
+    freshness: Literal["fresh", "stale", "never"] = Field(
+        description="stale when last_sync_at is older than COINFRS_API_FRESHNESS_HOURS (default 36 h)")
+    sync_age_seconds: int | None
+
+
+class AssetAliasOut(Model):
+    source: str = Field(description="exchange, chain or price provider the alias belongs to")
+    alias: str = Field(description="the source's own name: symbol, contract address, provider id")
+
+
+class AssetOut(Model):
+    id: int
+    symbol: str
+    name: str | None
+    decimals: int
+    is_fiat: bool
+    unverified: bool = Field(description="seen in a source but missing from the registry: kept and flagged")
+    aliases: list[AssetAliasOut]
     created_at: dt.datetime
 
 
@@ -130,6 +163,17 @@ class PositionOut(Model):
     close_price_usd: Money | None
     price_at: dt.datetime | None
     value_usd: Money | None = Field(description="computed × close_price_usd; null without a price")
+    reporting_currency: str = Field(description="currency of `price` and `value`")
+    price: Money | None = Field(description="close price in the reporting currency")
+    value: Money | None = Field(description="computed × price in the reporting currency (18 fractional digits "
+                                            "at most when converted); null without price or FX rate")
+    valuation: Literal["valued", "no_price", "no_fx_rate"]
+    price_source: str | None = Field(description="provenance of the USD close price, e.g. `ledger` (a trade "
+                                                 "price in the entity's own ledger) or a price provider")
+    price_resolution: str | None = Field(description="trade | minute | hour | day")
+    fx_rate_usd: Money | None = Field(description="USD per one unit of the reporting currency (1 for USD)")
+    fx_at: dt.datetime | None
+    fx_source: str | None
 
 
 class LegOut(Model):
@@ -153,6 +197,10 @@ class LegOut(Model):
     counterparty_account_id: int | None
     raw_record_id: int
     is_adjustment: bool
+    transfer_status: Literal["matched", "unmatched_out", "unmatched_in", "none"] = Field(
+        description="for transfer legs, whether the other side was found in an owned account")
+    transfer_id: int | None
+    counterpart_leg_id: int | None = Field(description="the other leg of a matched transfer")
 
 
 class RawRecordOut(Model):
@@ -229,3 +277,46 @@ class CloseOut(Model):
     message: str | None
     run_id: str | None
     closed_at: dt.datetime
+
+
+class JournalLineOut(Model):
+    role: Literal["inventory", "clearing", "realized_gain", "fee_expense", "income"]
+    gl_account: str = Field(description="the entity's general-ledger account number for the role")
+    gl_name: str
+    debit: Money
+    credit: Money
+
+
+class JournalEntryOut(Model):
+    entry_id: str = Field(description="stable: date:account_id:method:pool")
+    date: dt.date
+    account: str
+    account_id: int
+    account_type: str
+    sub_account: str
+    method: str
+    pool: str
+    currency: Literal["USD"]
+    lines: list[JournalLineOut] = Field(description="at most one line per general-ledger account")
+    total_debit: Money
+    total_credit: Money = Field(description="always equal to total_debit")
+    unvalued_legs: int = Field(description="acquisition or income legs without a USD value, not booked")
+
+
+class JournalLineRow(Model):
+    """One exported journal line (CSV/XLSX)."""
+
+    entry_id: str
+    date: dt.date
+    account: str
+    account_id: int
+    account_type: str
+    sub_account: str
+    method: str
+    pool: str
+    currency: str
+    role: str
+    gl_account: str
+    gl_name: str
+    debit: Money
+    credit: Money

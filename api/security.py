@@ -1,4 +1,4 @@
-"""API keys: created once, stored as a hash, bound to one entity.
+"""API keys: created once, stored as a hash, bound to one or more entities, with a scope (read | admin).
 
 A key reads ``cf_<prefix>_<secret>``: ``prefix`` is 8 lowercase hex characters (stored in clear to
 identify the key, never secret), ``secret`` 43 url-safe base64 characters (256 random bits from
@@ -16,31 +16,39 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from warehouse.schema import api_keys, entities
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from warehouse.schema import api_key_entities, api_keys, entities
 
 KEY_PATTERN = re.compile(r"^cf_(?P<prefix>[0-9a-f]{8})_(?P<secret>[A-Za-z0-9_-]{43})$")
 _DUMMY_HASH = hashlib.sha256(b"cf_00000000_not-a-key").hexdigest()
 
 
+SCOPES: tuple[str, ...] = ("read", "admin")
+"""``read``: every data route of the key's entities. ``admin``: also the operator routes (``/api-keys``)."""
+
+
 @dataclass(frozen=True)
 class ApiKeyInfo:
-    """What a verified key may see. ``entity_ids`` is a tuple for the day a key spans entities."""
+    """What a verified key may see: its entities (one or more) and its scope."""
 
     id: int
     prefix: str
-    entity_id: int
+    entity_ids: tuple[int, ...]
+    scope: str
     label: str | None
     created_at: datetime
 
     @property
-    def entity_ids(self) -> tuple[int, ...]:
-        return (self.entity_id,)
+    def is_admin(self) -> bool:
+        return self.scope == "admin"
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,9 @@ class ApiKeyRecord:
 
     id: int
     prefix: str
-    entity_id: int
-    entity: str
+    scope: str
+    entity_ids: tuple[int, ...]
+    entities: tuple[str, ...]
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
@@ -68,10 +77,21 @@ def parse_key(key: str | None) -> str | None:
     return match.group("prefix") if match else None
 
 
-def create_api_key(conn: Connection, entity_id: int, label: str | None = None) -> str:
-    """Create a key for ``entity_id``; returns the full key, the only time it is ever available."""
-    if conn.execute(sa.select(entities.c.id).where(entities.c.id == entity_id)).scalar() is None:
-        raise LookupError(f"no entity numbered {entity_id}")
+def create_api_key(conn: Connection, entity_ids: int | Sequence[int], label: str | None = None,
+                   scope: str = "read") -> str:
+    """Create a key bound to ``entity_ids`` (one id or several) with ``scope`` (read | admin).
+
+    Returns the full key, the only time it is ever available: only its prefix and hash are stored.
+    """
+    ids = [entity_ids] if isinstance(entity_ids, int) else list(dict.fromkeys(entity_ids))
+    if not ids:
+        raise ValueError("a key needs at least one entity")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
+    known = set(conn.execute(sa.select(entities.c.id).where(entities.c.id.in_(ids))).scalars())
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise LookupError(f"no entity numbered {missing[0]}")
     for _ in range(5):
         prefix = secrets.token_hex(4)
         key = f"cf_{prefix}_{secrets.token_urlsafe(32)}"
@@ -81,7 +101,9 @@ def create_api_key(conn: Connection, entity_id: int, label: str | None = None) -
     else:  # pragma: no cover - 5 collisions in a 2**32 space
         raise RuntimeError("could not draw an unused key prefix")
     assert parse_key(key) == prefix
-    conn.execute(sa.insert(api_keys).values(entity_id=entity_id, prefix=prefix, key_hash=hash_key(key), label=label))
+    key_id = conn.execute(sa.insert(api_keys).values(prefix=prefix, key_hash=hash_key(key), label=label, scope=scope)
+                          .returning(api_keys.c.id)).scalar_one()
+    conn.execute(sa.insert(api_key_entities), [{"api_key_id": key_id, "entity_id": i} for i in ids])
     return key
 
 
@@ -94,8 +116,11 @@ def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
     if prefix is None:
         return None
     row = conn.execute(
-        sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.entity_id, api_keys.c.label, api_keys.c.created_at,
-                  api_keys.c.key_hash, api_keys.c.revoked_at)
+        sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.scope, api_keys.c.label, api_keys.c.created_at,
+                  api_keys.c.key_hash, api_keys.c.revoked_at,
+                  sa.select(sa.func.array_agg(aggregate_order_by(api_key_entities.c.entity_id,
+                                                                    api_key_entities.c.entity_id)))
+                  .where(api_key_entities.c.api_key_id == api_keys.c.id).scalar_subquery().label("entity_ids"))
         .where(api_keys.c.prefix == prefix)
     ).first()
     presented = hash_key(key)  # type: ignore[arg-type]
@@ -103,8 +128,8 @@ def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
     matches = hmac.compare_digest(presented.encode(), stored.encode())
     if row is None or not matches or row.revoked_at is not None:
         return None
-    return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_id=row.entity_id, label=row.label,
-                      created_at=row.created_at)
+    return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_ids=tuple(row.entity_ids or ()), scope=row.scope,
+                      label=row.label, created_at=row.created_at)
 
 
 def revoke_api_key(conn: Connection, prefix: str) -> bool:
@@ -124,16 +149,25 @@ def revoke_api_key(conn: Connection, prefix: str) -> bool:
     return result.rowcount > 0
 
 
-def list_api_keys(conn: Connection, entity_id: int | None = None) -> list[ApiKeyRecord]:
+def list_api_keys(conn: Connection, entity_ids: Sequence[int] | int | None = None) -> list[ApiKeyRecord]:
+    """Stored keys (never a secret or hash); with ``entity_ids``, only keys bound to one of them."""
+    k, ke = api_keys.c, api_key_entities.c
     query = (
-        sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.entity_id, entities.c.name.label("entity"),
-                  api_keys.c.label, api_keys.c.created_at, api_keys.c.revoked_at)
-        .select_from(api_keys.join(entities, entities.c.id == api_keys.c.entity_id))
-        .order_by(api_keys.c.id)
+        sa.select(k.id, k.prefix, k.scope, k.label, k.created_at, k.revoked_at,
+                  sa.func.array_agg(aggregate_order_by(ke.entity_id, ke.entity_id)).label("entity_ids"),
+                  sa.func.array_agg(aggregate_order_by(entities.c.name, ke.entity_id)).label("entities"))
+        .select_from(api_keys.join(api_key_entities, ke.api_key_id == k.id)
+                     .join(entities, entities.c.id == ke.entity_id))
+        .group_by(k.id)
+        .order_by(k.id)
     )
-    if entity_id is not None:
-        query = query.where(api_keys.c.entity_id == entity_id)
-    return [ApiKeyRecord(**r._mapping) for r in conn.execute(query)]
+    if entity_ids is not None:
+        ids = [entity_ids] if isinstance(entity_ids, int) else list(entity_ids)
+        other = api_key_entities.alias("visible")
+        query = query.where(sa.exists().where(other.c.api_key_id == k.id, other.c.entity_id.in_(ids)))
+    return [ApiKeyRecord(id=r.id, prefix=r.prefix, scope=r.scope, entity_ids=tuple(r.entity_ids),
+                         entities=tuple(r.entities), label=r.label, created_at=r.created_at, revoked_at=r.revoked_at)
+            for r in conn.execute(query)]
 
 
 class RateLimiter:

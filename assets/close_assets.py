@@ -28,6 +28,7 @@ from warehouse.names import load_names
 from warehouse.numbers import ZERO, to_text
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in 1.13
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned asset check specs are preview in 1.13
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 COMPLETENESS = "completeness"
 _MAX_TABLE_ROWS = 100

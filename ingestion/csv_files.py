@@ -260,7 +260,7 @@ def read_balances_csv(file: CsvFile, *, naive_timezone: str | None = None) -> li
     """Validate a balances CSV (v1): one reported balance per row."""
     raw_rows, _, errors = _read_header(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS)
     staged: list[StagedRow] = []
-    seen: dict[tuple[str, str, str, datetime, str], tuple[int, str]] = {}
+    seen: dict[tuple[str, str, str, datetime, str], tuple[int, Decimal]] = {}
     for raw in raw_rows:
         if not raw:
             continue
@@ -285,11 +285,11 @@ def read_balances_csv(file: CsvFile, *, naive_timezone: str | None = None) -> li
             row_errors.append(RowError(line, "account_type", f"unknown account type {account_type!r} (expected one of {', '.join(ACCOUNT_TYPES)})"))
         sub_account = row.get("sub_account", "").strip()
         payload_hash = _normalized_hash(row)
-        if not row_errors and occurred_at is not None:
+        if not row_errors and occurred_at is not None and quantity is not None:
             key = (account, account_type, sub_account, occurred_at, asset.upper())
-            if key in seen and seen[key][1] != payload_hash:
+            if key in seen and seen[key][1] != quantity:  # the same instant and amount spelled differently is no conflict
                 row_errors.append(RowError(line, "quantity", f"{asset} of {account} at {row['timestamp'].strip()} is already reported on line {seen[key][0]} with a different quantity"))
-            seen.setdefault(key, (line, payload_hash))
+            seen.setdefault(key, (line, quantity))
         if row_errors:
             errors.extend(row_errors)
             continue

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,8 +16,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestration import cli_api, cli_prices
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# platformdirs (used by Dagster and Great Expectations) warns on every run where XDG_RUNTIME_DIR is unset
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 app = typer.Typer(help="Coinfrs: close the books on crypto, every day.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
@@ -29,8 +34,8 @@ app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
-from orchestration.cli_prices import prices_app  # noqa: E402
-app.add_typer(prices_app, name="prices")
+app.add_typer(cli_api.app, name="journal")
+app.add_typer(cli_prices.prices_app, name="prices")
 
 console = Console(stderr=True)
 out = Console()
@@ -158,6 +163,16 @@ def run_close(entity: str, start: date, end: date) -> None:
     _print_closes(entity, start, end)
 
 
+def _shown(text: str | None, places: int = 2) -> str:
+    """An exact decimal string rounded for display in a table (JSON output keeps every digit)."""
+    if text in (None, ""):
+        return ""
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    value = Decimal(text).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    return f"{value:,}"
+
+
 def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> None:
     from reconciliation.close import close_summaries
 
@@ -170,7 +185,8 @@ def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> N
     shown = rows if len(rows) <= limit else rows[-limit:]
     for r in shown:
         style = "red" if r["status"] != "closed" else None
-        table.add_row(r["date"], r["status"], r["legs"], r["positions"], r["breaks"], r["realized_gain"], r["locked"], style=style)
+        table.add_row(r["date"], r["status"], r["legs"], r["positions"], r["breaks"], _shown(r["realized_gain"]), r["locked"],
+                      style=style)
     if len(rows) > limit:
         table.caption = f"last {limit} of {len(rows)} days"
     totals = {s: sum(1 for r in rows if r["status"] == s) for s in ("closed", "breaks", "failed")}
@@ -287,14 +303,22 @@ def recon_breaks(
 
 
 @apikey_app.command("create")
-def apikey_create(entity: EntityOpt, label: Annotated[Optional[str], typer.Option(help="What the key is for.")] = None) -> None:
-    """Create a read API key for an entity. The key is printed once; only its hash is stored."""
-    from api.security import create_api_key
+def apikey_create(
+    entity: Annotated[list[str], typer.Option("--entity", "-e", help="Entity name or id; repeat for several.")],
+    scope: Annotated[str, typer.Option(help="read (data routes) or admin (also the operator routes).")] = "read",
+    label: Annotated[Optional[str], typer.Option(help="What the key is for.")] = None,
+) -> None:
+    """Create a read API key for one or more entities. The key is printed once; only its hash is stored."""
+    from api.security import SCOPES, create_api_key
 
+    if scope not in SCOPES:
+        raise _fail(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
     with _engine().begin() as conn:
-        record = _entity(conn, entity)
-        key = create_api_key(conn, record.id, label=label)
-    console.print(f"API key for {record.name} (shown once, store it now; send it as the X-API-Key header):", highlight=False)
+        records = [_entity(conn, ref) for ref in entity]
+        key = create_api_key(conn, [r.id for r in records], label=label, scope=scope)
+    names = ", ".join(r.name for r in records)
+    console.print(f"{scope} API key for {names} (shown once, store it now; send it as the X-API-Key header):",
+                  highlight=False)
     print(key)
 
 
@@ -309,6 +333,23 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (
     console.print(f"revoked {prefix}")
 
 
+@apikey_app.command("list")
+def apikey_list(entity: Annotated[Optional[str], typer.Option("--entity", "-e", help="Only keys of this entity.")] = None) -> None:
+    """API keys: prefix, scope, entities, label, created, revoked (never a secret)."""
+    from api.security import list_api_keys
+
+    with _engine().connect() as conn:
+        ids = [_entity(conn, entity).id] if entity else None
+        records = list_api_keys(conn, ids)
+    table = Table("prefix", "scope", "entities", "label", "created", "revoked")
+    for r in records:
+        table.add_row(f"cf_{r.prefix}", r.scope, ", ".join(r.entities), r.label or "",
+                      r.created_at.isoformat(timespec="seconds"),
+                      r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "")
+    console.print(table)
+    console.print(f"{len(records)} key(s)")
+
+
 @app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the read API (uvicorn)."""
@@ -317,7 +358,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     from warehouse.db import database_url, redact
 
     console.print(f"Coinfrs API on http://{host}:{port}/docs (database {redact(database_url())})", highlight=False)
-    uvicorn.run("api.main:app", host=host, port=port, log_level="info")
+    from api.logs import UVICORN_LOG_CONFIG
+
+    uvicorn.run("api.main:app", host=host, port=port, log_level="info", log_config=UVICORN_LOG_CONFIG)
 
 
 @app.command("ui")
@@ -365,14 +408,16 @@ def demo(entity: str = "northwind") -> None:
     with _engine().connect() as conn:
         breaks = list_breaks(conn, target.id, first, last)
         pnl = realized_pnl_summary(conn, target.id, first, last, method="fifo", pool="universal")
-    table = Table(title="breaks to explain")
+    table = Table(title="breaks to explain (quantities rounded to 8 places; --json has every digit)")
     for column in ("date", "account", "asset", "expected", "reported", "difference"):
-        table.add_column(column)
+        table.add_column(column, justify="right" if column in ("expected", "reported", "difference") else "left")
     for b in breaks:
-        table.add_row(*(str(b[c]) for c in ("date", "account", "asset", "expected", "reported", "difference")))
+        table.add_row(str(b["date"]), str(b["account"]), str(b["asset"]),
+                      *(_shown(str(b[c]), 8) for c in ("expected", "reported", "difference")))
     out.print(table)
-    out.print(f"realized PnL {first} .. {last} (FIFO, universal): proceeds {pnl['proceeds']} USD, cost basis "
-              f"{pnl['cost_basis']} USD, gain {pnl['realized_gain']} USD over {pnl['disposals']} disposals", highlight=False)
+    out.print(f"realized PnL {first} .. {last} (FIFO, universal): proceeds {_shown(pnl['proceeds'])} USD, cost basis "
+              f"{_shown(pnl['cost_basis'])} USD, gain {_shown(pnl['realized_gain'])} USD over {pnl['disposals']} disposals",
+              highlight=False)
     out.print(f"""
 Next:
   Dagster UI:  make ui        (or: .venv/bin/coinfrs ui) then open http://127.0.0.1:3000

@@ -21,6 +21,13 @@ from warehouse.db import get_engine
 from warehouse.entities import Entity, resolve_entity
 from warehouse.settings import get_settings
 
+# A single-run backfill writes ONE "materialization planned" event per asset for the whole range instead of one
+# per asset and day (Dagster's own switch; ~30 ms saved per asset and day, ~55 s for five years of the close).
+# The trade-off Dagster names: a failed run does not mark each partition failed in the UI; our
+# close_failure_sensor and write_failed_closes mark the closes of a failed run `failed` instead.
+PLANNED_EVENTS_SWITCH = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+os.environ.setdefault(PLANNED_EVENTS_SWITCH, "true")
+
 # Local instance: Dagster's default SQLite run/event storage under <data_dir>/dagster.
 # Deployments use dagster-postgres (deploy/dagster.yaml, docker-compose.yml).
 LOCAL_DAGSTER_YAML = """telemetry:

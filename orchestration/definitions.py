@@ -31,8 +31,9 @@ daily_close_schedule = dg.build_schedule_from_partitioned_job(
 @dg.sensor(job=daily_close_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Imports CSV files dropped into <inbox>/<entity>/<ledger|balances>/ and closes the days they "
                        "touch (through the entity's latest close, since positions and cost basis roll forward).")
-def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    inbox = _settings.inbox_dir
+def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> list[dg.RunRequest] | dg.SkipReason:
+    settings = get_settings()  # read at each evaluation: COINFRS_INBOX_DIR may change without a reload
+    inbox = settings.inbox_dir
     files = scan_inbox(inbox)
     if not files:
         return dg.SkipReason(f"no CSV files in {inbox}")
@@ -50,7 +51,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResour
         if outcome.first_day and outcome.last_day and outcome.result.inserted:
             lo, hi = touched.get(outcome.entity_name, (outcome.first_day, outcome.last_day))
             touched[outcome.entity_name] = (min(lo, outcome.first_day), max(hi, outcome.last_day))
-    first_day = date.fromisoformat(_settings.partitions_start)
+    first_day = date.fromisoformat(settings.partitions_start)
+    requests: list[dg.RunRequest] = []
     with engine.connect() as conn:
         for entity_name, (lo, hi) in touched.items():
             entity = resolve_entity(conn, entity_name)
@@ -58,10 +60,14 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResour
             if window is None:
                 continue
             start, end = window
-            yield dg.RunRequest(
+            requests.append(dg.RunRequest(
                 run_key=f"inbox:{entity.id}:{','.join(run_keys)}",
                 tags={ENTITIES_TAG: str(entity.id), ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                      ASSET_PARTITION_RANGE_END_TAG: end.isoformat()})
+                      ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}))
+    if not requests:
+        return dg.SkipReason(f"{len(files)} file(s) processed, no new rows in a closable day "
+                             f"({len(files) - len(run_keys)} rejected: see failed/ in the inbox)")
+    return requests
 
 
 @dg.run_failure_sensor(monitored_jobs=[daily_close_job], default_status=dg.DefaultSensorStatus.RUNNING,

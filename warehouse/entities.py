@@ -22,6 +22,7 @@ class Entity:
     id: int
     name: str
     timezone: str
+    reporting_currency: str = "USD"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -29,7 +30,8 @@ class Entity:
 
 
 def _row_to_entity(row: sa.Row) -> Entity:
-    return Entity(id=row.id, name=row.name, timezone=row.timezone)
+    return Entity(id=row.id, name=row.name, timezone=row.timezone,
+                  reporting_currency=getattr(row, "reporting_currency", None) or "USD")
 
 
 def find_entity(conn: Connection, ref: str | int) -> Entity | None:

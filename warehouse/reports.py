@@ -35,6 +35,7 @@ from warehouse.schema import (
     positions,
     raw_records,
     transactions,
+    transfers,
 )
 
 PNL_METHODS: tuple[str, ...] = ("fifo",)
@@ -309,22 +310,41 @@ def _resolve_asset_id(conn: Connection, symbol: str) -> int:
     return found
 
 
+TRANSFER_STATUSES: tuple[str, ...] = ("matched", "unmatched_out", "unmatched_in", "none")
+"""A leg's transfer status: its ``transfers`` row's status, or ``none`` when the leg is no transfer leg."""
+
+
 def _leg_query() -> sa.Select:
     t = transactions.c
     counterparty = accounts.alias("counterparty")
+    as_out = transfers.alias("as_out")
+    as_in = transfers.alias("as_in")
     return (
         sa.select(
             t.id, t.ts, t.close_date, t.account_id, accounts.c.name.label("account"), accounts.c.account_type,
             accounts.c.sub_account, t.asset_id, assets.c.symbol.label("asset"), t.quantity, t.kind, t.group_id,
             t.leg_index, t.unit_price_usd, t.usd_value, t.tx_hash, t.counterparty_account_id,
             counterparty.c.name.label("counterparty_account"), t.raw_record_id, t.is_adjustment,
+            sa.func.coalesce(as_out.c.status, as_in.c.status).label("transfer_status"),
+            sa.func.coalesce(as_out.c.id, as_in.c.id).label("transfer_id"),
+            sa.case((as_out.c.id.is_not(None), as_out.c.in_leg_id), else_=as_in.c.out_leg_id)
+            .label("counterpart_leg_id"),
         )
         .select_from(
             transactions.join(accounts, accounts.c.id == t.account_id)
             .join(assets, assets.c.id == t.asset_id)
             .outerjoin(counterparty, counterparty.c.id == t.counterparty_account_id)
+            .outerjoin(as_out, as_out.c.out_leg_id == t.id)
+            .outerjoin(as_in, sa.and_(as_in.c.in_leg_id == t.id, as_out.c.id.is_(None)))
         )
     )
+
+
+def _transfer_status_filter(query: sa.Select, status: str) -> sa.Select:
+    columns = query.selected_columns
+    if status == "none":
+        return query.where(columns.transfer_id.is_(None))
+    return query.where(columns.transfer_status == status)
 
 
 def _leg_dict(r: sa.Row) -> dict[str, Any]:
@@ -349,6 +369,9 @@ def _leg_dict(r: sa.Row) -> dict[str, Any]:
         "counterparty_account_id": r.counterparty_account_id,
         "raw_record_id": r.raw_record_id,
         "is_adjustment": bool(r.is_adjustment),
+        "transfer_status": r.transfer_status or "none",
+        "transfer_id": r.transfer_id,
+        "counterpart_leg_id": r.counterpart_leg_id,
     }
 
 
@@ -361,17 +384,42 @@ def list_transactions(
     account: str | int | None = None,
     asset: str | None = None,
     kind: str | None = None,
+    transfer_status: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> TransactionPage:
     """Legs of the entity in (ts, id) order, one page at a time (keyset pagination).
 
     ``date_from``/``date_to`` filter on the leg's close date (inclusive); ``account`` is an account
-    name (all its types and sub-accounts) or id; ``asset`` a symbol; ``kind`` a leg kind. Pass the
-    returned ``next_cursor`` back with the same filters for the next page.
+    name (all its types and sub-accounts) or id; ``asset`` a symbol; ``kind`` a leg kind;
+    ``transfer_status`` one of ``TRANSFER_STATUSES``. Pass the returned ``next_cursor`` back with the same
+    filters for the next page. Exports stream every matching leg through ``transactions_query``.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ReportParameterError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    query, filters = transactions_query(conn, entity_id, date_from=date_from, date_to=date_to, account=account,
+                                        asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor)
+    rows = conn.execute(query.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more else None
+    return TransactionPage(items=[_leg_dict(r) for r in rows], next_cursor=next_cursor, limit=limit, filters=filters)
+
+
+def transactions_query(
+    conn: Connection,
+    entity_id: int,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    account: str | int | None = None,
+    asset: str | None = None,
+    kind: str | None = None,
+    transfer_status: str | None = None,
+    cursor: str | None = None,
+) -> tuple[sa.Select, dict[str, Any]]:
+    """The ordered (ts, id) query of ``list_transactions`` without a limit, and the filters it applied.
+    Rows turn into dicts with ``leg_dict``."""
     if date_from is not None and date_to is not None:
         _check_range(date_from, date_to)
     t = transactions.c
@@ -392,15 +440,21 @@ def list_transactions(
     if kind is not None and kind.strip():
         query = query.where(t.kind == kind.strip())
         filters["kind"] = kind.strip()
+    if transfer_status is not None and transfer_status.strip():
+        status = transfer_status.strip().lower()
+        if status not in TRANSFER_STATUSES:
+            raise ReportParameterError("transfer_status", f"unknown transfer status {status!r}; allowed: "
+                                                          f"{', '.join(TRANSFER_STATUSES)}")
+        query = _transfer_status_filter(query, status)
+        filters["transfer_status"] = status
     if cursor:
         after_ts, after_id = decode_cursor(cursor)
         query = query.where(sa.tuple_(t.ts, t.id) > sa.tuple_(sa.literal(after_ts, transactions.c.ts.type),
                                                                sa.literal(after_id, sa.BigInteger)))
-    rows = conn.execute(query.order_by(t.ts, t.id).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more else None
-    return TransactionPage(items=[_leg_dict(r) for r in rows], next_cursor=next_cursor, limit=limit, filters=filters)
+    return query.order_by(t.ts, t.id), filters
+
+
+leg_dict = _leg_dict
 
 
 def _exact_payload(text: str | None) -> Any:

@@ -40,6 +40,8 @@ entities = sa.Table(
     sa.Column("name", sa.Text, nullable=False, unique=True),
     sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("reporting_currency", sa.Text, nullable=False, server_default="USD",
+              comment="currency the API values positions in (USD, or a fiat asset with USD prices)"),
 )
 
 # ---------------------------------------------------------------- staging (layer 1)
@@ -359,12 +361,13 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
     sa.Column("prefix", sa.Text, nullable=False, unique=True, comment="shown to identify a key; not secret"),
     sa.Column("key_hash", sa.Text, nullable=False, unique=True, comment="sha256 of the whole key"),
     sa.Column("label", sa.Text),
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("revoked_at", TS),
+    sa.Column("scope", sa.Text, nullable=False, server_default="read", comment="read | admin"),
+    sa.CheckConstraint("scope IN ('read', 'admin')", name="scope"),
 )
 
 # ---------------------------------------------------------------- ingestion cursors (incremental sources)
@@ -381,6 +384,35 @@ ingestion_cursors = sa.Table(
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.PrimaryKeyConstraint("entity_id", "source", "account", "stream"),
 )
+
+# ---------------------------------------------------------------- read API: key entities, journal mapping, indexes
+
+api_key_entities = sa.Table(
+    "api_key_entities",
+    metadata,
+    sa.Column("api_key_id", sa.BigInteger, sa.ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id", ondelete="CASCADE"), nullable=False),
+    sa.PrimaryKeyConstraint("api_key_id", "entity_id"),
+    comment="the entities an API key may read (one or more)",
+)
+
+journal_accounts = sa.Table(
+    "journal_accounts",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.Text, nullable=False,
+              comment="inventory | clearing | realized_gain | fee_expense | income"),
+    sa.Column("code", sa.Text, nullable=False, comment="the general-ledger account number"),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("entity_id", "role"),
+    comment="per-entity general-ledger accounts of the journal entries (defaults in warehouse/journal.py)",
+)
+
+sa.Index("ix_transactions_entity_ts_id", transactions.c.entity_id, transactions.c.ts, transactions.c.id)
+sa.Index("ix_transfers_out_leg", transfers.c.out_leg_id)
+sa.Index("ix_transfers_in_leg", transfers.c.in_leg_id)
+sa.Index("ix_raw_records_entity_account_ingested", raw_records.c.entity_id, raw_records.c.account,
+         raw_records.c.ingested_at)
 
 # ---------------------------------------------------------------- price service (provenance of every price)
 # Extra columns of ``prices`` for the price service (ingestion/prices, transforms/prices.py). ``source`` is

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     close_schedule_time: str = Field(default="01:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                                      description="When the daily close of the previous day runs, HH:MM UTC.")
     api_rate_limit_per_minute: int = 600
+    api_cors_origins: list[str] = Field(default_factory=list,
+                                        description="Origins allowed by CORS (JSON list). Empty: CORS off.")
+    api_max_body_bytes: int = Field(default=65_536, description="Largest request body accepted (413 beyond).")
+    api_max_query_bytes: int = Field(default=4_096, description="Longest query string accepted (414 beyond).")
+    api_max_range_days: int = Field(default=366, description="Longest from..to range answered synchronously.")
+    api_freshness_hours: int = Field(default=36, description="An account synced longer ago than this is stale.")
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from api.schemas import ErrorEnvelope
 _ERROR_TEXT = {
     400: "VALIDATION_ERROR: a parameter is invalid; `error.details[].field` names it",
     401: "AUTHENTICATION_ERROR: missing, malformed, unknown or revoked X-API-Key",
+    403: "AUTHORIZATION_ERROR: the key's scope does not allow this route",
     404: "NOT_FOUND: no such resource for this API key",
     429: "RATE_LIMIT_ERROR: too many requests for this key (see Retry-After)",
     500: "INTERNAL_ERROR",

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from api.deps import ConnDep, CurrentKey
 from api.envelope import list_success
+from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
 from api.routes import COMMON_ERRORS
 from api.schemas import EntityOut, ListEnvelope
 from warehouse.entities import find_entity
@@ -13,12 +14,17 @@ from warehouse.entities import find_entity
 router = APIRouter(tags=["entities"], responses=COMMON_ERRORS)
 
 
-@router.get("/entities", response_model=ListEnvelope[EntityOut], summary="Entities visible to this API key")
-def list_entities(request: Request, key: CurrentKey, conn: ConnDep) -> dict:
-    """The companies or funds whose books this key may read (a key is bound to one entity)."""
+@router.get("/entities", response_model=ListEnvelope[EntityOut], summary="Entities visible to this API key",
+            responses=EXPORT_RESPONSES)
+def list_entities(request: Request, key: CurrentKey, conn: ConnDep, fmt: FormatQuery = None):
+    """The companies or funds whose books this key may read (one or more)."""
     items = []
     for entity_id in key.entity_ids:
         entity = find_entity(conn, entity_id)
         if entity is not None:
-            items.append({"id": entity.id, "name": entity.name, "timezone": entity.timezone})
+            items.append({"id": entity.id, "name": entity.name, "timezone": entity.timezone,
+                          "reporting_currency": entity.reporting_currency})
+    out = requested_format(request, fmt)
+    if out != "json":
+        return export_response(out, "entities", columns_of(EntityOut), items)
     return list_success(request, items)

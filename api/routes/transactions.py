@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request
 
-from api.deps import ConnDep, CurrentEntity
+from api.deps import ConnDep, CurrentEntity, check_date_range, open_stream_connection
 from api.envelope import list_success, success
-from api.errors import NotFound
+from api.errors import NotFound, ValidationFailed
+from api.exports import EXPORT_RESPONSES, XLSX_MAX_ROWS, FormatQuery, columns_of, export_response, requested_format
 from api.routes import COMMON_ERRORS
 from api.schemas import Envelope, IsoDate, LegOut, ListEnvelope, TransactionDetailOut
 from warehouse import reports
@@ -16,7 +18,8 @@ from warehouse import reports
 router = APIRouter(tags=["transactions"], responses=COMMON_ERRORS)
 
 
-@router.get("/transactions", response_model=ListEnvelope[LegOut], summary="Ledger legs, filtered and paginated")
+@router.get("/transactions", response_model=ListEnvelope[LegOut], summary="Ledger legs, filtered and paginated",
+            responses=EXPORT_RESPONSES)
 def list_transactions(
     request: Request,
     entity: CurrentEntity,
@@ -28,13 +31,35 @@ def list_transactions(
     asset: Annotated[str | None, Query(max_length=100, description="Asset symbol, e.g. BTC")] = None,
     kind: Annotated[str | None, Query(max_length=50, description="Leg kind: buy, sell, fee, deposit, withdrawal, "
                                                                  "transfer_in, transfer_out, income, ...")] = None,
+    transfer_status: Annotated[Literal["matched", "unmatched_out", "unmatched_in", "none"] | None, Query(
+        description="matched | unmatched_out | unmatched_in, or none for legs that are no transfer")] = None,
     cursor: Annotated[str | None, Query(max_length=512, description="`meta.next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=reports.MAX_LIMIT, description="Page size (1-1000)")] = reports.DEFAULT_LIMIT,
-) -> dict:
-    """One row per movement of one asset in one account, in time order (ts, id). Keyset pagination: pass
-    `meta.next_cursor` back as `cursor` with the same filters until it is null."""
+    fmt: FormatQuery = None,
+):
+    """One row per movement of one asset in one account, in time order (ts, id), with its group, its transfer
+    status and counterpart leg, and the id of its raw source record (`GET /transactions/{id}` shows the record).
+    Keyset pagination: pass `meta.next_cursor` back as `cursor` with the same filters until it is null.
+    With `format=csv|xlsx`, every leg matching the filters is streamed (no page, `cursor` and `limit` ignored).
+    A from..to range longer than the synchronous limit (default 366 days) is a 400 naming the limit."""
+    check_date_range(request, date_from, date_to)
+    out = requested_format(request, fmt)
+    if out != "json":
+        query, _ = reports.transactions_query(conn, entity.id, date_from=date_from, date_to=date_to,
+                                              account=account, asset=asset, kind=kind,
+                                              transfer_status=transfer_status)
+        if out == "xlsx":
+            count = conn.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar()
+            if count > XLSX_MAX_ROWS:
+                raise ValidationFailed.for_field("format", f"{count} legs match: more than an XLSX sheet holds "
+                                                           f"({XLSX_MAX_ROWS}); narrow the filters or use csv")
+        stream = open_stream_connection(request)
+        rows = (reports.leg_dict(r) for r in stream.execution_options(stream_results=True, yield_per=1000)
+                .execute(query))
+        return export_response(out, f"transactions-{entity.name}", columns_of(LegOut), rows, on_close=stream.close)
     page = reports.list_transactions(conn, entity.id, date_from=date_from, date_to=date_to, account=account,
-                                     asset=asset, kind=kind, cursor=cursor, limit=limit)
+                                     asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor,
+                                     limit=limit)
     return list_success(request, page.items, next_cursor=page.next_cursor, limit=page.limit, entity=entity.name,
                         filters=page.filters)
 

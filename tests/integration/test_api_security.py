@@ -33,7 +33,7 @@ def test_create_stores_only_prefix_and_hash(engine: sa.Engine, entity_id: int) -
         row = conn.execute(sa.select(api_keys).where(api_keys.c.prefix == prefix)).one()
         stored = " ".join(str(v) for r in conn.execute(sa.select(api_keys)) for v in r)
     assert row.key_hash == hashlib.sha256(key.encode()).hexdigest()
-    assert row.entity_id == entity_id and row.label == "controller" and row.revoked_at is None
+    assert row.label == "controller" and row.revoked_at is None and row.scope == "read"
     assert key[12:] not in stored  # the secret is nowhere in the table
 
 
@@ -43,7 +43,7 @@ def test_verify_and_revoke(engine: sa.Engine, entity_id: int) -> None:
     prefix = key[3:11]
     with engine.connect() as conn:
         info = verify_api_key(conn, key)
-        assert info is not None and info.entity_id == entity_id and info.prefix == prefix
+        assert info is not None and info.prefix == prefix and info.scope == "read"
         assert info.entity_ids == (entity_id,)
         tampered = key[:-1] + ("x" if key[-1] != "x" else "y")
         assert verify_api_key(conn, tampered) is None
@@ -60,7 +60,7 @@ def test_verify_and_revoke(engine: sa.Engine, entity_id: int) -> None:
     with engine.connect() as conn:
         assert verify_api_key(conn, key) is None
         [record] = list_api_keys(conn, entity_id)
-        assert record.prefix == prefix and record.revoked_at is not None and record.entity == "acme-fund"
+        assert record.prefix == prefix and record.revoked_at is not None and record.entities == ("acme-fund",)
     resp = client.get("/api/v1/entities", headers={"X-API-Key": key})
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "AUTHENTICATION_ERROR"

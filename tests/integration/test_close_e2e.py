@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from assets.close_assets import CLOSE_ASSETS
 from ingestion.csv_files import CsvFile, import_csv
 from orchestration.close_runner import close_days
 from warehouse.entities import get_or_create_entity
@@ -133,6 +134,10 @@ def test_the_dagster_run_recorded_materializations_and_check_results(closed_samp
         dg.AssetCheckKey(dg.AssetKey("reconciliation"), "completeness"), limit=1000)
     failed_days = sorted(r.partition for r in records if r.evaluation and not r.evaluation.passed and r.partition)
     assert failed_days == ["2026-01-20", "2026-02-14"]
+    run = instance.get_runs()[-1]  # the first close of the sample (runs come newest first)
+    planned = [e for e in instance.all_logs(run.run_id)
+               if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION_PLANNED"]
+    assert len(planned) == len(CLOSE_ASSETS)  # one per asset for the whole range, not one per asset and day
 
 
 def test_reimport_and_reclose_change_nothing(closed_sample) -> None:

@@ -1,0 +1,59 @@
+"""``coinfrs journal``: the general-ledger accounts the read API's journal entries post to, per entity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Journal entries: the general-ledger account of each role, per entity.", no_args_is_help=True)
+console = Console()
+
+EntityOpt = Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]
+
+
+def _entity(conn, ref: str):
+    from warehouse.entities import EntityNotFound, resolve_entity
+
+    try:
+        return resolve_entity(conn, ref)
+    except EntityNotFound as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command("accounts")
+def journal_accounts(entity: EntityOpt) -> None:
+    """Show the general-ledger account of each role (the entity's mapping over the defaults)."""
+    from warehouse.db import get_engine
+    from warehouse.journal import load_account_map
+
+    with get_engine().connect() as conn:
+        mapping = load_account_map(conn, _entity(conn, entity).id)
+    table = Table("role", "code", "name")
+    for role, account in mapping.items():
+        table.add_row(role, account.code, account.name)
+    console.print(table)
+
+
+@app.command("set-account")
+def journal_set_account(
+    entity: EntityOpt,
+    role: Annotated[str, typer.Option(help="inventory | clearing | realized_gain | fee_expense | income")],
+    code: Annotated[str, typer.Option(help="General-ledger account number, e.g. 1400.")],
+    name: Annotated[str, typer.Option(help="General-ledger account name.")],
+) -> None:
+    """Map a journal role to one of the entity's general-ledger accounts."""
+    from warehouse.db import get_engine
+    from warehouse.journal import write_account_mapping
+
+    with get_engine().begin() as conn:
+        record = _entity(conn, entity)
+        try:
+            account = write_account_mapping(conn, record.id, role, code, name)
+        except ValueError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    console.print(f"{record.name}: {account.role} -> {account.code} {account.name}", highlight=False)

@@ -1,0 +1,194 @@
+"""The Dagster side of the spine: definitions, the schedule, the inbox sensor, the lock, and the
+deployment's dagster.yaml, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from assets.resources import ENTITIES_TAG, WarehouseResource
+from orchestration.cli import app
+from orchestration.close_runner import close_days
+from orchestration.definitions import defs, inbox_sensor
+from warehouse.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+LEDGER_HEADER = "id,timestamp,action,asset,quantity,unit_price_usd,fee_asset,fee_amount,quote_asset,quote_quantity,account,tx_hash,external_id,notes"
+
+
+def test_definitions_load_with_layers_schedule_and_sensors():
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups["raw_records"] == groups["raw_balance_snapshots"] == "staging"
+    assert groups["canonical_ledger"] == "canonical"
+    assert groups["reconciliation"] == "reconciliation"
+    assert groups["cost_basis_pnl"] == "pnl"
+    assert groups["daily_close"] == "close"
+    schedule = defs.resolve_schedule_def("daily_close_schedule")
+    assert schedule.cron_schedule == "0 1 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert {s.name for s in defs.sensors} >= {"inbox_sensor", "close_failure_sensor"}
+    checks = {key.name for key in graph.asset_check_keys}
+    assert "completeness" in checks
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def inbox(tmp_path, monkeypatch):
+    monkeypatch.setenv("COINFRS_INBOX_DIR", str(tmp_path / "inbox"))
+    get_settings.cache_clear()
+    yield tmp_path / "inbox"
+    get_settings.cache_clear()
+
+
+def test_inbox_sensor_imports_dropped_files_and_requests_the_days_they_touch(engine, database_url, inbox):
+    good = _write(inbox / "acme" / "ledger" / "january.csv", f"""
+        {LEDGER_HEADER}
+        t1,2026-01-03T10:00:00Z,BUY,BTC,0.5,40000,,,,,Kraken,,,
+        t2,2026-01-05T10:00:00Z,SELL,BTC,0.25,42000,,,,,Kraken,,,
+        """)
+    bad = _write(inbox / "acme" / "balances" / "broken.csv", """
+        timestamp,account,asset,quantity
+        2026-01-04T00:00:00Z,Kraken,BTC,not-a-number
+        """)
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
+                                      resources={"warehouse": WarehouseResource(database_url=database_url)})
+    requests = inbox_sensor(context)
+    assert len(requests) == 1
+    tags = requests[0].tags
+    assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2026-01-03", "2026-01-05")
+    with engine.connect() as conn:
+        entity_id = conn.execute(sa.text("SELECT id FROM entities WHERE name = 'acme'")).scalar_one()
+        staged = conn.execute(sa.text("SELECT count(*) FROM raw_records WHERE entity_id = :e"), dict(e=entity_id)).scalar_one()
+        balances = conn.execute(sa.text("SELECT count(*) FROM raw_balance_snapshots")).scalar_one()
+    assert tags[ENTITIES_TAG] == str(entity_id)
+    assert (staged, balances) == (2, 0)
+    assert not good.exists() and (good.parent / "processed" / "january.csv").exists()
+    errors = (bad.parent / "failed" / "broken.csv.errors.txt").read_text()
+    assert "line 2" in errors and "quantity" in errors
+    # nothing new in the inbox: the sensor skips and says why
+    assert isinstance(inbox_sensor(context), dg.SkipReason)
+
+
+def _cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_lock_is_refused_with_open_breaks_and_a_locked_day_never_changes(engine, tmp_path):
+    ledger = _write(tmp_path / "ledger.csv", f"""
+        {LEDGER_HEADER}
+        a1,2026-01-02T09:00:00Z,BUY,ETH,2,3000,,,,,Vault,,,
+        a2,2026-01-03T09:00:00Z,SELL,ETH,1,3100,,,,,Vault,,,
+        """)
+    balances = _write(tmp_path / "balances.csv", """
+        timestamp,account,asset,quantity
+        2026-01-02T00:00:00Z,Vault,ETH,0
+        2026-01-03T00:00:00Z,Vault,ETH,2
+        2026-01-04T00:00:00Z,Vault,ETH,1.5
+        """)
+    assert _cli("import-csv", "--entity", "lockco", "--kind", "ledger", str(ledger))[0] == 0
+    assert _cli("import-csv", "--entity", "lockco", "--kind", "balances", str(balances))[0] == 0
+    run = close_days(["lockco"], date(2026, 1, 1), date(2026, 1, 3), instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error
+
+    code, output = _cli("close", "lock", "--entity", "lockco", "--date", "2026-01-03")
+    assert code == 1 and "open break" in output  # reported 1.5, the legs say 1
+    code, output = _cli("close", "lock", "--entity", "lockco", "--date", "2026-01-02")
+    assert code == 0, output
+
+    def day_rows(conn):
+        return {t: conn.execute(sa.text(f"SELECT * FROM {t} WHERE {c} = '2026-01-02' ORDER BY 1, 2, 3")).all()
+                for t, c in (("transactions", "close_date"), ("positions", "date"), ("pnl_daily", "date"),
+                             ("pnl_disposals", "date"), ("closes", "date"))}
+
+    with engine.connect() as conn:
+        before = day_rows(conn)
+    # a late record for the locked day, then the whole range closed again
+    late = _write(tmp_path / "late.csv", f"""
+        {LEDGER_HEADER}
+        a3,2026-01-02T18:00:00Z,INCOME,ETH,0.5,3050,,,,,Vault,,,
+        """)
+    assert _cli("import-csv", "--entity", "lockco", "--kind", "ledger", str(late))[0] == 0
+    run = close_days(["lockco"], date(2026, 1, 1), date(2026, 1, 3), instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error
+    with engine.connect() as conn:
+        assert day_rows(conn) == before
+        adjustment = conn.execute(sa.text(
+            "SELECT close_date, quantity FROM transactions WHERE is_adjustment")).one()
+        assert adjustment == (date(2026, 1, 3), Decimal("0.5"))
+        with pytest.raises(sa.exc.DBAPIError, match="locked"):
+            conn.execute(sa.text("DELETE FROM positions WHERE date = '2026-01-02'"))
+
+
+def test_the_deployment_dagster_yaml_runs_on_real_postgresql(database_url, tmp_path, monkeypatch):
+    """deploy/dagster.yaml (docker compose) loads and its storage, coordinator and launcher work."""
+    url = make_url(database_url)
+    name = f"{url.database}_dagster"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        socket_dir = url.query.get("host")  # the embedded server listens on a unix socket only
+        monkeypatch.setenv("DAGSTER_PG_HOST", "localhost" if socket_dir else (url.host or "127.0.0.1"))
+        monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
+        monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "")
+        monkeypatch.setenv("DAGSTER_PG_DB", name)
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+        config["storage"]["postgres"]["postgres_db"]["port"] = url.port or 5432
+        if socket_dir:
+            config["storage"]["postgres"]["postgres_db"]["params"] = {"host": socket_dir}
+        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        from dagster._core.instance.ref import InstanceRef
+
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+            assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+            result = dg.materialize([_probe], instance=instance)
+            assert result.success
+            assert instance.get_runs_count() == 1
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dg.asset
+def _probe() -> int:
+    return 1
+
+
+def test_docker_compose_names_only_commands_and_files_that_exist():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "dagster-webserver", "dagster-daemon", "api", "code-location", "migrate"} <= set(services)
+    cli_commands = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    for name, service in services.items():
+        command = service.get("command") or []
+        if command[:1] == ["coinfrs"]:
+            assert command[1] in cli_commands, f"{name}: coinfrs {command[1]} does not exist"
+        if "-m" in command:
+            module = command[command.index("-m") + 1]
+            assert (ROOT / (module.replace(".", "/") + ".py")).exists(), f"{name}: module {module} is missing"
+        if "-w" in command:
+            assert (ROOT / command[command.index("-w") + 1]).exists(), f"{name}: workspace file missing"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements.lock" in dockerfile and "deploy/dagster.yaml" in dockerfile

@@ -1,0 +1,195 @@
+"""Read models the API serves beside ``warehouse.reports``: the asset registry of an entity, accounts with
+their last sync and freshness, and positions valued in the entity's reporting currency with the price's
+provenance.
+
+Plain typed functions over a ``Connection``; every one is scoped to one entity. Money as exact text.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from warehouse.calendar import cutoff_of
+from warehouse.entities import Entity
+from warehouse.numbers import exact_context, quantize, to_text
+from warehouse.reports import ReportParameterError, iso_utc, list_positions
+from warehouse.schema import (
+    accounts,
+    asset_aliases,
+    assets,
+    balance_observations,
+    positions,
+    prices,
+    raw_balance_snapshots,
+    raw_records,
+    transactions,
+)
+
+# ---------------------------------------------------------------- assets
+
+
+def _entity_asset_ids(entity_id: int) -> sa.Select:
+    """Assets the entity holds or moved: in its legs (through its accounts) or its positions."""
+    t, p = transactions.c, positions.c
+    used_in_legs = sa.select(t.asset_id).select_from(transactions.join(accounts, accounts.c.id == t.account_id)) \
+        .where(accounts.c.entity_id == entity_id, t.asset_id == assets.c.id).exists()
+    used_in_positions = sa.select(p.asset_id).where(p.entity_id == entity_id, p.asset_id == assets.c.id).exists()
+    return sa.select(assets.c.id).where(sa.or_(used_in_legs, used_in_positions))
+
+
+def _asset_dicts(conn: Connection, query: sa.Select) -> list[dict[str, Any]]:
+    rows = conn.execute(query.order_by(assets.c.symbol, assets.c.id)).all()
+    ids = [r.id for r in rows]
+    aliases: dict[int, list[dict[str, str]]] = {i: [] for i in ids}
+    if ids:
+        for a in conn.execute(sa.select(asset_aliases).where(asset_aliases.c.asset_id.in_(ids))
+                              .order_by(asset_aliases.c.source, asset_aliases.c.alias)):
+            aliases[a.asset_id].append({"source": a.source, "alias": a.alias})
+    return [
+        {"id": r.id, "symbol": r.symbol, "name": r.name, "decimals": r.decimals, "is_fiat": bool(r.is_fiat),
+         "unverified": bool(r.unverified), "aliases": aliases[r.id], "created_at": iso_utc(r.created_at)}
+        for r in rows
+    ]
+
+
+def list_assets(conn: Connection, entity_id: int, *, unverified: bool | None = None) -> list[dict[str, Any]]:
+    """The registry entries the entity uses (legs or positions), with their per-source aliases.
+
+    ``unverified=True``: only assets seen in a source but missing from the registry (kept and flagged).
+    """
+    query = sa.select(assets).where(assets.c.id.in_(_entity_asset_ids(entity_id)))
+    if unverified is not None:
+        query = query.where(assets.c.unverified.is_(unverified))
+    return _asset_dicts(conn, query)
+
+
+def get_asset(conn: Connection, entity_id: int, asset_id: int) -> dict[str, Any] | None:
+    """One asset, if the entity uses it (else None: another entity's asset is not found)."""
+    found = _asset_dicts(conn, sa.select(assets).where(assets.c.id == asset_id,
+                                                       assets.c.id.in_(_entity_asset_ids(entity_id))))
+    return found[0] if found else None
+
+
+# ---------------------------------------------------------------- accounts with freshness
+
+
+def _freshness(last_sync: datetime | None, now: datetime, stale_after: timedelta) -> tuple[str, int | None]:
+    if last_sync is None:
+        return "never", None
+    age = now - last_sync
+    return ("fresh" if age <= stale_after else "stale"), max(0, int(age.total_seconds()))
+
+
+def list_accounts(conn: Connection, entity_id: int, *, now: datetime | None = None, stale_after_hours: int = 36,
+                  account_id: int | None = None) -> list[dict[str, Any]]:
+    """Accounts with ``last_sync_at`` (the latest staging of a record or balance snapshot of that account),
+    ``last_balance_at`` (its latest balance observation), ``freshness`` (fresh | stale | never, stale past
+    ``stale_after_hours``) and ``sync_age_seconds``."""
+    now = now or datetime.now(timezone.utc)
+    a, r, s = accounts.c, raw_records.c, raw_balance_snapshots.c
+    last_record = (sa.select(sa.func.max(r.ingested_at))
+                   .where(r.entity_id == entity_id, r.account == a.name).scalar_subquery())
+    last_snapshot = (sa.select(sa.func.max(s.ingested_at))
+                     .where(s.entity_id == entity_id, s.account == a.name, s.account_type == a.account_type,
+                            s.sub_account == a.sub_account).scalar_subquery())
+    last_balance = (sa.select(sa.func.max(balance_observations.c.observed_at))
+                    .where(balance_observations.c.account_id == a.id).scalar_subquery())
+    query = sa.select(accounts, last_record.label("last_record"), last_snapshot.label("last_snapshot"),
+                      last_balance.label("last_balance")).where(a.entity_id == entity_id)
+    if account_id is not None:
+        query = query.where(a.id == account_id)
+    items = []
+    for row in conn.execute(query.order_by(a.name, a.account_type, a.sub_account, a.id)):
+        synced = [v for v in (row.last_record, row.last_snapshot) if v is not None]
+        last_sync = max(synced) if synced else None
+        freshness, age = _freshness(last_sync, now, timedelta(hours=stale_after_hours))
+        items.append({
+            "id": row.id, "name": row.name, "source": row.source, "account_type": row.account_type,
+            "sub_account": row.sub_account, "chain": row.chain, "address": row.address, "label": row.label,
+            "created_at": iso_utc(row.created_at), "last_sync_at": iso_utc(last_sync),
+            "last_balance_at": iso_utc(row.last_balance), "freshness": freshness, "sync_age_seconds": age,
+        })
+    return items
+
+
+# ---------------------------------------------------------------- positions in the reporting currency
+
+
+def _fx_rate(conn: Connection, entity: Entity, currency: str, day: date) -> tuple[Decimal, datetime | None, str] | None:
+    """USD per one unit of ``currency`` at the day's cutoff: (rate, its time, its source); None if unknown."""
+    if currency == "USD":
+        return Decimal(1), None, "identity"
+    cutoff = cutoff_of(day, entity.tz)
+    row = conn.execute(
+        sa.select(prices.c.price_usd, prices.c.ts, prices.c.source)
+        .select_from(prices.join(assets, assets.c.id == prices.c.asset_id))
+        .where(prices.c.entity_id == entity.id, assets.c.symbol == currency, prices.c.ts <= cutoff)
+        .order_by(prices.c.ts.desc()).limit(1)
+    ).first()
+    if row is None or row.price_usd == 0:
+        return None
+    return row.price_usd, row.ts, row.source
+
+
+def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, currency: str | None = None,
+                          account: str | None = None, asset: str | None = None) -> list[dict[str, Any]]:
+    """``reports.list_positions`` plus, per row, the value in ``currency`` (default: the entity's reporting
+    currency) and the provenance of the price: the USD close price's source and resolution, and the FX rate
+    (USD per unit of currency) with its time and source. ``value`` = computed × USD price ÷ FX rate, exact
+    to 18 fractional digits; null without a price or without an FX rate (``valuation`` says which)."""
+    currency = (currency or entity.reporting_currency or "USD").strip().upper()
+    if not currency.isalnum() or len(currency) > 12:
+        raise ReportParameterError("currency", f"invalid currency {currency!r}")
+    fx = _fx_rate(conn, entity, currency, as_of)
+    if currency != "USD" and fx is None and conn.execute(
+            sa.select(assets.c.id).where(assets.c.symbol == currency)).first() is None:
+        raise ReportParameterError("currency", f"unknown reporting currency {currency!r}")
+    rows = list_positions(conn, entity.id, as_of)
+    if account is not None and account.strip():
+        ref = account.strip()
+        rows = [r for r in rows if r["account"] == ref or str(r["account_id"]) == ref]
+    if asset is not None and asset.strip():
+        rows = [r for r in rows if r["asset"].upper() == asset.strip().upper()]
+    keys = {(r["asset_id"], r["price_at"]) for r in rows if r["price_at"] is not None}
+    provenance: dict[tuple[int, str], tuple[str, str]] = {}
+    if keys:
+        asset_ids = sorted({k[0] for k in keys})
+        for p in conn.execute(
+            sa.select(prices.c.asset_id, prices.c.ts, prices.c.source, prices.c.resolution)
+            .where(prices.c.entity_id == entity.id, prices.c.asset_id.in_(asset_ids),
+                   prices.c.ts.in_(sorted({datetime.fromisoformat(k[1].replace("Z", "+00:00")) for k in keys})))
+            .order_by(prices.c.id)
+        ):
+            provenance[(p.asset_id, iso_utc(p.ts))] = (p.source, p.resolution)
+    for r in rows:
+        source, resolution = provenance.get((r["asset_id"], r["price_at"]), (None, None))
+        price_usd = r["close_price_usd"]
+        value = price = None
+        if price_usd is None:
+            valuation = "no_price"
+        elif fx is None:
+            valuation = "no_fx_rate"
+        else:
+            with exact_context():
+                usd = Decimal(price_usd)
+                price_d = usd if currency == "USD" else quantize(usd / fx[0])
+                value_d = Decimal(r["computed"]) * usd if currency == "USD" else \
+                    quantize(Decimal(r["computed"]) * usd / fx[0])
+            price, value, valuation = to_text(price_d), to_text(value_d), "valued"
+        r.update({
+            "reporting_currency": currency,
+            "price": price,
+            "value": value,
+            "valuation": valuation,
+            "price_source": source if price_usd is not None else None,
+            "price_resolution": resolution if price_usd is not None else None,
+            "fx_rate_usd": to_text(fx[0]) if fx is not None else None,
+            "fx_at": iso_utc(fx[1]) if fx is not None else None,
+            "fx_source": fx[2] if fx is not None else None,
+        })
+    return rows
