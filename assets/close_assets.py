@@ -15,6 +15,7 @@ from datetime import date
 
 import dagster as dg
 
+from assets.chains import chain_wallets
 from assets.prices import close_prices
 from assets.progress import report
 from assets.partitions import daily_partitions, window_of
@@ -42,7 +43,7 @@ def _range_label(start: date, end: date) -> str:
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="canonical",
-    deps=[raw_records, raw_balance_snapshots],
+    deps=[raw_records, raw_balance_snapshots, chain_wallets],
     kinds={"postgres"},
     description=(
         "Canonical layer for the day(s): legs from the latest version of each staged ledger record, "
@@ -207,4 +208,4 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     })
 
 
-CLOSE_ASSETS = [canonical_ledger, close_prices, reconciliation, cost_basis_pnl, daily_close]
+CLOSE_ASSETS = [chain_wallets, canonical_ledger, close_prices, reconciliation, cost_basis_pnl, daily_close]

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestration import cli_api, cli_prices
+from orchestration.cli_chains import wallet_app
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -36,6 +37,8 @@ app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(cli_api.app, name="journal")
 app.add_typer(cli_prices.prices_app, name="prices")
+
+app.add_typer(wallet_app, name="wallet")
 
 console = Console(stderr=True)
 out = Console()

@@ -44,17 +44,49 @@ def ensure_assets(conn: Connection, symbols: Iterable[str], *, source: str = "cs
     wanted = sorted({s.strip().upper() for s in symbols if s and s.strip()})
     if not wanted:
         return {}
+    # aliases a connector registered with register_token (chain:contract) already name their asset
+    known = dict(conn.execute(sa.select(asset_aliases.c.alias, asset_aliases.c.asset_id).where(
+        asset_aliases.c.source == source, asset_aliases.c.alias.in_(wanted))).all())
+    if len(known) == len(wanted):
+        return known
+    missing = [w for w in wanted if w not in known]
     rows = []
-    for symbol in wanted:
+    for symbol in missing:
         name, decimals, is_fiat = KNOWN_ASSETS.get(symbol, (None, UNKNOWN_DECIMALS, False))
         rows.append(dict(symbol=symbol, name=name, decimals=decimals, is_fiat=is_fiat,
                          unverified=symbol not in KNOWN_ASSETS))
     conn.execute(insert(assets).values(rows).on_conflict_do_nothing(index_elements=["symbol"]))
-    ids = dict(conn.execute(sa.select(assets.c.symbol, assets.c.id).where(assets.c.symbol.in_(wanted))).all())
+    ids = dict(conn.execute(sa.select(assets.c.symbol, assets.c.id).where(assets.c.symbol.in_(missing))).all())
     conn.execute(insert(asset_aliases).values([
-        dict(asset_id=ids[s], source=source, alias=s) for s in wanted
+        dict(asset_id=ids[s], source=source, alias=s) for s in missing
     ]).on_conflict_do_nothing(index_elements=["source", "alias"]))
     return dict(conn.execute(
         sa.select(asset_aliases.c.alias, asset_aliases.c.asset_id)
         .where(asset_aliases.c.source == source, asset_aliases.c.alias.in_(wanted))
     ).all())
+
+
+def register_token(conn: Connection, *, source: str, alias: str, symbol: str, name: str | None, decimals: int,
+                   verified: bool) -> int:
+    """Register a token known by a non-symbol alias (e.g. ``ETHEREUM:0XA0B8...``) with metadata read from its contract.
+
+    A verified token (listed in its chain's configuration) becomes an alias of the asset ``symbol`` (created with
+    the contract's decimals if new). Any other token gets an asset of its own, ``SYMBOL (alias)``, flagged
+    ``unverified`` so the cost-basis engine leaves it out until someone approves it (sets ``unverified`` false).
+    An alias registered before keeps its asset. Returns the asset id.
+    """
+    alias = alias.strip().upper()
+    existing = conn.execute(sa.select(asset_aliases.c.asset_id).where(
+        asset_aliases.c.source == source, asset_aliases.c.alias == alias)).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    clean = "".join(ch for ch in symbol if ch.isprintable()).strip()[:32] or "?"
+    asset_symbol = clean.upper() if verified else f"{clean} ({alias})"
+    known = KNOWN_ASSETS.get(asset_symbol)
+    conn.execute(insert(assets).values(
+        symbol=asset_symbol, name=known[0] if known else name, decimals=decimals, is_fiat=False,
+        unverified=not verified).on_conflict_do_nothing(index_elements=["symbol"]))
+    asset_id = conn.execute(sa.select(assets.c.id).where(assets.c.symbol == asset_symbol)).scalar_one()
+    conn.execute(insert(asset_aliases).values(asset_id=asset_id, source=source, alias=alias)
+                 .on_conflict_do_nothing(index_elements=["source", "alias"]))
+    return asset_id

@@ -414,6 +414,51 @@ sa.Index("ix_transfers_in_leg", transfers.c.in_leg_id)
 sa.Index("ix_raw_records_entity_account_ingested", raw_records.c.entity_id, raw_records.c.account,
          raw_records.c.ingested_at)
 
+# ---------------------------------------------------------------- on-chain wallets (EVM, Solana)
+
+chain_wallets = sa.Table(
+    "chain_wallets",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("chain", sa.Text, nullable=False, comment="a chain preset name (ethereum, base, solana, ...) or a custom name"),
+    sa.Column("chain_id", sa.BigInteger, comment="EVM chain id; NULL for Solana"),
+    sa.Column("address", sa.Text, nullable=False, comment="EVM: lowercase 0x address; Solana: base58"),
+    sa.Column("rpc_urls", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb"),
+              comment="RPC URLs in failover order; empty = the chain's configured URLs (COINFRS_RPC_<CHAIN>)"),
+    sa.Column("start_block", sa.BigInteger, nullable=False, server_default="0", comment="EVM: first block scanned"),
+    sa.Column("label", sa.Text),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("entity_id", "chain", "address", name="uq_chain_wallets_identity"),
+)
+
+chain_blocks = sa.Table(
+    "chain_blocks",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("chain_id", sa.BigInteger, nullable=False),
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.Text, nullable=False),
+    sa.Column("parent_hash", sa.Text, nullable=False),
+    sa.Column("timestamp", TS, nullable=False),
+    sa.PrimaryKeyConstraint("entity_id", "chain_id", "number"),
+    comment="EVM blocks seen by the ingestion (hash per number): reorg detection and block-by-timestamp lookups",
+)
+sa.Index("ix_chain_blocks_entity_id_timestamp", chain_blocks.c.entity_id, chain_blocks.c.chain_id,
+         chain_blocks.c.timestamp)
+
+chain_sync_failures = sa.Table(
+    "chain_sync_failures",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("chain", sa.Text, nullable=False),
+    sa.Column("failed_at", TS, nullable=False, server_default=_now()),
+    sa.Column("synced_through", TS, comment="data of this chain is complete up to here (the last final block's time)"),
+    sa.Column("error", sa.Text, nullable=False, comment="what failed; RPC URLs reduced to their host"),
+    comment="a chain that could not be synced: closes of days after synced_through are partial for this chain",
+)
+
 # ---------------------------------------------------------------- price service (provenance of every price)
 # Extra columns of ``prices`` for the price service (ingestion/prices, transforms/prices.py). ``source`` is
 # 'manual' | 'coingecko' | 'exchange:<ccxt id>' | 'ledger' (precedence in that order); ``resolution`` gains

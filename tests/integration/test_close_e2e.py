@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from assets.close_assets import CLOSE_ASSETS
 from ingestion.csv_files import CsvFile, import_csv
+from assets.close_assets import CLOSE_ASSETS
 from orchestration.close_runner import close_days
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks, realized_pnl_summary

@@ -1,7 +1,7 @@
 """Price provenance: pair, disagreement flag and note on prices; one service price per source and instant.
 
 Revision ID: 0004
-Revises: 0008 (chained after the current main head; the lead re-chains at merge time)
+Revises: 0007 (chained after the current main head; the lead re-chains at merge time)
 """
 
 from typing import Sequence, Union
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: Union[str, Sequence[str], None] = "0008"
+down_revision: Union[str, Sequence[str], None] = "0007"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -1,0 +1,92 @@
+"""Sync every configured wallet of an entity, chain by chain; a chain that fails is recorded, not fatal.
+
+EVM wallets of one chain are scanned together (one block-range scan); Solana wallets one by one. A failure (RPC
+down, a chain id mismatch, a malformed answer) is written to ``chain_sync_failures`` with how far the chain is
+synced (``synced_through``), so the close of a later day can say it is partial and which chain is missing; the
+other chains still sync. No wallets: nothing happens and no network is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ingestion.evm.chains import ChainConfig, ChainConfigError, resolve_chain
+from ingestion.evm.rpc import RpcError
+from ingestion.evm.sync import sync_evm_chain
+from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
+from ingestion.wallets import SOLANA, Wallet, load_wallets, rpc_urls_for, write_sync_failure
+from warehouse.entities import Entity
+
+SYNC_ERRORS = (RpcError, ChainConfigError, SolanaSyncError)
+
+
+@dataclass
+class ChainSyncOutcome:
+    chain: str
+    wallets: int
+    staged: int = 0
+    snapshots: int = 0
+    orphaned: int = 0
+    affected_days: set[date] = field(default_factory=set)
+    synced_through: datetime | None = None
+    error: str | None = None
+
+
+def _synced_through(engine: Engine, entity: Entity, chain: str, chain_id: int | None) -> datetime | None:
+    with engine.connect() as conn:
+        if chain_id is not None:
+            return conn.execute(sa.text("SELECT max(timestamp) FROM chain_blocks WHERE entity_id = :e AND chain_id = :c"),
+                                dict(e=entity.id, c=chain_id)).scalar()
+        return conn.execute(sa.text(
+            "SELECT max(snapshot_time) FROM raw_balance_snapshots WHERE entity_id = :e AND source = :s"),
+            dict(e=entity.id, s=SOLANA)).scalar()
+
+
+def evm_config_for(wallets: list[Wallet]) -> ChainConfig:
+    """The chain's configuration: preset (or custom id) with the wallets' RPC URLs first, then the environment's."""
+    first = wallets[0]
+    urls: list[str] = []
+    for wallet in wallets:
+        urls.extend(u for u in wallet.rpc_urls if u not in urls)
+    return resolve_chain(first.chain, chain_id=first.chain_id, rpc_urls=urls)
+
+
+def sync_entity_wallets(engine: Engine, entity: Entity, *, chain: str | None = None,
+                        configs: dict[str, ChainConfig] | None = None,
+                        log: Callable[[str], None] = lambda message: None) -> list[ChainSyncOutcome]:
+    """Sync the entity's wallets (one chain if ``chain``); ``configs`` overrides a chain's configuration."""
+    with engine.connect() as conn:
+        wallets = load_wallets(conn, entity.id, chain=chain)
+    by_chain: dict[str, list[Wallet]] = {}
+    for wallet in wallets:
+        by_chain.setdefault(wallet.chain, []).append(wallet)
+    outcomes = []
+    for name, mine in sorted(by_chain.items()):
+        outcome = ChainSyncOutcome(name, len(mine))
+        try:
+            if name == SOLANA:
+                for wallet in mine:
+                    result = sync_solana_wallet(engine, entity, wallet, urls=rpc_urls_for(wallet))
+                    outcome.staged += result.inserted
+                    outcome.snapshots += result.snapshots
+                    outcome.affected_days |= result.affected_days
+                    outcome.synced_through = result.synced_through
+            else:
+                config = (configs or {}).get(name) or evm_config_for(mine)
+                evm = sync_evm_chain(engine, entity, config, mine)
+                outcome.staged, outcome.snapshots, outcome.orphaned = evm.inserted, evm.snapshots, evm.orphaned
+                outcome.affected_days, outcome.synced_through = evm.affected_days, evm.synced_through
+        except SYNC_ERRORS as exc:
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.synced_through = _synced_through(engine, entity, name, mine[0].chain_id)
+            with engine.begin() as conn:
+                write_sync_failure(conn, entity.id, name, outcome.error, outcome.synced_through)
+        log(f"{entity.name} · {name}: " + (f"FAILED ({outcome.error})" if outcome.error else
+            f"{outcome.staged} new records, {outcome.snapshots} balance snapshots, {outcome.orphaned} orphaned"))
+        outcomes.append(outcome)
+    return outcomes

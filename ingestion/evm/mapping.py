@@ -1,0 +1,138 @@
+"""Pure mapping of staged EVM records to legs (no network, no database; imported by the canonical build).
+
+Streams (source ``evm``):
+- ``evm_transactions``: one record per (wallet, transaction) the wallet sent or received, payload
+  ``{"chain", "chain_id", "wallet", "native_symbol", "block": {number, hash, timestamp}, "transaction": <as the
+  node returned it>, "receipt": <as the node returned it>}``. Legs: 0 = value out (``transfer_out``), 1 = value in
+  (``transfer_in``), 2 = the fee the sender paid: gas used x effective gas price + the rollup's L1 data fee where
+  the receipt reports one (``l1Fee``) + blob gas. A failed transaction moves no value but still pays its fee.
+- ``evm_logs``: one record per (wallet, ERC-20 Transfer log) with the wallet as ``from`` or ``to``, payload
+  ``{"chain", "chain_id", "wallet", "token": {address, alias, symbol, name, decimals}, "block": {...}, "log": <as
+  the node returned it>}``. Legs: 0 = out, 1 = in (a transfer to oneself gives both).
+
+Quantities stay integers in base units until divided, exactly, by the token's decimals.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from transforms.ledger_mapping import LegDraft
+from transforms.mappers import StagedRecord, register_mapper
+
+SOURCE = "evm"
+TX_STREAM = "evm_transactions"
+LOG_STREAM = "evm_logs"
+ACCOUNT_TYPE = "wallet"
+NATIVE_DECIMALS = 18
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+
+
+class EvmRecordError(ValueError):
+    """A staged EVM record that cannot be mapped; the message names the record and the field."""
+
+
+def account_name(chain: str, address: str) -> str:
+    return f"{chain}:{address.lower()}"
+
+
+def token_alias(chain: str, contract: str) -> str:
+    """How a token is known in the asset registry (source ``evm``): ``CHAIN:0XCONTRACT``."""
+    return f"{chain}:{contract}".upper()
+
+
+def base_units(value: int, decimals: int) -> Decimal:
+    """``value`` base units as an exact decimal of whole units (never rounded, whatever the size)."""
+    if decimals < 0 or decimals > 255:
+        raise ValueError(f"decimals {decimals} out of range")
+    sign = 1 if value < 0 else 0
+    digits = tuple(int(ch) for ch in str(abs(value)))
+    return Decimal((sign, digits, -decimals))
+
+
+def hex_int(record: StagedRecord, obj: dict[str, Any], name: str, *, default: int | None = None) -> int:
+    value = obj.get(name)
+    if value is None:
+        if default is not None:
+            return default
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {name!r} is missing")
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {name!r} is not a "
+                             f"hex quantity: {value!r}") from None
+
+
+def fee_of(record: StagedRecord, receipt: dict[str, Any]) -> int:
+    """What the sender paid, in wei: execution gas, the L1 data fee of rollups that report it, blob gas."""
+    fee = hex_int(record, receipt, "gasUsed") * hex_int(record, receipt, "effectiveGasPrice")
+    fee += hex_int(record, receipt, "l1Fee", default=0)
+    if receipt.get("blobGasUsed") is not None:
+        fee += hex_int(record, receipt, "blobGasUsed") * hex_int(record, receipt, "blobGasPrice", default=0)
+    return fee
+
+
+def _address(value: Any) -> str | None:
+    return value.lower() if isinstance(value, str) else None
+
+
+def map_evm_transaction(record: StagedRecord) -> list[LegDraft]:
+    payload = record.payload
+    try:
+        chain, wallet, symbol = payload["chain"], payload["wallet"].lower(), payload["native_symbol"]
+        tx, receipt = payload["transaction"], payload["receipt"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {exc} is missing") from None
+    account = account_name(chain, wallet)
+    tx_hash = tx.get("hash")
+    value = base_units(hex_int(record, tx, "value"), NATIVE_DECIMALS)
+    succeeded = hex_int(record, receipt, "status", default=1) == 1
+    sender, receiver = _address(tx.get("from")), _address(tx.get("to"))
+
+    def leg(index: int, qty: Decimal, kind: str) -> LegDraft:
+        return LegDraft(index, account, ACCOUNT_TYPE, "", symbol, qty, kind, None, None, tx_hash)
+
+    legs = []
+    if succeeded and value:
+        if sender == wallet:
+            legs.append(leg(0, -value, "transfer_out"))
+        if receiver == wallet:
+            legs.append(leg(1, value, "transfer_in"))
+    if sender == wallet:
+        fee = fee_of(record, receipt)
+        if fee:
+            legs.append(leg(2, -base_units(fee, NATIVE_DECIMALS), "fee"))
+    return legs
+
+
+def map_evm_log(record: StagedRecord) -> list[LegDraft]:
+    payload = record.payload
+    try:
+        chain, wallet, token, log = payload["chain"], payload["wallet"].lower(), payload["token"], payload["log"]
+        topics = log["topics"]
+        decimals = int(token["decimals"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {exc} is missing or invalid") from None
+    if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field 'topics' is not an ERC-20 Transfer")
+    sender, receiver = "0x" + topics[1][-40:].lower(), "0x" + topics[2][-40:].lower()
+    data = log.get("data") or "0x"
+    try:
+        amount = base_units(int(data, 16) if data != "0x" else 0, decimals)
+    except ValueError:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field 'data' is not an amount") from None
+    account = account_name(chain, wallet)
+    asset = token.get("alias") or token_alias(chain, log["address"])
+    tx_hash = log.get("transactionHash")
+    legs = []
+    if amount:
+        if sender == wallet:
+            legs.append(LegDraft(0, account, ACCOUNT_TYPE, "", asset, -amount, "transfer_out", None, None, tx_hash))
+        if receiver == wallet:
+            legs.append(LegDraft(1, account, ACCOUNT_TYPE, "", asset, amount, "transfer_in", None, None, tx_hash))
+    return legs
+
+
+register_mapper(SOURCE, TX_STREAM, map_evm_transaction)
+register_mapper(SOURCE, LOG_STREAM, map_evm_log)

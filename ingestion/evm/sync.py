@@ -1,0 +1,387 @@
+"""Sync the EVM wallets of one entity on one chain: reorg check, block-range scan, staging, balances at cutoffs.
+
+1. Reorg check: the hashes of the last ``reorg_check_depth`` recorded blocks are compared with the node's. From
+   the lowest changed block on, staged records are marked ``orphaned`` (kept, never deleted), recorded blocks are
+   dropped and the wallets' cursors rewound, so the scan below re-ingests the new branch; the days from the fork
+   on are returned as affected (to be closed again).
+2. Scan, in chunks of ``blocks_per_request`` up to the final block (the node's ``finalized`` block or head - K):
+   every block with its transactions (native transfers from/to a wallet, with receipts for the fee), and
+   ``eth_getLogs`` on the ERC-20 Transfer topic with the wallets as ``from`` and as ``to``. Each chunk is one
+   transaction: raw records (dedupe ``tx_hash`` / ``tx_hash:log_index`` per wallet), block hashes, token metadata
+   into the asset registry, and the wallets' block cursors. A killed run resumes after the last committed chunk.
+3. Balances: for every day whose cutoff is covered by final blocks, the native balance and every token balance of
+   each wallet at the last block at or before the cutoff -> one balance snapshot stamped at the cutoff.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ingestion.evm.chains import ChainConfig, ChainConfigError
+from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, SOURCE, TRANSFER_TOPIC, TX_STREAM,
+                                   base_units, token_alias)
+from ingestion.evm.rpc import EvmRpc, RpcError
+from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
+                               write_balance_snapshots, write_cursor, write_raw_records)
+from ingestion.wallets import Wallet
+from transforms.asset_registry import register_token
+from warehouse.bulk import copy_rows
+from warehouse.calendar import close_date_of, cutoff_of, days_between
+from warehouse.entities import Entity
+
+BLOCKS_STREAM = "blocks"
+BALANCES_STREAM = "balances"
+BALANCE_OF = "0x70a08231"
+SYMBOL, NAME, DECIMALS = "0x95d89b41", "0x06fdde03", "0x313ce567"
+
+
+@dataclass
+class EvmSyncResult:
+    chain: str
+    from_block: int | None = None
+    to_block: int | None = None
+    blocks: int = 0
+    transactions: int = 0
+    logs: int = 0
+    inserted: int = 0
+    snapshots: int = 0
+    orphaned: int = 0
+    fork_block: int | None = None
+    affected_days: set[date] = field(default_factory=set)
+    synced_through: datetime | None = None
+    seconds: float = 0.0
+
+
+def _ts(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _pad(address: str) -> str:
+    return "0x" + "0" * 24 + address[2:].lower()
+
+
+def _decode_string(raw: str | None) -> str | None:
+    """An ABI ``string`` return value, or a ``bytes32`` one (older tokens); None if neither."""
+    if not raw or raw == "0x":
+        return None
+    data = bytes.fromhex(raw[2:])
+    try:
+        if len(data) >= 64:
+            offset = int.from_bytes(data[:32], "big")
+            length = int.from_bytes(data[offset:offset + 32], "big")
+            if offset + 32 + length <= len(data):
+                return data[offset + 32:offset + 32 + length].decode("utf-8", "replace")
+        if len(data) == 32:
+            return data.rstrip(b"\0").decode("utf-8", "replace")
+    except (ValueError, OverflowError):
+        return None
+    return None
+
+
+def _block_info(block: dict[str, Any]) -> dict[str, Any]:
+    return {"number": int(block["number"], 16), "hash": block["hash"], "timestamp": int(block["timestamp"], 16)}
+
+
+# ---------------------------------------------------------------------------------------------- cursors
+
+
+def _block_cursor(conn: Connection, entity: Entity, wallet: Wallet) -> int:
+    cursor = load_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM)
+    return int(cursor["block"]) if cursor else wallet.start_block - 1
+
+
+def _balance_cursor(conn: Connection, entity: Entity, wallet: Wallet) -> date | None:
+    cursor = load_cursor(conn, entity.id, SOURCE, wallet.account, BALANCES_STREAM)
+    return date.fromisoformat(cursor["day"]) if cursor else None
+
+
+# ---------------------------------------------------------------------------------------------- reorgs
+
+
+def check_reorg(engine: Engine, entity: Entity, chain: ChainConfig, rpc: EvmRpc, wallets: list[Wallet],
+                result: EvmSyncResult) -> int | None:
+    """Compare recorded block hashes with the node's; on a change, orphan and rewind. Returns the fork block."""
+    with engine.connect() as conn:
+        recorded = conn.execute(sa.text(
+            "SELECT number, hash, timestamp FROM chain_blocks WHERE entity_id = :e AND chain_id = :c"
+            " ORDER BY number DESC LIMIT :n"), dict(e=entity.id, c=chain.chain_id, n=chain.reorg_check_depth)).all()
+    if not recorded:
+        return None
+    nodes = rpc.batch([("eth_getBlockByNumber", [hex(r.number), False]) for r in recorded], tolerant=True)
+    changed = [r for r, node in zip(recorded, nodes) if node is None or node.get("hash") != r.hash]
+    if not changed:
+        return None
+    fork = min(changed, key=lambda r: r.number)
+    if len(recorded) == chain.reorg_check_depth and fork.number == recorded[-1].number:
+        raise RpcError(f"{chain.name}: reorg deeper than {chain.reorg_check_depth} recorded blocks at block "
+                       f"{fork.number}; raise reorg_check_depth and sync again")
+    orphan_from(engine, entity, chain, wallets, fork.number, fork.timestamp, result)
+    return fork.number
+
+
+def orphan_from(engine: Engine, entity: Entity, chain: ChainConfig, wallets: list[Wallet], fork: int,
+                fork_time: datetime, result: EvmSyncResult) -> None:
+    """Mark the staged records of blocks >= ``fork`` orphaned and rewind the wallets to re-ingest from there."""
+    tz = entity.tz
+    with engine.begin() as conn:
+        times = conn.execute(sa.text(
+            """
+            UPDATE raw_records SET processing_status = 'orphaned'
+            WHERE entity_id = :e AND source = :s AND stream IN (:tx, :logs) AND processing_status <> 'orphaned'
+              AND (payload->>'chain_id')::bigint = :c AND (payload->'block'->>'number')::bigint >= :fork
+            RETURNING occurred_at
+            """), dict(e=entity.id, s=SOURCE, tx=TX_STREAM, logs=LOG_STREAM, c=chain.chain_id, fork=fork)).scalars().all()
+        conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number >= :fork"),
+                     dict(e=entity.id, c=chain.chain_id, fork=fork))
+        fork_day = close_date_of(fork_time, tz)
+        for wallet in wallets:
+            block = _block_cursor(conn, entity, wallet)
+            if block >= fork:
+                write_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM, {"block": fork - 1})
+            day = _balance_cursor(conn, entity, wallet)
+            if day is not None and day >= fork_day:
+                write_cursor(conn, entity.id, SOURCE, wallet.account, BALANCES_STREAM,
+                             {"day": (fork_day - timedelta(days=1)).isoformat()})
+    result.orphaned += len(times)
+    result.fork_block = fork if result.fork_block is None else min(result.fork_block, fork)
+    result.affected_days.update(close_date_of(t, tz) for t in times if t is not None)
+    result.affected_days.add(fork_day)
+
+
+# ---------------------------------------------------------------------------------------------- scan
+
+
+@dataclass
+class _Chunk:
+    blocks: list[dict[str, Any]]
+    transactions: list[RawRecordIn]
+    logs: list[RawRecordIn]
+    tokens: dict[str, dict[str, Any]]
+
+
+def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first: int, last: int,
+                token_cache: dict[str, dict[str, Any]]) -> _Chunk:
+    """Everything the wallets did in blocks [first, last] (network only)."""
+    blocks = rpc.fetch_blocks(list(range(first, last + 1)), full=True)
+    by_number = {int(b["number"], 16): b for b in blocks}
+    for number, block in by_number.items():
+        parent = by_number.get(number - 1)
+        if parent is not None and block["parentHash"] != parent["hash"]:
+            raise RpcError(f"{chain.name}: block {number} does not extend block {number - 1} (the chain moved "
+                           f"during the scan); sync again")
+    matched: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for block in blocks:
+        number = int(block["number"], 16)
+        for tx in block["transactions"]:
+            parties = {(tx.get("from") or "").lower(), (tx.get("to") or "").lower()}
+            for address in sorted(parties & cursors.keys()):
+                if number > cursors[address]:
+                    matched.append((address, block, tx))
+    receipts = dict(zip(sorted({tx["hash"] for _, _, tx in matched}),
+                        rpc.fetch_receipts(sorted({tx["hash"] for _, _, tx in matched}))))
+    padded = [_pad(a) for a in sorted(cursors)]
+    raw_logs = (rpc.fetch_logs(from_block=first, to_block=last, topics=[TRANSFER_TOPIC, padded])
+                + rpc.fetch_logs(from_block=first, to_block=last, topics=[TRANSFER_TOPIC, None, padded]))
+    logs: dict[tuple[str, int], dict[str, Any]] = {}
+    for log in raw_logs:
+        if log.get("removed") or len(log.get("topics") or []) != 3:
+            continue  # a removed log is not on the chain; 4 topics = ERC-721, not a fungible transfer
+        logs[(log["transactionHash"], int(log["logIndex"], 16))] = log
+    new_tokens = sorted({log["address"].lower() for log in logs.values()} - token_cache.keys())
+    if new_tokens:
+        calls = [("eth_call", [{"to": t, "data": sel}, hex(last)]) for t in new_tokens for sel in (SYMBOL, NAME, DECIMALS)]
+        answers = rpc.batch(calls, tolerant=True)
+        for i, contract in enumerate(new_tokens):
+            symbol, name, decimals = answers[3 * i:3 * i + 3]
+            verified = chain.tokens.get(contract)
+            token_cache[contract] = {
+                "address": contract, "alias": token_alias(chain.name, contract),
+                "symbol": _decode_string(symbol) or "?", "name": _decode_string(name),
+                "decimals": int(decimals, 16) if decimals and decimals != "0x" else 0,
+                "verified_symbol": verified,
+                "raw": {"symbol": symbol, "name": name, "decimals": decimals},
+            }
+
+    def envelope(address: str, block: dict[str, Any]) -> dict[str, Any]:
+        return {"chain": chain.name, "chain_id": chain.chain_id, "wallet": address, "block": _block_info(block)}
+
+    tx_records = [
+        RawRecordIn(f"{chain.name}:{address}", f"{chain.name}:{address}:{tx['hash']}",
+                    _ts(int(block["timestamp"], 16)),
+                    {**envelope(address, block), "native_symbol": chain.native_symbol, "transaction": tx,
+                     "receipt": receipts[tx["hash"]]})
+        for address, block, tx in matched]
+    log_records = []
+    for (tx_hash, index), log in sorted(logs.items(), key=lambda kv: (int(kv[1]["blockNumber"], 16), kv[0][1])):
+        number = int(log["blockNumber"], 16)
+        block = by_number[number]
+        if log["blockHash"] != block["hash"]:
+            raise RpcError(f"{chain.name}: log {tx_hash}:{index} is in block {log['blockHash']}, the scan saw "
+                           f"{block['hash']} at {number} (the chain moved during the scan); sync again")
+        sender, receiver = "0x" + log["topics"][1][-40:].lower(), "0x" + log["topics"][2][-40:].lower()
+        token = {k: v for k, v in token_cache[log["address"].lower()].items() if k != "raw"}
+        for address in sorted({sender, receiver} & cursors.keys()):
+            if number > cursors[address]:
+                log_records.append(RawRecordIn(
+                    f"{chain.name}:{address}", f"{chain.name}:{address}:{tx_hash}:{index}", _ts(int(block["timestamp"], 16)),
+                    {**envelope(address, block), "token": token, "log": log}))
+    return _Chunk(blocks, tx_records, log_records, {c: token_cache[c] for c in new_tokens})
+
+
+def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: list[Wallet], chunk: _Chunk,
+                first: int, last: int, run_id) -> int:  # type: ignore[no-untyped-def]
+    """Stage one scanned chunk, its block hashes and token metadata, and move the cursors past it (one transaction)."""
+    for token in chunk.tokens.values():
+        verified = token["verified_symbol"]
+        register_token(conn, source=SOURCE, alias=token["alias"], symbol=verified or token["symbol"],
+                       name=token["name"], decimals=token["decimals"], verified=bool(verified))
+    inserted = write_raw_records(conn, entity.id, SOURCE, TX_STREAM, chunk.transactions, run_id)
+    inserted += write_raw_records(conn, entity.id, SOURCE, LOG_STREAM, chunk.logs, run_id)
+    conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number BETWEEN :a AND :b"),
+                 dict(e=entity.id, c=chain.chain_id, a=first, b=last))
+    copy_rows(conn, "chain_blocks", ("entity_id", "chain_id", "number", "hash", "parent_hash", "timestamp"),
+              ((entity.id, chain.chain_id, int(b["number"], 16), b["hash"], b["parentHash"], _ts(int(b["timestamp"], 16)))
+               for b in chunk.blocks))
+    for wallet in wallets:
+        if _block_cursor(conn, entity, wallet) < last:
+            write_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM, {"block": last}, run_id)
+    return inserted
+
+
+# ---------------------------------------------------------------------------------------------- balances
+
+
+def _last_final_day(safe_time: datetime, entity: Entity) -> date:
+    day = close_date_of(safe_time, entity.tz)
+    return day if cutoff_of(day, entity.tz) <= safe_time else day - timedelta(days=1)
+
+
+def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: EvmRpc, wallets: list[Wallet],
+                      safe_time: datetime, run_id, result: EvmSyncResult) -> None:  # type: ignore[no-untyped-def]
+    """Native and token balances of each wallet at the last block at or before each final day's cutoff."""
+    tz = entity.tz
+    last_day = _last_final_day(safe_time, entity)
+    for wallet in wallets:
+        with engine.connect() as conn:
+            done = _balance_cursor(conn, entity, wallet)
+            first_block = conn.execute(sa.text(
+                "SELECT min(timestamp) FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number >= :n"),
+                dict(e=entity.id, c=chain.chain_id, n=wallet.start_block)).scalar()
+            if first_block is None:
+                continue
+            first_day = done + timedelta(days=1) if done else close_date_of(first_block, tz)
+            days = list(days_between(first_day, last_day))
+            if not days:
+                continue
+            at_cutoff = {}
+            for day in days:
+                row = conn.execute(sa.text(
+                    "SELECT number, hash, timestamp FROM chain_blocks WHERE entity_id = :e AND chain_id = :c"
+                    " AND number >= :n AND timestamp <= :t ORDER BY number DESC LIMIT 1"),
+                    dict(e=entity.id, c=chain.chain_id, n=wallet.start_block, t=cutoff_of(day, tz))).first()
+                if row is not None:
+                    at_cutoff[day] = row
+            tokens = [r[0] for r in conn.execute(sa.text(
+                """
+                SELECT DISTINCT ON (payload->'token'->>'address') payload->'token' FROM raw_records
+                WHERE entity_id = :e AND source = :s AND stream = :st AND account = :a
+                ORDER BY payload->'token'->>'address', id DESC
+                """), dict(e=entity.id, s=SOURCE, st=LOG_STREAM, a=wallet.account)).all()]
+        # every token the wallet was ever seen with, orphaned ones included: a snapshot after a reorg must say 0
+        # for a token whose transfer the reorg removed, or the older snapshot's balance would stay the latest
+        numbers = sorted({r.number for r in at_cutoff.values()})
+        calls: list[tuple[str, list[Any]]] = []
+        for n in numbers:
+            calls.append(("eth_getBalance", [wallet.address, hex(n)]))
+            calls.extend(("eth_call", [{"to": t["address"], "data": BALANCE_OF + _pad(wallet.address)[2:]}, hex(n)])
+                         for t in tokens)
+        answers = rpc.batch(calls)
+        per_block: dict[int, tuple[str, dict[str, str]]] = {}
+        width = 1 + len(tokens)
+        for i, n in enumerate(numbers):
+            row = answers[i * width:(i + 1) * width]
+            per_block[n] = (row[0], {t["address"]: row[1 + j] for j, t in enumerate(tokens)})
+        snapshots = []
+        for day, block in sorted(at_cutoff.items()):
+            native, token_raw = per_block[block.number]
+            balances = {chain.native_symbol: format(base_units(int(native, 16), NATIVE_DECIMALS), "f")}
+            for t in tokens:
+                raw = token_raw[t["address"]]
+                balances[t["alias"]] = format(base_units(int(raw, 16) if raw and raw != "0x" else 0, int(t["decimals"])), "f")
+            snapshots.append(BalanceSnapshotIn(
+                wallet.account, ACCOUNT_TYPE, "", cutoff_of(day, tz), balances,
+                {"chain": chain.name, "chain_id": chain.chain_id, "wallet": wallet.address,
+                 "block": {"number": block.number, "hash": block.hash, "timestamp": int(block.timestamp.timestamp())},
+                 "eth_getBalance": native, "balanceOf": token_raw}))
+        with engine.begin() as conn:
+            result.snapshots += write_balance_snapshots(conn, entity.id, SOURCE, snapshots, run_id)
+            write_cursor(conn, entity.id, SOURCE, wallet.account, BALANCES_STREAM, {"day": days[-1].isoformat()}, run_id)
+        result.affected_days.update(d for d in at_cutoff)
+
+
+# ---------------------------------------------------------------------------------------------- the sync
+
+
+def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: list[Wallet], *,
+                   rpc: EvmRpc | None = None, to_block: int | None = None) -> EvmSyncResult:
+    """Bring the wallets of ``entity`` on ``chain`` up to the chain's final block (or ``to_block`` if lower)."""
+    started = time.perf_counter()
+    result = EvmSyncResult(chain.name)
+    wallets = [w for w in wallets if w.chain == chain.name]
+    if not wallets:
+        return result
+    rpc = rpc or EvmRpc(chain)
+    node_chain_id = rpc.fetch_chain_id()
+    if node_chain_id != chain.chain_id:
+        raise ChainConfigError(f"chain {chain.name!r} expects chain id {chain.chain_id}, the RPC node serves {node_chain_id}")
+    safe = rpc.fetch_safe_block_number()
+    if to_block is not None:
+        safe = min(safe, to_block)
+    with engine.begin() as conn:
+        run_id = start_run(conn, entity.id, SOURCE, chain.name)
+    check_reorg(engine, entity, chain, rpc, wallets, result)
+    token_cache: dict[str, dict[str, Any]] = {}
+    seen = 0
+    while True:
+        with engine.connect() as conn:
+            cursors = {w.address: _block_cursor(conn, entity, w) for w in wallets}
+        first = min(cursors.values()) + 1
+        if first > safe:
+            break
+        last = min(first + chain.blocks_per_request - 1, safe)
+        chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache)
+        with engine.connect() as conn:
+            recorded_parent = conn.execute(sa.text(
+                "SELECT hash FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number = :n"),
+                dict(e=entity.id, c=chain.chain_id, n=first - 1)).scalar()
+        if recorded_parent is not None and chunk.blocks[0]["parentHash"] != recorded_parent:
+            if check_reorg(engine, entity, chain, rpc, wallets, result) is None:
+                raise RpcError(f"{chain.name}: block {first} does not extend the recorded block {first - 1}")
+            continue
+        with engine.begin() as conn:
+            result.inserted += write_chunk(conn, entity, chain, wallets, chunk, first, last, run_id)
+        result.from_block = first if result.from_block is None else min(result.from_block, first)
+        result.to_block = last
+        result.blocks += len(chunk.blocks)
+        result.transactions += len(chunk.transactions)
+        result.logs += len(chunk.logs)
+        seen += len(chunk.transactions) + len(chunk.logs)
+        result.affected_days.update(close_date_of(r.occurred_at, entity.tz) for r in chunk.transactions + chunk.logs
+                                    if r.occurred_at is not None)
+    with engine.connect() as conn:
+        safe_time = conn.execute(sa.text(
+            "SELECT timestamp FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number <= :n"
+            " ORDER BY number DESC LIMIT 1"), dict(e=entity.id, c=chain.chain_id, n=safe)).scalar()
+    if safe_time is not None:
+        result.synced_through = safe_time
+        snapshot_balances(engine, entity, chain, rpc, wallets, safe_time, run_id, result)
+    with engine.begin() as conn:
+        finish_run(conn, run_id, seen=seen, inserted=result.inserted)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,111 @@
+"""`coinfrs wallet ...`: add on-chain wallets (EVM chains, Solana), list them, sync them now."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+wallet_app = typer.Typer(help="On-chain wallets: EVM chains through web3, Solana through solana-py.", no_args_is_help=True)
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(1)
+
+
+@wallet_app.command("add")
+def wallet_add(
+    entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id (created if new).")],
+    chain: Annotated[str, typer.Option(help="ethereum, polygon, bsc, arbitrum, base, solana, or a custom EVM chain name.")],
+    address: Annotated[str, typer.Option(help="0x address (EVM) or base58 address (Solana).")],
+    rpc_url: Annotated[Optional[list[str]], typer.Option("--rpc-url", help="RPC URL; repeat for failover order.")] = None,
+    chain_id: Annotated[Optional[int], typer.Option(help="Chain id (required for a custom EVM chain).")] = None,
+    start_block: Annotated[int, typer.Option(help="EVM: first block to scan.")] = 0,
+    label: Annotated[Optional[str], typer.Option(help="A name for the wallet.")] = None,
+) -> None:
+    """Add a wallet to an entity (or update its RPC URLs). Nothing is fetched until `coinfrs wallet sync`."""
+    from solders.pubkey import Pubkey
+
+    from ingestion.evm.chains import ChainConfigError, redact_url, resolve_chain
+    from ingestion.wallets import SOLANA, write_wallet
+    from warehouse.db import get_engine
+    from warehouse.entities import get_or_create_entity
+
+    urls = list(rpc_url or [])
+    key = chain.strip().lower()
+    try:
+        if key == SOLANA:
+            try:
+                normalized, resolved_id = str(Pubkey.from_string(address.strip())), None
+            except ValueError:
+                raise _fail(f"not a Solana address: {address!r}") from None
+        else:
+            from ingestion.evm.chains import normalize_address
+
+            config = resolve_chain(key, chain_id=chain_id, rpc_urls=urls or ("http://placeholder",))
+            normalized, resolved_id = normalize_address(address), config.chain_id
+    except ChainConfigError as exc:
+        raise _fail(str(exc)) from None
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise _fail(f"--rpc-url {redact_url(url)} is not http(s)")
+    with get_engine().begin() as conn:
+        target = get_or_create_entity(conn, entity)
+        wallet = write_wallet(conn, target.id, chain=key, address=normalized, chain_id=resolved_id, rpc_urls=urls,
+                              start_block=start_block, label=label)
+    hosts = ", ".join(redact_url(u) for u in urls) or f"COINFRS_RPC_{key.upper()}"
+    console.print(f"wallet {wallet.account} added to {target.name} (RPC: {hosts})", highlight=False)
+
+
+@wallet_app.command("list")
+def wallet_list(entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]) -> None:
+    """The entity's wallets (RPC URLs shown by host only)."""
+    from ingestion.evm.chains import redact_url
+    from ingestion.wallets import load_wallets
+    from warehouse.db import get_engine
+    from warehouse.entities import EntityNotFound, resolve_entity
+
+    with get_engine().connect() as conn:
+        try:
+            target = resolve_entity(conn, entity)
+        except EntityNotFound as exc:
+            raise _fail(str(exc)) from None
+        wallets = load_wallets(conn, target.id)
+    out.print("\t".join(("chain", "chain_id", "address", "rpc_hosts", "start_block", "label")), highlight=False)
+    for w in wallets:
+        out.print("\t".join((w.chain, str(w.chain_id or ""), w.address, ",".join(redact_url(u) for u in w.rpc_urls),
+                             str(w.start_block), w.label or "")), highlight=False, markup=False, soft_wrap=True)
+
+
+@wallet_app.command("sync")
+def wallet_sync(
+    entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")],
+    chain: Annotated[Optional[str], typer.Option(help="Only this chain.")] = None,
+) -> None:
+    """Fetch every wallet's new final transactions and its balance at each day's cutoff into staging.
+
+    Then `coinfrs close run` builds and reconciles the days (the close also syncs wallets first)."""
+    from ingestion.chain_sync import sync_entity_wallets
+    from warehouse.db import get_engine
+    from warehouse.entities import EntityNotFound, resolve_entity
+
+    engine = get_engine()
+    with engine.connect() as conn:
+        try:
+            target = resolve_entity(conn, entity)
+        except EntityNotFound as exc:
+            raise _fail(str(exc)) from None
+    outcomes = sync_entity_wallets(engine, target, chain=chain.strip().lower() if chain else None,
+                                   log=lambda message: console.print(message, highlight=False, markup=False))
+    if not outcomes:
+        console.print(f"{target.name} has no wallets{' on ' + chain if chain else ''} (coinfrs wallet add)")
+        return
+    days = sorted({d for o in outcomes for d in o.affected_days})
+    if days:
+        console.print(f"days touched: {days[0]} .. {days[-1]} (close them again to rebuild)", highlight=False)
+    if any(o.error for o in outcomes):
+        raise typer.Exit(2)
