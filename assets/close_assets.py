@@ -4,8 +4,8 @@ Every asset is partitioned by day and backfills as a single run over a range of 
 (set-based SQL over the whole range, not one run per day). Which entities a run closes comes
 from the run tag ``coinfrs/entities`` (comma-separated names or ids); without it, all of them.
 
-Chain: staging (external: filled by imports; exchange_sources syncs exchanges) -> canonical_ledger -> reconciliation
-(+ completeness check) -> cost_basis_pnl -> daily_close.
+Chain: staging (external: filled by imports; exchange_sources and chain_wallets sync sources) -> canonical_ledger
+-> close_prices -> reconciliation (+ completeness check) -> cost_basis_pnl -> daily_close.
 """
 
 
@@ -15,6 +15,7 @@ from datetime import date
 import dagster as dg
 
 from assets.chains import chain_wallets
+from assets.prices import close_prices
 from assets.progress import report
 from assets.partitions import daily_partitions, window_of
 from assets.resources import WarehouseResource, entities_in_scope
@@ -146,7 +147,7 @@ def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="pnl",
-    deps=[reconciliation],
+    deps=[reconciliation, close_prices],
     kinds={"postgres"},
     description=(
         "FIFO cost basis, universal pool and per-account pools: disposals matched to lots (realized PnL, holding "
@@ -207,4 +208,5 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     })
 
 
-CLOSE_ASSETS = [exchange_sources, chain_wallets, canonical_ledger, reconciliation, cost_basis_pnl, daily_close]
+CLOSE_ASSETS = [exchange_sources, chain_wallets, canonical_ledger, close_prices, reconciliation, cost_basis_pnl,
+                daily_close]

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestration import cli_api
+from orchestration import cli_api, cli_prices
 from orchestration.cli_chains import wallet_app
 from orchestration.cli_sources import source_app
 
@@ -37,6 +37,8 @@ app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(cli_api.app, name="journal")
+app.add_typer(cli_prices.prices_app, name="prices")
+
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
 

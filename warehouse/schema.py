@@ -482,3 +482,16 @@ source_credentials = sa.Table(
     sa.Column("last_sync_message", sa.Text),
     sa.UniqueConstraint("entity_id", "name", name="uq_source_credentials_entity_name"),
 )
+
+# ---------------------------------------------------------------- price service (provenance of every price)
+# Extra columns of ``prices`` for the price service (ingestion/prices, transforms/prices.py). ``source`` is
+# 'manual' | 'coingecko' | 'exchange:<ccxt id>' | 'ledger' (precedence in that order); ``resolution`` gains
+# 'point' (a manual price at an exact instant). Fiat FX rates are prices of the fiat asset (EUR, GBP) in USD.
+
+prices.append_column(sa.Column("pair", sa.Text, comment="what the source quoted: bitcoin/usd, BTC/USDT, EUR/USD (via bitcoin)"))
+prices.append_column(sa.Column("flagged", sa.Boolean, nullable=False, server_default=sa.false(),
+                               comment="sources disagree on this asset and day by more than the threshold"))
+prices.append_column(sa.Column("disagreement", Exact, comment="(max - min) / min over the sources of the asset and day"))
+prices.append_column(sa.Column("note", sa.Text, comment="a manual price's source_note, or how a rate was derived"))
+sa.Index("uq_prices_service_point", prices.c.entity_id, prices.c.asset_id, prices.c.source, prices.c.ts,
+         unique=True, postgresql_where=prices.c.leg_id.is_(None))

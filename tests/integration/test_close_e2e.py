@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from assets.close_assets import CLOSE_ASSETS
 from ingestion.csv_files import CsvFile, import_csv
 from assets.close_assets import CLOSE_ASSETS
 from orchestration.close_runner import close_days
