@@ -109,7 +109,8 @@ def main() -> int:
 
         upgrade(url)
         engine = get_engine(url)
-        with AnvilNode(genesis=start - timedelta(days=1)) as node:
+        # keep every block's state: the balances at past cutoffs are read at past blocks (an archive node's job)
+        with AnvilNode(genesis=start - timedelta(days=1), extra=["--max-persisted-states", str(args.blocks + 100)]) as node:
             t = time.perf_counter()
             token = generate(node.url, args.blocks, start, spacing)
             figures["generate_s"] = round(time.perf_counter() - t, 1)

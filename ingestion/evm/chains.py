@@ -3,7 +3,8 @@
 A chain is a name, a chain id, the native asset's symbol, a finality rule and RPC URLs in failover order. RPC URLs
 come from the wallet, else from ``COINFRS_RPC_<CHAIN>`` (comma separated), else from the preset (none ship: public
 endpoints are rate limited and often carry keys). ``COINFRS_CONFIRMATIONS_<CHAIN>`` sets the finality depth K (and
-then head - K is used instead of the node's ``finalized`` tag); ``COINFRS_TOKENS_<CHAIN>`` adds verified tokens. Known tokens (contract -> symbol) are verified; any other token a
+then head - K is used instead of the node's ``finalized`` tag); ``COINFRS_TOKENS_<CHAIN>`` adds verified tokens;
+``COINFRS_RPS_<CHAIN>`` caps the requests per second sent to the chain's RPC (a JSON-RPC batch counts as one). Known tokens (contract -> symbol) are verified; any other token a
 wallet receives is registered unverified (spam until approved).
 """
 
@@ -26,6 +27,7 @@ class ChainConfig:
     tokens: dict[str, str] = field(default_factory=dict)  # lowercase contract address -> verified symbol
     blocks_per_request: int = 500  # block-range scan chunk (eth_getLogs range, one batch of blocks)
     reorg_check_depth: int = 256  # recorded blocks re-checked for a changed hash at every sync
+    max_requests_per_second: float = 0.0  # client-side rate limit per chain (0 = none); COINFRS_RPS_<CHAIN>
 
 
 PRESETS: dict[str, ChainConfig] = {c.name: c for c in (
@@ -119,6 +121,11 @@ def resolve_chain(name: str, *, chain_id: int | None = None, rpc_urls: list[str]
         if configured and not configured.isdigit():
             raise ChainConfigError(f"COINFRS_CONFIRMATIONS_{key.upper()}={configured!r} is not a block count")
         confirmations = int(configured) if configured else preset.confirmations
-    return replace(preset, rpc_urls=urls, tokens=merged, confirmations=int(confirmations),
+    rps = os.environ.get(f"COINFRS_RPS_{re.sub(r'[^A-Z0-9]', '_', key.upper())}", "").strip()
+    try:
+        max_rps = float(rps) if rps else preset.max_requests_per_second
+    except ValueError:
+        raise ChainConfigError(f"COINFRS_RPS_{key.upper()}={rps!r} is not a number of requests per second") from None
+    return replace(preset, rpc_urls=urls, tokens=merged, confirmations=int(confirmations), max_requests_per_second=max_rps,
                    native_symbol=(native_symbol or preset.native_symbol).upper(),
                    use_finalized_tag=preset.use_finalized_tag and not configured_depth(key))

@@ -59,6 +59,8 @@ class EvmRpc:
         self._providers = [HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
                            for url in chain.rpc_urls]
         self._current = 0
+        self._interval = 1.0 / chain.max_requests_per_second if chain.max_requests_per_second > 0 else 0.0
+        self._last_sent = 0.0
 
     # ------------------------------------------------------------------ transport
 
@@ -67,6 +69,11 @@ class EvmRpc:
         attempts = max(self.retries, len(self._providers))
         for attempt in range(attempts + 1):
             provider = self._providers[self._current]
+            if self._interval:  # client-side rate limit: space requests evenly
+                wait = self._last_sent + self._interval - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                self._last_sent = time.monotonic()
             try:
                 self.stats.requests += 1
                 return send(provider)
