@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -75,6 +76,17 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "?"
     return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}"
+
+
+def redact_in_text(text: str, urls: Sequence[str]) -> str:
+    """``text`` without any of ``urls``' paths or queries (where API keys live), at most 300 characters."""
+    for url in urls:
+        parts = urlsplit(url)
+        text = text.replace(url, redact_url(url))
+        for secret in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
+            if secret and secret != "/":
+                text = text.replace(secret, "/<redacted>")
+    return text[:300]
 
 
 def rpc_urls_from_env(name: str) -> tuple[str, ...]:

@@ -12,12 +12,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from web3 import HTTPProvider
 
-from ingestion.evm.chains import ChainConfig, redact_url
+from ingestion.evm.chains import ChainConfig, redact_in_text, redact_url
 
 TRANSIENT_RPC_CODES = {-32005, -32603, 429}  # limit exceeded / internal error / rate limited
 TRANSIENT_MESSAGES = ("rate limit", "too many requests", "header not found", "timeout", "temporarily")
@@ -93,7 +92,7 @@ class EvmRpc:
             time.sleep(min(self.backoff * 2 ** attempt, 8.0))
         hosts = ", ".join(redact_url(str(p.endpoint_uri)) for p in self._providers)
         raise RpcError(f"{self.chain.name}: no RPC URL answered ({hosts}): {type(last).__name__}: "
-                       f"{_clean(str(last), self.chain.rpc_urls)}")
+                       f"{redact_in_text(str(last), self.chain.rpc_urls)}")
 
     def call(self, method: str, params: Sequence[Any]) -> Any:
         """One JSON-RPC call; returns its ``result`` unchanged."""
@@ -159,17 +158,6 @@ class EvmRpc:
 
     def fetch_logs(self, *, from_block: int, to_block: int, topics: list[Any]) -> list[dict[str, Any]]:
         return self.call("eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "topics": topics}])
-
-
-def _clean(text: str, urls: Sequence[str]) -> str:
-    """The error text without any URL's path or query (where API keys live)."""
-    for url in urls:
-        parts = urlsplit(url)
-        text = text.replace(url, redact_url(url))
-        for secret in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
-            if secret and secret != "/":
-                text = text.replace(secret, "/<redacted>")
-    return text[:300]
 
 
 def _tolerant_result(method: str, response: Any) -> Any:
