@@ -3,7 +3,7 @@
 EVM wallets of one chain are scanned together (one block-range scan); Solana wallets one by one. A failure (RPC
 down, a chain id mismatch, a malformed answer) is written to ``chain_sync_failures`` with how far the chain is
 synced (``synced_through``), so the close of a later day can say it is partial and which chain is missing; the
-other chains still sync. No wallets: nothing happens and no network is touched.
+other chains still sync (any error is recorded, with RPC URLs reduced to their host). No wallets: nothing happens and no network is touched.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ingestion.evm.chains import ChainConfig, ChainConfigError, resolve_chain
+from ingestion.evm.chains import ChainConfig, ChainConfigError, redact_in_text, resolve_chain
 from ingestion.evm.rpc import RpcError
 from ingestion.evm.sync import sync_evm_chain
 from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
@@ -81,8 +81,11 @@ def sync_entity_wallets(engine: Engine, entity: Entity, *, chain: str | None = N
                 evm = sync_evm_chain(engine, entity, config, mine)
                 outcome.staged, outcome.snapshots, outcome.orphaned = evm.inserted, evm.snapshots, evm.orphaned
                 outcome.affected_days, outcome.synced_through = evm.affected_days, evm.synced_through
-        except SYNC_ERRORS as exc:
-            outcome.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - one chain's failure must not stop the others or the close
+            urls = [u for w in mine for u in rpc_urls_for(w)]
+            outcome.error = redact_in_text(f"{type(exc).__name__}: {exc}", urls)
+            if not isinstance(exc, SYNC_ERRORS):
+                log(f"{entity.name} · {name}: unexpected {type(exc).__name__} (recorded as a sync failure)")
             outcome.synced_through = _synced_through(engine, entity, name, mine[0].chain_id)
             with engine.begin() as conn:
                 write_sync_failure(conn, entity.id, name, outcome.error, outcome.synced_through)

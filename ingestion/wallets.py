@@ -46,13 +46,15 @@ def _to_wallet(row: sa.Row) -> Wallet:
 
 def write_wallet(conn: Connection, entity_id: int, *, chain: str, address: str, chain_id: int | None,
                  rpc_urls: tuple[str, ...] | list[str] = (), start_block: int = 0, label: str | None = None) -> Wallet:
-    """Add a wallet (or update its RPC URLs / label when it exists) and its canonical account."""
+    """Add a wallet (or, when it exists, replace its RPC URLs if some are given, and its label) and its account."""
     values = dict(entity_id=entity_id, chain=chain, chain_id=chain_id, address=address, rpc_urls=list(rpc_urls),
                   start_block=start_block, label=label)
     statement = insert(chain_wallets).values(**values)
     row = conn.execute(statement.on_conflict_do_update(
         constraint="uq_chain_wallets_identity",
-        set_=dict(rpc_urls=statement.excluded.rpc_urls, label=sa.func.coalesce(statement.excluded.label, chain_wallets.c.label)),
+        set_=dict(rpc_urls=sa.case((sa.func.jsonb_array_length(statement.excluded.rpc_urls) > 0, statement.excluded.rpc_urls),
+                                   else_=chain_wallets.c.rpc_urls),
+                  label=sa.func.coalesce(statement.excluded.label, chain_wallets.c.label)),
     ).returning(*chain_wallets.c)).one()
     wallet = _to_wallet(row)
     conn.execute(insert(accounts).values(

@@ -3,7 +3,8 @@
 A chain is a name, a chain id, the native asset's symbol, a finality rule and RPC URLs in failover order. RPC URLs
 come from the wallet, else from ``COINFRS_RPC_<CHAIN>`` (comma separated), else from the preset (none ship: public
 endpoints are rate limited and often carry keys). ``COINFRS_CONFIRMATIONS_<CHAIN>`` sets the finality depth K (and
-then head - K is used instead of the node's ``finalized`` tag); ``COINFRS_TOKENS_<CHAIN>`` adds verified tokens. Known tokens (contract -> symbol) are verified; any other token a
+then head - K is used instead of the node's ``finalized`` tag); ``COINFRS_TOKENS_<CHAIN>`` adds verified tokens;
+``COINFRS_RPS_<CHAIN>`` caps the requests per second sent to the chain's RPC (a JSON-RPC batch counts as one). Known tokens (contract -> symbol) are verified; any other token a
 wallet receives is registered unverified (spam until approved).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -26,6 +28,7 @@ class ChainConfig:
     tokens: dict[str, str] = field(default_factory=dict)  # lowercase contract address -> verified symbol
     blocks_per_request: int = 500  # block-range scan chunk (eth_getLogs range, one batch of blocks)
     reorg_check_depth: int = 256  # recorded blocks re-checked for a changed hash at every sync
+    max_requests_per_second: float = 0.0  # client-side rate limit per chain (0 = none); COINFRS_RPS_<CHAIN>
 
 
 PRESETS: dict[str, ChainConfig] = {c.name: c for c in (
@@ -75,6 +78,17 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}"
 
 
+def redact_in_text(text: str, urls: Sequence[str]) -> str:
+    """``text`` without any of ``urls``' paths or queries (where API keys live), at most 300 characters."""
+    for url in urls:
+        parts = urlsplit(url)
+        text = text.replace(url, redact_url(url))
+        for secret in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
+            if secret and secret != "/":
+                text = text.replace(secret, "/<redacted>")
+    return text[:300]
+
+
 def rpc_urls_from_env(name: str) -> tuple[str, ...]:
     value = os.environ.get(f"COINFRS_RPC_{re.sub(r'[^A-Z0-9]', '_', name.upper())}", "")
     return tuple(u.strip() for u in value.split(",") if u.strip())
@@ -119,6 +133,11 @@ def resolve_chain(name: str, *, chain_id: int | None = None, rpc_urls: list[str]
         if configured and not configured.isdigit():
             raise ChainConfigError(f"COINFRS_CONFIRMATIONS_{key.upper()}={configured!r} is not a block count")
         confirmations = int(configured) if configured else preset.confirmations
-    return replace(preset, rpc_urls=urls, tokens=merged, confirmations=int(confirmations),
+    rps = os.environ.get(f"COINFRS_RPS_{re.sub(r'[^A-Z0-9]', '_', key.upper())}", "").strip()
+    try:
+        max_rps = float(rps) if rps else preset.max_requests_per_second
+    except ValueError:
+        raise ChainConfigError(f"COINFRS_RPS_{key.upper()}={rps!r} is not a number of requests per second") from None
+    return replace(preset, rpc_urls=urls, tokens=merged, confirmations=int(confirmations), max_requests_per_second=max_rps,
                    native_symbol=(native_symbol or preset.native_symbol).upper(),
                    use_finalized_tag=preset.use_finalized_tag and not configured_depth(key))

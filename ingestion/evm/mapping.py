@@ -10,6 +10,11 @@ Streams (source ``evm``):
   ``{"chain", "chain_id", "wallet", "token": {address, alias, symbol, name, decimals}, "block": {...}, "log": <as
   the node returned it>}``. Legs: 0 = out, 1 = in (a transfer to oneself gives both).
 
+- ``evm_opening_balances``: for a wallet scanned from ``start_block`` > 0, its balances just before that block (native
+  and the chain's verified tokens), payload ``{"chain", "chain_id", "wallet", "native_symbol", "block": <the start
+  block>, "eth_getBalance": <hex at start_block - 1>, "tokens": [{address, alias, symbol, name, decimals,
+  "balanceOf": <hex>}]}``. Legs (kind ``opening_balance``): 0 = native, 1..9 = tokens with a balance.
+
 Quantities stay integers in base units until divided, exactly, by the token's decimals.
 """
 
@@ -24,6 +29,7 @@ from transforms.mappers import StagedRecord, register_mapper
 SOURCE = "evm"
 TX_STREAM = "evm_transactions"
 LOG_STREAM = "evm_logs"
+OPENING_STREAM = "evm_opening_balances"
 ACCOUNT_TYPE = "wallet"
 NATIVE_DECIMALS = 18
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -134,5 +140,29 @@ def map_evm_log(record: StagedRecord) -> list[LegDraft]:
     return legs
 
 
+def map_evm_opening(record: StagedRecord) -> list[LegDraft]:
+    payload = record.payload
+    try:
+        chain, wallet, symbol = payload["chain"], payload["wallet"].lower(), payload["native_symbol"]
+        tokens = payload["tokens"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {exc} is missing") from None
+    account = account_name(chain, wallet)
+    legs = []
+    native = hex_int(record, payload, "eth_getBalance")
+    if native:
+        legs.append(LegDraft(0, account, ACCOUNT_TYPE, "", symbol, base_units(native, NATIVE_DECIMALS), "opening_balance",
+                             None, None, None))
+    held = [t for t in tokens if hex_int(record, t, "balanceOf", default=0)]
+    if len(held) > 9:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field 'tokens' has {len(held)} balances, "
+                             f"at most 9 per opening record")
+    for i, token in enumerate(held, start=1):
+        amount = base_units(hex_int(record, token, "balanceOf"), int(token["decimals"]))
+        legs.append(LegDraft(i, account, ACCOUNT_TYPE, "", token["alias"], amount, "opening_balance", None, None, None))
+    return legs
+
+
 register_mapper(SOURCE, TX_STREAM, map_evm_transaction)
+register_mapper(SOURCE, OPENING_STREAM, map_evm_opening)
 register_mapper(SOURCE, LOG_STREAM, map_evm_log)

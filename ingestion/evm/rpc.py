@@ -12,12 +12,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from web3 import HTTPProvider
 
-from ingestion.evm.chains import ChainConfig, redact_url
+from ingestion.evm.chains import ChainConfig, redact_in_text, redact_url
 
 TRANSIENT_RPC_CODES = {-32005, -32603, 429}  # limit exceeded / internal error / rate limited
 TRANSIENT_MESSAGES = ("rate limit", "too many requests", "header not found", "timeout", "temporarily")
@@ -59,6 +58,8 @@ class EvmRpc:
         self._providers = [HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
                            for url in chain.rpc_urls]
         self._current = 0
+        self._interval = 1.0 / chain.max_requests_per_second if chain.max_requests_per_second > 0 else 0.0
+        self._last_sent = 0.0
 
     # ------------------------------------------------------------------ transport
 
@@ -67,6 +68,11 @@ class EvmRpc:
         attempts = max(self.retries, len(self._providers))
         for attempt in range(attempts + 1):
             provider = self._providers[self._current]
+            if self._interval:  # client-side rate limit: space requests evenly
+                wait = self._last_sent + self._interval - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                self._last_sent = time.monotonic()
             try:
                 self.stats.requests += 1
                 return send(provider)
@@ -86,7 +92,7 @@ class EvmRpc:
             time.sleep(min(self.backoff * 2 ** attempt, 8.0))
         hosts = ", ".join(redact_url(str(p.endpoint_uri)) for p in self._providers)
         raise RpcError(f"{self.chain.name}: no RPC URL answered ({hosts}): {type(last).__name__}: "
-                       f"{_clean(str(last), self.chain.rpc_urls)}")
+                       f"{redact_in_text(str(last), self.chain.rpc_urls)}")
 
     def call(self, method: str, params: Sequence[Any]) -> Any:
         """One JSON-RPC call; returns its ``result`` unchanged."""
@@ -152,17 +158,6 @@ class EvmRpc:
 
     def fetch_logs(self, *, from_block: int, to_block: int, topics: list[Any]) -> list[dict[str, Any]]:
         return self.call("eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "topics": topics}])
-
-
-def _clean(text: str, urls: Sequence[str]) -> str:
-    """The error text without any URL's path or query (where API keys live)."""
-    for url in urls:
-        parts = urlsplit(url)
-        text = text.replace(url, redact_url(url))
-        for secret in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
-            if secret and secret != "/":
-                text = text.replace(secret, "/<redacted>")
-    return text[:300]
 
 
 def _tolerant_result(method: str, response: Any) -> Any:

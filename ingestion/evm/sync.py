@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ingestion.evm.chains import ChainConfig, ChainConfigError
-from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, SOURCE, TRANSFER_TOPIC, TX_STREAM,
-                                   base_units, token_alias)
+from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, SOURCE, TRANSFER_TOPIC,
+                                   TX_STREAM, base_units, token_alias)
 from ingestion.evm.rpc import EvmRpc, RpcError
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
@@ -142,8 +142,9 @@ def orphan_from(engine: Engine, entity: Entity, chain: ChainConfig, wallets: lis
         fork_day = close_date_of(fork_time, tz)
         for wallet in wallets:
             block = _block_cursor(conn, entity, wallet)
-            if block >= fork:
-                write_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM, {"block": fork - 1})
+            if block >= fork:  # never before the wallet's start (its opening balance stands for what came before)
+                write_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM,
+                             {"block": max(fork, wallet.start_block) - 1})
             day = _balance_cursor(conn, entity, wallet)
             if day is not None and day >= fork_day:
                 write_cursor(conn, entity.id, SOURCE, wallet.account, BALANCES_STREAM,
@@ -163,6 +164,55 @@ class _Chunk:
     transactions: list[RawRecordIn]
     logs: list[RawRecordIn]
     tokens: dict[str, dict[str, Any]]
+
+
+def fetch_token_metadata(rpc: EvmRpc, chain: ChainConfig, contracts: list[str], block: int,
+                         cache: dict[str, dict[str, Any]]) -> None:
+    """symbol(), name(), decimals() of each contract at ``block`` into ``cache`` (a call that reverts gives '?', 0)."""
+    contracts = [c for c in contracts if c not in cache]
+    if not contracts:
+        return
+    calls = [("eth_call", [{"to": t, "data": sel}, hex(block)]) for t in contracts for sel in (SYMBOL, NAME, DECIMALS)]
+    answers = rpc.batch(calls, tolerant=True)
+    for i, contract in enumerate(contracts):
+        symbol, name, decimals = answers[3 * i:3 * i + 3]
+        cache[contract] = {
+            "address": contract, "alias": token_alias(chain.name, contract),
+            "symbol": _decode_string(symbol) or "?", "name": _decode_string(name),
+            "decimals": int(decimals, 16) if decimals and decimals != "0x" else 0,
+            "verified_symbol": chain.tokens.get(contract),
+            "raw": {"symbol": symbol, "name": name, "decimals": decimals},
+        }
+
+
+def register_tokens(conn: Connection, tokens: list[dict[str, Any]]) -> None:
+    for token in tokens:
+        verified = token["verified_symbol"]
+        register_token(conn, source=SOURCE, alias=token["alias"], symbol=verified or token["symbol"],
+                       name=token["name"], decimals=token["decimals"], verified=bool(verified))
+
+
+def stage_opening_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: EvmRpc, wallet: Wallet,
+                           token_cache: dict[str, dict[str, Any]], run_id) -> int:  # type: ignore[no-untyped-def]
+    """A wallet scanned from ``start_block`` > 0 starts with what it held before: native and verified tokens."""
+    before = wallet.start_block - 1
+    [start] = rpc.fetch_blocks([wallet.start_block], full=False)
+    contracts = sorted(chain.tokens)
+    fetch_token_metadata(rpc, chain, contracts, before, token_cache)
+    answers = rpc.batch([("eth_getBalance", [wallet.address, hex(before)])] + [
+        ("eth_call", [{"to": c, "data": BALANCE_OF + _pad(wallet.address)[2:]}, hex(before)]) for c in contracts])
+    tokens = [{**{k: v for k, v in token_cache[c].items() if k != "raw"}, "balanceOf": raw}
+              for c, raw in zip(contracts, answers[1:])]
+    record = RawRecordIn(wallet.account, f"{chain.name}:{wallet.address}:opening:{wallet.start_block}",
+                         _ts(int(start["timestamp"], 16)),
+                         {"chain": chain.name, "chain_id": chain.chain_id, "wallet": wallet.address,
+                          "native_symbol": chain.native_symbol, "block": _block_info(start), "eth_getBalance": answers[0],
+                          "tokens": tokens})
+    with engine.begin() as conn:
+        register_tokens(conn, [token_cache[c] for c in contracts])
+        inserted = write_raw_records(conn, entity.id, SOURCE, OPENING_STREAM, [record], run_id)
+        write_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM, {"block": before}, run_id)
+    return inserted
 
 
 def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first: int, last: int,
@@ -194,19 +244,7 @@ def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first:
             continue  # a removed log is not on the chain; 4 topics = ERC-721, not a fungible transfer
         logs[(log["transactionHash"], int(log["logIndex"], 16))] = log
     new_tokens = sorted({log["address"].lower() for log in logs.values()} - token_cache.keys())
-    if new_tokens:
-        calls = [("eth_call", [{"to": t, "data": sel}, hex(last)]) for t in new_tokens for sel in (SYMBOL, NAME, DECIMALS)]
-        answers = rpc.batch(calls, tolerant=True)
-        for i, contract in enumerate(new_tokens):
-            symbol, name, decimals = answers[3 * i:3 * i + 3]
-            verified = chain.tokens.get(contract)
-            token_cache[contract] = {
-                "address": contract, "alias": token_alias(chain.name, contract),
-                "symbol": _decode_string(symbol) or "?", "name": _decode_string(name),
-                "decimals": int(decimals, 16) if decimals and decimals != "0x" else 0,
-                "verified_symbol": verified,
-                "raw": {"symbol": symbol, "name": name, "decimals": decimals},
-            }
+    fetch_token_metadata(rpc, chain, new_tokens, last, token_cache)
 
     def envelope(address: str, block: dict[str, Any]) -> dict[str, Any]:
         return {"chain": chain.name, "chain_id": chain.chain_id, "wallet": address, "block": _block_info(block)}
@@ -237,10 +275,7 @@ def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first:
 def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: list[Wallet], chunk: _Chunk,
                 first: int, last: int, run_id) -> int:  # type: ignore[no-untyped-def]
     """Stage one scanned chunk, its block hashes and token metadata, and move the cursors past it (one transaction)."""
-    for token in chunk.tokens.values():
-        verified = token["verified_symbol"]
-        register_token(conn, source=SOURCE, alias=token["alias"], symbol=verified or token["symbol"],
-                       name=token["name"], decimals=token["decimals"], verified=bool(verified))
+    register_tokens(conn, list(chunk.tokens.values()))
     inserted = write_raw_records(conn, entity.id, SOURCE, TX_STREAM, chunk.transactions, run_id)
     inserted += write_raw_records(conn, entity.id, SOURCE, LOG_STREAM, chunk.logs, run_id)
     conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number BETWEEN :a AND :b"),
@@ -347,6 +382,11 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         run_id = start_run(conn, entity.id, SOURCE, chain.name)
     check_reorg(engine, entity, chain, rpc, wallets, result)
     token_cache: dict[str, dict[str, Any]] = {}
+    for wallet in wallets:
+        with engine.connect() as conn:
+            fresh = load_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM) is None
+        if fresh and 0 < wallet.start_block <= safe:
+            result.inserted += stage_opening_balances(engine, entity, chain, rpc, wallet, token_cache, run_id)
     seen = 0
     while True:
         with engine.connect() as conn:

@@ -58,3 +58,16 @@ def test_a_chain_that_stays_down_is_recorded_and_named(engine) -> None:
         outages = load_chain_outages(conn, entity_id, datetime(2026, 1, 2, tzinfo=timezone.utc),
                                      since=datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert [o["chain"] for o in outages] == ["base"] and outages[0]["synced_through"] is None
+
+
+def test_adding_a_wallet_again_keeps_its_urls_unless_new_ones_are_given(engine) -> None:
+    runner = CliRunner()
+    base = ["wallet", "add", "--entity", "again-co", "--chain", "polygon", "--address", W]
+    assert runner.invoke(app, [*base, "--rpc-url", "http://127.0.0.1:1/a"]).exit_code == 0
+    assert runner.invoke(app, [*base, "--label", "treasury"]).exit_code == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT rpc_urls, label, chain_id FROM chain_wallets")).one() == (
+            ["http://127.0.0.1:1/a"], "treasury", 137)
+    assert runner.invoke(app, [*base, "--rpc-url", "http://127.0.0.1:2/b"]).exit_code == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT rpc_urls FROM chain_wallets")).scalar_one() == ["http://127.0.0.1:2/b"]

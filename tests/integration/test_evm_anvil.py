@@ -126,3 +126,27 @@ def test_a_rerun_stages_nothing_new_and_a_killed_run_resumes_without_gap(engine,
         staged = conn.execute(sa.text(
             "SELECT stream, count(*), count(DISTINCT source_raw_id) FROM raw_records GROUP BY 1 ORDER BY 1")).all()
     assert [tuple(r) for r in staged] == [("evm_logs", 8, 8), ("evm_transactions", 8, 8)]
+
+
+def test_a_wallet_scanned_from_a_later_block_opens_with_its_balances_and_closes_without_breaks(engine, anvil) -> None:
+    from tests.support.anvil import at
+
+    node, chain, tokens = anvil
+    start = next(n for n in range(chain.w3.eth.block_number + 1)
+                 if chain.w3.eth.get_block(n)["timestamp"] >= at("2026-01-04T00:00:00"))
+    with engine.begin() as conn:
+        entity = get_or_create_entity(conn, "late-co")
+        wallet = write_wallet(conn, entity.id, chain="anvil", chain_id=ANVIL_CHAIN_ID, address=W, rpc_urls=[node.url],
+                              start_block=start)
+    result = sync_evm_chain(engine, entity, anvil_chain(node.url, tokens["tusd"]), [wallet])
+    assert result.from_block == start
+    first = date(2026, 1, 4)
+    run = close_days(["late-co"], first, LAST, instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error
+    with engine.connect() as conn:
+        assert list_breaks(conn, entity.id, first, LAST) == []
+        opening = dict(conn.execute(sa.text(
+            """SELECT s.symbol, l.quantity FROM transactions l JOIN assets s ON s.id = l.asset_id
+               WHERE l.kind = 'opening_balance'""")).all())
+    assert opening == {"ETH": base_units(chain.balance(W, start - 1), 18),
+                       "USDC": base_units(chain.token_balance(tokens["tusd"], W, start - 1), 6)}

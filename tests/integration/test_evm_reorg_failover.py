@@ -120,3 +120,13 @@ def test_a_reverted_call_is_not_retried(node) -> None:
     with pytest.raises(RpcError):
         rpc.call("eth_call", [{"to": W, "data": "0x"}, "0xffffff"])  # a block that does not exist
     assert rpc.stats.retries == 0
+
+
+def test_the_client_side_rate_limit_spaces_requests(node) -> None:
+    import time
+
+    rpc = EvmRpc(config(node.url, max_requests_per_second=20.0))
+    started = time.monotonic()
+    for _ in range(5):
+        rpc.fetch_block_number()
+    assert time.monotonic() - started >= 4 / 20

@@ -90,3 +90,14 @@ def test_a_solana_rpc_that_is_down_fails_without_showing_the_url(engine) -> None
     with pytest.raises(SolanaSyncError) as failure:
         sync_solana_wallet(engine, entity, wallet, urls=[dead], timeout=2)
     assert "secret" not in str(failure.value)
+
+
+def test_a_dead_solana_url_fails_over_to_the_next() -> None:
+    from ingestion.solana.sync import fetch_wallet
+
+    ledger = SolanaLedger()
+    ledger.fund(X, SOL)
+    ledger.transfer_sol("2026-01-01T09:00:00", X, W, 42)
+    with SolanaRpcServer(ledger) as url:
+        fetched = fetch_wallet([f"http://127.0.0.1:{free_port()}", url], W, {}, timeout=2, backoff=0.01)
+    assert fetched.lamports == 42 and len(fetched.transactions) == 1
