@@ -4,7 +4,7 @@ Every asset is partitioned by day and backfills as a single run over a range of 
 (set-based SQL over the whole range, not one run per day). Which entities a run closes comes
 from the run tag ``coinfrs/entities`` (comma-separated names or ids); without it, all of them.
 
-Chain: staging (external: filled by imports; exchange_sources and chain_wallets sync sources) -> canonical_ledger
+Chain: source_sync (exchanges and wallets into staging; CSV imports fill staging directly) -> canonical_ledger
 -> close_prices -> reconciliation (+ completeness check) -> cost_basis_pnl -> daily_close.
 """
 
@@ -14,12 +14,11 @@ from datetime import date
 
 import dagster as dg
 
-from assets.chains import chain_wallets
 from assets.prices import close_prices
 from assets.progress import report
 from assets.partitions import daily_partitions, window_of
 from assets.resources import WarehouseResource, entities_in_scope
-from assets.exchanges import exchange_sources
+from assets.sources import source_sync
 from assets.staging import raw_balance_snapshots, raw_records
 from reconciliation.close import close_summaries, write_closes
 from reconciliation.completeness import EXPECTATION, check_completeness, write_completeness
@@ -43,7 +42,7 @@ def _range_label(start: date, end: date) -> str:
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="canonical",
-    deps=[raw_records, raw_balance_snapshots, chain_wallets, exchange_sources],
+    deps=[raw_records, raw_balance_snapshots, source_sync],
     kinds={"postgres"},
     description=(
         "Canonical layer for the day(s): legs from the latest version of each staged ledger record, "
@@ -208,5 +207,5 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     })
 
 
-CLOSE_ASSETS = [exchange_sources, chain_wallets, canonical_ledger, close_prices, reconciliation, cost_basis_pnl,
+CLOSE_ASSETS = [source_sync, canonical_ledger, close_prices, reconciliation, cost_basis_pnl,
                 daily_close]

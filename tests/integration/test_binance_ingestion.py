@@ -1,6 +1,6 @@
 """Binance ingestion end to end: the real ccxt.binance against the local Binance server (signatures, timestamps
 and recvWindow verified), staging in real PostgreSQL, the `coinfrs source` CLI, and the daily close run by
-Dagster in-process with the exchange_sources asset syncing first."""
+Dagster in-process with the source_sync asset syncing first."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_the_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_
                                                                                        reference):
     assert cli_add(server, tmp_path, "acme").exit_code == 0
     server.state.failure_rate = 0.2
-    run = close_days(["acme"], FIRST, LAST, instance=dg.DagsterInstance.ephemeral())  # exchange_sources syncs first
+    run = close_days(["acme"], FIRST, LAST, instance=dg.DagsterInstance.ephemeral())  # source_sync syncs first
     assert run.success, run.error
     faults = dict(server.state.faults)
     with engine.connect() as conn:
