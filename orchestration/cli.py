@@ -29,6 +29,8 @@ app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
 app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
+from orchestration.cli_costbasis import pnl_commands  # noqa: E402  (cost basis: book, compare, compute, lots, rollforward)
+pnl_app.add_typer(pnl_commands)
 
 console = Console(stderr=True)
 out = Console()
@@ -230,18 +232,20 @@ def pnl_realized(
     entity: EntityOpt,
     date_from: Annotated[str, typer.Option("--from")],
     date_to: Annotated[str, typer.Option("--to")],
-    method: Annotated[str, typer.Option(help="Cost-basis method.")] = "fifo",
+    method: Annotated[str, typer.Option(help="fifo, lifo, hifo, lofo, average, or configured (the entity's book).")] = "fifo",
     pool: Annotated[str, typer.Option(help="universal or account.")] = "universal",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Realized PnL in USD over a period: proceeds, cost basis, gain, disposals (fee disposals included)."""
-    from warehouse.reports import realized_pnl_summary
+    """Realized PnL in USD over a period: proceeds, cost basis, gain, disposals (fee disposals included).
+
+    FIFO books and the configured book are read from what the close stored; other books are computed on demand."""
+    from transforms.pnl_reports import realized_summary
 
     start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
     with _engine().connect() as conn:
         record = _entity(conn, entity)
         try:
-            summary = realized_pnl_summary(conn, record.id, start, end, method=method, pool=pool)
+            summary = realized_summary(conn, record, start, end, method=method, pool=pool)
         except ValueError as exc:
             raise _fail(str(exc)) from None
     if as_json:

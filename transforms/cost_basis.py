@@ -116,7 +116,7 @@ class Lot:
         return f"Lot(leg {self.leg_id}, {self.acquired_at:%Y-%m-%d}, {self.quantity} @ basis {self.cost_basis})"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OpenLot:
     """A lot open at a close (for ``average`` pools, basis is the pool's average times the quantity)."""
 
@@ -186,6 +186,8 @@ class PoolDay:
     market_value: Decimal | None
     unrealized_gain: Decimal | None
     realized_gain: Decimal
+    movements: tuple[Decimal, ...] = (ZERO,) * 8  # the day's acquired, disposed, in, out: (quantity, basis) each
+    shortfall_quantity: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ class BookResult:
 def lot_key(method: str) -> Callable[[Lot], tuple]:
     """The priority in which a pool's lots are consumed (smallest first); ties: acquisition time, leg id."""
     if method in ("fifo", "average"):
-        return lambda lot: (ts_key(lot.acquired_at), lot.leg_id, lot.seq)
+        return lambda lot: (lot.acquired_at, lot.leg_id, lot.seq)
     if method == "lifo":
         return lambda lot: (-ts_key(lot.acquired_at), -lot.leg_id, -lot.seq)
     if method == "hifo":
@@ -281,7 +283,9 @@ class _Book:
         self.realized_today: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
         self.recording = False
         self.moves: dict[tuple[int, int], list[Decimal]] = {}
+        self.day_moves: dict[tuple[int, int], list[Decimal]] = {}
         self.shortfall_qty: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+        self.day_shortfall: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
         self.result = BookResult(period.method, period.pool)
 
     def key(self, account_id: int, asset_id: int) -> tuple[int, int]:
@@ -296,11 +300,12 @@ class _Book:
     def record(self, key: tuple[int, int], column: int, quantity: Decimal, basis: Decimal) -> None:
         if not self.recording:
             return
-        row = self.moves.get(key)
-        if row is None:
-            row = self.moves[key] = [ZERO] * 8
-        row[2 * column] += quantity
-        row[2 * column + 1] += basis
+        for moves in (self.moves, self.day_moves):
+            row = moves.get(key)
+            if row is None:
+                row = moves[key] = [ZERO] * 8
+            row[2 * column] += quantity
+            row[2 * column + 1] += basis
 
     def fair_value(self, leg: PnlLeg) -> Decimal | None:
         if leg.usd_value is not None:
@@ -405,6 +410,7 @@ class _Book:
         self.result.shortfalls.append(Shortfall(leg.id, leg.close_date, leg.account_id, leg.asset_id, key[0], quantity, kind))
         if self.recording:
             self.shortfall_qty[key] += quantity
+            self.day_shortfall[key] += quantity
 
     # -- events
     def process_group(self, legs: Sequence[PnlLeg]) -> None:
@@ -553,7 +559,7 @@ class _Book:
 
     # -- reporting
     def snapshot(self, day: date, keep_lots: bool) -> None:
-        keys = {k for k, pool in self.pools.items() if pool.heap} | set(self.realized_today)
+        keys = {k for k, pool in self.pools.items() if pool.heap} | set(self.realized_today) | set(self.day_moves)
         at = self.cutoff(day)
         prices: dict[int, Decimal | None] = {}
         for key in sorted(keys):
@@ -566,10 +572,13 @@ class _Book:
             value = quantity * price if price is not None else None
             self.result.days.append(PoolDay(
                 day, key[0], key[1], quantity, basis, price, value,
-                value - basis if value is not None else None, self.realized_today.get(key, ZERO)))
+                value - basis if value is not None else None, self.realized_today.get(key, ZERO),
+                tuple(self.day_moves.get(key, (ZERO,) * 8)), self.day_shortfall.get(key, ZERO)))
             if keep_lots and quantity > 0:
                 self.result.open_lots.extend(self.lots_of(key, day))
         self.realized_today.clear()
+        self.day_moves.clear()
+        self.day_shortfall.clear()
 
     def totals(self) -> dict[tuple[int, int], tuple[Decimal, Decimal]]:
         return {key: (pool.quantity, pool.basis) for key, pool in self.pools.items() if pool.heap}
@@ -640,7 +649,7 @@ def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "u
             if report_from is not None and day > report_end:
                 book.recording = False
             for _, group in groupby(by_day.get(day, ()), key=lambda l: (l.ts, l.group_id)):
-                book.process_group(sorted(group, key=lambda l: l.leg_index))
+                book.process_group(list(group))  # already in leg order
             if in_report:
                 book.snapshot(day, keep_open_lots)
                 if keep_states:

@@ -38,11 +38,11 @@ def ts_key(ts: datetime) -> int:
     return (ts - _EPOCH) // _US
 
 
+_RANKS = {source: rank for rank, source in enumerate(PRECEDENCE)}
+
+
 def _rank(source: str) -> int:
-    try:
-        return PRECEDENCE.index(source)
-    except ValueError:
-        return len(PRECEDENCE)
+    return _RANKS.get(source, len(PRECEDENCE))
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,11 @@ from warehouse.schema import (
     transactions,
 )
 
-PNL_METHODS: tuple[str, ...] = ("fifo",)
-"""Cost-basis methods with stored disposals. LIFO, HIFO and WAC come later."""
+PNL_METHODS: tuple[str, ...] = ("fifo", "configured")
+"""Methods with disposals stored by the close: the FIFO reference books and the entity's configured book
+(method and pool ``configured``). Other methods are computed on demand (``transforms.pnl_reports``)."""
 
-PNL_POOLS: tuple[str, ...] = ("universal", "account")
+PNL_POOLS: tuple[str, ...] = ("universal", "account", "configured")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -1,0 +1,201 @@
+"""Cost-basis books against real PostgreSQL: the sample fund's canonical ledger, stored books,
+incremental restarts, locked days, the roll-forward, and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from ingestion.csv_files import CsvFile, import_csv
+from orchestration.cli import app
+from reconciliation.close import lock_close, write_closes
+from transforms.canonical import build_canonical
+from transforms.cost_basis import compute_book
+from transforms.ledger_books import map_ledger_files
+from transforms.pnl import CONFIGURED, build_pnl, write_book_period
+from transforms.pnl_reports import compare_books, list_open_lots, realized_summary, rollforward
+from warehouse.entities import get_or_create_entity
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "fund"
+FIRST, LAST = date(2026, 1, 1), date(2026, 3, 1)
+MID = date(2026, 2, 1)
+BOOK_ROWS = {
+    "pnl_disposals": "date, leg_id, kind, quantity, proceeds, cost_basis, realized_gain, short_term_gain, long_term_gain,"
+                     " shortfall_quantity",
+    "pnl_daily": "date, pool_account_id, asset_id, quantity, cost_basis, realized_gain, acquired_basis, disposed_basis,"
+                 " transferred_in_basis, transferred_out_basis, shortfall_quantity",
+    "pnl_open_lots": "date, seq, pool_account_id, asset_id, lot_leg_id, acquired_at, quantity, cost_basis, flagged",
+}
+
+
+BOOK_TABLES = ("pnl_disposal_lots", "pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states", "pnl_books", "closes")
+
+
+@pytest.fixture(scope="module")
+def canonical_sample(database_url: str):
+    """The sample fund staged and built into canonical legs once for the module."""
+    from warehouse.db import get_engine
+    from warehouse.schema import metadata
+
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in metadata.sorted_tables) + " RESTART IDENTITY CASCADE"))
+        entity = get_or_create_entity(conn, "northwind")
+        import_csv(conn, entity.id, "ledger", CsvFile.from_path(SAMPLE / "ledger.csv"))
+        import_csv(conn, entity.id, "balances", CsvFile.from_path(SAMPLE / "balances.csv"))
+        build_canonical(conn, entity, FIRST, LAST)
+    return engine, entity
+
+
+@pytest.fixture()
+def sample(canonical_sample):
+    """Each test starts without books, closes or book settings (TRUNCATE: locked closes cannot be deleted)."""
+    engine, entity = canonical_sample
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {', '.join(BOOK_TABLES)}"))
+        conn.execute(sa.text("DELETE FROM prices WHERE source = 'manual'"))
+    return engine, entity
+
+
+def book_rows(conn: sa.Connection, ident: tuple[str, str], start: date, end: date) -> dict[str, list]:
+    params = dict(m=ident[0], p=ident[1], s=start, t=end)
+    return {table: conn.execute(sa.text(f"SELECT {cols} FROM {table} WHERE method = :m AND pool = :p"
+                                        f" AND date BETWEEN :s AND :t ORDER BY {cols}"), params).all()
+            for table, cols in BOOK_ROWS.items()}
+
+
+def test_stored_books_agree_with_the_engine_on_the_ledger_file(sample) -> None:
+    engine, entity = sample
+    with engine.begin() as conn:
+        stats = build_pnl(conn, entity, FIRST, LAST)
+    assert all(day is None for day in stats.restarted_from.values())  # nothing stored yet: from the first leg
+    mapped = map_ledger_files([CsvFile.from_path(SAMPLE / "ledger.csv")])
+    with engine.connect() as conn:
+        for method, pool in (("fifo", "universal"), ("fifo", "account")):
+            stored = realized_summary(conn, entity, FIRST, LAST, method, pool)
+            in_memory = sum((d.realized_gain for d in compute_book(mapped.legs, method=method, pool=pool).disposals),
+                            Decimal(0))
+            assert Decimal(stored["realized_gain"]) == in_memory, pool
+            assert stored["disposals"] > 900
+        configured = realized_summary(conn, entity, FIRST, LAST, "configured")  # default book: fifo universal
+        assert {k: v for k, v in configured.items() if k not in ("method", "pool")} == {
+            k: v for k, v in realized_summary(conn, entity, FIRST, LAST).items() if k not in ("method", "pool")}
+        hifo = realized_summary(conn, entity, FIRST, LAST, "hifo", "account")  # not stored: computed on demand
+        assert Decimal(hifo["realized_gain"]) == sum(
+            (d.realized_gain for d in compute_book(mapped.legs, method="hifo", pool="account").disposals), Decimal(0))
+
+
+def test_a_new_day_restarts_from_the_stored_state_and_matches_a_full_recompute(sample) -> None:
+    engine, entity = sample
+    with engine.begin() as conn:
+        write_book_period(conn, entity.id, "hifo", "account", MID)
+        build_pnl(conn, entity, FIRST, MID + timedelta(days=2))
+    for offset in (3, 4, 5):
+        day = MID + timedelta(days=offset)
+        with engine.begin() as conn:
+            stats = build_pnl(conn, entity, day, day)
+        assert set(stats.restarted_from.values()) == {day - timedelta(days=1)}
+    end = MID + timedelta(days=5)
+    with engine.connect() as conn:
+        incremental = {ident: book_rows(conn, ident, FIRST, end) for ident in (CONFIGURED, ("fifo", "account"))}
+    with engine.begin() as conn:
+        full = build_pnl(conn, entity, FIRST, end, incremental=False)
+        assert set(full.restarted_from.values()) == {None}
+        for ident, rows in incremental.items():
+            assert book_rows(conn, ident, FIRST, end) == rows, ident
+            assert rows["pnl_disposals"] and rows["pnl_open_lots"]
+        methods = {d.method for d in full.books[CONFIGURED].disposals}
+    assert methods == {"fifo", "hifo"}  # fifo:universal before MID, hifo:account from MID
+
+
+def test_changed_inputs_invalidate_the_stored_state(sample) -> None:
+    engine, entity = sample
+    with engine.begin() as conn:
+        build_pnl(conn, entity, FIRST, MID)
+        btc = conn.execute(sa.text("SELECT id FROM assets WHERE symbol = 'BTC'")).scalar_one()
+        conn.execute(sa.text("INSERT INTO prices (entity_id, asset_id, ts, price_usd, source, resolution)"
+                             " VALUES (:e, :a, :t, 1, 'manual', 'day')"),
+                     dict(e=entity.id, a=btc, t=datetime(2026, 1, 10, tzinfo=timezone.utc)))
+        stats = build_pnl(conn, entity, MID + timedelta(days=1), MID + timedelta(days=1))
+    assert set(stats.restarted_from.values()) == {None}
+
+
+def test_rollforward_ties_out_and_open_lots_are_stored(sample) -> None:
+    engine, entity = sample
+    with engine.begin() as conn:
+        write_book_period(conn, entity.id, "average", "account", MID)
+        build_pnl(conn, entity, FIRST, date(2026, 2, 15))
+    with engine.connect() as conn:
+        rows = rollforward(conn, entity.id, date(2026, 1, 15), date(2026, 2, 15))
+        lots = list_open_lots(conn, entity.id, date(2026, 2, 15))
+        fifo_rows = rollforward(conn, entity.id, FIRST, date(2026, 2, 15), "fifo", "account")
+    assert rows and lots and fifo_rows
+    assert sum(Decimal(r["closing_basis"]) for r in rows) == sum(Decimal(l["cost_basis"]) for l in lots)
+    # the pool change on MID shows as transfers between the universal pool and the account pools
+    assert any(r["pool_account_id"] == 0 and r["transferred_out_quantity"] != "0" for r in rows)
+    assert sum(Decimal(r["transferred_in_basis"]) for r in rows) >= sum(
+        Decimal(r["transferred_out_basis"]) for r in rows if r["pool_account_id"] == 0)
+
+
+def test_locked_days_never_change_and_book_changes_cannot_reach_back(sample) -> None:
+    engine, entity = sample
+    locked_day = date(2026, 1, 5)
+    with engine.begin() as conn:
+        build_pnl(conn, entity, FIRST, date(2026, 1, 10))
+        write_closes(conn, entity, FIRST, date(2026, 1, 10), run_id=None)
+        lock_close(conn, entity, locked_day)
+    with engine.connect() as conn:
+        before = book_rows(conn, CONFIGURED, locked_day, locked_day)
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="locked"):
+            write_book_period(conn, entity.id, "lifo", "universal", date(2026, 1, 3))
+        write_book_period(conn, entity.id, "lifo", "universal", date(2026, 1, 6))
+        build_pnl(conn, entity, FIRST, date(2026, 1, 10))
+    with engine.connect() as conn:
+        assert book_rows(conn, CONFIGURED, locked_day, locked_day) == before
+        closes = conn.execute(sa.text("SELECT date, book FROM closes WHERE entity_id = :e ORDER BY date"),
+                              dict(e=entity.id)).all()
+    assert {c.book for c in closes} == {"fifo:universal"}  # closes written before the change keep their book
+
+
+def test_compare_reports_each_book_and_the_difference_per_disposal(sample) -> None:
+    engine, entity = sample
+    with engine.connect() as conn:
+        report = compare_books(conn, entity, [("fifo", "universal"), ("hifo", "account")], FIRST, LAST)
+    fifo, hifo = report["books"]
+    assert Decimal(hifo["difference"]) == Decimal(hifo["realized_gain"]) - Decimal(fifo["realized_gain"])
+    assert sum(Decimal(d["difference"]["hifo:account"]) for d in report["disposals"]) == Decimal(hifo["difference"])
+    assert any(d["difference"]["hifo:account"] != "0" for d in report["disposals"])
+    assert all(d["asset"] and d["account"] for d in report["disposals"])
+
+
+def test_cli_book_set_realized_compare_and_compute(sample) -> None:
+    engine, entity = sample
+    runner = CliRunner()
+    result = runner.invoke(app, ["pnl", "book", "set", "--entity", "northwind", "--method", "lofo", "--pool", "account",
+                                 "--from", "2026-02-01"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["pnl", "book", "show", "--entity", "northwind", "--json"])
+    assert json.loads(result.stdout)["periods"] == [{"from": None, "method": "fifo", "pool": "universal"},
+                                                    {"from": "2026-02-01", "method": "lofo", "pool": "account"}]
+    bad = runner.invoke(app, ["pnl", "book", "set", "--entity", "northwind", "--method", "wac", "--pool", "account"])
+    assert bad.exit_code == 1 and "unknown cost-basis method 'wac'" in bad.output
+    result = runner.invoke(app, ["pnl", "realized", "--entity", "northwind", "--from", "2026-01-01", "--to", "2026-03-01",
+                                 "--method", "lifo", "--pool", "account", "--json"])
+    realized = json.loads(result.stdout)
+    assert (realized["method"], realized["pool"]) == ("lifo", "account") and realized["disposals"] > 900
+    result = runner.invoke(app, ["pnl", "compare", "--entity", "northwind", "--books", "fifo:universal,configured",
+                                 "--from", "2026-01-01", "--to", "2026-03-01", "--json"])
+    assert [b["book"] for b in json.loads(result.stdout)["books"]] == ["fifo:universal", "configured"]
+    result = runner.invoke(app, ["pnl", "compute", "--ledger", str(SAMPLE / "ledger.csv"), "--method", "lifo",
+                                 "--pool", "account", "--json"])
+    computed = json.loads(result.stdout)
+    assert set(computed) >= set(realized) | {"seconds"}
+    assert {k: computed[k] for k in ("realized_gain", "disposals", "proceeds")} == {
+        k: realized[k] for k in ("realized_gain", "disposals", "proceeds")}
