@@ -193,6 +193,33 @@ def compute(
         {"figure": k, "value": v} for k, v in summary.items()], ["figure", "value"])
 
 
+@pnl_commands.command("breakdown")
+def breakdown(
+    entity: EntityOpt,
+    date_from: Annotated[str, typer.Option("--from")],
+    date_to: Annotated[str, typer.Option("--to")],
+    by: Annotated[str, typer.Option(help="asset, account, term, month or day.")] = "asset",
+    method: Annotated[str, typer.Option(help="fifo, lifo, hifo, lofo, average or configured.")] = "configured",
+    pool: Annotated[str, typer.Option(help="universal or account.")] = "universal",
+    as_json: JsonOpt = False,
+) -> None:
+    """Realized PnL of a book by asset, account, term, month or day."""
+    from transforms.pnl_reports import realized_breakdown
+    from warehouse.reports import ReportParameterError
+
+    start, end = _day(date_from, "--from"), _day(date_to, "--to")
+    with _connect() as conn:
+        record = _entity(conn, entity)
+        try:
+            rows = realized_breakdown(conn, record, start, end, by, method, pool)
+        except ReportParameterError as exc:
+            raise _fail(f"--{exc.field}: {exc.message}") from None
+    if as_json:
+        _emit_json(rows)
+        return
+    _table(f"{record.name}: realized PnL {start} .. {end} by {by} ({method}:{pool})", rows, list(rows[0]) if rows else [by])
+
+
 @pnl_commands.command("lots")
 def lots(
     entity: EntityOpt,

@@ -248,3 +248,40 @@ def list_shortfalls(conn: Connection, entity_id: int, date_from: date, date_to: 
     return [{"date": r["date"].isoformat(), "leg_id": r["leg_id"], "account": r["account"], "asset": r["asset"],
              "kind": r["kind"], "quantity": to_text(r["quantity"]), "shortfall_quantity": to_text(r["shortfall_quantity"]),
              "proceeds": to_text(r["proceeds"])} for r in rows]
+
+
+BREAKDOWNS = ("asset", "account", "term", "month", "day")
+
+
+def realized_breakdown(conn: Connection, entity: Entity, date_from: date, date_to: date, by: str,
+                       method: str = "fifo", pool: str = "universal") -> list[dict[str, Any]]:
+    """Realized PnL of a book over [date_from, date_to] by asset, account, term (short/long), month or day."""
+    if by not in BREAKDOWNS:
+        raise ReportParameterError("by", f"unknown breakdown {by!r}; allowed: {', '.join(BREAKDOWNS)}")
+    ident = parse_book_ident(method, pool)
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    if ident in STORED_BOOKS:
+        rows = conn.execute(sa.text(
+            "SELECT date, account_id, asset_id, proceeds, cost_basis, realized_gain, short_term_gain, long_term_gain"
+            " FROM pnl_disposals WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t"),
+            dict(e=entity.id, m=ident[0], p=ident[1], s=date_from, t=date_to)).all()
+    else:
+        book = compute_book_from_db(conn, entity, ident, date_to)
+        rows = [d for d in book.disposals if date_from <= d.date <= date_to]
+    if by == "term":  # a disposal's gain splits into its short- and long-term parts
+        return [{"term": "short", "realized_gain": to_text(sum((d.short_term_gain for d in rows), ZERO))},
+                {"term": "long", "realized_gain": to_text(sum((d.long_term_gain for d in rows), ZERO))}]
+    names = _names(conn, entity.id)
+    groups: dict[str, list[Decimal]] = {}
+    for d in rows:
+        key = {"asset": lambda: names["assets"].get(d.asset_id, str(d.asset_id)),
+               "account": lambda: names["accounts"].get(d.account_id, str(d.account_id)),
+               "month": lambda: d.date.strftime("%Y-%m"), "day": lambda: d.date.isoformat()}[by]()
+        g = groups.setdefault(key, [ZERO] * 4)
+        g[0] += d.realized_gain
+        g[1] += d.proceeds
+        g[2] += d.cost_basis
+        g[3] += 1
+    return [{by: k, "realized_gain": to_text(v[0]), "proceeds": to_text(v[1]), "cost_basis": to_text(v[2]),
+             "disposals": int(v[3])} for k, v in sorted(groups.items())]

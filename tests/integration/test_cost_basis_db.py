@@ -199,3 +199,60 @@ def test_cli_book_set_realized_compare_and_compute(sample) -> None:
     assert set(computed) >= set(realized) | {"seconds"}
     assert {k: computed[k] for k in ("realized_gain", "disposals", "proceeds")} == {
         k: realized[k] for k in ("realized_gain", "disposals", "proceeds")}
+
+
+def test_api_compare_lots_rollforward_and_shortfalls(sample) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from api.security import create_api_key
+
+    engine, entity = sample
+    with engine.begin() as conn:
+        write_book_period(conn, entity.id, "hifo", "account", date(2026, 1, 10))
+        build_pnl(conn, entity, FIRST, date(2026, 1, 20))
+        key = create_api_key(conn, entity.id, label="cost basis tests")
+    client = TestClient(create_app(rate_limit_per_minute=0))
+    headers = {"X-API-Key": key}
+    resp = client.get("/api/v1/pnl/compare", headers=headers,
+                      params={"books": "fifo:universal,configured", "from": "2026-01-01", "to": "2026-01-20"})
+    assert resp.status_code == 200, resp.text
+    data = resp.json()["data"]
+    assert [b["book"] for b in data["books"]] == ["fifo:universal", "configured"]
+    assert data["books"][1]["schedule"] == "fifo:universal -> hifo:account from 2026-01-10"
+    with engine.connect() as conn:
+        stored = realized_summary(conn, entity, FIRST, date(2026, 1, 20), "configured")
+    assert data["books"][1]["realized_gain"] == stored["realized_gain"]  # on demand == what the close stored
+    resp = client.get("/api/v1/pnl/lots", headers=headers, params={"as_of": "2026-01-20"})
+    lots = resp.json()["data"]
+    assert resp.status_code == 200 and lots and all(isinstance(l["cost_basis"], str) for l in lots)
+    resp = client.get("/api/v1/pnl/rollforward", headers=headers, params={"from": "2026-01-05", "to": "2026-01-20"})
+    rows = resp.json()["data"]
+    assert resp.status_code == 200 and rows
+    assert sum(Decimal(r["closing_basis"]) for r in rows) == sum(Decimal(l["cost_basis"]) for l in lots)
+    resp = client.get("/api/v1/pnl/shortfalls", headers=headers, params={"from": "2026-01-01", "to": "2026-01-20"})
+    assert resp.status_code == 200 and resp.json()["meta"]["count"] == len(resp.json()["data"])
+    resp = client.get("/api/v1/pnl/realized/breakdown", headers=headers,
+                      params={"from": "2026-01-01", "to": "2026-01-20", "by": "month"})
+    assert resp.status_code == 200 and [r["month"] for r in resp.json()["data"]] == ["2026-01"]
+    assert resp.json()["data"][0]["realized_gain"] == stored["realized_gain"]
+    resp = client.get("/api/v1/pnl/lots", headers=headers, params={"as_of": "2026-01-20", "method": "hifo", "pool": "account"})
+    assert resp.status_code == 400 and resp.json()["error"]["details"][0]["field"] == "method"
+    resp = client.get("/api/v1/pnl/compare", headers=headers,
+                      params={"books": "fifo:wallet", "from": "2026-01-01", "to": "2026-01-20"})
+    assert resp.status_code == 400 and resp.json()["error"]["details"][0]["field"] == "pool"
+
+
+def test_realized_breakdowns_add_up_to_the_summary(sample) -> None:
+    from transforms.pnl_reports import realized_breakdown
+
+    engine, entity = sample
+    with engine.begin() as conn:
+        build_pnl(conn, entity, FIRST, date(2026, 1, 31))
+    with engine.connect() as conn:
+        for method, pool in (("fifo", "account"), ("lofo", "universal")):
+            total = Decimal(realized_summary(conn, entity, FIRST, date(2026, 1, 31), method, pool)["realized_gain"])
+            for by in ("asset", "account", "term", "month", "day"):
+                rows = realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), by, method, pool)
+                assert sum(Decimal(r["realized_gain"]) for r in rows) == total, (method, by)
+            assert len(realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), "asset", method, pool)) > 1

@@ -225,3 +225,47 @@ def test_restarting_from_a_saved_state_gives_the_same_book() -> None:
                             report_from=date(2024, 1, 4), report_to=date(2024, 1, 5), keep_states=True)
         assert rest.disposals == [d for d in full.disposals if d.date > date(2024, 1, 3)], method
         assert rest.states[-1] == full.states[-1], method
+
+
+def test_fair_value_precedence_freshness_and_no_look_ahead() -> None:
+    from datetime import datetime, timezone
+
+    from transforms.fair_value import FairValues, PriceRow
+
+    def at(day: str, hour: int = 0) -> datetime:
+        return datetime.fromisoformat(day).replace(hour=hour, tzinfo=timezone.utc)
+
+    fv = FairValues([
+        PriceRow(1, at("2024-01-01"), D(100), "ledger", "trade"),
+        PriceRow(1, at("2024-01-01", 6), D(101), "exchange", "hour"),
+        PriceRow(1, at("2024-01-01", 3), D(102), "coingecko", "day"),
+        PriceRow(1, at("2024-01-01", 1), D(150), "manual", "day"),
+        PriceRow(1, at("2024-01-10"), D(200), "ledger", "trade"),
+        PriceRow(1, at("2024-01-20"), D(0), "coingecko", "day"),  # zero: ignored
+    ])
+    assert fv.price_at(1, at("2023-12-31")) is None  # nothing at or before: no look-ahead
+    assert fv.price_at(1, at("2024-01-01", 2)) == D(150)  # manual wins among fresh prices
+    assert fv.lookup(1, at("2024-01-01", 12)).source == "manual"
+    assert fv.price_at(1, at("2024-01-05")) == D(101)  # all stale: the latest of any source
+    assert fv.price_at(1, at("2024-01-10", 5)) == D(200)  # only the ledger is fresh
+    assert fv.price_at(2, at("2024-01-10")) is None
+
+
+def test_ledger_files_map_to_legs_with_matched_transfers() -> None:
+    from ingestion.csv_files import CsvFile
+    from transforms.ledger_books import map_ledger_files
+
+    text = """timestamp,action,asset,quantity,unit_price_usd,account,tx_hash,fee_asset,fee_amount
+2024-01-01T10:00:00Z,BUY,ETH,2,1000,Binance,,USD,5
+2024-01-02T10:00:00Z,TRANSFER_OUT,ETH,1,,Binance,0xabc,ETH,0.01
+2024-01-02T10:05:00Z,TRANSFER_IN,ETH,1,,Ledger,0xabc,,
+2024-01-03T10:00:00Z,TRANSFER_OUT,ETH,0.5,,Binance,0xdef,,
+"""
+    mapped = map_ledger_files([CsvFile("l.csv", text)])
+    status = [(mapped.accounts[l.account_id], l.kind, l.transfer_status) for l in mapped.legs if l.kind.startswith("transfer")]
+    assert status == [("Binance", "transfer_out", "matched"), ("Ledger", "transfer_in", "matched"),
+                      ("Binance", "transfer_out", "unmatched_out")]
+    book = compute_book(mapped.legs, method="fifo", pool="account", report_from=date(2024, 1, 3),
+                        report_to=date(2024, 1, 3), keep_open_lots=True)
+    assert sorted((mapped.accounts[l.pool_account_id], T(l.quantity), T(l.cost_basis)) for l in book.open_lots) == [
+        ("Binance", "0.49", "491.225"), ("Ledger", "1", "1002.5")]  # 2005 - 1002.5 - 10.025 - 501.25
