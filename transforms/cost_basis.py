@@ -471,15 +471,15 @@ class _Book:
         self.record(target, 2, moved_qty + shortfall, moved_basis)
 
     # -- state
-    def lots_of(self, key: tuple[int, int], day: date) -> list[OpenLot]:
-        """The open lots of a pool in method order (average pools: basis apportioned by quantity)."""
+    def lots_of(self, key: tuple[int, int], day: date, ordered: bool = True) -> list[OpenLot]:
+        """The open lots of a pool in method order, else in book order (``seq``); average: basis apportioned by quantity."""
         pool = self.pools[key]
-        ordered = sorted(pool.heap, key=lambda entry: entry[0])
+        entries = sorted(pool.heap, key=lambda entry: entry[0] if ordered else entry[1].seq)
         result = []
         allocated = ZERO
-        for i, (_, lot) in enumerate(ordered):
+        for i, (_, lot) in enumerate(entries):
             if self.average:
-                basis = pool.basis - allocated if i == len(ordered) - 1 else (
+                basis = pool.basis - allocated if i == len(entries) - 1 else (
                     (pool.basis * lot.quantity / pool.quantity).quantize(SCALE))
                 allocated += basis
             else:
@@ -489,17 +489,23 @@ class _Book:
         return result
 
     def state(self, day: date) -> BookState:
-        lots = [lot for key in sorted(self.pools) if self.pools[key].heap for lot in self.lots_of(key, day)]
+        lots = [lot for key in sorted(self.pools) if self.pools[key].heap for lot in self.lots_of(key, day, ordered=False)]
         basis = {key: pool.basis for key, pool in self.pools.items() if pool.heap} if self.average else {}
         return BookState(day, self.method, self.pool, lots, basis, {k: v for k, v in self.holdings.items() if v})
 
     def restore(self, state: BookState) -> None:
         if (state.method, state.pool) != (self.method, self.pool):
             raise ValueError(f"state of book {state.method}:{state.pool} cannot continue book {self.method}:{self.pool}")
-        for lot in state.lots:
-            key = (lot.pool_account_id, lot.asset_id)
-            self.push(key, Lot(lot.lot_leg_id, lot.acquired_at, lot.quantity, lot.cost_basis, lot.flagged, lot.account_id,
-                               lot.seq), lot.cost_basis, keep_seq=True)
+        for lot in state.lots:  # heapified once per pool below: O(lots)
+            pool = self.pool_of((lot.pool_account_id, lot.asset_id))
+            entry = Lot(lot.lot_leg_id, lot.acquired_at, lot.quantity, lot.cost_basis, lot.flagged, lot.account_id, lot.seq)
+            pool.heap.append((self.order(entry), entry))
+            pool.quantity += lot.quantity
+            pool.basis += lot.cost_basis
+            if lot.seq > self.seq:
+                self.seq = lot.seq
+        for pool in self.pools.values():
+            heapq.heapify(pool.heap)
         for key, basis in state.pool_basis.items():
             self.pool_of(key).basis = basis
         self.holdings.update(state.holdings)

@@ -107,6 +107,8 @@ def realized_pnl_summary(
     """
     method = (method or "").strip().lower()
     pool = (pool or "").strip().lower()
+    if method == "configured":  # the entity's configured book has its own pool name
+        pool = "configured"
     if method not in PNL_METHODS:
         raise ReportParameterError("method", f"unknown cost-basis method {method!r}; allowed: {', '.join(PNL_METHODS)}")
     if pool not in PNL_POOLS:

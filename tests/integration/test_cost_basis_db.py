@@ -223,6 +223,9 @@ def test_api_compare_lots_rollforward_and_shortfalls(sample) -> None:
     with engine.connect() as conn:
         stored = realized_summary(conn, entity, FIRST, date(2026, 1, 20), "configured")
     assert data["books"][1]["realized_gain"] == stored["realized_gain"]  # on demand == what the close stored
+    resp = client.get("/api/v1/pnl/realized", headers=headers,
+                      params={"from": "2026-01-01", "to": "2026-01-20", "method": "configured"})
+    assert resp.status_code == 200 and resp.json()["data"]["realized_gain"] == stored["realized_gain"]
     resp = client.get("/api/v1/pnl/lots", headers=headers, params={"as_of": "2026-01-20"})
     lots = resp.json()["data"]
     assert resp.status_code == 200 and lots and all(isinstance(l["cost_basis"], str) for l in lots)
@@ -256,3 +259,23 @@ def test_realized_breakdowns_add_up_to_the_summary(sample) -> None:
                 rows = realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), by, method, pool)
                 assert sum(Decimal(r["realized_gain"]) for r in rows) == total, (method, by)
             assert len(realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), "asset", method, pool)) > 1
+
+
+def test_the_close_records_the_configured_book_beside_the_fifo_reference_books(sample) -> None:
+    engine, entity = sample
+    end = date(2026, 1, 12)
+    with engine.begin() as conn:
+        write_book_period(conn, entity.id, "lifo", "account", date(2026, 1, 6))
+        build_pnl(conn, entity, FIRST, end)
+        write_closes(conn, entity, FIRST, end, run_id=None)
+    with engine.connect() as conn:
+        closes = conn.execute(sa.text("SELECT date, book, realized_gain_book, realized_gain_universal, shortfalls"
+                                      " FROM closes WHERE entity_id = :e ORDER BY date"), dict(e=entity.id)).all()
+        assert [c.book for c in closes] == ["fifo:universal"] * 5 + ["lifo:account"] * 7
+        for c in closes:
+            configured = realized_summary(conn, entity, c.date, c.date, "configured")
+            fifo = realized_summary(conn, entity, c.date, c.date, "fifo", "universal")
+            assert (c.realized_gain_book, c.realized_gain_universal) == (
+                Decimal(configured["realized_gain"]), Decimal(fifo["realized_gain"])), c.date
+            assert c.shortfalls == 0
+        assert any(c.realized_gain_book != c.realized_gain_universal for c in closes if c.date >= date(2026, 1, 6))
