@@ -58,6 +58,21 @@ def _entity(conn, ref: str):
         raise _fail(str(exc)) from None
 
 
+def _report(entity_ref: str, build):
+    """Resolve the entity, run ``build(conn, entity)``; bad parameters and tie-out failures exit 1 with the reason."""
+    from transforms.cost_basis import TieOutError
+    from warehouse.reports import ReportParameterError
+
+    with _connect() as conn:
+        record = _entity(conn, entity_ref)
+        try:
+            return record, build(conn, record)
+        except ReportParameterError as exc:
+            raise _fail(f"--{exc.field}: {exc.message}") from None
+        except TieOutError as exc:
+            raise _fail(str(exc)) from None
+
+
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     table = Table(title=title)
     for column in columns:
@@ -126,16 +141,9 @@ def compare(
 ) -> None:
     """What-if: realized PnL of several books over the same legs, and the difference per disposal."""
     from transforms.pnl_reports import compare_books, parse_books
-    from warehouse.reports import ReportParameterError
 
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
-    try:
-        idents = parse_books(books)
-        with _connect() as conn:
-            record = _entity(conn, entity)
-            report = compare_books(conn, record, idents, start, end)
-    except ReportParameterError as exc:
-        raise _fail(f"--{exc.field}: {exc.message}") from None
+    record, report = _report(entity, lambda conn, e: compare_books(conn, e, parse_books(books), start, end))
     if as_json:
         _emit_json(report)
         return
@@ -205,15 +213,9 @@ def breakdown(
 ) -> None:
     """Realized PnL of a book by asset, account, term, month or day."""
     from transforms.pnl_reports import realized_breakdown
-    from warehouse.reports import ReportParameterError
 
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
-    with _connect() as conn:
-        record = _entity(conn, entity)
-        try:
-            rows = realized_breakdown(conn, record, start, end, by, method, pool)
-        except ReportParameterError as exc:
-            raise _fail(f"--{exc.field}: {exc.message}") from None
+    record, rows = _report(entity, lambda conn, e: realized_breakdown(conn, e, start, end, by, method, pool))
     if as_json:
         _emit_json(rows)
         return
@@ -230,15 +232,9 @@ def lots(
 ) -> None:
     """Open lots at a close (stored by the close for the configured book and the FIFO reference books)."""
     from transforms.pnl_reports import list_open_lots
-    from warehouse.reports import ReportParameterError
 
     target = _day(day, "--date")
-    with _connect() as conn:
-        record = _entity(conn, entity)
-        try:
-            rows = list_open_lots(conn, record.id, target, method, pool)
-        except ReportParameterError as exc:
-            raise _fail(f"--{exc.field}: {exc.message}") from None
+    record, rows = _report(entity, lambda conn, e: list_open_lots(conn, e.id, target, method, pool))
     if as_json:
         _emit_json(rows)
         return
@@ -256,19 +252,10 @@ def rollforward_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Cost-basis roll-forward per pool and asset; a pool that does not tie out is an error."""
-    from transforms.cost_basis import TieOutError
     from transforms.pnl_reports import rollforward
-    from warehouse.reports import ReportParameterError
 
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
-    with _connect() as conn:
-        record = _entity(conn, entity)
-        try:
-            rows = rollforward(conn, record.id, start, end, method, pool)
-        except ReportParameterError as exc:
-            raise _fail(f"--{exc.field}: {exc.message}") from None
-        except TieOutError as exc:
-            raise _fail(str(exc)) from None
+    record, rows = _report(entity, lambda conn, e: rollforward(conn, e.id, start, end, method, pool))
     if as_json:
         _emit_json(rows)
         return

@@ -112,26 +112,31 @@ def book_schedule(conn: Connection, entity_id: int, method: str, pool: str) -> l
 
 
 def inputs_digests(conn: Connection, entity: Entity, up_to: date) -> dict[date, str]:
-    """Per close day: a digest of every leg and price up to that day's cutoff (cumulative)."""
+    """Per close day: a digest of every leg, transfer match and price up to that day's cutoff (cumulative).
+
+    A state saved at the end of day D is reused only while the digest at D is unchanged: a re-imported leg,
+    a transfer matched later (its row carries the out-leg's day), or a new price for an earlier time
+    invalidates it."""
     params = dict(e=entity.id, t=up_to, tz=entity.timezone)
-    legs = conn.execute(sa.text(
-        "SELECT close_date AS day, count(*) AS n, sum(id) AS ids, sum(quantity) AS q FROM transactions"
-        " WHERE entity_id = :e AND close_date <= :t GROUP BY 1"), params).all()
-    prices = conn.execute(sa.text(
-        "SELECT ((ts - interval '1 microsecond') AT TIME ZONE :tz)::date AS day, count(*) AS n,"
-        " sum(asset_id) AS ids, sum(price_usd) AS q FROM prices WHERE entity_id = :e"
-        " AND ((ts - interval '1 microsecond') AT TIME ZONE :tz)::date <= :t GROUP BY 1"), params).all()
-    events: dict[date, list] = {}
-    for kind, rows in ((0, legs), (1, prices)):
-        for r in rows:
-            events.setdefault(r.day, [[0, 0, ZERO], [0, 0, ZERO]])[kind] = [r.n, int(r.ids), r.q]
+    queries = (
+        "SELECT close_date AS day, count(*), sum(id), sum(quantity), sum(coalesce(usd_value, 0)) FROM transactions"
+        " WHERE entity_id = :e AND close_date <= :t GROUP BY 1",
+        "SELECT close_date AS day, count(*), sum(coalesce(out_leg_id, 0)), sum(coalesce(in_leg_id, 0)),"
+        " count(*) FILTER (WHERE status = 'matched') FROM transfers WHERE entity_id = :e AND close_date <= :t GROUP BY 1",
+        "SELECT ((ts - interval '1 microsecond') AT TIME ZONE :tz)::date AS day, count(*), sum(asset_id), sum(price_usd),"
+        " sum(length(source)) FROM prices WHERE entity_id = :e"
+        " AND ((ts - interval '1 microsecond') AT TIME ZONE :tz)::date <= :t GROUP BY 1",
+    )
+    per_day: dict[date, list[list]] = {}
+    for kind, query in enumerate(queries):
+        for day, *values in conn.execute(sa.text(query), params).all():
+            per_day.setdefault(day, [[0, 0, 0, 0] for _ in queries])[kind] = list(values)
     digests: dict[date, str] = {}
-    totals = [[0, 0, ZERO], [0, 0, ZERO]]
-    for day in sorted(events):
-        for kind in (0, 1):
-            for i in range(3):
-                totals[kind][i] += events[day][kind][i]
-        digests[day] = "|".join(f"{n}:{ids}:{q}" for n, ids, q in totals)
+    totals = [[0, 0, 0, 0] for _ in queries]
+    for day in sorted(per_day):
+        for kind, values in enumerate(per_day[day]):
+            totals[kind] = [a + b for a, b in zip(totals[kind], values)]
+        digests[day] = "|".join(":".join(str(v) for v in values) for values in totals)
     return digests
 
 

@@ -123,6 +123,14 @@ def test_changed_inputs_invalidate_the_stored_state(sample) -> None:
                              " VALUES (:e, :a, :t, 1, 'manual', 'day')"),
                      dict(e=entity.id, a=btc, t=datetime(2026, 1, 10, tzinfo=timezone.utc)))
         stats = build_pnl(conn, entity, MID + timedelta(days=1), MID + timedelta(days=1))
+        assert set(stats.restarted_from.values()) == {None}
+        again = build_pnl(conn, entity, MID + timedelta(days=2), MID + timedelta(days=2))
+        assert set(again.restarted_from.values()) == {MID + timedelta(days=1)}
+        # a transfer of an earlier day matched later (the row keeps the out-leg's day) invalidates the states after it
+        conn.execute(sa.text("UPDATE transfers SET status = 'unmatched_out', in_leg_id = NULL WHERE id = ("
+                             " SELECT min(id) FROM transfers WHERE entity_id = :e AND status = 'matched' AND close_date < :d)"),
+                     dict(e=entity.id, d=MID))
+        stats = build_pnl(conn, entity, MID + timedelta(days=3), MID + timedelta(days=3))
     assert set(stats.restarted_from.values()) == {None}
 
 
@@ -279,3 +287,25 @@ def test_the_close_records_the_configured_book_beside_the_fifo_reference_books(s
                 Decimal(configured["realized_gain"]), Decimal(fifo["realized_gain"])), c.date
             assert c.shortfalls == 0
         assert any(c.realized_gain_book != c.realized_gain_universal for c in closes if c.date >= date(2026, 1, 6))
+
+
+def test_cli_lots_rollforward_and_breakdown(sample) -> None:
+    engine, entity = sample
+    with engine.begin() as conn:
+        build_pnl(conn, entity, FIRST, date(2026, 1, 10))
+    runner = CliRunner()
+    lots = json.loads(runner.invoke(app, ["pnl", "lots", "-e", "northwind", "--date", "2026-01-10", "--json"]).stdout)
+    rows = json.loads(runner.invoke(app, ["pnl", "rollforward", "-e", "northwind", "--from", "2026-01-02",
+                                          "--to", "2026-01-10", "--json"]).stdout)
+    assert lots and sum(Decimal(l["cost_basis"]) for l in lots) == sum(Decimal(r["closing_basis"]) for r in rows)
+    by_asset = json.loads(runner.invoke(app, ["pnl", "breakdown", "-e", "northwind", "--from", "2026-01-01",
+                                              "--to", "2026-01-10", "--by", "asset", "--json"]).stdout)
+    with engine.connect() as conn:
+        total = realized_summary(conn, entity, FIRST, date(2026, 1, 10), "configured")["realized_gain"]
+    assert sum(Decimal(r["realized_gain"]) for r in by_asset) == Decimal(total)
+    bad = runner.invoke(app, ["pnl", "lots", "-e", "northwind", "--date", "2026-01-10", "--method", "hifo", "--pool",
+                              "account"])
+    assert bad.exit_code == 1 and "not stored by the close" in bad.output
+    bad = runner.invoke(app, ["pnl", "breakdown", "-e", "northwind", "--from", "2026-01-01", "--to", "2026-01-10",
+                              "--by", "week"])
+    assert bad.exit_code == 1 and "--by" in bad.output
