@@ -123,3 +123,26 @@ def test_every_method_realizes_the_same_total_gain_once_everything_is_sold(event
     # what every method realizes: USD in minus USD out, less the income's basis (recognized as income, not
     # gain), plus the proceeds of fees paid in kind
     assert next(iter(totals.values())) == sum((leg.quantity for leg in usd), Decimal(0)) - income + fee_proceeds
+
+
+book = st.tuples(st.sampled_from(METHODS), st.sampled_from(POOLS))
+
+
+@FAST
+@given(st.lists(event, min_size=2, max_size=15), book, book, st.integers(min_value=0, max_value=40),
+       st.integers(min_value=0, max_value=1000))
+def test_a_book_change_ties_out_and_a_restart_from_any_day_gives_the_same_book(
+        events: list[tuple], first: tuple[str, str], second: tuple[str, str], change_after: int, pick: int) -> None:
+    from transforms.cost_basis import BookPeriod, compute_book
+
+    L, end = build(events, allow_shortfalls=True)
+    schedule = [BookPeriod(None, *first), BookPeriod(START + timedelta(days=change_after), *second)]
+    full = L.book(schedule=schedule, report_from=START.isoformat(), report_to=end.isoformat(), keep_states=True)
+    total_basis = sum((r.closing_basis for r in full.rollforward), Decimal(0))
+    assert total_basis == sum((sum((l.cost_basis for l in full.states[-1].lots), Decimal(0)),), Decimal(0))
+    state = full.states[pick % len(full.states)]
+    rest = compute_book(L.legs, schedule=schedule, fair_values=L.fair_values(), start_state=state,
+                        report_from=state.as_of + timedelta(days=1), report_to=end, keep_states=True)
+    assert rest.disposals == [d for d in full.disposals if d.date > state.as_of]
+    if rest.states:
+        assert rest.states[-1] == full.states[-1]
