@@ -23,7 +23,7 @@ from assets.staging import raw_balance_snapshots, raw_records
 from reconciliation.close import close_summaries, write_closes
 from reconciliation.completeness import EXPECTATION, check_completeness, write_completeness
 from transforms.canonical import build_canonical
-from transforms.pnl import build_pnl
+from transforms.pnl import CONFIGURED, build_pnl
 from warehouse.names import load_names
 from warehouse.numbers import ZERO, to_text
 
@@ -149,31 +149,35 @@ def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     deps=[reconciliation, close_prices],
     kinds={"postgres"},
     description=(
-        "FIFO cost basis, universal pool and per-account pools: disposals matched to lots (realized PnL, holding "
-        "period), open lots and unrealized PnL at the day's close price. Recomputed forward from the first leg, "
-        "written for the run's days."
+        "Cost basis: the reference FIFO books (universal pool and per-account pools) and the entity's configured "
+        "book (method and pool per effective date, `coinfrs pnl book set`): disposals matched to lots (realized PnL, "
+        "holding period), open lots, roll-forward movements and unrealized PnL at the day's close price. Restarts "
+        "from the stored open-lot state of the day before the run when its inputs are unchanged, else from the first leg."
     ),
 )
 def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     start, end = window_of(context)
-    realized = {"universal": ZERO, "account": ZERO}
+    realized: dict[tuple[str, str], object] = {}
     disposals = 0
     issues = 0
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
-            stats = build_pnl(conn, entity, start, end, method="fifo", run_id=context.run_id)
+            stats = build_pnl(conn, entity, start, end, run_id=context.run_id)
         disposals += stats.disposals_written
+        restarts = ", ".join(f"{m}:{p} from {d or 'the first leg'}" for (m, p), d in stats.restarted_from.items())
         report(context, f"cost basis · {entity.name} · {_range_label(start, end)}: {stats.disposals_written} disposals "
-                        "(fifo, universal + per account)")
-        for pool, book in stats.books.items():
-            realized[pool] += sum((d.realized_gain for d in book.disposals if start <= d.date <= end), ZERO)
+                        f"(fifo universal + per account, configured book; restarted {restarts})")
+        for ident, book in stats.books.items():
+            realized[ident] = realized.get(ident, ZERO) + sum((d.realized_gain for d in book.disposals
+                                                                if start <= d.date <= end), ZERO)
             issues += len(book.issues)
             for issue in book.issues[:20]:
-                context.log.warning(f"{entity.name} fifo/{pool}: {issue}")
+                context.log.warning(f"{entity.name} {book.label}: {issue}")
     return dg.MaterializeResult(metadata={
         "disposals": dg.MetadataValue.int(disposals),
-        "realized gain USD (fifo, universal)": dg.MetadataValue.text(to_text(realized["universal"]) or "0"),
-        "realized gain USD (fifo, per account)": dg.MetadataValue.text(to_text(realized["account"]) or "0"),
+        "realized gain USD (fifo, universal)": dg.MetadataValue.text(to_text(realized.get(("fifo", "universal"), ZERO)) or "0"),
+        "realized gain USD (fifo, per account)": dg.MetadataValue.text(to_text(realized.get(("fifo", "account"), ZERO)) or "0"),
+        "realized gain USD (configured book)": dg.MetadataValue.text(to_text(realized.get(CONFIGURED, ZERO)) or "0"),
         "issues (shortfalls, missing prices)": dg.MetadataValue.int(issues),
     })
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from orchestration import cli_api, cli_prices
 from orchestration.cli_chains import wallet_app
+from orchestration.cli_costbasis import pnl_commands
 from orchestration.cli_sources import source_app
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -38,9 +39,9 @@ app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(cli_api.app, name="journal")
 app.add_typer(cli_prices.prices_app, name="prices")
-
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
+pnl_app.add_typer(pnl_commands)  # cost basis: book, compare, compute, lots, rollforward, breakdown
 
 console = Console(stderr=True)
 out = Console()
@@ -257,18 +258,20 @@ def pnl_realized(
     entity: EntityOpt,
     date_from: Annotated[str, typer.Option("--from")],
     date_to: Annotated[str, typer.Option("--to")],
-    method: Annotated[str, typer.Option(help="Cost-basis method.")] = "fifo",
+    method: Annotated[str, typer.Option(help="fifo, lifo, hifo, lofo, average, or configured (the entity's book).")] = "fifo",
     pool: Annotated[str, typer.Option(help="universal or account.")] = "universal",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Realized PnL in USD over a period: proceeds, cost basis, gain, disposals (fee disposals included)."""
-    from warehouse.reports import realized_pnl_summary
+    """Realized PnL in USD over a period: proceeds, cost basis, gain, disposals (fee disposals included).
+
+    FIFO books and the configured book are read from what the close stored; other books are computed on demand."""
+    from transforms.pnl_reports import realized_summary
 
     start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
     with _engine().connect() as conn:
         record = _entity(conn, entity)
         try:
-            summary = realized_pnl_summary(conn, record.id, start, end, method=method, pool=pool)
+            summary = realized_summary(conn, record, start, end, method=method, pool=pool)
         except ValueError as exc:
             raise _fail(str(exc)) from None
     if as_json:

@@ -19,11 +19,15 @@ from warehouse.schema import closes
 
 _WRITE_CLOSES = """
 INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmatched_transfers, realized_gain_universal,
-                         realized_gain_account, unrealized_gain_universal, message, run_id, closed_at, locked)
+                         realized_gain_account, unrealized_gain_universal, book, realized_gain_book, shortfalls, message,
+                         run_id, closed_at, locked)
 SELECT :e, d.day,
        CASE WHEN coalesce(b.n, 0) > 0 THEN 'breaks' ELSE 'closed' END,
        coalesce(l.n, 0), coalesce(p.n, 0), coalesce(b.n, 0), coalesce(x.n, 0),
        coalesce(ru.g, 0), coalesce(ra.g, 0), u.g,
+       coalesce((SELECT bk.method || ':' || bk.pool FROM pnl_books bk WHERE bk.entity_id = :e AND bk.effective_from <= d.day
+                 ORDER BY bk.effective_from DESC LIMIT 1), 'fifo:universal'),
+       coalesce(rb.g, 0), coalesce(sf.n, 0),
        CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
        :run_id, now(), false
 FROM (SELECT g::date AS day FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') g) d
@@ -33,12 +37,15 @@ LEFT JOIN (SELECT date AS day, count(*) AS n FROM breaks WHERE entity_id = :e AN
 LEFT JOIN (SELECT close_date AS day, count(*) AS n FROM transfers WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND status <> 'matched' GROUP BY 1) x USING (day)
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'universal' AND date BETWEEN :s AND :t GROUP BY 1) ru USING (day)
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'account' AND date BETWEEN :s AND :t GROUP BY 1) ra USING (day)
+LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'configured' AND pool = 'configured' AND date BETWEEN :s AND :t GROUP BY 1) rb USING (day)
+LEFT JOIN (SELECT date AS day, count(*) AS n FROM pnl_daily WHERE entity_id = :e AND method = 'configured' AND pool = 'configured' AND date BETWEEN :s AND :t AND shortfall_quantity > 0 GROUP BY 1) sf USING (day)
 LEFT JOIN (SELECT date AS day, sum(unrealized_gain) AS g FROM pnl_daily WHERE entity_id = :e AND method = 'fifo' AND pool = 'universal' AND date BETWEEN :s AND :t GROUP BY 1) u USING (day)
 WHERE NOT (d.day = ANY(:locked))
 ON CONFLICT (entity_id, date) DO UPDATE SET
     status = EXCLUDED.status, legs = EXCLUDED.legs, positions = EXCLUDED.positions, breaks = EXCLUDED.breaks,
     unmatched_transfers = EXCLUDED.unmatched_transfers, realized_gain_universal = EXCLUDED.realized_gain_universal,
     realized_gain_account = EXCLUDED.realized_gain_account, unrealized_gain_universal = EXCLUDED.unrealized_gain_universal,
+    book = EXCLUDED.book, realized_gain_book = EXCLUDED.realized_gain_book, shortfalls = EXCLUDED.shortfalls,
     message = EXCLUDED.message, run_id = EXCLUDED.run_id, closed_at = EXCLUDED.closed_at
 WHERE NOT c.locked
 """

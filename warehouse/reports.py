@@ -40,10 +40,11 @@ from warehouse.schema import (
     transfers,
 )
 
-PNL_METHODS: tuple[str, ...] = ("fifo",)
-"""Cost-basis methods with stored disposals. LIFO, HIFO and WAC come later."""
+PNL_METHODS: tuple[str, ...] = ("fifo", "configured")
+"""Methods with disposals stored by the close: the FIFO reference books and the entity's configured book
+(method and pool ``configured``). Other methods are computed on demand (``transforms.pnl_reports``)."""
 
-PNL_POOLS: tuple[str, ...] = ("universal", "account")
+PNL_POOLS: tuple[str, ...] = ("universal", "account", "configured")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -109,6 +110,8 @@ def realized_pnl_summary(
     """
     method = (method or "").strip().lower()
     pool = (pool or "").strip().lower()
+    if method == "configured":  # the entity's configured book has its own pool name
+        pool = "configured"
     if method not in PNL_METHODS:
         raise ReportParameterError("method", f"unknown cost-basis method {method!r}; allowed: {', '.join(PNL_METHODS)}")
     if pool not in PNL_POOLS:

@@ -329,6 +329,10 @@ pnl_daily = sa.Table(
     sa.Column("unrealized_gain", Exact),
     sa.Column("realized_gain", Exact, nullable=False, comment="realized during the day"),
     sa.Column("run_id", sa.Text),
+    # the day's roll-forward movements (issue 3): closing = previous closing + acquired - disposed + in - out
+    *[sa.Column(f"{movement}_{part}", Exact) for movement in ("acquired", "disposed", "transferred_in", "transferred_out")
+      for part in ("quantity", "basis")],
+    sa.Column("shortfall_quantity", Exact, comment="left the pool without an acquisition behind it (zero basis)"),
     sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date", "pool_account_id", "asset_id"),
 )
 
@@ -347,6 +351,9 @@ closes = sa.Table(
     sa.Column("realized_gain_universal", Exact, nullable=False, comment="FIFO, universal pool, USD"),
     sa.Column("realized_gain_account", Exact, nullable=False, comment="FIFO, per-account pools, USD"),
     sa.Column("unrealized_gain_universal", Exact),
+    sa.Column("book", sa.Text, comment="the entity's configured book in force that day, e.g. hifo:account"),
+    sa.Column("realized_gain_book", Exact, comment="realized by the configured book, USD"),
+    sa.Column("shortfalls", sa.Integer, comment="shortfall items of the configured book that day"),
     sa.Column("message", sa.Text),
     sa.Column("run_id", sa.Text),
     sa.Column("closed_at", TS, nullable=False, server_default=_now()),
@@ -495,3 +502,56 @@ prices.append_column(sa.Column("disagreement", Exact, comment="(max - min) / min
 prices.append_column(sa.Column("note", sa.Text, comment="a manual price's source_note, or how a rate was derived"))
 sa.Index("uq_prices_service_point", prices.c.entity_id, prices.c.asset_id, prices.c.source, prices.c.ts,
          unique=True, postgresql_where=prices.c.leg_id.is_(None))
+
+# ---------------------------------------------------------------- cost basis books (issue 3)
+# Books: ``method`` + ``pool`` name a stored book. The reference books ``fifo``/``universal`` and
+# ``fifo``/``account`` are stored at every close; the entity's configured book (``pnl_books``, a
+# method and pool per effective date) is stored as method ``configured``, pool ``configured``.
+
+pnl_books = sa.Table(
+    "pnl_books",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("effective_from", sa.Date, nullable=False, comment="first close day the method and pool apply to"),
+    sa.Column("method", sa.Text, nullable=False, comment="fifo | lifo | hifo | lofo | average"),
+    sa.Column("pool", sa.Text, nullable=False, comment="universal | account"),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("entity_id", "effective_from"),
+)
+
+pnl_open_lots = sa.Table(
+    "pnl_open_lots",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False, comment="the close the lot is open at"),
+    sa.Column("seq", sa.BigInteger, nullable=False, comment="the lot's position in the book (unique per book and day)"),
+    sa.Column("pool_account_id", sa.BigInteger, nullable=False, comment="0 for the universal pool"),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("lot_leg_id", sa.BigInteger, nullable=False, comment="the acquisition leg (transactions.id)"),
+    sa.Column("account_id", sa.BigInteger, nullable=False, comment="the account holding (or that acquired) the lot"),
+    sa.Column("acquired_at", TS, nullable=False),
+    sa.Column("quantity", Exact, nullable=False),
+    sa.Column("cost_basis", Exact, nullable=False),
+    sa.Column("flagged", sa.Boolean, nullable=False, comment="zero basis: no price or no acquisition behind it"),
+    sa.Column("run_id", sa.Text),
+    sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date", "seq"),
+)
+
+pnl_book_states = sa.Table(
+    "pnl_book_states",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("state_method", sa.Text, nullable=False, comment="the method in force at the end of the day"),
+    sa.Column("state_pool", sa.Text, nullable=False),
+    sa.Column("schedule", sa.Text, nullable=False, comment="the book's periods in force up to the day"),
+    sa.Column("inputs_digest", sa.Text, nullable=False, comment="legs and prices up to the day: a change invalidates the state"),
+    sa.Column("pool_basis", JSONB, nullable=False, comment="average pools: {'account:asset': basis}"),
+    sa.Column("holdings", JSONB, nullable=False, comment="{'account:asset': quantity} from the legs"),
+    sa.Column("run_id", sa.Text),
+    sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date"),
+)

@@ -1,0 +1,99 @@
+"""Response models of the cost-basis routes (``/api/v1/pnl/...``). Money and quantities are exact text."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import Field
+
+from api.schemas import Model, Money, Quantity
+
+
+class BookTotalOut(Model):
+    book: str = Field(description="method:pool, or `configured` (the entity's book)")
+    schedule: str = Field(description="the periods of the book, e.g. `fifo:universal -> hifo:account from 2025-01-01`")
+    realized_gain: Money
+    difference: Money = Field(description="realized_gain − the base (first) book's")
+    disposals: int
+    shortfalls: int = Field(description="quantities that left a pool without an acquisition (zero basis, flagged)")
+
+
+class DisposalCompareOut(Model):
+    leg_id: int = Field(description="the disposing leg (transactions.id)")
+    date: dt.date
+    ts: dt.datetime
+    account: str | None
+    account_id: int
+    asset: str | None
+    asset_id: int
+    kind: str = Field(description="sale | fee")
+    quantity: Quantity
+    proceeds: Money
+    realized_gain: dict[str, Money] = Field(description="per book")
+    difference: dict[str, Money] = Field(description="per book other than the base: gain − the base book's gain")
+
+
+class CompareOut(Model):
+    entity: str
+    from_: dt.date = Field(alias="from")
+    to: dt.date
+    base: str
+    books: list[BookTotalOut]
+    disposals: list[DisposalCompareOut]
+
+
+class OpenLotOut(Model):
+    date: dt.date = Field(description="the close the lot is open at")
+    pool_account_id: int = Field(description="0 for the universal pool")
+    account: str | None = Field(description="the account holding (per-account pools) or that acquired the lot")
+    account_id: int
+    asset: str
+    asset_id: int
+    lot_leg_id: int = Field(description="the acquisition leg")
+    acquired_at: dt.datetime
+    quantity: Quantity
+    cost_basis: Money
+    flagged: bool = Field(description="zero basis: no price or no acquisition behind it")
+
+
+class RollForwardOut(Model):
+    pool_account_id: int = Field(description="0 for the universal pool")
+    account: str | None
+    asset: str
+    asset_id: int
+    opening_quantity: Quantity
+    opening_basis: Money
+    acquired_quantity: Quantity
+    acquired_basis: Money
+    disposed_quantity: Quantity
+    disposed_basis: Money
+    transferred_in_quantity: Quantity
+    transferred_in_basis: Money
+    transferred_out_quantity: Quantity
+    transferred_out_basis: Money
+    closing_quantity: Quantity
+    closing_basis: Money
+    shortfall_quantity: Quantity = Field(description="disposed or moved beyond the pool's lots (not in the identity)")
+
+
+class ShortfallOut(Model):
+    date: dt.date
+    leg_id: int
+    account: str
+    asset: str
+    kind: str
+    quantity: Quantity
+    shortfall_quantity: Quantity
+    proceeds: Money
+
+
+class RealizedBreakdownOut(Model):
+    asset: str | None = None
+    account: str | None = None
+    month: str | None = Field(None, description="YYYY-MM")
+    day: dt.date | None = None
+    term: str | None = Field(None, description="short | long (held more than 365 days)")
+    realized_gain: Money
+    proceeds: Money | None = Field(None, description="not split by term")
+    cost_basis: Money | None = None
+    disposals: int | None = None

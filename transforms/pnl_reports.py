@@ -1,0 +1,287 @@
+"""Cost-basis reports shared by the CLI and the read API: realized PnL of any book, what-if
+comparison of books, open lots at a close, the roll-forward and shortfalls.
+
+Stored books (``fifo``/``universal``, ``fifo``/``account``, ``configured``) are read from the
+tables the close writes; any other method/pool is computed in memory from the stored legs and
+prices (read-only, nothing is written). Money is exact decimal text (``to_text``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from transforms.cost_basis import METHODS, POOLS, BookResult, TieOutError, compute_book
+from transforms.fair_value import load_fair_values
+from transforms.pnl import CONFIGURED, REFERENCE_BOOKS, book_schedule, load_pnl_legs
+from warehouse.calendar import cutoff_of
+from warehouse.entities import Entity
+from warehouse.numbers import ZERO, to_text
+from warehouse.reports import ReportParameterError, realized_pnl_summary
+
+STORED_BOOKS = (*REFERENCE_BOOKS, CONFIGURED)
+
+
+def parse_book_ident(method: str, pool: str | None = None) -> tuple[str, str]:
+    """``("hifo", "account")``, ``("hifo:account", None)`` or ``("configured", ...)`` -> a book identity."""
+    method = (method or "").strip().lower()
+    if ":" in method and pool is None:
+        method, pool = method.split(":", 1)
+    if method == "configured":
+        return CONFIGURED
+    pool = (pool or "universal").strip().lower()
+    if method not in METHODS:
+        raise ReportParameterError("method", f"unknown cost-basis method {method!r}; allowed: "
+                                             f"{', '.join(METHODS)}, configured")
+    if pool not in POOLS:
+        raise ReportParameterError("pool", f"unknown pool {pool!r}; allowed: {', '.join(POOLS)}")
+    return method, pool
+
+
+def parse_books(text: str) -> list[tuple[str, str]]:
+    """``"fifo:universal,hifo:account"`` -> book identities (at least one, no duplicates)."""
+    books = [parse_book_ident(part) for part in text.split(",") if part.strip()]
+    if not books:
+        raise ReportParameterError("books", "give at least one book, e.g. fifo:universal,hifo:account")
+    if len(set(books)) != len(books):
+        raise ReportParameterError("books", f"a book is listed twice in {text!r}")
+    return books
+
+
+def summarize_realized(book: BookResult, entity_name: str, date_from: date, date_to: date, method: str,
+                       pool: str) -> dict[str, Any]:
+    """The keys of ``warehouse.reports.realized_pnl_summary``, from an in-memory book."""
+    ds = [d for d in book.disposals if date_from <= d.date <= date_to]
+    total = lambda attr: to_text(sum((getattr(d, attr) for d in ds), ZERO)) or "0"  # noqa: E731
+    return {
+        "entity": entity_name, "from": date_from.isoformat(), "to": date_to.isoformat(), "method": method, "pool": pool,
+        "proceeds": total("proceeds"), "cost_basis": total("cost_basis"), "realized_gain": total("realized_gain"),
+        "short_term_gain": total("short_term_gain"), "long_term_gain": total("long_term_gain"),
+        "disposals": len(ds), "fee_disposals": sum(1 for d in ds if d.kind == "fee"),
+        "shortfall_quantity_disposals": sum(1 for d in ds if d.shortfall_quantity > 0),
+    }
+
+
+def compute_book_from_db(conn: Connection, entity: Entity, ident: tuple[str, str], date_to: date) -> BookResult:
+    """A book computed in memory from the entity's legs and prices up to ``date_to`` (nothing written)."""
+    legs = load_pnl_legs(conn, entity.id, date_to)
+    prices = load_fair_values(conn, entity.id, cutoff_of(date_to, entity.tz))
+    return compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
+                        cutoff=lambda day: cutoff_of(day, entity.tz))
+
+
+def realized_summary(conn: Connection, entity: Entity, date_from: date, date_to: date, method: str = "fifo",
+                     pool: str = "universal") -> dict[str, Any]:
+    """Realized PnL of any book over [date_from, date_to]: stored books from the close's tables, others computed."""
+    ident = parse_book_ident(method, pool)
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    if ident in STORED_BOOKS:
+        return realized_pnl_summary(conn, entity.id, date_from, date_to, method=ident[0], pool=ident[1])
+    book = compute_book_from_db(conn, entity, ident, date_to)
+    return summarize_realized(book, entity.name, date_from, date_to, *ident)
+
+
+def compare_results(results: Mapping[str, BookResult], date_from: date, date_to: date,
+                    names: Mapping[str, Mapping[int, str]] | None = None) -> dict[str, Any]:
+    """Realized PnL per book and, per disposal, each book's gain and its difference from the first book."""
+    labels = list(results)
+    per_leg: dict[int, dict[str, Any]] = {}
+    gains: dict[int, dict[str, Decimal]] = defaultdict(dict)
+    for label, book in results.items():
+        for d in book.disposals:
+            if not date_from <= d.date <= date_to:
+                continue
+            gains[d.leg_id][label] = gains[d.leg_id].get(label, ZERO) + d.realized_gain
+            per_leg.setdefault(d.leg_id, {"leg_id": d.leg_id, "date": d.date.isoformat(), "ts": d.ts.isoformat(),
+                                          "account_id": d.account_id, "asset_id": d.asset_id, "kind": d.kind,
+                                          "quantity": to_text(d.quantity), "proceeds": to_text(d.proceeds)})
+    accounts = (names or {}).get("accounts", {})
+    assets = (names or {}).get("assets", {})
+    disposals = []
+    for leg_id in sorted(per_leg, key=lambda i: (per_leg[i]["ts"], i)):
+        row = per_leg[leg_id]
+        row["account"] = accounts.get(row["account_id"])
+        row["asset"] = assets.get(row["asset_id"])
+        base = gains[leg_id].get(labels[0], ZERO)
+        row["realized_gain"] = {label: to_text(gains[leg_id].get(label, ZERO)) for label in labels}
+        row["difference"] = {label: to_text(gains[leg_id].get(label, ZERO) - base) for label in labels[1:]}
+        disposals.append(row)
+    totals = {label: sum((d.realized_gain for d in book.disposals if date_from <= d.date <= date_to), ZERO)
+              for label, book in results.items()}
+    return {
+        "from": date_from.isoformat(), "to": date_to.isoformat(), "base": labels[0],
+        "books": [{"book": label, "schedule": results[label].label, "realized_gain": to_text(totals[label]),
+                   "difference": to_text(totals[label] - totals[labels[0]]),
+                   "disposals": sum(1 for d in results[label].disposals if date_from <= d.date <= date_to),
+                   "shortfalls": sum(1 for s in results[label].shortfalls if date_from <= s.date <= date_to)}
+                  for label in labels],
+        "disposals": disposals,
+    }
+
+
+def _names(conn: Connection, entity_id: int) -> dict[str, dict[int, str]]:
+    accounts = dict(conn.execute(sa.text("SELECT id, name || CASE WHEN account_type <> 'wallet' THEN ' (' || account_type"
+                                         " || ')' ELSE '' END FROM accounts WHERE entity_id = :e"), dict(e=entity_id)).all())
+    assets = dict(conn.execute(sa.text("SELECT id, symbol FROM assets")).all())
+    return {"accounts": accounts, "assets": assets}
+
+
+def compare_books(conn: Connection, entity: Entity, books: list[tuple[str, str]], date_from: date,
+                  date_to: date) -> dict[str, Any]:
+    """What-if: the same legs under several books, computed in memory."""
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    legs = load_pnl_legs(conn, entity.id, date_to)
+    prices = load_fair_values(conn, entity.id, cutoff_of(date_to, entity.tz))
+    results = {}
+    for ident in books:
+        label = "configured" if ident == CONFIGURED else f"{ident[0]}:{ident[1]}"
+        results[label] = compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
+                                      cutoff=lambda day: cutoff_of(day, entity.tz))
+    report = compare_results(results, date_from, date_to, _names(conn, entity.id))
+    return {"entity": entity.name, **report}
+
+
+# ---------------------------------------------------------------- stored books: lots, roll-forward, shortfalls
+
+
+def _stored(method: str, pool: str) -> tuple[str, str]:
+    ident = parse_book_ident(method, pool)
+    if ident not in STORED_BOOKS:
+        raise ReportParameterError("method", f"book {ident[0]}:{ident[1]} is not stored by the close; stored books: "
+                                             + ", ".join("configured" if b == CONFIGURED else f"{b[0]}:{b[1]}"
+                                                         for b in STORED_BOOKS))
+    return ident
+
+
+def list_open_lots(conn: Connection, entity_id: int, day: date, method: str = "configured",
+                   pool: str = "configured") -> list[dict[str, Any]]:
+    """The open lots of a stored book at the close of ``day``."""
+    ident = _stored(method, pool)
+    rows = conn.execute(sa.text(
+        """
+        SELECT l.*, a.symbol AS asset, ac.name AS account FROM pnl_open_lots l
+        JOIN assets a ON a.id = l.asset_id LEFT JOIN accounts ac ON ac.id = l.account_id
+        WHERE l.entity_id = :e AND l.method = :m AND l.pool = :p AND l.date = :d
+        ORDER BY l.pool_account_id, a.symbol, l.seq
+        """), dict(e=entity_id, m=ident[0], p=ident[1], d=day)).mappings()
+    return [{"date": r["date"].isoformat(), "pool_account_id": r["pool_account_id"], "asset": r["asset"],
+             "asset_id": r["asset_id"], "account": r["account"], "account_id": r["account_id"],
+             "lot_leg_id": r["lot_leg_id"], "acquired_at": r["acquired_at"].isoformat(),
+             "quantity": to_text(r["quantity"]), "cost_basis": to_text(r["cost_basis"]), "flagged": r["flagged"]}
+            for r in rows]
+
+
+_MOVES = ("acquired", "disposed", "transferred_in", "transferred_out")
+
+
+def rollforward(conn: Connection, entity_id: int, date_from: date, date_to: date, method: str = "configured",
+                pool: str = "configured") -> list[dict[str, Any]]:
+    """Per pool (account or universal) and asset: opening + acquired - disposed + in - out = closing,
+    in quantity and basis, from the stored daily figures. A pool that does not tie out raises ``TieOutError``."""
+    ident = _stored(method, pool)
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    params = dict(e=entity_id, m=ident[0], p=ident[1], s=date_from, t=date_to)
+    sums = ", ".join(f"coalesce(sum({m}_{part}) FILTER (WHERE date BETWEEN :s AND :t), 0) AS {m}_{part}"
+                     for m in _MOVES for part in ("quantity", "basis"))
+    rows = conn.execute(sa.text(
+        f"""
+        WITH book AS (SELECT * FROM pnl_daily WHERE entity_id = :e AND method = :m AND pool = :p AND date <= :t),
+        opening AS (SELECT DISTINCT ON (pool_account_id, asset_id) pool_account_id, asset_id, quantity, cost_basis
+                    FROM book WHERE date < :s ORDER BY pool_account_id, asset_id, date DESC),
+        closing AS (SELECT DISTINCT ON (pool_account_id, asset_id) pool_account_id, asset_id, quantity, cost_basis, date
+                    FROM book ORDER BY pool_account_id, asset_id, date DESC),
+        moves AS (SELECT pool_account_id, asset_id, {sums},
+                         coalesce(sum(shortfall_quantity) FILTER (WHERE date BETWEEN :s AND :t), 0) AS shortfall_quantity,
+                         bool_or(date BETWEEN :s AND :t) AS in_range
+                  FROM book GROUP BY 1, 2)
+        SELECT m.*, coalesce(o.quantity, 0) AS opening_quantity, coalesce(o.cost_basis, 0) AS opening_basis,
+               CASE WHEN c.date >= :s THEN c.quantity ELSE coalesce(o.quantity, 0) END AS closing_quantity,
+               CASE WHEN c.date >= :s THEN c.cost_basis ELSE coalesce(o.cost_basis, 0) END AS closing_basis,
+               a.symbol AS asset, ac.name AS account
+        FROM moves m
+        LEFT JOIN opening o USING (pool_account_id, asset_id) LEFT JOIN closing c USING (pool_account_id, asset_id)
+        JOIN assets a ON a.id = m.asset_id LEFT JOIN accounts ac ON ac.id = m.pool_account_id
+        ORDER BY m.pool_account_id, a.symbol
+        """), params).mappings().all()
+    result = []
+    for r in rows:
+        if not r["in_range"] and not r["opening_quantity"]:
+            continue
+        q = r["opening_quantity"] + r["acquired_quantity"] - r["disposed_quantity"] + r["transferred_in_quantity"] \
+            - r["transferred_out_quantity"]
+        b = r["opening_basis"] + r["acquired_basis"] - r["disposed_basis"] + r["transferred_in_basis"] \
+            - r["transferred_out_basis"]
+        if q != r["closing_quantity"] or b != r["closing_basis"]:
+            raise TieOutError(f"roll-forward of {ident[0]}:{ident[1]}, pool {r['pool_account_id']}, {r['asset']} "
+                              f"{date_from}..{date_to} does not tie out: computed closing {q} / {b}, stored "
+                              f"{r['closing_quantity']} / {r['closing_basis']} (quantity / basis)")
+        row = {"pool_account_id": r["pool_account_id"], "account": r["account"] if r["pool_account_id"] else None,
+               "asset": r["asset"], "asset_id": r["asset_id"]}
+        for name in ("opening", *_MOVES, "closing"):
+            row[f"{name}_quantity"] = to_text(r[f"{name}_quantity"])
+            row[f"{name}_basis"] = to_text(r[f"{name}_basis"])
+        row["shortfall_quantity"] = to_text(r["shortfall_quantity"])
+        result.append(row)
+    return result
+
+
+def list_shortfalls(conn: Connection, entity_id: int, date_from: date, date_to: date, method: str = "configured",
+                    pool: str = "configured") -> list[dict[str, Any]]:
+    """Disposals of a stored book that took more than the pool held (the excess has zero basis, flagged)."""
+    ident = _stored(method, pool)
+    rows = conn.execute(sa.text(
+        """
+        SELECT d.date, d.leg_id, d.kind, d.quantity, d.shortfall_quantity, d.proceeds, a.symbol AS asset, ac.name AS account
+        FROM pnl_disposals d JOIN assets a ON a.id = d.asset_id JOIN accounts ac ON ac.id = d.account_id
+        WHERE d.entity_id = :e AND d.method = :m AND d.pool = :p AND d.date BETWEEN :s AND :t AND d.shortfall_quantity > 0
+        ORDER BY d.date, d.leg_id
+        """), dict(e=entity_id, m=ident[0], p=ident[1], s=date_from, t=date_to)).mappings()
+    return [{"date": r["date"].isoformat(), "leg_id": r["leg_id"], "account": r["account"], "asset": r["asset"],
+             "kind": r["kind"], "quantity": to_text(r["quantity"]), "shortfall_quantity": to_text(r["shortfall_quantity"]),
+             "proceeds": to_text(r["proceeds"])} for r in rows]
+
+
+BREAKDOWNS = ("asset", "account", "term", "month", "day")
+
+
+def realized_breakdown(conn: Connection, entity: Entity, date_from: date, date_to: date, by: str,
+                       method: str = "fifo", pool: str = "universal") -> list[dict[str, Any]]:
+    """Realized PnL of a book over [date_from, date_to] by asset, account, term (short/long), month or day."""
+    if by not in BREAKDOWNS:
+        raise ReportParameterError("by", f"unknown breakdown {by!r}; allowed: {', '.join(BREAKDOWNS)}")
+    ident = parse_book_ident(method, pool)
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    if ident in STORED_BOOKS:
+        rows = conn.execute(sa.text(
+            "SELECT date, account_id, asset_id, proceeds, cost_basis, realized_gain, short_term_gain, long_term_gain"
+            " FROM pnl_disposals WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t"),
+            dict(e=entity.id, m=ident[0], p=ident[1], s=date_from, t=date_to)).all()
+    else:
+        book = compute_book_from_db(conn, entity, ident, date_to)
+        rows = [d for d in book.disposals if date_from <= d.date <= date_to]
+    if by == "term":  # a disposal's gain splits into its short- and long-term parts
+        return [{"term": "short", "realized_gain": to_text(sum((d.short_term_gain for d in rows), ZERO))},
+                {"term": "long", "realized_gain": to_text(sum((d.long_term_gain for d in rows), ZERO))}]
+    names = _names(conn, entity.id)
+    groups: dict[str, list[Decimal]] = {}
+    for d in rows:
+        key = {"asset": lambda: names["assets"].get(d.asset_id, str(d.asset_id)),
+               "account": lambda: names["accounts"].get(d.account_id, str(d.account_id)),
+               "month": lambda: d.date.strftime("%Y-%m"), "day": lambda: d.date.isoformat()}[by]()
+        g = groups.setdefault(key, [ZERO] * 4)
+        g[0] += d.realized_gain
+        g[1] += d.proceeds
+        g[2] += d.cost_basis
+        g[3] += 1
+    return [{by: k, "realized_gain": to_text(v[0]), "proceeds": to_text(v[1]), "cost_basis": to_text(v[2]),
+             "disposals": int(v[3])} for k, v in sorted(groups.items())]
