@@ -1,17 +1,16 @@
 """Source syncs as ONE Dagster asset: every configured exchange source and on-chain wallet of the entities in
 scope is synced into staging before the canonical ledger is built.
 
-One asset rather than one per source kind on purpose: Dagster writes one materialization event per asset and
-day of a single-run backfill (~15-30 ms each here), so every daily-partitioned asset in the close costs about
-half a minute on a five-year backfill. Syncs are incremental (cursors per stream, blocks, signatures), so a run
-over any range fetches whatever is new, whatever the range. With nothing configured it does nothing: no
+Not partitioned, on purpose: a sync is incremental (cursors per stream, blocks, signatures), so a run over any
+range of days fetches whatever is new, whatever the range; and Dagster writes one materialization event per asset
+and day of a single-run backfill (~12-30 ms each here), so a daily-partitioned sync would cost half a minute on a
+five-year backfill for nothing. It still runs first in every close run (the close job selects it), once. With nothing configured it does nothing: no
 network, no encryption key. A source or chain that fails is recorded and reported here; the close goes on with
 what is staged.
 """
 
 import dagster as dg
 
-from assets.partitions import daily_partitions
 from assets.progress import report
 from assets.resources import WarehouseResource, entities_in_scope
 
@@ -19,8 +18,6 @@ EXCHANGE_POOL = "exchange_api"
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="staging",
     kinds={"python"},
     pool=EXCHANGE_POOL,
