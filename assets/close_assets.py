@@ -20,10 +20,12 @@ from assets.resources import WarehouseResource, entities_in_scope
 from assets.staging import raw_balance_snapshots, raw_records
 from reconciliation.close import close_summaries, write_closes
 from reconciliation.completeness import EXPECTATION, check_completeness, write_completeness
+from reconciliation.report import close_report_markdown, write_close_provenance, write_report_files
 from transforms.canonical import build_canonical
 from transforms.pnl import build_pnl
 from warehouse.names import load_names
 from warehouse.numbers import ZERO, to_text
+from warehouse.settings import get_settings
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in 1.13
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -181,22 +183,29 @@ def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     group_name="close",
     deps=[cost_basis_pnl],
     kinds={"postgres"},
-    description="One close record per entity and day: status (closed / breaks / failed), counts, realized PnL, lock flag.",
+    description="One close record per entity and day: status (closed / breaks / partial / failed), counts, realized PnL, "
+                "lock flag, provenance (inputs, code version, cursors, output hash) and the HTML close report.",
 )
 def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     start, end = window_of(context)
     rows = []
+    reports: dict[str, str] = {}
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
             write_closes(conn, entity, start, end, run_id=context.run_id)
+            write_close_provenance(conn, entity, start, end, run_id=context.run_id)
             entity_rows = close_summaries(conn, entity, start, end)
+            reports.update(write_report_files(conn, entity, start, end, get_settings().data_dir / "reports"))
         rows.extend(entity_rows)
         report(context, f"close · {entity.name} · {_range_label(start, end)}: {len(entity_rows)} day(s) closed")
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    latest = {name: path for name, path in sorted(reports.items())}
     return dg.MaterializeResult(metadata={
         **{f"days {status}": dg.MetadataValue.int(n) for status, n in sorted(statuses.items())},
+        **{f"close report {name}": dg.MetadataValue.path(path) for name, path in latest.items()},
+        "close report": dg.MetadataValue.md(close_report_markdown(rows)),
         "closes": dg.MetadataValue.table(
             records=[dg.TableRecord(r) for r in rows[-_MAX_TABLE_ROWS:]],
             schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in

@@ -8,8 +8,9 @@ where ``previous`` is the latest snapshot at or before the previous day's cutoff
 beginning of time). With snapshots stamped at the cutoffs this is DESIGN.md's
 ``Position(T-2) + Σ legs in (T-2 cutoff, T-1 cutoff] = Position(T-1)``; with snapshots taken
 earlier in the day it still compares like with like. Adjustment legs (late data for a locked
-day) count on the day they are booked. A difference of one base unit of the asset (10^-decimals)
-or more is a break.
+day) count on the day they are booked. The tolerance: zero for on-chain accounts (wallet, vault, or
+an account with a chain: exact in base units), per source for exchanges (``source_tolerances``,
+default 1e-8); a larger difference is a break.
 
 GX runs the rule (``UnexpectedRowsExpectation``, one query for every account and day of the
 run) and returns the failing rows with numbers as text, so nothing passes through a float.
@@ -26,11 +27,17 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from reconciliation.causes import explain_breaks
+from reconciliation.workflow import apply_break_actions
 from warehouse.calendar import days_between, locked_dates
 from warehouse.entities import Entity
 from warehouse.numbers import D
 
 SUITE = "canonical.completeness"
+# Exchanges report balances that may be rounded: a difference up to this much (per source, table
+# ``source_tolerances``) is not a break. On-chain accounts (wallet, vault, or with a chain) are exact:
+# one base unit of difference is a break.
+DEFAULT_EXCHANGE_TOLERANCE = "0.00000001"
 EXPECTATION = "position_roll_forward"
 
 # {batch} is the positions table; parameters are inlined by completeness_query() from typed values.
@@ -40,9 +47,15 @@ SELECT p.date::text AS date, p.account_id, p.asset_id,
        w.legs_sum::text AS legs_sum, (coalesce(prev.quantity, 0) + w.legs_sum)::text AS expected,
        p.reported_quantity::text AS reported, p.reported_at::text AS reported_at,
        (p.reported_quantity - coalesce(prev.quantity, 0) - w.legs_sum)::text AS difference,
-       ('1e-' || a.decimals)::numeric::text AS tolerance, w.leg_ids
+       tol.value::text AS tolerance, w.leg_ids
 FROM {batch} p
 JOIN assets a ON a.id = p.asset_id
+JOIN accounts acc ON acc.id = p.account_id
+LEFT JOIN source_tolerances st ON st.source = acc.source
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN acc.chain IS NOT NULL OR acc.account_type IN ('wallet', 'vault') THEN 0::numeric
+                ELSE coalesce(st.tolerance, __DEFAULT_TOLERANCE__::numeric) END AS value
+) tol
 LEFT JOIN LATERAL (
     SELECT b.quantity, b.observed_at FROM balance_observations b
     WHERE b.account_id = p.account_id AND b.asset_id = p.asset_id
@@ -58,7 +71,7 @@ CROSS JOIN LATERAL (
 ) w
 WHERE p.entity_id = __ENTITY__ AND p.date BETWEEN '__FROM__' AND '__TO__'
   AND p.reported_at > (p.date::timestamp AT TIME ZONE '__TZ__')
-  AND abs(p.reported_quantity - coalesce(prev.quantity, 0) - w.legs_sum) >= ('1e-' || a.decimals)::numeric
+  AND abs(p.reported_quantity - coalesce(prev.quantity, 0) - w.legs_sum) > tol.value
 ORDER BY p.date, p.account_id, p.asset_id
 """
 
@@ -75,7 +88,8 @@ def completeness_query(entity: Entity, start: date, end: date, batch: str = "{ba
     if not all(ch.isalnum() or ch in "/_-+" for ch in entity.timezone):
         raise ValueError(f"unexpected timezone name {entity.timezone!r}")
     return (_RULE.replace("__ENTITY__", str(int(entity.id))).replace("__FROM__", start.isoformat())
-            .replace("__TO__", end.isoformat()).replace("__TZ__", entity.timezone).replace("{batch}", batch))
+            .replace("__TO__", end.isoformat()).replace("__TZ__", entity.timezone)
+            .replace("__DEFAULT_TOLERANCE__", f"'{DEFAULT_EXCHANGE_TOLERANCE}'").replace("{batch}", batch))
 
 
 @dataclass(frozen=True)
@@ -185,4 +199,6 @@ def write_completeness(conn: Connection, entity: Entity, result: CompletenessRes
                                    expected, reported, reported_at, difference, tolerance, leg_ids, run_id)
                VALUES (:e, :d, :acc, :asset, :prev, CAST(:prev_at AS timestamptz), :legs, :exp, :rep,
                        CAST(:rep_at AS timestamptz), :diff, :tol, CAST(:ids AS jsonb), :run)"""), break_rows)
+        apply_break_actions(conn, entity.id, result.start, result.end)
+        explain_breaks(conn, entity.id, result.start, result.end)
     return len(break_rows)

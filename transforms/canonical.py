@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from ingestion.csv_files import DEFAULT_ACCOUNT_TYPE, LEDGER_STREAM, SOURCE
+from transforms.adjustments import ADJUSTMENTS_STREAM, MANUAL_SOURCE, map_adjustment_record
 from transforms.asset_registry import ensure_assets
 from transforms.ledger_mapping import LegDraft, leg_id, map_ledger_record
 from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
@@ -79,16 +80,17 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
     records = conn.execute(sa.text(
         """
         WITH latest AS (
-            SELECT DISTINCT ON (source_raw_id) id, payload, occurred_at
+            SELECT DISTINCT ON (source, source_raw_id) id, source, payload, occurred_at
             FROM raw_records
-            WHERE entity_id = :e AND source = :source AND stream = :stream
-            ORDER BY source_raw_id, id DESC
+            WHERE entity_id = :e AND ((source = :source AND stream = :stream) OR (source = :manual AND stream = :adjustments))
+            ORDER BY source, source_raw_id, id DESC
         )
-        SELECT l.id, l.payload, l.occurred_at FROM latest l
+        SELECT l.id, l.source, l.payload, l.occurred_at FROM latest l
         WHERE (l.occurred_at > :wf AND l.occurred_at <= :wt)
            OR (l.occurred_at <= :wf AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id))
         ORDER BY l.occurred_at, l.id
-        """), dict(e=entity.id, source=SOURCE, stream=LEDGER_STREAM, wf=window_from, wt=window_to)).all()
+        """), dict(e=entity.id, source=SOURCE, stream=LEDGER_STREAM, manual=MANUAL_SOURCE, adjustments=ADJUSTMENTS_STREAM,
+                   wf=window_from, wt=window_to)).all()
 
     drafts: list[tuple[int, object, date, bool, LegDraft]] = []
     for record in records:
@@ -97,7 +99,8 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
         booking_day = first_open_day_after(natural_day, locked) if adjustment else natural_day
         if not (start <= booking_day <= end) or booking_day in locked:
             continue  # an open day outside this run: built when that day is closed
-        for draft in map_ledger_record(record.payload):
+        mapper = map_adjustment_record if record.source == MANUAL_SOURCE else map_ledger_record
+        for draft in mapper(record.payload):
             drafts.append((record.id, record.occurred_at, booking_day, adjustment, draft))
 
     reported_types = _reported_account_types(conn, entity.id)
