@@ -41,38 +41,75 @@ DEFAULT_EXCHANGE_TOLERANCE = "0.00000001"
 EXPECTATION = "position_roll_forward"
 
 # {batch} is the positions table; parameters are inlined by completeness_query() from typed values.
+# Set-based: one pass over the positions of the range (and the day before) with window functions.
+# Where both snapshots sit at the cutoffs (the usual case) the legs of the window are exactly
+# computed(T-1) - computed(T-2) (the positions carry the cumulative sum of legs by close day,
+# adjustments included); other rows (intraday snapshots, a missing day, a pair's first day) sum
+# their legs by time. Leg ids are gathered for the failing rows only.
 _RULE = """
-SELECT p.date::text AS date, p.account_id, p.asset_id,
-       coalesce(prev.quantity, 0)::text AS previous_reported, prev.observed_at::text AS previous_reported_at,
-       w.legs_sum::text AS legs_sum, (coalesce(prev.quantity, 0) + w.legs_sum)::text AS expected,
-       p.reported_quantity::text AS reported, p.reported_at::text AS reported_at,
-       (p.reported_quantity - coalesce(prev.quantity, 0) - w.legs_sum)::text AS difference,
-       tol.value::text AS tolerance, w.leg_ids
-FROM {batch} p
-JOIN assets a ON a.id = p.asset_id
-JOIN accounts acc ON acc.id = p.account_id
-LEFT JOIN source_tolerances st ON st.source = acc.source
+WITH pos AS (
+    SELECT p.account_id, p.asset_id, p.date, p.computed_quantity, p.reported_quantity, p.reported_at,
+           lag(p.date) OVER w AS prev_date, lag(p.reported_quantity) OVER w AS prev_q,
+           lag(p.reported_at) OVER w AS prev_at, lag(p.computed_quantity) OVER w AS prev_computed
+    FROM {batch} p
+    WHERE p.entity_id = __ENTITY__ AND p.date BETWEEN DATE '__FROM__' - 1 AND DATE '__TO__'
+    WINDOW w AS (PARTITION BY p.account_id, p.asset_id ORDER BY p.date)
+),
+checked AS (
+    SELECT pos.*, (pos.date::timestamp AT TIME ZONE '__TZ__') AS day_start,
+           coalesce(pos.prev_date = pos.date - 1, false)
+             AND pos.reported_at = ((pos.date + 1)::timestamp AT TIME ZONE '__TZ__')
+             AND (pos.prev_at IS NULL OR pos.prev_at = (pos.date::timestamp AT TIME ZONE '__TZ__')) AS at_cutoffs
+    FROM pos
+    WHERE pos.date BETWEEN DATE '__FROM__' AND DATE '__TO__'
+      AND pos.reported_at > (pos.date::timestamp AT TIME ZONE '__TZ__')
+),
+rolled AS (
+    SELECT c.account_id, c.asset_id, c.date, c.reported_quantity, c.reported_at, c.prev_q AS prev_quantity,
+           c.prev_at, c.computed_quantity - CASE WHEN c.prev_at IS NULL THEN 0 ELSE c.prev_computed END AS legs_sum
+    FROM checked c WHERE c.at_cutoffs
+    UNION ALL
+    SELECT c.account_id, c.asset_id, c.date, c.reported_quantity, c.reported_at, prev.quantity, prev.observed_at,
+           w.legs_sum
+    FROM checked c
+    LEFT JOIN LATERAL (
+        SELECT b.quantity, b.observed_at FROM balance_observations b
+        WHERE b.account_id = c.account_id AND b.asset_id = c.asset_id AND b.observed_at <= c.day_start
+        ORDER BY b.observed_at DESC LIMIT 1
+    ) prev ON true
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(l.quantity), 0) AS legs_sum FROM transactions l
+        WHERE l.account_id = c.account_id AND l.asset_id = c.asset_id
+          AND ((NOT l.is_adjustment AND l.ts > coalesce(prev.observed_at, '-infinity') AND l.ts <= c.reported_at)
+               OR (l.is_adjustment AND l.close_date = c.date))
+    ) w
+    WHERE NOT c.at_cutoffs
+),
+failing AS (
+    SELECT r.*, tol.value AS tolerance
+    FROM rolled r
+    JOIN accounts acc ON acc.id = r.account_id
+    LEFT JOIN source_tolerances st ON st.source = acc.source
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN acc.chain IS NOT NULL OR acc.account_type IN ('wallet', 'vault') THEN 0::numeric
+                    ELSE coalesce(st.tolerance, __DEFAULT_TOLERANCE__::numeric) END AS value
+    ) tol
+    WHERE abs(r.reported_quantity - coalesce(r.prev_quantity, 0) - r.legs_sum) > tol.value
+)
+SELECT f.date::text AS date, f.account_id, f.asset_id,
+       coalesce(f.prev_quantity, 0)::text AS previous_reported, f.prev_at::text AS previous_reported_at,
+       f.legs_sum::text AS legs_sum, (coalesce(f.prev_quantity, 0) + f.legs_sum)::text AS expected,
+       f.reported_quantity::text AS reported, f.reported_at::text AS reported_at,
+       (f.reported_quantity - coalesce(f.prev_quantity, 0) - f.legs_sum)::text AS difference,
+       f.tolerance::text AS tolerance, ids.leg_ids
+FROM failing f
 CROSS JOIN LATERAL (
-    SELECT CASE WHEN acc.chain IS NOT NULL OR acc.account_type IN ('wallet', 'vault') THEN 0::numeric
-                ELSE coalesce(st.tolerance, __DEFAULT_TOLERANCE__::numeric) END AS value
-) tol
-LEFT JOIN LATERAL (
-    SELECT b.quantity, b.observed_at FROM balance_observations b
-    WHERE b.account_id = p.account_id AND b.asset_id = p.asset_id
-      AND b.observed_at <= (p.date::timestamp AT TIME ZONE '__TZ__')
-    ORDER BY b.observed_at DESC LIMIT 1
-) prev ON true
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(l.quantity), 0) AS legs_sum, coalesce(string_agg(l.id::text, ',' ORDER BY l.ts, l.id), '') AS leg_ids
-    FROM transactions l
-    WHERE l.account_id = p.account_id AND l.asset_id = p.asset_id
-      AND ((NOT l.is_adjustment AND l.ts > coalesce(prev.observed_at, '-infinity') AND l.ts <= p.reported_at)
-           OR (l.is_adjustment AND l.close_date = p.date))
-) w
-WHERE p.entity_id = __ENTITY__ AND p.date BETWEEN '__FROM__' AND '__TO__'
-  AND p.reported_at > (p.date::timestamp AT TIME ZONE '__TZ__')
-  AND abs(p.reported_quantity - coalesce(prev.quantity, 0) - w.legs_sum) > tol.value
-ORDER BY p.date, p.account_id, p.asset_id
+    SELECT coalesce(string_agg(l.id::text, ',' ORDER BY l.ts, l.id), '') AS leg_ids FROM transactions l
+    WHERE l.account_id = f.account_id AND l.asset_id = f.asset_id
+      AND ((NOT l.is_adjustment AND l.ts > coalesce(f.prev_at, '-infinity') AND l.ts <= f.reported_at)
+           OR (l.is_adjustment AND l.close_date = f.date))
+) ids
+ORDER BY f.date, f.account_id, f.asset_id
 """
 
 _CHECKED = """

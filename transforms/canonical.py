@@ -88,9 +88,12 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
         SELECT l.id, l.source, l.payload, l.occurred_at FROM latest l
         WHERE (l.occurred_at > :wf AND l.occurred_at <= :wt)
            OR (l.occurred_at <= :wf AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id))
-        ORDER BY l.occurred_at, l.id
+        EXCEPT  -- already booked on a locked day: it stays there, it is not late data
+        SELECT l.id, l.source, l.payload, l.occurred_at FROM latest l JOIN transactions t ON t.raw_record_id = l.id
+        WHERE t.entity_id = :e AND t.close_date = ANY(:locked)
+        ORDER BY occurred_at, id
         """), dict(e=entity.id, source=SOURCE, stream=LEDGER_STREAM, manual=MANUAL_SOURCE, adjustments=ADJUSTMENTS_STREAM,
-                   wf=window_from, wt=window_to)).all()
+                   wf=window_from, wt=window_to, locked=sorted(locked))).all()
 
     drafts: list[tuple[int, object, date, bool, LegDraft]] = []
     for record in records:
@@ -235,7 +238,6 @@ POSITIONS_SQL = """
 WITH days AS (
     SELECT d::date AS day, ((d::date + 1)::timestamp AT TIME ZONE :tz) AS cutoff
     FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') AS d
-    WHERE NOT (d::date = ANY(:locked))
 ),
 pairs AS (
     SELECT account_id, asset_id, min(first_day) AS first_day FROM (
@@ -281,6 +283,7 @@ LEFT JOIN LATERAL (
     WHERE p.entity_id = :e AND p.asset_id = c.asset_id AND p.ts <= c.cutoff
     ORDER BY p.ts DESC, p.id DESC LIMIT 1
 ) pr ON true
+WHERE NOT (c.day = ANY(:locked))  -- locked days stay as closed, but their legs still roll into the days after
 """
 
 
