@@ -169,6 +169,16 @@ def _break_from_row(row: dict) -> BreakRow:
     )
 
 
+def gx_error(result: object) -> str | None:
+    """The error of a GX validation that could not run (GX reports it per metric, not by raising)."""
+    info = getattr(result, "exception_info", None) or {}
+    candidates = [info] + [v for v in info.values() if isinstance(v, dict)]
+    for item in candidates:
+        if item.get("raised_exception"):
+            return str(item.get("exception_message") or "unknown error")
+    return None
+
+
 def validate_completeness(database_url: str, entity: Entity, start: date, end: date) -> tuple[bool, list[BreakRow], dict]:
     """Run the rule through Great Expectations; returns (success, failing rows, statistics)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -186,8 +196,9 @@ def validate_completeness(database_url: str, entity: Entity, start: date, end: d
         description="Position(T-2) + legs of the day = Position(T-1), per account, asset and day",
     )
     result = batch.validate(expectation, result_format="COMPLETE")
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        raise RuntimeError(f"completeness expectation could not run: {result.exception_info.get('exception_message')}")
+    error = gx_error(result)
+    if error:
+        raise RuntimeError(f"completeness expectation could not run: {error}")
     details = (result.result or {}).get("details") or {}
     rows = details.get("unexpected_rows") or []
     breaks = [_break_from_row(dict(r)) for r in rows]
