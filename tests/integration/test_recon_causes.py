@@ -129,3 +129,35 @@ def test_exchange_tolerance_is_per_source_and_wallets_are_exact(engine, database
         conn.execute(sa.text("INSERT INTO source_tolerances (source, tolerance) VALUES ('csv', 0)"))
     breaks = reconcile(engine, database_url, "e8", 3)
     assert sorted((b["account"], b["tolerance"]) for b in breaks) == [("Cold", "0"), ("Kraken", "0")]
+
+
+def test_a_clean_multi_month_ledger_has_zero_breaks(engine, database_url, tmp_path) -> None:
+    """A generated ledger (4 accounts: exchanges and wallets, trades and internal transfers, daily balances for a
+    year) closes January to April with every (account, asset, day) checked and not one break."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from ingestion.csv_files import CsvFile, import_csv
+    from reconciliation.completeness import check_completeness
+    from transforms.canonical import build_canonical
+    from warehouse.entities import get_or_create_entity
+
+    path = Path(__file__).resolve().parents[2] / "samples" / "generate.py"
+    spec = importlib.util.spec_from_file_location("coinfrs_sample_generator", path)
+    generator = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, generator)  # its dataclasses look their module up
+    spec.loader.exec_module(generator)
+    summary = generator.generate_bench(tmp_path, years=1, rows=400, accounts=4, start="2025-01-01")
+    with engine.begin() as conn:
+        entity = get_or_create_entity(conn, "clean-year")
+        import_csv(conn, entity.id, "ledger", CsvFile.from_path(tmp_path / "ledger.csv"))
+        import_csv(conn, entity.id, "balances", CsvFile.from_path(tmp_path / "balances.csv"))
+    first, last = date(2025, 1, 1), date(2025, 4, 30)
+    with engine.begin() as conn:
+        build_canonical(conn, entity, first, last)
+    with engine.connect() as conn:
+        result = check_completeness(conn, database_url, entity, first, last)
+    assert summary["days"] == 365 and summary["transfers"] > 0
+    assert len(result.checked_per_day) == 120 and sum(result.checked_per_day.values()) > 120 * 4
+    assert result.breaks == [] and result.gx_success
