@@ -97,8 +97,9 @@ def main() -> int:
             for statement in SEED.replace("__START__", start.isoformat()).split(";"):
                 if statement.strip():
                     conn.execute(sa.text(statement), dict(e=entity.id, accounts=args.accounts, days=args.days))
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             conn.execute(sa.text("ANALYZE"))
+        with engine.connect() as conn:
             counts = conn.execute(sa.text(
                 "SELECT (SELECT count(*) FROM positions), (SELECT count(*) FROM transactions),"
                 " (SELECT count(DISTINCT (account_id, asset_id)) FROM positions)")).one()

@@ -64,37 +64,37 @@ checked AS (
     WHERE pos.date BETWEEN DATE '__FROM__' AND DATE '__TO__'
       AND pos.reported_at > (pos.date::timestamp AT TIME ZONE '__TZ__')
 ),
+tolerances AS (
+    SELECT acc.id AS account_id,
+           CASE WHEN acc.chain IS NOT NULL OR acc.account_type IN ('wallet', 'vault') THEN 0::numeric
+                ELSE coalesce(st.tolerance, __DEFAULT_TOLERANCE__::numeric) END AS tolerance
+    FROM accounts acc LEFT JOIN source_tolerances st ON st.source = acc.source
+    WHERE acc.entity_id = __ENTITY__
+),
 rolled AS (
-    SELECT c.account_id, c.asset_id, c.date, c.reported_quantity, c.reported_at, c.prev_q AS prev_quantity,
-           c.prev_at, c.computed_quantity - CASE WHEN c.prev_at IS NULL THEN 0 ELSE c.prev_computed END AS legs_sum
-    FROM checked c WHERE c.at_cutoffs
-    UNION ALL
-    SELECT c.account_id, c.asset_id, c.date, c.reported_quantity, c.reported_at, prev.quantity, prev.observed_at,
-           w.legs_sum
+    SELECT c.account_id, c.asset_id, c.date, c.reported_quantity, c.reported_at,
+           CASE WHEN c.at_cutoffs THEN c.prev_q ELSE prev.quantity END AS prev_quantity,
+           CASE WHEN c.at_cutoffs THEN c.prev_at ELSE prev.observed_at END AS prev_at,
+           CASE WHEN c.at_cutoffs THEN c.computed_quantity - CASE WHEN c.prev_at IS NULL THEN 0 ELSE c.prev_computed END
+                ELSE w.legs_sum END AS legs_sum
     FROM checked c
+    -- off the cutoffs only (a one-time filter: rows at the cutoffs never run these lookups)
     LEFT JOIN LATERAL (
         SELECT b.quantity, b.observed_at FROM balance_observations b
-        WHERE b.account_id = c.account_id AND b.asset_id = c.asset_id AND b.observed_at <= c.day_start
+        WHERE NOT c.at_cutoffs AND b.account_id = c.account_id AND b.asset_id = c.asset_id
+          AND b.observed_at <= c.day_start
         ORDER BY b.observed_at DESC LIMIT 1
     ) prev ON true
-    CROSS JOIN LATERAL (
+    LEFT JOIN LATERAL (
         SELECT coalesce(sum(l.quantity), 0) AS legs_sum FROM transactions l
-        WHERE l.account_id = c.account_id AND l.asset_id = c.asset_id
+        WHERE NOT c.at_cutoffs AND l.account_id = c.account_id AND l.asset_id = c.asset_id
           AND ((NOT l.is_adjustment AND l.ts > coalesce(prev.observed_at, '-infinity') AND l.ts <= c.reported_at)
                OR (l.is_adjustment AND l.close_date = c.date))
-    ) w
-    WHERE NOT c.at_cutoffs
+    ) w ON true
 ),
 failing AS (
-    SELECT r.*, tol.value AS tolerance
-    FROM rolled r
-    JOIN accounts acc ON acc.id = r.account_id
-    LEFT JOIN source_tolerances st ON st.source = acc.source
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN acc.chain IS NOT NULL OR acc.account_type IN ('wallet', 'vault') THEN 0::numeric
-                    ELSE coalesce(st.tolerance, __DEFAULT_TOLERANCE__::numeric) END AS value
-    ) tol
-    WHERE abs(r.reported_quantity - coalesce(r.prev_quantity, 0) - r.legs_sum) > tol.value
+    SELECT r.*, t.tolerance FROM rolled r JOIN tolerances t ON t.account_id = r.account_id
+    WHERE abs(r.reported_quantity - coalesce(r.prev_quantity, 0) - r.legs_sum) > t.tolerance
 )
 SELECT f.date::text AS date, f.account_id, f.asset_id,
        coalesce(f.prev_quantity, 0)::text AS previous_reported, f.prev_at::text AS previous_reported_at,
