@@ -9,6 +9,7 @@ Chain: source_sync (exchanges and wallets into staging; CSV imports fill staging
 """
 
 
+import json
 import warnings
 from datetime import date
 
@@ -22,10 +23,13 @@ from assets.sources import source_sync
 from assets.staging import raw_balance_snapshots, raw_records
 from reconciliation.close import close_summaries, write_closes
 from reconciliation.completeness import EXPECTATION, check_completeness, write_completeness
+from reconciliation.suites import run_suites, write_suite_results
+from reconciliation.report import close_report_markdown, write_close_provenance, write_report_files
 from transforms.canonical import build_canonical
 from transforms.pnl import CONFIGURED, build_pnl
 from warehouse.names import load_names
 from warehouse.numbers import ZERO, to_text
+from warehouse.settings import get_settings
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in 1.13
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned asset check specs are preview in 1.13
@@ -38,12 +42,56 @@ def _range_label(start: date, end: date) -> str:
     return start.isoformat() if start == end else f"{start.isoformat()}..{end.isoformat()}"
 
 
+SUITE_CHECKS = {"staging": "staging_expectations", "canonical": "canonical_expectations"}
+
+
+def _suite_check_specs() -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(
+        name, asset="canonical_ledger", partitions_def=daily_partitions, blocking=True,
+        description=f"Great Expectations suite on the {suite} layer (reconciliation/suites.py). A failing 'error' "
+                    "expectation (invalid data) fails at ERROR severity and stops PnL and the close; 'warn' ones warn.")
+        for suite, name in SUITE_CHECKS.items()]
+
+
+def _failing_table(rows: list[dict]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(r) for r in rows[:_MAX_TABLE_ROWS]],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in
+                                       ("entity", "date", "expectation", "severity", "failing row")]))
+
+
+def _suite_check_results(context: dg.AssetExecutionContext, failing: dict[str, list[dict]]) -> list[dg.AssetCheckResult]:
+    """One check result per suite (and, over a range, one evaluation per day) with a table of the failing rows."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+    results = []
+    for suite, name in SUITE_CHECKS.items():
+        rows = failing.get(suite, [])
+        errors = [r for r in rows if r["severity"] == "error"]
+        severity = dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN
+        if len(context.partition_keys) > 1:
+            for day in context.partition_keys:
+                day_rows = [r for r in rows if r["date"] == day]
+                context.log_event(AssetCheckEvaluation(
+                    asset_key=context.asset_key, check_name=name, passed=not day_rows, partition=day, blocking=True,
+                    severity=dg.AssetCheckSeverity.ERROR if any(r["severity"] == "error" for r in day_rows)
+                    else dg.AssetCheckSeverity.WARN,
+                    metadata={"failing rows": dg.MetadataValue.int(len(day_rows)), "failing": _failing_table(day_rows)}))
+        results.append(dg.AssetCheckResult(
+            check_name=name, passed=not rows, severity=severity,
+            metadata={"failing rows": dg.MetadataValue.int(len(rows)), "errors": dg.MetadataValue.int(len(errors)),
+                      "failing": _failing_table(rows)},
+            description=f"{len(rows)} failing row(s), {len(errors)} at error severity"))
+    return results
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="canonical",
     deps=[raw_records, raw_balance_snapshots, source_sync],
     kinds={"postgres"},
+    check_specs=_suite_check_specs(),
     description=(
         "Canonical layer for the day(s): legs from the latest version of each staged ledger record, "
         "internal transfers matched by tx hash, balance observations from staged snapshots, ledger prices, "
@@ -55,6 +103,7 @@ def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     totals = {"legs": 0, "adjustment legs": 0, "transfers matched": 0, "transfers unmatched": 0,
               "balance observations": 0, "positions": 0}
     unknown: set[str] = set()
+    failing: dict[str, list[dict]] = {}
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
             stats = build_canonical(conn, entity, start, end, run_id=context.run_id)
@@ -65,7 +114,15 @@ def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                            ("balance observations", stats.observations), ("positions", stats.positions)):
             totals[key] += value
         unknown.update(stats.unknown_assets)
-    return dg.MaterializeResult(metadata={
+        outcomes = run_suites(warehouse.url(), entity, start, end)
+        with warehouse.engine().begin() as conn:
+            write_suite_results(conn, entity, start, end, outcomes, run_id=context.run_id)
+        for outcome in outcomes:
+            for row in outcome.failing_rows:
+                failing.setdefault(outcome.expectation.suite, []).append({
+                    "entity": entity.name, "date": str(row.get("date")), "expectation": outcome.expectation.name,
+                    "severity": outcome.expectation.severity, "failing row": json.dumps(row, sort_keys=True)})
+    return dg.MaterializeResult(check_results=_suite_check_results(context, failing), metadata={
         **{k: dg.MetadataValue.int(v) for k, v in totals.items()},
         "days": dg.MetadataValue.text(_range_label(start, end)),
         "unknown assets (flagged)": dg.MetadataValue.text(", ".join(sorted(unknown)) or "none"),
@@ -188,22 +245,29 @@ def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     group_name="close",
     deps=[cost_basis_pnl],
     kinds={"postgres"},
-    description="One close record per entity and day: status (closed / breaks / failed), counts, realized PnL, lock flag.",
+    description="One close record per entity and day: status (closed / breaks / partial / failed), counts, realized PnL, "
+                "lock flag, provenance (inputs, code version, cursors, output hash) and the HTML close report.",
 )
 def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     start, end = window_of(context)
     rows = []
+    reports: dict[str, str] = {}
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
             write_closes(conn, entity, start, end, run_id=context.run_id)
+            write_close_provenance(conn, entity, start, end, run_id=context.run_id)
             entity_rows = close_summaries(conn, entity, start, end)
+            reports.update(write_report_files(conn, entity, start, end, get_settings().data_dir / "reports"))
         rows.extend(entity_rows)
         report(context, f"close · {entity.name} · {_range_label(start, end)}: {len(entity_rows)} day(s) closed")
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    latest = {name: path for name, path in sorted(reports.items())}
     return dg.MaterializeResult(metadata={
         **{f"days {status}": dg.MetadataValue.int(n) for status, n in sorted(statuses.items())},
+        **{f"close report {name}": dg.MetadataValue.path(path) for name, path in latest.items()},
+        "close report": dg.MetadataValue.md(close_report_markdown(rows)),
         "closes": dg.MetadataValue.table(
             records=[dg.TableRecord(r) for r in rows[-_MAX_TABLE_ROWS:]],
             schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in

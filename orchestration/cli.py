@@ -20,6 +20,7 @@ from orchestration import cli_api, cli_prices
 from orchestration.cli_chains import wallet_app
 from orchestration.cli_costbasis import pnl_commands
 from orchestration.cli_sources import source_app
+from orchestration.cli_recon import recon_app
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -30,13 +31,12 @@ app = typer.Typer(help="Coinfrs: close the books on crypto, every day.", no_args
 db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
 close_app = typer.Typer(help="Run, inspect and lock daily closes.")
 pnl_app = typer.Typer(help="Cost basis and PnL reports.", no_args_is_help=True)
-recon_app = typer.Typer(help="Reconciliation results.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for the read API.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
-app.add_typer(recon_app, name="recon")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(recon_app, name="recon")
 app.add_typer(cli_api.app, name="journal")
 app.add_typer(cli_prices.prices_app, name="prices")
 app.add_typer(wallet_app, name="wallet")
@@ -283,32 +283,6 @@ def pnl_realized(
     for key, value in summary.items():
         table.add_row(key, str(value))
     out.print(table)
-
-
-@recon_app.command("breaks")
-def recon_breaks(
-    entity: EntityOpt,
-    date_from: Annotated[str, typer.Option("--from")],
-    date_to: Annotated[str, typer.Option("--to")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Reconciliation breaks of a period: expected vs reported, the difference."""
-    from warehouse.reports import list_breaks
-
-    start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
-    with _engine().connect() as conn:
-        record = _entity(conn, entity)
-        rows = list_breaks(conn, record.id, start, end)
-    if as_json:
-        print(json.dumps(rows))
-        return
-    table = Table(title=f"{record.name}: breaks {start} .. {end}")
-    for column in ("date", "account", "asset", "expected", "reported", "difference", "status"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(*(str(r[c]) for c in ("date", "account", "asset", "expected", "reported", "difference", "status")))
-    out.print(table)
-    out.print(f"{len(rows)} break(s)")
 
 
 # ----------------------------------------------------------------------------- API

@@ -1,8 +1,9 @@
 """The daily close record per entity and day, and locking.
 
-A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks remain) or
-``failed`` (a step of the close failed; its message says which). Only a close without open
-breaks can be locked, and a locked day is never rewritten by any step.
+A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks remain),
+``partial`` (a source was recorded as down for the day: ``reconciliation/outages.py``; the message
+names it) or ``failed`` (a step of the close failed; its message says which). Only a close without
+open breaks that is not partial can be locked, and a locked day is never rewritten by any step.
 """
 
 from __future__ import annotations
@@ -22,18 +23,22 @@ INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmat
                          realized_gain_account, unrealized_gain_universal, book, realized_gain_book, shortfalls, message,
                          run_id, closed_at, locked)
 SELECT :e, d.day,
-       CASE WHEN coalesce(b.n, 0) > 0 THEN 'breaks' ELSE 'closed' END,
+       CASE WHEN coalesce(o.n, 0) > 0 THEN 'partial' WHEN coalesce(b.n, 0) > 0 THEN 'breaks' ELSE 'closed' END,
        coalesce(l.n, 0), coalesce(p.n, 0), coalesce(b.n, 0), coalesce(x.n, 0),
        coalesce(ru.g, 0), coalesce(ra.g, 0), u.g,
        coalesce((SELECT bk.method || ':' || bk.pool FROM pnl_books bk WHERE bk.entity_id = :e AND bk.effective_from <= d.day
                  ORDER BY bk.effective_from DESC LIMIT 1), 'fifo:universal'),
        coalesce(rb.g, 0), coalesce(sf.n, 0),
-       CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
+       nullif(concat_ws('; ', o.what, CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END), ''),
        :run_id, now(), false
 FROM (SELECT g::date AS day FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') g) d
 LEFT JOIN (SELECT close_date AS day, count(*) AS n FROM transactions WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1) l USING (day)
 LEFT JOIN (SELECT date AS day, count(*) AS n FROM positions WHERE entity_id = :e AND date BETWEEN :s AND :t GROUP BY 1) p USING (day)
 LEFT JOIN (SELECT date AS day, count(*) AS n FROM breaks WHERE entity_id = :e AND date BETWEEN :s AND :t AND status = 'open' GROUP BY 1) b USING (day)
+LEFT JOIN (SELECT date AS day, count(*) AS n,
+                  'source down: ' || string_agg(source || CASE WHEN stream = '*' THEN '' ELSE '/' || stream END || ' (' || reason || ')', ', '
+                                                ORDER BY source, stream) AS what
+           FROM source_outages WHERE entity_id = :e AND date BETWEEN :s AND :t GROUP BY 1) o USING (day)
 LEFT JOIN (SELECT close_date AS day, count(*) AS n FROM transfers WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND status <> 'matched' GROUP BY 1) x USING (day)
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'universal' AND date BETWEEN :s AND :t GROUP BY 1) ru USING (day)
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'account' AND date BETWEEN :s AND :t GROUP BY 1) ra USING (day)
@@ -105,6 +110,9 @@ def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
         raise CloseError(f"{entity.name} {day} is already locked (since {record.locked_at:%Y-%m-%d %H:%M} UTC)")
     if record.status == "failed":
         raise CloseError(f"{entity.name} {day}: the close failed ({record.message}); rerun it before locking")
+    if record.status == "partial":
+        raise CloseError(f"{entity.name} {day} is partial ({record.message}): re-read the source and close it again "
+                         "before locking")
     open_breaks = conn.execute(sa.text(
         "SELECT count(*) FROM breaks WHERE entity_id = :e AND date = :d AND status = 'open'"), dict(e=entity.id, d=day)).scalar_one()
     if open_breaks:

@@ -150,19 +150,24 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
         DELETE FROM transfers WHERE entity_id = :e AND NOT (close_date = ANY(:locked))
           AND (close_date BETWEEN :s AND :t OR tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes))
         """), params)
+    # The candidates go to a temporary table with statistics: as a CTE the planner misjudges them and joins outs to
+    # ins in a nested loop that grows with the square of unmatched transfer legs (minutes for 40,000 legs).
     conn.execute(sa.text(
         """
-        WITH candidates AS (
-            SELECT l.* FROM transactions l
-            WHERE l.entity_id = :e AND l.kind IN ('transfer_in', 'transfer_out')
-              AND ((l.close_date BETWEEN :s AND :t AND NOT (l.close_date = ANY(:locked)))
-                   OR l.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes))
-              AND NOT EXISTS (SELECT 1 FROM transfers x WHERE x.out_leg_id = l.id OR x.in_leg_id = l.id)
-        ),
-        outs AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
-                 FROM candidates c WHERE kind = 'transfer_out' AND tx_hash IS NOT NULL),
+        CREATE TEMP TABLE tmp_transfer_candidates ON COMMIT DROP AS
+        SELECT l.id, l.account_id, l.asset_id, l.tx_hash, l.kind, l.ts, l.close_date FROM transactions l
+        WHERE l.entity_id = :e AND l.kind IN ('transfer_in', 'transfer_out')
+          AND ((l.close_date BETWEEN :s AND :t AND NOT (l.close_date = ANY(:locked)))
+               OR l.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes))
+          AND NOT EXISTS (SELECT 1 FROM transfers x WHERE x.out_leg_id = l.id OR x.in_leg_id = l.id)
+        """), params)
+    conn.execute(sa.text("ANALYZE tmp_transfer_candidates"))
+    conn.execute(sa.text(
+        """
+        WITH outs AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
+                      FROM tmp_transfer_candidates c WHERE kind = 'transfer_out' AND tx_hash IS NOT NULL),
         ins AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
-                FROM candidates c WHERE kind = 'transfer_in' AND tx_hash IS NOT NULL),
+                FROM tmp_transfer_candidates c WHERE kind = 'transfer_in' AND tx_hash IS NOT NULL),
         matched AS (
             SELECT o.id AS out_id, i.id AS in_id, o.asset_id, o.tx_hash, o.close_date
             FROM outs o JOIN ins i ON i.tx_hash = o.tx_hash AND i.asset_id = o.asset_id AND i.n = o.n
@@ -171,16 +176,17 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
         all_rows AS (
             SELECT out_id AS id, out_id, in_id, asset_id, tx_hash, 'matched' AS status, close_date FROM matched
             UNION ALL
-            SELECT c.id, c.id, NULL, c.asset_id, c.tx_hash, 'unmatched_out', c.close_date FROM candidates c
-            WHERE c.kind = 'transfer_out' AND c.id NOT IN (SELECT out_id FROM matched)
+            SELECT c.id, c.id, NULL, c.asset_id, c.tx_hash, 'unmatched_out', c.close_date FROM tmp_transfer_candidates c
+            WHERE c.kind = 'transfer_out' AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.out_id = c.id)
             UNION ALL
-            SELECT c.id, NULL, c.id, c.asset_id, c.tx_hash, 'unmatched_in', c.close_date FROM candidates c
-            WHERE c.kind = 'transfer_in' AND c.id NOT IN (SELECT in_id FROM matched)
+            SELECT c.id, NULL, c.id, c.asset_id, c.tx_hash, 'unmatched_in', c.close_date FROM tmp_transfer_candidates c
+            WHERE c.kind = 'transfer_in' AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.in_id = c.id)
         )
         INSERT INTO transfers (id, entity_id, out_leg_id, in_leg_id, asset_id, tx_hash, status, close_date)
         SELECT id, :e, out_id, in_id, asset_id, tx_hash, status, close_date FROM all_rows
         WHERE NOT (close_date = ANY(:locked))
         """), params)
+    conn.execute(sa.text("DROP TABLE tmp_transfer_candidates"))
     conn.execute(sa.text(
         """
         UPDATE transactions l SET counterparty_account_id = CASE WHEN l.id = x.out_leg_id THEN i.account_id ELSE o.account_id END
@@ -250,7 +256,6 @@ POSITIONS_SQL = """
 WITH days AS (
     SELECT d::date AS day, ((d::date + 1)::timestamp AT TIME ZONE :tz) AS cutoff
     FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') AS d
-    WHERE NOT (d::date = ANY(:locked))
 ),
 pairs AS (
     SELECT account_id, asset_id, min(first_day) AS first_day FROM (
@@ -296,6 +301,7 @@ LEFT JOIN LATERAL (
     WHERE p.entity_id = :e AND p.asset_id = c.asset_id AND p.ts <= c.cutoff
     ORDER BY p.ts DESC, p.id DESC LIMIT 1
 ) pr ON true
+WHERE NOT (c.day = ANY(:locked))  -- locked days stay as closed, but their legs still roll into the days after
 """
 
 

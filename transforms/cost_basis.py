@@ -221,6 +221,7 @@ class BookState:
     lots: list[OpenLot]
     pool_basis: dict[tuple[int, int], Decimal]  # average pools: the authoritative basis
     holdings: dict[tuple[int, int], Decimal]  # (account, asset) -> quantity from legs
+    next_seq: int = 0  # the book's lot counter: a restart numbers new lots exactly as the full run does
 
 
 @dataclass
@@ -491,7 +492,8 @@ class _Book:
     def state(self, day: date) -> BookState:
         lots = [lot for key in sorted(self.pools) if self.pools[key].heap for lot in self.lots_of(key, day, ordered=False)]
         basis = {key: pool.basis for key, pool in self.pools.items() if pool.heap} if self.average else {}
-        return BookState(day, self.method, self.pool, lots, basis, {k: v for k, v in self.holdings.items() if v})
+        return BookState(day, self.method, self.pool, lots, basis, {k: v for k, v in self.holdings.items() if v},
+                         self.seq)
 
     def restore(self, state: BookState) -> None:
         if (state.method, state.pool) != (self.method, self.pool):
@@ -504,6 +506,7 @@ class _Book:
             pool.basis += lot.cost_basis
             if lot.seq > self.seq:
                 self.seq = lot.seq
+        self.seq = max(self.seq, state.next_seq)
         for pool in self.pools.values():
             heapq.heapify(pool.heap)
         for key, basis in state.pool_basis.items():

@@ -172,7 +172,7 @@ def load_book_state(conn: Connection, entity: Entity, method: str, pool: str, be
         [OpenLot(l["date"], l["pool_account_id"], l["asset_id"], l["lot_leg_id"], l["acquired_at"], l["quantity"],
                  l["cost_basis"], l["flagged"], l["account_id"], l["seq"]) for l in lots],
         {_text_key(k): D(v) for k, v in row["pool_basis"].items()},
-        {_text_key(k): D(v) for k, v in row["holdings"].items()})
+        {_text_key(k): D(v) for k, v in row["holdings"].items()}, row["next_seq"])
 
 
 def load_restart_prices(conn: Connection, entity_id: int, since: datetime, up_to: datetime) -> FairValues:
@@ -231,10 +231,10 @@ def write_book(conn: Connection, entity: Entity, ident: tuple[str, str], book: B
     if periods is not None and digests is not None:
         copy_rows(conn, "pnl_book_states", (
             "entity_id", "method", "pool", "date", "state_method", "state_pool", "schedule", "inputs_digest",
-            "pool_basis", "holdings", "run_id"),
+            "pool_basis", "holdings", "next_seq", "run_id"),
             ((entity.id, method, pool, s.as_of, s.method, s.pool, schedule_signature(periods, s.as_of),
               digest_at(digests, s.as_of), json.dumps({_key_text(k): str(v) for k, v in s.pool_basis.items()}),
-              json.dumps({_key_text(k): str(v) for k, v in s.holdings.items()}), run_id)
+              json.dumps({_key_text(k): str(v) for k, v in s.holdings.items()}), s.next_seq, run_id)
              for s in book.states if keep(s.as_of)))
     return len(disposals)
 

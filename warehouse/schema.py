@@ -271,6 +271,8 @@ breaks = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="open"),
     sa.Column("run_id", sa.Text),
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("causes", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb"),
+              comment="ranked candidate causes: [{code, evidence, score, data}] (reconciliation/causes.py)"),
     sa.UniqueConstraint("entity_id", "date", "account_id", "asset_id", name="uq_breaks_day"),
 )
 
@@ -343,7 +345,7 @@ closes = sa.Table(
     metadata,
     sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
     sa.Column("date", sa.Date, nullable=False),
-    sa.Column("status", sa.Text, nullable=False, comment="closed | breaks | failed"),
+    sa.Column("status", sa.Text, nullable=False, comment="closed | breaks | partial | failed"),
     sa.Column("legs", sa.Integer, nullable=False),
     sa.Column("positions", sa.Integer, nullable=False),
     sa.Column("breaks", sa.Integer, nullable=False),
@@ -552,6 +554,92 @@ pnl_book_states = sa.Table(
     sa.Column("inputs_digest", sa.Text, nullable=False, comment="legs and prices up to the day: a change invalidates the state"),
     sa.Column("pool_basis", JSONB, nullable=False, comment="average pools: {'account:asset': basis}"),
     sa.Column("holdings", JSONB, nullable=False, comment="{'account:asset': quantity} from the legs"),
+    sa.Column("next_seq", sa.BigInteger, nullable=False, server_default="0",
+              comment="the book's lot counter at the end of the day (a restart numbers lots as the full run does)"),
     sa.Column("run_id", sa.Text),
     sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date"),
+)
+
+# ---------------------------------------------------------------- reconciliation and the close
+
+break_actions = sa.Table(
+    "break_actions",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("action", sa.Text, nullable=False, comment="acknowledge | adjust"),
+    sa.Column("actor", sa.Text, nullable=False, comment="who"),
+    sa.Column("reason", sa.Text, nullable=False, comment="why"),
+    sa.Column("quantity", Exact, comment="the adjustment leg's signed quantity (adjust)"),
+    sa.Column("difference", Exact, nullable=False, comment="the break's difference when the action was taken"),
+    sa.Column("raw_record_id", sa.BigInteger, sa.ForeignKey("raw_records.id"),
+              comment="the staged manual record of the adjustment leg (adjust)"),
+    sa.Column("created_at", TS, nullable=False, server_default=_now(), comment="when"),
+)
+sa.Index("ix_break_actions_key", break_actions.c.entity_id, break_actions.c.date, break_actions.c.account_id,
+         break_actions.c.asset_id)
+
+source_outages = sa.Table(
+    "source_outages",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False, comment="'*' when the whole source was down"),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("recorded_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("entity_id", "source", "stream", "date"),
+)
+
+source_tolerances = sa.Table(
+    "source_tolerances",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("tolerance", Exact, nullable=False, comment="absolute, in asset units; exchanges only (default 1e-8)"),
+)
+
+expected_streams = sa.Table(
+    "expected_streams",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("since", sa.Date, nullable=False, comment="first day the stream must have run"),
+    sa.PrimaryKeyConstraint("entity_id", "source", "stream"),
+)
+
+expectation_results = sa.Table(
+    "expectation_results",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("suite", sa.Text, nullable=False),
+    sa.Column("expectation", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False, comment="error | warn"),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("observed_value", JSONB),
+    sa.Column("failing_rows", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("run_id", sa.Text),
+    sa.Column("checked_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("entity_id", "date", "suite", "expectation", name="uq_expectation_results_day"),
+)
+
+close_provenance = sa.Table(
+    "close_provenance",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("code_version", sa.Text, nullable=False),
+    sa.Column("input_counts", JSONB, nullable=False),
+    sa.Column("source_cursors", JSONB, nullable=False),
+    sa.Column("outputs", JSONB, nullable=False, comment="the close's figures that the hash covers"),
+    sa.Column("output_hash", sa.Text, nullable=False, comment="sha256 of the canonical JSON of outputs"),
+    sa.Column("report_html", sa.Text, nullable=False, comment="the close report as it was when closed"),
+    sa.Column("computed_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("entity_id", "date"),
 )

@@ -22,3 +22,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 COMMON_ERRORS = error_responses(400, 401, 404, 429, 500, 503)
+# For a route whose own answer is not JSON (an HTML report): its errors are still the JSON envelope, said explicitly
+# (FastAPI would otherwise document them under the route's own media type).
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": _ERROR_TEXT[s],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
+    for s in (400, 401, 404, 429, 500, 503)}

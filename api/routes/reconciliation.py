@@ -1,7 +1,8 @@
-"""``GET /api/v1/reconciliation/breaks``: completeness breaks for a day or a range."""
+"""``GET /api/v1/reconciliation/...``: breaks with their causes, expectation results, localisation."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -10,30 +11,79 @@ from api.deps import ConnDep, CurrentEntity
 from api.envelope import list_success
 from api.errors import ValidationFailed
 from api.routes import COMMON_ERRORS
-from api.schemas import BreakOut, IsoDate, ListEnvelope
+from api.schemas import IsoDate, ListEnvelope
+from api.schemas_recon import BreakWithCausesOut, CauseCode, LocalisedBreakOut, ResultOut
+from reconciliation.queries import load_results
+from reconciliation.workflow import localise_breaks
 from warehouse import reports
 
 router = APIRouter(prefix="/reconciliation", tags=["reconciliation"], responses=COMMON_ERRORS)
 
+DayQ = Annotated[IsoDate | None, Query(alias="date", description="One close date (or give from and to)")]
+FromQ = Annotated[IsoDate | None, Query(alias="from", description="First close date, inclusive")]
+ToQ = Annotated[IsoDate | None, Query(alias="to", description="Last close date, inclusive")]
 
-@router.get("/breaks", response_model=ListEnvelope[BreakOut], summary="Reconciliation breaks")
+
+def _range(day: date | None, date_from: date | None, date_to: date | None) -> tuple[date, date]:
+    if day is not None:
+        if date_from is not None or date_to is not None:
+            raise ValidationFailed.for_field("date", "give either date, or from and to, not both")
+        return day, day
+    if date_from is None or date_to is None:
+        missing = "from" if date_from is None else "to"
+        raise ValidationFailed.for_field(missing, "give date, or both from and to")
+    return date_from, date_to
+
+
+@router.get("/breaks", response_model=ListEnvelope[BreakWithCausesOut], summary="Reconciliation breaks with causes")
 def list_breaks(
     request: Request,
     entity: CurrentEntity,
     conn: ConnDep,
-    day: Annotated[IsoDate | None, Query(alias="date", description="One close date (or give from and to)")] = None,
-    date_from: Annotated[IsoDate | None, Query(alias="from", description="First close date, inclusive")] = None,
-    date_to: Annotated[IsoDate | None, Query(alias="to", description="Last close date, inclusive")] = None,
+    day: DayQ = None,
+    date_from: FromQ = None,
+    date_to: ToQ = None,
+    status: Annotated[str | None, Query(description="open | acknowledged")] = None,
+    account: Annotated[str | None, Query(description="Account name")] = None,
+    asset: Annotated[str | None, Query(description="Asset symbol")] = None,
+    cause: Annotated[CauseCode | None, Query(description="Only breaks with this candidate cause")] = None,
 ) -> dict:
-    """Where `previous reported + legs of the day ≠ reported` beyond the asset's tolerance, per account,
-    account type, sub-account and asset, with the legs of the window. Give `date`, or `from` and `to`."""
-    if day is not None:
-        if date_from is not None or date_to is not None:
-            raise ValidationFailed.for_field("date", "give either date, or from and to, not both")
-        date_from = date_to = day
-    elif date_from is None or date_to is None:
-        missing = "from" if date_from is None else "to"
-        raise ValidationFailed.for_field(missing, "give date, or both from and to")
-    items = reports.list_breaks(conn, entity.id, date_from, date_to)
-    return list_success(request, items, entity=entity.name, **{"from": date_from.isoformat(),
-                                                              "to": date_to.isoformat()})
+    """Where `previous reported + legs of the day ≠ reported` beyond the tolerance, per account, account type,
+    sub-account and asset, with the legs of the window and ranked candidate causes (`causes[].code`, `evidence`).
+    Give `date`, or `from` and `to`."""
+    start, end = _range(day, date_from, date_to)
+    items = reports.list_breaks(conn, entity.id, start, end)
+    items = [b for b in items
+             if (status is None or b["status"] == status) and (account is None or b["account"] == account)
+             and (asset is None or b["asset"] == asset.upper())
+             and (cause is None or any(c["code"] == cause for c in b["causes"]))]
+    return list_success(request, items, entity=entity.name, **{"from": start.isoformat(), "to": end.isoformat()})
+
+
+@router.get("/results", response_model=ListEnvelope[ResultOut], summary="Expectation results")
+def list_results(
+    request: Request,
+    entity: CurrentEntity,
+    conn: ConnDep,
+    day: DayQ = None,
+    date_from: FromQ = None,
+    date_to: ToQ = None,
+    suite: Annotated[str | None, Query(description="e.g. canonical.completeness")] = None,
+) -> dict:
+    """Stored results per day, suite and expectation: success, severity (error blocks PnL and the close; warn
+    does not), observed value and failing rows."""
+    start, end = _range(day, date_from, date_to)
+    return list_success(request, load_results(conn, entity.id, start, end, suite), entity=entity.name,
+                        **{"from": start.isoformat(), "to": end.isoformat()})
+
+
+@router.get("/localise", response_model=ListEnvelope[LocalisedBreakOut], summary="Where breaks start")
+def localise(request: Request, entity: CurrentEntity, conn: ConnDep, date_from: FromQ = None, date_to: ToQ = None) -> dict:
+    """Per (account, asset) whose reported and computed balances disagree in the range: the first day, and whether
+    it persists to the end of the range."""
+    start, end = _range(None, date_from, date_to)
+    try:
+        rows = localise_breaks(conn, entity, start, end)
+    except ValueError as exc:
+        raise ValidationFailed.for_field("to", str(exc)) from None
+    return list_success(request, rows, entity=entity.name)

@@ -191,3 +191,14 @@ def test_cli_reports_print_the_same_figures_as_the_report_queries(closed_sample)
         ("2026-01-20", "Kraken", "USD", "3560375.94", "3559743.49", "-632.45"),
         ("2026-02-14", "Solana Staking", "SOL", "33323.592004442", "33330.046738564", "6.454734122"),
     ]
+
+
+def test_the_sample_breaks_explain_themselves(closed_sample) -> None:
+    engine, entity_id, _ = closed_sample
+    with engine.connect() as conn:
+        kraken, solana = list_breaks(conn, entity_id, FIRST, LAST)
+    # the Kraken SELL without its fee; the staking reward missing from a near-daily stream
+    assert kraken["causes"][0]["code"] == "fee", kraken["causes"]
+    assert "has no fee leg" in kraken["causes"][0]["evidence"]
+    assert solana["causes"][0]["code"] == "missing_leg", solana["causes"]
+    assert "staking_reward" in solana["causes"][0]["evidence"]

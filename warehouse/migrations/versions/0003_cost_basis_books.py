@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column("inputs_digest", sa.Text, nullable=False),
         sa.Column("pool_basis", JSONB, nullable=False),
         sa.Column("holdings", JSONB, nullable=False),
+        sa.Column("next_seq", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("run_id", sa.Text),
         sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date", name="pk_pnl_book_states"),
     )

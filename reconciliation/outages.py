@@ -1,0 +1,48 @@
+"""Source outages: a source (or one of its streams) that was down for a close day.
+
+Ingestion code calls ``record_source_outage`` when a source cannot be read for a day (after its
+retries and circuit breaker gave up). The close of that day is then ``partial`` (it says which
+source and why) instead of pretending the data is complete, and a break of an account of that
+source lists ``missing_stream`` as a cause. Data never disappears: nothing is deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from warehouse.schema import source_outages
+
+ALL_STREAMS = "*"
+
+
+def record_source_outage(conn: Connection, entity_id: int, source: str, day: date, reason: str, *,
+                         stream: str = ALL_STREAMS) -> None:
+    """Record that ``source`` (or one ``stream`` of it) was down on ``day``; recording it again updates the reason."""
+    if not source.strip() or not reason.strip():
+        raise ValueError("a source outage needs a source and a reason")
+    statement = insert(source_outages).values(entity_id=entity_id, source=source.strip(), stream=stream.strip() or ALL_STREAMS,
+                                              date=day, reason=reason.strip()[:2000])
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=["entity_id", "source", "stream", "date"],
+        set_={"reason": statement.excluded.reason, "recorded_at": sa.func.now()}))
+
+
+def clear_source_outage(conn: Connection, entity_id: int, source: str, day: date, *, stream: str = ALL_STREAMS) -> int:
+    """The source was re-read successfully for ``day``: the outage no longer applies."""
+    return conn.execute(source_outages.delete().where(
+        source_outages.c.entity_id == entity_id, source_outages.c.source == source, source_outages.c.stream == stream,
+        source_outages.c.date == day)).rowcount
+
+
+def outages_by_day(conn: Connection, entity_id: int, start: date, end: date) -> dict[date, list[dict[str, str]]]:
+    rows = conn.execute(sa.select(source_outages).where(
+        source_outages.c.entity_id == entity_id, source_outages.c.date.between(start, end))
+        .order_by(source_outages.c.date, source_outages.c.source, source_outages.c.stream)).all()
+    result: dict[date, list[dict[str, str]]] = {}
+    for r in rows:
+        result.setdefault(r.date, []).append({"source": r.source, "stream": r.stream, "reason": r.reason})
+    return result

@@ -1,0 +1,222 @@
+"""Expectation suites on both layers, run by Great Expectations (imported lazily).
+
+Every expectation is an ``UnexpectedRowsExpectation``: a query over the range that returns the
+failing rows (each with its ``date``), so one GX validation covers all days of a run and the failing
+rows come back for the results table and the Dagster UI.
+
+Severity (what blocks):
+- ``error``: the data is invalid or the check could not run — staging keys empty or ambiguous,
+  unparseable payloads, impossible timestamps, legs of unknown kinds, legs without their account,
+  asset or raw record, matched transfers missing a side. An error fails the day's asset check at
+  ERROR severity, which stops PnL and the close of the run (its closes are marked ``failed`` with
+  the expectation's name).
+- ``warn``: the data is valid but the books do not tie — completeness breaks (``completeness.py``),
+  negative positions in accounts that cannot go negative (spot, wallet), an expected stream that did
+  not run for a day (recorded as a source outage: the close of that day is ``partial``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from reconciliation.completeness import gx_error
+from reconciliation.outages import record_source_outage
+from warehouse.calendar import days_between, locked_dates
+from warehouse.entities import Entity
+
+# Every kind a registered mapper emits: the ledger CSV, exchanges (borrow/repay of margin loans; ``other`` for an
+# export operation that says nothing more, kept rather than dropped), wallets (``opening_balance`` of a wallet
+# scanned from a later block) and manual adjustments.
+ACCEPTED_KINDS = ("buy", "sell", "deposit", "withdrawal", "fee", "transfer_in", "transfer_out", "income",
+                  "staking_reward", "airdrop", "interest", "funding", "realized_pnl", "rebate", "adjustment",
+                  "borrow", "repay", "opening_balance", "other")
+NON_NEGATIVE_ACCOUNT_TYPES = ("spot", "wallet")
+MAX_FAILING_ROWS = 100
+STAGING, CANONICAL = "staging", "canonical"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    suite: str
+    name: str
+    severity: str  # error | warn
+    description: str
+    # failing rows with a ``date`` column over ``{batch}`` (= ``table``); range and entity inlined. Every query
+    # joins: GX then substitutes ``({batch})`` and the query's own alias applies.
+    sql: str
+    table: str = "raw_records"
+
+
+# The day of an instant: the entity's close day it belongs to (a moment at a cutoff ends its day).
+_DAY = "((%s - interval '1 microsecond') AT TIME ZONE '__TZ__')::date"
+
+EXPECTATIONS: tuple[Expectation, ...] = (
+    Expectation(STAGING, "raw_keys_not_empty", "error", "source, account, stream and the source's own id are present",
+                f"""SELECT {_DAY % 'r.occurred_at'}::text AS date, r.id AS raw_record_id, r.source, r.stream, r.account,
+                           r.source_raw_id FROM {{batch}} r JOIN entities en ON en.id = r.entity_id
+                    WHERE r.entity_id = __E__ AND {_DAY % 'r.occurred_at'} BETWEEN '__S__' AND '__T__'
+                      AND (btrim(r.source) = '' OR btrim(r.account) = '' OR btrim(r.stream) = ''
+                           OR btrim(r.source_raw_id) = '')"""),
+    Expectation(STAGING, "raw_keys_unique_per_source_stream", "error",
+                "a source id names one record per source and stream (not two accounts' records)",
+                f"""SELECT {_DAY % 'min(r.occurred_at)'}::text AS date, r.source, r.stream, r.source_raw_id,
+                           string_agg(DISTINCT r.account, ', ') AS accounts FROM {{batch}} r JOIN entities en ON en.id = r.entity_id
+                    WHERE r.entity_id = __E__ AND {_DAY % 'r.occurred_at'} BETWEEN '__S__' AND '__T__'
+                    GROUP BY r.source, r.stream, r.source_raw_id HAVING count(DISTINCT r.account) > 1"""),
+    Expectation(STAGING, "payload_parseable", "error",
+                "the payload is a JSON object with the fields its stream needs",
+                f"""SELECT {_DAY % 'r.occurred_at'}::text AS date, r.id AS raw_record_id, r.source, r.stream,
+                           r.source_raw_id FROM {{batch}} r JOIN entities en ON en.id = r.entity_id
+                    WHERE r.entity_id = __E__ AND {_DAY % 'r.occurred_at'} BETWEEN '__S__' AND '__T__'
+                      AND (jsonb_typeof(r.payload) <> 'object' OR r.payload_hash = ''
+                           OR (r.stream = 'ledger' AND NOT r.payload ?& ARRAY['timestamp', 'action', 'asset', 'quantity', 'account'])
+                           OR (r.stream = 'adjustments' AND NOT r.payload ?& ARRAY['quantity', 'asset', 'account', 'entered_by', 'reason']))"""),
+    Expectation(STAGING, "timestamps_inside_ingestion_window", "error",
+                "every record has an event time, not after it was ingested and not before 2009-01-03",
+                f"""SELECT coalesce({_DAY % 'r.occurred_at'}, {_DAY % 'r.ingested_at'})::text AS date, r.id AS raw_record_id,
+                           r.source, r.stream, r.source_raw_id, r.occurred_at::text AS occurred_at,
+                           r.ingested_at::text AS ingested_at FROM {{batch}} r JOIN entities en ON en.id = r.entity_id
+                    WHERE r.entity_id = __E__
+                      AND coalesce({_DAY % 'r.occurred_at'}, {_DAY % 'r.ingested_at'}) BETWEEN '__S__' AND '__T__'
+                      AND (r.occurred_at IS NULL OR r.occurred_at > r.ingested_at + interval '5 minutes'
+                           OR r.occurred_at < TIMESTAMPTZ '2009-01-03 00:00:00+00')"""),
+    Expectation(STAGING, "expected_streams_ran", "warn",
+                "every stream expected for the entity ran after the day ended (a missing stream is a failure, not silence)",
+                """SELECT d.day::text AS date, x.source, x.stream FROM {batch} x
+                   CROSS JOIN LATERAL (SELECT g::date AS day FROM generate_series(greatest(DATE '__S__', x.since),
+                                                                                  DATE '__T__', interval '1 day') g) d
+                   WHERE x.entity_id = __E__ AND NOT EXISTS (
+                       SELECT 1 FROM ingestion_runs i WHERE i.entity_id = x.entity_id AND i.source = x.source
+                         AND i.stream = x.stream AND i.status = 'succeeded'
+                         AND coalesce(i.finished_at, i.started_at) >= ((d.day + 1)::timestamp AT TIME ZONE '__TZ__'))""",
+                "expected_streams"),
+    Expectation(CANONICAL, "accepted_kinds", "error", f"every leg's kind is one of: {', '.join(ACCEPTED_KINDS)}",
+                f"""SELECT l.close_date::text AS date, l.id AS leg_id, l.kind FROM {{batch}} l JOIN entities en ON en.id = l.entity_id
+                    WHERE l.entity_id = __E__ AND l.close_date BETWEEN '__S__' AND '__T__'
+                      AND NOT (l.kind = ANY(ARRAY[{', '.join(repr(k) for k in ACCEPTED_KINDS)}]))""", "transactions"),
+    Expectation(CANONICAL, "lineage", "error",
+                "every leg references an existing account and asset of the entity and the raw record it came from",
+                """SELECT l.close_date::text AS date, l.id AS leg_id, l.raw_record_id,
+                          (r.id IS NULL) AS raw_missing, (a.id IS NULL) AS account_missing, (s.id IS NULL) AS asset_missing
+                   FROM {batch} l
+                   LEFT JOIN raw_records r ON r.id = l.raw_record_id AND r.entity_id = l.entity_id
+                   LEFT JOIN accounts a ON a.id = l.account_id AND a.entity_id = l.entity_id
+                   LEFT JOIN assets s ON s.id = l.asset_id
+                   WHERE l.entity_id = __E__ AND l.close_date BETWEEN '__S__' AND '__T__'
+                     AND (r.id IS NULL OR a.id IS NULL OR s.id IS NULL)""", "transactions"),
+    Expectation(CANONICAL, "matched_transfers_have_both_sides", "error",
+                "a matched transfer has its outgoing and incoming legs, same asset, opposite quantities",
+                """SELECT x.close_date::text AS date, x.id AS transfer_id, x.tx_hash, x.out_leg_id, x.in_leg_id
+                   FROM {batch} x
+                   LEFT JOIN transactions o ON o.id = x.out_leg_id
+                   LEFT JOIN transactions i ON i.id = x.in_leg_id
+                   WHERE x.entity_id = __E__ AND x.close_date BETWEEN '__S__' AND '__T__' AND x.status = 'matched'
+                     AND (o.id IS NULL OR i.id IS NULL OR o.asset_id <> i.asset_id OR o.quantity >= 0 OR i.quantity <= 0)""",
+                "transfers"),
+    Expectation(CANONICAL, "no_negative_position_in_spot_or_wallet", "warn",
+                "spot and wallet accounts never hold a negative quantity (computed or reported)",
+                """SELECT p.date::text AS date, p.account_id, a.name AS account, a.account_type, s.symbol AS asset,
+                          p.computed_quantity::text AS computed, p.reported_quantity::text AS reported
+                   FROM {batch} p JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
+                   WHERE p.entity_id = __E__ AND p.date BETWEEN '__S__' AND '__T__'
+                     AND a.account_type = ANY(ARRAY['spot', 'wallet'])
+                     AND (p.computed_quantity < 0 OR p.reported_quantity < 0)""", "positions"),
+)
+
+
+def expectation_query(expectation: Expectation, entity: Entity, start: date, end: date) -> str:
+    from reconciliation.completeness import completeness_query
+
+    completeness_query(entity, start, end)  # validates the timezone name before it is inlined
+    return (expectation.sql.replace("__E__", str(int(entity.id))).replace("__S__", start.isoformat())
+            .replace("__T__", end.isoformat()).replace("__TZ__", entity.timezone))
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    expectation: Expectation
+    failing_rows: list[dict]
+
+    def on(self, day: date) -> list[dict]:
+        return [r for r in self.failing_rows if r.get("date") == day.isoformat()]
+
+
+def run_suites(database_url: str, entity: Entity, start: date, end: date) -> list[ExpectationOutcome]:
+    """Validate every expectation for [start, end] through Great Expectations; failing rows come back."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx  # imported lazily: 4-6 s
+
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_sql(name="coinfrs", connection_string=database_url)
+    batches: dict[str, Any] = {}
+    outcomes = []
+    for expectation in EXPECTATIONS:
+        if expectation.table not in batches:
+            batches[expectation.table] = source.add_table_asset(
+                name=expectation.table, table_name=expectation.table).add_batch_definition_whole_table("all").get_batch()
+        result = batches[expectation.table].validate(gx.expectations.UnexpectedRowsExpectation(
+            unexpected_rows_query=expectation_query(expectation, entity, start, end),
+            description=f"{expectation.suite}.{expectation.name}: {expectation.description}"), result_format="COMPLETE")
+        error = gx_error(result)
+        if error:
+            raise RuntimeError(f"expectation {expectation.suite}.{expectation.name} could not run: {error}")
+        rows = ((result.result or {}).get("details") or {}).get("unexpected_rows") or []
+        outcomes.append(ExpectationOutcome(expectation, [{k: _plain(v) for k, v in dict(r).items()} for r in rows]))
+    return outcomes
+
+
+def _plain(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)  # decimals, timestamps: exact text
+
+
+def write_suite_results(conn: Connection, entity: Entity, start: date, end: date, outcomes: list[ExpectationOutcome],
+                        *, run_id: str | None) -> dict[str, int]:
+    """Store one result per expectation and unlocked day; record an outage for each expected stream that did not run."""
+    locked = locked_dates(conn, entity.id, start, end)
+    conn.execute(sa.text("DELETE FROM expectation_results WHERE entity_id = :e AND date BETWEEN :s AND :t"
+                         " AND NOT (date = ANY(:locked))"), dict(e=entity.id, s=start, t=end, locked=sorted(locked)))
+    rows, failed = [], {"error": 0, "warn": 0}
+    for outcome in outcomes:
+        for day in days_between(start, end):
+            if day in locked:
+                continue
+            failing = outcome.on(day)
+            if failing:
+                failed[outcome.expectation.severity] += 1
+            rows.append(dict(e=entity.id, d=day, suite=outcome.expectation.suite, exp=outcome.expectation.name,
+                             sev=outcome.expectation.severity, ok=not failing,
+                             obs=json.dumps({"failing_rows": len(failing)}), rows=json.dumps(failing[:MAX_FAILING_ROWS]),
+                             run=run_id))
+            if outcome.expectation.name == "expected_streams_ran":
+                for row in failing:
+                    record_source_outage(conn, entity.id, str(row["source"]), day,
+                                         "expected stream did not run for the day (no successful ingestion run after "
+                                         "its cutoff)", stream=str(row["stream"]))
+    if rows:
+        conn.execute(sa.text(
+            """INSERT INTO expectation_results (entity_id, date, suite, expectation, severity, success, observed_value,
+                                                failing_rows, run_id)
+               VALUES (:e, :d, :suite, :exp, :sev, :ok, CAST(:obs AS jsonb), CAST(:rows AS jsonb), :run)"""), rows)
+    return failed
+
+
+def expect_stream(conn: Connection, entity_id: int, source: str, stream: str, since: date) -> None:
+    """Declare that ``source``/``stream`` must run for every day from ``since`` on."""
+    conn.execute(sa.text(
+        """INSERT INTO expected_streams (entity_id, source, stream, since) VALUES (:e, :src, :st, :since)
+           ON CONFLICT (entity_id, source, stream) DO UPDATE SET since = EXCLUDED.since"""),
+        dict(e=entity_id, src=source, st=stream, since=since))
+
+
