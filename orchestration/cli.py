@@ -394,12 +394,12 @@ def demo(entity: str = "northwind") -> None:
     with _engine().connect() as conn:
         breaks = list_breaks(conn, target.id, first, last)
         pnl = realized_pnl_summary(conn, target.id, first, last, method="fifo", pool="universal")
-    table = Table(title="breaks to explain (quantities rounded to 8 places; --json has every digit)")
-    for column in ("date", "account", "asset", "expected", "reported", "difference"):
-        table.add_column(column, justify="right" if column in ("expected", "reported", "difference") else "left")
+    table = Table(title="breaks to explain (coinfrs recon breaks: expected, reported, every digit, the evidence)")
+    for column in ("date", "account", "asset", "difference", "likeliest cause"):
+        table.add_column(column, justify="right" if column == "difference" else "left", no_wrap=True)
     for b in breaks:
-        table.add_row(str(b["date"]), str(b["account"]), str(b["asset"]),
-                      *(_shown(str(b[c]), 8) for c in ("expected", "reported", "difference")))
+        top = b["causes"][0]["code"] if b.get("causes") else "unexplained"
+        table.add_row(str(b["date"]), str(b["account"]), str(b["asset"]), _shown(str(b["difference"]), 8), top)
     out.print(table)
     out.print(f"realized PnL {first} .. {last} (FIFO, universal): proceeds {_shown(pnl['proceeds'])} USD, cost basis "
               f"{_shown(pnl['cost_basis'])} USD, gain {_shown(pnl['realized_gain'])} USD over {pnl['disposals']} disposals",
@@ -410,7 +410,7 @@ Next:
   Read API:    .venv/bin/coinfrs apikey create --entity {target.name}
                make serve     (or: .venv/bin/coinfrs serve) then
                curl -H "X-API-Key: <key>" "http://127.0.0.1:8000/api/v1/closes?entity={target.name}&from={first}&to={last}"
-  Reports:     .venv/bin/coinfrs recon breaks --entity {target.name} --from {first} --to {last} --json
+  Reports:     .venv/bin/coinfrs recon breaks --entity {target.name} --from {first} --to {last} --json   (causes, evidence)
                .venv/bin/coinfrs pnl realized --entity {target.name} --from {first} --to {last} --json""", highlight=False)
 
 
