@@ -22,12 +22,13 @@ from assets.resources import WarehouseResource, entities_in_scope
 from assets.sources import source_sync
 from assets.staging import raw_balance_snapshots, raw_records
 from reconciliation.close import close_summaries, write_closes
-from reconciliation.completeness import EXPECTATION, check_completeness, write_completeness
+from reconciliation.blocking import build_pnl_until_blocked
+from reconciliation.completeness import EXPECTATION, check_completeness, load_day_results, write_completeness
 from reconciliation.suites import run_suites, write_suite_results
 from reconciliation.report import close_report_markdown, write_close_provenance, write_report_files
 from transforms.canonical import build_canonical
-from transforms.pnl import CONFIGURED, build_pnl
-from warehouse.names import load_names
+from transforms.pnl import CONFIGURED
+from warehouse.reports import list_breaks
 from warehouse.numbers import ZERO, to_text
 from warehouse.settings import get_settings
 
@@ -144,14 +145,18 @@ def _breaks_table(rows: list[dict]) -> dg.TableMetadataValue:
     deps=[canonical_ledger],
     kinds={"postgres"},
     check_specs=[dg.AssetCheckSpec(
-        COMPLETENESS, asset="reconciliation", partitions_def=daily_partitions, blocking=True,
+        COMPLETENESS, asset="reconciliation", partitions_def=daily_partitions, blocking=False,
         description="Position(T-2) + legs of the day = Position(T-1) for every account, asset and day with a "
-                    "reported balance (Great Expectations UnexpectedRowsExpectation). Breaks warn; a check that "
-                    "cannot run is an error and stops PnL and the close.")],
+                    "reported balance (one set-based query, then a Great Expectations UnexpectedRowsExpectation over "
+                    "the stored differences). Breaks warn; a break at ERROR severity (the entity's recon policy) fails "
+                    "the day at ERROR and stops PnL and the close of that entity from that day on (per entity and "
+                    "day, by the cost_basis_pnl and daily_close steps: a Dagster blocking check would stop every "
+                    "entity of the run).")],
     description=(
-        "Completeness of every account, asset and day with a reported position, evaluated by Great Expectations "
-        "in one query for the whole range. Stores one result per day and one break per failing account/asset/day "
-        "with the difference and the legs of the window."
+        "Completeness of every account, asset and day with a reported position: one set-based statement for the "
+        "whole range stores every non-zero difference, Great Expectations validates them. Stores one result per day "
+        "and one break per failing account/asset/day with the difference, the legs of the window, ranked causes and "
+        "its severity."
     ),
 )
 def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -159,42 +164,56 @@ def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 
     start, end = window_of(context)
     per_day: dict[str, list[dict]] = {}
-    checked: dict[str, int] = {}
+    day_totals: dict[str, dict[str, int]] = {}
     for entity in entities_in_scope(context, warehouse):
+        result = check_completeness(warehouse.url(), entity, start, end, run_id=context.run_id)
         with warehouse.engine().begin() as conn:
-            result = check_completeness(conn, warehouse.url(), entity, start, end)
             write_completeness(conn, entity, result, run_id=context.run_id)
-            names = load_names(conn, entity.id)
+        with warehouse.engine().connect() as conn:  # the checks show what is stored
+            stored = load_day_results(conn, entity.id, start, end)
+            stored_breaks = list_breaks(conn, entity.id, start, end)
+        errors = sum(r["errors"] for r in stored.values())
         report(context, f"reconciliation · {entity.name} · {_range_label(start, end)}: "
-                        f"{sum(result.checked_per_day.values())} checked, {len(result.breaks)} break(s)")
-        for day, count in result.checked_per_day.items():
-            checked[day.isoformat()] = checked.get(day.isoformat(), 0) + count
-        for b in result.breaks:
-            per_day.setdefault(b.date.isoformat(), []).append({
-                "entity": entity.name, "date": b.date.isoformat(), "account": names.account(b.account_id),
-                "asset": names.asset(b.asset_id), "expected": b.expected, "reported": b.reported, "difference": b.difference})
+                        f"{sum(r['checked'] for r in stored.values())} checked, {len(stored_breaks)} break(s)"
+                        + (f", {errors} at ERROR severity (blocks PnL and the close from that day)" if errors else ""))
+        for day, counts in stored.items():
+            totals = day_totals.setdefault(day.isoformat(), {"checked": 0, "breaks": 0, "errors": 0})
+            for key in totals:
+                totals[key] += counts[key]
+        for b in stored_breaks:
+            per_day.setdefault(b["date"], []).append({
+                "entity": entity.name, "date": b["date"], "account": b["account"], "asset": b["asset"],
+                "expected": b["expected"], "reported": b["reported"], "difference": b["difference"]})
     all_breaks = [row for day in sorted(per_day) for row in per_day[day]]
 
     def day_metadata(day: str) -> dict:
         rows = per_day.get(day, [])
-        return {"checked": dg.MetadataValue.int(checked.get(day, 0)), "breaks": dg.MetadataValue.int(len(rows)),
+        totals = day_totals.get(day, {})
+        return {"checked": dg.MetadataValue.int(totals.get("checked", 0)), "breaks": dg.MetadataValue.int(len(rows)),
+                "breaks at ERROR severity": dg.MetadataValue.int(totals.get("errors", 0)),
                 "breaks of the day": _breaks_table(rows)}
+
+    def severity(day: str | None = None) -> dg.AssetCheckSeverity:
+        days = [day] if day else list(day_totals)
+        return (dg.AssetCheckSeverity.ERROR if any(day_totals.get(d, {}).get("errors") for d in days)
+                else dg.AssetCheckSeverity.WARN)
 
     keys = context.partition_keys
     if len(keys) > 1:  # a range: one evaluation per day, so the UI shows each day's result
         for day in keys:
             context.log_event(AssetCheckEvaluation(
                 asset_key=context.asset_key, check_name=COMPLETENESS, passed=not per_day.get(day),
-                metadata=day_metadata(day), partition=day, severity=dg.AssetCheckSeverity.WARN, blocking=True,
+                metadata=day_metadata(day), partition=day, severity=severity(day), blocking=False,
                 description=f"{EXPECTATION}: {len(per_day.get(day, []))} break(s)"))
     summary = dg.AssetCheckResult(
-        check_name=COMPLETENESS, passed=not all_breaks, severity=dg.AssetCheckSeverity.WARN,
+        check_name=COMPLETENESS, passed=not all_breaks, severity=severity(keys[0] if len(keys) == 1 else None),
         metadata=day_metadata(keys[0]) if len(keys) == 1 else {
             "days": dg.MetadataValue.text(_range_label(start, end)),
-            "days with breaks": dg.MetadataValue.int(len(per_day)), "breaks": dg.MetadataValue.int(len(all_breaks))},
+            "days with breaks": dg.MetadataValue.int(len(per_day)), "breaks": dg.MetadataValue.int(len(all_breaks)),
+            "breaks at ERROR severity": dg.MetadataValue.int(sum(t["errors"] for t in day_totals.values()))},
         description=f"{len(all_breaks)} break(s) over {_range_label(start, end)}")
     return dg.MaterializeResult(
-        metadata={"checked (account, asset, day)": dg.MetadataValue.int(sum(checked.values())),
+        metadata={"checked (account, asset, day)": dg.MetadataValue.int(sum(t["checked"] for t in day_totals.values())),
                   "breaks": dg.MetadataValue.int(len(all_breaks)), "breaks table": _breaks_table(all_breaks)},
         check_results=[summary])
 
@@ -209,7 +228,8 @@ def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         "Cost basis: the reference FIFO books (universal pool and per-account pools) and the entity's configured "
         "book (method and pool per effective date, `coinfrs pnl book set`): disposals matched to lots (realized PnL, "
         "holding period), open lots, roll-forward movements and unrealized PnL at the day's close price. Restarts "
-        "from the stored open-lot state of the day before the run when its inputs are unchanged, else from the first leg."
+        "from the stored open-lot state of the day before the run when its inputs are unchanged, else from the first leg. "
+        "An entity with a break at ERROR severity gets PnL only up to the day before it (reconciliation/blocking.py)."
     ),
 )
 def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -217,13 +237,22 @@ def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     realized: dict[tuple[str, str], object] = {}
     disposals = 0
     issues = 0
+    blocked: dict[str, str] = {}
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
-            stats = build_pnl(conn, entity, start, end, run_id=context.run_id)
+            run = build_pnl_until_blocked(conn, entity, start, end, run_id=context.run_id)
+        if run.blocked_from is not None:
+            blocked[entity.name] = run.blocked_from.isoformat()
+            report(context, f"cost basis · {entity.name}: blocked from {run.blocked_from} (a break at ERROR severity); "
+                            "no PnL booked from that day on")
+        stats = run.stats
+        if stats is None:
+            continue
         disposals += stats.disposals_written
         restarts = ", ".join(f"{m}:{p} from {d or 'the first leg'}" for (m, p), d in stats.restarted_from.items())
-        report(context, f"cost basis · {entity.name} · {_range_label(start, end)}: {stats.disposals_written} disposals "
-                        f"(fifo universal + per account, configured book; restarted {restarts})")
+        report(context, f"cost basis · {entity.name} · {_range_label(start, run.booked_through)}: "
+                        f"{stats.disposals_written} disposals (fifo universal + per account, configured book; "
+                        f"restarted {restarts})")
         for ident, book in stats.books.items():
             realized[ident] = realized.get(ident, ZERO) + sum((d.realized_gain for d in book.disposals
                                                                 if start <= d.date <= end), ZERO)
@@ -236,6 +265,7 @@ def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         "realized gain USD (fifo, per account)": dg.MetadataValue.text(to_text(realized.get(("fifo", "account"), ZERO)) or "0"),
         "realized gain USD (configured book)": dg.MetadataValue.text(to_text(realized.get(CONFIGURED, ZERO)) or "0"),
         "issues (shortfalls, missing prices)": dg.MetadataValue.int(issues),
+        "blocked (entity: first blocked day)": dg.MetadataValue.json(blocked),
     })
 
 

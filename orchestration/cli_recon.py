@@ -187,6 +187,61 @@ def recon_outage(entity: EntityOpt, source: Annotated[str, typer.Option(help="Th
                       highlight=False)
 
 
+@recon_app.command("policy")
+def recon_policy(
+    entity: EntityOpt,
+    block_above_usd: Annotated[Optional[str], typer.Option(
+        "--block-above-usd", help="An open break worth more than this many USD is at ERROR severity and blocks PnL "
+                                  "and the close from its day on; 'none' to only warn.")] = None,
+    transfer_window: Annotated[Optional[int], typer.Option(
+        "--transfer-window-seconds", help="Transfer matching without a tx hash: the incoming leg within this many "
+                                          "seconds of the outgoing one (default 7200).")] = None,
+    fee_tolerance: Annotated[Optional[str], typer.Option(
+        "--transfer-fee-tolerance", help="Transfer matching without a tx hash: incoming >= outgoing x (1 - this) "
+                                         "(default 0.01).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set the entity's reconciliation policy (applies from the next close)."""
+    from dataclasses import replace
+    from decimal import InvalidOperation
+
+    from reconciliation.blocking import load_policy, write_policy
+    from warehouse.numbers import D, to_text
+
+    cli = _cli()
+
+    def decimal_of(text: str, option: str):
+        try:
+            return D(text)
+        except (InvalidOperation, ValueError):
+            raise cli._fail(f"{option}: {text!r} is not a decimal number") from None
+
+    with cli._engine().begin() as conn:
+        record = cli._entity(conn, entity)
+        policy = load_policy(conn, record.id)
+        if block_above_usd is not None or transfer_window is not None or fee_tolerance is not None:
+            changes: dict = {}
+            if block_above_usd is not None:
+                changes["block_above_usd"] = (None if block_above_usd.strip().lower() == "none"
+                                              else decimal_of(block_above_usd, "--block-above-usd"))
+            if transfer_window is not None:
+                changes["transfer_window_seconds"] = transfer_window
+            if fee_tolerance is not None:
+                changes["transfer_fee_tolerance"] = decimal_of(fee_tolerance, "--transfer-fee-tolerance")
+            try:
+                policy = write_policy(conn, record.id, replace(policy, **changes))
+            except ValueError as exc:
+                raise cli._fail(str(exc)) from None
+    shown = {"entity": record.name, "block_above_usd": to_text(policy.block_above_usd),
+             "transfer_window_seconds": policy.transfer_window_seconds,
+             "transfer_fee_tolerance": to_text(policy.transfer_fee_tolerance)}
+    if as_json:
+        _print_json(shown)
+        return
+    for key, value in shown.items():
+        cli.console.print(f"{key}: {value if value is not None else 'none (breaks only warn)'}", highlight=False)
+
+
 @recon_app.command("report")
 def recon_report(entity: EntityOpt, day: Annotated[str, typer.Option("--date")],
                  output: Annotated[Optional[Path], typer.Option("--out", help="Write the HTML here (else stdout).")] = None) -> None:

@@ -1,6 +1,7 @@
 """The daily close record per entity and day, and locking.
 
-A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks remain),
+A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks remain), ``blocked``
+(no PnL booked: an earlier day of the entity has a break at ERROR severity, ``reconciliation/blocking.py``),
 ``partial`` (a source was recorded as down for the day: ``reconciliation/outages.py``; the message
 names it) or ``failed`` (a step of the close failed; its message says which). Only a close without
 open breaks that is not partial can be locked, and a locked day is never rewritten by any step.
@@ -14,6 +15,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from reconciliation.blocking import first_blocked_day
 from warehouse.calendar import days_between, locked_dates
 from warehouse.entities import Entity
 from warehouse.schema import closes
@@ -23,13 +25,20 @@ INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmat
                          realized_gain_account, unrealized_gain_universal, book, realized_gain_book, shortfalls, message,
                          run_id, closed_at, locked)
 SELECT :e, d.day,
-       CASE WHEN coalesce(o.n, 0) > 0 THEN 'partial' WHEN coalesce(b.n, 0) > 0 THEN 'breaks' ELSE 'closed' END,
+       CASE WHEN coalesce(o.n, 0) > 0 THEN 'partial' WHEN coalesce(b.n, 0) > 0 THEN 'breaks'
+            WHEN d.day >= CAST(:blocked AS date) THEN 'blocked' ELSE 'closed' END,
        coalesce(l.n, 0), coalesce(p.n, 0), coalesce(b.n, 0), coalesce(x.n, 0),
        coalesce(ru.g, 0), coalesce(ra.g, 0), u.g,
        coalesce((SELECT bk.method || ':' || bk.pool FROM pnl_books bk WHERE bk.entity_id = :e AND bk.effective_from <= d.day
                  ORDER BY bk.effective_from DESC LIMIT 1), 'fifo:universal'),
-       coalesce(rb.g, 0), coalesce(sf.n, 0),
-       nullif(concat_ws('; ', o.what, CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END), ''),
+       CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(rb.g, 0) END,
+       CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(sf.n, 0) END,
+       nullif(concat_ws('; ', o.what, CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
+                        CASE WHEN d.day = CAST(:blocked AS date)
+                             THEN 'blocked: a break at ERROR severity (recon policy); no PnL booked from this day on'
+                             WHEN d.day > CAST(:blocked AS date)
+                             THEN 'blocked since ' || CAST(:blocked AS date) || ': no PnL booked (cost basis depends on that day)'
+                        END), ''),
        :run_id, now(), false
 FROM (SELECT g::date AS day FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') g) d
 LEFT JOIN (SELECT close_date AS day, count(*) AS n FROM transactions WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1) l USING (day)
@@ -72,9 +81,14 @@ class CloseRecord:
 
 
 def write_closes(conn: Connection, entity: Entity, start: date, end: date, *, run_id: str | None) -> int:
-    """Write (or rewrite) the close record of each unlocked day in [start, end] from the stored figures."""
+    """Write (or rewrite) the close record of each unlocked day in [start, end] from the stored figures.
+
+    From the entity's first blocked day on (``reconciliation/blocking.py``) no PnL is booked: that day is
+    ``breaks`` and the days after it ``blocked``, each saying why."""
     locked = sorted(locked_dates(conn, entity.id, start, end))
-    return conn.execute(sa.text(_WRITE_CLOSES), dict(e=entity.id, s=start, t=end, locked=locked, run_id=run_id)).rowcount
+    blocked = first_blocked_day(conn, entity.id, end)
+    return conn.execute(sa.text(_WRITE_CLOSES), dict(e=entity.id, s=start, t=end, locked=locked, run_id=run_id,
+                                                     blocked=blocked)).rowcount
 
 
 def write_failed_closes(conn: Connection, entity: Entity, start: date, end: date, *, message: str, run_id: str | None) -> int:
@@ -110,6 +124,9 @@ def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
         raise CloseError(f"{entity.name} {day} is already locked (since {record.locked_at:%Y-%m-%d %H:%M} UTC)")
     if record.status == "failed":
         raise CloseError(f"{entity.name} {day}: the close failed ({record.message}); rerun it before locking")
+    if record.status == "blocked":
+        raise CloseError(f"{entity.name} {day} is blocked ({record.message}): resolve or acknowledge that break and "
+                         "close again before locking")
     if record.status == "partial":
         raise CloseError(f"{entity.name} {day} is partial ({record.message}): re-read the source and close it again "
                          "before locking")

@@ -1,4 +1,4 @@
-"""The completeness rule, as a Great Expectations expectation over the positions table.
+"""The completeness rule: computed in one set-based statement, validated by Great Expectations.
 
 For every account, asset and day with a fresh reported balance (a snapshot inside that day):
 
@@ -12,8 +12,19 @@ day) count on the day they are booked. The tolerance: zero for on-chain accounts
 an account with a chain: exact in base units), per source for exchanges (``source_tolerances``,
 default 1e-8); a larger difference is a break.
 
-GX runs the rule (``UnexpectedRowsExpectation``, one query for every account and day of the
-run) and returns the failing rows with numbers as text, so nothing passes through a float.
+Two steps, each doing its work once:
+
+1. ``compute_differences``: ONE statement over all accounts, assets and days of the run stores every
+   non-zero difference in ``completeness_differences`` and returns how many positions it checked per
+   day. Where a pair's snapshots all sit at the cutoffs the day's legs are
+   ``computed(T-1) - computed(T-2)``, so the rule reads ``gap(T-1) = gap(T-2)`` with
+   ``gap = reported - computed``: one aggregate per (account, asset) (one pass over ``positions``, no
+   sort) proves a pair clean when its gap is constant over the range. Only the other pairs (a break,
+   an intraday snapshot, a missing day, a pair's first day after earlier history) go through the
+   window functions over their positions and, off the cutoffs, the lookups of snapshots and legs by time.
+2. ``validate_completeness``: Great Expectations runs the rule's expectation, an
+   ``UnexpectedRowsExpectation`` "no difference beyond its tolerance", over the stored differences
+   (not the 3.65 M positions again), and returns the failing rows with numbers as text (never floats).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from reconciliation.blocking import classify_breaks
 from reconciliation.causes import explain_breaks
 from reconciliation.workflow import apply_break_actions
 from warehouse.calendar import days_between, locked_dates
@@ -40,36 +52,57 @@ SUITE = "canonical.completeness"
 DEFAULT_EXCHANGE_TOLERANCE = "0.00000001"
 EXPECTATION = "position_roll_forward"
 
-# {batch} is the positions table; parameters are inlined by completeness_query() from typed values.
-# Set-based: one pass over the positions of the range (and the day before) with window functions.
-# Where both snapshots sit at the cutoffs (the usual case) the legs of the window are exactly
-# computed(T-1) - computed(T-2) (the positions carry the cumulative sum of legs by close day,
-# adjustments included); other rows (intraday snapshots, a missing day, a pair's first day) sum
-# their legs by time. Leg ids are gathered for the failing rows only.
-_RULE = """
-WITH pos AS (
+_GAP = "(p.reported_quantity - p.computed_quantity)"
+_DIFFERENCES = f"""
+WITH days AS (
+    SELECT g::date AS day, (g::date::timestamp AT TIME ZONE :tz) AS day_start,
+           ((g::date + 1)::timestamp AT TIME ZONE :tz) AS cutoff
+    FROM generate_series(CAST(:s AS date) - 1, CAST(:t AS date), interval '1 day') g
+),
+-- one aggregate per (account, asset) over the range and the day before: no sort, no window
+pairs AS MATERIALIZED (
+    SELECT p.account_id, p.asset_id, count(*) AS n, min(p.date) AS first_day, max(p.date) AS last_day,
+           min({_GAP}) AS min_gap, max({_GAP}) AS max_gap,
+           bool_and(coalesce(p.reported_at = ((p.date + 1)::timestamp AT TIME ZONE :tz), false)) AS at_cutoffs
+    FROM positions p
+    WHERE p.entity_id = :e AND p.date BETWEEN CAST(:s AS date) - 1 AND :t
+    GROUP BY p.account_id, p.asset_id
+),
+-- clean: every snapshot at its cutoff, no missing day, a constant gap (every day's difference is zero); a pair
+-- starting inside the range starts from zero (no earlier snapshot or leg), so its gap must be zero
+classified AS MATERIALIZED (
+    SELECT pr.*, pr.at_cutoffs AND pr.n = pr.last_day - pr.first_day + 1 AND pr.min_gap = pr.max_gap
+                 AND (pr.first_day < :s OR (pr.max_gap = 0
+                      AND NOT EXISTS (SELECT 1 FROM balance_observations b WHERE b.account_id = pr.account_id
+                                        AND b.asset_id = pr.asset_id
+                                        AND b.observed_at <= (pr.first_day::timestamp AT TIME ZONE :tz))
+                      AND NOT EXISTS (SELECT 1 FROM transactions l WHERE l.account_id = pr.account_id
+                                        AND l.asset_id = pr.asset_id
+                                        AND l.ts <= (pr.first_day::timestamp AT TIME ZONE :tz)))) AS clean
+    FROM pairs pr
+),
+-- the other pairs, row by row: window functions over their positions
+pos AS (
     SELECT p.account_id, p.asset_id, p.date, p.computed_quantity, p.reported_quantity, p.reported_at,
            lag(p.date) OVER w AS prev_date, lag(p.reported_quantity) OVER w AS prev_q,
            lag(p.reported_at) OVER w AS prev_at, lag(p.computed_quantity) OVER w AS prev_computed
-    FROM {batch} p
-    WHERE p.entity_id = __ENTITY__ AND p.date BETWEEN DATE '__FROM__' - 1 AND DATE '__TO__'
+    FROM classified c JOIN positions p ON p.account_id = c.account_id AND p.asset_id = c.asset_id
+    WHERE NOT c.clean AND p.entity_id = :e AND p.date BETWEEN CAST(:s AS date) - 1 AND :t
     WINDOW w AS (PARTITION BY p.account_id, p.asset_id ORDER BY p.date)
 ),
-checked AS (
-    SELECT pos.*, (pos.date::timestamp AT TIME ZONE '__TZ__') AS day_start,
-           coalesce(pos.prev_date = pos.date - 1, false)
-             AND pos.reported_at = ((pos.date + 1)::timestamp AT TIME ZONE '__TZ__')
-             AND (pos.prev_at IS NULL OR pos.prev_at = (pos.date::timestamp AT TIME ZONE '__TZ__')) AS at_cutoffs
-    FROM pos
-    WHERE pos.date BETWEEN DATE '__FROM__' AND DATE '__TO__'
-      AND pos.reported_at > (pos.date::timestamp AT TIME ZONE '__TZ__')
+checked AS MATERIALIZED (
+    SELECT pos.*, d.day_start,
+           coalesce(pos.prev_date = pos.date - 1, false) AND pos.reported_at = d.cutoff
+             AND (pos.prev_at IS NULL OR pos.prev_at = d.day_start) AS at_cutoffs
+    FROM pos JOIN days d ON d.day = pos.date
+    WHERE pos.date >= :s AND pos.reported_at > d.day_start
 ),
 tolerances AS (
     SELECT acc.id AS account_id,
            CASE WHEN acc.chain IS NOT NULL OR acc.account_type IN ('wallet', 'vault') THEN 0::numeric
-                ELSE coalesce(st.tolerance, __DEFAULT_TOLERANCE__::numeric) END AS tolerance
+                ELSE coalesce(st.tolerance, CAST(:default_tolerance AS numeric)) END AS tolerance
     FROM accounts acc LEFT JOIN source_tolerances st ON st.source = acc.source
-    WHERE acc.entity_id = __ENTITY__
+    WHERE acc.entity_id = :e
 ),
 rolled AS (
     SELECT c.account_id, c.asset_id, c.date, c.reported_quantity, c.reported_at,
@@ -92,41 +125,75 @@ rolled AS (
                OR (l.is_adjustment AND l.close_date = c.date))
     ) w ON true
 ),
-failing AS (
-    SELECT r.*, t.tolerance FROM rolled r JOIN tolerances t ON t.account_id = r.account_id
-    WHERE abs(r.reported_quantity - coalesce(r.prev_quantity, 0) - r.legs_sum) > t.tolerance
-)
-SELECT f.date::text AS date, f.account_id, f.asset_id,
-       coalesce(f.prev_quantity, 0)::text AS previous_reported, f.prev_at::text AS previous_reported_at,
-       f.legs_sum::text AS legs_sum, (coalesce(f.prev_quantity, 0) + f.legs_sum)::text AS expected,
-       f.reported_quantity::text AS reported, f.reported_at::text AS reported_at,
-       (f.reported_quantity - coalesce(f.prev_quantity, 0) - f.legs_sum)::text AS difference,
-       f.tolerance::text AS tolerance, ids.leg_ids
-FROM failing f
+stored AS (
+    INSERT INTO completeness_differences (entity_id, date, account_id, asset_id, previous_reported, previous_reported_at,
+                                          legs_sum, reported, reported_at, difference, tolerance, run_id)
+    SELECT :e, r.date, r.account_id, r.asset_id, coalesce(r.prev_quantity, 0), r.prev_at, r.legs_sum, r.reported_quantity,
+           r.reported_at, r.reported_quantity - coalesce(r.prev_quantity, 0) - r.legs_sum, t.tolerance, :run_id
+    FROM rolled r JOIN tolerances t ON t.account_id = r.account_id
+    WHERE r.reported_quantity - coalesce(r.prev_quantity, 0) - r.legs_sum <> 0 AND NOT (r.date = ANY(:locked))
+    RETURNING 1
+),
+-- positions checked per day: the clean pairs' days as +1/-1 events summed over the days, plus the others'
+events AS (
+    SELECT day, sum(delta) AS delta FROM (
+        SELECT greatest(first_day, CAST(:s AS date)) AS day, 1 AS delta FROM classified WHERE clean AND last_day >= :s
+        UNION ALL
+        SELECT last_day + 1, -1 FROM classified WHERE clean AND last_day >= :s
+    ) e GROUP BY day
+),
+slow AS (SELECT date AS day, count(*) AS n FROM checked GROUP BY date)
+SELECT d.day, (sum(coalesce(ev.delta, 0)) OVER (ORDER BY d.day) + coalesce(sl.n, 0))::int AS checked,
+       (SELECT count(*) FROM stored) AS differences
+FROM days d LEFT JOIN events ev USING (day) LEFT JOIN slow sl USING (day)
+WHERE d.day >= :s
+ORDER BY d.day
+"""
+
+# The rule as Great Expectations evaluates it, over {batch} = completeness_differences (the typed values are
+# inlined by validation_query(): GX takes a plain query). Leg ids are gathered for the failing rows only.
+_EXPECTATION_SQL = """
+SELECT c.date::text AS date, c.account_id, c.asset_id, c.previous_reported::text AS previous_reported,
+       c.previous_reported_at::text AS previous_reported_at, c.legs_sum::text AS legs_sum,
+       (c.previous_reported + c.legs_sum)::text AS expected, c.reported::text AS reported,
+       c.reported_at::text AS reported_at, c.difference::text AS difference, c.tolerance::text AS tolerance, ids.leg_ids
+FROM {batch} c
 CROSS JOIN LATERAL (
     SELECT coalesce(string_agg(l.id::text, ',' ORDER BY l.ts, l.id), '') AS leg_ids FROM transactions l
-    WHERE l.account_id = f.account_id AND l.asset_id = f.asset_id
-      AND ((NOT l.is_adjustment AND l.ts > coalesce(f.prev_at, '-infinity') AND l.ts <= f.reported_at)
-           OR (l.is_adjustment AND l.close_date = f.date))
+    WHERE l.account_id = c.account_id AND l.asset_id = c.asset_id
+      AND ((NOT l.is_adjustment AND l.ts > coalesce(c.previous_reported_at, '-infinity') AND l.ts <= c.reported_at)
+           OR (l.is_adjustment AND l.close_date = c.date))
 ) ids
-ORDER BY f.date, f.account_id, f.asset_id
-"""
-
-_CHECKED = """
-SELECT p.date, count(*) FROM positions p
-WHERE p.entity_id = :e AND p.date BETWEEN :s AND :t AND p.reported_at > (p.date::timestamp AT TIME ZONE :tz)
-GROUP BY 1
+WHERE c.entity_id = __ENTITY__ AND c.date BETWEEN DATE '__FROM__' AND DATE '__TO__' AND abs(c.difference) > c.tolerance
+ORDER BY c.date, c.account_id, c.asset_id
 """
 
 
-def completeness_query(entity: Entity, start: date, end: date, batch: str = "{batch}") -> str:
-    """The rule's SQL for one entity and range, with typed values inlined (GX takes a plain query)."""
+def _checked_timezone(entity: Entity) -> str:
     ZoneInfo(entity.timezone)  # a valid IANA name: letters, digits, '/', '_', '-', '+'
     if not all(ch.isalnum() or ch in "/_-+" for ch in entity.timezone):
         raise ValueError(f"unexpected timezone name {entity.timezone!r}")
-    return (_RULE.replace("__ENTITY__", str(int(entity.id))).replace("__FROM__", start.isoformat())
-            .replace("__TO__", end.isoformat()).replace("__TZ__", entity.timezone)
-            .replace("__DEFAULT_TOLERANCE__", f"'{DEFAULT_EXCHANGE_TOLERANCE}'").replace("{batch}", batch))
+    return entity.timezone
+
+
+def validation_query(entity: Entity, start: date, end: date, batch: str = "{batch}") -> str:
+    """The expectation's SQL for one entity and range, with typed values inlined (GX takes a plain query)."""
+    _checked_timezone(entity)
+    return (_EXPECTATION_SQL.replace("__ENTITY__", str(int(entity.id))).replace("__FROM__", start.isoformat())
+            .replace("__TO__", end.isoformat()).replace("{batch}", batch))
+
+
+def compute_differences(conn: Connection, entity: Entity, start: date, end: date, *,
+                        run_id: str | None = None) -> dict[date, int]:
+    """Store every non-zero difference of [start, end] (unlocked days); returns the positions checked per day."""
+    tz = _checked_timezone(entity)
+    locked = sorted(locked_dates(conn, entity.id, start, end))
+    params = dict(e=entity.id, s=start, t=end, tz=tz, locked=locked, run_id=run_id,
+                  default_tolerance=DEFAULT_EXCHANGE_TOLERANCE)
+    conn.execute(sa.text("SET LOCAL jit = off"))  # compiling this plan costs more than running it
+    conn.execute(sa.text("DELETE FROM completeness_differences WHERE entity_id = :e AND date BETWEEN :s AND :t"
+                         " AND NOT (date = ANY(:locked))"), params)
+    return {row.day: row.checked for row in conn.execute(sa.text(_DIFFERENCES), params)}
 
 
 @dataclass(frozen=True)
@@ -180,7 +247,7 @@ def gx_error(result: object) -> str | None:
 
 
 def validate_completeness(database_url: str, entity: Entity, start: date, end: date) -> tuple[bool, list[BreakRow], dict]:
-    """Run the rule through Great Expectations; returns (success, failing rows, statistics)."""
+    """Great Expectations over the stored differences of [start, end]: (success, failing rows, statistics)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx  # imported lazily: 4-6 s
 
@@ -189,11 +256,12 @@ def validate_completeness(database_url: str, entity: Entity, start: date, end: d
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_sql(name="coinfrs", connection_string=database_url)
-    asset = source.add_table_asset(name="positions", table_name="positions")
+    asset = source.add_table_asset(name="completeness_differences", table_name="completeness_differences")
     batch = asset.add_batch_definition_whole_table("all").get_batch()
     expectation = gx.expectations.UnexpectedRowsExpectation(
-        unexpected_rows_query=completeness_query(entity, start, end),
-        description="Position(T-2) + legs of the day = Position(T-1), per account, asset and day",
+        unexpected_rows_query=validation_query(entity, start, end),
+        description="Position(T-2) + legs of the day = Position(T-1), per account, asset and day: "
+                    "no difference beyond its tolerance",
     )
     result = batch.validate(expectation, result_format="COMPLETE")
     error = gx_error(result)
@@ -206,10 +274,15 @@ def validate_completeness(database_url: str, entity: Entity, start: date, end: d
     return bool(result.success), breaks, stats
 
 
-def check_completeness(conn: Connection, database_url: str, entity: Entity, start: date, end: date) -> CompletenessResult:
-    """Evaluate the rule for [start, end] and count what was checked each day."""
+def check_completeness(database_url: str, entity: Entity, start: date, end: date, *,
+                       run_id: str | None = None) -> CompletenessResult:
+    """Compute and store the differences of [start, end] (committed: GX reads them through its own connection),
+    then validate them with Great Expectations."""
+    from warehouse.db import get_engine
+
+    with get_engine(database_url).begin() as conn:
+        checked = compute_differences(conn, entity, start, end, run_id=run_id)
     success, breaks, stats = validate_completeness(database_url, entity, start, end)
-    checked = dict(conn.execute(sa.text(_CHECKED), dict(e=entity.id, s=start, t=end, tz=entity.timezone)).all())
     return CompletenessResult(start, end, success, checked, breaks, stats)
 
 
@@ -249,4 +322,16 @@ def write_completeness(conn: Connection, entity: Entity, result: CompletenessRes
                        CAST(:rep_at AS timestamptz), :diff, :tol, CAST(:ids AS jsonb), :run)"""), break_rows)
         apply_break_actions(conn, entity.id, result.start, result.end)
         explain_breaks(conn, entity.id, result.start, result.end)
+        classify_breaks(conn, entity.id, result.start, result.end)
     return len(break_rows)
+
+
+def load_day_results(conn: Connection, entity_id: int, start: date, end: date) -> dict[date, dict[str, int]]:
+    """The stored completeness result of each day of [start, end]: positions checked, breaks, breaks at ERROR."""
+    rows = conn.execute(sa.text(
+        """SELECT r.date, r.checked_count AS checked, r.failed_count AS breaks,
+                  (SELECT count(*) FROM breaks b WHERE b.entity_id = r.entity_id AND b.date = r.date
+                     AND b.status = 'open' AND b.severity = 'error') AS errors
+           FROM recon_results r WHERE r.entity_id = :e AND r.date BETWEEN :s AND :t AND r.suite = :suite"""),
+        dict(e=entity_id, s=start, t=end, suite=SUITE)).mappings().all()
+    return {r["date"]: {"checked": r["checked"], "breaks": r["breaks"], "errors": r["errors"]} for r in rows}

@@ -6,8 +6,9 @@ computed from and what it produced, so it can be reproduced and proven unchanged
 - ``input_counts``: staged records per source/stream whose event time falls in the day, staged
   balance snapshots in the day, legs and adjustment legs booked on the day, positions;
 - ``code_version``: ``git describe --always --dirty`` of the checkout, else the package version;
-- ``source_cursors``: per source/stream, the staging high-water mark (largest raw record id,
-  record count) and the last ingestion run, at close time;
+- ``source_cursors``: per source/stream, the connector's cursors per account (``ingestion_cursors``)
+  where the source keeps them, else the staging high-water mark; with the largest raw record id, the
+  record count and the last ingestion run, at close time;
 - ``outputs``: the close's figures, positions and breaks (with their cause codes), and
   ``output_hash``, the SHA-256 of their canonical JSON; ``verify_close`` recomputes it;
 - ``report_html``: the close report as it was when closed ("as closed").
@@ -124,13 +125,24 @@ def _input_counts(conn: Connection, entity: Entity, start: date, end: date) -> d
 
 
 def _source_cursors(conn: Connection, entity: Entity) -> dict[str, dict]:
-    rows = conn.execute(sa.text(
+    """Per source/stream, where ingestion stood at close time: the connector's own cursors per account
+    (``ingestion_cursors``) where the source keeps them, else the staging high-water mark; both with the
+    staged record count, the largest raw record id and the last ingestion run."""
+    staged = conn.execute(sa.text(
         """SELECT r.source || '/' || r.stream AS k, max(r.id) AS max_id, count(*) AS n,
                   (SELECT max(coalesce(i.finished_at, i.started_at)) FROM ingestion_runs i
                    WHERE i.entity_id = :e AND i.source = r.source AND i.stream = r.stream) AS last_run
            FROM raw_records r WHERE r.entity_id = :e GROUP BY r.source, r.stream ORDER BY 1"""), dict(e=entity.id)).all()
-    return {r.k: {"max_raw_record_id": r.max_id, "records": r.n,
-                  "last_ingestion_run_at": r.last_run.isoformat() if r.last_run else None} for r in rows}
+    out: dict[str, dict] = {
+        r.k: {"from": "staging_high_water_mark", "max_raw_record_id": r.max_id, "records": r.n,
+              "last_ingestion_run_at": r.last_run.isoformat() if r.last_run else None} for r in staged}
+    for r in conn.execute(sa.text(
+            """SELECT source || '/' || stream AS k, account, cursor, updated_at FROM ingestion_cursors
+               WHERE entity_id = :e ORDER BY 1, account"""), dict(e=entity.id)):
+        entry = out.setdefault(r.k, {"max_raw_record_id": None, "records": 0, "last_ingestion_run_at": None})
+        entry["from"] = "ingestion_cursors"
+        entry.setdefault("cursors", {})[r.account] = {"cursor": r.cursor, "updated_at": r.updated_at.isoformat()}
+    return dict(sorted(out.items()))
 
 
 def write_close_provenance(conn: Connection, entity: Entity, start: date, end: date, *, run_id: str | None) -> int:

@@ -132,9 +132,9 @@ EXPECTATIONS: tuple[Expectation, ...] = (
 
 
 def expectation_query(expectation: Expectation, entity: Entity, start: date, end: date) -> str:
-    from reconciliation.completeness import completeness_query
+    from reconciliation.completeness import validation_query
 
-    completeness_query(entity, start, end)  # validates the timezone name before it is inlined
+    validation_query(entity, start, end)  # validates the timezone name before it is inlined
     return (expectation.sql.replace("__E__", str(int(entity.id))).replace("__S__", start.isoformat())
             .replace("__T__", end.isoformat()).replace("__TZ__", entity.timezone))
 

@@ -25,6 +25,7 @@ from transforms.mappers import StagedRecord, map_record, registered_streams
 from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
 from warehouse.entities import Entity
 from warehouse.bulk import copy_rows
+from warehouse.numbers import D
 from warehouse.schema import accounts
 
 
@@ -88,24 +89,34 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
             WHERE entity_id = :e AND (source || '/' || stream) = ANY(:streams) AND processing_status <> 'orphaned'
             ORDER BY source, stream, source_raw_id, id DESC
         )
-        SELECT l.* FROM latest l
+        SELECT l.*, EXISTS (SELECT 1 FROM transactions t JOIN raw_records r ON r.id = t.raw_record_id
+                            WHERE t.entity_id = :e AND t.close_date = ANY(:locked) AND r.entity_id = :e
+                              AND r.source = l.source AND r.stream = l.stream AND r.source_raw_id = l.source_raw_id
+                           ) AS booked_on_locked
+        FROM latest l
         WHERE ((l.occurred_at > :wf AND l.occurred_at <= :wt)
-               OR (l.occurred_at <= :wf AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id)))
-          -- legs already booked on a locked day stay there: never booked twice
+               -- an earlier record not booked yet, or booked on a day this run rebuilds (late data on an open day)
+               OR (l.occurred_at <= :wf AND NOT EXISTS (
+                   SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id
+                     AND (t.close_date < :s OR t.close_date > :t OR t.close_date = ANY(:locked)))))
+          -- this very version's legs already on a locked day stay there: never booked twice
           AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.raw_record_id = l.id AND t.close_date = ANY(:locked))
         ORDER BY l.occurred_at, l.id
         """), dict(e=entity.id, streams=[f"{s}/{t}" for s, t in streams], wf=window_from, wt=window_to,
-                   locked=sorted(locked))).all()
+                   locked=sorted(locked), s=start, t=end)).all()
 
     drafts: list[tuple[int, str, object, date, bool, LegDraft]] = []
+    versions: dict[int, tuple[tuple[str, str, str], object, date]] = {}  # new versions of records booked on locked days
     for record in records:
         natural_day = close_date_of(record.occurred_at, tz)
-        adjustment = natural_day in locked
-        booking_day = first_open_day_after(natural_day, locked) if adjustment else natural_day
+        adjustment = natural_day in locked or record.booked_on_locked
+        booking_day = first_open_day_after(natural_day, locked) if natural_day in locked else natural_day
         if not (start <= booking_day <= end) or booking_day in locked:
             continue  # an open day outside this run: built when that day is closed
         staged = StagedRecord(record.id, record.source, record.stream, record.account, record.source_raw_id,
                               record.occurred_at, record.payload)
+        if record.booked_on_locked:
+            versions[record.id] = ((record.source, record.stream, record.source_raw_id), record.occurred_at, booking_day)
         for draft in map_record(staged):
             drafts.append((record.id, record.source, record.occurred_at, booking_day, adjustment, draft))
 
@@ -129,15 +140,86 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
          d.unit_price_usd, d.usd_value, d.tx_hash, raw_id, adj)
         for raw_id, src, ts, day, adj, d in drafts
     ]
+    if versions:
+        rows = [r for r in rows if r[13] not in versions] + _version_differences(
+            conn, entity.id, locked, versions, [r for r in rows if r[13] in versions])
     copy_rows(conn, "transactions", ("id", "entity_id", "account_id", "asset_id", "ts", "close_date", "quantity", "kind",
                                  "group_id", "leg_index", "unit_price_usd", "usd_value", "tx_hash", "raw_record_id",
                                  "is_adjustment"), rows)
     return len(rows), sum(1 for r in rows if r[-1])
 
 
+_LOCKED_VERSION_LEGS = """
+SELECT r.source, r.stream, r.source_raw_id, t.account_id, t.asset_id, t.kind, sum(t.quantity) AS quantity,
+       sum(t.usd_value) AS usd_value, count(t.usd_value) = count(*) AS usd_known
+FROM transactions t JOIN raw_records r ON r.id = t.raw_record_id
+WHERE t.entity_id = :e AND t.close_date = ANY(:locked) AND r.entity_id = :e
+  AND (r.source || '/' || r.stream || '/' || r.source_raw_id) = ANY(:keys)
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+
+def _version_differences(conn: Connection, entity_id: int, locked: set[date],
+                         versions: dict[int, tuple[tuple[str, str, str], object, date]], new_rows: list[tuple]) -> list[tuple]:
+    """A changed version of a record already booked on locked days: only the difference (new - booked) per
+    (account, asset, kind), as adjustment legs on the first open day. The booked legs are every version's legs on
+    locked days (a difference booked earlier and locked since counts too), so versions never double count."""
+    booked: dict[tuple[str, str, str], dict[tuple[int, int, str], tuple]] = {}
+    keys = sorted({"/".join(key) for key, _, _ in versions.values()})
+    for row in conn.execute(sa.text(_LOCKED_VERSION_LEGS), dict(e=entity_id, locked=sorted(locked), keys=keys)):
+        booked.setdefault((row.source, row.stream, row.source_raw_id), {})[(row.account_id, row.asset_id, row.kind)] = (
+            row.quantity, row.usd_value if row.usd_known else None)
+    by_record: dict[int, list[tuple]] = {}
+    for row in new_rows:
+        by_record.setdefault(row[13], []).append(row)
+    out: list[tuple] = []
+    for raw_id, (key, occurred_at, booking_day) in versions.items():
+        mine = by_record.get(raw_id, [])
+        old = booked.get(key, {})
+        new: dict[tuple[int, int, str], list[tuple]] = {}
+        for row in mine:
+            new.setdefault((row[2], row[3], row[7]), []).append(row)
+        used = {row[9] for row in mine}
+        free = (i for i in range(10) if i not in used)  # leg_id leaves 10 leg indexes per record
+        for leg_key in sorted(set(new) | set(old)):
+            rows = new.get(leg_key, [])
+            old_quantity, old_usd = old.get(leg_key, (0, 0))
+            quantity = sum((r[6] for r in rows), D(0)) - old_quantity
+            if quantity == 0:
+                continue
+            new_usd = sum((r[11] for r in rows), D(0)) if all(r[11] is not None for r in rows) else None
+            usd = new_usd - (old_usd or 0) if new_usd is not None and old_usd is not None else None
+            if rows:
+                first = rows[0]
+                index, ts, day, group, price, tx_hash = first[9], first[4], first[5], first[8], first[10], first[12]
+            else:  # this (account, asset, kind) left the record: reversed, on the record's booking day
+                index, ts, day, group, price, tx_hash = next(free), occurred_at, booking_day, f"{key[0]}:{raw_id}", None, None
+            out.append((leg_id(raw_id, index), entity_id, leg_key[0], leg_key[1], ts, day, quantity, leg_key[2], group,
+                        index, price, usd, tx_hash, raw_id, True))
+    return out
+
+
+# Transfer matching without a common tx hash (an exchange withdrawal and the wallet deposit it became): the entity's
+# ``recon_policies`` may change both (``coinfrs recon policy``).
+DEFAULT_TRANSFER_WINDOW_SECONDS = 7200
+DEFAULT_TRANSFER_FEE_TOLERANCE = "0.01"  # the incoming quantity may be up to 1 % less than the outgoing one (the fee)
+
+
+def _transfer_policy(conn: Connection, entity_id: int) -> tuple[int, object]:
+    row = conn.execute(sa.text(
+        "SELECT transfer_window_seconds, transfer_fee_tolerance FROM recon_policies WHERE entity_id = :e"),
+        dict(e=entity_id)).first()
+    return (row.transfer_window_seconds, row.transfer_fee_tolerance) if row else (
+        DEFAULT_TRANSFER_WINDOW_SECONDS, D(DEFAULT_TRANSFER_FEE_TOLERANCE))
+
+
 def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> tuple[int, int]:
-    """Match transfer_out to transfer_in legs of the same tx hash and asset in different accounts."""
-    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked))
+    """Match transfer_out to transfer_in legs between owned accounts: by tx hash and asset first; then, for the legs
+    still unmatched, by asset, amount and time (``_match_by_amount_and_time``)."""
+    window, fee_tolerance = _transfer_policy(conn, entity.id)
+    tz = entity.tz
+    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked), window=timedelta(seconds=window),
+                  tol=fee_tolerance, wf=cutoff_of(start - timedelta(days=1), tz), wt=cutoff_of(end, tz))
     conn.execute(sa.text(
         """
         CREATE TEMP TABLE tmp_transfer_hashes ON COMMIT DROP AS
@@ -145,60 +227,113 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
         WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND kind IN ('transfer_in', 'transfer_out')
           AND tx_hash IS NOT NULL
         """), params)
+    # Rebuilt: the transfers of the run's days, those sharing a hash with them, and the unmatched legs of open days
+    # within the window around the run (their counterpart may be in the run).
     conn.execute(sa.text(
         """
-        DELETE FROM transfers WHERE entity_id = :e AND NOT (close_date = ANY(:locked))
-          AND (close_date BETWEEN :s AND :t OR tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes))
+        DELETE FROM transfers x WHERE x.entity_id = :e AND NOT (x.close_date = ANY(:locked))
+          AND (x.close_date BETWEEN :s AND :t OR x.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes)
+               OR (x.status <> 'matched' AND EXISTS (
+                   SELECT 1 FROM transactions l WHERE l.id = coalesce(x.out_leg_id, x.in_leg_id)
+                     AND l.ts > CAST(:wf AS timestamptz) - :window AND l.ts <= CAST(:wt AS timestamptz) + :window)))
         """), params)
     # The candidates go to a temporary table with statistics: as a CTE the planner misjudges them and joins outs to
     # ins in a nested loop that grows with the square of unmatched transfer legs (minutes for 40,000 legs).
     conn.execute(sa.text(
         """
         CREATE TEMP TABLE tmp_transfer_candidates ON COMMIT DROP AS
-        SELECT l.id, l.account_id, l.asset_id, l.tx_hash, l.kind, l.ts, l.close_date FROM transactions l
-        WHERE l.entity_id = :e AND l.kind IN ('transfer_in', 'transfer_out')
-          AND ((l.close_date BETWEEN :s AND :t AND NOT (l.close_date = ANY(:locked)))
-               OR l.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes))
+        SELECT l.id, l.account_id, l.asset_id, l.tx_hash, l.kind, l.ts, l.close_date, l.quantity FROM transactions l
+        WHERE l.entity_id = :e AND l.kind IN ('transfer_in', 'transfer_out') AND NOT (l.close_date = ANY(:locked))
+          AND (l.close_date BETWEEN :s AND :t OR l.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes)
+               OR (l.ts > CAST(:wf AS timestamptz) - :window AND l.ts <= CAST(:wt AS timestamptz) + :window))
           AND NOT EXISTS (SELECT 1 FROM transfers x WHERE x.out_leg_id = l.id OR x.in_leg_id = l.id)
         """), params)
+    conn.execute(sa.text("CREATE INDEX ON tmp_transfer_candidates (asset_id, kind, ts)"))
     conn.execute(sa.text("ANALYZE tmp_transfer_candidates"))
     conn.execute(sa.text(
         """
+        CREATE TEMP TABLE tmp_transfer_matches ON COMMIT DROP AS
         WITH outs AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
                       FROM tmp_transfer_candidates c WHERE kind = 'transfer_out' AND tx_hash IS NOT NULL),
         ins AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
-                FROM tmp_transfer_candidates c WHERE kind = 'transfer_in' AND tx_hash IS NOT NULL),
-        matched AS (
-            SELECT o.id AS out_id, i.id AS in_id, o.asset_id, o.tx_hash, o.close_date
-            FROM outs o JOIN ins i ON i.tx_hash = o.tx_hash AND i.asset_id = o.asset_id AND i.n = o.n
-                                   AND i.account_id <> o.account_id
-        ),
-        all_rows AS (
-            SELECT out_id AS id, out_id, in_id, asset_id, tx_hash, 'matched' AS status, close_date FROM matched
+                FROM tmp_transfer_candidates c WHERE kind = 'transfer_in' AND tx_hash IS NOT NULL)
+        SELECT o.id AS out_id, i.id AS in_id, o.asset_id, o.tx_hash, o.close_date, 'tx_hash' AS matched_by
+        FROM outs o JOIN ins i ON i.tx_hash = o.tx_hash AND i.asset_id = o.asset_id AND i.n = o.n
+                               AND i.account_id <> o.account_id
+        """), params)
+    _match_by_amount_and_time(conn, params)
+    conn.execute(sa.text(
+        """
+        WITH all_rows AS (
+            SELECT out_id AS id, out_id, in_id, asset_id, tx_hash, 'matched' AS status, close_date, matched_by
+            FROM tmp_transfer_matches
             UNION ALL
-            SELECT c.id, c.id, NULL, c.asset_id, c.tx_hash, 'unmatched_out', c.close_date FROM tmp_transfer_candidates c
-            WHERE c.kind = 'transfer_out' AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.out_id = c.id)
+            SELECT c.id, c.id, NULL, c.asset_id, c.tx_hash, 'unmatched_out', c.close_date, NULL FROM tmp_transfer_candidates c
+            WHERE c.kind = 'transfer_out' AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.out_id = c.id)
             UNION ALL
-            SELECT c.id, NULL, c.id, c.asset_id, c.tx_hash, 'unmatched_in', c.close_date FROM tmp_transfer_candidates c
-            WHERE c.kind = 'transfer_in' AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.in_id = c.id)
+            SELECT c.id, NULL, c.id, c.asset_id, c.tx_hash, 'unmatched_in', c.close_date, NULL FROM tmp_transfer_candidates c
+            WHERE c.kind = 'transfer_in' AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.in_id = c.id)
         )
-        INSERT INTO transfers (id, entity_id, out_leg_id, in_leg_id, asset_id, tx_hash, status, close_date)
-        SELECT id, :e, out_id, in_id, asset_id, tx_hash, status, close_date FROM all_rows
+        INSERT INTO transfers (id, entity_id, out_leg_id, in_leg_id, asset_id, tx_hash, status, close_date, matched_by)
+        SELECT id, :e, out_id, in_id, asset_id, tx_hash, status, close_date, matched_by FROM all_rows
         WHERE NOT (close_date = ANY(:locked))
         """), params)
-    conn.execute(sa.text("DROP TABLE tmp_transfer_candidates"))
     conn.execute(sa.text(
         """
         UPDATE transactions l SET counterparty_account_id = CASE WHEN l.id = x.out_leg_id THEN i.account_id ELSE o.account_id END
         FROM transfers x JOIN transactions o ON o.id = x.out_leg_id JOIN transactions i ON i.id = x.in_leg_id
         WHERE x.entity_id = :e AND x.status = 'matched' AND l.id IN (x.out_leg_id, x.in_leg_id)
-          AND l.close_date BETWEEN :s AND :t AND NOT (l.close_date = ANY(:locked))
+          AND l.id IN (SELECT id FROM tmp_transfer_candidates) AND NOT (l.close_date = ANY(:locked))
         """), params)
     counts = dict(conn.execute(sa.text(
         "SELECT status = 'matched', count(*) FROM transfers WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1"),
         params).all())
-    conn.execute(sa.text("DROP TABLE tmp_transfer_hashes"))
+    for table in ("tmp_transfer_matches", "tmp_transfer_candidates", "tmp_transfer_hashes"):
+        conn.execute(sa.text(f"DROP TABLE {table}"))
     return counts.get(True, 0), counts.get(False, 0)
+
+
+def _match_by_amount_and_time(conn: Connection, params: dict) -> int:
+    """The fallback (DESIGN.md): an unmatched outgoing and incoming leg of the same asset in two accounts of the
+    entity, the incoming quantity equal to the outgoing one less at most the fee tolerance (a fraction of it),
+    within the time window of each other; their tx hashes, when both are known, equal. The closest in time wins.
+
+    Set-based and deterministic: the candidate pairs come from one range join over the indexed candidates; then,
+    in rounds, every pair that is the other's best (smallest time gap, then lowest leg id) on both sides is matched,
+    until no pair is left (each round matches at least the globally closest pair)."""
+    conn.execute(sa.text(
+        """
+        CREATE TEMP TABLE tmp_transfer_pairs ON COMMIT DROP AS
+        SELECT o.id AS out_id, i.id AS in_id, o.asset_id, coalesce(o.tx_hash, i.tx_hash) AS tx_hash, o.close_date,
+               abs(extract(epoch FROM i.ts - o.ts)) AS gap
+        FROM tmp_transfer_candidates o
+        JOIN tmp_transfer_candidates i ON i.asset_id = o.asset_id AND i.kind = 'transfer_in'
+                                       AND i.ts BETWEEN o.ts - :window AND o.ts + :window
+        WHERE o.kind = 'transfer_out' AND i.account_id <> o.account_id
+          AND i.quantity <= -o.quantity AND i.quantity >= -o.quantity * (1 - CAST(:tol AS numeric))
+          AND (o.tx_hash IS NULL OR i.tx_hash IS NULL OR o.tx_hash = i.tx_hash)
+          AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.out_id = o.id)
+          AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.in_id = i.id)
+        """), params)
+    matched = 0
+    while True:
+        added = conn.execute(sa.text(
+            """
+            INSERT INTO tmp_transfer_matches (out_id, in_id, asset_id, tx_hash, close_date, matched_by)
+            SELECT out_id, in_id, asset_id, tx_hash, close_date, 'amount_time' FROM (
+                SELECT p.*, row_number() OVER (PARTITION BY p.out_id ORDER BY p.gap, p.in_id) AS best_for_out,
+                            row_number() OVER (PARTITION BY p.in_id ORDER BY p.gap, p.out_id) AS best_for_in
+                FROM tmp_transfer_pairs p
+                WHERE NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.out_id = p.out_id)
+                  AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.in_id = p.in_id)
+            ) ranked
+            WHERE best_for_out = 1 AND best_for_in = 1
+            """)).rowcount
+        if not added:
+            break
+        matched += added
+    conn.execute(sa.text("DROP TABLE tmp_transfer_pairs"))
+    return matched
 
 
 def _build_observations(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> int:

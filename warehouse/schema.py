@@ -643,3 +643,40 @@ close_provenance = sa.Table(
     sa.Column("computed_at", TS, nullable=False, server_default=_now()),
     sa.PrimaryKeyConstraint("entity_id", "date"),
 )
+
+# ---------------------------------------------------------------- reconciliation at scale, per-day blocking (0010)
+
+completeness_differences = sa.Table(
+    "completeness_differences",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("previous_reported", Exact, nullable=False),
+    sa.Column("previous_reported_at", TS),
+    sa.Column("legs_sum", Exact, nullable=False),
+    sa.Column("reported", Exact, nullable=False),
+    sa.Column("reported_at", TS, nullable=False),
+    sa.Column("difference", Exact, nullable=False, comment="reported - (previous_reported + legs_sum), never 0"),
+    sa.Column("tolerance", Exact, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.PrimaryKeyConstraint("entity_id", "date", "account_id", "asset_id"),
+    comment="every non-zero difference of the completeness rule (within tolerance or not); GX validates these",
+)
+transfers.append_column(sa.Column("matched_by", sa.Text,
+                                  comment="tx_hash | amount_time (same asset, amount less the fee, time window)"))
+breaks.append_column(sa.Column("severity", sa.Text, nullable=False, server_default="warn",
+                               comment="error (blocks PnL and the close from this day on) | warn"))
+
+recon_policies = sa.Table(
+    "recon_policies",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), primary_key=True),
+    sa.Column("block_above_usd", Exact, comment="an open break worth more than this is at ERROR severity; NULL: warn only"),
+    sa.Column("transfer_window_seconds", sa.Integer, nullable=False, server_default="7200"),
+    sa.Column("transfer_fee_tolerance", Exact, nullable=False, server_default="0.01"),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+)
+sa.Index("ix_transactions_entity_kind_asset_ts", transactions.c.entity_id, transactions.c.kind, transactions.c.asset_id,
+         transactions.c.ts, postgresql_where=sa.text("kind IN ('transfer_in', 'transfer_out')"))

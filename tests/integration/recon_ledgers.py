@@ -101,8 +101,8 @@ def reconcile(engine, database_url: str, entity_name: str, days: int):
     with engine.begin() as conn:
         entity = resolve_entity(conn, entity_name)
         build_canonical(conn, entity, START, end)
-    with engine.begin() as conn:  # GX reads through its own connection: the canonical rows must be committed
-        result = check_completeness(conn, database_url, entity, START, end)
+    result = check_completeness(database_url, entity, START, end)  # GX reads through its own connection: committed rows
+    with engine.begin() as conn:
         write_completeness(conn, entity, result, run_id=None)
     with engine.connect() as conn:
         return list_breaks(conn, entity.id, START, end)

@@ -156,8 +156,7 @@ def test_a_clean_multi_month_ledger_has_zero_breaks(engine, database_url, tmp_pa
     first, last = date(2025, 1, 1), date(2025, 4, 30)
     with engine.begin() as conn:
         build_canonical(conn, entity, first, last)
-    with engine.connect() as conn:
-        result = check_completeness(conn, database_url, entity, first, last)
+    result = check_completeness(database_url, entity, first, last)
     assert summary["days"] == 365 and summary["transfers"] > 0
     assert len(result.checked_per_day) == 120 and sum(result.checked_per_day.values()) > 120 * 4
     assert result.breaks == [] and result.gx_success

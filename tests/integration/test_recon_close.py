@@ -19,6 +19,7 @@ from reconciliation.outages import record_source_outage
 from reconciliation.report import close_report_html, load_provenance, verify_close
 from tests.integration.recon_ledgers import Row, balances_csv, changed, funded, ledger_csv, reconcile, stage, ts
 from warehouse.entities import resolve_entity
+from warehouse.numbers import to_text
 from warehouse.reports import list_breaks
 
 D1, D2, D3, D4 = (date(2026, 1, d) for d in range(1, 5))
@@ -93,16 +94,52 @@ def test_lock_then_late_data_books_an_adjustment_and_the_locked_day_never_moves(
             conn.execute(sa.text("UPDATE close_provenance SET output_hash = 'x' WHERE date = :d"), dict(d=D2))
 
 
-def test_provenance_records_inputs_code_cursors_and_an_output_hash(engine, instance) -> None:
+def test_a_changed_record_of_a_locked_day_is_adjusted_by_the_difference_only(engine, instance) -> None:
     truth = _trades()
-    stage(engine, "prov", truth, truth, 4)
+    entity_id = stage(engine, "restated", truth, truth, 4)
+    assert close_days(["restated"], D1, D4, instance=instance).success
+    with engine.begin() as conn:
+        entity = resolve_entity(conn, "restated")
+        for day in (D1, D2):
+            lock_close(conn, entity, day)
+    with engine.connect() as conn:
+        before = _locked_rows(conn, [D1, D2])
+
+    # the exchange restates S1 (day 2, locked): 0.6 BTC sold instead of 0.5, same price and fee
+    restated = changed(truth, "S1", quantity="0.6")
+    with engine.begin() as conn:
+        import_csv(conn, entity_id, "ledger", CsvFile("restated.csv", ledger_csv(restated)))
+        import_csv(conn, entity_id, "balances", CsvFile("restated-balances.csv", balances_csv(restated, 4)))
+    for _ in range(2):  # a rerun changes nothing
+        assert close_days(["restated"], D1, D4, instance=instance).success
+        with engine.connect() as conn:
+            assert _locked_rows(conn, [D1, D2]) == before  # byte-identical figures of the locked days
+            adjustments = conn.execute(sa.text(
+                """SELECT l.close_date, s.symbol, l.quantity, l.kind FROM transactions l JOIN assets s ON s.id = l.asset_id
+                   WHERE l.is_adjustment ORDER BY s.symbol""")).all()
+            # new - old per leg: -0.1 BTC sold, +9,500 USD proceeds; the unchanged fee leg is not booked again
+            assert [(d, a, to_text(q), k) for d, a, q, k in adjustments] == [(D3, "BTC", "-0.1", "sell"),
+                                                                        (D3, "USD", "9500", "buy")]
+            assert list_breaks(conn, entity_id, D1, D4) == []  # day 3 ties to the restated balances
+
+
+def test_provenance_records_inputs_code_cursors_and_an_output_hash(engine, instance) -> None:
+    from ingestion.staging import write_cursor
+
+    truth = _trades()
+    entity_id = stage(engine, "prov", truth, truth, 4)
+    with engine.begin() as conn:  # an incremental source keeps its own cursor per account and stream
+        write_cursor(conn, entity_id, "binance", "main", "trades", {"BTCUSDT": {"fromId": 4242}})
     assert close_days(["prov"], D1, D4, instance=instance).success
     with engine.connect() as conn:
         entity = resolve_entity(conn, "prov")
         stored = load_provenance(conn, entity.id, D2)
         assert stored["input_counts"] == {"raw_records:csv/ledger": 1, "raw_balance_snapshots": 2, "legs": 3,
                                           "adjustment_legs": 0, "positions": 2}
-        assert stored["source_cursors"]["csv/ledger"]["records"] == 5
+        cursors = stored["source_cursors"]
+        assert cursors["csv/ledger"]["records"] == 5 and cursors["csv/ledger"]["from"] == "staging_high_water_mark"
+        assert cursors["binance/trades"]["from"] == "ingestion_cursors"
+        assert cursors["binance/trades"]["cursors"]["main"]["cursor"] == {"BTCUSDT": {"fromId": 4242}}
         assert stored["code_version"].startswith(("git:", "coinfrs=="))
         assert verify_close(conn, entity, D2)["unchanged"]
     with engine.begin() as conn:  # an unlocked day's figures changed behind the close's back: detected
