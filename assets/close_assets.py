@@ -95,8 +95,8 @@ def _suite_check_results(context: dg.AssetExecutionContext, failing: dict[str, l
     check_specs=_suite_check_specs(),
     description=(
         "Canonical layer for the day(s): legs from the latest version of each staged ledger record, "
-        "internal transfers matched by tx hash, balance observations from staged snapshots, ledger prices, "
-        "and daily positions (computed from legs vs reported). Rebuilt from staging; locked days untouched."
+        "internal transfers matched by tx hash (else amount and time window), balance observations from staged "
+        "snapshots, ledger prices, and daily positions (computed from legs vs reported). Rebuilt from staging; locked days untouched."
     ),
 )
 def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

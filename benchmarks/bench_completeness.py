@@ -4,9 +4,10 @@
 
 Creates a throwaway database on the server (dropped at the end), seeds it in SQL (2,000 accounts,
 half exchange spot / half wallets, x 5 assets; a leg every 7th day per pair; a balance snapshot at
-every cutoff; 10 planted breaks that persist), then times ``check_completeness`` (the Great
-Expectations ``UnexpectedRowsExpectation`` over the whole year in one query, plus the per-day count)
-and checks that it finds exactly the planted breaks. Target: under 10 s.
+every cutoff; 10 planted breaks that persist), ANALYZEs after the bulk load, then times
+``check_completeness`` (one set-based statement storing the year's differences and the per-day counts,
+then the Great Expectations ``UnexpectedRowsExpectation`` over the stored differences) and checks that
+it finds exactly the planted breaks. Target: under 10 s. Run it with ``nice`` and note ``uptime``.
 
 Seeding disables foreign-key triggers for the session (``session_replication_role = replica``): the
 legs have no staged raw records here; lineage is not what is measured.
@@ -114,7 +115,7 @@ def main() -> int:
         elapsed = time.monotonic() - began
         checked = sum(result.checked_per_day.values())
         planted = args.accounts * 5 // 1000
-        print(f"checked {checked:,} (account, asset, day) in {elapsed:.2f}s (Great Expectations, one query): "
+        print(f"checked {checked:,} (account, asset, day) in {elapsed:.2f}s (one statement + Great Expectations over the differences): "
               f"{len(result.breaks)} break(s), planted {planted}")
         ok = len(result.breaks) == planted and all(D(b.difference) == D("0.5") and b.date.toordinal() - start.toordinal() == 99
                                                   for b in result.breaks)
