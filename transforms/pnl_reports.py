@@ -158,6 +158,17 @@ def compare_results(results: Mapping[str, BookResult], date_from: date, date_to:
     }
 
 
+def compare_rows(report: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """A comparison as flat rows for an export: one per disposal, ``gain <book>`` and ``difference <book>`` columns."""
+    labels = [b["book"] for b in report["books"]]
+    columns = ["leg_id", "date", "ts", "account", "asset", "kind", "quantity", "proceeds",
+               *[f"gain {label}" for label in labels], *[f"difference {label}" for label in labels[1:]], "currency"]
+    rows = [{**{k: d[k] for k in columns[:8]}, **{f"gain {label}": d["realized_gain"][label] for label in labels},
+             **{f"difference {label}": d["difference"][label] for label in labels[1:]}, "currency": report["currency"]}
+            for d in report["disposals"]]
+    return columns, rows
+
+
 def _names(conn: Connection, entity_id: int) -> dict[str, dict[int, str]]:
     accounts = dict(conn.execute(sa.text("SELECT id, name || CASE WHEN account_type <> 'wallet' THEN ' (' || account_type"
                                          " || ')' ELSE '' END FROM accounts WHERE entity_id = :e"), dict(e=entity_id)).all())

@@ -127,7 +127,8 @@ def excluded(request: Request, entity: CurrentEntity, conn: ConnDep, fmt: Format
     return _list(request, fmt, f"pnl-excluded-assets-{entity.name}", ExcludedAssetOut, items, entity=entity.name)
 
 
-@router.get("/compare", response_model=Envelope[CompareOut], summary="Compare cost-basis books (what-if)")
+@router.get("/compare", response_model=Envelope[CompareOut], summary="Compare cost-basis books (what-if)",
+            responses=EXPORT_RESPONSES)
 def compare(
     request: Request,
     entity: CurrentEntity,
@@ -139,10 +140,16 @@ def compare(
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
     currency: CurrencyQuery = None,
+    fmt: FormatQuery = None,
 ) -> dict:
     """The same legs booked under several methods and pools, computed on demand: realized gain per book and,
-    for every disposal, each book's gain and its difference from the base book, in the reporting currency."""
+    for every disposal, each book's gain and its difference from the base book, in the reporting currency.
+    As CSV/XLSX: one row per disposal, a gain column per book and a difference column per other book."""
     report = pnl_reports.compare_books(conn, entity, pnl_reports.parse_books(books), date_from, date_to, currency)
+    out = requested_format(request, fmt)
+    if out != "json":
+        columns, rows = pnl_reports.compare_rows(report)
+        return export_response(out, f"pnl-compare-{entity.name}-{date_from}-{date_to}", columns, rows)
     return success(request, report)
 
 
