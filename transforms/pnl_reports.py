@@ -75,6 +75,8 @@ def summarize_realized(book: BookResult, entity_name: str, date_from: date, date
 def load_book_inputs(conn: Connection, entity: Entity, date_to: date,
                      currency: str = BASE_CURRENCY) -> tuple[list[PnlLeg], PriceLookup, FxRates | None]:
     """The entity's legs and prices up to ``date_to`` for the engine, translated into ``currency`` unless USD."""
+    if date_to >= date.max:  # its cutoff is the next day's midnight
+        raise ReportParameterError("to", f"{date_to} has no cutoff; give an earlier day")
     up_to = cutoff_of(date_to, entity.tz)
     legs = load_pnl_legs(conn, entity.id, date_to)
     prices = load_fair_values(conn, entity.id, up_to)

@@ -60,7 +60,6 @@ def fund(database_url: str):
     engine = get_engine(database_url)
     with engine.begin() as conn:
         entity = get_or_create_entity(conn, "eurofund")
-        conn.execute(sa.text("UPDATE entities SET reporting_currency = 'EUR' WHERE id = :e"), dict(e=entity.id))
         entity = resolve_entity(conn, entity.id)
         import_csv(conn, entity.id, "ledger", CsvFile("ledger.csv", LEDGER))
         write_manual_prices(conn, entity, "prices.csv", read_manual_prices(CsvFile("prices.csv", PRICES)),
@@ -69,6 +68,10 @@ def fund(database_url: str):
         build_pnl(conn, entity, FIRST, LAST)
         write_closes(conn, entity, FIRST, LAST, run_id=None)
         key = create_api_key(conn, entity.id, label="currency tests")
+    assert CliRunner().invoke(app, ["pnl", "currency", "--entity", "eurofund"]).stdout.strip() == "USD"
+    assert CliRunner().invoke(app, ["pnl", "currency", "--entity", "eurofund", "--set", "eur"]).stdout.strip() == "EUR"
+    bad = CliRunner().invoke(app, ["pnl", "currency", "--entity", "eurofund", "--set", "JPY"])
+    assert bad.exit_code == 1 and "allowed: USD, EUR, GBP" in bad.output
     return engine, entity, key
 
 
