@@ -6,7 +6,28 @@ import datetime as dt
 
 from pydantic import Field
 
-from api.schemas import Model, Money, Quantity
+from api.schemas import Model, Money, Quantity, RealizedPnlOut
+
+CURRENCY_DESCRIPTION = "reporting currency of every amount: USD, EUR or GBP"
+
+
+class FxRateOut(Model):
+    ts: dt.datetime = Field(description="the instant the rate holds at")
+    rate_usd: Money = Field(description="USD per one unit of the reporting currency")
+    source: str = Field(description="manual | coingecko | exchange:<id> | ledger")
+    pair: str | None
+    resolution: str | None
+    fetched_at: dt.datetime | None
+    note: str | None = Field(description="how the rate was derived, or a manual row's note")
+
+
+class FxProvenanceOut(Model):
+    currency: str
+    pair: str = Field(description="e.g. EUR/USD")
+    meaning: str
+    rates_used: int
+    sources: list[str]
+    rates: list[FxRateOut] = Field(description="every rate the figures were translated at, in time order")
 
 
 class BookTotalOut(Model):
@@ -40,6 +61,13 @@ class CompareOut(Model):
     base: str
     books: list[BookTotalOut]
     disposals: list[DisposalCompareOut]
+    currency: str = Field(description=CURRENCY_DESCRIPTION)
+    fx: FxProvenanceOut | None = Field(description="the FX rates used (null for USD)")
+
+
+class RealizedPnlCurrencyOut(RealizedPnlOut):
+    currency: str = Field(description=CURRENCY_DESCRIPTION)
+    fx: FxProvenanceOut | None = Field(description="the FX rates used (null for USD)")
 
 
 class OpenLotOut(Model):
@@ -90,6 +118,8 @@ class ShortfallOut(Model):
 class RealizedBreakdownOut(Model):
     asset: str | None = None
     account: str | None = None
+    year: str | None = Field(None, description="YYYY")
+    quarter: str | None = Field(None, description="YYYY-Qn")
     month: str | None = Field(None, description="YYYY-MM")
     day: dt.date | None = None
     term: str | None = Field(None, description="short | long (held more than 365 days)")
@@ -97,3 +127,30 @@ class RealizedBreakdownOut(Model):
     proceeds: Money | None = Field(None, description="not split by term")
     cost_basis: Money | None = None
     disposals: int | None = None
+    currency: str = Field(description=CURRENCY_DESCRIPTION)
+
+
+class UnrealizedOut(Model):
+    pool_account_id: int = Field(description="0 for the universal pool")
+    account: str | None = Field(description="the pool's account (per-account pools)")
+    asset: str
+    asset_id: int
+    quantity: Quantity
+    cost_basis: Money
+    close_price: Money | None = Field(description="at the day's cutoff; null when no price is known")
+    market_value: Money | None
+    unrealized_gain: Money | None = Field(description="market value − cost basis")
+    currency: str = Field(description=CURRENCY_DESCRIPTION)
+
+
+class ExcludedAssetOut(Model):
+    asset_id: int
+    asset: str
+    name: str | None
+    aliases: str | None = Field(description="source:alias, e.g. the chain and contract address")
+    legs: int
+    accounts: int
+    first_date: dt.date
+    last_date: dt.date
+    net_quantity: Quantity = Field(description="sum of the entity's legs of the asset")
+    reason: str

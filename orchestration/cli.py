@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestration import cli_api, cli_prices
+from orchestration.cli_assets import asset_app
 from orchestration.cli_chains import wallet_app
 from orchestration.cli_costbasis import pnl_commands
 from orchestration.cli_sources import source_app
@@ -41,6 +42,7 @@ app.add_typer(cli_api.app, name="journal")
 app.add_typer(cli_prices.prices_app, name="prices")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
+app.add_typer(asset_app, name="asset")
 pnl_app.add_typer(pnl_commands)  # cost basis: book, compare, compute, lots, rollforward, breakdown
 
 console = Console(stderr=True)
@@ -260,28 +262,32 @@ def pnl_realized(
     date_to: Annotated[str, typer.Option("--to")],
     method: Annotated[str, typer.Option(help="fifo, lifo, hifo, lofo, average, or configured (the entity's book).")] = "fifo",
     pool: Annotated[str, typer.Option(help="universal or account.")] = "universal",
+    currency: Annotated[Optional[str], typer.Option(help="USD, EUR or GBP (default: the entity's reporting "
+                                                         "currency).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Realized PnL in USD over a period: proceeds, cost basis, gain, disposals (fee disposals included).
-
-    FIFO books and the configured book are read from what the close stored; other books are computed on demand."""
+    """Realized PnL over a period in the reporting currency: proceeds, cost basis, gain, disposals (fee disposals
+    included). Stored USD books are read from what the close stored; anything else is computed on demand."""
+    from orchestration.cli_costbasis import print_fx
     from transforms.pnl_reports import realized_summary
 
     start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
     with _engine().connect() as conn:
         record = _entity(conn, entity)
         try:
-            summary = realized_summary(conn, record, start, end, method=method, pool=pool)
+            summary = realized_summary(conn, record, start, end, method=method, pool=pool, currency=currency)
         except ValueError as exc:
             raise _fail(str(exc)) from None
     if as_json:
         out.print_json(json.dumps(summary)) if sys.stdout.isatty() else print(json.dumps(summary))
         return
-    table = Table(title=f"{record.name}: realized PnL {start} .. {end} ({method}, {pool} pool)")
+    print_fx(summary)
+    table = Table(title=f"{record.name}: realized PnL {start} .. {end} ({method}, {pool} pool), {summary['currency']}")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in summary.items():
-        table.add_row(key, str(value))
+        if key != "fx":
+            table.add_row(key, str(value))
     out.print(table)
 
 

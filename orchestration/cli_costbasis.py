@@ -23,6 +23,8 @@ console = Console(stderr=True)
 out = Console()
 EntityOpt = Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CurrencyOpt = Annotated[Optional[str], typer.Option(
+    "--currency", help="Reporting currency: USD, EUR or GBP (default: the entity's reporting currency).")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -71,6 +73,16 @@ def _report(entity_ref: str, build):
             raise _fail(f"--{exc.field}: {exc.message}") from None
         except TieOutError as exc:
             raise _fail(str(exc)) from None
+
+
+def print_fx(extra: dict[str, Any]) -> None:
+    """One line on the FX rates a report in EUR/GBP used (the JSON output lists each with its provenance)."""
+    fx = extra.get("fx")
+    if fx:
+        rates = fx["rates"]
+        span = f"{rates[0]['ts']} .. {rates[-1]['ts']}" if rates else "none"
+        console.print(f"{fx['currency']}: {fx['rates_used']} {fx['pair']} rates used ({span}; sources "
+                      f"{', '.join(fx['sources']) or '-'}); --json lists each rate with its provenance", highlight=False)
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -127,6 +139,26 @@ def book_show(entity: EntityOpt, as_json: JsonOpt = False) -> None:
     _table(f"{record.name}: configured book", rows, ["from", "method", "pool"])
 
 
+@pnl_commands.command("currency")
+def currency_command(
+    entity: EntityOpt,
+    set_to: Annotated[Optional[str], typer.Option("--set", help="USD, EUR or GBP.")] = None,
+) -> None:
+    """Show or set the entity's reporting currency: the default of every PnL report (and of valued positions)."""
+    from transforms.fx import write_reporting_currency
+    from warehouse.reports import ReportParameterError
+
+    with _connect(write=set_to is not None) as conn:
+        record = _entity(conn, entity)
+        code = record.reporting_currency
+        if set_to is not None:
+            try:
+                code = write_reporting_currency(conn, record.id, set_to)
+            except ReportParameterError as exc:
+                raise _fail(f"--set: {exc.message}") from None
+    print(code)
+
+
 # ---------------------------------------------------------------- reports
 
 
@@ -137,17 +169,20 @@ def compare(
                                              "'configured' is the entity's configured book.")],
     date_from: Annotated[str, typer.Option("--from")],
     date_to: Annotated[str, typer.Option("--to")],
+    currency: CurrencyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What-if: realized PnL of several books over the same legs, and the difference per disposal."""
     from transforms.pnl_reports import compare_books, parse_books
 
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
-    record, report = _report(entity, lambda conn, e: compare_books(conn, e, parse_books(books), start, end))
+    record, report = _report(entity, lambda conn, e: compare_books(conn, e, parse_books(books), start, end, currency))
     if as_json:
         _emit_json(report)
         return
-    _table(f"{record.name}: realized PnL {start} .. {end} by book (base {report['base']})", report["books"],
+    print_fx(report)
+    _table(f"{record.name}: realized PnL {start} .. {end} by book (base {report['base']}), {report['currency']}",
+           report["books"],
            ["book", "schedule", "realized_gain", "difference", "disposals", "shortfalls"])
     labels = [b["book"] for b in report["books"]]
     rows = [{**{k: d[k] for k in ("date", "account", "asset", "kind", "quantity", "proceeds")},
@@ -173,7 +208,7 @@ def compute(
     from ingestion.csv_files import CsvFile, CsvImportError
     from transforms.cost_basis import compute_book, validate_book
     from transforms.ledger_books import map_ledger_files
-    from transforms.pnl_reports import summarize_realized
+    from transforms.pnl_reports import currency_keys, summarize_realized
 
     started = time.perf_counter()
     try:
@@ -191,6 +226,7 @@ def compute(
     end = _day(date_to, "--to") if date_to else max(days)
     book = compute_book(mapped.legs, method=method, pool=pool)
     summary = summarize_realized(book, ", ".join(p.name for p in ledger), start, end, method, pool)
+    summary.update(currency_keys("USD", None))  # a file has no FX rates: USD, like its ledger values
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["legs"] = len(mapped.legs)
     summary["shortfalls"] = len(book.shortfalls)
@@ -206,20 +242,62 @@ def breakdown(
     entity: EntityOpt,
     date_from: Annotated[str, typer.Option("--from")],
     date_to: Annotated[str, typer.Option("--to")],
-    by: Annotated[str, typer.Option(help="asset, account, term, month or day.")] = "asset",
+    by: Annotated[str, typer.Option(help="asset, account, term, year, quarter, month or day.")] = "asset",
     method: Annotated[str, typer.Option(help="fifo, lifo, hifo, lofo, average or configured.")] = "configured",
     pool: Annotated[str, typer.Option(help="universal or account.")] = "universal",
+    currency: CurrencyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Realized PnL of a book by asset, account, term, month or day."""
+    """Realized PnL of a book by asset, account, term or period, in the reporting currency."""
     from transforms.pnl_reports import realized_breakdown
 
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
-    record, rows = _report(entity, lambda conn, e: realized_breakdown(conn, e, start, end, by, method, pool))
+    record, (rows, extra) = _report(entity, lambda conn, e: realized_breakdown(conn, e, start, end, by, method, pool,
+                                                                               currency))
+    if as_json:
+        _emit_json({"rows": rows, **extra})
+        return
+    print_fx(extra)
+    _table(f"{record.name}: realized PnL {start} .. {end} by {by} ({method}:{pool}), {extra['currency']}", rows,
+           list(rows[0]) if rows else [by])
+
+
+@pnl_commands.command("unrealized")
+def unrealized_command(
+    entity: EntityOpt,
+    day: Annotated[str, typer.Option("--date", help="The close day.")],
+    method: Annotated[str, typer.Option(help="fifo, lifo, hifo, lofo, average or configured.")] = "configured",
+    pool: Annotated[str, typer.Option(help="universal or account.")] = "configured",
+    currency: CurrencyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Unrealized PnL at a close per pool and asset: basis, close price, market value, gain, in the reporting currency."""
+    from transforms.pnl_reports import unrealized
+
+    target = _day(day, "--date")
+    record, (rows, extra) = _report(entity, lambda conn, e: unrealized(conn, e, target, method, pool, currency))
+    if as_json:
+        _emit_json({"rows": rows, **extra})
+        return
+    print_fx(extra)
+    _table(f"{record.name}: unrealized PnL at the close of {target} ({method}:{pool}), {extra['currency']}", rows,
+           ["account", "asset", "quantity", "cost_basis", "close_price", "market_value", "unrealized_gain"])
+
+
+@pnl_commands.command("excluded")
+def excluded_command(entity: EntityOpt, as_json: JsonOpt = False) -> None:
+    """Unverified assets (possible spam) left out of every PnL book until approved; they stay in positions."""
+    from transforms.pnl_reports import list_excluded_assets
+
+    record, rows = _report(entity, lambda conn, e: list_excluded_assets(conn, e))
     if as_json:
         _emit_json(rows)
         return
-    _table(f"{record.name}: realized PnL {start} .. {end} by {by} ({method}:{pool})", rows, list(rows[0]) if rows else [by])
+    _table(f"{record.name}: assets excluded from PnL (unverified)", rows,
+           ["asset_id", "asset", "aliases", "legs", "accounts", "first_date", "last_date", "net_quantity"])
+    if rows:
+        console.print("approve one to include it (and rebook from its first leg): coinfrs asset approve <asset id or "
+                      "symbol>", highlight=False)
 
 
 @pnl_commands.command("lots")

@@ -1,12 +1,16 @@
 """The asset registry: one canonical id per economic asset, with per-source aliases.
 
 Unknown symbols are kept and flagged ``unverified`` (never dropped), with 18 decimals until
-someone sets the right number.
+someone sets the right number. The cost-basis engine leaves unverified assets out of every PnL
+book (they stay in positions) until someone approves them (``approve_asset``,
+``coinfrs asset approve``), which rebooks from the asset's first leg.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -90,3 +94,50 @@ def register_token(conn: Connection, *, source: str, alias: str, symbol: str, na
     conn.execute(insert(asset_aliases).values(asset_id=asset_id, source=source, alias=alias)
                  .on_conflict_do_nothing(index_elements=["source", "alias"]))
     return asset_id
+
+
+class AssetNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ApprovedAsset:
+    asset_id: int
+    symbol: str
+    was_unverified: bool
+    first_leg_day: dict[int, date]  # entity id -> the close day of its first leg of the asset
+
+
+def find_asset_id(conn: Connection, ref: str) -> int:
+    """An asset by id, symbol or alias (``ethereum:0xa0b8...`` or a source's own alias, any case)."""
+    text = ref.strip()
+    if text.isdigit():
+        found = conn.execute(sa.select(assets.c.id).where(assets.c.id == int(text))).scalar()
+        if found is not None:
+            return found
+    found = conn.execute(sa.select(assets.c.id).where(sa.func.upper(assets.c.symbol) == text.upper())).scalar()
+    if found is not None:
+        return found
+    source, _, alias = text.partition(":")
+    matches = conn.execute(sa.select(asset_aliases.c.asset_id).distinct().where(sa.or_(
+        asset_aliases.c.alias == text.upper(),
+        sa.and_(sa.func.lower(asset_aliases.c.source) == source.lower(), asset_aliases.c.alias == alias.upper())))
+    ).scalars().all()
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise AssetNotFound(f"{ref!r} names {len(matches)} assets (ids {', '.join(map(str, matches))}): give the id")
+    raise AssetNotFound(f"no asset with id, symbol or alias {ref!r} (see `coinfrs pnl excluded --entity E`)")
+
+
+def approve_asset(conn: Connection, ref: str) -> ApprovedAsset:
+    """Mark an asset verified: from now on the cost-basis engine books its legs. Returns, per entity that has
+    legs of it, the first day the books must be recomputed from."""
+    asset_id = find_asset_id(conn, ref)
+    row = conn.execute(sa.select(assets.c.symbol, assets.c.unverified).where(assets.c.id == asset_id)
+                       .with_for_update()).one()
+    conn.execute(sa.update(assets).where(assets.c.id == asset_id).values(unverified=False))
+    first = dict(conn.execute(sa.text(
+        "SELECT entity_id, min(close_date) FROM transactions WHERE asset_id = :a GROUP BY entity_id"),
+        dict(a=asset_id)).all())
+    return ApprovedAsset(asset_id, row.symbol, bool(row.unverified), first)

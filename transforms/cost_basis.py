@@ -26,6 +26,10 @@ Semantics (docs/cost-basis.md has a worked example for each):
   listed in ``BookResult.shortfalls``); it disappears when the missing acquisition arrives and
   the book is recomputed forward.
 - Fiat is the unit of account: it has no lots.
+- Legs of an unverified asset (not in the registry, e.g. a spam token airdropped to a wallet)
+  are left out of the book until the asset is approved; ``BookResult.excluded`` counts them.
+- The engine is currency-agnostic: ``usd_value`` and prices may be translated into a reporting
+  currency first (transforms/fx.py); every figure is then in that currency.
 All arithmetic is exact decimal (float trap on); a partial lot's basis is apportioned to
 18 decimals and the remainder stays with the lot, so the roll-forward ties out exactly.
 """
@@ -41,7 +45,7 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Literal
 
-from transforms.fair_value import FairValues, map_ledger_prices, ts_key
+from transforms.fair_value import FairValues, PriceLookup, map_ledger_prices, ts_key
 from warehouse.numbers import SCALE, ZERO, exact_context
 
 Method = Literal["fifo", "lifo", "hifo", "lofo", "average"]
@@ -75,6 +79,7 @@ class PnlLeg:
     usd_value: Decimal | None = None
     transfer_status: str | None = None  # matched | unmatched_out | unmatched_in
     transfer_peer_account_id: int | None = None  # for a matched transfer_out: the receiving account
+    unverified: bool = False  # an asset not in the registry (spam until approved): left out of the book
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,7 @@ class BookResult:
     rollforward: list[RollForward] = field(default_factory=list)
     states: list[BookState] = field(default_factory=list)
     schedule: tuple[BookPeriod, ...] = ()
+    excluded: dict[int, int] = field(default_factory=dict)  # unverified asset id -> legs left out of the book
 
     @property
     def label(self) -> str:
@@ -271,7 +277,7 @@ class _Pool:
 
 
 class _Book:
-    def __init__(self, period: BookPeriod, fair_values: FairValues, cutoff: Callable[[date], datetime]) -> None:
+    def __init__(self, period: BookPeriod, fair_values: PriceLookup, cutoff: Callable[[date], datetime]) -> None:
         validate_book(period.method, period.pool)
         self.method, self.pool = period.method, period.pool
         self.average = period.method == "average"
@@ -614,7 +620,7 @@ def _utc_cutoff(day: date) -> datetime:
 def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "universal",
                  schedule: Sequence[BookPeriod] | None = None,
                  report_from: date | None = None, report_to: date | None = None,
-                 fair_values: FairValues | None = None, cutoff: Callable[[date], datetime] = _utc_cutoff,
+                 fair_values: PriceLookup | None = None, cutoff: Callable[[date], datetime] = _utc_cutoff,
                  start_state: BookState | None = None, keep_open_lots: bool = False,
                  keep_states: bool = False) -> BookResult:
     """Run one book over legs (any order; sorted here by booking day, time, event, leg).
@@ -628,6 +634,12 @@ def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "u
     """
     periods = sorted(schedule or [BookPeriod(None, method, pool)], key=lambda p: p.effective_from or date.min)
     legs = list(legs)
+    excluded: dict[int, int] = {}
+    if any(leg.unverified for leg in legs):
+        for leg in legs:
+            if leg.unverified:
+                excluded[leg.asset_id] = excluded.get(leg.asset_id, 0) + 1
+        legs = [leg for leg in legs if not leg.unverified]
     if fair_values is None:
         fair_values = FairValues(map_ledger_prices(legs))
     if start_state is not None:
@@ -638,6 +650,7 @@ def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "u
     current = _period_at(periods, start_state.as_of if start_state else (first_day or date.min))
     book = _Book(current, fair_values, cutoff)
     book.result.schedule = tuple(periods)
+    book.result.excluded = excluded
     if start_state is not None:
         book.restore(start_state)
     opening: dict[tuple[int, int], tuple[Decimal, Decimal]] | None = None

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy.engine import Connection
 import sqlalchemy as sa
@@ -43,6 +44,13 @@ _RANKS = {source: rank for rank, source in enumerate(PRECEDENCE)}
 
 def _rank(source: str) -> int:
     return _RANKS.get(source, len(PRECEDENCE))
+
+
+class PriceLookup(Protocol):
+    """What the engine asks for: the price of an asset at an instant (``FairValues``, or one translated into a
+    reporting currency by ``transforms.fx.TranslatedFairValues``)."""
+
+    def price_at(self, asset_id: int, ts: datetime) -> Decimal | None: ...
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ PRICE_HISTORY_FOR_RESTART = timedelta(days=7)
 _LEGS_SQL = """
 SELECT l.id, l.ts, l.close_date, l.account_id, l.asset_id, a.is_fiat, l.quantity, l.kind, l.group_id, l.leg_index,
        l.unit_price_usd, l.usd_value, x.status AS transfer_status,
-       CASE WHEN x.status = 'matched' AND x.out_leg_id = l.id THEN i.account_id END AS transfer_peer_account_id
+       CASE WHEN x.status = 'matched' AND x.out_leg_id = l.id THEN i.account_id END AS transfer_peer_account_id,
+       a.unverified
 FROM transactions l
 JOIN assets a ON a.id = l.asset_id
 LEFT JOIN transfers x ON x.entity_id = l.entity_id AND (x.out_leg_id = l.id OR x.in_leg_id = l.id)
@@ -115,11 +116,12 @@ def inputs_digests(conn: Connection, entity: Entity, up_to: date) -> dict[date, 
     """Per close day: a digest of every leg, transfer match and price up to that day's cutoff (cumulative).
 
     A state saved at the end of day D is reused only while the digest at D is unchanged: a re-imported leg,
-    a transfer matched later (its row carries the out-leg's day), or a new price for an earlier time
-    invalidates it."""
+    a transfer matched later (its row carries the out-leg's day), a new price for an earlier time, or an
+    approved asset (its legs were left out while it was unverified) invalidates it."""
     params = dict(e=entity.id, t=up_to, tz=entity.timezone)
     queries = (
-        "SELECT close_date AS day, count(*), sum(id), sum(quantity), sum(coalesce(usd_value, 0)) FROM transactions"
+        "SELECT close_date AS day, count(*), sum(t.id), sum(quantity), sum(coalesce(usd_value, 0)),"
+        " count(*) FILTER (WHERE a.unverified) FROM transactions t JOIN assets a ON a.id = t.asset_id"
         " WHERE entity_id = :e AND close_date <= :t GROUP BY 1",
         "SELECT close_date AS day, count(*), sum(coalesce(out_leg_id, 0)), sum(coalesce(in_leg_id, 0)),"
         " count(*) FILTER (WHERE status = 'matched') FROM transfers WHERE entity_id = :e AND close_date <= :t GROUP BY 1",
@@ -127,12 +129,13 @@ def inputs_digests(conn: Connection, entity: Entity, up_to: date) -> dict[date, 
         " sum(length(source)) FROM prices WHERE entity_id = :e"
         " AND ((ts - interval '1 microsecond') AT TIME ZONE :tz)::date <= :t GROUP BY 1",
     )
+    width = (5, 4, 4)  # values per query
     per_day: dict[date, list[list]] = {}
     for kind, query in enumerate(queries):
         for day, *values in conn.execute(sa.text(query), params).all():
-            per_day.setdefault(day, [[0, 0, 0, 0] for _ in queries])[kind] = list(values)
+            per_day.setdefault(day, [[0] * n for n in width])[kind] = list(values)
     digests: dict[date, str] = {}
-    totals = [[0, 0, 0, 0] for _ in queries]
+    totals = [[0] * n for n in width]
     for day in sorted(per_day):
         for kind, values in enumerate(per_day[day]):
             totals[kind] = [a + b for a, b in zip(totals[kind], values)]

@@ -2,8 +2,11 @@
 comparison of books, open lots at a close, the roll-forward and shortfalls.
 
 Stored books (``fifo``/``universal``, ``fifo``/``account``, ``configured``) are read from the
-tables the close writes; any other method/pool is computed in memory from the stored legs and
-prices (read-only, nothing is written). Money is exact decimal text (``to_text``).
+tables the close writes; any other method/pool, and any book in a reporting currency other than
+USD, is computed in memory from the stored legs and prices by the same engine (read-only, nothing
+is written). A report in EUR or GBP runs the engine on legs translated at the rate of their own
+instant (transforms/fx.py) and says which rates it used. Legs of unverified assets are left out
+of every book (``list_excluded_assets`` lists them). Money is exact decimal text (``to_text``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from transforms.cost_basis import METHODS, POOLS, BookResult, TieOutError, compute_book
-from transforms.fair_value import load_fair_values
+from transforms.cost_basis import METHODS, POOLS, BookResult, PnlLeg, TieOutError, compute_book
+from transforms.fair_value import PriceLookup, load_fair_values
+from transforms.fx import BASE_CURRENCY, FxRates, TranslatedFairValues, load_fx_rates, normalize_currency, translate_legs
 from transforms.pnl import CONFIGURED, REFERENCE_BOOKS, book_schedule, load_pnl_legs
 from warehouse.calendar import cutoff_of
 from warehouse.entities import Entity
@@ -56,7 +60,7 @@ def parse_books(text: str) -> list[tuple[str, str]]:
 
 def summarize_realized(book: BookResult, entity_name: str, date_from: date, date_to: date, method: str,
                        pool: str) -> dict[str, Any]:
-    """The keys of ``warehouse.reports.realized_pnl_summary``, from an in-memory book."""
+    """The keys of ``warehouse.reports.realized_pnl_summary``, from an in-memory book (in the book's currency)."""
     ds = [d for d in book.disposals if date_from <= d.date <= date_to]
     total = lambda attr: to_text(sum((getattr(d, attr) for d in ds), ZERO)) or "0"  # noqa: E731
     return {
@@ -68,24 +72,54 @@ def summarize_realized(book: BookResult, entity_name: str, date_from: date, date
     }
 
 
-def compute_book_from_db(conn: Connection, entity: Entity, ident: tuple[str, str], date_to: date) -> BookResult:
-    """A book computed in memory from the entity's legs and prices up to ``date_to`` (nothing written)."""
+def load_book_inputs(conn: Connection, entity: Entity, date_to: date,
+                     currency: str = BASE_CURRENCY) -> tuple[list[PnlLeg], PriceLookup, FxRates | None]:
+    """The entity's legs and prices up to ``date_to`` for the engine, translated into ``currency`` unless USD."""
+    if date_to >= date.max:  # its cutoff is the next day's midnight
+        raise ReportParameterError("to", f"{date_to} has no cutoff; give an earlier day")
+    up_to = cutoff_of(date_to, entity.tz)
     legs = load_pnl_legs(conn, entity.id, date_to)
-    prices = load_fair_values(conn, entity.id, cutoff_of(date_to, entity.tz))
-    return compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
-                        cutoff=lambda day: cutoff_of(day, entity.tz))
+    prices = load_fair_values(conn, entity.id, up_to)
+    if currency == BASE_CURRENCY:
+        return legs, prices, None
+    fx = load_fx_rates(conn, entity.id, currency, up_to)
+    return translate_legs(legs, fx), TranslatedFairValues(prices, fx), fx
+
+
+def compute_book_from_db(conn: Connection, entity: Entity, ident: tuple[str, str], date_to: date,
+                         currency: str = BASE_CURRENCY, *, report_day: date | None = None
+                         ) -> tuple[BookResult, FxRates | None]:
+    """A book computed in memory from the entity's legs and prices up to ``date_to`` (nothing written), in
+    ``currency``; ``report_day`` also keeps that day's pool figures (unrealized PnL)."""
+    legs, prices, fx = load_book_inputs(conn, entity, date_to, currency)
+    book = compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
+                        cutoff=lambda day: cutoff_of(day, entity.tz), report_from=report_day, report_to=report_day)
+    return book, fx
+
+
+def reporting_currency(entity: Entity, currency: str | None) -> str:
+    """``currency`` if given, else the entity's reporting currency (USD unless set)."""
+    return normalize_currency(currency, entity.reporting_currency)
+
+
+def currency_keys(currency: str, fx: FxRates | None) -> dict[str, Any]:
+    """The keys every PnL report adds: its currency and the provenance of the FX rates it used (None for USD)."""
+    return {"currency": currency, "fx": fx.provenance() if fx is not None else None}
 
 
 def realized_summary(conn: Connection, entity: Entity, date_from: date, date_to: date, method: str = "fifo",
-                     pool: str = "universal") -> dict[str, Any]:
-    """Realized PnL of any book over [date_from, date_to]: stored books from the close's tables, others computed."""
+                     pool: str = "universal", currency: str | None = None) -> dict[str, Any]:
+    """Realized PnL of any book over [date_from, date_to] in the reporting currency: stored books in USD from
+    the close's tables, anything else computed on demand by the same engine."""
     ident = parse_book_ident(method, pool)
+    code = reporting_currency(entity, currency)
     if date_from > date_to:
         raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
-    if ident in STORED_BOOKS:
-        return realized_pnl_summary(conn, entity.id, date_from, date_to, method=ident[0], pool=ident[1])
-    book = compute_book_from_db(conn, entity, ident, date_to)
-    return summarize_realized(book, entity.name, date_from, date_to, *ident)
+    if ident in STORED_BOOKS and code == BASE_CURRENCY:
+        summary = realized_pnl_summary(conn, entity.id, date_from, date_to, method=ident[0], pool=ident[1])
+        return {**summary, **currency_keys(code, None)}
+    book, fx = compute_book_from_db(conn, entity, ident, date_to, code)
+    return {**summarize_realized(book, entity.name, date_from, date_to, *ident), **currency_keys(code, fx)}
 
 
 def compare_results(results: Mapping[str, BookResult], date_from: date, date_to: date,
@@ -126,6 +160,17 @@ def compare_results(results: Mapping[str, BookResult], date_from: date, date_to:
     }
 
 
+def compare_rows(report: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """A comparison as flat rows for an export: one per disposal, ``gain <book>`` and ``difference <book>`` columns."""
+    labels = [b["book"] for b in report["books"]]
+    columns = ["leg_id", "date", "ts", "account", "asset", "kind", "quantity", "proceeds",
+               *[f"gain {label}" for label in labels], *[f"difference {label}" for label in labels[1:]], "currency"]
+    rows = [{**{k: d[k] for k in columns[:8]}, **{f"gain {label}": d["realized_gain"][label] for label in labels},
+             **{f"difference {label}": d["difference"][label] for label in labels[1:]}, "currency": report["currency"]}
+            for d in report["disposals"]]
+    return columns, rows
+
+
 def _names(conn: Connection, entity_id: int) -> dict[str, dict[int, str]]:
     accounts = dict(conn.execute(sa.text("SELECT id, name || CASE WHEN account_type <> 'wallet' THEN ' (' || account_type"
                                          " || ')' ELSE '' END FROM accounts WHERE entity_id = :e"), dict(e=entity_id)).all())
@@ -134,19 +179,19 @@ def _names(conn: Connection, entity_id: int) -> dict[str, dict[int, str]]:
 
 
 def compare_books(conn: Connection, entity: Entity, books: list[tuple[str, str]], date_from: date,
-                  date_to: date) -> dict[str, Any]:
-    """What-if: the same legs under several books, computed in memory."""
+                  date_to: date, currency: str | None = None) -> dict[str, Any]:
+    """What-if: the same legs under several books, computed in memory, in the reporting currency."""
+    code = reporting_currency(entity, currency)
     if date_from > date_to:
         raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
-    legs = load_pnl_legs(conn, entity.id, date_to)
-    prices = load_fair_values(conn, entity.id, cutoff_of(date_to, entity.tz))
+    legs, prices, fx = load_book_inputs(conn, entity, date_to, code)
     results = {}
     for ident in books:
         label = "configured" if ident == CONFIGURED else f"{ident[0]}:{ident[1]}"
         results[label] = compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
                                       cutoff=lambda day: cutoff_of(day, entity.tz))
     report = compare_results(results, date_from, date_to, _names(conn, entity.id))
-    return {"entity": entity.name, **report}
+    return {"entity": entity.name, **report, **currency_keys(code, fx)}
 
 
 # ---------------------------------------------------------------- stored books: lots, roll-forward, shortfalls
@@ -250,33 +295,41 @@ def list_shortfalls(conn: Connection, entity_id: int, date_from: date, date_to: 
              "proceeds": to_text(r["proceeds"])} for r in rows]
 
 
-BREAKDOWNS = ("asset", "account", "term", "month", "day")
+BREAKDOWNS = ("asset", "account", "term", "year", "quarter", "month", "day")
 
 
 def realized_breakdown(conn: Connection, entity: Entity, date_from: date, date_to: date, by: str,
-                       method: str = "fifo", pool: str = "universal") -> list[dict[str, Any]]:
-    """Realized PnL of a book over [date_from, date_to] by asset, account, term (short/long), month or day."""
+                       method: str = "fifo", pool: str = "universal",
+                       currency: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Realized PnL of a book over [date_from, date_to] by asset, account, term (short/long) or period (year,
+    quarter, month, day), in the reporting currency: (rows, currency keys)."""
     if by not in BREAKDOWNS:
         raise ReportParameterError("by", f"unknown breakdown {by!r}; allowed: {', '.join(BREAKDOWNS)}")
     ident = parse_book_ident(method, pool)
+    code = reporting_currency(entity, currency)
     if date_from > date_to:
         raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
-    if ident in STORED_BOOKS:
+    fx = None
+    if ident in STORED_BOOKS and code == BASE_CURRENCY:
         rows = conn.execute(sa.text(
             "SELECT date, account_id, asset_id, proceeds, cost_basis, realized_gain, short_term_gain, long_term_gain"
             " FROM pnl_disposals WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t"),
             dict(e=entity.id, m=ident[0], p=ident[1], s=date_from, t=date_to)).all()
     else:
-        book = compute_book_from_db(conn, entity, ident, date_to)
+        book, fx = compute_book_from_db(conn, entity, ident, date_to, code)
         rows = [d for d in book.disposals if date_from <= d.date <= date_to]
+    extra = currency_keys(code, fx)
     if by == "term":  # a disposal's gain splits into its short- and long-term parts
-        return [{"term": "short", "realized_gain": to_text(sum((d.short_term_gain for d in rows), ZERO))},
-                {"term": "long", "realized_gain": to_text(sum((d.long_term_gain for d in rows), ZERO))}]
+        return [{"term": "short", "realized_gain": to_text(sum((d.short_term_gain for d in rows), ZERO)),
+                 "currency": code},
+                {"term": "long", "realized_gain": to_text(sum((d.long_term_gain for d in rows), ZERO)),
+                 "currency": code}], extra
     names = _names(conn, entity.id)
     groups: dict[str, list[Decimal]] = {}
     for d in rows:
         key = {"asset": lambda: names["assets"].get(d.asset_id, str(d.asset_id)),
                "account": lambda: names["accounts"].get(d.account_id, str(d.account_id)),
+               "year": lambda: d.date.strftime("%Y"), "quarter": lambda: f"{d.date.year}-Q{(d.date.month - 1) // 3 + 1}",
                "month": lambda: d.date.strftime("%Y-%m"), "day": lambda: d.date.isoformat()}[by]()
         g = groups.setdefault(key, [ZERO] * 4)
         g[0] += d.realized_gain
@@ -284,4 +337,60 @@ def realized_breakdown(conn: Connection, entity: Entity, date_from: date, date_t
         g[2] += d.cost_basis
         g[3] += 1
     return [{by: k, "realized_gain": to_text(v[0]), "proceeds": to_text(v[1]), "cost_basis": to_text(v[2]),
-             "disposals": int(v[3])} for k, v in sorted(groups.items())]
+             "disposals": int(v[3]), "currency": code} for k, v in sorted(groups.items())], extra
+
+
+# ---------------------------------------------------------------- unrealized PnL
+
+
+def unrealized(conn: Connection, entity: Entity, day: date, method: str = "configured", pool: str = "configured",
+               currency: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per pool and asset at the close of ``day``: quantity, cost basis, close price, market value and unrealized
+    gain of a book, in the reporting currency: (rows, currency keys). Stored books in USD come from the close's
+    ``pnl_daily``; anything else is computed on demand (prices at the day's cutoff, rates at that instant)."""
+    ident = parse_book_ident(method, pool)
+    code = reporting_currency(entity, currency)
+    names = _names(conn, entity.id)
+    stored = ident in STORED_BOOKS and code == BASE_CURRENCY and conn.execute(sa.text(
+        "SELECT 1 FROM closes WHERE entity_id = :e AND date = :d"), dict(e=entity.id, d=day)).first() is not None
+    if stored:
+        fx = None
+        pools = conn.execute(sa.text(
+            "SELECT pool_account_id, asset_id, quantity, cost_basis, close_price_usd, market_value,"
+            " unrealized_gain FROM pnl_daily WHERE entity_id = :e AND method = :m AND pool = :p AND date = :d"
+            " AND quantity <> 0"), dict(e=entity.id, m=ident[0], p=ident[1], d=day)).all()
+    else:
+        book, fx = compute_book_from_db(conn, entity, ident, day, code, report_day=day)
+        pools = [p for p in book.days if p.date == day and p.quantity != 0]
+    rows = [{"pool_account_id": p.pool_account_id,
+             "account": names["accounts"].get(p.pool_account_id) if p.pool_account_id else None,
+             "asset": names["assets"].get(p.asset_id, str(p.asset_id)), "asset_id": p.asset_id,
+             "quantity": to_text(p.quantity), "cost_basis": to_text(p.cost_basis),
+             "close_price": to_text(p.close_price_usd),
+             "market_value": to_text(p.market_value), "unrealized_gain": to_text(p.unrealized_gain), "currency": code}
+            for p in pools]
+    rows.sort(key=lambda r: (r["pool_account_id"], r["asset"]))
+    return rows, {"date": day.isoformat(), **currency_keys(code, fx)}
+
+
+# ---------------------------------------------------------------- unverified assets
+
+
+def list_excluded_assets(conn: Connection, entity: Entity) -> list[dict[str, Any]]:
+    """The unverified assets the entity holds or moved: left out of every PnL book until approved
+    (``coinfrs asset approve``). They still appear in positions."""
+    rows = conn.execute(sa.text(
+        """
+        SELECT a.id AS asset_id, a.symbol AS asset, a.name, count(*) AS legs, count(DISTINCT l.account_id) AS accounts,
+               min(l.close_date) AS first_date, max(l.close_date) AS last_date, sum(l.quantity) AS net_quantity,
+               (SELECT string_agg(al.source || ':' || al.alias, ', ' ORDER BY al.source, al.alias)
+                FROM asset_aliases al WHERE al.asset_id = a.id) AS aliases
+        FROM transactions l JOIN assets a ON a.id = l.asset_id
+        WHERE l.entity_id = :e AND a.unverified
+        GROUP BY a.id, a.symbol, a.name ORDER BY a.symbol
+        """), dict(e=entity.id)).mappings()
+    return [{"asset_id": r["asset_id"], "asset": r["asset"], "name": r["name"], "aliases": r["aliases"],
+             "legs": r["legs"], "accounts": r["accounts"], "first_date": r["first_date"].isoformat(),
+             "last_date": r["last_date"].isoformat(), "net_quantity": to_text(r["net_quantity"]),
+             "reason": "unverified: not in the asset registry (possible spam); approve it to include it in PnL"}
+            for r in rows]

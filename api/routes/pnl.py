@@ -1,65 +1,134 @@
-"""``/api/v1/pnl/...``: realized PnL, what-if comparison of books, open lots, roll-forward, shortfalls."""
+"""``/api/v1/pnl/...``: realized and unrealized PnL in a reporting currency, what-if comparison of books, open
+lots, roll-forward, shortfalls and the assets left out of PnL. Every list is also a CSV or XLSX export with the
+same filters (``?format=csv|xlsx`` or the ``Accept`` header)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 
 from api.deps import ConnDep, CurrentEntity
 from api.envelope import list_success, success
 from api.errors import ApiError
+from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
 from api.routes import COMMON_ERRORS
-from api.schemas import Envelope, IsoDate, ListEnvelope, RealizedPnlOut
-from api.schemas_pnl import CompareOut, OpenLotOut, RealizedBreakdownOut, RollForwardOut, ShortfallOut
+from api.schemas import Envelope, IsoDate, ListEnvelope
+from api.schemas_pnl import (
+    CompareOut,
+    ExcludedAssetOut,
+    OpenLotOut,
+    RealizedBreakdownOut,
+    RealizedPnlCurrencyOut,
+    RollForwardOut,
+    ShortfallOut,
+    UnrealizedOut,
+)
 from transforms import pnl_reports
 from transforms.cost_basis import TieOutError
-from warehouse import reports
 
 router = APIRouter(prefix="/pnl", tags=["pnl"], responses=COMMON_ERRORS)
 
 StoredMethod = Annotated[str, Query(max_length=20, description="A book stored by the close: `configured` (the "
                                                                "entity's book) or `fifo`")]
 StoredPool = Annotated[str, Query(max_length=20, description="`configured`, or for fifo: universal | account")]
+AnyMethod = Annotated[str, Query(max_length=20, description="fifo, lifo, hifo, lofo, average or configured (the "
+                                                            "entity's book); books the close does not store are "
+                                                            "computed on demand")]
+CurrencyQuery = Annotated[str | None, Query(max_length=3, description="Reporting currency USD, EUR or GBP (default: "
+                                                                      "the entity's). Amounts are translated at the "
+                                                                      "FX rate of their own instant; `fx` lists the "
+                                                                      "rates used. A missing rate is a 400 naming the "
+                                                                      "day and the pair")]
 
 
-@router.get("/realized", response_model=Envelope[RealizedPnlOut], summary="Realized PnL summary")
+def _list(request: Request, fmt: str | None, name: str, model: type[BaseModel], items: list[dict[str, Any]],
+          columns: list[str] | None = None, **meta: Any):
+    """The list envelope, or the same rows streamed as CSV/XLSX."""
+    out = requested_format(request, fmt)  # type: ignore[arg-type]
+    if out != "json":
+        return export_response(out, name, columns or columns_of(model), items)
+    return list_success(request, items, **meta)
+
+
+@router.get("/realized", response_model=Envelope[RealizedPnlCurrencyOut], summary="Realized PnL summary")
 def realized(
     request: Request,
     entity: CurrentEntity,
     conn: ConnDep,
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
-    method: Annotated[str, Query(max_length=20, description="Cost-basis method: "
-                                 + ", ".join(reports.PNL_METHODS))] = "fifo",
+    method: AnyMethod = "fifo",
     pool: Annotated[str, Query(max_length=20, description="Lot pool: universal (whole entity) or account "
                                                           "(per wallet/account)")] = "universal",
+    currency: CurrencyQuery = None,
 ) -> dict:
     """Proceeds, cost basis and realized gain (short and long term) summed exactly over every disposal in
-    the period, sales and fee disposals alike. USD, as exact decimal strings."""
-    summary = reports.realized_pnl_summary(conn, entity.id, date_from, date_to, method=method, pool=pool)
+    the period, sales and fee disposals alike, as exact decimal strings in the reporting currency. Any
+    method and pool: stored USD books are read from the close, anything else is computed on demand by the
+    same engine."""
+    summary = pnl_reports.realized_summary(conn, entity, date_from, date_to, method=method, pool=pool,
+                                           currency=currency)
     return success(request, summary)
 
 
 @router.get("/realized/breakdown", response_model=ListEnvelope[RealizedBreakdownOut],
-            summary="Realized PnL by asset, account, term, month or day")
+            summary="Realized PnL by asset, account, term or period", responses=EXPORT_RESPONSES)
 def realized_breakdown(
     request: Request,
     entity: CurrentEntity,
     conn: ConnDep,
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
-    by: Annotated[str, Query(max_length=10, description="asset | account | term | month | day")] = "asset",
-    method: Annotated[str, Query(max_length=20, description="fifo, lifo, hifo, lofo, average or configured")] = "configured",
+    by: Annotated[str, Query(max_length=10, description="asset | account | term | year | quarter | month | day")
+                  ] = "asset",
+    method: AnyMethod = "configured",
     pool: Annotated[str, Query(max_length=20, description="universal | account")] = "universal",
+    currency: CurrencyQuery = None,
+    fmt: FormatQuery = None,
 ) -> dict:
-    """Realized gain of one book split by the chosen dimension; the rows add up to `/pnl/realized`. Stored books
-    (fifo, configured) come from the close; other methods are computed on demand."""
-    items = pnl_reports.realized_breakdown(conn, entity, date_from, date_to, by, method, pool)
-    return list_success(request, items, entity=entity.name, by=by)
+    """Realized gain of one book split by the chosen dimension, in the reporting currency; the rows add up to
+    `/pnl/realized`."""
+    items, extra = pnl_reports.realized_breakdown(conn, entity, date_from, date_to, by, method, pool, currency)
+    columns = [by, "realized_gain", "currency"] if by == "term" else \
+        [by, "realized_gain", "proceeds", "cost_basis", "disposals", "currency"]
+    return _list(request, fmt, f"pnl-realized-by-{by}-{entity.name}", RealizedBreakdownOut, items, columns,
+                 entity=entity.name, by=by, **extra)
 
 
-@router.get("/compare", response_model=Envelope[CompareOut], summary="Compare cost-basis books (what-if)")
+@router.get("/unrealized", response_model=ListEnvelope[UnrealizedOut], summary="Unrealized PnL at a close",
+            responses=EXPORT_RESPONSES)
+def unrealized(
+    request: Request,
+    entity: CurrentEntity,
+    conn: ConnDep,
+    as_of: Annotated[IsoDate, Query(description="Close date YYYY-MM-DD")],
+    method: AnyMethod = "configured",
+    pool: Annotated[str, Query(max_length=20, description="universal | account (ignored for configured)")
+                    ] = "configured",
+    currency: CurrencyQuery = None,
+    fmt: FormatQuery = None,
+) -> dict:
+    """Per pool and asset at the close of `as_of`: quantity, cost basis, close price, market value and
+    unrealized gain, in the reporting currency."""
+    items, extra = pnl_reports.unrealized(conn, entity, as_of, method, pool, currency)
+    return _list(request, fmt, f"pnl-unrealized-{entity.name}-{as_of}", UnrealizedOut, items, entity=entity.name,
+                 **extra)
+
+
+@router.get("/excluded", response_model=ListEnvelope[ExcludedAssetOut],
+            summary="Assets left out of PnL (unverified)", responses=EXPORT_RESPONSES)
+def excluded(request: Request, entity: CurrentEntity, conn: ConnDep, fmt: FormatQuery = None) -> dict:
+    """Unverified assets (tokens not in the registry, possibly spam) the entity holds or moved. Their legs are
+    left out of every PnL book until an operator approves the asset (`coinfrs asset approve`); they still
+    appear in positions."""
+    items = pnl_reports.list_excluded_assets(conn, entity)
+    return _list(request, fmt, f"pnl-excluded-assets-{entity.name}", ExcludedAssetOut, items, entity=entity.name)
+
+
+@router.get("/compare", response_model=Envelope[CompareOut], summary="Compare cost-basis books (what-if)",
+            responses=EXPORT_RESPONSES)
 def compare(
     request: Request,
     entity: CurrentEntity,
@@ -70,14 +139,22 @@ def compare(
                                 examples=["fifo:universal,hifo:account"])],
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
+    currency: CurrencyQuery = None,
+    fmt: FormatQuery = None,
 ) -> dict:
     """The same legs booked under several methods and pools, computed on demand: realized gain per book and,
-    for every disposal, each book's gain and its difference from the base book."""
-    report = pnl_reports.compare_books(conn, entity, pnl_reports.parse_books(books), date_from, date_to)
+    for every disposal, each book's gain and its difference from the base book, in the reporting currency.
+    As CSV/XLSX: one row per disposal, a gain column per book and a difference column per other book."""
+    report = pnl_reports.compare_books(conn, entity, pnl_reports.parse_books(books), date_from, date_to, currency)
+    out = requested_format(request, fmt)
+    if out != "json":
+        columns, rows = pnl_reports.compare_rows(report)
+        return export_response(out, f"pnl-compare-{entity.name}-{date_from}-{date_to}", columns, rows)
     return success(request, report)
 
 
-@router.get("/lots", response_model=ListEnvelope[OpenLotOut], summary="Open lots at a close")
+@router.get("/lots", response_model=ListEnvelope[OpenLotOut], summary="Open lots at a close",
+            responses=EXPORT_RESPONSES)
 def lots(
     request: Request,
     entity: CurrentEntity,
@@ -85,13 +162,16 @@ def lots(
     as_of: Annotated[IsoDate, Query(description="Close date YYYY-MM-DD")],
     method: StoredMethod = "configured",
     pool: StoredPool = "configured",
+    fmt: FormatQuery = None,
 ) -> dict:
-    """Every lot open at the close of `as_of` with its basis and acquisition time, as the close stored it."""
+    """Every lot open at the close of `as_of` with its USD basis and acquisition time, as the close stored it."""
     items = pnl_reports.list_open_lots(conn, entity.id, as_of, method, pool)
-    return list_success(request, items, entity=entity.name, as_of=as_of.isoformat())
+    return _list(request, fmt, f"pnl-lots-{entity.name}-{as_of}", OpenLotOut, items, entity=entity.name,
+                 as_of=as_of.isoformat())
 
 
-@router.get("/rollforward", response_model=ListEnvelope[RollForwardOut], summary="Cost-basis roll-forward")
+@router.get("/rollforward", response_model=ListEnvelope[RollForwardOut], summary="Cost-basis roll-forward",
+            responses=EXPORT_RESPONSES)
 def rollforward(
     request: Request,
     entity: CurrentEntity,
@@ -100,6 +180,7 @@ def rollforward(
     date_to: Annotated[IsoDate, Query(alias="to", description="Last day, inclusive")],
     method: StoredMethod = "configured",
     pool: StoredPool = "configured",
+    fmt: FormatQuery = None,
 ) -> dict:
     """Per pool and asset: opening + acquired − disposed + transferred in − transferred out = closing, in
     quantity and USD basis. A pool that does not tie out is an INTERNAL_ERROR, never a silent figure."""
@@ -107,10 +188,12 @@ def rollforward(
         items = pnl_reports.rollforward(conn, entity.id, date_from, date_to, method, pool)
     except TieOutError as exc:
         raise ApiError(str(exc)) from None  # INTERNAL_ERROR: a tie-out failure is a bug, not a figure
-    return list_success(request, items, entity=entity.name)
+    return _list(request, fmt, f"pnl-rollforward-{entity.name}-{date_from}-{date_to}", RollForwardOut, items,
+                 entity=entity.name)
 
 
-@router.get("/shortfalls", response_model=ListEnvelope[ShortfallOut], summary="Shortfalls (disposals without lots)")
+@router.get("/shortfalls", response_model=ListEnvelope[ShortfallOut], summary="Shortfalls (disposals without lots)",
+            responses=EXPORT_RESPONSES)
 def shortfalls(
     request: Request,
     entity: CurrentEntity,
@@ -119,9 +202,11 @@ def shortfalls(
     date_to: Annotated[IsoDate, Query(alias="to", description="Last day, inclusive")],
     method: StoredMethod = "configured",
     pool: StoredPool = "configured",
+    fmt: FormatQuery = None,
 ) -> dict:
     """Disposals that took more than the pool held: the excess has zero basis and is flagged until the
     missing acquisition arrives and the close is rerun."""
     items = pnl_reports.list_shortfalls(conn, entity.id, date_from, date_to, method, pool)
-    return list_success(request, items, entity=entity.name)
+    return _list(request, fmt, f"pnl-shortfalls-{entity.name}-{date_from}-{date_to}", ShortfallOut, items,
+                 entity=entity.name)
 

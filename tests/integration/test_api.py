@@ -342,7 +342,8 @@ def test_bad_query_parameters_name_the_field(client: TestClient, seed: Seed) -> 
         ("/api/v1/transactions", {"account": "no-such-account"}, "account"),
         ("/api/v1/transactions", {"asset": "NOPE"}, "asset"),
         ("/api/v1/positions", {"as_of": "03/01/2024"}, "as_of"),
-        ("/api/v1/pnl/realized", {"from": "2024-03-01", "to": "2024-03-31", "method": "lifo"}, "method"),
+        ("/api/v1/pnl/realized", {"from": "2024-03-01", "to": "2024-03-31", "method": "bogus"}, "method"),
+        ("/api/v1/pnl/realized", {"from": "2024-03-01", "to": "2024-03-31", "currency": "XYZ"}, "currency"),
         ("/api/v1/pnl/realized", {"from": "2024-03-01", "to": "2024-03-31", "pool": "wallet"}, "pool"),
         ("/api/v1/pnl/realized", {"to": "2024-03-31"}, "from"),
         ("/api/v1/reconciliation/breaks", {}, "from"),
@@ -355,7 +356,7 @@ def test_bad_query_parameters_name_the_field(client: TestClient, seed: Seed) -> 
         body = assert_error(resp, 400, "VALIDATION_ERROR")
         assert field in error_fields(body), (path, params, body)
     body = assert_error(client.get("/api/v1/pnl/realized", params={"from": "2024-03-01", "to": "2024-03-31",
-                                                                   "method": "lifo"}, headers=auth(seed.key_a)),
+                                                                   "method": "bogus"}, headers=auth(seed.key_a)),
                         400, "VALIDATION_ERROR")
     assert "fifo" in body["error"]["message"]
 
@@ -456,7 +457,7 @@ def test_realized_pnl_sums_exactly(client: TestClient, seed: Seed) -> None:
         "short_term_gain": "-0.029999999999999999", "long_term_gain": "0.03",
         "disposals": 3, "fee_disposals": 1, "shortfall_quantity_disposals": 1,
     }
-    assert resp.json()["data"] == expected
+    assert resp.json()["data"] == {**expected, "currency": "USD", "fx": None}
     with seed.engine.connect() as conn:  # the CLI's function gives the same figures
         assert reports.realized_pnl_summary(conn, seed.a, date(2024, 3, 1), date(2024, 3, 31)) == expected
     resp = client.get("/api/v1/pnl/realized", params={"from": "2024-03-01", "to": "2024-03-31", "pool": "account"},
@@ -582,6 +583,6 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     assert spec["components"]["securitySchemes"]["ApiKey"] == {
         "type": "apiKey", "in": "header", "name": "X-API-Key",
         "description": spec["components"]["securitySchemes"]["ApiKey"]["description"]}
-    money = spec["components"]["schemas"]["RealizedPnlOut"]["properties"]["realized_gain"]
+    money = spec["components"]["schemas"]["RealizedPnlCurrencyOut"]["properties"]["realized_gain"]
     assert money["type"] == "string"
     assert client.get("/docs").status_code == 200

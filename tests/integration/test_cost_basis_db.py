@@ -264,9 +264,9 @@ def test_realized_breakdowns_add_up_to_the_summary(sample) -> None:
         for method, pool in (("fifo", "account"), ("lofo", "universal")):
             total = Decimal(realized_summary(conn, entity, FIRST, date(2026, 1, 31), method, pool)["realized_gain"])
             for by in ("asset", "account", "term", "month", "day"):
-                rows = realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), by, method, pool)
+                rows, _ = realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), by, method, pool)
                 assert sum(Decimal(r["realized_gain"]) for r in rows) == total, (method, by)
-            assert len(realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), "asset", method, pool)) > 1
+            assert len(realized_breakdown(conn, entity, FIRST, date(2026, 1, 31), "asset", method, pool)[0]) > 1
 
 
 def test_the_close_records_the_configured_book_beside_the_fifo_reference_books(sample) -> None:
@@ -299,7 +299,7 @@ def test_cli_lots_rollforward_and_breakdown(sample) -> None:
                                           "--to", "2026-01-10", "--json"]).stdout)
     assert lots and sum(Decimal(l["cost_basis"]) for l in lots) == sum(Decimal(r["closing_basis"]) for r in rows)
     by_asset = json.loads(runner.invoke(app, ["pnl", "breakdown", "-e", "northwind", "--from", "2026-01-01",
-                                              "--to", "2026-01-10", "--by", "asset", "--json"]).stdout)
+                                              "--to", "2026-01-10", "--by", "asset", "--json"]).stdout)["rows"]
     with engine.connect() as conn:
         total = realized_summary(conn, entity, FIRST, date(2026, 1, 10), "configured")["realized_gain"]
     assert sum(Decimal(r["realized_gain"]) for r in by_asset) == Decimal(total)
