@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ from warehouse.schema import (
     pnl_disposals,
     positions,
     raw_records,
+    source_outages,
     transactions,
     transfers,
 )
@@ -320,7 +322,10 @@ TRANSFER_STATUSES: tuple[str, ...] = ("matched", "unmatched_out", "unmatched_in"
 """A leg's transfer status: its ``transfers`` row's status, or ``none`` when the leg is no transfer leg."""
 
 
+@lru_cache(maxsize=1)
 def _leg_query() -> sa.Select:
+    """The legs with account, asset, counterparty and transfer (built once: a Select is immutable, ``where``
+    returns a new one)."""
     t = transactions.c
     counterparty = accounts.alias("counterparty")
     as_out = transfers.alias("as_out")
@@ -548,15 +553,23 @@ def list_accounts(conn: Connection, entity_id: int) -> list[dict[str, Any]]:
 def list_closes(
     conn: Connection, entity_id: int, date_from: date | None = None, date_to: date | None = None
 ) -> list[dict[str, Any]]:
-    """Daily close records in date order (all of them when no range is given)."""
+    """Daily close records in date order (all of them when no range is given), each with the entity's configured
+    book of that day and its realized gain and shortfalls, and the sources recorded as down that day (what makes
+    a close ``partial``)."""
     if date_from is not None and date_to is not None:
         _check_range(date_from, date_to)
-    c = closes.c
+    c, o = closes.c, source_outages.c
     query = sa.select(closes).where(c.entity_id == entity_id)
+    down_query = sa.select(o.date, o.source, o.stream, o.reason).where(o.entity_id == entity_id)
     if date_from is not None:
         query = query.where(c.date >= date_from)
+        down_query = down_query.where(o.date >= date_from)
     if date_to is not None:
         query = query.where(c.date <= date_to)
+        down_query = down_query.where(o.date <= date_to)
+    down: dict[date, list[dict[str, str]]] = {}
+    for r in conn.execute(down_query.order_by(o.date, o.source, o.stream)):
+        down.setdefault(r.date, []).append({"source": r.source, "stream": r.stream, "reason": r.reason})
     return [
         {
             "date": iso_date(r.date),
@@ -570,6 +583,10 @@ def list_closes(
             "realized_gain_universal": _money(r.realized_gain_universal),
             "realized_gain_account": _money(r.realized_gain_account),
             "unrealized_gain_universal": _money(r.unrealized_gain_universal),
+            "book": r.book,
+            "realized_gain_book": _money(r.realized_gain_book),
+            "shortfalls": r.shortfalls,
+            "sources_down": down.get(r.date, []),
             "message": r.message,
             "run_id": r.run_id,
             "closed_at": iso_utc(r.closed_at),
