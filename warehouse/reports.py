@@ -231,7 +231,7 @@ def list_positions(conn: Connection, entity_id: int, as_of: date) -> list[dict[s
         .select_from(positions.join(accounts, accounts.c.id == p.account_id).join(assets, assets.c.id == p.asset_id))
         .where(p.entity_id == entity_id, p.date == as_of)
         .order_by(accounts.c.name, accounts.c.account_type, accounts.c.sub_account, assets.c.symbol)
-    )
+    ).all()  # one fetch, not a fetch per row
     return [
         {
             "date": iso_date(r.date),
