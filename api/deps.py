@@ -158,6 +158,21 @@ def check_date_range(request: Request, date_from: date | None, date_to: date | N
                   f"(split the range)")
 
 
+def guard_date_range(request: Request, key: CurrentKey) -> None:
+    """Every ``/api/v1`` route (a router dependency, after the key is checked): a ``from``..``to`` query longer
+    than the synchronous limit is a 400 naming the limit, whichever route it is (PnL, journal, closes, ...).
+    Dates that do not parse are left to the route's own validation."""
+    raw_from, raw_to = request.query_params.get("from"), request.query_params.get("to")
+    if not raw_from or not raw_to:
+        return
+    try:
+        date_from, date_to = date.fromisoformat(raw_from.strip()), date.fromisoformat(raw_to.strip())
+    except ValueError:
+        return
+    if len(raw_from.strip()) == 10 and len(raw_to.strip()) == 10 and date_from <= date_to:
+        check_date_range(request, date_from, date_to)
+
+
 def _not_found_entity() -> NotFound:
     return NotFound("entity not found", [{"field": "entity", "location": "query",
                                           "message": "no such entity for this API key"}])

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.deps import ConnDep, CurrentEntity, check_date_range
-from api.envelope import list_success
 from api.errors import ValidationFailed
 from api.exports import EXPORT_RESPONSES, FormatQuery, list_or_export
 from api.routes import COMMON_ERRORS
@@ -88,13 +87,16 @@ def list_results(
                           **{"from": start.isoformat(), "to": end.isoformat()})
 
 
-@router.get("/localise", response_model=ListEnvelope[LocalisedBreakOut], summary="Where breaks start")
-def localise(request: Request, entity: CurrentEntity, conn: ConnDep, date_from: FromQ = None, date_to: ToQ = None) -> dict:
+@router.get("/localise", response_model=ListEnvelope[LocalisedBreakOut], summary="Where breaks start",
+            responses=EXPORT_RESPONSES)
+def localise(request: Request, entity: CurrentEntity, conn: ConnDep, date_from: FromQ = None, date_to: ToQ = None,
+             fmt: FormatQuery = None):
     """Per (account, asset) whose reported and computed balances disagree in the range: the first day, and whether
-    it persists to the end of the range."""
+    it persists to the end of the range. With `format=csv|xlsx`, the same rows as a file."""
     start, end = _range(request, None, date_from, date_to)
     try:
         rows = localise_breaks(conn, entity, start, end)
     except ValueError as exc:
         raise ValidationFailed.for_field("to", str(exc)) from None
-    return list_success(request, rows, entity=entity.name)
+    return list_or_export(request, fmt, f"localise-{entity.name}-{start}-{end}", LocalisedBreakOut, rows,
+                          entity=entity.name)
