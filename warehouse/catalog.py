@@ -197,6 +197,7 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
             .order_by(prices.c.id)
         ):
             provenance[(p.asset_id, iso_utc(p.ts))] = (p.source, p.resolution)
+    fx_text = (to_text(fx[0]), iso_utc(fx[1]), fx[2]) if fx is not None else (None, None, None)
     for r in rows:
         source, resolution = provenance.get((r["asset_id"], r["price_at"]), (None, None))
         price_usd = r["close_price_usd"]
@@ -205,12 +206,13 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
             valuation = "no_price"
         elif fx is None:
             valuation = "no_fx_rate"
+        elif currency == "USD":  # PostgreSQL already multiplied exactly (value_usd)
+            price, value, valuation = price_usd, r["value_usd"], "valued"
         else:
             with exact_context():
                 usd = Decimal(price_usd)
-                price_d = usd if currency == "USD" else quantize(usd / fx[0])
-                value_d = Decimal(r["computed"]) * usd if currency == "USD" else \
-                    quantize(Decimal(r["computed"]) * usd / fx[0])
+                price_d = quantize(usd / fx[0])
+                value_d = quantize(Decimal(r["computed"]) * usd / fx[0])
             price, value, valuation = to_text(price_d), to_text(value_d), "valued"
         r.update({
             "reporting_currency": currency,
@@ -219,8 +221,8 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
             "valuation": valuation,
             "price_source": source if price_usd is not None else None,
             "price_resolution": resolution if price_usd is not None else None,
-            "fx_rate_usd": to_text(fx[0]) if fx is not None else None,
-            "fx_at": iso_utc(fx[1]) if fx is not None else None,
-            "fx_source": fx[2] if fx is not None else None,
+            "fx_rate_usd": fx_text[0],
+            "fx_at": fx_text[1],
+            "fx_source": fx_text[2],
         })
     return rows

@@ -234,22 +234,14 @@ def list_positions(conn: Connection, entity_id: int, as_of: date) -> list[dict[s
     ).all()  # one fetch, not a fetch per row
     return [
         {
-            "date": iso_date(r.date),
-            "account": r.account,
-            "account_id": r.account_id,
-            "account_type": r.account_type,
-            "sub_account": r.sub_account,
-            "asset": r.asset,
-            "asset_id": r.asset_id,
-            "computed": _money(r.computed_quantity),
-            "reported": _money(r.reported_quantity),
-            "reported_at": iso_utc(r.reported_at),
-            "difference": _money(r.difference),
-            "close_price_usd": _money(r.close_price_usd),
-            "price_at": iso_utc(r.price_at),
-            "value_usd": _money(r.value_usd),
+            "date": iso_date(date_), "account": account, "account_id": account_id, "account_type": account_type,
+            "sub_account": sub_account, "asset": asset, "asset_id": asset_id, "computed": _money(computed),
+            "reported": _money(reported), "reported_at": iso_utc(reported_at), "difference": _money(difference),
+            "close_price_usd": _money(close_price), "price_at": iso_utc(price_at), "value_usd": _money(value_usd),
         }
-        for r in rows
+        # positional unpacking: a fraction of the cost of one attribute access per column
+        for (date_, account_id, account, account_type, sub_account, asset_id, asset, computed, reported, reported_at,
+             difference, close_price, price_at, value_usd) in rows
     ]
 
 
@@ -359,31 +351,17 @@ def _transfer_status_filter(query: sa.Select, status: str) -> sa.Select:
 
 
 def _leg_dict(r: sa.Row) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "ts": iso_utc(r.ts),
-        "date": iso_date(r.close_date),
-        "account": r.account,
-        "account_id": r.account_id,
-        "account_type": r.account_type,
-        "sub_account": r.sub_account,
-        "asset": r.asset,
-        "asset_id": r.asset_id,
-        "quantity": _money(r.quantity),
-        "kind": r.kind,
-        "group_id": r.group_id,
-        "leg_index": r.leg_index,
-        "unit_price_usd": _money(r.unit_price_usd),
-        "usd_value": _money(r.usd_value),
-        "tx_hash": r.tx_hash,
-        "counterparty_account": r.counterparty_account,
-        "counterparty_account_id": r.counterparty_account_id,
-        "raw_record_id": r.raw_record_id,
-        "is_adjustment": bool(r.is_adjustment),
-        "transfer_status": r.transfer_status or "none",
-        "transfer_id": r.transfer_id,
-        "counterpart_leg_id": r.counterpart_leg_id,
-    }
+    """One leg as served: exact decimal text, ISO times. Built from the row's mapping in one pass (attribute access
+    per column costs several times more on a 100-leg page)."""
+    leg = dict(r._mapping)
+    leg["ts"] = iso_utc(leg["ts"])
+    leg["date"] = iso_date(leg.pop("close_date"))
+    leg["quantity"] = _money(leg["quantity"])
+    leg["unit_price_usd"] = _money(leg["unit_price_usd"])
+    leg["usd_value"] = _money(leg["usd_value"])
+    leg["is_adjustment"] = bool(leg["is_adjustment"])
+    leg["transfer_status"] = leg["transfer_status"] or "none"
+    return leg
 
 
 def list_transactions(
