@@ -10,7 +10,9 @@ What it does:
   2. starts a real uvicorn (``api.main:app``) on 127.0.0.1 with a key of the entity, rate limit off;
   3. for each scenario, runs ``--clients`` concurrent aiohttp clients in a closed loop for ``--seconds``
      (after a short warm-up), each request with random parameters; counts non-200 answers as errors;
-  4. prints one line per scenario and a JSON summary; stops uvicorn and drops the database (``--keep`` keeps it).
+  4. prints one line per scenario (with the CPU per request of the uvicorn workers, their PostgreSQL backends and
+     the client, and the load average) and a JSON summary; stops uvicorn and drops the database (``--keep`` keeps
+     it).
 
 Run:  DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python benchmarks/bench_api.py
       [--legs 1000000 --clients 50 --seconds 15 --workers 2] [--keep | --reuse coinfrs_bench_api_XXXXXXXX]
