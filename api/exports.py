@@ -127,3 +127,15 @@ def export_response(fmt: Format, name: str, columns: list[str], rows: Iterable[d
         raise ValidationFailed.for_field("format", f"not an export format: {fmt}")
     return StreamingResponse(guarded(body), media_type=media,
                              headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+
+
+def list_or_export(request: Request, fmt: Format | None, name: str, model: type[BaseModel], items: list[dict[str, Any]],
+                   **meta: Any) -> Any:
+    """A non-paginated list: the JSON envelope, or (``format``/``Accept``) the same rows streamed as CSV or XLSX
+    with ``model``'s fields as columns, as ``<name>.csv|xlsx``."""
+    from api.envelope import list_success
+
+    out = requested_format(request, fmt)
+    if out != "json":
+        return export_response(out, name, columns_of(model), items)
+    return list_success(request, items, **meta)

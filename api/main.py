@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
+from api.deps import guard_date_range
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
 from api.routes import accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, reconciliation, transactions
@@ -93,7 +94,7 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
                        max_body_bytes=settings.api_max_body_bytes)
 
     app.include_router(health.router)
-    v1 = APIRouter(prefix=API_PREFIX)
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)])
     for module in (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, journal, api_keys):
         v1.include_router(module.router)
     app.include_router(v1)

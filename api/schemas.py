@@ -262,18 +262,40 @@ class RealizedPnlOut(Model):
     shortfall_quantity_disposals: int = Field(description="disposals beyond the pool's lots (zero basis, flagged)")
 
 
+class SourceDownOut(Model):
+    source: str = Field(examples=["binance"])
+    stream: str = Field(description="'*' when the whole source was down", examples=["trades"])
+    reason: str = Field(examples=["HTTP 503 after 5 retries"])
+
+
 class CloseOut(Model):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "date": "2024-03-01", "status": "partial", "locked": False, "locked_at": None, "legs": 412,
+        "positions": 37, "breaks": 0, "unmatched_transfers": 1, "realized_gain_universal": "1520.25",
+        "realized_gain_account": "1498.1", "unrealized_gain_universal": "-310.5", "book": "hifo:account",
+        "realized_gain_book": "1610.75", "shortfalls": 0,
+        "sources_down": [{"source": "binance", "stream": "trades", "reason": "HTTP 503 after 5 retries"}],
+        "message": "source down: binance/trades (HTTP 503 after 5 retries)", "run_id": "8f0c2d1e",
+        "closed_at": "2024-03-02T01:00:12Z"}]})
+
     date: dt.date
-    status: Literal["closed", "breaks", "failed"] | str
-    locked: bool
+    status: Literal["closed", "breaks", "partial", "failed"] = Field(
+        description="closed: reconciled; breaks: open breaks remain; partial: a source was down that day "
+                    "(`sources_down`); failed: a step failed (`message`)")
+    locked: bool = Field(description="a locked day is never rewritten (only a closed day can be locked)")
     locked_at: dt.datetime | None
     legs: int
     positions: int
-    breaks: int
+    breaks: int = Field(description="open breaks")
     unmatched_transfers: int
     realized_gain_universal: Money = Field(description="FIFO, universal pool, USD")
     realized_gain_account: Money = Field(description="FIFO, per-account pools, USD")
-    unrealized_gain_universal: Money | None
+    unrealized_gain_universal: Money | None = Field(description="FIFO, universal pool, USD; null without prices")
+    book: str | None = Field(description="the entity's configured book in force that day, `method:pool`")
+    realized_gain_book: Money | None = Field(description="realized by the configured book, USD")
+    shortfalls: int | None = Field(description="disposals of the configured book beyond its lots that day "
+                                               "(zero basis, flagged)")
+    sources_down: list[SourceDownOut] = Field(description="sources recorded as down that day (why it is partial)")
     message: str | None
     run_id: str | None
     closed_at: dt.datetime

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from api.schemas import BreakOut, CloseOut, Model, Quantity
 
@@ -66,5 +66,13 @@ class ProvenanceOut(Model):
 
 
 class CloseDetailOut(CloseOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **CloseOut.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
+        "provenance": {"code_version": "1.4.0+g1b86f91", "input_counts": {"legs": 412, "raw_records": 230},
+                       "source_cursors": {"binance/trades": "2024-03-01T23:59:58Z"},
+                       "output_hash": "5e1d...", "current_hash": "5e1d...", "unchanged": True,
+                       "computed_at": "2024-03-02T01:00:12Z", "run_id": "8f0c2d1e"},
+        "report_url": "https://coinfrs.example/api/v1/closes/2024-03-01/report?entity=acme-fund"}]})
+
     provenance: ProvenanceOut | None
     report_url: str | None = Field(description="the HTML close report")

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
+from warehouse.entities import Entity
 from warehouse.schema import api_key_entities, api_keys, entities
 
 KEY_PATTERN = re.compile(r"^cf_(?P<prefix>[0-9a-f]{8})_(?P<secret>[A-Za-z0-9_-]{43})$")
@@ -45,10 +46,24 @@ class ApiKeyInfo:
     scope: str
     label: str | None
     created_at: datetime
+    entities: tuple[Entity, ...] = ()
+    """The entities themselves (read with the key, in the same query)."""
 
     @property
     def is_admin(self) -> bool:
         return self.scope == "admin"
+
+    def entity(self, ref: str | int) -> Entity | None:
+        """One of the key's entities by name, or by id when ``ref`` is a number that is no name; else None."""
+        text = str(ref).strip()
+        for found in self.entities:
+            if found.name == text:
+                return found
+        if text.isdigit():
+            for found in self.entities:
+                if found.id == int(text):
+                    return found
+        return None
 
 
 @dataclass(frozen=True)
@@ -115,12 +130,18 @@ def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
     prefix = parse_key(key)
     if prefix is None:
         return None
-    row = conn.execute(
+    e = entities.c
+    key_entities = (
+        sa.select(sa.func.json_agg(aggregate_order_by(
+            sa.func.json_build_object("id", e.id, "name", e.name, "timezone", e.timezone,
+                                      "reporting_currency", e.reporting_currency), e.id)))
+        .select_from(api_key_entities.join(entities, e.id == api_key_entities.c.entity_id))
+        .where(api_key_entities.c.api_key_id == api_keys.c.id)
+        .scalar_subquery().label("entities")
+    )
+    row = conn.execute(  # one round trip: the key, its scope and its entities
         sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.scope, api_keys.c.label, api_keys.c.created_at,
-                  api_keys.c.key_hash, api_keys.c.revoked_at,
-                  sa.select(sa.func.array_agg(aggregate_order_by(api_key_entities.c.entity_id,
-                                                                    api_key_entities.c.entity_id)))
-                  .where(api_key_entities.c.api_key_id == api_keys.c.id).scalar_subquery().label("entity_ids"))
+                  api_keys.c.key_hash, api_keys.c.revoked_at, key_entities)
         .where(api_keys.c.prefix == prefix)
     ).first()
     presented = hash_key(key)  # type: ignore[arg-type]
@@ -128,8 +149,10 @@ def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
     matches = hmac.compare_digest(presented.encode(), stored.encode())
     if row is None or not matches or row.revoked_at is not None:
         return None
-    return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_ids=tuple(row.entity_ids or ()), scope=row.scope,
-                      label=row.label, created_at=row.created_at)
+    bound = tuple(Entity(id=x["id"], name=x["name"], timezone=x["timezone"],
+                         reporting_currency=x["reporting_currency"] or "USD") for x in (row.entities or ()))
+    return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_ids=tuple(x.id for x in bound), scope=row.scope,
+                      label=row.label, created_at=row.created_at, entities=bound)
 
 
 def revoke_api_key(conn: Connection, prefix: str) -> bool:

@@ -8,9 +8,11 @@ What it does:
      30 assets, one staging record per two legs, matched transfers, daily prices, daily positions and
      disposals; then ANALYZE;
   2. starts a real uvicorn (``api.main:app``) on 127.0.0.1 with a key of the entity, rate limit off;
-  3. for each scenario, runs ``--clients`` concurrent httpx async clients in a closed loop for ``--seconds``
+  3. for each scenario, runs ``--clients`` concurrent aiohttp clients in a closed loop for ``--seconds``
      (after a short warm-up), each request with random parameters; counts non-200 answers as errors;
-  4. prints one line per scenario and a JSON summary; stops uvicorn and drops the database (``--keep`` keeps it).
+  4. prints one line per scenario (with the CPU per request of the uvicorn workers, their PostgreSQL backends and
+     the client, and the load average) and a JSON summary; stops uvicorn and drops the database (``--keep`` keeps
+     it).
 
 Run:  DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python benchmarks/bench_api.py
       [--legs 1000000 --clients 50 --seconds 15 --workers 2] [--keep | --reuse coinfrs_bench_api_XXXXXXXX]
@@ -148,6 +150,44 @@ def generate(url: str, legs: int) -> tuple[str, dict[str, float]]:
     return key, timings
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (read from /proc; a gone process counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
+def _server_pids(master: int) -> list[int]:
+    """uvicorn's master and its worker processes."""
+    pids = [master]
+    for task in Path(f"/proc/{master}/task").glob("*"):
+        children = (task / "children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+    return pids
+
+
+def _backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends connected to the benchmark database (the API's pools), if the server is local."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                             "AND pid <> pg_backend_pid()")).scalars())
+    finally:
+        engine.dispose()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,30 +207,39 @@ SCENARIOS = {
 
 
 async def run_scenario(base_url: str, key: str, name: str, clients: int, seconds: float) -> dict[str, float]:
-    import httpx
+    """``clients`` concurrent clients in a closed loop (each sends its next request when the answer arrives).
+
+    The client is aiohttp (one keep-alive connection per client): it costs a fraction of httpx's CPU per request,
+    and on a 2-core machine the load generator's CPU is taken from the server's."""
+    import aiohttp
 
     make = SCENARIOS[name]
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": key}, limits=limits,
-                                 timeout=30.0) as client:
+    warmup = 0
+    connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients)
+    timeout = aiohttp.ClientTimeout(total=30.0)
+    async with aiohttp.ClientSession(base_url=base_url, headers={"X-API-Key": key}, connector=connector,
+                                     timeout=timeout) as session:
         async def worker(seed: int, until: float, record: bool) -> None:
-            nonlocal errors
+            nonlocal errors, warmup
             rnd = random.Random(seed)
             while time.perf_counter() < until:
                 path, params = make(rnd)
                 started = time.perf_counter()
                 try:
-                    resp = await client.get(path, params=params)
-                    ok = resp.status_code == 200
-                except httpx.HTTPError:  # counted, not fatal: the run goes on
+                    async with session.get(path, params=params) as resp:
+                        await resp.read()
+                        ok = resp.status == 200
+                except (aiohttp.ClientError, asyncio.TimeoutError):  # counted, not fatal: the run goes on
                     ok = False
                 elapsed = time.perf_counter() - started
                 if record:
                     latencies.append(elapsed)
                     if not ok:
                         errors += 1
+                else:
+                    warmup += 1
         warm = time.perf_counter() + 2.0
         await asyncio.gather(*(worker(1000 + i, warm, False) for i in range(clients)))
         started = time.perf_counter()
@@ -201,7 +250,7 @@ async def run_scenario(base_url: str, key: str, name: str, clients: int, seconds
     def pct(p: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1)
 
-    return {"requests": len(latencies), "errors": errors, "rps": round(len(latencies) / wall, 1),
+    return {"requests": len(latencies), "warmup_requests": warmup, "errors": errors, "rps": round(len(latencies) / wall, 1),
             "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
             "mean_ms": round(statistics.fmean(latencies) * 1000, 1)}
 
@@ -265,13 +314,27 @@ def main() -> int:
         else:
             raise RuntimeError("uvicorn did not come up")
         results = {}
+        print(f"load before: {os.getloadavg()[0]:.2f} (1-min load average, {os.cpu_count()} CPUs)", flush=True)
         for scenario in SCENARIOS:
+            servers = _server_pids(server_proc.pid)
+            api_before, db_before = _cpu_seconds(servers), _cpu_seconds(_backend_pids(url))
+            client_before = time.process_time()
             result = asyncio.run(run_scenario(f"http://127.0.0.1:{port}", key, scenario, args.clients,
                                               args.seconds))
+            # CPU per request, server side (uvicorn workers + their PostgreSQL backends) and client side:
+            # the figures that do not depend on what else the machine runs (warm-up requests included)
+            backends = _backend_pids(url)
+            served = result["requests"] + result["warmup_requests"]
+            result["api_cpu_ms_per_request"] = round((_cpu_seconds(servers) - api_before) * 1000 / max(1, served), 2)
+            result["db_cpu_ms_per_request"] = round((_cpu_seconds(backends) - db_before) * 1000 / max(1, served), 2)
+            result["client_cpu_ms_per_request"] = round(
+                (time.process_time() - client_before) * 1000 / max(1, served), 2)
+            result["load_1min"] = round(os.getloadavg()[0], 2)
             results[scenario] = result
             print(f"{scenario:22s} {args.clients} clients: p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "
                   f"p99 {result['p99_ms']} ms  {result['rps']} req/s  ({result['requests']} requests, "
-                  f"{result['errors']} errors)", flush=True)
+                  f"{result['errors']} errors)  CPU/request: API {result['api_cpu_ms_per_request']} ms, "
+                  f"PostgreSQL {result['db_cpu_ms_per_request']} ms, client {result['client_cpu_ms_per_request']} ms  load {result['load_1min']}", flush=True)
         print(json.dumps({"legs": args.legs, "clients": args.clients, "seconds": args.seconds,
                           "workers": args.workers, "generation": timings, "results": results}))
         return 0

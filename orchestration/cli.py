@@ -39,6 +39,7 @@ app.add_typer(pnl_app, name="pnl")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(recon_app, name="recon")
 app.add_typer(cli_api.app, name="journal")
+app.add_typer(cli_api.entity_app, name="entity")
 app.add_typer(cli_prices.prices_app, name="prices")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
@@ -343,7 +344,9 @@ def apikey_list(entity: Annotated[Optional[str], typer.Option("--entity", "-e", 
 
 
 @app.command("serve")
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000,
+          workers: Annotated[int, typer.Option(help="uvicorn worker processes (one per core in production).")] = 1,
+          ) -> None:
     """Run the read API (uvicorn)."""
     import uvicorn
 
@@ -352,7 +355,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     console.print(f"Coinfrs API on http://{host}:{port}/docs (database {redact(database_url())})", highlight=False)
     from api.logs import UVICORN_LOG_CONFIG
 
-    uvicorn.run("api.main:app", host=host, port=port, log_level="info", log_config=UVICORN_LOG_CONFIG)
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="info", log_config=UVICORN_LOG_CONFIG)
 
 
 @app.command("ui")

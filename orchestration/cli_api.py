@@ -1,4 +1,5 @@
-"""``coinfrs journal``: the general-ledger accounts the read API's journal entries post to, per entity."""
+"""``coinfrs journal``: the general-ledger accounts the read API's journal entries post to, per entity;
+``coinfrs entity``: an entity's settings the read API uses (its reporting currency)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,44 @@ def journal_set_account(
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
     console.print(f"{record.name}: {account.role} -> {account.code} {account.name}", highlight=False)
+
+
+entity_app = typer.Typer(help="Entities: show one, set its reporting currency.", no_args_is_help=True)
+
+
+@entity_app.command("show")
+def entity_show(entity: EntityOpt) -> None:
+    """Show the entity's id, timezone and reporting currency."""
+    from warehouse.db import get_engine
+
+    with get_engine().connect() as conn:
+        record = _entity(conn, entity)
+    console.print(f"{record.name} (id {record.id}): timezone {record.timezone}, reporting currency "
+                  f"{record.reporting_currency}", highlight=False)
+
+
+@entity_app.command("set-currency")
+def entity_set_currency(
+    entity: EntityOpt,
+    currency: Annotated[str, typer.Option("--currency", "-c", help="USD, EUR or GBP.")],
+) -> None:
+    """Set the currency the read API values the entity's positions in (/positions without ?currency=)."""
+    from warehouse.catalog import fx_rate_days, write_reporting_currency
+    from warehouse.db import get_engine
+    from warehouse.reports import ReportParameterError
+
+    with get_engine().begin() as conn:
+        record = _entity(conn, entity)
+        try:
+            code = write_reporting_currency(conn, record.id, currency)
+        except ReportParameterError as exc:
+            console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(1) from None
+        days = fx_rate_days(conn, record.id, code)
+    console.print(f"{record.name}: reporting currency {record.reporting_currency} -> {code}", highlight=False)
+    if code != "USD" and days == 0:
+        console.print(f"[yellow]note:[/] no USD rate of {code} is stored for {record.name} yet: positions show "
+                      f"valuation no_fx_rate until `coinfrs prices fetch` (COINFRS_PRICE_CURRENCIES includes {code}) "
+                      f"or `coinfrs prices import` stores one", highlight=False)
+    elif code != "USD":
+        console.print(f"{days} day(s) with a USD rate of {code} stored", highlight=False)

@@ -23,6 +23,7 @@ from warehouse.schema import (
     asset_aliases,
     assets,
     balance_observations,
+    entities,
     positions,
     prices,
     raw_balance_snapshots,
@@ -120,6 +121,34 @@ def list_accounts(conn: Connection, entity_id: int, *, now: datetime | None = No
 # ---------------------------------------------------------------- positions in the reporting currency
 
 
+REPORTING_CURRENCIES: tuple[str, ...] = ("USD", "EUR", "GBP")
+"""Currencies an entity may report in: USD, and the fiat currencies whose USD rates the price service fetches
+(``COINFRS_PRICE_CURRENCIES``)."""
+
+
+def write_reporting_currency(conn: Connection, entity_id: int, currency: str) -> str:
+    """Set the entity's reporting currency (what the API's positions are valued in by default); returns it.
+    Raises ``ReportParameterError`` (field ``currency``) for a currency outside ``REPORTING_CURRENCIES``."""
+    code = (currency or "").strip().upper()
+    if code not in REPORTING_CURRENCIES:
+        raise ReportParameterError("currency", f"unsupported reporting currency {currency!r}; allowed: "
+                                               f"{', '.join(REPORTING_CURRENCIES)}")
+    conn.execute(sa.update(entities).where(entities.c.id == entity_id).values(reporting_currency=code))
+    return code
+
+
+def fx_rate_days(conn: Connection, entity_id: int, currency: str) -> int:
+    """Days with a stored USD rate of ``currency`` for the entity (USD: none are needed, 0)."""
+    if currency == "USD":
+        return 0
+    return conn.execute(
+        sa.select(sa.func.count(sa.distinct(sa.func.date(prices.c.ts))))
+        .select_from(prices.join(assets, assets.c.id == prices.c.asset_id))
+        .where(prices.c.entity_id == entity_id, assets.c.symbol == currency)
+    ).scalar_one()
+
+
+
 def _fx_rate(conn: Connection, entity: Entity, currency: str, day: date) -> tuple[Decimal, datetime | None, str] | None:
     """USD per one unit of ``currency`` at the day's cutoff: (rate, its time, its source); None if unknown."""
     if currency == "USD":
@@ -146,7 +175,9 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
     if not currency.isalnum() or len(currency) > 12:
         raise ReportParameterError("currency", f"invalid currency {currency!r}")
     fx = _fx_rate(conn, entity, currency, as_of)
-    if currency != "USD" and fx is None and conn.execute(
+    # a supported reporting currency without a stored rate yet values nothing (no_fx_rate); another code is
+    # valid only when it is a known asset
+    if currency not in REPORTING_CURRENCIES and fx is None and conn.execute(
             sa.select(assets.c.id).where(assets.c.symbol == currency)).first() is None:
         raise ReportParameterError("currency", f"unknown reporting currency {currency!r}")
     rows = list_positions(conn, entity.id, as_of)
@@ -166,6 +197,7 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
             .order_by(prices.c.id)
         ):
             provenance[(p.asset_id, iso_utc(p.ts))] = (p.source, p.resolution)
+    fx_text = (to_text(fx[0]), iso_utc(fx[1]), fx[2]) if fx is not None else (None, None, None)
     for r in rows:
         source, resolution = provenance.get((r["asset_id"], r["price_at"]), (None, None))
         price_usd = r["close_price_usd"]
@@ -174,12 +206,13 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
             valuation = "no_price"
         elif fx is None:
             valuation = "no_fx_rate"
+        elif currency == "USD":  # PostgreSQL already multiplied exactly (value_usd)
+            price, value, valuation = price_usd, r["value_usd"], "valued"
         else:
             with exact_context():
                 usd = Decimal(price_usd)
-                price_d = usd if currency == "USD" else quantize(usd / fx[0])
-                value_d = Decimal(r["computed"]) * usd if currency == "USD" else \
-                    quantize(Decimal(r["computed"]) * usd / fx[0])
+                price_d = quantize(usd / fx[0])
+                value_d = quantize(Decimal(r["computed"]) * usd / fx[0])
             price, value, valuation = to_text(price_d), to_text(value_d), "valued"
         r.update({
             "reporting_currency": currency,
@@ -188,8 +221,8 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
             "valuation": valuation,
             "price_source": source if price_usd is not None else None,
             "price_resolution": resolution if price_usd is not None else None,
-            "fx_rate_usd": to_text(fx[0]) if fx is not None else None,
-            "fx_at": iso_utc(fx[1]) if fx is not None else None,
-            "fx_source": fx[2] if fx is not None else None,
+            "fx_rate_usd": fx_text[0],
+            "fx_at": fx_text[1],
+            "fx_source": fx_text[2],
         })
     return rows

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ from warehouse.schema import (
     pnl_disposals,
     positions,
     raw_records,
+    source_outages,
     transactions,
     transfers,
 )
@@ -229,25 +231,17 @@ def list_positions(conn: Connection, entity_id: int, as_of: date) -> list[dict[s
         .select_from(positions.join(accounts, accounts.c.id == p.account_id).join(assets, assets.c.id == p.asset_id))
         .where(p.entity_id == entity_id, p.date == as_of)
         .order_by(accounts.c.name, accounts.c.account_type, accounts.c.sub_account, assets.c.symbol)
-    )
+    ).all()  # one fetch, not a fetch per row
     return [
         {
-            "date": iso_date(r.date),
-            "account": r.account,
-            "account_id": r.account_id,
-            "account_type": r.account_type,
-            "sub_account": r.sub_account,
-            "asset": r.asset,
-            "asset_id": r.asset_id,
-            "computed": _money(r.computed_quantity),
-            "reported": _money(r.reported_quantity),
-            "reported_at": iso_utc(r.reported_at),
-            "difference": _money(r.difference),
-            "close_price_usd": _money(r.close_price_usd),
-            "price_at": iso_utc(r.price_at),
-            "value_usd": _money(r.value_usd),
+            "date": iso_date(date_), "account": account, "account_id": account_id, "account_type": account_type,
+            "sub_account": sub_account, "asset": asset, "asset_id": asset_id, "computed": _money(computed),
+            "reported": _money(reported), "reported_at": iso_utc(reported_at), "difference": _money(difference),
+            "close_price_usd": _money(close_price), "price_at": iso_utc(price_at), "value_usd": _money(value_usd),
         }
-        for r in rows
+        # positional unpacking: a fraction of the cost of one attribute access per column
+        for (date_, account_id, account, account_type, sub_account, asset_id, asset, computed, reported, reported_at,
+             difference, close_price, price_at, value_usd) in rows
     ]
 
 
@@ -320,7 +314,10 @@ TRANSFER_STATUSES: tuple[str, ...] = ("matched", "unmatched_out", "unmatched_in"
 """A leg's transfer status: its ``transfers`` row's status, or ``none`` when the leg is no transfer leg."""
 
 
+@lru_cache(maxsize=1)
 def _leg_query() -> sa.Select:
+    """The legs with account, asset, counterparty and transfer (built once: a Select is immutable, ``where``
+    returns a new one)."""
     t = transactions.c
     counterparty = accounts.alias("counterparty")
     as_out = transfers.alias("as_out")
@@ -354,31 +351,17 @@ def _transfer_status_filter(query: sa.Select, status: str) -> sa.Select:
 
 
 def _leg_dict(r: sa.Row) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "ts": iso_utc(r.ts),
-        "date": iso_date(r.close_date),
-        "account": r.account,
-        "account_id": r.account_id,
-        "account_type": r.account_type,
-        "sub_account": r.sub_account,
-        "asset": r.asset,
-        "asset_id": r.asset_id,
-        "quantity": _money(r.quantity),
-        "kind": r.kind,
-        "group_id": r.group_id,
-        "leg_index": r.leg_index,
-        "unit_price_usd": _money(r.unit_price_usd),
-        "usd_value": _money(r.usd_value),
-        "tx_hash": r.tx_hash,
-        "counterparty_account": r.counterparty_account,
-        "counterparty_account_id": r.counterparty_account_id,
-        "raw_record_id": r.raw_record_id,
-        "is_adjustment": bool(r.is_adjustment),
-        "transfer_status": r.transfer_status or "none",
-        "transfer_id": r.transfer_id,
-        "counterpart_leg_id": r.counterpart_leg_id,
-    }
+    """One leg as served: exact decimal text, ISO times. Built from the row's mapping in one pass (attribute access
+    per column costs several times more on a 100-leg page)."""
+    leg = dict(r._mapping)
+    leg["ts"] = iso_utc(leg["ts"])
+    leg["date"] = iso_date(leg.pop("close_date"))
+    leg["quantity"] = _money(leg["quantity"])
+    leg["unit_price_usd"] = _money(leg["unit_price_usd"])
+    leg["usd_value"] = _money(leg["usd_value"])
+    leg["is_adjustment"] = bool(leg["is_adjustment"])
+    leg["transfer_status"] = leg["transfer_status"] or "none"
+    return leg
 
 
 def list_transactions(
@@ -548,15 +531,23 @@ def list_accounts(conn: Connection, entity_id: int) -> list[dict[str, Any]]:
 def list_closes(
     conn: Connection, entity_id: int, date_from: date | None = None, date_to: date | None = None
 ) -> list[dict[str, Any]]:
-    """Daily close records in date order (all of them when no range is given)."""
+    """Daily close records in date order (all of them when no range is given), each with the entity's configured
+    book of that day and its realized gain and shortfalls, and the sources recorded as down that day (what makes
+    a close ``partial``)."""
     if date_from is not None and date_to is not None:
         _check_range(date_from, date_to)
-    c = closes.c
+    c, o = closes.c, source_outages.c
     query = sa.select(closes).where(c.entity_id == entity_id)
+    down_query = sa.select(o.date, o.source, o.stream, o.reason).where(o.entity_id == entity_id)
     if date_from is not None:
         query = query.where(c.date >= date_from)
+        down_query = down_query.where(o.date >= date_from)
     if date_to is not None:
         query = query.where(c.date <= date_to)
+        down_query = down_query.where(o.date <= date_to)
+    down: dict[date, list[dict[str, str]]] = {}
+    for r in conn.execute(down_query.order_by(o.date, o.source, o.stream)):
+        down.setdefault(r.date, []).append({"source": r.source, "stream": r.stream, "reason": r.reason})
     return [
         {
             "date": iso_date(r.date),
@@ -570,6 +561,10 @@ def list_closes(
             "realized_gain_universal": _money(r.realized_gain_universal),
             "realized_gain_account": _money(r.realized_gain_account),
             "unrealized_gain_universal": _money(r.unrealized_gain_universal),
+            "book": r.book,
+            "realized_gain_book": _money(r.realized_gain_book),
+            "shortfalls": r.shortfalls,
+            "sources_down": down.get(r.date, []),
             "message": r.message,
             "run_id": r.run_id,
             "closed_at": iso_utc(r.closed_at),

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
-from api.deps import ConnDep, CurrentEntity
-from api.envelope import list_success, success
+from api.deps import ConnDep, CurrentEntity, check_date_range
+from api.envelope import success
 from api.errors import NotFound
+from api.exports import EXPORT_RESPONSES, FormatQuery, list_or_export
 from api.routes import COMMON_ERRORS, JSON_ERRORS
 from api.schemas import CloseOut, Envelope, IsoDate, ListEnvelope
 from api.schemas_recon import CloseDetailOut
@@ -21,17 +22,22 @@ router = APIRouter(tags=["closes"], responses=COMMON_ERRORS)
 DayPath = Annotated[IsoDate, Path(description="The close date, YYYY-MM-DD")]
 
 
-@router.get("/closes", response_model=ListEnvelope[CloseOut], summary="Daily closes")
+@router.get("/closes", response_model=ListEnvelope[CloseOut], summary="Daily closes", responses=EXPORT_RESPONSES)
 def list_closes(
     request: Request,
     entity: CurrentEntity,
     conn: ConnDep,
     date_from: Annotated[IsoDate | None, Query(alias="from", description="First close date, inclusive")] = None,
     date_to: Annotated[IsoDate | None, Query(alias="to", description="Last close date, inclusive")] = None,
-) -> dict:
-    """One record per close date: status (closed | breaks | partial | failed), counts, realized gains and whether
-    the period is locked. Without from/to, every close of the entity."""
-    return list_success(request, reports.list_closes(conn, entity.id, date_from, date_to), entity=entity.name)
+    fmt: FormatQuery = None,
+):
+    """One record per close date: status (closed | breaks | partial | failed), counts, realized gains (FIFO
+    reference books and the entity's configured `book`), shortfalls, the sources that were down (why a close is
+    `partial`) and whether the day is locked. Without from/to, every close of the entity; from..to at most the
+    synchronous range limit (default 366 days). With `format=csv|xlsx`, the same closes as a file."""
+    check_date_range(request, date_from, date_to)
+    return list_or_export(request, fmt, f"closes-{entity.name}", CloseOut,
+                          reports.list_closes(conn, entity.id, date_from, date_to), entity=entity.name)
 
 
 @router.get("/closes/{day}", response_model=Envelope[CloseDetailOut], summary="One close with its provenance")
