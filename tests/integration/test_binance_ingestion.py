@@ -24,8 +24,8 @@ from ingestion.exchanges.resilience import RetryPolicy, call_exchange
 from ingestion.exchanges.sources import add_source, sync_entity_sources
 from orchestration.cli import app
 from orchestration.close_runner import close_days
-from tests.servers.binance_history import generate_history
-from tests.servers.binance_server import BinanceServer, ServerState
+from samples.servers.binance_history import generate_history
+from samples.servers.binance_server import BinanceServer, ServerState
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks
 
@@ -122,8 +122,13 @@ def test_sync_stages_every_stream_exactly_and_a_rerun_changes_nothing(engine, se
                       "withdrawals": len(history.withdrawals), "transfers": len(history.transfers),
                       "futures_income": len(history.income), "converts": len(history.converts),
                       "dust": sum(len(d["userAssetDribbletDetails"]) for d in history.dust),
-                      "margin_interest": len(history.interest)}
-    assert first["snapshot_count"] == 3 * ((LAST - FIRST).days + 1)
+                      "margin_interest": len(history.interest),
+                      "margin_trades": sum(len(t) for t in history.margin_trades.values()),
+                      "margin_loans": len(history.loans["BORROW"]), "margin_repays": len(history.loans["REPAY"]),
+                      "sub_accounts": len(history.sub_accounts), "sub_transfers": len(history.sub_transfers)}
+    assert min(counts.values()) > 0
+    # SPOT, FUTURES, and MARGIN twice (the assets held and the debt) per day
+    assert first["snapshot_count"] == 4 * ((LAST - FIRST).days + 1)
     assert sorted(stats.symbols) == ["BNB/USDT", "BTC/USDT", "ETH/BTC", "ETH/USDT"]
     symbol = trade.payload["symbol"]
     assert trade.payload == next(t for t in history.trades[symbol] if t["id"] == trade.payload["id"])  # exact strings
@@ -184,17 +189,20 @@ def test_the_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_
             """SELECT a.account_type, count(*) FROM positions p JOIN accounts a ON a.id = p.account_id
                WHERE p.reported_quantity IS NOT NULL AND a.entity_id = :e GROUP BY 1"""), dict(e=entity_id)).all())
         final = dict(conn.execute(sa.text(
-            """SELECT a.account_type || ':' || s.symbol, p.computed_quantity FROM positions p
-               JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
+            """SELECT a.account_type || ':' || coalesce(a.sub_account, '') || ':' || s.symbol, p.computed_quantity
+               FROM positions p JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
                WHERE p.date = :d AND a.entity_id = :e"""), dict(d=LAST, e=entity_id)).all())
         sync_status = conn.execute(sa.text("SELECT last_sync_status FROM source_credentials")).scalar()
     assert sum(faults.values()) >= 10 and {"429", "5xx", "timeout"} <= set(faults)
     assert sync_status == "succeeded"
     assert breaks == []
     assert statuses == {"closed": (LAST - FIRST).days + 1}
-    assert set(checked) == {"spot", "margin", "futures"} and min(checked.values()) >= (LAST - FIRST).days
-    expected = {f"{kind.lower()}:{asset}": qty for kind, held in server.state.history.balances.items()
-                for asset, qty in held.items()}
+    assert set(checked) == {"spot", "margin", "margin_loan", "futures"} and min(checked.values()) >= (LAST - FIRST).days
+    history = server.state.history
+    expected = {f"{kind.lower()}::{asset}": qty for kind, held in history.balances.items() for asset, qty in held.items()}
+    expected |= {f"margin_loan::{asset}": -(borrowed + interest) for asset, (borrowed, interest) in history.margin_debt.items()}
+    expected |= {f"spot:{email}:{asset}": qty for email, held in history.sub_balances.items() for asset, qty in held.items()}
+    assert {"FUNDING", "MARGIN"} <= set(history.balances) and len(history.sub_balances) == 2
     assert {k: v for k, v in final.items() if k in expected} == expected
 
 
