@@ -9,7 +9,7 @@ zone. Nothing staged is deleted: the outage only says the day's data may be inco
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -29,7 +29,8 @@ def first_incomplete_day(conn: Connection, entity: Entity, source: str, account:
         ingestion_cursors.c.account == account, ingestion_cursors.c.stream.in_(names))).all())
     reached = [datetime.fromtimestamp(int(rows[n]["until"]) / 1000, tz=timezone.utc)
                if n in rows and isinstance(rows[n], dict) and "until" in rows[n] else since for n in names]
-    return close_date_of(min(reached, default=since), entity.tz)
+    # the first instant not yet read is just after ``until`` (inclusive) / at ``since``; a day ends at its cutoff
+    return close_date_of(min(reached, default=since) + timedelta(milliseconds=1), entity.tz)
 
 
 def today_of(entity: Entity) -> date:

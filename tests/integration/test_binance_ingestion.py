@@ -11,7 +11,7 @@ import os
 import signal
 import multiprocessing
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -262,6 +262,32 @@ def test_418_stops_at_once_and_is_recorded(engine, server):
     assert sum(server.state.calls.values()) - before == 1
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT last_sync_status FROM source_credentials")).scalar() == "unavailable"
+        outages = conn.execute(sa.text("SELECT min(date), max(date), min(reason) FROM source_outages")).one()
+    # nothing was read since 2026-01-01: every day from there to today may be incomplete
+    assert outages[0] == FIRST and outages[1] >= date.today() - timedelta(days=1)
+    assert "source 'binance' unavailable" in outages[2] and "418" in outages[2]
+
+
+def test_a_source_that_stays_down_makes_the_close_partial_and_says_which(engine, server, tmp_path):
+    assert cli_add(server, tmp_path, "acme").exit_code == 0
+    day = FIRST + timedelta(days=9)
+    server.state.failure_rate, server.state.failure_kinds = 1.0, ("5xx",)  # down for every retry
+    run = close_days(["acme"], day, day, instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error  # the close goes on with what is staged ...
+    with engine.connect() as conn:
+        close = conn.execute(sa.text("SELECT status, message FROM closes WHERE date = :d"), dict(d=day)).one()
+        status = conn.execute(sa.text("SELECT last_sync_status FROM source_credentials")).scalar()
+    assert status == "unavailable"
+    assert close.status == "partial"  # ... and says the day is incomplete, naming the source, never 'closed' empty
+    assert "source down: binance" in close.message and "source 'binance' unavailable" in close.message
+    assert "did not answer" in close.message
+    server.state.failure_rate = 0.0  # the exchange is back: the next run re-reads those days and closes them
+    run = close_days(["acme"], FIRST, day, instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.text("SELECT status, count(*) FROM closes GROUP BY 1")).all())
+        left = conn.execute(sa.text("SELECT count(*) FROM source_outages")).scalar()
+    assert (statuses, left) == ({"closed": 10}, 0)
 
 
 def test_a_wrong_secret_is_an_access_error_without_retries(server):
