@@ -1,7 +1,8 @@
-"""A local Binance REST server (stdlib ``http.server`` on 127.0.0.1, in a thread) for tests and benchmarks.
+"""A local Binance REST server (stdlib ``http.server`` on 127.0.0.1, in a thread) for tests, benchmarks and the demo.
 
-It speaks the parts of Binance's REST API the connector calls, with the response shapes Binance documents,
-and serves a generated account history (samples/servers/binance_history.py). Signed endpoints are verified as
+It speaks the parts of Binance's REST API the connector calls (GET, and signed POST with the parameters in the
+body), with the response shapes Binance documents, and serves a generated account history
+(samples/servers/binance_history.py). Signed endpoints are verified as
 Binance does: the ``X-MBX-APIKEY`` header names a key, ``signature`` is the HMAC-SHA256 (hex) of the query
 string before it with the key's secret, ``timestamp`` must be within ``recvWindow`` (default 5000 ms, at
 most 60000) of the server's clock and not more than 1000 ms ahead of it.
