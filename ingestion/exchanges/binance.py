@@ -38,7 +38,7 @@ import ccxt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, call_exchange
+from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from transforms.binance_mapping import SOURCE
@@ -96,6 +96,7 @@ class SyncStats:
     snapshots_inserted: int = 0
     symbols: list[str] = field(default_factory=list)
     calls: int = 0
+    notes: list[str] = field(default_factory=list)  # what the account does not have (not an error)
 
     def add(self, stream: str, seen: int, inserted: int) -> None:
         self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
@@ -445,8 +446,14 @@ class BinanceSync:
         subs: list[dict] = []
         page = 1
         while True:
-            body = self.call("GET /sapi/v1/sub-account/list", self.exchange.sapiGetSubAccountList,
-                             {"page": page, "limit": 200})
+            try:
+                body = self.call("GET /sapi/v1/sub-account/list", self.exchange.sapiGetSubAccountList,
+                                 {"page": page, "limit": 200})
+            except SourceError as error:
+                if type(error) is not SourceError:  # down, banned or refused: not an answer about sub-accounts
+                    raise
+                self.stats.notes.append(f"no sub-accounts read (not a master account?): {error}")
+                return []
             batch = body.get("subAccounts") or []
             subs.extend(batch)
             if len(batch) < 200:

@@ -54,6 +54,7 @@ class ServerState:
     next_faults: list[str] = field(default_factory=list)
     banned: bool = False
     delay_seconds: float = 0.0  # added to every response (a slow exchange)
+    is_master: bool = True  # False: the account has no sub-accounts to manage (sub-account endpoints refuse)
     seed: int = 1
     calls: Counter = field(default_factory=Counter)
     faults: Counter = field(default_factory=Counter)
@@ -411,6 +412,8 @@ def _borrow_repay(state: ServerState, params: dict, restrictions: dict) -> dict:
 
 
 def _sub_account_list(state: ServerState, params: dict, restrictions: dict) -> dict:
+    if not state.is_master:
+        raise ApiError(400, -12022, "This account is not a master account.")
     page, limit = _int(params, "page", 1), _int(params, "limit", 10)
     if limit > 200:
         raise ApiError(400, -1100, "limit must be <= 200")

@@ -141,6 +141,16 @@ def test_sync_stages_every_stream_exactly_and_a_rerun_changes_nothing(engine, se
     assert sum(server.state.calls.values()) - calls_before <= calls_before
 
 
+def test_an_account_that_is_not_a_master_syncs_without_sub_accounts(engine, server):
+    server.state.is_master = False
+    with engine.begin() as conn:
+        entity = get_or_create_entity(conn, "solo")
+    stats = sync_binance(engine, entity.id, "binance", ApiCredentials(KEY, SECRET), options(server))
+    assert "sub_transfers" not in stats.records_seen and "sub_accounts" not in stats.records_seen
+    assert stats.notes and "not a master account" in stats.notes[0]
+    assert stats.records_inserted["margin_trades"] > 0
+
+
 def test_cli_refuses_a_trading_key_and_names_the_permissions(engine, server, tmp_path):
     result = cli_add(server, tmp_path, "acme", key="trading-key", secret="trading-secret")
     assert result.exit_code == 1
