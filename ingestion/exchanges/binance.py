@@ -14,6 +14,7 @@ Streams (raw_records, source ``binance``, account = the configured source name):
   margin_repays   /sapi/v1/margin/borrow-repay type=REPAY, 7-day windows, page pagination
   sub_accounts    /sapi/v1/sub-account/list (a master account's sub-accounts; no legs)
   sub_transfers   /sapi/v1/sub-account/universalTransfer from and to each sub-account, 7-day windows
+Managed sub-accounts also have daily SPOT snapshots (/sapi/v1/managed-subaccount/accountSnapshot).
 Balances (raw_balance_snapshots): /sapi/v1/accountSnapshot per account type (SPOT, MARGIN, FUTURES: the
 daily snapshot at 23:59:59 UTC; MARGIN gives the ``margin`` assets and the ``margin_loan`` debt) and the
 balances at run time (/api/v3/account, /sapi/v1/margin/account, /fapi/v2/balance, the funding wallet's
@@ -337,7 +338,7 @@ class BinanceSync:
                 snapshots = [s for vo in body.get("snapshotVos") or [] for s in self._snapshots_in(kind, account_type, vo)]
                 self._commit("snapshots", [], cursor_stream, {"until": hi}, snapshots)
 
-    def _snapshots_in(self, kind: str, account_type: str, vo: dict) -> list[BalanceSnapshotIn]:
+    def _snapshots_in(self, kind: str, account_type: str, vo: dict, sub_account: str = "") -> list[BalanceSnapshotIn]:
         data, taken = vo.get("data") or {}, _utc(int(vo["updateTime"]))
         if kind == "MARGIN":
             held, debt = _margin_balances(data.get("userAssets", []))
@@ -347,7 +348,7 @@ class BinanceSync:
             balances = {b["asset"]: _text_sum(b["free"], b["locked"]) for b in data.get("balances", [])}
         else:
             balances = {b["asset"]: _text_sum(b["walletBalance"]) for b in data.get("assets", [])}
-        return [BalanceSnapshotIn(self.account, account_type, "", taken, balances, vo)]
+        return [BalanceSnapshotIn(self.account, account_type, sub_account, taken, balances, vo)]
 
     def sync_current_balances(self) -> set[str]:
         """Balances at run time, one snapshot per account type; returns the spot assets held."""
@@ -475,7 +476,21 @@ class BinanceSync:
                 records = {r["tranId"]: RawRecordIn(self.account, sub_transfer_id(self.account, r, emails),
                                                     _utc(int(r["createTimeStamp"])), r) for r in rows}
                 self._commit("sub_transfers", list(records.values()), cursor_stream, {"until": hi})
+        for email in sorted({s["email"] for s in subs if s.get("isManagedSubAccount") is True}):
+            self.sync_managed_sub_snapshots(email)
         return emails
+
+    def sync_managed_sub_snapshots(self, email: str) -> None:
+        """A managed sub-account's daily SPOT snapshot (/sapi/v1/managed-subaccount/accountSnapshot), like the
+        master's: the reported position of that sub-account's spot account each day."""
+        cursor_stream = f"sub_snapshots/{email}"
+        start = self._window_start(cursor_stream, "snapshots")
+        for lo, hi in _windows(start, self.now, 30 * DAY_MS):
+            body = self.call("GET /sapi/v1/managed-subaccount/accountSnapshot",
+                             self.exchange.sapiGetManagedSubaccountAccountSnapshot,
+                             {"email": email, "type": "SPOT", "startTime": lo, "endTime": hi, "limit": 30})
+            snapshots = [s for vo in body.get("snapshotVos") or [] for s in self._snapshots_in("SPOT", "spot", vo, email)]
+            self._commit("snapshots", [], cursor_stream, {"until": hi}, snapshots)
 
     def sync_sub_account_balances(self, emails: list[str]) -> None:
         """Each sub-account's balances at run time (/sapi/v4/sub-account/assets): spot of that sub-account."""

@@ -55,6 +55,8 @@ class BinanceHistory:
     sub_accounts: list[dict] = field(default_factory=list)  # /sapi/v1/sub-account/list
     sub_transfers: list[dict] = field(default_factory=list)  # /sapi/v1/sub-account/universalTransfer
     sub_balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # final, per sub-account email
+    # daily SPOT snapshots of the managed sub-accounts (/sapi/v1/managed-subaccount/accountSnapshot), per email
+    sub_snapshots: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def record_count(self) -> int:
@@ -78,7 +80,7 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
     subs = {"ops_virtual@northwind.example": defaultdict(Decimal), "desk_virtual@northwind.example": defaultdict(Decimal)}
     for n, email in enumerate(subs):
         history.sub_accounts.append({"email": email, "isFreeze": False, "createTime": ms(datetime(2025, 6, 1 + n, tzinfo=timezone.utc)),
-                                     "isManagedSubAccount": False, "isAssetManagementSubAccount": False})
+                                     "isManagedSubAccount": email.startswith("desk"), "isAssetManagementSubAccount": False})
     prices = {s: v[2] for s, v in SYMBOLS.items()}
     ids = {"trade": 10_000, "order": 500_000, "tran": 90_000_000, "dep": 7_000_000}
 
@@ -321,6 +323,11 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
                 income("COMMISSION", -Decimal(rng.randint(100, 9000)) / 10_000, trade_id)
         # the day's snapshots, at 23:59:59.000
         update = ms(midnight + timedelta(days=1)) - 1000
+        for sub in history.sub_accounts:
+            if sub["isManagedSubAccount"]:
+                history.sub_snapshots[sub["email"]].append({"type": "spot", "updateTime": update, "data": {
+                    "totalAssetOfBtc": "0", "balances": [{"asset": a, "free": s8(v), "locked": "0.00000000"}
+                                                         for a, v in sorted(subs[sub["email"]].items())]}})
         history.snapshots["SPOT"].append({"type": "spot", "updateTime": update, "data": {
             "totalAssetOfBtc": "0", "balances": [
                 {"asset": a, "free": s8(wallets["SPOT"][a]), "locked": "0.00000000"} for a in sorted(held["SPOT"])]}})

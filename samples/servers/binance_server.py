@@ -445,6 +445,21 @@ def _sub_account_assets(state: ServerState, params: dict, restrictions: dict) ->
                          for a, v in state.history.sub_balances[email].items()]}
 
 
+def _managed_sub_snapshot(state: ServerState, params: dict, restrictions: dict) -> dict:
+    email, kind = params.get("email"), params.get("type")
+    managed = {s["email"] for s in state.history.sub_accounts if s["isManagedSubAccount"]}
+    if email not in managed:
+        raise ApiError(400, -12022, f"The managed sub-account {email} does not exist.")
+    if kind not in ("SPOT", "MARGIN", "FUTURES"):
+        raise ApiError(400, -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+    limit = _int(params, "limit", 7)
+    if not 7 <= limit <= 30:
+        raise ApiError(400, -1100, "limit must be between 7 and 30")
+    start, end = _window(params, state.now_ms(), 30, 30)
+    rows = _in_window(state.history.sub_snapshots[email], "updateTime", start, end)[:limit] if kind == "SPOT" else []
+    return {"code": 200, "msg": "", "snapshotVos": rows}
+
+
 def _funding_asset(state: ServerState, params: dict, restrictions: dict) -> list:
     return [{"asset": a, "free": v, "locked": "0", "freeze": "0", "withdrawing": "0", "btcValuation": "0"}
             for a, v in _final(state, "FUNDING").items() if not params.get("asset") or a == params["asset"]]
@@ -501,6 +516,7 @@ ROUTES = {
     "/sapi/v1/sub-account/list": (_sub_account_list, True),
     "/sapi/v1/sub-account/universalTransfer": (_sub_universal_transfers, True),
     "/sapi/v4/sub-account/assets": (_sub_account_assets, True),
+    "/sapi/v1/managed-subaccount/accountSnapshot": (_managed_sub_snapshot, True),
 }
 POST_ROUTES = {
     "/sapi/v1/asset/get-funding-asset": (_funding_asset, True),

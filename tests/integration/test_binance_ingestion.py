@@ -127,8 +127,8 @@ def test_sync_stages_every_stream_exactly_and_a_rerun_changes_nothing(engine, se
                       "margin_loans": len(history.loans["BORROW"]), "margin_repays": len(history.loans["REPAY"]),
                       "sub_accounts": len(history.sub_accounts), "sub_transfers": len(history.sub_transfers)}
     assert min(counts.values()) > 0
-    # SPOT, FUTURES, and MARGIN twice (the assets held and the debt) per day
-    assert first["snapshot_count"] == 4 * ((LAST - FIRST).days + 1)
+    # SPOT, FUTURES, MARGIN twice (the assets held and the debt), and the managed sub-account's SPOT, per day
+    assert first["snapshot_count"] == 5 * ((LAST - FIRST).days + 1)
     assert sorted(stats.symbols) == ["BNB/USDT", "BTC/USDT", "ETH/BTC", "ETH/USDT"]
     symbol = trade.payload["symbol"]
     assert trade.payload == next(t for t in history.trades[symbol] if t["id"] == trade.payload["id"])  # exact strings
@@ -196,7 +196,8 @@ def test_the_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_
         statuses = dict(conn.execute(sa.text(
             "SELECT status, count(*) FROM closes WHERE entity_id = :e GROUP BY 1"), dict(e=entity_id)).all())
         checked = dict(conn.execute(sa.text(
-            """SELECT a.account_type, count(*) FROM positions p JOIN accounts a ON a.id = p.account_id
+            """SELECT a.account_type || coalesce(nullif(':' || a.sub_account, ':'), ''), count(*) FROM positions p
+               JOIN accounts a ON a.id = p.account_id
                WHERE p.reported_quantity IS NOT NULL AND a.entity_id = :e GROUP BY 1"""), dict(e=entity_id)).all())
         final = dict(conn.execute(sa.text(
             """SELECT a.account_type || ':' || coalesce(a.sub_account, '') || ':' || s.symbol, p.computed_quantity
@@ -207,7 +208,10 @@ def test_the_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_
     assert sync_status == "succeeded"
     assert breaks == []
     assert statuses == {"closed": (LAST - FIRST).days + 1}
-    assert set(checked) == {"spot", "margin", "margin_loan", "futures"} and min(checked.values()) >= (LAST - FIRST).days
+    # reported every day: the master's account types and the managed sub-account (the other sub-account and the
+    # funding wallet report only at run time, after LAST: checked below against the final balances)
+    assert set(checked) == {"spot", "margin", "margin_loan", "futures", "spot:desk_virtual@northwind.example"}
+    assert min(checked.values()) >= (LAST - FIRST).days
     history = server.state.history
     expected = {f"{kind.lower()}::{asset}": qty for kind, held in history.balances.items() for asset, qty in held.items()}
     expected |= {f"margin_loan::{asset}": -(borrowed + interest) for asset, (borrowed, interest) in history.margin_debt.items()}
