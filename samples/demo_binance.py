@@ -55,7 +55,7 @@ def add_demo_binance_account(engine: Engine, entity: Entity, first: date, last: 
     provider = demo_key_provider(get_settings().data_dir)
     server = BinanceServer(state).start()
     try:
-        config = {**FAST, "api_url": server.base_url, "since": first.isoformat()}
+        config = {**FAST, "api_url": server.base_url, "since": first.isoformat(), "until": last.isoformat()}
         info, _ = add_source(engine, entity, "binance", SOURCE_NAME, {"api_key": api_key, "api_secret": secret},
                              config, provider, replace=True)
         try:

@@ -79,6 +79,7 @@ class BinanceOptions:
 
     api_url: str | None = None
     since: datetime = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    until: datetime | None = None  # read history up to this instant; None: now (a bounded backfill, the demo)
     rate_limit_ms: float | None = None  # None: ccxt's own (50 ms per weight unit)
     timeout_ms: int = 10_000
     retry: RetryPolicy = RetryPolicy()
@@ -185,7 +186,7 @@ class BinanceSync:
         self.engine, self.entity_id, self.account = engine, entity_id, account
         self.exchange, self.options = exchange, options
         self.stats = SyncStats(account)
-        self.now = _now_ms()
+        self.now = int(options.until.timestamp() * 1000) if options.until else _now_ms()
 
     def call(self, what: str, method: Callable[..., Any], params: dict[str, Any]) -> Any:
         self.stats.calls += 1

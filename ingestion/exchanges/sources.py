@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ KINDS = ("binance",)
 CONFIG_KEYS: dict[str, tuple[type, str]] = {
     "api_url": (str, "replace Binance's hosts (a proxy, or the local test server); paths are kept"),
     "since": (str, "first day to fetch (YYYY-MM-DD) on the first sync"),
+    "until": (str, "last day to fetch (YYYY-MM-DD), for a bounded backfill; default: up to now"),
     "rate_limit_ms": (float, "ccxt's rate limiter: milliseconds per unit of request weight (default ccxt's 50)"),
     "timeout_ms": (int, "HTTP timeout per request"),
     "retry_attempts": (int, "attempts per call for transient errors"),
@@ -50,8 +51,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             clean[key] = kind(value)
         except (TypeError, ValueError):
             raise ValueError(f"source setting {key!r}: {value!r} is not a {kind.__name__}") from None
-    if "since" in clean:
-        date.fromisoformat(clean["since"])
+    for key in ("since", "until"):
+        if key in clean:
+            date.fromisoformat(clean[key])
     return clean
 
 
@@ -82,9 +84,11 @@ def binance_options(config: dict[str, Any]) -> BinanceOptions:
                         initial_seconds=float(config.get("retry_initial_seconds", RetryPolicy.initial_seconds)),
                         max_seconds=float(config.get("retry_max_seconds", RetryPolicy.max_seconds)))
     since = date.fromisoformat(config.get("since", "2020-01-01"))
+    until = date.fromisoformat(config["until"]) + timedelta(days=1) if config.get("until") else None
     return BinanceOptions(api_url=config.get("api_url"), rate_limit_ms=config.get("rate_limit_ms"),
                           timeout_ms=int(config.get("timeout_ms", 10_000)), retry=retry,
-                          since=datetime(since.year, since.month, since.day, tzinfo=timezone.utc))
+                          since=datetime(since.year, since.month, since.day, tzinfo=timezone.utc),
+                          until=datetime(until.year, until.month, until.day, tzinfo=timezone.utc) if until else None)
 
 
 def _client(kind: str, credentials: dict[str, str], config: dict[str, Any]):

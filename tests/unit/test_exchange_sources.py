@@ -1,7 +1,12 @@
-"""Each exchange kind syncs in its own Dagster op and concurrency pool, inside the one source_sync asset."""
+"""Exchange sources in Dagster and their settings: one op and concurrency pool per exchange kind inside the one
+source_sync asset; bounded backfills."""
+
+from datetime import datetime, timezone
+
+import pytest
 
 from assets.sources import EXCHANGE_KINDS, EXCHANGE_OPS, exchange_pool, source_sync
-from ingestion.exchanges.sources import KINDS
+from ingestion.exchanges.sources import KINDS, binance_options, validate_config
 
 
 def test_every_exchange_kind_has_its_own_pool():
@@ -16,3 +21,11 @@ def test_the_pools_are_on_the_ops_of_the_source_sync_asset():
     assert pools["sync_binance_sources"] == "exchange_binance"
     assert pools["sync_chain_wallets"] is None and pools["report_source_sync"] is None
     assert [key.to_user_string() for key in source_sync.keys] == ["source_sync"]
+
+
+def test_a_bounded_backfill_reads_up_to_the_end_of_its_until_day():
+    options = binance_options(validate_config({"since": "2026-01-01", "until": "2026-03-01"}))
+    assert options.until == datetime(2026, 3, 2, tzinfo=timezone.utc)
+    assert binance_options({}).until is None  # default: up to now
+    with pytest.raises(ValueError):
+        validate_config({"until": "March"})
