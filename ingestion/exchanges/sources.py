@@ -21,7 +21,8 @@ from ingestion.credentials import (CredentialError, EnvKeyProvider, KeyProvider,
                                    load_credentials, record_sync_outcome, store_source)
 from ingestion.exchanges.binance import (ApiCredentials, BinanceOptions, BinanceSync, SyncStats, check_read_only,
                                          make_client)
-from ingestion.exchanges.sync_outages import clear_sync_outages, first_incomplete_day, mark_sync_failed
+from ingestion.exchanges.sync_outages import (clear_sync_outages, first_incomplete_day, last_day_read,
+                                              mark_sync_failed)
 from ingestion.exchanges.resilience import (RetryPolicy, SourceAccessError, SourceError, SourceUnavailable,
                                             call_exchange)
 from warehouse.entities import Entity
@@ -160,6 +161,7 @@ def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: Ke
     with engine.connect() as conn:
         first_day = first_incomplete_day(conn, entity, source.kind, source.name, BinanceSync.window_streams(),
                                          options.since)
+    last_day = last_day_read(entity, options.until)
     try:
         with engine.connect() as conn:
             credentials = load_credentials(conn, source, provider)
@@ -177,9 +179,9 @@ def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: Ke
     with engine.begin() as conn:
         record_sync_outcome(conn, source.id, status, message)
         if status == "succeeded":
-            clear_sync_outages(conn, entity, source.kind, first_day)
+            clear_sync_outages(conn, entity, source.kind, first_day, last_day)
         else:  # the days not read through are partial, never silently empty
-            mark_sync_failed(conn, entity, source.kind, source.name, first_day, status, message or status)
+            mark_sync_failed(conn, entity, source.kind, source.name, first_day, last_day, status, message or status)
     return SourceSyncResult(source.name, source.kind, status, message, stats)
 
 

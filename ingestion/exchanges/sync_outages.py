@@ -3,7 +3,7 @@
 
 The days a sync covers run from the first day some stream of the source is not yet complete (its cursor's
 ``until``, in ms, or the source's ``since`` when a stream has never been read) to today in the entity's time
-zone. Nothing staged is deleted: the outage only says the day's data may be incomplete.
+zone (or the last day of a bounded backfill's ``until``). Nothing staged is deleted: the outage only says the day's data may be incomplete.
 """
 
 from __future__ import annotations
@@ -33,21 +33,22 @@ def first_incomplete_day(conn: Connection, entity: Entity, source: str, account:
     return close_date_of(min(reached, default=since) + timedelta(milliseconds=1), entity.tz)
 
 
-def today_of(entity: Entity) -> date:
-    return close_date_of(datetime.now(timezone.utc), entity.tz)
+def last_day_read(entity: Entity, until: datetime | None) -> date:
+    """The last day a sync reads: today, or the day of its ``until`` (exclusive) for a bounded backfill."""
+    end = min(until, datetime.now(timezone.utc)) - timedelta(milliseconds=1) if until else datetime.now(timezone.utc)
+    return close_date_of(end, entity.tz)
 
 
-def mark_sync_failed(conn: Connection, entity: Entity, source: str, name: str, first_day: date, status: str,
-                     message: str) -> int:
-    """Record ``source`` as down on every day from ``first_day`` to today; returns the number of days."""
-    days = list(days_between(first_day, max(first_day, today_of(entity))))
+def mark_sync_failed(conn: Connection, entity: Entity, source: str, name: str, first_day: date, last_day: date,
+                     status: str, message: str) -> int:
+    """Record ``source`` as down on every day from ``first_day`` to ``last_day``; returns the number of days."""
+    days = list(days_between(first_day, max(first_day, last_day)))
     reason = f"sync of source {name!r} {status}: {message}"
     for day in days:
         record_source_outage(conn, entity.id, source, day, reason)
     return len(days)
 
 
-def clear_sync_outages(conn: Connection, entity: Entity, source: str, first_day: date) -> int:
-    """A sync succeeded: every day from ``first_day`` (where it started reading) to today is complete again."""
-    return sum(clear_source_outage(conn, entity.id, source, day)
-               for day in days_between(first_day, max(first_day, today_of(entity))))
+def clear_sync_outages(conn: Connection, entity: Entity, source: str, first_day: date, last_day: date) -> int:
+    """A sync succeeded: every day from ``first_day`` (where it started reading) to ``last_day`` is complete again."""
+    return sum(clear_source_outage(conn, entity.id, source, day) for day in days_between(first_day, last_day))

@@ -1,12 +1,14 @@
 """Exchange sources in Dagster and their settings: one op and concurrency pool per exchange kind inside the one
 source_sync asset; bounded backfills."""
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 
 from assets.sources import EXCHANGE_KINDS, EXCHANGE_OPS, exchange_pool, source_sync
 from ingestion.exchanges.sources import KINDS, binance_options, validate_config
+from ingestion.exchanges.sync_outages import last_day_read
+from warehouse.entities import Entity
 
 
 def test_every_exchange_kind_has_its_own_pool():
@@ -29,3 +31,10 @@ def test_a_bounded_backfill_reads_up_to_the_end_of_its_until_day():
     assert binance_options({}).until is None  # default: up to now
     with pytest.raises(ValueError):
         validate_config({"until": "March"})
+
+
+def test_a_bounded_backfill_marks_or_clears_outages_only_up_to_its_last_day():
+    entity = Entity(1, "acme", "UTC")
+    assert last_day_read(entity, datetime(2026, 3, 2, tzinfo=timezone.utc)) == date(2026, 3, 1)
+    assert last_day_read(entity, None) == datetime.now(timezone.utc).date()
+    assert last_day_read(Entity(1, "acme", "Asia/Tokyo"), datetime(2026, 3, 2, tzinfo=timezone.utc)) == date(2026, 3, 2)
