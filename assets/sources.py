@@ -4,67 +4,112 @@ scope is synced into staging before the canonical ledger is built.
 Not partitioned, on purpose: a sync is incremental (cursors per stream, blocks, signatures), so a run over any
 range of days fetches whatever is new, whatever the range; and Dagster writes one materialization event per asset
 and day of a single-run backfill (~12-30 ms each here), so a daily-partitioned sync would cost half a minute on a
-five-year backfill for nothing. It still runs first in every close run (the close job selects it), once. With nothing configured it does nothing: no
-network, no encryption key. A source or chain that fails is recorded and reported here; the close goes on with
-what is staged.
+five-year backfill for nothing. It still runs first in every close run (the close job selects it), once. With nothing
+configured it does nothing: no network, no encryption key. A source or chain that fails is recorded and reported
+here (and its unread days become source outages: those closes are partial); the close goes on with what is staged.
+
+The asset is a graph: one op per exchange kind, each in its own Dagster concurrency pool ``exchange_<kind>``
+(``exchange_binance``), one op for the chain wallets, and the op that reports. A pool limit therefore bounds how
+many runs call one exchange at the same time, whatever the entities and runs (schedules, backfills, CLI closes),
+without holding back the other exchanges or the wallets: ``dagster instance concurrency set exchange_binance 1``
+(or ``concurrency: pools:`` in dagster.yaml). Ops of a pool without a limit run freely.
 """
 
 import dagster as dg
 
-from assets.progress import report
+from assets.progress import progress_log
 from assets.resources import WarehouseResource, entities_in_scope
 
-EXCHANGE_POOL = "exchange_api"
+# One pool per exchange kind; a new connector kind adds itself here (tests check this list against the connectors').
+EXCHANGE_KINDS = ("binance",)
 
 
-@dg.asset(
-    group_name="staging",
-    kinds={"python"},
-    pool=EXCHANGE_POOL,
-    description=(
-        "Syncs the configured sources of the entities in scope into raw_records and raw_balance_snapshots: "
-        "exchanges (Binance via ccxt; read-only key checked first, incremental per stream, resumable), EVM wallets "
-        "(web3: native and ERC-20 transfers, gas and L1 fees, balances at each cutoff, reorgs orphaned) and Solana "
-        "wallets (solana-py: SOL and SPL changes, balances rolled back to each cutoff). Nothing to do when nothing "
-        "is configured (coinfrs source add, coinfrs wallet add)."
-    ),
-)
-def source_sync(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from ingestion.chain_sync import sync_entity_wallets  # web3, solana and ccxt load only when the asset runs
-    from ingestion.exchanges.sources import sync_entity_sources
+def exchange_pool(kind: str) -> str:
+    return f"exchange_{kind}"
+
+
+def _say(context: dg.OpExecutionContext, message: str) -> None:
+    context.log.info(message)
+    progress_log.info(message, extra={"asset": "source_sync"})
+
+
+def _exchange_op(kind: str) -> dg.OpDefinition:
+    @dg.op(name=f"sync_{kind}_sources", pool=exchange_pool(kind), out=dg.Out(dict),
+           description=f"Syncs every enabled {kind} source of the entities in scope (pool {exchange_pool(kind)}).")
+    def sync_kind(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
+        from ingestion.credentials import list_sources  # ccxt loads only when the op runs
+        from ingestion.exchanges.sources import sync_entity_sources
+
+        engine = warehouse.engine()
+        outcome = {"statuses": {}, "records": 0}
+        for entity in entities_in_scope(context, warehouse):
+            with engine.connect() as conn:
+                names = [s.name for s in list_sources(conn, entity.id, kind=kind)]
+            if not names:
+                continue
+            for result in sync_entity_sources(engine, entity, names=names):
+                key = f"{entity.name}/{result.source}"
+                outcome["statuses"][key] = result.status
+                new = sum(result.stats.records_inserted.values()) if result.stats else 0
+                outcome["records"] += new
+                if result.status == "succeeded":
+                    _say(context, f"exchange source · {key}: {new} new records")
+                else:
+                    context.log.warning(f"exchange source {key} {result.status}: {result.message}")
+        return outcome
+
+    return sync_kind
+
+
+EXCHANGE_OPS = [_exchange_op(kind) for kind in EXCHANGE_KINDS]
+
+
+@dg.op(out=dg.Out(dict), description="Syncs the EVM and Solana wallets of the entities in scope.")
+def sync_chain_wallets(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
+    from ingestion.chain_sync import sync_entity_wallets  # web3 and solana load only when the op runs
 
     engine = warehouse.engine()
-    exchanges: dict[str, str] = {}
-    exchange_records = 0
-    chains: list[str] = []
-    chains_down: list[str] = []
-    staged = snapshots = orphaned = 0
+    outcome = {"chains": [], "down": [], "staged": 0, "snapshots": 0, "orphaned": 0}
     for entity in entities_in_scope(context, warehouse):
-        for result in sync_entity_sources(engine, entity):
-            key = f"{entity.name}/{result.source}"
-            exchanges[key] = result.status
-            new = sum(result.stats.records_inserted.values()) if result.stats else 0
-            exchange_records += new
-            if result.status == "succeeded":
-                report(context, f"exchange source · {key}: {new} new records")
-            else:
-                context.log.warning(f"exchange source {key} {result.status}: {result.message}")
-        for outcome in sync_entity_wallets(engine, entity, log=lambda message: report(context, f"chains · {message}")):
-            chains.append(f"{entity.name}:{outcome.chain}")
-            if outcome.error:
-                chains_down.append(f"{entity.name}:{outcome.chain} ({outcome.error[:200]})")
-                context.log.warning(f"chain {outcome.chain} of {entity.name} could not be synced: {outcome.error}; "
-                                    f"synced through {outcome.synced_through}")
-            staged, snapshots, orphaned = staged + outcome.staged, snapshots + outcome.snapshots, orphaned + outcome.orphaned
-    exchanges_down = sorted(k for k, v in exchanges.items() if v != "succeeded")
-    return dg.MaterializeResult(metadata={
-        "exchange sources": dg.MetadataValue.int(len(exchanges)),
-        "exchange records new": dg.MetadataValue.int(exchange_records),
-        "exchange sources not synced": dg.MetadataValue.text(
-            ", ".join(f"{k} ({exchanges[k]})" for k in exchanges_down) or "none"),
-        "chains": dg.MetadataValue.text(", ".join(chains) or "no wallets configured"),
-        "chain records staged": dg.MetadataValue.int(staged),
-        "chain balance snapshots": dg.MetadataValue.int(snapshots),
-        "raw records orphaned (reorgs)": dg.MetadataValue.int(orphaned),
-        "chains down": dg.MetadataValue.text("; ".join(chains_down) or "none"),
+        for result in sync_entity_wallets(engine, entity, log=lambda message: _say(context, f"chains · {message}")):
+            outcome["chains"].append(f"{entity.name}:{result.chain}")
+            if result.error:
+                outcome["down"].append(f"{entity.name}:{result.chain} ({result.error[:200]})")
+                context.log.warning(f"chain {result.chain} of {entity.name} could not be synced: {result.error}; "
+                                    f"synced through {result.synced_through}")
+            for name in ("staged", "snapshots", "orphaned"):
+                outcome[name] += getattr(result, name)
+    return outcome
+
+
+@dg.op(ins={"chains": dg.In(dict), "exchanges": dg.In(list)}, out=dg.Out(dg.Nothing))
+def report_source_sync(context: dg.OpExecutionContext, chains: dict, exchanges: list) -> None:
+    statuses = {k: v for outcome in exchanges for k, v in outcome["statuses"].items()}
+    down = sorted(k for k, v in statuses.items() if v != "succeeded")
+    context.add_output_metadata({
+        "exchange sources": dg.MetadataValue.int(len(statuses)),
+        "exchange records new": dg.MetadataValue.int(sum(o["records"] for o in exchanges)),
+        "exchange sources not synced": dg.MetadataValue.text(", ".join(f"{k} ({statuses[k]})" for k in down) or "none"),
+        "exchange pools": dg.MetadataValue.text(", ".join(exchange_pool(k) for k in EXCHANGE_KINDS)),
+        "chains": dg.MetadataValue.text(", ".join(chains["chains"]) or "no wallets configured"),
+        "chain records staged": dg.MetadataValue.int(chains["staged"]),
+        "chain balance snapshots": dg.MetadataValue.int(chains["snapshots"]),
+        "raw records orphaned (reorgs)": dg.MetadataValue.int(chains["orphaned"]),
+        "chains down": dg.MetadataValue.text("; ".join(chains["down"]) or "none"),
     })
+
+
+@dg.graph_asset(
+    group_name="staging",
+    kinds={"python"},
+    description=(
+        "Syncs the configured sources of the entities in scope into raw_records and raw_balance_snapshots: "
+        "exchanges (Binance via ccxt; read-only key checked first, incremental per stream, resumable; one Dagster "
+        "concurrency pool per exchange, exchange_<kind>), EVM wallets (web3: native and ERC-20 transfers, gas and L1 "
+        "fees, balances at each cutoff, reorgs orphaned) and Solana wallets (solana-py: SOL and SPL changes, "
+        "balances rolled back to each cutoff). Nothing to do when nothing is configured (coinfrs source add, "
+        "coinfrs wallet add)."
+    ),
+)
+def source_sync():
+    return report_source_sync(chains=sync_chain_wallets(), exchanges=[op() for op in EXCHANGE_OPS])

@@ -156,6 +156,12 @@ def load_credentials(conn: Connection, source: SourceInfo, provider: KeyProvider
     return json.loads(plaintext)
 
 
+def set_source_enabled(conn: Connection, source_id: int, enabled: bool) -> None:
+    """A disabled source is kept (its staged data and settings) but no sync reads it."""
+    conn.execute(source_credentials.update().where(source_credentials.c.id == source_id).values(
+        enabled=enabled, updated_at=sa.func.now()))
+
+
 def record_sync_outcome(conn: Connection, source_id: int, status: str, message: str | None) -> None:
     conn.execute(source_credentials.update().where(source_credentials.c.id == source_id).values(
         last_sync_at=sa.func.now(), last_sync_status=status, last_sync_message=message))

@@ -397,6 +397,9 @@ def demo(entity: str = "northwind") -> None:
 
     first = min(close_date_of(r.first_day, target.tz) for r in results if r.first_day)
     last = max(close_date_of(r.last_day, target.tz) for r in results if r.last_day)
+    from samples.demo_binance import add_demo_binance_account
+
+    add_demo_binance_account(_engine(), target, first, last, log=lambda line: console.print(line, highlight=False))
     run_close(target.name, first, last)
     from warehouse.reports import list_breaks, realized_pnl_summary
 

@@ -1,7 +1,9 @@
 """Pure mappers of staged Binance records to canonical legs (registered for source ``binance``).
 
 Every number is parsed from Binance's own strings (``D``), never from ccxt's floats. Account types:
-``spot`` (Binance's MAIN wallet), ``margin`` (cross margin), ``futures`` (USD-M), ``funding``.
+``spot`` (Binance's MAIN wallet), ``margin`` (cross margin: the assets held, free + locked), ``margin_loan``
+(the cross-margin debt: borrowed principal and unpaid interest, a negative balance), ``futures`` (USD-M),
+``funding``; a sub-account's accounts carry its email as sub-account.
 
 - trades (``/api/v3/myTrades``): base and quote legs (buy/sell) and the commission (fee) in its asset.
   The market (``BASE/QUOTE``) is the middle part of ``source_raw_id`` (``account|BASE/QUOTE|id``): Binance's
@@ -14,7 +16,16 @@ Every number is parsed from Binance's own strings (``D``), never from ccxt's flo
 - converts (``/sapi/v1/convert/tradeFlow``): ``sell`` of fromAmount, ``buy`` of toAmount (SUCCESS only).
 - dust (one detail of ``/sapi/v1/asset/dribblet``): ``sell`` of the small balance, ``buy`` of the gross BNB
   (transferedAmount + serviceChargeAmount) and the service charge as a BNB ``fee``.
-- margin_interest (``/sapi/v1/margin/interestHistory``): ``interest`` paid from the margin account.
+- margin_interest (``/sapi/v1/margin/interestHistory``): ``interest`` accrued: the margin debt grows.
+- margin_trades (``/sapi/v1/margin/myTrades``): like trades, in the margin account; Binance's record has no
+  quoteQty, so the quote amount is price × qty (exact).
+- margin_loans / margin_repays (``/sapi/v1/margin/borrow-repay`` BORROW / REPAY; CONFIRMED only): a loan is
+  ``borrow`` +principal in margin and -principal in margin_loan; a repayment is ``repay`` -amount in margin and
+  +amount in margin_loan (amount = principal + interest paid).
+- sub_transfers (``/sapi/v1/sub-account/universalTransfer``; SUCCESS only): ``transfer_out``/``transfer_in``
+  between the master's and sub-accounts' account types, matched by ``binance-subtransfer:<tranId>``. Which side
+  is the master is in ``source_raw_id`` (``account|tranId|master>sub``); a sub-account is named by its email.
+- sub_accounts (``/sapi/v1/sub-account/list``): no legs (the list of sub-accounts, kept as reported).
 - futures_income (``/fapi/v1/income``): REALIZED_PNL -> realized_pnl, FUNDING_FEE -> funding,
   COMMISSION -> fee, any other type -> income; TRANSFER carries no leg (the transfers stream books it).
 """
@@ -30,6 +41,8 @@ WALLET_TYPES = {"MAIN": "spot", "MARGIN": "margin", "UMFUTURE": "futures", "FUND
                 "CMFUTURE": "coin_futures", "OPTION": "options"}
 INCOME_KINDS = {"REALIZED_PNL": "realized_pnl", "FUNDING_FEE": "funding", "COMMISSION": "fee"}
 WITHDRAWAL_NOT_DEBITED = {1, 3, 5}
+SUB_ACCOUNT_TYPES = {"SPOT": "spot", "USDT_FUTURE": "futures", "COIN_FUTURE": "coin_futures", "MARGIN": "margin",
+                     "ISOLATED_MARGIN": "isolated_margin"}
 
 
 class BinanceRecordError(ValueError):
@@ -55,25 +68,75 @@ def _number(record: StagedRecord, name: str):
 
 
 def _leg(index: int, record: StagedRecord, account_type: str, asset: object, quantity, kind: str,
-         tx_hash: str | None = None) -> LegDraft:
-    return LegDraft(index, record.account, account_type, "", str(asset).upper(), quantity, kind, None, None, tx_hash)
+         tx_hash: str | None = None, sub_account: str = "") -> LegDraft:
+    return LegDraft(index, record.account, account_type, sub_account, str(asset).upper(), quantity, kind, None, None,
+                    tx_hash)
+
+
+def _trade_legs(record: StagedRecord, account_type: str, quote_qty) -> list[LegDraft]:
+    parts = record.source_raw_id.split("|")
+    if len(parts) != 3 or "/" not in parts[1]:
+        raise BinanceRecordError(f"binance {record.stream} record {record.source_raw_id!r}: source_raw_id is not "
+                                 "account|BASE/QUOTE|id")
+    base, quote = parts[1].split("/", 1)
+    qty, commission = _number(record, "qty"), _number(record, "commission")
+    buyer = _field(record, "isBuyer")
+    if not isinstance(buyer, bool):
+        raise BinanceRecordError(f"binance {record.stream} record {record.source_raw_id!r}: field 'isBuyer' is {buyer!r}")
+    sign = 1 if buyer else -1
+    legs = [_leg(0, record, account_type, base, sign * qty, "buy" if buyer else "sell"),
+            _leg(1, record, account_type, quote, -sign * quote_qty, "sell" if buyer else "buy")]
+    if commission != ZERO:
+        legs.append(_leg(2, record, account_type, _field(record, "commissionAsset"), -commission, "fee"))
+    return legs
 
 
 def map_trade(record: StagedRecord) -> list[LegDraft]:
+    return _trade_legs(record, "spot", _number(record, "quoteQty"))
+
+
+def map_margin_trade(record: StagedRecord) -> list[LegDraft]:
+    return _trade_legs(record, "margin", _number(record, "price") * _number(record, "qty"))
+
+
+def map_margin_loan(record: StagedRecord) -> list[LegDraft]:
+    if _field(record, "status") != "CONFIRMED":
+        return []
+    asset, principal = _field(record, "asset"), _number(record, "principal")
+    return [_leg(0, record, "margin", asset, principal, "borrow"), _leg(1, record, "margin_loan", asset, -principal, "borrow")]
+
+
+def map_margin_repay(record: StagedRecord) -> list[LegDraft]:
+    if _field(record, "status") != "CONFIRMED":
+        return []
+    asset, amount = _field(record, "asset"), _number(record, "amount")
+    return [_leg(0, record, "margin", asset, -amount, "repay"), _leg(1, record, "margin_loan", asset, amount, "repay")]
+
+
+def map_sub_transfer(record: StagedRecord) -> list[LegDraft]:
     parts = record.source_raw_id.split("|")
-    if len(parts) != 3 or "/" not in parts[1]:
-        raise BinanceRecordError(f"binance trades record {record.source_raw_id!r}: source_raw_id is not account|BASE/QUOTE|id")
-    base, quote = parts[1].split("/", 1)
-    qty, quote_qty, commission = _number(record, "qty"), _number(record, "quoteQty"), _number(record, "commission")
-    buyer = _field(record, "isBuyer")
-    if not isinstance(buyer, bool):
-        raise BinanceRecordError(f"binance trades record {record.source_raw_id!r}: field 'isBuyer' is {buyer!r}")
-    sign = 1 if buyer else -1
-    legs = [_leg(0, record, "spot", base, sign * qty, "buy" if buyer else "sell"),
-            _leg(1, record, "spot", quote, -sign * quote_qty, "sell" if buyer else "buy")]
-    if commission != ZERO:
-        legs.append(_leg(2, record, "spot", _field(record, "commissionAsset"), -commission, "fee"))
+    roles = parts[-1].split(">") if len(parts) == 3 else []
+    if len(roles) != 2 or not set(roles) <= {"master", "sub"}:
+        raise BinanceRecordError(f"binance sub_transfers record {record.source_raw_id!r}: source_raw_id is not "
+                                 "account|tranId|master|sub>master|sub")
+    if _field(record, "status") != "SUCCESS":
+        return []
+    amount, asset = _number(record, "amount"), _field(record, "asset")
+    tx = f"binance-subtransfer:{_field(record, 'tranId')}"
+    legs = []
+    for index, (side, role, sign, kind) in enumerate((("from", roles[0], -1, "transfer_out"),
+                                                       ("to", roles[1], 1, "transfer_in"))):
+        account_kind = str(_field(record, f"{side}AccountType"))
+        if account_kind not in SUB_ACCOUNT_TYPES:
+            raise BinanceRecordError(f"binance sub_transfers record {record.source_raw_id!r}: field '{side}AccountType' "
+                                     f"is {account_kind!r}, not one of {', '.join(sorted(SUB_ACCOUNT_TYPES))}")
+        sub_account = str(_field(record, f"{side}Email")) if role == "sub" else ""
+        legs.append(_leg(index, record, SUB_ACCOUNT_TYPES[account_kind], asset, sign * amount, kind, tx, sub_account))
     return legs
+
+
+def map_sub_account(record: StagedRecord) -> list[LegDraft]:
+    return []
 
 
 def map_deposit(record: StagedRecord) -> list[LegDraft]:
@@ -136,11 +199,13 @@ def map_dust(record: StagedRecord) -> list[LegDraft]:
 
 
 def map_margin_interest(record: StagedRecord) -> list[LegDraft]:
-    return [_leg(0, record, "margin", _field(record, "asset"), -_number(record, "interest"), "interest")]
+    return [_leg(0, record, "margin_loan", _field(record, "asset"), -_number(record, "interest"), "interest")]
 
 
 STREAM_MAPPERS = {"trades": map_trade, "deposits": map_deposit, "withdrawals": map_withdrawal,
                   "transfers": map_transfer, "futures_income": map_futures_income, "converts": map_convert,
-                  "dust": map_dust, "margin_interest": map_margin_interest}
+                  "dust": map_dust, "margin_interest": map_margin_interest, "margin_trades": map_margin_trade,
+                  "margin_loans": map_margin_loan, "margin_repays": map_margin_repay, "sub_transfers": map_sub_transfer,
+                  "sub_accounts": map_sub_account}
 for _stream, _mapper in STREAM_MAPPERS.items():
     register_mapper(SOURCE, _stream, _mapper)

@@ -9,9 +9,16 @@ Streams (raw_records, source ``binance``, account = the configured source name):
   converts        /sapi/v1/convert/tradeFlow, 30-day windows (Binance Convert)
   dust            /sapi/v1/asset/dribblet, 90-day windows, one record per converted asset (small balances -> BNB)
   margin_interest /sapi/v1/margin/interestHistory, 30-day windows, page pagination (cross margin)
+  margin_trades   /sapi/v1/margin/myTrades, one call per symbol, ``fromId`` pagination; cursor per symbol
+  margin_loans    /sapi/v1/margin/borrow-repay type=BORROW, 7-day windows, page pagination
+  margin_repays   /sapi/v1/margin/borrow-repay type=REPAY, 7-day windows, page pagination
+  sub_accounts    /sapi/v1/sub-account/list (a master account's sub-accounts; no legs)
+  sub_transfers   /sapi/v1/sub-account/universalTransfer from and to each sub-account, 7-day windows
+Managed sub-accounts also have daily SPOT snapshots (/sapi/v1/managed-subaccount/accountSnapshot).
 Balances (raw_balance_snapshots): /sapi/v1/accountSnapshot per account type (SPOT, MARGIN, FUTURES: the
-daily snapshot at 23:59:59 UTC) and the balances at run time (/api/v3/account, /sapi/v1/margin/account,
-/fapi/v2/balance).
+daily snapshot at 23:59:59 UTC; MARGIN gives the ``margin`` assets and the ``margin_loan`` debt) and the
+balances at run time (/api/v3/account, /sapi/v1/margin/account, /fapi/v2/balance, the funding wallet's
+/sapi/v1/asset/get-funding-asset, each sub-account's /sapi/v4/sub-account/assets).
 
 The implicit API methods of ccxt are used so the staged payload is Binance's own record with its exact
 strings (ccxt's unified fields are floats). Every page or window is written in its own transaction together
@@ -32,14 +39,16 @@ import ccxt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, call_exchange
+from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from transforms.binance_mapping import SOURCE
 from warehouse.numbers import D, ZERO, exact_context
 
 DAY_MS = 86_400_000
-TRANSFER_TYPES = ("MAIN_MARGIN", "MARGIN_MAIN", "MAIN_UMFUTURE", "UMFUTURE_MAIN")
+TRANSFER_TYPES = ("MAIN_MARGIN", "MARGIN_MAIN", "MAIN_UMFUTURE", "UMFUTURE_MAIN", "MAIN_FUNDING", "FUNDING_MAIN",
+                  "UMFUTURE_FUNDING", "FUNDING_UMFUTURE")
+LOAN_STREAMS = {"BORROW": "margin_loans", "REPAY": "margin_repays"}
 SNAPSHOT_TYPES = {"SPOT": "spot", "MARGIN": "margin", "FUTURES": "futures"}
 # Binance's names of the permissions a read-only key must not have
 FORBIDDEN_PERMISSIONS = {
@@ -70,13 +79,15 @@ class BinanceOptions:
 
     api_url: str | None = None
     since: datetime = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    until: datetime | None = None  # read history up to this instant; None: now (a bounded backfill, the demo)
     rate_limit_ms: float | None = None  # None: ccxt's own (50 ms per weight unit)
     timeout_ms: int = 10_000
     retry: RetryPolicy = RetryPolicy()
     page_size: int = 1000
     overlap_ms: dict[str, int] = field(default_factory=lambda: {
         "deposits": 3 * DAY_MS, "withdrawals": 3 * DAY_MS, "transfers": DAY_MS, "futures_income": DAY_MS,
-        "snapshots": DAY_MS, "converts": DAY_MS, "dust": DAY_MS, "margin_interest": DAY_MS})
+        "snapshots": DAY_MS, "converts": DAY_MS, "dust": DAY_MS, "margin_interest": DAY_MS, "margin_loans": DAY_MS,
+        "sub_transfers": DAY_MS})
 
 
 @dataclass
@@ -87,6 +98,7 @@ class SyncStats:
     snapshots_inserted: int = 0
     symbols: list[str] = field(default_factory=list)
     calls: int = 0
+    notes: list[str] = field(default_factory=list)  # what the account does not have (not an error)
 
     def add(self, stream: str, seen: int, inserted: int) -> None:
         self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
@@ -158,6 +170,14 @@ def _text_sum(*values: str) -> str:
     return format(total, "f")
 
 
+def _margin_balances(user_assets: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
+    """Cross margin ``userAssets``: the assets held (free + locked) and the debt (-(borrowed + interest))."""
+    held = {b["asset"]: _text_sum(b["free"], b["locked"]) for b in user_assets}
+    with exact_context():
+        debt = {b["asset"]: format(-(D(b["borrowed"]) + D(b["interest"])), "f") for b in user_assets}
+    return held, debt
+
+
 class BinanceSync:
     """One sync of one configured Binance source of one entity."""
 
@@ -166,7 +186,7 @@ class BinanceSync:
         self.engine, self.entity_id, self.account = engine, entity_id, account
         self.exchange, self.options = exchange, options
         self.stats = SyncStats(account)
-        self.now = _now_ms()
+        self.now = int(options.until.timestamp() * 1000) if options.until else _now_ms()
 
     def call(self, what: str, method: Callable[..., Any], params: dict[str, Any]) -> Any:
         self.stats.calls += 1
@@ -316,18 +336,20 @@ class BinanceSync:
             for lo, hi in _windows(start, self.now, 30 * DAY_MS):
                 body = self.call("GET /sapi/v1/accountSnapshot", self.exchange.sapiGetAccountSnapshot,
                                  {"type": kind, "startTime": lo, "endTime": hi, "limit": 30})
-                snapshots = [self._snapshot_in(kind, account_type, vo) for vo in body.get("snapshotVos") or []]
+                snapshots = [s for vo in body.get("snapshotVos") or [] for s in self._snapshots_in(kind, account_type, vo)]
                 self._commit("snapshots", [], cursor_stream, {"until": hi}, snapshots)
 
-    def _snapshot_in(self, kind: str, account_type: str, vo: dict) -> BalanceSnapshotIn:
-        data = vo.get("data") or {}
+    def _snapshots_in(self, kind: str, account_type: str, vo: dict, sub_account: str = "") -> list[BalanceSnapshotIn]:
+        data, taken = vo.get("data") or {}, _utc(int(vo["updateTime"]))
+        if kind == "MARGIN":
+            held, debt = _margin_balances(data.get("userAssets", []))
+            return [BalanceSnapshotIn(self.account, "margin", "", taken, held, vo),
+                    BalanceSnapshotIn(self.account, "margin_loan", "", taken, debt, vo)]
         if kind == "SPOT":
             balances = {b["asset"]: _text_sum(b["free"], b["locked"]) for b in data.get("balances", [])}
-        elif kind == "MARGIN":
-            balances = {b["asset"]: _text_sum(b["netAsset"]) for b in data.get("userAssets", [])}
         else:
             balances = {b["asset"]: _text_sum(b["walletBalance"]) for b in data.get("assets", [])}
-        return BalanceSnapshotIn(self.account, account_type, "", _utc(int(vo["updateTime"])), balances, vo)
+        return [BalanceSnapshotIn(self.account, account_type, sub_account, taken, balances, vo)]
 
     def sync_current_balances(self) -> set[str]:
         """Balances at run time, one snapshot per account type; returns the spot assets held."""
@@ -335,19 +357,24 @@ class BinanceSync:
         spot = self.call("GET /api/v3/account", self.exchange.privateGetAccount, {"omitZeroBalances": "true"})
         margin = self.call("GET /sapi/v1/margin/account", self.exchange.sapiGetMarginAccount, {})
         futures = self.call("GET /fapi/v2/balance", self.exchange.fapiPrivateV2GetBalance, {})
+        funding = self.call("POST /sapi/v1/asset/get-funding-asset", self.exchange.sapiPostAssetGetFundingAsset, {})
+        held, debt = _margin_balances(margin.get("userAssets", []))
+        margin_payload = {"endpoint": "/sapi/v1/margin/account", "response": margin}
         snapshots = [
             BalanceSnapshotIn(self.account, "spot", "", taken,
                               {b["asset"]: _text_sum(b["free"], b["locked"]) for b in spot.get("balances", [])},
                               {"endpoint": "/api/v3/account", "response": spot}),
-            BalanceSnapshotIn(self.account, "margin", "", taken,
-                              {b["asset"]: _text_sum(b["netAsset"]) for b in margin.get("userAssets", [])},
-                              {"endpoint": "/sapi/v1/margin/account", "response": margin}),
+            BalanceSnapshotIn(self.account, "margin", "", taken, held, margin_payload),
+            BalanceSnapshotIn(self.account, "margin_loan", "", taken, debt, margin_payload),
             BalanceSnapshotIn(self.account, "futures", "", taken,
                               {b["asset"]: _text_sum(b["balance"]) for b in futures},
                               {"endpoint": "/fapi/v2/balance", "response": futures}),
+            BalanceSnapshotIn(self.account, "funding", "", taken,
+                              {b["asset"]: _text_sum(b["free"], b["locked"], b["freeze"]) for b in funding},
+                              {"endpoint": "/sapi/v1/asset/get-funding-asset", "response": funding}),
         ]
         self._commit("balances", [], "balances", None, snapshots)
-        return set(snapshots[0].balances) | set(snapshots[1].balances)
+        return set(snapshots[0].balances) | set(held)
 
     def known_assets(self, conn: Connection) -> set[str]:
         """Every asset this account has shown in staged snapshots, deposits or withdrawals."""
@@ -362,30 +389,129 @@ class BinanceSync:
                  AND r.stream IN ('deposits', 'withdrawals', 'converts', 'dust')"""), params).scalars().all()
         return {a.upper() for a in [*snap, *coins] if a}
 
-    def trade_symbols(self, assets: set[str]) -> list[tuple[str, str]]:
-        """(market id, BASE/QUOTE) of every spot market whose two assets the account has held."""
+    def trade_symbols(self, assets: set[str], *, margin: bool = False) -> list[tuple[str, str]]:
+        """(market id, BASE/QUOTE) of every spot (or margin-enabled) market whose two assets the account has held."""
         markets = call_exchange(self.exchange, "load_markets", self.exchange.load_markets, policy=self.options.retry)
         found = {(m["id"], f"{m['base']}/{m['quote']}") for m in markets.values()
-                 if m.get("spot") and m["base"] in assets and m["quote"] in assets}
+                 if m.get("spot") and (m.get("margin") or not margin) and m["base"] in assets and m["quote"] in assets}
         return sorted(found)
 
-    def sync_trades(self, assets: set[str]) -> None:
+    def sync_trades(self, assets: set[str], *, margin: bool = False) -> None:
+        """Spot trades (/api/v3/myTrades) or cross-margin trades (/sapi/v1/margin/myTrades), per symbol by id."""
         limit = min(self.options.page_size, 1000)
-        for market_id, pair in self.trade_symbols(assets):
-            self.stats.symbols.append(pair)
-            cursor_stream = f"trades/{market_id}"
+        stream = "margin_trades" if margin else "trades"
+        what, method = (("GET /sapi/v1/margin/myTrades", self.exchange.sapiGetMarginMyTrades) if margin
+                        else ("GET /api/v3/myTrades", self.exchange.privateGetMyTrades))
+        for market_id, pair in self.trade_symbols(assets, margin=margin):
+            if not margin:
+                self.stats.symbols.append(pair)
+            cursor_stream = f"{stream}/{market_id}"
             cursor = self._cursor(cursor_stream)
             from_id = int(cursor["from_id"]) if cursor else 0
             while True:
-                page = self.call("GET /api/v3/myTrades", self.exchange.privateGetMyTrades,
-                                 {"symbol": market_id, "fromId": from_id, "limit": limit})
+                page = self.call(what, method, {"symbol": market_id, "fromId": from_id, "limit": limit})
                 records = [RawRecordIn(self.account, f"{self.account}|{pair}|{t['id']}", _utc(int(t["time"])), t)
                            for t in page]
                 next_from = max((int(t["id"]) for t in page), default=from_id)
-                self._commit("trades", records, cursor_stream, {"from_id": next_from})
+                self._commit(stream, records, cursor_stream, {"from_id": next_from})
                 if len(page) < limit or next_from == from_id:
                     break
                 from_id = next_from  # the last id is read again: one record of overlap, deduplicated
+
+    def _page_rows(self, what: str, method: Callable[..., Any], params: dict[str, Any], *, rows_key: str,
+                   total_key: str, page_key: str, size_key: str, size: int) -> list[dict]:
+        """Every row of a window of an endpoint paged by page number (``current``/``page``) and a total count."""
+        rows: list[dict] = []
+        page_number = 1
+        while True:
+            body = self.call(what, method, {**params, page_key: page_number, size_key: size})
+            batch = body.get(rows_key) or []
+            rows.extend(batch)
+            if len(batch) < size or len(rows) >= int(body.get(total_key) or 0):
+                return rows
+            page_number += 1
+
+    def sync_margin_loans(self) -> None:
+        """Cross-margin loans and repayments (/sapi/v1/margin/borrow-repay; 7 days at most per call without asset)."""
+        for kind, stream in LOAN_STREAMS.items():
+            start = self._window_start(stream, "margin_loans")
+            for lo, hi in _windows(start, self.now, 7 * DAY_MS):
+                rows = self._page_rows("GET /sapi/v1/margin/borrow-repay", self.exchange.sapiGetMarginBorrowRepay,
+                                       {"type": kind, "startTime": lo, "endTime": hi}, rows_key="rows",
+                                       total_key="total", page_key="current", size_key="size", size=100)
+                records = [RawRecordIn(self.account, f"{self.account}|{r['txId']}", _utc(int(r["timestamp"])), r)
+                           for r in rows]
+                self._commit(stream, records, stream, {"until": hi})
+
+    def sync_sub_accounts(self) -> list[str]:
+        """A master account's sub-accounts (staged, no legs) and their universal transfers; returns their emails."""
+        subs: list[dict] = []
+        page = 1
+        while True:
+            try:
+                body = self.call("GET /sapi/v1/sub-account/list", self.exchange.sapiGetSubAccountList,
+                                 {"page": page, "limit": 200})
+            except SourceError as error:
+                if type(error) is not SourceError:  # down, banned or refused: not an answer about sub-accounts
+                    raise
+                self.stats.notes.append(f"no sub-accounts read (not a master account?): {error}")
+                return []
+            batch = body.get("subAccounts") or []
+            subs.extend(batch)
+            if len(batch) < 200:
+                break
+            page += 1
+        emails = sorted({s["email"] for s in subs})
+        self._commit("sub_accounts", [RawRecordIn(self.account, f"{self.account}|{s['email']}",
+                                                   _utc(int(s["createTime"])), s) for s in subs], "sub_accounts", None)
+        for email in emails:
+            cursor_stream = f"sub_transfers/{email}"
+            start = self._window_start(cursor_stream, "sub_transfers")
+            for lo, hi in _windows(start, self.now, 7 * DAY_MS):
+                rows: list[dict] = []
+                for side in ("fromEmail", "toEmail"):  # one side per call, as Binance requires
+                    rows += self._page_rows("GET /sapi/v1/sub-account/universalTransfer",
+                                            self.exchange.sapiGetSubAccountUniversalTransfer,
+                                            {side: email, "startTime": lo, "endTime": hi}, rows_key="result",
+                                            total_key="totalCount", page_key="page", size_key="limit", size=500)
+                records = {r["tranId"]: RawRecordIn(self.account, sub_transfer_id(self.account, r, emails),
+                                                    _utc(int(r["createTimeStamp"])), r) for r in rows}
+                self._commit("sub_transfers", list(records.values()), cursor_stream, {"until": hi})
+        for email in sorted({s["email"] for s in subs if s.get("isManagedSubAccount") is True}):
+            self.sync_managed_sub_snapshots(email)
+        return emails
+
+    def sync_managed_sub_snapshots(self, email: str) -> None:
+        """A managed sub-account's daily SPOT snapshot (/sapi/v1/managed-subaccount/accountSnapshot), like the
+        master's: the reported position of that sub-account's spot account each day."""
+        cursor_stream = f"sub_snapshots/{email}"
+        start = self._window_start(cursor_stream, "snapshots")
+        for lo, hi in _windows(start, self.now, 30 * DAY_MS):
+            body = self.call("GET /sapi/v1/managed-subaccount/accountSnapshot",
+                             self.exchange.sapiGetManagedSubaccountAccountSnapshot,
+                             {"email": email, "type": "SPOT", "startTime": lo, "endTime": hi, "limit": 30})
+            snapshots = [s for vo in body.get("snapshotVos") or [] for s in self._snapshots_in("SPOT", "spot", vo, email)]
+            self._commit("snapshots", [], cursor_stream, {"until": hi}, snapshots)
+
+    def sync_sub_account_balances(self, emails: list[str]) -> None:
+        """Each sub-account's balances at run time (/sapi/v4/sub-account/assets): spot of that sub-account."""
+        taken = datetime.now(timezone.utc)
+        snapshots = []
+        for email in emails:
+            body = self.call("GET /sapi/v4/sub-account/assets", self.exchange.sapiV4GetSubAccountAssets, {"email": email})
+            snapshots.append(BalanceSnapshotIn(
+                self.account, "spot", email, taken,
+                {b["asset"]: _text_sum(b["free"], b["locked"]) for b in body.get("balances", [])},
+                {"endpoint": "/sapi/v4/sub-account/assets", "email": email, "response": body}))
+        if snapshots:
+            self._commit("balances", [], "balances", None, snapshots)
+
+    @staticmethod
+    def window_streams() -> list[str]:
+        """The cursors ``{"until": ms}`` of the fixed time-windowed streams (what a sync reads through)."""
+        return ["deposits", "withdrawals", "futures_income", "converts", "dust", "margin_interest",
+                *LOAN_STREAMS.values(), *(f"transfers/{k}" for k in TRANSFER_TYPES),
+                *(f"snapshots/{k}" for k in SNAPSHOT_TYPES)]
 
     def run(self) -> SyncStats:
         check_read_only(self.exchange, self.options.retry)
@@ -398,10 +524,21 @@ class BinanceSync:
         self.sync_converts()
         self.sync_dust()
         self.sync_margin_interest()
+        self.sync_margin_loans()
+        emails = self.sync_sub_accounts()
+        self.sync_sub_account_balances(emails)
         with self.engine.connect() as conn:
             assets = self.known_assets(conn) | held
         self.sync_trades(assets)
+        self.sync_trades(assets, margin=True)
         return self.stats
+
+
+def sub_transfer_id(account: str, record: dict, sub_emails: list[str]) -> str:
+    """``account|tranId|FROM>TO`` with each side ``master`` or ``sub``: the mapper needs to know which email is the
+    master's (Binance's record does not say); the exchange's id (tranId) still identifies the record."""
+    roles = ["sub" if record[k] in sub_emails else "master" for k in ("fromEmail", "toEmail")]
+    return f"{account}|{record['tranId']}|{roles[0]}>{roles[1]}"
 
 
 def sync_binance(engine: Engine, entity_id: int, account: str, credentials: ApiCredentials,

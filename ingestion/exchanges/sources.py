@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from ingestion.credentials import (CredentialError, EnvKeyProvider, KeyProvider,
                                    load_credentials, record_sync_outcome, store_source)
 from ingestion.exchanges.binance import (ApiCredentials, BinanceOptions, BinanceSync, SyncStats, check_read_only,
                                          make_client)
+from ingestion.exchanges.sync_outages import (clear_sync_outages, first_incomplete_day, last_day_read,
+                                              mark_sync_failed)
 from ingestion.exchanges.resilience import (RetryPolicy, SourceAccessError, SourceError, SourceUnavailable,
                                             call_exchange)
 from warehouse.entities import Entity
@@ -30,6 +32,7 @@ KINDS = ("binance",)
 CONFIG_KEYS: dict[str, tuple[type, str]] = {
     "api_url": (str, "replace Binance's hosts (a proxy, or the local test server); paths are kept"),
     "since": (str, "first day to fetch (YYYY-MM-DD) on the first sync"),
+    "until": (str, "last day to fetch (YYYY-MM-DD), for a bounded backfill; default: up to now"),
     "rate_limit_ms": (float, "ccxt's rate limiter: milliseconds per unit of request weight (default ccxt's 50)"),
     "timeout_ms": (int, "HTTP timeout per request"),
     "retry_attempts": (int, "attempts per call for transient errors"),
@@ -49,8 +52,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             clean[key] = kind(value)
         except (TypeError, ValueError):
             raise ValueError(f"source setting {key!r}: {value!r} is not a {kind.__name__}") from None
-    if "since" in clean:
-        date.fromisoformat(clean["since"])
+    for key in ("since", "until"):
+        if key in clean:
+            date.fromisoformat(clean[key])
     return clean
 
 
@@ -81,9 +85,11 @@ def binance_options(config: dict[str, Any]) -> BinanceOptions:
                         initial_seconds=float(config.get("retry_initial_seconds", RetryPolicy.initial_seconds)),
                         max_seconds=float(config.get("retry_max_seconds", RetryPolicy.max_seconds)))
     since = date.fromisoformat(config.get("since", "2020-01-01"))
+    until = date.fromisoformat(config["until"]) + timedelta(days=1) if config.get("until") else None
     return BinanceOptions(api_url=config.get("api_url"), rate_limit_ms=config.get("rate_limit_ms"),
                           timeout_ms=int(config.get("timeout_ms", 10_000)), retry=retry,
-                          since=datetime(since.year, since.month, since.day, tzinfo=timezone.utc))
+                          since=datetime(since.year, since.month, since.day, tzinfo=timezone.utc),
+                          until=datetime(until.year, until.month, until.day, tzinfo=timezone.utc) if until else None)
 
 
 def _client(kind: str, credentials: dict[str, str], config: dict[str, Any]):
@@ -151,6 +157,11 @@ class SourceSyncResult:
 def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: KeyProvider) -> SourceSyncResult:
     """Sync one source; a failure is recorded on the source and returned, not raised."""
     stats: SyncStats | None = None
+    options = binance_options(source.config)
+    with engine.connect() as conn:
+        first_day = first_incomplete_day(conn, entity, source.kind, source.name, BinanceSync.window_streams(),
+                                         options.since)
+    last_day = last_day_read(entity, options.until)
     try:
         with engine.connect() as conn:
             credentials = load_credentials(conn, source, provider)
@@ -167,6 +178,10 @@ def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: Ke
         status, message = "failed", str(error)
     with engine.begin() as conn:
         record_sync_outcome(conn, source.id, status, message)
+        if status == "succeeded":
+            clear_sync_outages(conn, entity, source.kind, first_day, last_day)
+        else:  # the days not read through are partial, never silently empty
+            mark_sync_failed(conn, entity, source.kind, source.name, first_day, last_day, status, message or status)
     return SourceSyncResult(source.name, source.kind, status, message, stats)
 
 

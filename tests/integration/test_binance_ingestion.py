@@ -11,7 +11,7 @@ import os
 import signal
 import multiprocessing
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -24,8 +24,8 @@ from ingestion.exchanges.resilience import RetryPolicy, call_exchange
 from ingestion.exchanges.sources import add_source, sync_entity_sources
 from orchestration.cli import app
 from orchestration.close_runner import close_days
-from tests.servers.binance_history import generate_history
-from tests.servers.binance_server import BinanceServer, ServerState
+from samples.servers.binance_history import generate_history
+from samples.servers.binance_server import BinanceServer, ServerState
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks
 
@@ -122,8 +122,13 @@ def test_sync_stages_every_stream_exactly_and_a_rerun_changes_nothing(engine, se
                       "withdrawals": len(history.withdrawals), "transfers": len(history.transfers),
                       "futures_income": len(history.income), "converts": len(history.converts),
                       "dust": sum(len(d["userAssetDribbletDetails"]) for d in history.dust),
-                      "margin_interest": len(history.interest)}
-    assert first["snapshot_count"] == 3 * ((LAST - FIRST).days + 1)
+                      "margin_interest": len(history.interest),
+                      "margin_trades": sum(len(t) for t in history.margin_trades.values()),
+                      "margin_loans": len(history.loans["BORROW"]), "margin_repays": len(history.loans["REPAY"]),
+                      "sub_accounts": len(history.sub_accounts), "sub_transfers": len(history.sub_transfers)}
+    assert min(counts.values()) > 0
+    # SPOT, FUTURES, MARGIN twice (the assets held and the debt), and the managed sub-account's SPOT, per day
+    assert first["snapshot_count"] == 5 * ((LAST - FIRST).days + 1)
     assert sorted(stats.symbols) == ["BNB/USDT", "BTC/USDT", "ETH/BTC", "ETH/USDT"]
     symbol = trade.payload["symbol"]
     assert trade.payload == next(t for t in history.trades[symbol] if t["id"] == trade.payload["id"])  # exact strings
@@ -134,6 +139,16 @@ def test_sync_stages_every_stream_exactly_and_a_rerun_changes_nothing(engine, se
     assert first == reference and first["versions_beyond_one"] == 0
     # incremental: the rerun asks trades from the last id of each symbol, not from the start
     assert sum(server.state.calls.values()) - calls_before <= calls_before
+
+
+def test_an_account_that_is_not_a_master_syncs_without_sub_accounts(engine, server):
+    server.state.is_master = False
+    with engine.begin() as conn:
+        entity = get_or_create_entity(conn, "solo")
+    stats = sync_binance(engine, entity.id, "binance", ApiCredentials(KEY, SECRET), options(server))
+    assert "sub_transfers" not in stats.records_seen and "sub_accounts" not in stats.records_seen
+    assert stats.notes and "not a master account" in stats.notes[0]
+    assert stats.records_inserted["margin_trades"] > 0
 
 
 def test_cli_refuses_a_trading_key_and_names_the_permissions(engine, server, tmp_path):
@@ -181,20 +196,27 @@ def test_the_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_
         statuses = dict(conn.execute(sa.text(
             "SELECT status, count(*) FROM closes WHERE entity_id = :e GROUP BY 1"), dict(e=entity_id)).all())
         checked = dict(conn.execute(sa.text(
-            """SELECT a.account_type, count(*) FROM positions p JOIN accounts a ON a.id = p.account_id
+            """SELECT a.account_type || coalesce(nullif(':' || a.sub_account, ':'), ''), count(*) FROM positions p
+               JOIN accounts a ON a.id = p.account_id
                WHERE p.reported_quantity IS NOT NULL AND a.entity_id = :e GROUP BY 1"""), dict(e=entity_id)).all())
         final = dict(conn.execute(sa.text(
-            """SELECT a.account_type || ':' || s.symbol, p.computed_quantity FROM positions p
-               JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
+            """SELECT a.account_type || ':' || coalesce(a.sub_account, '') || ':' || s.symbol, p.computed_quantity
+               FROM positions p JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
                WHERE p.date = :d AND a.entity_id = :e"""), dict(d=LAST, e=entity_id)).all())
         sync_status = conn.execute(sa.text("SELECT last_sync_status FROM source_credentials")).scalar()
     assert sum(faults.values()) >= 10 and {"429", "5xx", "timeout"} <= set(faults)
     assert sync_status == "succeeded"
     assert breaks == []
     assert statuses == {"closed": (LAST - FIRST).days + 1}
-    assert set(checked) == {"spot", "margin", "futures"} and min(checked.values()) >= (LAST - FIRST).days
-    expected = {f"{kind.lower()}:{asset}": qty for kind, held in server.state.history.balances.items()
-                for asset, qty in held.items()}
+    # reported every day: the master's account types and the managed sub-account (the other sub-account and the
+    # funding wallet report only at run time, after LAST: checked below against the final balances)
+    assert set(checked) == {"spot", "margin", "margin_loan", "futures", "spot:desk_virtual@northwind.example"}
+    assert min(checked.values()) >= (LAST - FIRST).days
+    history = server.state.history
+    expected = {f"{kind.lower()}::{asset}": qty for kind, held in history.balances.items() for asset, qty in held.items()}
+    expected |= {f"margin_loan::{asset}": -(borrowed + interest) for asset, (borrowed, interest) in history.margin_debt.items()}
+    expected |= {f"spot:{email}:{asset}": qty for email, held in history.sub_balances.items() for asset, qty in held.items()}
+    assert {"FUNDING", "MARGIN"} <= set(history.balances) and len(history.sub_balances) == 2
     assert {k: v for k, v in final.items() if k in expected} == expected
 
 
@@ -254,6 +276,32 @@ def test_418_stops_at_once_and_is_recorded(engine, server):
     assert sum(server.state.calls.values()) - before == 1
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT last_sync_status FROM source_credentials")).scalar() == "unavailable"
+        outages = conn.execute(sa.text("SELECT min(date), max(date), min(reason) FROM source_outages")).one()
+    # nothing was read since 2026-01-01: every day from there to today may be incomplete
+    assert outages[0] == FIRST and outages[1] >= date.today() - timedelta(days=1)
+    assert "source 'binance' unavailable" in outages[2] and "418" in outages[2]
+
+
+def test_a_source_that_stays_down_makes_the_close_partial_and_says_which(engine, server, tmp_path):
+    assert cli_add(server, tmp_path, "acme").exit_code == 0
+    day = FIRST + timedelta(days=9)
+    server.state.failure_rate, server.state.failure_kinds = 1.0, ("5xx",)  # down for every retry
+    run = close_days(["acme"], day, day, instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error  # the close goes on with what is staged ...
+    with engine.connect() as conn:
+        close = conn.execute(sa.text("SELECT status, message FROM closes WHERE date = :d"), dict(d=day)).one()
+        status = conn.execute(sa.text("SELECT last_sync_status FROM source_credentials")).scalar()
+    assert status == "unavailable"
+    assert close.status == "partial"  # ... and says the day is incomplete, naming the source, never 'closed' empty
+    assert "source down: binance" in close.message and "source 'binance' unavailable" in close.message
+    assert "did not answer" in close.message
+    server.state.failure_rate = 0.0  # the exchange is back: the next run re-reads those days and closes them
+    run = close_days(["acme"], FIRST, day, instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.text("SELECT status, count(*) FROM closes GROUP BY 1")).all())
+        left = conn.execute(sa.text("SELECT count(*) FROM source_outages")).scalar()
+    assert (statuses, left) == ({"closed": 10}, 0)
 
 
 def test_a_wrong_secret_is_an_access_error_without_retries(server):

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from transforms.binance_mapping import (BinanceRecordError, map_convert, map_deposit, map_dust, map_futures_income,
-                                       map_margin_interest, map_trade, map_transfer, map_withdrawal)
+                                       map_margin_interest, map_margin_loan, map_margin_repay, map_margin_trade,
+                                       map_sub_transfer, map_trade, map_transfer, map_withdrawal)
 from transforms.mappers import StagedRecord, map_record
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -94,7 +95,45 @@ def test_convert_dust_and_margin_interest():
     interest = {"txId": 1352286576452864727, "interestAccuredTime": 1672160400000, "asset": "USDT", "rawAsset": "USDT",
                 "principal": "45.3313", "interest": "0.00024996", "interestRate": "0.00013233", "type": "ON_BORROW"}
     assert legs(map_margin_interest(staged("margin_interest", "main|1", interest))) == [
-        (0, "margin", "USDT", Decimal("-0.00024996"), "interest", None)]
+        (0, "margin_loan", "USDT", Decimal("-0.00024996"), "interest", None)]  # the debt grows
+
+
+MARGIN_TRADE = {"commission": "0.00006000", "commissionAsset": "BTC", "id": 34, "isBestMatch": True, "isBuyer": True,
+                "isMaker": False, "orderId": 39324, "price": "41250.37", "qty": "0.0120", "symbol": "BTCUSDT",
+                "isIsolated": False, "time": 1561973357171}
+
+
+def test_a_margin_trade_books_in_margin_with_price_times_qty_as_the_quote():
+    assert legs(map_margin_trade(staged("margin_trades", "main|BTC/USDT|34", MARGIN_TRADE))) == [
+        (0, "margin", "BTC", Decimal("0.0120"), "buy", None), (1, "margin", "USDT", Decimal("-495.004440"), "sell", None),
+        (2, "margin", "BTC", Decimal("-0.00006000"), "fee", None)]
+
+
+def test_loans_and_repayments_move_the_margin_assets_and_the_debt_together():
+    borrow = {"type": "MANUAL", "amount": "14.00000000", "asset": "BNB", "interest": "0.00000000",
+              "principal": "14.00000000", "status": "CONFIRMED", "timestamp": 1563438204000, "txId": 2970933056}
+    assert legs(map_margin_loan(staged("margin_loans", "main|2970933056", borrow))) == [
+        (0, "margin", "BNB", Decimal("14.00000000"), "borrow", None),
+        (1, "margin_loan", "BNB", Decimal("-14.00000000"), "borrow", None)]
+    repay = {**borrow, "type": "AUTO", "amount": "14.00000000", "interest": "0.01866667", "principal": "13.98133333"}
+    assert legs(map_margin_repay(staged("margin_repays", "main|2970933057", repay))) == [
+        (0, "margin", "BNB", Decimal("-14.00000000"), "repay", None),
+        (1, "margin_loan", "BNB", Decimal("14.00000000"), "repay", None)]
+    assert map_margin_repay(staged("margin_repays", "main|1", {**repay, "status": "PENDING"})) == []
+
+
+def test_a_sub_account_transfer_names_the_sub_account_by_email_and_matches_by_tran_id():
+    record = {"tranId": 92275823339, "fromEmail": "master@x.com", "toEmail": "ops_virtual@x.com", "asset": "BNB",
+              "amount": "0.01", "createTimeStamp": 1640317374000, "fromAccountType": "USDT_FUTURE",
+              "toAccountType": "SPOT", "status": "SUCCESS", "clientTranId": "test"}
+    result = map_sub_transfer(staged("sub_transfers", "main|92275823339|master>sub", record))
+    assert [(l.account_type, l.sub_account, l.quantity, l.kind, l.tx_hash) for l in result] == [
+        ("futures", "", Decimal("-0.01"), "transfer_out", "binance-subtransfer:92275823339"),
+        ("spot", "ops_virtual@x.com", Decimal("0.01"), "transfer_in", "binance-subtransfer:92275823339")]
+    with pytest.raises(BinanceRecordError, match="fromAccountType"):
+        map_sub_transfer(staged("sub_transfers", "main|1|master>sub", {**record, "fromAccountType": "EARN"}))
+    with pytest.raises(BinanceRecordError, match="source_raw_id"):
+        map_sub_transfer(staged("sub_transfers", "main|1", record))
 
 
 def test_the_registry_maps_binance_streams():

@@ -1,7 +1,8 @@
-"""A local Binance REST server (stdlib ``http.server`` on 127.0.0.1, in a thread) for tests and benchmarks.
+"""A local Binance REST server (stdlib ``http.server`` on 127.0.0.1, in a thread) for tests, benchmarks and the demo.
 
-It speaks the parts of Binance's REST API the connector calls, with the response shapes Binance documents,
-and serves a generated account history (tests/servers/binance_history.py). Signed endpoints are verified as
+It speaks the parts of Binance's REST API the connector calls (GET, and signed POST with the parameters in the
+body), with the response shapes Binance documents, and serves a generated account history
+(samples/servers/binance_history.py). Signed endpoints are verified as
 Binance does: the ``X-MBX-APIKEY`` header names a key, ``signature`` is the HMAC-SHA256 (hex) of the query
 string before it with the key's secret, ``timestamp`` must be within ``recvWindow`` (default 5000 ms, at
 most 60000) of the server's clock and not more than 1000 ms ahead of it.
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.servers.binance_history import SYMBOLS, BinanceHistory
+from samples.servers.binance_history import SYMBOLS, BinanceHistory, margin_assets
 
 READ_ONLY = {"ipRestrict": False, "createTime": 1698645219000, "enableReading": True, "enableWithdrawals": False,
              "enableInternalTransfer": False, "enableMargin": False, "enableFutures": False,
@@ -53,6 +54,7 @@ class ServerState:
     next_faults: list[str] = field(default_factory=list)
     banned: bool = False
     delay_seconds: float = 0.0  # added to every response (a slow exchange)
+    is_master: bool = True  # False: the account has no sub-accounts to manage (sub-account endpoints refuse)
     seed: int = 1
     calls: Counter = field(default_factory=Counter)
     faults: Counter = field(default_factory=Counter)
@@ -127,10 +129,19 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client timed out and went away
             pass
 
-    def do_GET(self) -> None:  # noqa: N802
-        state = self.server.state
+    def do_POST(self) -> None:  # noqa: N802
+        """Binance's signed POST endpoints take their parameters (and signature) in the url-encoded body."""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
         split = urlsplit(self.path)
-        path, query = split.path, split.query
+        self._answer(split.path, "&".join(p for p in (split.query, body) if p), POST_ROUTES)
+
+    def do_GET(self) -> None:  # noqa: N802
+        split = urlsplit(self.path)
+        self._answer(split.path, split.query, ROUTES)
+
+    def _answer(self, path: str, query: str, routes: dict) -> None:
+        state = self.server.state
         state.calls[path] += 1
         if state.delay_seconds:
             time.sleep(state.delay_seconds)
@@ -151,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "-1021":
                 return self._send(400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
         try:
-            handler = ROUTES.get(path)
+            handler = routes.get(path)
             if handler is None:
                 raise ApiError(404, -1000, f"Unknown path {path}")
             fn, signed = handler
@@ -367,6 +378,93 @@ def _interest(state: ServerState, params: dict, restrictions: dict) -> dict:
     return {"rows": rows[(current - 1) * size:current * size], "total": len(rows)}
 
 
+def _margin_trades(state: ServerState, params: dict, restrictions: dict) -> list:
+    symbol = params.get("symbol")
+    if not symbol:
+        raise ApiError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+    if symbol not in SYMBOLS:
+        raise ApiError(400, -1121, "Invalid symbol.")
+    limit = _int(params, "limit", 500)
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'.")
+    trades = state.history.margin_trades.get(symbol, [])
+    from_id = _int(params, "fromId")
+    if from_id is not None:
+        return [t for t in trades if t["id"] >= from_id][:limit]
+    start, end = _window(params, state.now_ms(), 1, 1)
+    return [t for t in trades if start <= t["time"] <= end][:limit]
+
+
+def _borrow_repay(state: ServerState, params: dict, restrictions: dict) -> dict:
+    kind = params.get("type")
+    if kind not in ("BORROW", "REPAY"):
+        raise ApiError(400, -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+    if _int(params, "txId") is None and _int(params, "startTime") is None:
+        raise ApiError(400, -1102, "Mandatory parameter 'startTime' was not sent, was empty/null, or malformed.")
+    start, end = _window(params, state.now_ms(), 30 if params.get("asset") else 7, 7)
+    current, size = _int(params, "current", 1), _int(params, "size", 10)
+    if size > 100:
+        raise ApiError(400, -1100, "size must be <= 100")
+    rows = [r for r in _in_window(state.history.loans[kind], "timestamp", start, end)
+            if not params.get("asset") or r["asset"] == params["asset"]]
+    rows.sort(key=lambda r: r["timestamp"], reverse=True)  # descending, as documented
+    return {"rows": rows[(current - 1) * size:current * size], "total": len(rows)}
+
+
+def _sub_account_list(state: ServerState, params: dict, restrictions: dict) -> dict:
+    if not state.is_master:
+        raise ApiError(400, -12022, "This account is not a master account.")
+    page, limit = _int(params, "page", 1), _int(params, "limit", 10)
+    if limit > 200:
+        raise ApiError(400, -1100, "limit must be <= 200")
+    subs = [s for s in state.history.sub_accounts if not params.get("email") or s["email"] == params["email"]]
+    return {"subAccounts": subs[(page - 1) * limit:page * limit]}
+
+
+def _sub_universal_transfers(state: ServerState, params: dict, restrictions: dict) -> dict:
+    from_email, to_email = params.get("fromEmail"), params.get("toEmail")
+    if from_email and to_email:
+        raise ApiError(400, -1128, "fromEmail and toEmail cannot be sent at the same time.")
+    start, end = _window(params, state.now_ms(), 7, 7)
+    page, limit = _int(params, "page", 1), _int(params, "limit", 500)
+    if limit > 500:
+        raise ApiError(400, -1100, "limit must be <= 500")
+    if to_email:
+        rows = [r for r in state.history.sub_transfers if r["toEmail"] == to_email]
+    else:
+        rows = [r for r in state.history.sub_transfers if r["fromEmail"] == (from_email or state.history.master_email)]
+    rows = sorted(_in_window(rows, "createTimeStamp", start, end), key=lambda r: r["createTimeStamp"], reverse=True)
+    return {"result": rows[(page - 1) * limit:page * limit], "totalCount": len(rows)}
+
+
+def _sub_account_assets(state: ServerState, params: dict, restrictions: dict) -> dict:
+    email = params.get("email")
+    if email not in state.history.sub_balances:
+        raise ApiError(400, -12022, f"The sub-account {email} does not exist.")
+    return {"balances": [{"freeze": "0", "withdrawing": "0", "asset": a, "free": f"{v:.8f}", "locked": "0"}
+                         for a, v in state.history.sub_balances[email].items()]}
+
+
+def _managed_sub_snapshot(state: ServerState, params: dict, restrictions: dict) -> dict:
+    email, kind = params.get("email"), params.get("type")
+    managed = {s["email"] for s in state.history.sub_accounts if s["isManagedSubAccount"]}
+    if email not in managed:
+        raise ApiError(400, -12022, f"The managed sub-account {email} does not exist.")
+    if kind not in ("SPOT", "MARGIN", "FUTURES"):
+        raise ApiError(400, -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+    limit = _int(params, "limit", 7)
+    if not 7 <= limit <= 30:
+        raise ApiError(400, -1100, "limit must be between 7 and 30")
+    start, end = _window(params, state.now_ms(), 30, 30)
+    rows = _in_window(state.history.sub_snapshots[email], "updateTime", start, end)[:limit] if kind == "SPOT" else []
+    return {"code": 200, "msg": "", "snapshotVos": rows}
+
+
+def _funding_asset(state: ServerState, params: dict, restrictions: dict) -> list:
+    return [{"asset": a, "free": v, "locked": "0", "freeze": "0", "withdrawing": "0", "btcValuation": "0"}
+            for a, v in _final(state, "FUNDING").items() if not params.get("asset") or a == params["asset"]]
+
+
 def _final(state: ServerState, account: str) -> dict:
     return {a: f"{v:.8f}" for a, v in state.history.balances.get(account, {}).items()}
 
@@ -384,8 +482,10 @@ def _margin_account(state: ServerState, params: dict, restrictions: dict) -> dic
     return {"borrowEnabled": False, "marginLevel": "999.00000000", "totalAssetOfBtc": "0", "totalLiabilityOfBtc": "0",
             "totalNetAssetOfBtc": "0", "tradeEnabled": False, "transferInEnabled": True, "transferOutEnabled": True,
             "accountType": "MARGIN_1",
-            "userAssets": [{"asset": a, "borrowed": "0.00000000", "free": v, "interest": "0.00000000",
-                            "locked": "0.00000000", "netAsset": v} for a, v in _final(state, "MARGIN").items()]}
+            "userAssets": margin_assets(state.history.balances.get("MARGIN", {}),
+                                        {a: b for a, (b, _) in state.history.margin_debt.items()},
+                                        {a: i for a, (_, i) in state.history.margin_debt.items()},
+                                        set(state.history.balances.get("MARGIN", {})))}
 
 
 def _futures_balance(state: ServerState, params: dict, restrictions: dict) -> list:
@@ -411,4 +511,13 @@ ROUTES = {
     "/api/v3/account": (_spot_account, True),
     "/sapi/v1/margin/account": (_margin_account, True),
     "/fapi/v2/balance": (_futures_balance, True),
+    "/sapi/v1/margin/myTrades": (_margin_trades, True),
+    "/sapi/v1/margin/borrow-repay": (_borrow_repay, True),
+    "/sapi/v1/sub-account/list": (_sub_account_list, True),
+    "/sapi/v1/sub-account/universalTransfer": (_sub_universal_transfers, True),
+    "/sapi/v4/sub-account/assets": (_sub_account_assets, True),
+    "/sapi/v1/managed-subaccount/accountSnapshot": (_managed_sub_snapshot, True),
+}
+POST_ROUTES = {
+    "/sapi/v1/asset/get-funding-asset": (_funding_asset, True),
 }

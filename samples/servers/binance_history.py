@@ -1,7 +1,8 @@
 """A generated Binance account history: spot trades, deposits, withdrawals (with fees), universal transfers
-between SPOT / MARGIN / USD-M FUTURES, futures income (realized PnL, funding, commission), and the daily
-account snapshot of each account type taken from the same running balances, so the snapshots agree
-with the history by construction.
+between SPOT / MARGIN / USD-M FUTURES / FUNDING, futures income (realized PnL, funding, commission), converts,
+dust, cross-margin trades, loans, repayments and interest, sub-accounts of the master account with universal
+transfers between master and sub-accounts, and the daily account snapshot of each account type taken from the
+same running balances, so the snapshots agree with the history by construction.
 
 Records are shaped as Binance documents them (amounts as exact decimal strings, times in ms). Every event
 happens before 23:59:59.000 UTC, the ``updateTime`` of Binance's daily snapshot.
@@ -46,13 +47,24 @@ class BinanceHistory:
     dust: list[dict] = field(default_factory=list)  # userAssetDribblets
     interest: list[dict] = field(default_factory=list)  # margin interest history
     snapshots: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # SPOT|MARGIN|FUTURES
-    balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # final, per account type
+    balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # final, per account type (MARGIN: free)
+    margin_trades: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # /sapi/v1/margin/myTrades
+    loans: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # BORROW | REPAY rows
+    margin_debt: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)  # final (borrowed, interest)
+    master_email: str = "treasury@northwind.example"
+    sub_accounts: list[dict] = field(default_factory=list)  # /sapi/v1/sub-account/list
+    sub_transfers: list[dict] = field(default_factory=list)  # /sapi/v1/sub-account/universalTransfer
+    sub_balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # final, per sub-account email
+    # daily SPOT snapshots of the managed sub-accounts (/sapi/v1/managed-subaccount/accountSnapshot), per email
+    sub_snapshots: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def record_count(self) -> int:
         return (sum(len(t) for t in self.trades.values()) + len(self.deposits) + len(self.withdrawals)
                 + len(self.transfers) + len(self.income) + len(self.converts) + len(self.interest)
-                + sum(len(d["userAssetDribbletDetails"]) for d in self.dust))
+                + sum(len(d["userAssetDribbletDetails"]) for d in self.dust)
+                + sum(len(t) for t in self.margin_trades.values()) + sum(len(r) for r in self.loans.values())
+                + len(self.sub_transfers))
 
 
 def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 31), *, seed: int = 7,
@@ -61,8 +73,14 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
     rng = random.Random(seed)
     history = BinanceHistory(start, end)
     wallets: dict[str, dict[str, Decimal]] = {"SPOT": defaultdict(Decimal), "MARGIN": defaultdict(Decimal),
-                                                "FUTURES": defaultdict(Decimal)}
-    held: dict[str, set[str]] = {"SPOT": set(), "MARGIN": set(), "FUTURES": set()}
+                                                "FUTURES": defaultdict(Decimal), "FUNDING": defaultdict(Decimal)}
+    held: dict[str, set[str]] = {"SPOT": set(), "MARGIN": set(), "FUTURES": set(), "FUNDING": set()}
+    borrowed: dict[str, Decimal] = defaultdict(Decimal)  # cross-margin liabilities: principal and unpaid interest
+    owed_interest: dict[str, Decimal] = defaultdict(Decimal)
+    subs = {"ops_virtual@northwind.example": defaultdict(Decimal), "desk_virtual@northwind.example": defaultdict(Decimal)}
+    for n, email in enumerate(subs):
+        history.sub_accounts.append({"email": email, "isFreeze": False, "createTime": ms(datetime(2025, 6, 1 + n, tzinfo=timezone.utc)),
+                                     "isManagedSubAccount": email.startswith("desk"), "isAssetManagementSubAccount": False})
     prices = {s: v[2] for s, v in SYMBOLS.items()}
     ids = {"trade": 10_000, "order": 500_000, "tran": 90_000_000, "dep": 7_000_000}
 
@@ -78,7 +96,7 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
     day = start
     while day <= end:
         midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        seconds = sorted(rng.sample(range(60, 86_000), 32))
+        seconds = sorted(rng.sample(range(60, 86_000), 48))
         slot = iter(seconds)
 
         def at() -> datetime:
@@ -208,15 +226,86 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
             amount = (wallets["MARGIN"][asset] / 3).quantize(Q8, rounding=ROUND_DOWN)
             if amount > 0:
                 transfer("MARGIN_MAIN", asset, amount, "MARGIN", "SPOT")
-        # margin interest on the cross-margin USDT (charged from the margin wallet)
-        if wallets["MARGIN"]["USDT"] > 100:
+        # cross margin: loans (the borrowed asset lands in the margin wallet, the debt grows), interest accrued on
+        # the principal (the debt grows), repayments of the interest and part of the principal, margin trades
+        def loan(kind: str, asset: str, principal: Decimal, interest: Decimal) -> None:
             when = at()
-            principal = (wallets["MARGIN"]["USDT"] / 2).quantize(Q8, rounding=ROUND_DOWN)
-            charged = (principal * Decimal("0.00012")).quantize(Q8, rounding=ROUND_DOWN)
-            history.interest.append({"txId": next_id("tran"), "interestAccuredTime": ms(when), "asset": "USDT",
-                                     "rawAsset": "USDT", "principal": s8(principal), "interest": s8(charged),
-                                     "interestRate": "0.00012000", "type": "PERIODIC", "isolatedSymbol": ""})
-            move("MARGIN", "USDT", -charged)
+            amount = principal + interest
+            history.loans[kind].append({"type": "MANUAL", "amount": s8(amount), "asset": asset, "interest": s8(interest),
+                                        "principal": s8(principal), "status": "CONFIRMED", "timestamp": ms(when),
+                                        "txId": next_id("tran")})
+            sign = 1 if kind == "BORROW" else -1
+            move("MARGIN", asset, sign * amount)
+            borrowed[asset] += sign * principal
+            owed_interest[asset] -= interest
+            assert borrowed[asset] >= 0 and owed_interest[asset] >= 0
+
+        if wallets["MARGIN"]["USDT"] > 500 and rng.random() < 0.12:
+            loan("BORROW", "USDT", Decimal(rng.randint(200, 2000)), Decimal(0))
+        if wallets["MARGIN"]["BTC"] > Decimal("0.02") and rng.random() < 0.06:
+            loan("BORROW", "BTC", Decimal(rng.randint(1, 5)) / 100, Decimal(0))
+        for asset in ("USDT", "BTC"):
+            if borrowed[asset] > 0:
+                when = at()
+                charged = (borrowed[asset] * Decimal("0.00012")).quantize(Q8, rounding=ROUND_DOWN)
+                history.interest.append({"txId": next_id("tran"), "interestAccuredTime": ms(when), "asset": asset,
+                                         "rawAsset": asset, "principal": s8(borrowed[asset]), "interest": s8(charged),
+                                         "interestRate": "0.00012000", "type": "PERIODIC", "isolatedSymbol": ""})
+                owed_interest[asset] += charged
+            if borrowed[asset] > 0 and rng.random() < 0.1:
+                principal = (borrowed[asset] / 2).quantize(Q8, rounding=ROUND_DOWN)
+                if wallets["MARGIN"][asset] >= principal + owed_interest[asset]:
+                    loan("REPAY", asset, principal, owed_interest[asset])
+        if rng.random() < 0.35 and wallets["MARGIN"]["USDT"] > 0:
+            price = prices["BTCUSDT"]
+            is_buyer = rng.random() < 0.5
+            qty = Decimal(rng.randint(1, 40)) * Decimal("0.0001")
+            paying, paid = ("USDT", price * qty) if is_buyer else ("BTC", qty)
+            if wallets["MARGIN"][paying] >= paid:
+                received_asset, received = ("BTC", qty) if is_buyer else ("USDT", price * qty)
+                commission = (received * Decimal("0.001")).quantize(Q8, rounding=ROUND_DOWN)
+                when = at()
+                history.margin_trades["BTCUSDT"].append({
+                    "commission": s8(commission), "commissionAsset": received_asset, "id": next_id("trade"),
+                    "isBestMatch": True, "isBuyer": is_buyer, "isMaker": rng.random() < 0.4, "orderId": next_id("order"),
+                    "price": s8(price), "qty": s8(qty), "symbol": "BTCUSDT", "isIsolated": False, "time": ms(when)})
+                move("MARGIN", paying, -paid)
+                move("MARGIN", received_asset, received - commission)
+        # the funding wallet (Binance's "Funding" account)
+        if rng.random() < 0.08 and wallets["SPOT"]["USDT"] > 5000:
+            transfer("MAIN_FUNDING", "USDT", Decimal(rng.randint(100, 1500)), "SPOT", "FUNDING")
+        if rng.random() < 0.05 and wallets["FUNDING"]["USDT"] > 10:
+            transfer("FUNDING_MAIN", "USDT", (wallets["FUNDING"]["USDT"] / 2).quantize(Q8, rounding=ROUND_DOWN),
+                     "FUNDING", "SPOT")
+
+        # sub-accounts of the master account: universal transfers between master and sub-accounts
+        def sub_transfer(asset: str, amount: Decimal, source: tuple[str, str], target: tuple[str, str]) -> None:
+            when = at()
+            history.sub_transfers.append({
+                "tranId": next_id("tran"), "fromEmail": source[0], "toEmail": target[0], "asset": asset,
+                "amount": s8(amount).rstrip("0").rstrip("."), "createTimeStamp": ms(when), "fromAccountType": source[1],
+                "toAccountType": target[1], "status": "SUCCESS", "clientTranId": ""})
+            for (email, kind), sign in ((source, -1), (target, 1)):
+                if email == history.master_email:
+                    move({"SPOT": "SPOT", "USDT_FUTURE": "FUTURES"}[kind], asset, sign * amount)
+                else:
+                    subs[email][asset] += sign * amount
+                    assert subs[email][asset] >= 0
+
+        ops, desk = list(subs)
+        master = history.master_email
+        if day == start:
+            sub_transfer("USDT", Decimal("5000"), (master, "SPOT"), (ops, "SPOT"))
+            sub_transfer("BTC", Decimal("0.25"), (master, "SPOT"), (desk, "SPOT"))
+        if rng.random() < 0.08:
+            sub_transfer("USDT", Decimal(rng.randint(100, 900)), (master, "SPOT"), (ops, "SPOT"))
+        if rng.random() < 0.05 and wallets["FUTURES"]["USDT"] > 3000:
+            sub_transfer("USDT", Decimal(rng.randint(100, 500)), (master, "USDT_FUTURE"), (desk, "SPOT"))
+        if rng.random() < 0.06 and subs[ops]["USDT"] > 200:
+            sub_transfer("USDT", (subs[ops]["USDT"] / 4).quantize(Decimal("0.01"), rounding=ROUND_DOWN), (ops, "SPOT"),
+                         (master, "SPOT"))
+        if rng.random() < 0.05 and subs[desk]["BTC"] > Decimal("0.01"):
+            sub_transfer("BTC", Decimal("0.005"), (desk, "SPOT"), (ops, "SPOT"))
         # futures income: funding every day with a position, realized PnL and commission on some days
         if wallets["FUTURES"]["USDT"] > 0:
             def income(kind: str, amount: Decimal, trade_id: str = "") -> None:
@@ -234,21 +323,35 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
                 income("COMMISSION", -Decimal(rng.randint(100, 9000)) / 10_000, trade_id)
         # the day's snapshots, at 23:59:59.000
         update = ms(midnight + timedelta(days=1)) - 1000
+        for sub in history.sub_accounts:
+            if sub["isManagedSubAccount"]:
+                history.sub_snapshots[sub["email"]].append({"type": "spot", "updateTime": update, "data": {
+                    "totalAssetOfBtc": "0", "balances": [{"asset": a, "free": s8(v), "locked": "0.00000000"}
+                                                         for a, v in sorted(subs[sub["email"]].items())]}})
         history.snapshots["SPOT"].append({"type": "spot", "updateTime": update, "data": {
             "totalAssetOfBtc": "0", "balances": [
                 {"asset": a, "free": s8(wallets["SPOT"][a]), "locked": "0.00000000"} for a in sorted(held["SPOT"])]}})
         history.snapshots["MARGIN"].append({"type": "margin", "updateTime": update, "data": {
-            "marginLevel": "999.00000000", "totalAssetOfBtc": "0", "totalLiabilityOfBtc": "0.00000000",
-            "totalNetAssetOfBtc": "0", "userAssets": [
-                {"asset": a, "borrowed": "0.00000000", "free": s8(wallets["MARGIN"][a]), "interest": "0.00000000",
-                 "locked": "0.00000000", "netAsset": s8(wallets["MARGIN"][a])} for a in sorted(held["MARGIN"])]}})
+            "marginLevel": "999.00000000", "totalAssetOfBtc": "0", "totalLiabilityOfBtc": "0", "totalNetAssetOfBtc": "0",
+            "userAssets": margin_assets(wallets["MARGIN"], borrowed, owed_interest, held["MARGIN"])}})
         history.snapshots["FUTURES"].append({"type": "futures", "updateTime": update, "data": {
             "assets": [{"asset": a, "marginBalance": s8(wallets["FUTURES"][a]), "walletBalance": s8(wallets["FUTURES"][a])}
                        for a in sorted(held["FUTURES"])], "position": []}})
         day += timedelta(days=1)
     history.balances = {k: {a: v[a] for a in sorted(held[k])} for k, v in wallets.items()}
+    history.margin_debt = {a: (borrowed[a], owed_interest[a]) for a in sorted(set(borrowed) | set(owed_interest))}
+    history.sub_balances = {email: {a: v for a, v in sorted(held_.items())} for email, held_ in subs.items()}
     for records in history.trades.values():
         records.sort(key=lambda t: t["id"])
     for stream in (history.deposits, history.transfers, history.income):
         stream.sort(key=lambda r: r.get("insertTime") or r.get("timestamp") or r.get("time"))
     return history
+
+
+def margin_assets(free: dict[str, Decimal], borrowed: dict[str, Decimal], interest: dict[str, Decimal],
+                  held: set[str]) -> list[dict]:
+    """Binance's ``userAssets`` of a cross-margin account: netAsset = free + locked - borrowed - interest."""
+    return [{"asset": a, "borrowed": s8(borrowed.get(a, Decimal(0))), "free": s8(free.get(a, Decimal(0))),
+             "interest": s8(interest.get(a, Decimal(0))), "locked": "0.00000000",
+             "netAsset": s8(free.get(a, Decimal(0)) - borrowed.get(a, Decimal(0)) - interest.get(a, Decimal(0)))}
+            for a in sorted(held | {a for a, v in borrowed.items() if v} | {a for a, v in interest.items() if v})]
