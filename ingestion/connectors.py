@@ -38,7 +38,8 @@ class Connector:
     staging_source: str
     read_credentials: Callable[[Path | None], dict[str, str]]
     check: Callable[[dict[str, str], dict[str, Any]], dict[str, Any]]
-    inspect: Callable[[dict[str, str], dict[str, Any]], tuple[dict[str, Any], int, dict[str, dict[str, str]]]]
+    # -> (permissions, how many markets / vault accounts, balances per account type, one-line summary)
+    inspect: Callable[[dict[str, str], dict[str, Any]], tuple[dict[str, Any], int, dict[str, dict[str, str]], str]]
     make_sync: Callable[[Engine, int, str, dict[str, str], dict[str, Any]], Any]  # an object with .stats and .run()
 
 

@@ -105,8 +105,8 @@ def source_test(entity: EntityOpt,
                 console.print(f"[bold red]{name}: FAILED[/] {error}", highlight=False)
                 continue
             enabled = sorted(k for k, v in report.restrictions.items() if v is True)
-            out.print(f"{name}: OK — read-only key; enabled: {', '.join(enabled) or 'none'}; {report.markets} markets",
-                      highlight=False)
+            summary = report.summary or f"read-only key; enabled: {', '.join(enabled) or 'none'}; {report.markets} markets"
+            out.print(f"{name}: OK — {summary}", highlight=False)
             for account_type, held in report.balances.items():
                 out.print(f"  {account_type}: " + (", ".join(f"{a} {q}" for a, q in sorted(held.items())) or "empty"),
                           highlight=False)

@@ -79,7 +79,7 @@ register_mapper("csv", "ledger", _map_csv_ledger)
 # source without importing network clients itself; each module imports only its pure mapping code.
 CONNECTOR_MAPPING_MODULES: tuple[str, ...] = ("ingestion.evm.mapping", "ingestion.solana.mapping", "transforms.binance_mapping",
                                               "transforms.exchange_export_mapping", "transforms.adjustments",
-                                              "transforms.ccxt_mapping")
+                                              "transforms.ccxt_mapping", "transforms.fireblocks_mapping")
 _loaded = False
 
 

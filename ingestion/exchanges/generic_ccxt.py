@@ -295,7 +295,9 @@ def ccxt_connector(kind: str):
         markets = call_exchange(exchange, "load_markets", exchange.load_markets, policy=options.retry)
         balance = call_exchange(exchange, "fetch_balance", exchange.fetch_balance, policy=options.retry)
         held = {code: str(value) for code, value in (balance.get("total") or {}).items() if value is not None}
-        return permissions, len(markets), {"spot": held}
+        checked = ("read-only key (probed: cannot trade, cannot withdraw)" if permissions.get("permissions_checked")
+                   else f"key reads; its permissions cannot be read through {exchange_id}'s API: make sure it is read-only")
+        return permissions, len(markets), {"spot": held}, f"{checked}; {len(markets)} markets"
 
     def make_sync(engine: Engine, entity_id: int, account: str, credentials: dict[str, str], config: dict[str, Any]):
         exchange, options = client(credentials, config)

@@ -119,6 +119,7 @@ class SourceReport:
     restrictions: dict[str, Any]
     markets: int
     balances: dict[str, dict[str, str]]
+    summary: str | None = None  # what the connector found, said its own way (kinds of ingestion/connectors.py)
 
 
 def inspect_source(engine: Engine, entity: Entity, name: str, provider: KeyProvider | None = None) -> SourceReport:
