@@ -15,7 +15,8 @@ Pagination, per exchange and stream (``PAGING``; default ``since``): time window
   ``offset``    the exchange's offset parameter (Kraken's ``ofs``, newest first, 50 per page), page after page
   ``since``     ``since``/``limit`` forward: the next page starts at the last record's time (read again,
                 deduplicated); one call when the exchange returns the whole window
-  ``paginate``  ccxt's own ``paginate`` option (with a high ``paginationCalls`` so it never stops early)
+(ccxt's own ``paginate`` option is not used: it stops silently after ``paginationCalls`` pages, and for methods
+that do not support it the flag is sent to the exchange as a request parameter.)
 Each window commits with its cursor in one transaction: a killed run resumes at the last window committed.
 
 Reported balances (raw_balance_snapshots, account type ``spot``): the exchange's ledger carries the balance
@@ -50,7 +51,7 @@ DEDICATED = {"binance": "binance"}  # exchanges with their own connector: use th
 
 @dataclass(frozen=True)
 class Paging:
-    style: str = "since"  # offset | since | paginate
+    style: str = "since"  # offset | since
     page_size: int | None = None  # None: the exchange returns the whole window
     offset_param: str = "ofs"
 
@@ -203,8 +204,6 @@ class CcxtSync:
         method = getattr(self.exchange, STREAMS[stream][1])
         paging = PAGING.get(self.source, {}).get(stream, Paging())
         what = f"{STREAMS[stream][1]} {_utc(lo):%Y-%m-%d}..{_utc(hi):%Y-%m-%d}"
-        if paging.style == "paginate":
-            return self.call(what, method, None, lo, None, {"until": hi, "paginate": True, "paginationCalls": 10_000})
         rows: list[dict] = []
         if paging.style == "offset":
             while True:
