@@ -23,7 +23,8 @@ EXCHANGE_POOL = "exchange_api"
     pool=EXCHANGE_POOL,
     description=(
         "Syncs the configured sources of the entities in scope into raw_records and raw_balance_snapshots: "
-        "exchanges (Binance via ccxt; read-only key checked first, incremental per stream, resumable), EVM wallets "
+        "exchanges (Binance via ccxt; read-only key checked first, incremental per stream, resumable; Kraken and any "
+        "ccxt exchange through the generic connector), Fireblocks vault accounts (signed JWT), EVM wallets "
         "(web3: native and ERC-20 transfers, gas and L1 fees, balances at each cutoff, reorgs orphaned) and Solana "
         "wallets (solana-py: SOL and SPL changes, balances rolled back to each cutoff). Nothing to do when nothing "
         "is configured (coinfrs source add, coinfrs wallet add)."

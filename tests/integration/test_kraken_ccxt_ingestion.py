@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.exchanges.generic_ccxt import CcxtOptions, CcxtSync, make_client
+from ingestion.exchanges.generic_ccxt import CcxtOptions, CcxtSync, exchange_id_of, make_client
 from ingestion.exchanges.resilience import RetryPolicy
 from ingestion.exchanges.sources import add_source, sync_entity_sources
 from orchestration.cli import app
@@ -258,3 +258,13 @@ def test_a_wrong_secret_is_refused_without_retries(engine, server):
                    {**FAST, "api_url": server.base_url})
     assert "EAPI:Invalid signature" in str(caught.value)
     assert server.state.calls["/0/private/BalanceEx"] == 1 and eid
+
+
+def test_streams_the_exchange_does_not_have_are_skipped_and_binance_keeps_its_connector(engine, server):
+    exchange = make_client("kraken", KEY, SECRET, options(server))
+    exchange.has = {**exchange.has, "fetchDeposits": False}
+    sync = CcxtSync(engine, entity_id(engine, "acme"), "kraken", exchange, options(server))
+    sync.sync_stream("deposits")
+    assert sync.stats.skipped_streams == ["deposits"] and not server.state.calls
+    with pytest.raises(ValueError, match="binance has its own connector"):
+        exchange_id_of("ccxt.binance")

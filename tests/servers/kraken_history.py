@@ -71,7 +71,7 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
     day = start
     while day <= end:
         midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
-        slots = iter(sorted(rng.sample(range(30, 86_300), 40)))
+        slots = iter(sorted(rng.sample(range(30, 86_300), trades_per_day[1] + 8)))
 
         def at() -> float:
             return round(midnight + next(slots) + rng.randint(0, 9999) / 10_000, 4)
