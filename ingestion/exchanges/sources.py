@@ -200,6 +200,8 @@ def sync_other_source(engine: Engine, entity: Entity, source: SourceInfo, provid
         status, message = "unavailable", str(error)
     except (SourceError, CredentialError, ValueError) as error:
         status, message = "failed", str(error)
+    except Exception as error:  # noqa: BLE001 - a connector bug must not stop the other sources or the close
+        status, message = "failed", f"unexpected {type(error).__name__} in the {source.kind} connector: {str(error)[:300]}"
     with engine.begin() as conn:
         record_sync_outcome(conn, source.id, status, message)
     if status == "succeeded":
