@@ -145,3 +145,9 @@ def test_the_workspace_closes_every_day_with_zero_breaks_with_20_percent_of_call
     assert {k: final[k] for k in expected} == expected
     assert matched > 0  # vault-to-vault transfers matched by tx hash
     assert not server.state.refusals
+    # a rerun stages nothing new but the run-time balances, and reads only the last days again
+    server.state.failure_rate = 0.0
+    calls = sum(server.state.calls.values())
+    synced = CliRunner().invoke(app, ["source", "sync", "--entity", "acme"])
+    assert synced.exit_code == 0 and "fireblocks: succeeded; 0 new records" in synced.output, synced.output
+    assert sum(server.state.calls.values()) - calls <= 3
