@@ -21,7 +21,13 @@ from assets.progress import progress_log
 from assets.resources import WarehouseResource, entities_in_scope
 
 # One pool per exchange kind; a new connector kind adds itself here (tests check this list against the connectors').
-EXCHANGE_KINDS = ("binance",)
+# ``ccxt`` stands for every ``ccxt.<exchange id>`` source (the generic connector).
+EXCHANGE_KINDS = ("binance", "kraken", "ccxt", "fireblocks")
+
+
+def kind_family(kind: str) -> str:
+    """The op and pool a source kind syncs in: ``ccxt.bitstamp`` → ``ccxt``; ``binance`` → ``binance``."""
+    return kind.split(".", 1)[0]
 
 
 def exchange_pool(kind: str) -> str:
@@ -44,7 +50,7 @@ def _exchange_op(kind: str) -> dg.OpDefinition:
         outcome = {"statuses": {}, "records": 0}
         for entity in entities_in_scope(context, warehouse):
             with engine.connect() as conn:
-                names = [s.name for s in list_sources(conn, entity.id, kind=kind)]
+                names = [s.name for s in list_sources(conn, entity.id) if kind_family(s.kind) == kind]
             if not names:
                 continue
             for result in sync_entity_sources(engine, entity, names=names):
@@ -104,8 +110,9 @@ def report_source_sync(context: dg.OpExecutionContext, chains: dict, exchanges: 
     kinds={"python"},
     description=(
         "Syncs the configured sources of the entities in scope into raw_records and raw_balance_snapshots: "
-        "exchanges (Binance via ccxt; read-only key checked first, incremental per stream, resumable; one Dagster "
-        "concurrency pool per exchange, exchange_<kind>), EVM wallets (web3: native and ERC-20 transfers, gas and L1 "
+        "exchanges (Binance via ccxt; read-only key checked first, incremental per stream, resumable; Kraken and any "
+        "ccxt exchange through the generic connector), Fireblocks vault accounts (signed JWT), one Dagster "
+        "concurrency pool per source family, exchange_<kind>; EVM wallets (web3: native and ERC-20 transfers, gas and L1 "
         "fees, balances at each cutoff, reorgs orphaned) and Solana wallets (solana-py: SOL and SPL changes, "
         "balances rolled back to each cutoff). Nothing to do when nothing is configured (coinfrs source add, "
         "coinfrs wallet add)."

@@ -38,7 +38,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 @source_app.command("add")
 def source_add(
-    kind: Annotated[str, typer.Argument(help="Connector: binance.")],
+    kind: Annotated[str, typer.Argument(help="Connector: binance, kraken, ccxt.<exchange id>, fireblocks.")],
     entity: EntityOpt,
     credentials_file: Annotated[Optional[Path], typer.Option(
         "--credentials-file", help='JSON {"api_key": ..., "api_secret": ...}; without it COINFRS_<KIND>_API_KEY and '
@@ -52,10 +52,11 @@ def source_add(
     replace: Annotated[bool, typer.Option(help="Replace the credentials of an existing source of that name.")] = False,
 ) -> None:
     """Add an exchange source. The key must be read-only: it is checked first and refused otherwise."""
+    from ingestion.connectors import is_other_kind
     from ingestion.exchanges.sources import KINDS, add_source, read_credentials
     from warehouse.entities import get_or_create_entity
 
-    if kind not in KINDS:
+    if kind not in KINDS and not is_other_kind(kind):
         raise _fail(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
     config: dict[str, object] = {}
     for item in setting or []:
@@ -104,8 +105,8 @@ def source_test(entity: EntityOpt,
                 console.print(f"[bold red]{name}: FAILED[/] {error}", highlight=False)
                 continue
             enabled = sorted(k for k, v in report.restrictions.items() if v is True)
-            out.print(f"{name}: OK — read-only key; enabled: {', '.join(enabled) or 'none'}; {report.markets} markets",
-                      highlight=False)
+            summary = report.summary or f"read-only key; enabled: {', '.join(enabled) or 'none'}; {report.markets} markets"
+            out.print(f"{name}: OK — {summary}", highlight=False)
             for account_type, held in report.balances.items():
                 out.print(f"  {account_type}: " + (", ".join(f"{a} {q}" for a, q in sorted(held.items())) or "empty"),
                           highlight=False)

@@ -76,7 +76,7 @@ EXPECTATIONS: tuple[Expectation, ...] = (
                            r.source_raw_id FROM {{batch}} r JOIN entities en ON en.id = r.entity_id
                     WHERE r.entity_id = __E__ AND {_DAY % 'r.occurred_at'} BETWEEN '__S__' AND '__T__'
                       AND (jsonb_typeof(r.payload) <> 'object' OR r.payload_hash = ''
-                           OR (r.stream = 'ledger' AND NOT r.payload ?& ARRAY['timestamp', 'action', 'asset', 'quantity', 'account'])
+                           OR (r.source = 'csv' AND r.stream = 'ledger' AND NOT r.payload ?& ARRAY['timestamp', 'action', 'asset', 'quantity', 'account'])
                            OR (r.stream = 'adjustments' AND NOT r.payload ?& ARRAY['quantity', 'asset', 'account', 'entered_by', 'reason']))"""),
     Expectation(STAGING, "timestamps_inside_ingestion_window", "error",
                 "every record has an event time, not after it was ingested and not before 2009-01-03",

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from ingestion.connectors import clear_sync_outages, connector_for, is_other_kind, record_sync_outage
 from ingestion.credentials import (CredentialError, EnvKeyProvider, KeyProvider, SourceInfo, list_sources,
                                    load_credentials, record_sync_outcome, store_source)
 from ingestion.exchanges.binance import (ApiCredentials, BinanceOptions, BinanceSync, SyncStats, check_read_only,
@@ -27,7 +28,7 @@ from ingestion.exchanges.resilience import (RetryPolicy, SourceAccessError, Sour
                                             call_exchange)
 from warehouse.entities import Entity
 
-KINDS = ("binance",)
+KINDS = ("binance", "kraken", "ccxt.<exchange id>", "fireblocks")  # the last three: ingestion/connectors.py
 # config key -> (type, meaning)
 CONFIG_KEYS: dict[str, tuple[type, str]] = {
     "api_url": (str, "replace Binance's hosts (a proxy, or the local test server); paths are kept"),
@@ -61,6 +62,8 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 def read_credentials(kind: str, path: Path | None) -> dict[str, str]:
     """API key and secret from a JSON file ``{"api_key": ..., "api_secret": ...}``, else from the environment
     (``COINFRS_BINANCE_API_KEY`` / ``COINFRS_BINANCE_API_SECRET``). Never from the command line."""
+    if is_other_kind(kind):
+        return connector_for(kind).read_credentials(path)
     if path is not None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -103,8 +106,11 @@ def add_source(engine: Engine, entity: Entity, kind: str, name: str, credentials
                config: dict[str, Any], provider: KeyProvider | None = None, *, replace: bool = False) -> tuple[SourceInfo, dict]:
     """Check the key is read-only (refused otherwise, saying which permission to remove), then store it encrypted."""
     config = validate_config(config)
-    exchange, options = _client(kind, credentials, config)
-    restrictions = check_read_only(exchange, options.retry)
+    if is_other_kind(kind):
+        restrictions = connector_for(kind).check(credentials, config)
+    else:
+        exchange, options = _client(kind, credentials, config)
+        restrictions = check_read_only(exchange, options.retry)
     provider = provider or EnvKeyProvider()
     with engine.begin() as conn:
         info = store_source(conn, entity.id, kind, name, credentials, config, provider, replace=replace)
@@ -119,12 +125,15 @@ class SourceReport:
     restrictions: dict[str, Any]
     markets: int
     balances: dict[str, dict[str, str]]
+    summary: str | None = None  # what the connector found, said its own way (kinds of ingestion/connectors.py)
 
 
 def inspect_source(engine: Engine, entity: Entity, name: str, provider: KeyProvider | None = None) -> SourceReport:
     source = _one_source(engine, entity, name)
     with engine.connect() as conn:
         credentials = load_credentials(conn, source, provider or EnvKeyProvider())
+    if is_other_kind(source.kind):
+        return SourceReport(source.name, *connector_for(source.kind).inspect(credentials, source.config))
     exchange, options = _client(source.kind, credentials, source.config)
     restrictions = check_read_only(exchange, options.retry)
     markets = call_exchange(exchange, "load_markets", exchange.load_markets, policy=options.retry)
@@ -156,6 +165,8 @@ class SourceSyncResult:
 
 def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: KeyProvider) -> SourceSyncResult:
     """Sync one source; a failure is recorded on the source and returned, not raised."""
+    if is_other_kind(source.kind):
+        return sync_other_source(engine, entity, source, provider)
     stats: SyncStats | None = None
     options = binance_options(source.config)
     with engine.connect() as conn:
@@ -182,6 +193,36 @@ def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: Ke
             clear_sync_outages(conn, entity, source.kind, first_day, last_day)
         else:  # the days not read through are partial, never silently empty
             mark_sync_failed(conn, entity, source.kind, source.name, first_day, last_day, status, message or status)
+    return SourceSyncResult(source.name, source.kind, status, message, stats)
+
+
+def sync_other_source(engine: Engine, entity: Entity, source: SourceInfo, provider: KeyProvider) -> SourceSyncResult:
+    """``sync_source`` for the kinds of ingestion/connectors.py; a failure also records the days it may miss as
+    source outages (those closes are partial), a success clears them."""
+    stats, staging_source = None, source.kind
+    try:
+        connector = connector_for(source.kind)
+        staging_source = connector.staging_source
+        with engine.connect() as conn:
+            credentials = load_credentials(conn, source, provider)
+        run = connector.make_sync(engine, entity.id, source.name, credentials, source.config)
+        stats = run.stats
+        run.run()
+        status, message = "succeeded", None
+    except SourceAccessError as error:
+        status, message = "refused", str(error)
+    except SourceUnavailable as error:
+        status, message = "unavailable", str(error)
+    except (SourceError, CredentialError, ValueError) as error:
+        status, message = "failed", str(error)
+    except Exception as error:  # noqa: BLE001 - a connector bug must not stop the other sources or the close
+        status, message = "failed", f"unexpected {type(error).__name__} in the {source.kind} connector: {str(error)[:300]}"
+    with engine.begin() as conn:
+        record_sync_outcome(conn, source.id, status, message)
+    if status == "succeeded":
+        clear_sync_outages(engine, entity.id, staging_source, source.name)
+    else:
+        record_sync_outage(engine, entity.id, staging_source, source.name, source.config, f"{status}: {message}")
     return SourceSyncResult(source.name, source.kind, status, message, stats)
 
 

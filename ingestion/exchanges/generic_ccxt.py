@@ -1,0 +1,309 @@
+"""Any ccxt exchange through ccxt's unified methods: stage each record's raw ``info`` and the reported balances.
+
+Streams (raw_records; source = the ccxt exchange id, e.g. ``kraken``; account = the configured source name):
+  trades       ``fetch_my_trades``      (``has['fetchMyTrades']``)
+  deposits     ``fetch_deposits``       (``has['fetchDeposits']``)
+  withdrawals  ``fetch_withdrawals``    (``has['fetchWithdrawals']``)
+  ledger       ``fetch_ledger``         (``has['fetchLedger']``)
+A stream the exchange does not have is skipped (and said so in the stats). The payload is the record's
+``info``, the exchange's own JSON; its id is ccxt's unified ``id`` (the exchange's id), deduplicated by the
+staging key. The client runs with ``number = str``: ccxt's unified numbers are then the exchange's exact
+decimal text, never floats, and only such text is ever stored.
+
+Pagination, per exchange and stream (``PAGING``; default ``since``): time windows from the stream's cursor
+(minus an overlap) to now, each window read with
+  ``offset``    the exchange's offset parameter (Kraken's ``ofs``, newest first, 50 per page), page after page
+  ``since``     ``since``/``limit`` forward: the next page starts at the last record's time (read again,
+                deduplicated); one call when the exchange returns the whole window
+(ccxt's own ``paginate`` option is not used: it stops silently after ``paginationCalls`` pages, and for methods
+that do not support it the flag is sent to the exchange as a request parameter.)
+Each window commits with its cursor in one transaction: a killed run resumes at the last window committed.
+
+Reported balances (raw_balance_snapshots, account type ``spot``): the exchange's ledger carries the balance
+after each entry (ccxt's unified ``after``): the last entry of each asset and day becomes a snapshot at that
+entry's time, staged with the ledger window, so every day has the exchange's own end-of-day figure; and
+``fetch_balance``'s ``total`` at run time.
+
+Read-only keys: ccxt has no unified way to read a key's permissions. Kraken's are probed (``PROBES``): an
+``AddOrder`` with ``validate=true`` (never placed) and a ``WithdrawInfo`` must both be refused with
+``EGeneral:Permission denied``; otherwise the key is refused, naming the permission to remove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import ccxt
+from sqlalchemy.engine import Engine
+
+from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
+from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
+                               write_balance_snapshots, write_cursor, write_raw_records)
+
+DAY_MS = 86_400_000
+STREAMS = {"trades": ("fetchMyTrades", "fetch_my_trades"), "deposits": ("fetchDeposits", "fetch_deposits"),
+           "withdrawals": ("fetchWithdrawals", "fetch_withdrawals"), "ledger": ("fetchLedger", "fetch_ledger")}
+DEDICATED = {"binance": "binance"}  # exchanges with their own connector: use that kind instead
+
+
+@dataclass(frozen=True)
+class Paging:
+    style: str = "since"  # offset | since
+    page_size: int | None = None  # None: the exchange returns the whole window
+    offset_param: str = "ofs"
+
+
+PAGING: dict[str, dict[str, Paging]] = {
+    "kraken": {"ledger": Paging("offset", 50), "trades": Paging("offset", 50),
+               "deposits": Paging("since"), "withdrawals": Paging("since")},
+}
+
+
+@dataclass(frozen=True)
+class CcxtOptions:
+    api_url: str | None = None
+    since: datetime = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    rate_limit_ms: float | None = None
+    timeout_ms: int = 10_000
+    retry: RetryPolicy = RetryPolicy()
+    window_days: int = 30
+    overlap_ms: int = DAY_MS
+
+
+@dataclass
+class CcxtSyncStats:
+    source: str
+    records_seen: dict[str, int] = field(default_factory=dict)
+    records_inserted: dict[str, int] = field(default_factory=dict)
+    snapshots_inserted: int = 0
+    skipped_streams: list[str] = field(default_factory=list)
+    calls: int = 0
+
+    def add(self, stream: str, seen: int, inserted: int) -> None:
+        self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
+        self.records_inserted[stream] = self.records_inserted.get(stream, 0) + inserted
+
+
+def exchange_id_of(kind: str) -> str:
+    """``kraken`` or ``ccxt.kraken`` -> ``kraken``; refuses ids ccxt does not know and exchanges with a dedicated connector."""
+    exchange_id = kind.removeprefix("ccxt.").strip().lower()
+    if exchange_id in DEDICATED:
+        raise ValueError(f"{exchange_id} has its own connector: use the source kind {DEDICATED[exchange_id]!r}")
+    if exchange_id not in ccxt.exchanges:
+        raise ValueError(f"ccxt has no exchange {exchange_id!r} (see ccxt.exchanges)")
+    return exchange_id
+
+
+def make_client(exchange_id: str, api_key: str, secret: str, options: CcxtOptions) -> ccxt.Exchange:
+    """The real ccxt client of ``exchange_id``, rate limiter on, numbers as exact strings; hosts replaced by ``api_url``."""
+    exchange = getattr(ccxt, exchange_id)({"apiKey": api_key, "secret": secret, "enableRateLimit": True,
+                                           "timeout": options.timeout_ms})
+    exchange.number = str
+    if options.rate_limit_ms is not None:
+        exchange.rateLimit = options.rate_limit_ms
+    if options.api_url:
+        base = options.api_url.rstrip("/")
+        api = exchange.urls["api"]
+        for name, url in list(api.items()):
+            if isinstance(url, str):
+                path = url.split("://", 1)[1].split("/", 1)
+                api[name] = base + ("/" + path[1] if len(path) > 1 else "")
+    return exchange
+
+
+# ------------------------------------------------------------------------------ read-only keys
+
+
+def _kraken_probes(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, bool]:
+    probes = {"Create & Modify Orders": lambda: exchange.privatePostAddOrder(
+                  {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "1", "volume": "0.0001",
+                   "validate": "true"}),
+              "Withdraw Funds": lambda: exchange.privatePostWithdrawInfo({"asset": "XBT", "key": "coinfrs-probe",
+                                                                          "amount": "0.0001"})}
+    enabled: dict[str, bool] = {}
+    for permission, probe in probes.items():
+        try:
+            call_exchange(exchange, f"probe {permission}", probe, policy=policy)
+            enabled[permission] = True
+        except SourceAccessError as error:
+            if "PermissionDenied" not in str(error):
+                raise
+            enabled[permission] = False
+        except SourceError:
+            enabled[permission] = True  # the call got past the permission check: the key has it
+    return enabled
+
+
+PROBES: dict[str, Callable[[ccxt.Exchange, RetryPolicy], dict[str, bool]]] = {"kraken": _kraken_probes}
+
+
+def check_read_only(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, Any]:
+    """The key's permissions as far as the exchange lets us see them; a key that can trade or withdraw is refused."""
+    call_exchange(exchange, "fetch_balance", exchange.fetch_balance, policy=policy)  # the key reads at all
+    probe = PROBES.get(exchange.id)
+    if probe is None:
+        return {"enableReading": True, "permissions_checked": False}
+    enabled = probe(exchange, policy)
+    granted = [name for name, on in enabled.items() if on]
+    if granted:
+        raise SourceAccessError(f"refusing this {exchange.id} API key: it is not read-only. Remove these permissions "
+                                f"in {exchange.id}'s API key settings and try again: {', '.join(granted)}")
+    return {"enableReading": True, "permissions_checked": True, **{name: False for name in enabled}}
+
+
+# ------------------------------------------------------------------------------ sync
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _windows(start: int, end: int, size: int):
+    while start < end:
+        stop = min(start + size, end)
+        yield start, stop
+        start = stop
+
+
+class CcxtSync:
+    """One sync of one configured ccxt source of one entity."""
+
+    def __init__(self, engine: Engine, entity_id: int, account: str, exchange: ccxt.Exchange, options: CcxtOptions) -> None:
+        self.engine, self.entity_id, self.account = engine, entity_id, account
+        self.exchange, self.options = exchange, options
+        self.source = exchange.id
+        self.stats = CcxtSyncStats(account)
+        self.now = int(datetime.now(timezone.utc).timestamp()) * 1000  # whole seconds: windows meet on second bounds
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.stats.calls += 1
+        return call_exchange(self.exchange, what, fn, *args, policy=self.options.retry, **kwargs)
+
+    def _commit(self, stream: str, records: list[RawRecordIn], cursor: Any, snapshots: list[BalanceSnapshotIn]) -> None:
+        with self.engine.begin() as conn:
+            run = start_run(conn, self.entity_id, self.source, stream, rows=len(records) + len(snapshots))
+            inserted = write_raw_records(conn, self.entity_id, self.source, stream, records, run) if records else 0
+            new_snapshots = write_balance_snapshots(conn, self.entity_id, self.source, snapshots, run) if snapshots else 0
+            if cursor is not None:
+                write_cursor(conn, self.entity_id, self.source, self.account, stream, cursor, run)
+            finish_run(conn, run, seen=len(records) + len(snapshots), inserted=inserted + new_snapshots)
+        self.stats.snapshots_inserted += new_snapshots
+        self.stats.add(stream, len(records), inserted)
+
+    def _start(self, stream: str) -> int:
+        with self.engine.connect() as conn:
+            cursor = load_cursor(conn, self.entity_id, self.source, self.account, stream)
+        since = int(self.options.since.timestamp() * 1000)
+        return since if cursor is None else max(since, int(cursor["until"]) - self.options.overlap_ms)
+
+    def fetch_window(self, stream: str, lo: int, hi: int) -> list[dict]:
+        """Every unified record of ``stream`` with lo <= timestamp <= hi, by the exchange's paging."""
+        method = getattr(self.exchange, STREAMS[stream][1])
+        paging = PAGING.get(self.source, {}).get(stream, Paging())
+        what = f"{STREAMS[stream][1]} {_utc(lo):%Y-%m-%d}..{_utc(hi):%Y-%m-%d}"
+        rows: list[dict] = []
+        if paging.style == "offset":
+            while True:
+                page = self.call(what, method, None, lo, None, {"until": hi, paging.offset_param: len(rows)})
+                rows.extend(page)
+                if len(page) < (paging.page_size or 1):
+                    return rows
+        since = lo
+        while True:
+            page = self.call(what, method, None, since, paging.page_size, {"until": hi})
+            rows.extend(page)
+            if paging.page_size is None or len(page) < paging.page_size:
+                return rows
+            last = max(int(r["timestamp"]) for r in page)
+            if last == since:
+                raise SourceError(f"{self.source} {stream}: more than {paging.page_size} records at {last} ms; "
+                                  "raise the page size")
+            since = last  # inclusive: the records at that time are read again and deduplicated
+
+    def _record(self, stream: str, entry: dict) -> RawRecordIn:
+        if not entry.get("id") or entry.get("timestamp") is None or not isinstance(entry.get("info"), dict):
+            raise SourceError(f"{self.source} {stream}: a record without id, timestamp or info ({str(entry)[:200]})")
+        return RawRecordIn(self.account, f"{self.account}|{entry['id']}", _utc(int(entry["timestamp"])), entry["info"])
+
+    def _ledger_snapshots(self, entries: list[dict]) -> list[BalanceSnapshotIn]:
+        """The balance after the last entry of each asset and day: the exchange's own end-of-day figure."""
+        last: dict[tuple[str, Any], dict] = {}
+        for entry in sorted(entries, key=lambda e: (int(e["timestamp"]), str(e["id"]))):
+            if entry.get("after") is not None and entry.get("currency"):
+                last[(entry["currency"], _utc(int(entry["timestamp"])).date())] = entry
+        return [BalanceSnapshotIn(self.account, "spot", "", _utc(int(e["timestamp"])), {e["currency"]: str(e["after"])},
+                                  e["info"]) for e in last.values()]
+
+    def sync_stream(self, stream: str) -> None:
+        has_key = STREAMS[stream][0]
+        if not self.exchange.has.get(has_key):
+            self.stats.skipped_streams.append(stream)
+            return
+        for lo, hi in _windows(self._start(stream), self.now, self.options.window_days * DAY_MS):
+            entries = [e for e in self.fetch_window(stream, lo, hi) if lo <= int(e["timestamp"]) <= hi]
+            records = [self._record(stream, e) for e in entries]
+            snapshots = self._ledger_snapshots(entries) if stream == "ledger" else []
+            self._commit(stream, records, {"until": hi}, snapshots)
+
+    def sync_current_balances(self) -> None:
+        taken = datetime.now(timezone.utc)
+        balance = self.call("fetch_balance", self.exchange.fetch_balance)
+        totals = {code: str(value) for code, value in (balance.get("total") or {}).items() if value is not None}
+        self._commit("balances", [], None, [BalanceSnapshotIn(self.account, "spot", "", taken, totals,
+                                                              {"method": "fetch_balance", "info": balance.get("info")})])
+
+    def run(self) -> CcxtSyncStats:
+        check_read_only(self.exchange, self.options.retry)
+        self.call("load_markets", self.exchange.load_markets)
+        for stream in ("ledger", "trades", "deposits", "withdrawals"):
+            self.sync_stream(stream)
+        self.sync_current_balances()
+        return self.stats
+
+
+# ------------------------------------------------------------------------------ the source kind
+
+
+def _options(config: dict[str, Any]) -> CcxtOptions:
+    from ingestion.connectors import retry_policy, since_of
+
+    return CcxtOptions(api_url=config.get("api_url"), since=since_of(config), rate_limit_ms=config.get("rate_limit_ms"),
+                       timeout_ms=int(config.get("timeout_ms", 10_000)), retry=retry_policy(config))
+
+
+def ccxt_connector(kind: str):
+    """The ``Connector`` of ``kraken`` / ``ccxt.<id>`` (see ingestion/connectors.py)."""
+    from ingestion.connectors import Connector, read_json_credentials
+
+    exchange_id = exchange_id_of(kind)
+
+    def client(credentials: dict[str, str], config: dict[str, Any]) -> tuple[ccxt.Exchange, CcxtOptions]:
+        options = _options(config)
+        return make_client(exchange_id, credentials["api_key"], credentials["api_secret"], options), options
+
+    def check(credentials: dict[str, str], config: dict[str, Any]) -> dict[str, Any]:
+        exchange, options = client(credentials, config)
+        return check_read_only(exchange, options.retry)
+
+    def inspect(credentials: dict[str, str], config: dict[str, Any]):
+        exchange, options = client(credentials, config)
+        permissions = check_read_only(exchange, options.retry)
+        markets = call_exchange(exchange, "load_markets", exchange.load_markets, policy=options.retry)
+        balance = call_exchange(exchange, "fetch_balance", exchange.fetch_balance, policy=options.retry)
+        held = {code: str(value) for code, value in (balance.get("total") or {}).items() if value is not None}
+        checked = ("read-only key (probed: cannot trade, cannot withdraw)" if permissions.get("permissions_checked")
+                   else f"key reads; its permissions cannot be read through {exchange_id}'s API: make sure it is read-only")
+        return permissions, len(markets), {"spot": held}, f"{checked}; {len(markets)} markets"
+
+    def make_sync(engine: Engine, entity_id: int, account: str, credentials: dict[str, str], config: dict[str, Any]):
+        exchange, options = client(credentials, config)
+        return CcxtSync(engine, entity_id, account, exchange, options)
+
+    def read_credentials(path):
+        return read_json_credentials(kind, path, {"api_key": ("api_key", "apiKey"),
+                                                  "api_secret": ("api_secret", "secret")})
+
+    return Connector(exchange_id, read_credentials, check, inspect, make_sync)
