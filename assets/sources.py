@@ -9,12 +9,26 @@ network, no encryption key. A source or chain that fails is recorded and reporte
 what is staged.
 """
 
+from datetime import date
+
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.progress import report
 from assets.resources import WarehouseResource, entities_in_scope
 
 EXCHANGE_POOL = "exchange_api"
+
+
+def run_days(context: dg.AssetExecutionContext) -> tuple[date, date] | None:
+    """The days of the close run this sync belongs to (its partition range tags), if any."""
+    tags = context.run.tags
+    start = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get("dagster/partition")
+    end = tags.get(ASSET_PARTITION_RANGE_END_TAG) or start
+    try:
+        return (date.fromisoformat(start), date.fromisoformat(end)) if start and end else None
+    except ValueError:
+        return None
 
 
 @dg.asset(
@@ -49,7 +63,8 @@ def source_sync(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
                 report(context, f"exchange source · {key}: {new} new records")
             else:
                 context.log.warning(f"exchange source {key} {result.status}: {result.message}")
-        for outcome in sync_entity_wallets(engine, entity, log=lambda message: report(context, f"chains · {message}")):
+        for outcome in sync_entity_wallets(engine, entity, close_range=run_days(context),
+                                           log=lambda message: report(context, f"chains · {message}")):
             chains.append(f"{entity.name}:{outcome.chain}")
             if outcome.error:
                 chains_down.append(f"{entity.name}:{outcome.chain} ({outcome.error[:200]})")

@@ -15,6 +15,12 @@ Streams (source ``evm``):
   block>, "eth_getBalance": <hex at start_block - 1>, "tokens": [{address, alias, symbol, name, decimals,
   "balanceOf": <hex>}]}``. Legs (kind ``opening_balance``): 0 = native, 1..9 = tokens with a balance.
 
+- ``evm_reorg_reversals``: written when a reorg orphans a record whose legs are already booked on a locked day (a
+  locked day never changes): payload ``{"chain", "chain_id", "fork_block", "reverses": {raw_record_id, stream,
+  source_raw_id}, "legs": [{leg_index, account, asset, quantity, kind}]}`` (the legs as booked). Legs (kind
+  ``adjustment``, same index): the negated quantities. Stamped at the orphaned record's time, so the canonical build
+  books them, like any late record of a locked day, as adjustments on the first open day.
+
 Quantities stay integers in base units until divided, exactly, by the token's decimals.
 """
 
@@ -30,6 +36,7 @@ SOURCE = "evm"
 TX_STREAM = "evm_transactions"
 LOG_STREAM = "evm_logs"
 OPENING_STREAM = "evm_opening_balances"
+REVERSAL_STREAM = "evm_reorg_reversals"
 ACCOUNT_TYPE = "wallet"
 NATIVE_DECIMALS = 18
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -163,6 +170,26 @@ def map_evm_opening(record: StagedRecord) -> list[LegDraft]:
     return legs
 
 
+def reversal_payload(chain: str, chain_id: int, fork_block: int, orphaned: StagedRecord,
+                     legs: list[LegDraft]) -> dict[str, Any]:
+    """The staged payload that takes back ``legs`` (those of ``orphaned`` booked on a locked day)."""
+    return {"chain": chain, "chain_id": chain_id, "fork_block": fork_block,
+            "reverses": {"raw_record_id": orphaned.id, "stream": orphaned.stream, "source_raw_id": orphaned.source_raw_id},
+            "legs": [{"leg_index": d.leg_index, "account": d.account, "asset": d.asset, "quantity": format(d.quantity, "f"),
+                      "kind": d.kind} for d in legs]}
+
+
+def map_evm_reversal(record: StagedRecord) -> list[LegDraft]:
+    try:
+        legs = [(int(leg["leg_index"]), leg["account"], leg["asset"], Decimal(leg["quantity"]))
+                for leg in record.payload["legs"]]
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {exc} is missing or invalid") from None
+    return [LegDraft(index, account, ACCOUNT_TYPE, "", asset, -quantity, "adjustment", None, None, None)
+            for index, account, asset, quantity in legs]
+
+
 register_mapper(SOURCE, TX_STREAM, map_evm_transaction)
+register_mapper(SOURCE, REVERSAL_STREAM, map_evm_reversal)
 register_mapper(SOURCE, OPENING_STREAM, map_evm_opening)
 register_mapper(SOURCE, LOG_STREAM, map_evm_log)

@@ -24,15 +24,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ingestion.evm.chains import ChainConfig, ChainConfigError
-from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, SOURCE, TRANSFER_TOPIC,
-                                   TX_STREAM, base_units, token_alias)
+from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, REVERSAL_STREAM, SOURCE,
+                                   TRANSFER_TOPIC, TX_STREAM, base_units, reversal_payload, token_alias)
 from ingestion.evm.rpc import EvmRpc, RpcError
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.wallets import Wallet
 from transforms.asset_registry import register_token
+from transforms.mappers import StagedRecord, map_record
 from warehouse.bulk import copy_rows
-from warehouse.calendar import close_date_of, cutoff_of, days_between
+from warehouse.calendar import close_date_of, cutoff_of, days_between, locked_dates
 from warehouse.entities import Entity
 
 BLOCKS_STREAM = "blocks"
@@ -52,7 +53,9 @@ class EvmSyncResult:
     inserted: int = 0
     snapshots: int = 0
     orphaned: int = 0
+    reversals: int = 0  # orphaned records whose legs were booked on locked days: reversed in the first open day
     fork_block: int | None = None
+    reorg_days: set[date] = field(default_factory=set)  # the close days whose orphaned records or balances changed
     affected_days: set[date] = field(default_factory=set)
     synced_through: datetime | None = None
     seconds: float = 0.0
@@ -105,7 +108,7 @@ def _balance_cursor(conn: Connection, entity: Entity, wallet: Wallet) -> date | 
 
 
 def check_reorg(engine: Engine, entity: Entity, chain: ChainConfig, rpc: EvmRpc, wallets: list[Wallet],
-                result: EvmSyncResult) -> int | None:
+                result: EvmSyncResult, run_id) -> int | None:  # type: ignore[no-untyped-def]
     """Compare recorded block hashes with the node's; on a change, orphan and rewind. Returns the fork block."""
     with engine.connect() as conn:
         recorded = conn.execute(sa.text(
@@ -121,22 +124,46 @@ def check_reorg(engine: Engine, entity: Entity, chain: ChainConfig, rpc: EvmRpc,
     if len(recorded) == chain.reorg_check_depth and fork.number == recorded[-1].number:
         raise RpcError(f"{chain.name}: reorg deeper than {chain.reorg_check_depth} recorded blocks at block "
                        f"{fork.number}; raise reorg_check_depth and sync again")
-    orphan_from(engine, entity, chain, wallets, fork.number, fork.timestamp, result)
+    orphan_from(engine, entity, chain, wallets, fork.number, fork.timestamp, result, run_id)
     return fork.number
 
 
+def stage_reversals(conn: Connection, entity: Entity, chain: ChainConfig, fork: int, orphaned: list[sa.Row],
+                    run_id) -> int:  # type: ignore[no-untyped-def]
+    """Orphaned records whose legs are booked on a locked day stay there (a locked day never changes): stage, for
+    each, the reversal of those legs, which the canonical build books as adjustments on the first open day."""
+    locked = sorted(locked_dates(conn, entity.id))
+    if not locked or not orphaned:
+        return 0
+    booked = {r.raw_record_id: set(r.legs) for r in conn.execute(sa.text(
+        "SELECT raw_record_id, array_agg(leg_index) AS legs FROM transactions WHERE entity_id = :e"
+        " AND raw_record_id = ANY(:ids) AND close_date = ANY(:locked) GROUP BY 1"),
+        dict(e=entity.id, ids=[r.id for r in orphaned], locked=locked))}
+    reversals = []
+    for row in orphaned:
+        if row.id not in booked:
+            continue
+        record = StagedRecord(row.id, SOURCE, row.stream, row.account, row.source_raw_id, row.occurred_at, row.payload)
+        legs = [d for d in map_record(record) if d.leg_index in booked[row.id]]
+        reversals.append(RawRecordIn(row.account, f"reversal:{row.id}", row.occurred_at,
+                                     reversal_payload(chain.name, chain.chain_id, fork, record, legs)))
+    return write_raw_records(conn, entity.id, SOURCE, REVERSAL_STREAM, reversals, run_id)
+
+
 def orphan_from(engine: Engine, entity: Entity, chain: ChainConfig, wallets: list[Wallet], fork: int,
-                fork_time: datetime, result: EvmSyncResult) -> None:
+                fork_time: datetime, result: EvmSyncResult, run_id) -> None:  # type: ignore[no-untyped-def]
     """Mark the staged records of blocks >= ``fork`` orphaned and rewind the wallets to re-ingest from there."""
     tz = entity.tz
     with engine.begin() as conn:
-        times = conn.execute(sa.text(
+        orphaned = conn.execute(sa.text(
             """
             UPDATE raw_records SET processing_status = 'orphaned'
             WHERE entity_id = :e AND source = :s AND stream IN (:tx, :logs) AND processing_status <> 'orphaned'
               AND (payload->>'chain_id')::bigint = :c AND (payload->'block'->>'number')::bigint >= :fork
-            RETURNING occurred_at
-            """), dict(e=entity.id, s=SOURCE, tx=TX_STREAM, logs=LOG_STREAM, c=chain.chain_id, fork=fork)).scalars().all()
+            RETURNING id, stream, account, source_raw_id, occurred_at, payload
+            """), dict(e=entity.id, s=SOURCE, tx=TX_STREAM, logs=LOG_STREAM, c=chain.chain_id, fork=fork)).all()
+        times = [r.occurred_at for r in orphaned]
+        result.reversals += stage_reversals(conn, entity, chain, fork, orphaned, run_id)
         conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number >= :fork"),
                      dict(e=entity.id, c=chain.chain_id, fork=fork))
         fork_day = close_date_of(fork_time, tz)
@@ -151,8 +178,9 @@ def orphan_from(engine: Engine, entity: Entity, chain: ChainConfig, wallets: lis
                              {"day": (fork_day - timedelta(days=1)).isoformat()})
     result.orphaned += len(times)
     result.fork_block = fork if result.fork_block is None else min(result.fork_block, fork)
-    result.affected_days.update(close_date_of(t, tz) for t in times if t is not None)
-    result.affected_days.add(fork_day)
+    result.reorg_days.update(close_date_of(t, tz) for t in times if t is not None)
+    result.reorg_days.add(fork_day)
+    result.affected_days.update(result.reorg_days)
 
 
 # ---------------------------------------------------------------------------------------------- scan
@@ -292,7 +320,8 @@ def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: l
 # ---------------------------------------------------------------------------------------------- balances
 
 
-def _last_final_day(safe_time: datetime, entity: Entity) -> date:
+def last_final_day(safe_time: datetime, entity: Entity) -> date:
+    """The last close day whose cutoff is at or before ``safe_time`` (data through ``safe_time`` is complete for it)."""
     day = close_date_of(safe_time, entity.tz)
     return day if cutoff_of(day, entity.tz) <= safe_time else day - timedelta(days=1)
 
@@ -301,7 +330,7 @@ def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: E
                       safe_time: datetime, run_id, result: EvmSyncResult) -> None:  # type: ignore[no-untyped-def]
     """Native and token balances of each wallet at the last block at or before each final day's cutoff."""
     tz = entity.tz
-    last_day = _last_final_day(safe_time, entity)
+    last_day = last_final_day(safe_time, entity)
     for wallet in wallets:
         with engine.connect() as conn:
             done = _balance_cursor(conn, entity, wallet)
@@ -380,7 +409,7 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         safe = min(safe, to_block)
     with engine.begin() as conn:
         run_id = start_run(conn, entity.id, SOURCE, chain.name)
-    check_reorg(engine, entity, chain, rpc, wallets, result)
+    check_reorg(engine, entity, chain, rpc, wallets, result, run_id)
     token_cache: dict[str, dict[str, Any]] = {}
     for wallet in wallets:
         with engine.connect() as conn:
@@ -401,7 +430,7 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
                 "SELECT hash FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number = :n"),
                 dict(e=entity.id, c=chain.chain_id, n=first - 1)).scalar()
         if recorded_parent is not None and chunk.blocks[0]["parentHash"] != recorded_parent:
-            if check_reorg(engine, entity, chain, rpc, wallets, result) is None:
+            if check_reorg(engine, entity, chain, rpc, wallets, result, run_id) is None:
                 raise RpcError(f"{chain.name}: block {first} does not extend the recorded block {first - 1}")
             continue
         with engine.begin() as conn:

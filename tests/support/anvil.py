@@ -50,17 +50,18 @@ def free_port() -> int:
 
 
 class AnvilNode:
-    def __init__(self, *, genesis: datetime, extra: list[str] | None = None) -> None:
+    def __init__(self, *, genesis: datetime, extra: list[str] | None = None, chain_id: int = ANVIL_CHAIN_ID) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.genesis = genesis
         self.extra = extra or []
+        self.chain_id = chain_id
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "AnvilNode":
         self.process = subprocess.Popen(
             [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port), "--silent", "--auto-impersonate",
-             "--timestamp", str(int(self.genesis.timestamp())), "--chain-id", str(ANVIL_CHAIN_ID), *self.extra],
+             "--timestamp", str(int(self.genesis.timestamp())), "--chain-id", str(self.chain_id), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         w3 = Web3(Web3.HTTPProvider(self.url))
         for _ in range(200):
