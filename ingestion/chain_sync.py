@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ingestion.chain_reorgs import write_chain_reorg
-from ingestion.evm.chains import ChainConfig, ChainConfigError, redact_in_text, resolve_chain
+from ingestion.evm.chains import ChainConfig, ChainConfigError, explorer_from_env, redact_in_text, resolve_chain
+from ingestion.evm.explorer import ExplorerError
 from ingestion.evm.rpc import RpcError
 from ingestion.evm.sync import last_final_day, sync_evm_chain
 from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
@@ -30,7 +31,7 @@ from ingestion.wallets import (SOLANA, Wallet, clear_chain_outages, load_wallets
 from warehouse.calendar import close_date_of, days_between
 from warehouse.entities import Entity
 
-SYNC_ERRORS = (RpcError, ChainConfigError, SolanaSyncError)
+SYNC_ERRORS = (RpcError, ChainConfigError, SolanaSyncError, ExplorerError)
 
 
 @dataclass
@@ -111,7 +112,15 @@ def sync_entity_wallets(engine: Engine, entity: Entity, *, chain: str | None = N
                                           days=evm.reorg_days | evm.affected_days)
         except Exception as exc:  # noqa: BLE001 - one chain's failure must not stop the others or the close
             urls = [u for w in mine for u in rpc_urls_for(w)]
-            outcome.error = redact_in_text(f"{type(exc).__name__}: {exc}", urls)
+            try:
+                explorer = None if name == SOLANA else explorer_from_env(name)
+            except ChainConfigError:
+                explorer = None
+            text = f"{type(exc).__name__}: {exc}"
+            if explorer is not None:
+                urls.append(explorer.url)
+                text = text.replace(explorer.api_key, "<redacted>") if explorer.api_key else text
+            outcome.error = redact_in_text(text, urls)
             if not isinstance(exc, SYNC_ERRORS):
                 log(f"{entity.name} · {name}: unexpected {type(exc).__name__} (recorded as a sync failure)")
             outcome.synced_through = _synced_through(engine, entity, name, mine[0].chain_id)

@@ -9,6 +9,9 @@
    ``eth_getLogs`` on the ERC-20 Transfer topic with the wallets as ``from`` and as ``to``. Each chunk is one
    transaction: raw records (dedupe ``tx_hash`` / ``tx_hash:log_index`` per wallet), block hashes, token metadata
    into the asset registry, and the wallets' block cursors. A killed run resumes after the last committed chunk.
+   With an Etherscan-compatible account API configured (ingestion/evm/explorer.py), the chunk reads only the blocks
+   it names (txlist, txlistinternal; tokentx for the blocks whose logs to read), the chunk's ends and the last block
+   before each cutoff (binary search by timestamp): the same raw records, from the node, without reading every block.
 3. Balances: for every day whose cutoff is covered by final blocks, the native balance and every token balance of
    each wallet at the last block at or before the cutoff -> one balance snapshot stamped at the cutoff.
 """
@@ -26,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from ingestion.evm.chains import ChainConfig, ChainConfigError
 from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, REVERSAL_STREAM, SOURCE,
                                    TRANSFER_TOPIC, TX_STREAM, base_units, reversal_payload, token_alias)
+from ingestion.evm.explorer import ExplorerClient
 from ingestion.evm.rpc import EvmRpc, RpcError
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
@@ -243,10 +247,55 @@ def stage_opening_balances(engine: Engine, entity: Entity, chain: ChainConfig, r
     return inserted
 
 
+def block_at_or_before(rpc: EvmRpc, moment: datetime, lo: int, hi: int, times: dict[int, int]) -> int | None:
+    """The last block in [lo, hi] stamped at or before ``moment`` (binary search over RPC; ``times`` caches)."""
+    target = int(moment.timestamp())
+
+    def stamp(n: int) -> int:
+        if n not in times:
+            times[n] = int(rpc.fetch_blocks([n], full=False)[0]["timestamp"], 16)
+        return times[n]
+
+    if stamp(lo) > target:
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if stamp(mid) <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def explorer_blocks(rpc: EvmRpc, explorer: ExplorerClient, cursors: dict[str, int], first: int, last: int,
+                    entity: Entity) -> tuple[list[int], list[int]]:
+    """The blocks of [first, last] to read when an account API names the wallets' activity: those of their
+    transactions, internal transfers and token transfers, the range's ends and the last block before each day's
+    cutoff (for the balances). Returns (blocks to read, blocks whose logs to read)."""
+    wanted, token_blocks = {first, last}, set()
+    for address, cursor in cursors.items():
+        start = max(first, cursor + 1)
+        if start > last:
+            continue
+        for action in ("txlist", "txlistinternal"):
+            wanted.update(int(e["blockNumber"]) for e in explorer.fetch_account(action, address, start, last))
+        token_blocks.update(int(e["blockNumber"]) for e in explorer.fetch_account("tokentx", address, start, last))
+    times: dict[int, int] = {}
+    first_day = close_date_of(_ts(int(rpc.fetch_blocks([first], full=False)[0]["timestamp"], 16)), entity.tz)
+    last_time = _ts(int(rpc.fetch_blocks([last], full=False)[0]["timestamp"], 16))
+    for day in days_between(first_day, close_date_of(last_time, entity.tz)):
+        number = block_at_or_before(rpc, cutoff_of(day, entity.tz), first, last, times)
+        if number is not None:
+            wanted.add(number)
+    return sorted(wanted | token_blocks), sorted(token_blocks)
+
+
 def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first: int, last: int,
-                token_cache: dict[str, dict[str, Any]]) -> _Chunk:
-    """Everything the wallets did in blocks [first, last] (network only)."""
-    blocks = rpc.fetch_blocks(list(range(first, last + 1)), full=True)
+                token_cache: dict[str, dict[str, Any]], *, numbers: list[int] | None = None,
+                log_blocks: list[int] | None = None) -> _Chunk:
+    """Everything the wallets did in blocks [first, last] (network only): every block, or only ``numbers`` (and the
+    logs of ``log_blocks``) when an account API said where the wallets' activity is."""
+    blocks = rpc.fetch_blocks(numbers if numbers is not None else list(range(first, last + 1)), full=True)
     by_number = {int(b["number"], 16): b for b in blocks}
     for number, block in by_number.items():
         parent = by_number.get(number - 1)
@@ -264,8 +313,10 @@ def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first:
     receipts = dict(zip(sorted({tx["hash"] for _, _, tx in matched}),
                         rpc.fetch_receipts(sorted({tx["hash"] for _, _, tx in matched}))))
     padded = [_pad(a) for a in sorted(cursors)]
-    raw_logs = (rpc.fetch_logs(from_block=first, to_block=last, topics=[TRANSFER_TOPIC, padded])
-                + rpc.fetch_logs(from_block=first, to_block=last, topics=[TRANSFER_TOPIC, None, padded]))
+    ranges = [(first, last)] if log_blocks is None else [(n, n) for n in log_blocks]
+    answers = rpc.batch([("eth_getLogs", [{"fromBlock": hex(a), "toBlock": hex(b), "topics": topics}])
+                         for a, b in ranges for topics in ([TRANSFER_TOPIC, padded], [TRANSFER_TOPIC, None, padded])])
+    raw_logs = [log for answer in answers for log in answer]
     logs: dict[tuple[str, int], dict[str, Any]] = {}
     for log in raw_logs:
         if log.get("removed") or len(log.get("topics") or []) != 3:
@@ -393,14 +444,19 @@ def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: E
 
 
 def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: list[Wallet], *,
-                   rpc: EvmRpc | None = None, to_block: int | None = None) -> EvmSyncResult:
-    """Bring the wallets of ``entity`` on ``chain`` up to the chain's final block (or ``to_block`` if lower)."""
+                   rpc: EvmRpc | None = None, to_block: int | None = None,
+                   explorer: ExplorerClient | None = None) -> EvmSyncResult:
+    """Bring the wallets of ``entity`` on ``chain`` up to the chain's final block (or ``to_block`` if lower).
+
+    With an account API configured (``chain.explorer``), only the blocks it names are read; else every block."""
     started = time.perf_counter()
     result = EvmSyncResult(chain.name)
     wallets = [w for w in wallets if w.chain == chain.name]
     if not wallets:
         return result
     rpc = rpc or EvmRpc(chain)
+    if explorer is None and chain.explorer is not None:
+        explorer = ExplorerClient(chain.explorer)
     node_chain_id = rpc.fetch_chain_id()
     if node_chain_id != chain.chain_id:
         raise ChainConfigError(f"chain {chain.name!r} expects chain id {chain.chain_id}, the RPC node serves {node_chain_id}")
@@ -423,8 +479,13 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         first = min(cursors.values()) + 1
         if first > safe:
             break
-        last = min(first + chain.blocks_per_request - 1, safe)
-        chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache)
+        if explorer is None:
+            last = min(first + chain.blocks_per_request - 1, safe)
+            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache)
+        else:
+            last = min(first + explorer.config.blocks_per_request - 1, safe)
+            numbers, log_blocks = explorer_blocks(rpc, explorer, cursors, first, last, entity)
+            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache, numbers=numbers, log_blocks=log_blocks)
         with engine.connect() as conn:
             recorded_parent = conn.execute(sa.text(
                 "SELECT hash FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number = :n"),
