@@ -43,6 +43,7 @@ class ChainConfig:
     reorg_check_depth: int = 256  # recorded blocks re-checked for a changed hash at every sync
     max_requests_per_second: float = 0.0  # client-side rate limit per chain (0 = none); COINFRS_RPS_<CHAIN>
     explorer: ExplorerConfig | None = None  # discovery through an account API instead of the block scan
+    traces: bool = True  # internal native transfers from trace_filter / trace_transaction (COINFRS_TRACES_<CHAIN>=0: off)
 
 
 PRESETS: dict[str, ChainConfig] = {c.name: c for c in (
@@ -171,6 +172,7 @@ def resolve_chain(name: str, *, chain_id: int | None = None, rpc_urls: list[str]
         max_rps = float(rps) if rps else preset.max_requests_per_second
     except ValueError:
         raise ChainConfigError(f"COINFRS_RPS_{key.upper()}={rps!r} is not a number of requests per second") from None
-    return replace(preset, rpc_urls=urls, tokens=merged, explorer=explorer_from_env(key) or preset.explorer, confirmations=int(confirmations), max_requests_per_second=max_rps,
+    traces = _env("COINFRS_TRACES", key).lower() not in ("0", "false", "no", "off")
+    return replace(preset, rpc_urls=urls, tokens=merged, explorer=explorer_from_env(key) or preset.explorer, traces=traces, confirmations=int(confirmations), max_requests_per_second=max_rps,
                    native_symbol=(native_symbol or preset.native_symbol).upper(),
                    use_finalized_tag=preset.use_finalized_tag and not configured_depth(key))

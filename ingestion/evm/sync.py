@@ -27,8 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ingestion.evm.chains import ChainConfig, ChainConfigError
-from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, REVERSAL_STREAM, SOURCE,
-                                   TRANSFER_TOPIC, TX_STREAM, base_units, reversal_payload, token_alias)
+from ingestion.evm.mapping import (ACCOUNT_TYPE, INTERNAL_STREAM, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, REVERSAL_STREAM, SOURCE,
+                                   TRANSFER_TOPIC, TX_STREAM, base_units, internal_moves, reversal_payload,
+                                   token_alias)
 from ingestion.evm.explorer import ExplorerClient
 from ingestion.evm.rpc import EvmRpc, RpcError
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
@@ -54,6 +55,8 @@ class EvmSyncResult:
     blocks: int = 0
     transactions: int = 0
     logs: int = 0
+    internal: int = 0  # internal native transfers (traces)
+    traces_available: bool = True  # false: the node offers no trace methods (internal transfers not booked)
     inserted: int = 0
     snapshots: int = 0
     orphaned: int = 0
@@ -162,10 +165,11 @@ def orphan_from(engine: Engine, entity: Entity, chain: ChainConfig, wallets: lis
         orphaned = conn.execute(sa.text(
             """
             UPDATE raw_records SET processing_status = 'orphaned'
-            WHERE entity_id = :e AND source = :s AND stream IN (:tx, :logs) AND processing_status <> 'orphaned'
+            WHERE entity_id = :e AND source = :s AND stream IN (:tx, :logs, :internal) AND processing_status <> 'orphaned'
               AND (payload->>'chain_id')::bigint = :c AND (payload->'block'->>'number')::bigint >= :fork
             RETURNING id, stream, account, source_raw_id, occurred_at, payload
-            """), dict(e=entity.id, s=SOURCE, tx=TX_STREAM, logs=LOG_STREAM, c=chain.chain_id, fork=fork)).all()
+            """), dict(e=entity.id, s=SOURCE, tx=TX_STREAM, logs=LOG_STREAM, internal=INTERNAL_STREAM, c=chain.chain_id,
+                       fork=fork)).all()
         times = [r.occurred_at for r in orphaned]
         result.reversals += stage_reversals(conn, entity, chain, fork, orphaned, run_id)
         conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number >= :fork"),
@@ -196,6 +200,8 @@ class _Chunk:
     transactions: list[RawRecordIn]
     logs: list[RawRecordIn]
     tokens: dict[str, dict[str, Any]]
+    internal: list[RawRecordIn] = field(default_factory=list)
+    traces_available: bool = True
 
 
 def fetch_token_metadata(rpc: EvmRpc, chain: ChainConfig, contracts: list[str], block: int,
@@ -268,17 +274,19 @@ def block_at_or_before(rpc: EvmRpc, moment: datetime, lo: int, hi: int, times: d
 
 
 def explorer_blocks(rpc: EvmRpc, explorer: ExplorerClient, cursors: dict[str, int], first: int, last: int,
-                    entity: Entity) -> tuple[list[int], list[int]]:
+                    entity: Entity) -> tuple[list[int], list[int], list[str]]:
     """The blocks of [first, last] to read when an account API names the wallets' activity: those of their
     transactions, internal transfers and token transfers, the range's ends and the last block before each day's
-    cutoff (for the balances). Returns (blocks to read, blocks whose logs to read)."""
-    wanted, token_blocks = {first, last}, set()
+    cutoff (for the balances). Returns (blocks to read, blocks whose logs to read, transactions to trace)."""
+    wanted, token_blocks, internal = {first, last}, set(), set()
     for address, cursor in cursors.items():
         start = max(first, cursor + 1)
         if start > last:
             continue
-        for action in ("txlist", "txlistinternal"):
-            wanted.update(int(e["blockNumber"]) for e in explorer.fetch_account(action, address, start, last))
+        wanted.update(int(e["blockNumber"]) for e in explorer.fetch_account("txlist", address, start, last))
+        for entry in explorer.fetch_account("txlistinternal", address, start, last):
+            wanted.add(int(entry["blockNumber"]))
+            internal.add(entry["hash"])
         token_blocks.update(int(e["blockNumber"]) for e in explorer.fetch_account("tokentx", address, start, last))
     times: dict[int, int] = {}
     first_day = close_date_of(_ts(int(rpc.fetch_blocks([first], full=False)[0]["timestamp"], 16)), entity.tz)
@@ -287,12 +295,12 @@ def explorer_blocks(rpc: EvmRpc, explorer: ExplorerClient, cursors: dict[str, in
         number = block_at_or_before(rpc, cutoff_of(day, entity.tz), first, last, times)
         if number is not None:
             wanted.add(number)
-    return sorted(wanted | token_blocks), sorted(token_blocks)
+    return sorted(wanted | token_blocks), sorted(token_blocks), sorted(internal)
 
 
 def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first: int, last: int,
                 token_cache: dict[str, dict[str, Any]], *, numbers: list[int] | None = None,
-                log_blocks: list[int] | None = None) -> _Chunk:
+                log_blocks: list[int] | None = None, traced: list[str] | None = None, traces: bool = True) -> _Chunk:
     """Everything the wallets did in blocks [first, last] (network only): every block, or only ``numbers`` (and the
     logs of ``log_blocks``) when an account API said where the wallets' activity is."""
     blocks = rpc.fetch_blocks(numbers if numbers is not None else list(range(first, last + 1)), full=True)
@@ -348,7 +356,50 @@ def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first:
                 log_records.append(RawRecordIn(
                     f"{chain.name}:{address}", f"{chain.name}:{address}:{tx_hash}:{index}", _ts(int(block["timestamp"], 16)),
                     {**envelope(address, block), "token": token, "log": log}))
-    return _Chunk(blocks, tx_records, log_records, {c: token_cache[c] for c in new_tokens})
+    internal, available = fetch_internal(rpc, chain, cursors, first, last, by_number, traced, envelope) \
+        if traces else ([], False)
+    return _Chunk(blocks, tx_records, log_records, {c: token_cache[c] for c in new_tokens}, internal, available)
+
+
+def _unsupported(error: RpcError) -> bool:
+    text = str(error).lower()
+    return "-32601" in text or "not supported" in text or "unsupported" in text or "does not exist" in text \
+        or "not found" in text and "method" in text
+
+
+def fetch_internal(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first: int, last: int,
+                   by_number: dict[int, dict[str, Any]], traced: list[str] | None,
+                   envelope) -> tuple[list[RawRecordIn], bool]:  # type: ignore[no-untyped-def]
+    """Internal native transfers from or to the wallets, from the node's traces (``trace_transaction``) of the
+    transactions ``traced`` (named by an account API), else of those ``trace_filter`` finds in [first, last].
+    A node without trace methods gives none: (records, traces available)."""
+    try:
+        if traced is None:
+            found = rpc.batch([("trace_filter", [{"fromBlock": hex(first), "toBlock": hex(last), side: sorted(cursors)}])
+                               for side in ("fromAddress", "toAddress")])
+            traced = sorted({t["transactionHash"] for answer in found for t in answer
+                             if t.get("traceAddress") and t.get("transactionHash")})
+        answers = rpc.batch([("trace_transaction", [h]) for h in traced])
+    except RpcError as error:
+        if _unsupported(error):
+            return [], False
+        raise
+    records = []
+    for tx_hash, traces in zip(traced, answers):
+        if not traces:
+            continue
+        number = int(traces[0]["blockNumber"], 16) if isinstance(traces[0]["blockNumber"], str) else int(traces[0]["blockNumber"])
+        block = by_number.get(number)
+        if block is None or traces[0].get("blockHash") != block["hash"]:
+            raise RpcError(f"{chain.name}: the trace of {tx_hash} is in block {number}, which the scan did not read "
+                           f"(or read with another hash); sync again")
+        for address in sorted(cursors):
+            if number > cursors[address] and any(internal_moves(traces, address)):
+                records.append(RawRecordIn(
+                    f"{chain.name}:{address}", f"{chain.name}:{address}:{tx_hash}:internal", _ts(int(block["timestamp"], 16)),
+                    {**envelope(address, block), "native_symbol": chain.native_symbol, "transaction_hash": tx_hash,
+                     "traces": traces}))
+    return records, True
 
 
 def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: list[Wallet], chunk: _Chunk,
@@ -357,6 +408,7 @@ def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: l
     register_tokens(conn, list(chunk.tokens.values()))
     inserted = write_raw_records(conn, entity.id, SOURCE, TX_STREAM, chunk.transactions, run_id)
     inserted += write_raw_records(conn, entity.id, SOURCE, LOG_STREAM, chunk.logs, run_id)
+    inserted += write_raw_records(conn, entity.id, SOURCE, INTERNAL_STREAM, chunk.internal, run_id)
     conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number BETWEEN :a AND :b"),
                  dict(e=entity.id, c=chain.chain_id, a=first, b=last))
     copy_rows(conn, "chain_blocks", ("entity_id", "chain_id", "number", "hash", "parent_hash", "timestamp"),
@@ -473,6 +525,7 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         if fresh and 0 < wallet.start_block <= safe:
             result.inserted += stage_opening_balances(engine, entity, chain, rpc, wallet, token_cache, run_id)
     seen = 0
+    traces = chain.traces
     while True:
         with engine.connect() as conn:
             cursors = {w.address: _block_cursor(conn, entity, w) for w in wallets}
@@ -481,11 +534,12 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
             break
         if explorer is None:
             last = min(first + chain.blocks_per_request - 1, safe)
-            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache)
+            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache, traces=traces)
         else:
             last = min(first + explorer.config.blocks_per_request - 1, safe)
-            numbers, log_blocks = explorer_blocks(rpc, explorer, cursors, first, last, entity)
-            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache, numbers=numbers, log_blocks=log_blocks)
+            numbers, log_blocks, traced = explorer_blocks(rpc, explorer, cursors, first, last, entity)
+            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache, numbers=numbers, log_blocks=log_blocks,
+                                traced=traced, traces=traces)
         with engine.connect() as conn:
             recorded_parent = conn.execute(sa.text(
                 "SELECT hash FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number = :n"),
@@ -501,8 +555,11 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         result.blocks += len(chunk.blocks)
         result.transactions += len(chunk.transactions)
         result.logs += len(chunk.logs)
-        seen += len(chunk.transactions) + len(chunk.logs)
-        result.affected_days.update(close_date_of(r.occurred_at, entity.tz) for r in chunk.transactions + chunk.logs
+        result.internal += len(chunk.internal)
+        if not chunk.traces_available:
+            traces = result.traces_available = False  # the node offers no traces: ask no more in this sync
+        seen += len(chunk.transactions) + len(chunk.logs) + len(chunk.internal)
+        result.affected_days.update(close_date_of(r.occurred_at, entity.tz) for r in chunk.transactions + chunk.logs + chunk.internal
                                     if r.occurred_at is not None)
     with engine.connect() as conn:
         safe_time = conn.execute(sa.text(

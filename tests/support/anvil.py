@@ -25,6 +25,7 @@ NODE_PREFIX = ROOT / ".coinfrs" / "node"
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
 ANVIL_BIN = NODE_PREFIX / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 TOKEN_FIXTURE = ROOT / "tests" / "fixtures" / "evm" / "TestToken.json"
+FORWARDER_FIXTURE = ROOT / "tests" / "fixtures" / "evm" / "Forwarder.json"
 ANVIL_CHAIN_ID = 31337
 DEV = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # Anvil's first prefunded account
 
@@ -139,6 +140,23 @@ class Chain:
                                                               Web3.to_checksum_address(sender), amount])
         return self._send(when, {"from": Web3.to_checksum_address(sender), "to": Web3.to_checksum_address(token),
                                  "data": data, "gas": 100_000})
+
+    def deploy_forwarder(self, when: str) -> str:
+        """The committed Forwarder contract: sends the ETH it gets on to recipients in internal calls."""
+        fixture = json.loads(FORWARDER_FIXTURE.read_text())
+        contract = self.w3.eth.contract(abi=fixture["abi"], bytecode=fixture["bytecode"])
+        self._at(when)
+        tx_hash = contract.constructor().transact({"from": Web3.to_checksum_address(DEV)})
+        self.forwarder_abi = fixture["abi"]
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash)["contractAddress"].lower()
+
+    def call_forwarder(self, when: str, forwarder: str, sender: str, function: str, *args: Any, value: int = 0,
+                       **extra: Any) -> dict[str, Any]:
+        contract = self.w3.eth.contract(address=Web3.to_checksum_address(forwarder), abi=self.forwarder_abi)
+        call = getattr(contract.functions, function)(*args)
+        self._at(when)
+        tx_hash = call.transact({"from": Web3.to_checksum_address(sender), "value": value, **extra})
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
 
     def mine(self, when: str) -> None:
         self._at(when)
