@@ -388,6 +388,9 @@ def demo(entity: str = "northwind") -> None:
 
     first = min(close_date_of(r.first_day, target.tz) for r in results if r.first_day)
     last = max(close_date_of(r.last_day, target.tz) for r in results if r.last_day)
+    from samples.chains.demo import add_demo_wallets
+
+    add_demo_wallets(_engine(), target, first, last, log=lambda line: console.print(line, highlight=False))
     run_close(target.name, first, last)
     from warehouse.reports import list_breaks, realized_pnl_summary
 

@@ -18,7 +18,7 @@ from ingestion.wallets import write_wallet
 from orchestration.chain_reclose import chain_reorg_sensor
 from orchestration.close_runner import close_days
 from reconciliation.close import lock_close
-from tests.support.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain, free_port
+from samples.chains.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain, free_port
 from warehouse.entities import get_or_create_entity, resolve_entity
 from warehouse.reports import list_breaks
 

@@ -17,7 +17,7 @@ from ingestion.wallets import write_wallet
 from orchestration.close_runner import close_days
 from tests.integration.test_evm_anvil import FIRST, LAST, W, W2, anvil_chain, script_history
 from tests.servers.etherscan_api import EtherscanServer
-from tests.support.anvil import ANVIL_CHAIN_ID, AnvilNode, Chain
+from samples.chains.anvil import ANVIL_CHAIN_ID, AnvilNode, Chain
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks
 

@@ -19,7 +19,7 @@ from ingestion.evm.sync import sync_evm_chain
 from orchestration.close_runner import close_days
 from tests.integration.test_evm_explorer import entity_with_wallets, legs, snapshots, staged
 from tests.servers.etherscan_api import EtherscanServer
-from tests.support.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain
+from samples.chains.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain
 from warehouse.reports import list_breaks
 
 W = "0x1000000000000000000000000000000000000001"

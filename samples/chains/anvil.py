@@ -1,4 +1,5 @@
-"""A real Anvil node (npm ``@foundry-rs/anvil``) for the EVM tests and the benchmark, and a scripted-history helper.
+"""A real Anvil node (npm ``@foundry-rs/anvil``) for the EVM tests, the benchmark and the demo, and a scripted-history
+helper.
 
 ``anvil_binary()`` installs the npm package into ``<repo>/.coinfrs/node`` on first use (node and npm are needed;
 the binary ships inside ``@foundry-rs/anvil-linux-amd64``, nothing else is downloaded). ``AnvilNode`` starts one
@@ -24,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_PREFIX = ROOT / ".coinfrs" / "node"
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
 ANVIL_BIN = NODE_PREFIX / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
-TOKEN_FIXTURE = ROOT / "tests" / "fixtures" / "evm" / "TestToken.json"
-FORWARDER_FIXTURE = ROOT / "tests" / "fixtures" / "evm" / "Forwarder.json"
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
+TOKEN_FIXTURE = CONTRACTS / "TestToken.json"
+FORWARDER_FIXTURE = CONTRACTS / "Forwarder.json"
 ANVIL_CHAIN_ID = 31337
 DEV = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # Anvil's first prefunded account
 
