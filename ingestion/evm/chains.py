@@ -44,6 +44,7 @@ class ChainConfig:
     max_requests_per_second: float = 0.0  # client-side rate limit per chain (0 = none); COINFRS_RPS_<CHAIN>
     explorer: ExplorerConfig | None = None  # discovery through an account API instead of the block scan
     traces: bool = True  # internal native transfers from trace_filter / trace_transaction (COINFRS_TRACES_<CHAIN>=0: off)
+    trace_blocks_per_request: int = 250  # trace_filter range per request (nodes cap it: Anvil at 300 blocks)
 
 
 PRESETS: dict[str, ChainConfig] = {c.name: c for c in (

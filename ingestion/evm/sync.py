@@ -375,8 +375,10 @@ def fetch_internal(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], fir
     A node without trace methods gives none: (records, traces available)."""
     try:
         if traced is None:
-            found = rpc.batch([("trace_filter", [{"fromBlock": hex(first), "toBlock": hex(last), side: sorted(cursors)}])
-                               for side in ("fromAddress", "toAddress")])
+            step = max(1, chain.trace_blocks_per_request)  # nodes cap trace_filter's range (Anvil: 300 blocks)
+            found = rpc.batch([("trace_filter", [{"fromBlock": hex(a), "toBlock": hex(min(a + step - 1, last)),
+                                                  side: sorted(cursors)}])
+                               for a in range(first, last + 1, step) for side in ("fromAddress", "toAddress")])
             traced = sorted({t["transactionHash"] for answer in found for t in answer
                              if t.get("traceAddress") and t.get("transactionHash")})
         answers = rpc.batch([("trace_transaction", [h]) for h in traced])
