@@ -164,6 +164,11 @@ class Chain:
         self._at(when)
         self.w3.provider.make_request("evm_mine", [])
 
+    def mine_blocks(self, when: str, count: int) -> None:
+        """``count`` empty blocks from ``when`` on, one second apart (e.g. to pass a finality depth)."""
+        self._at(when)
+        self.w3.provider.make_request("anvil_mine", [hex(count), hex(1)])
+
     def balance(self, address: str, block: int | str = "latest") -> int:
         return self.w3.eth.get_balance(Web3.to_checksum_address(address), block_identifier=block)
 

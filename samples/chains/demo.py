@@ -47,8 +47,7 @@ def start_demo_anvil(first: date, last: date) -> str:
     chain.call_forwarder(_at(first + timedelta(days=40), 15), forwarder, DEV, "forward",
                          [Web3.to_checksum_address(EVM_WALLET)], [4 * ETH // 10], value=4 * ETH // 10)
     # the day after the last one, then past the finality depth of a custom chain (64 blocks)
-    chain._at(_at(last + timedelta(days=1), 1))
-    chain.w3.provider.make_request("anvil_mine", [hex(70), hex(1)])
+    chain.mine_blocks(_at(last + timedelta(days=1), 1), 70)
     return node.url
 
 
