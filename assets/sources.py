@@ -15,7 +15,10 @@ without holding back the other exchanges or the wallets: ``dagster instance conc
 (or ``concurrency: pools:`` in dagster.yaml). Ops of a pool without a limit run freely.
 """
 
+from datetime import date
+
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.progress import progress_log
 from assets.resources import WarehouseResource, entities_in_scope
@@ -28,6 +31,17 @@ EXCHANGE_KINDS = ("binance", "kraken", "ccxt", "fireblocks")
 def kind_family(kind: str) -> str:
     """The op and pool a source kind syncs in: ``ccxt.bitstamp`` → ``ccxt``; ``binance`` → ``binance``."""
     return kind.split(".", 1)[0]
+
+
+def run_days(context: dg.OpExecutionContext) -> tuple[date, date] | None:
+    """The days of the close run this sync belongs to (its partition range tags), if any."""
+    tags = context.run.tags
+    start = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get("dagster/partition")
+    end = tags.get(ASSET_PARTITION_RANGE_END_TAG) or start
+    try:
+        return (date.fromisoformat(start), date.fromisoformat(end)) if start and end else None
+    except ValueError:
+        return None
 
 
 def exchange_pool(kind: str) -> str:
@@ -77,7 +91,8 @@ def sync_chain_wallets(context: dg.OpExecutionContext, warehouse: WarehouseResou
     engine = warehouse.engine()
     outcome = {"chains": [], "down": [], "staged": 0, "snapshots": 0, "orphaned": 0}
     for entity in entities_in_scope(context, warehouse):
-        for result in sync_entity_wallets(engine, entity, log=lambda message: _say(context, f"chains · {message}")):
+        for result in sync_entity_wallets(engine, entity, close_range=run_days(context),
+                                          log=lambda message: _say(context, f"chains · {message}")):
             outcome["chains"].append(f"{entity.name}:{result.chain}")
             if result.error:
                 outcome["down"].append(f"{entity.name}:{result.chain} ({result.error[:200]})")

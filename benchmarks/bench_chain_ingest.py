@@ -39,7 +39,7 @@ def generate(url: str, blocks: int, start: datetime, spacing: int) -> str:
     """Mine ``blocks`` blocks of transfers through JSON-RPC batches; returns the token address."""
     from web3 import HTTPProvider, Web3
 
-    from tests.support.anvil import DEV, Chain
+    from samples.chains.anvil import DEV, Chain
 
     chain = Chain(url)
     token = chain.deploy_token((start - timedelta(hours=1)).replace(tzinfo=None).isoformat(), "Bench USD", "BUSD", 6,
@@ -78,7 +78,7 @@ def main() -> int:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from tests.support.anvil import ANVIL_CHAIN_ID, AnvilNode
+    from samples.chains.anvil import ANVIL_CHAIN_ID, AnvilNode
     from warehouse.db import database_url, redact
 
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)

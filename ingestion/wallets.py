@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from warehouse.schema import accounts, chain_sync_failures, chain_wallets
+from reconciliation.outages import ALL_STREAMS, record_source_outage
+from warehouse.schema import accounts, chain_sync_failures, chain_wallets, source_outages
 
 SOLANA = "solana"
 
@@ -82,6 +83,27 @@ def write_sync_failure(conn: Connection, entity_id: int, chain: str, error: str,
     """Record that ``chain`` could not be synced (the error must already be free of secrets)."""
     conn.execute(chain_sync_failures.insert().values(entity_id=entity_id, chain=chain, error=error[:2000],
                                                      synced_through=synced_through))
+
+
+def outage_stream(chain: str) -> str:
+    """How a chain is named in ``source_outages``: EVM chains as a stream of source ``evm`` (``evm/base``),
+    Solana as the whole source ``solana``."""
+    return ALL_STREAMS if chain == SOLANA else chain
+
+
+def write_chain_outage(conn: Connection, entity_id: int, chain: str, days: list[date], reason: str) -> None:
+    """The close of each of ``days`` is partial and names ``chain`` (``reconciliation.outages``)."""
+    source = SOLANA if chain == SOLANA else "evm"
+    for day in days:
+        record_source_outage(conn, entity_id, source, day, reason, stream=outage_stream(chain))
+
+
+def clear_chain_outages(conn: Connection, entity_id: int, chain: str, through: date) -> int:
+    """``chain`` is synced again through ``through``: the outages recorded for it up to that day no longer apply."""
+    source = SOLANA if chain == SOLANA else "evm"
+    return conn.execute(source_outages.delete().where(
+        source_outages.c.entity_id == entity_id, source_outages.c.source == source,
+        source_outages.c.stream == outage_stream(chain), source_outages.c.date <= through)).rowcount
 
 
 def load_chain_outages(conn: Connection, entity_id: int, day_cutoff: datetime, since: datetime) -> list[dict]:

@@ -400,6 +400,9 @@ def demo(entity: str = "northwind") -> None:
     from samples.demo_binance import add_demo_binance_account
 
     add_demo_binance_account(_engine(), target, first, last, log=lambda line: console.print(line, highlight=False))
+    from samples.chains.demo import add_demo_wallets
+
+    add_demo_wallets(_engine(), target, first, last, log=lambda line: console.print(line, highlight=False))
     run_close(target.name, first, last)
     from warehouse.reports import list_breaks, realized_pnl_summary
 

@@ -106,6 +106,11 @@ def wallet_sync(
         return
     days = sorted({d for o in outcomes for d in o.affected_days})
     if days:
-        console.print(f"days touched: {days[0]} .. {days[-1]} (close them again to rebuild)", highlight=False)
+        console.print(f"days touched: {days[0]} .. {days[-1]} (the next close builds them)", highlight=False)
+    if any(o.fork_block is not None for o in outcomes):
+        from orchestration.chain_reclose import reclose_reorged_days
+
+        for name, start, end in reclose_reorged_days([target], None, run_id=None):
+            console.print(f"reorg: {name} closed again from {start} to {end}", highlight=False)
     if any(o.error for o in outcomes):
         raise typer.Exit(2)

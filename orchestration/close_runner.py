@@ -92,8 +92,10 @@ def _root_cause(event: dg.DagsterEvent) -> str:
     return error.message.strip() if error is not None else "failed"
 
 
-def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None) -> CloseRun:
-    """Materialize the close assets for [start, end] of the given entities in one in-process run."""
+def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None,
+               _reclose_depth: int = 0) -> CloseRun:
+    """Materialize the close assets for [start, end] of the given entities in one in-process run; then close again
+    any earlier days a chain reorg found by its sync touched (orchestration.chain_reclose)."""
     validate_range(start, end)
     engine = get_engine()
     with engine.connect() as conn:
@@ -111,4 +113,8 @@ def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.D
         with engine.begin() as conn:
             for entity in entities:
                 write_failed_closes(conn, entity, start, end, message=error, run_id=result.run_id)
+    else:
+        from orchestration.chain_reclose import reclose_reorged_days
+
+        reclose_reorged_days(entities, (start, end), run_id=result.run_id, instance=instance, depth=_reclose_depth)
     return CloseRun(result.run_id, entities, start, end, result.success, error)

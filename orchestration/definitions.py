@@ -10,6 +10,7 @@ from assets.close_assets import CLOSE_ASSETS
 from assets.resources import ENTITIES_TAG, WarehouseResource
 from assets.staging import raw_balance_snapshots, raw_records
 from ingestion.inbox import process_inbox_file, scan_inbox
+from orchestration.chain_reclose import chain_reorg_sensor
 from orchestration.close_runner import last_closable_day
 from orchestration.jobs import daily_close_job
 from reconciliation.close import days_to_reclose, latest_close_date, write_failed_closes
@@ -92,6 +93,6 @@ defs = dg.Definitions(
     assets=[raw_records, raw_balance_snapshots, *CLOSE_ASSETS],
     jobs=[daily_close_job],
     schedules=[daily_close_schedule],
-    sensors=[inbox_sensor, close_failure_sensor],
+    sensors=[inbox_sensor, close_failure_sensor, chain_reorg_sensor],
     resources={"warehouse": WarehouseResource()},
 )

@@ -680,3 +680,22 @@ recon_policies = sa.Table(
 )
 sa.Index("ix_transactions_entity_kind_asset_ts", transactions.c.entity_id, transactions.c.kind, transactions.c.asset_id,
          transactions.c.ts, postgresql_where=sa.text("kind IN ('transfer_in', 'transfer_out')"))
+
+# ---------------------------------------------------------------- chain reorgs (migration 0014)
+
+chain_reorgs = sa.Table(
+    "chain_reorgs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("chain", sa.Text, nullable=False),
+    sa.Column("fork_block", sa.BigInteger, nullable=False, comment="the lowest block whose hash changed"),
+    sa.Column("orphaned", sa.Integer, nullable=False, comment="raw records marked orphaned"),
+    sa.Column("first_day", sa.Date, nullable=False, comment="the first close day the reorg touched"),
+    sa.Column("last_day", sa.Date, nullable=False, comment="the last close day the re-ingested branch touched"),
+    sa.Column("detected_at", TS, nullable=False, server_default=_now()),
+    sa.Column("reclosed_at", TS, comment="when the touched days were re-closed (or a run requested)"),
+    sa.Column("reclose_run", sa.Text, comment="the Dagster run (or run key) that re-closed them"),
+    comment="reorgs found by the wallet sync; the days they touched are re-closed automatically",
+)
+sa.Index("ix_chain_reorgs_pending", chain_reorgs.c.entity_id, postgresql_where=chain_reorgs.c.reclosed_at.is_(None))

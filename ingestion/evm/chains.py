@@ -4,7 +4,9 @@ A chain is a name, a chain id, the native asset's symbol, a finality rule and RP
 come from the wallet, else from ``COINFRS_RPC_<CHAIN>`` (comma separated), else from the preset (none ship: public
 endpoints are rate limited and often carry keys). ``COINFRS_CONFIRMATIONS_<CHAIN>`` sets the finality depth K (and
 then head - K is used instead of the node's ``finalized`` tag); ``COINFRS_TOKENS_<CHAIN>`` adds verified tokens;
-``COINFRS_RPS_<CHAIN>`` caps the requests per second sent to the chain's RPC (a JSON-RPC batch counts as one). Known tokens (contract -> symbol) are verified; any other token a
+``COINFRS_RPS_<CHAIN>`` caps the requests per second sent to the chain's RPC (a JSON-RPC batch counts as one).
+``COINFRS_EXPLORER_URL_<CHAIN>`` (an Etherscan-compatible account API) with ``COINFRS_EXPLORER_KEY_<CHAIN>`` makes
+the sync ask the explorer which blocks hold the wallets' transactions instead of reading every block. Known tokens (contract -> symbol) are verified; any other token a
 wallet receives is registered unverified (spam until approved).
 """
 
@@ -15,6 +17,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class ExplorerConfig:
+    """An Etherscan-compatible account API (ingestion/evm/explorer.py); the key is never shown (repr, logs, errors)."""
+
+    url: str  # e.g. https://api.etherscan.io/v2/api?chainid=1 (its query parameters are kept)
+    api_key: str = field(default="", repr=False)
+    page_size: int = 1000
+    max_requests_per_second: float = 0.0
+    blocks_per_request: int = 100_000  # discovery chunk (blocks between two cursor commits)
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,9 @@ class ChainConfig:
     blocks_per_request: int = 500  # block-range scan chunk (eth_getLogs range, one batch of blocks)
     reorg_check_depth: int = 256  # recorded blocks re-checked for a changed hash at every sync
     max_requests_per_second: float = 0.0  # client-side rate limit per chain (0 = none); COINFRS_RPS_<CHAIN>
+    explorer: ExplorerConfig | None = None  # discovery through an account API instead of the block scan
+    traces: bool = True  # internal native transfers from trace_filter / trace_transaction (COINFRS_TRACES_<CHAIN>=0: off)
+    trace_blocks_per_request: int = 250  # trace_filter range per request (nodes cap it: Anvil at 300 blocks)
 
 
 PRESETS: dict[str, ChainConfig] = {c.name: c for c in (
@@ -103,6 +119,25 @@ def tokens_from_env(name: str) -> dict[str, str]:
     return {normalize_address(a): s.strip().upper() for a, s in pairs}
 
 
+def _env(prefix: str, name: str) -> str:
+    return os.environ.get(f"{prefix}_{re.sub(r'[^A-Z0-9]', '_', name.upper())}", "").strip()
+
+
+def explorer_from_env(name: str) -> ExplorerConfig | None:
+    """``COINFRS_EXPLORER_URL_<CHAIN>`` and ``COINFRS_EXPLORER_KEY_<CHAIN>`` (optional for explorers without keys)."""
+    url = _env("COINFRS_EXPLORER_URL", name)
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ChainConfigError(f"COINFRS_EXPLORER_URL_{name.upper()}: {redact_url(url)} is not http(s)")
+    rps = _env("COINFRS_EXPLORER_RPS", name)
+    try:
+        limit = float(rps) if rps else 0.0
+    except ValueError:
+        raise ChainConfigError(f"COINFRS_EXPLORER_RPS_{name.upper()}={rps!r} is not a number of requests per second") from None
+    return ExplorerConfig(url, _env("COINFRS_EXPLORER_KEY", name), max_requests_per_second=limit)
+
+
 def configured_depth(name: str) -> bool:
     return bool(os.environ.get(f"COINFRS_CONFIRMATIONS_{re.sub(r'[^A-Z0-9]', '_', name.upper())}", "").strip())
 
@@ -138,6 +173,7 @@ def resolve_chain(name: str, *, chain_id: int | None = None, rpc_urls: list[str]
         max_rps = float(rps) if rps else preset.max_requests_per_second
     except ValueError:
         raise ChainConfigError(f"COINFRS_RPS_{key.upper()}={rps!r} is not a number of requests per second") from None
-    return replace(preset, rpc_urls=urls, tokens=merged, confirmations=int(confirmations), max_requests_per_second=max_rps,
+    traces = _env("COINFRS_TRACES", key).lower() not in ("0", "false", "no", "off")
+    return replace(preset, rpc_urls=urls, tokens=merged, explorer=explorer_from_env(key) or preset.explorer, traces=traces, confirmations=int(confirmations), max_requests_per_second=max_rps,
                    native_symbol=(native_symbol or preset.native_symbol).upper(),
                    use_finalized_tag=preset.use_finalized_tag and not configured_depth(key))

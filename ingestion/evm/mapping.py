@@ -15,6 +15,17 @@ Streams (source ``evm``):
   block>, "eth_getBalance": <hex at start_block - 1>, "tokens": [{address, alias, symbol, name, decimals,
   "balanceOf": <hex>}]}``. Legs (kind ``opening_balance``): 0 = native, 1..9 = tokens with a balance.
 
+- ``evm_internal``: one record per (wallet, transaction) in which a contract moved native value to or from the
+  wallet in an internal call, payload ``{"chain", "chain_id", "wallet", "native_symbol", "block", "transaction_hash",
+  "traces": <trace_transaction answer, unchanged>}``. Legs: 0 = value sent out in internal calls, 1 = value received
+  (``internal_moves``: calls with callType ``call``, creations with value, self-destruct refunds; a failed call and
+  everything under it move nothing; the top-level call is the transaction itself, booked from ``evm_transactions``).
+- ``evm_reorg_reversals``: written when a reorg orphans a record whose legs are already booked on a locked day (a
+  locked day never changes): payload ``{"chain", "chain_id", "fork_block", "reverses": {raw_record_id, stream,
+  source_raw_id}, "legs": [{leg_index, account, asset, quantity, kind}]}`` (the legs as booked). Legs (kind
+  ``adjustment``, same index): the negated quantities. Stamped at the orphaned record's time, so the canonical build
+  books them, like any late record of a locked day, as adjustments on the first open day.
+
 Quantities stay integers in base units until divided, exactly, by the token's decimals.
 """
 
@@ -30,6 +41,8 @@ SOURCE = "evm"
 TX_STREAM = "evm_transactions"
 LOG_STREAM = "evm_logs"
 OPENING_STREAM = "evm_opening_balances"
+REVERSAL_STREAM = "evm_reorg_reversals"
+INTERNAL_STREAM = "evm_internal"
 ACCOUNT_TYPE = "wallet"
 NATIVE_DECIMALS = 18
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -112,6 +125,56 @@ def map_evm_transaction(record: StagedRecord) -> list[LegDraft]:
     return legs
 
 
+def internal_moves(traces: list[dict[str, Any]], wallet: str) -> tuple[int, int]:
+    """(wei sent, wei received) by ``wallet`` in the internal calls of one transaction (``trace_transaction``)."""
+    wallet = wallet.lower()
+    failed: list[tuple[int, ...]] = []
+    sent = received = 0
+    for trace in traces:
+        address = tuple(trace.get("traceAddress") or ())
+        if any(address[:len(f)] == f for f in failed):
+            continue  # under a failed call: reverted with it
+        if trace.get("error"):
+            failed.append(address)
+            continue
+        if not address:
+            continue  # the top-level call is the transaction itself
+        action, kind = trace.get("action") or {}, trace.get("type")
+        if kind == "call" and action.get("callType", "call") == "call":
+            sender, receiver, value = action.get("from"), action.get("to"), action.get("value")
+        elif kind == "create":
+            sender, receiver, value = action.get("from"), (trace.get("result") or {}).get("address"), action.get("value")
+        elif kind == "suicide":
+            sender, receiver, value = action.get("address"), action.get("refundAddress"), action.get("balance")
+        else:
+            continue  # delegatecall / staticcall / callcode move no value of their own
+        amount = int(value, 16) if isinstance(value, str) else int(value or 0)
+        if _address(sender) == wallet:
+            sent += amount
+        if _address(receiver) == wallet:
+            received += amount
+    return sent, received
+
+
+def map_evm_internal(record: StagedRecord) -> list[LegDraft]:
+    payload = record.payload
+    try:
+        chain, wallet, symbol = payload["chain"], payload["wallet"].lower(), payload["native_symbol"]
+        traces, tx_hash = payload["traces"], payload["transaction_hash"]
+        sent, received = internal_moves(traces, wallet)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {exc} is missing or invalid") from None
+    account = account_name(chain, wallet)
+    legs = []
+    if sent:
+        legs.append(LegDraft(0, account, ACCOUNT_TYPE, "", symbol, -base_units(sent, NATIVE_DECIMALS), "transfer_out",
+                             None, None, tx_hash))
+    if received:
+        legs.append(LegDraft(1, account, ACCOUNT_TYPE, "", symbol, base_units(received, NATIVE_DECIMALS), "transfer_in",
+                             None, None, tx_hash))
+    return legs
+
+
 def map_evm_log(record: StagedRecord) -> list[LegDraft]:
     payload = record.payload
     try:
@@ -163,6 +226,27 @@ def map_evm_opening(record: StagedRecord) -> list[LegDraft]:
     return legs
 
 
+def reversal_payload(chain: str, chain_id: int, fork_block: int, orphaned: StagedRecord,
+                     legs: list[LegDraft]) -> dict[str, Any]:
+    """The staged payload that takes back ``legs`` (those of ``orphaned`` booked on a locked day)."""
+    return {"chain": chain, "chain_id": chain_id, "fork_block": fork_block,
+            "reverses": {"raw_record_id": orphaned.id, "stream": orphaned.stream, "source_raw_id": orphaned.source_raw_id},
+            "legs": [{"leg_index": d.leg_index, "account": d.account, "asset": d.asset, "quantity": format(d.quantity, "f"),
+                      "kind": d.kind} for d in legs]}
+
+
+def map_evm_reversal(record: StagedRecord) -> list[LegDraft]:
+    try:
+        legs = [(int(leg["leg_index"]), leg["account"], leg["asset"], Decimal(leg["quantity"]))
+                for leg in record.payload["legs"]]
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {exc} is missing or invalid") from None
+    return [LegDraft(index, account, ACCOUNT_TYPE, "", asset, -quantity, "adjustment", None, None, None)
+            for index, account, asset, quantity in legs]
+
+
 register_mapper(SOURCE, TX_STREAM, map_evm_transaction)
+register_mapper(SOURCE, REVERSAL_STREAM, map_evm_reversal)
+register_mapper(SOURCE, INTERNAL_STREAM, map_evm_internal)
 register_mapper(SOURCE, OPENING_STREAM, map_evm_opening)
 register_mapper(SOURCE, LOG_STREAM, map_evm_log)

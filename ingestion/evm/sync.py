@@ -9,6 +9,9 @@
    ``eth_getLogs`` on the ERC-20 Transfer topic with the wallets as ``from`` and as ``to``. Each chunk is one
    transaction: raw records (dedupe ``tx_hash`` / ``tx_hash:log_index`` per wallet), block hashes, token metadata
    into the asset registry, and the wallets' block cursors. A killed run resumes after the last committed chunk.
+   With an Etherscan-compatible account API configured (ingestion/evm/explorer.py), the chunk reads only the blocks
+   it names (txlist, txlistinternal; tokentx for the blocks whose logs to read), the chunk's ends and the last block
+   before each cutoff (binary search by timestamp): the same raw records, from the node, without reading every block.
 3. Balances: for every day whose cutoff is covered by final blocks, the native balance and every token balance of
    each wallet at the last block at or before the cutoff -> one balance snapshot stamped at the cutoff.
 """
@@ -24,15 +27,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ingestion.evm.chains import ChainConfig, ChainConfigError
-from ingestion.evm.mapping import (ACCOUNT_TYPE, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, SOURCE, TRANSFER_TOPIC,
-                                   TX_STREAM, base_units, token_alias)
+from ingestion.evm.mapping import (ACCOUNT_TYPE, INTERNAL_STREAM, LOG_STREAM, NATIVE_DECIMALS, OPENING_STREAM, REVERSAL_STREAM, SOURCE,
+                                   TRANSFER_TOPIC, TX_STREAM, base_units, internal_moves, reversal_payload,
+                                   token_alias)
+from ingestion.evm.explorer import ExplorerClient
 from ingestion.evm.rpc import EvmRpc, RpcError
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.wallets import Wallet
 from transforms.asset_registry import register_token
+from transforms.mappers import StagedRecord, map_record
 from warehouse.bulk import copy_rows
-from warehouse.calendar import close_date_of, cutoff_of, days_between
+from warehouse.calendar import close_date_of, cutoff_of, days_between, locked_dates
 from warehouse.entities import Entity
 
 BLOCKS_STREAM = "blocks"
@@ -49,10 +55,14 @@ class EvmSyncResult:
     blocks: int = 0
     transactions: int = 0
     logs: int = 0
+    internal: int = 0  # internal native transfers (traces)
+    traces_available: bool = True  # false: the node offers no trace methods (internal transfers not booked)
     inserted: int = 0
     snapshots: int = 0
     orphaned: int = 0
+    reversals: int = 0  # orphaned records whose legs were booked on locked days: reversed in the first open day
     fork_block: int | None = None
+    reorg_days: set[date] = field(default_factory=set)  # the close days whose orphaned records or balances changed
     affected_days: set[date] = field(default_factory=set)
     synced_through: datetime | None = None
     seconds: float = 0.0
@@ -105,7 +115,7 @@ def _balance_cursor(conn: Connection, entity: Entity, wallet: Wallet) -> date | 
 
 
 def check_reorg(engine: Engine, entity: Entity, chain: ChainConfig, rpc: EvmRpc, wallets: list[Wallet],
-                result: EvmSyncResult) -> int | None:
+                result: EvmSyncResult, run_id) -> int | None:  # type: ignore[no-untyped-def]
     """Compare recorded block hashes with the node's; on a change, orphan and rewind. Returns the fork block."""
     with engine.connect() as conn:
         recorded = conn.execute(sa.text(
@@ -121,22 +131,47 @@ def check_reorg(engine: Engine, entity: Entity, chain: ChainConfig, rpc: EvmRpc,
     if len(recorded) == chain.reorg_check_depth and fork.number == recorded[-1].number:
         raise RpcError(f"{chain.name}: reorg deeper than {chain.reorg_check_depth} recorded blocks at block "
                        f"{fork.number}; raise reorg_check_depth and sync again")
-    orphan_from(engine, entity, chain, wallets, fork.number, fork.timestamp, result)
+    orphan_from(engine, entity, chain, wallets, fork.number, fork.timestamp, result, run_id)
     return fork.number
 
 
+def stage_reversals(conn: Connection, entity: Entity, chain: ChainConfig, fork: int, orphaned: list[sa.Row],
+                    run_id) -> int:  # type: ignore[no-untyped-def]
+    """Orphaned records whose legs are booked on a locked day stay there (a locked day never changes): stage, for
+    each, the reversal of those legs, which the canonical build books as adjustments on the first open day."""
+    locked = sorted(locked_dates(conn, entity.id))
+    if not locked or not orphaned:
+        return 0
+    booked = {r.raw_record_id: set(r.legs) for r in conn.execute(sa.text(
+        "SELECT raw_record_id, array_agg(leg_index) AS legs FROM transactions WHERE entity_id = :e"
+        " AND raw_record_id = ANY(:ids) AND close_date = ANY(:locked) GROUP BY 1"),
+        dict(e=entity.id, ids=[r.id for r in orphaned], locked=locked))}
+    reversals = []
+    for row in orphaned:
+        if row.id not in booked:
+            continue
+        record = StagedRecord(row.id, SOURCE, row.stream, row.account, row.source_raw_id, row.occurred_at, row.payload)
+        legs = [d for d in map_record(record) if d.leg_index in booked[row.id]]
+        reversals.append(RawRecordIn(row.account, f"reversal:{row.id}", row.occurred_at,
+                                     reversal_payload(chain.name, chain.chain_id, fork, record, legs)))
+    return write_raw_records(conn, entity.id, SOURCE, REVERSAL_STREAM, reversals, run_id)
+
+
 def orphan_from(engine: Engine, entity: Entity, chain: ChainConfig, wallets: list[Wallet], fork: int,
-                fork_time: datetime, result: EvmSyncResult) -> None:
+                fork_time: datetime, result: EvmSyncResult, run_id) -> None:  # type: ignore[no-untyped-def]
     """Mark the staged records of blocks >= ``fork`` orphaned and rewind the wallets to re-ingest from there."""
     tz = entity.tz
     with engine.begin() as conn:
-        times = conn.execute(sa.text(
+        orphaned = conn.execute(sa.text(
             """
             UPDATE raw_records SET processing_status = 'orphaned'
-            WHERE entity_id = :e AND source = :s AND stream IN (:tx, :logs) AND processing_status <> 'orphaned'
+            WHERE entity_id = :e AND source = :s AND stream IN (:tx, :logs, :internal) AND processing_status <> 'orphaned'
               AND (payload->>'chain_id')::bigint = :c AND (payload->'block'->>'number')::bigint >= :fork
-            RETURNING occurred_at
-            """), dict(e=entity.id, s=SOURCE, tx=TX_STREAM, logs=LOG_STREAM, c=chain.chain_id, fork=fork)).scalars().all()
+            RETURNING id, stream, account, source_raw_id, occurred_at, payload
+            """), dict(e=entity.id, s=SOURCE, tx=TX_STREAM, logs=LOG_STREAM, internal=INTERNAL_STREAM, c=chain.chain_id,
+                       fork=fork)).all()
+        times = [r.occurred_at for r in orphaned]
+        result.reversals += stage_reversals(conn, entity, chain, fork, orphaned, run_id)
         conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number >= :fork"),
                      dict(e=entity.id, c=chain.chain_id, fork=fork))
         fork_day = close_date_of(fork_time, tz)
@@ -151,8 +186,9 @@ def orphan_from(engine: Engine, entity: Entity, chain: ChainConfig, wallets: lis
                              {"day": (fork_day - timedelta(days=1)).isoformat()})
     result.orphaned += len(times)
     result.fork_block = fork if result.fork_block is None else min(result.fork_block, fork)
-    result.affected_days.update(close_date_of(t, tz) for t in times if t is not None)
-    result.affected_days.add(fork_day)
+    result.reorg_days.update(close_date_of(t, tz) for t in times if t is not None)
+    result.reorg_days.add(fork_day)
+    result.affected_days.update(result.reorg_days)
 
 
 # ---------------------------------------------------------------------------------------------- scan
@@ -164,6 +200,8 @@ class _Chunk:
     transactions: list[RawRecordIn]
     logs: list[RawRecordIn]
     tokens: dict[str, dict[str, Any]]
+    internal: list[RawRecordIn] = field(default_factory=list)
+    traces_available: bool = True
 
 
 def fetch_token_metadata(rpc: EvmRpc, chain: ChainConfig, contracts: list[str], block: int,
@@ -215,10 +253,57 @@ def stage_opening_balances(engine: Engine, entity: Entity, chain: ChainConfig, r
     return inserted
 
 
+def block_at_or_before(rpc: EvmRpc, moment: datetime, lo: int, hi: int, times: dict[int, int]) -> int | None:
+    """The last block in [lo, hi] stamped at or before ``moment`` (binary search over RPC; ``times`` caches)."""
+    target = int(moment.timestamp())
+
+    def stamp(n: int) -> int:
+        if n not in times:
+            times[n] = int(rpc.fetch_blocks([n], full=False)[0]["timestamp"], 16)
+        return times[n]
+
+    if stamp(lo) > target:
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if stamp(mid) <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def explorer_blocks(rpc: EvmRpc, explorer: ExplorerClient, cursors: dict[str, int], first: int, last: int,
+                    entity: Entity) -> tuple[list[int], list[int], list[str]]:
+    """The blocks of [first, last] to read when an account API names the wallets' activity: those of their
+    transactions, internal transfers and token transfers, the range's ends and the last block before each day's
+    cutoff (for the balances). Returns (blocks to read, blocks whose logs to read, transactions to trace)."""
+    wanted, token_blocks, internal = {first, last}, set(), set()
+    for address, cursor in cursors.items():
+        start = max(first, cursor + 1)
+        if start > last:
+            continue
+        wanted.update(int(e["blockNumber"]) for e in explorer.fetch_account("txlist", address, start, last))
+        for entry in explorer.fetch_account("txlistinternal", address, start, last):
+            wanted.add(int(entry["blockNumber"]))
+            internal.add(entry["hash"])
+        token_blocks.update(int(e["blockNumber"]) for e in explorer.fetch_account("tokentx", address, start, last))
+    times: dict[int, int] = {}
+    first_day = close_date_of(_ts(int(rpc.fetch_blocks([first], full=False)[0]["timestamp"], 16)), entity.tz)
+    last_time = _ts(int(rpc.fetch_blocks([last], full=False)[0]["timestamp"], 16))
+    for day in days_between(first_day, close_date_of(last_time, entity.tz)):
+        number = block_at_or_before(rpc, cutoff_of(day, entity.tz), first, last, times)
+        if number is not None:
+            wanted.add(number)
+    return sorted(wanted | token_blocks), sorted(token_blocks), sorted(internal)
+
+
 def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first: int, last: int,
-                token_cache: dict[str, dict[str, Any]]) -> _Chunk:
-    """Everything the wallets did in blocks [first, last] (network only)."""
-    blocks = rpc.fetch_blocks(list(range(first, last + 1)), full=True)
+                token_cache: dict[str, dict[str, Any]], *, numbers: list[int] | None = None,
+                log_blocks: list[int] | None = None, traced: list[str] | None = None, traces: bool = True) -> _Chunk:
+    """Everything the wallets did in blocks [first, last] (network only): every block, or only ``numbers`` (and the
+    logs of ``log_blocks``) when an account API said where the wallets' activity is."""
+    blocks = rpc.fetch_blocks(numbers if numbers is not None else list(range(first, last + 1)), full=True)
     by_number = {int(b["number"], 16): b for b in blocks}
     for number, block in by_number.items():
         parent = by_number.get(number - 1)
@@ -236,8 +321,10 @@ def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first:
     receipts = dict(zip(sorted({tx["hash"] for _, _, tx in matched}),
                         rpc.fetch_receipts(sorted({tx["hash"] for _, _, tx in matched}))))
     padded = [_pad(a) for a in sorted(cursors)]
-    raw_logs = (rpc.fetch_logs(from_block=first, to_block=last, topics=[TRANSFER_TOPIC, padded])
-                + rpc.fetch_logs(from_block=first, to_block=last, topics=[TRANSFER_TOPIC, None, padded]))
+    ranges = [(first, last)] if log_blocks is None else [(n, n) for n in log_blocks]
+    answers = rpc.batch([("eth_getLogs", [{"fromBlock": hex(a), "toBlock": hex(b), "topics": topics}])
+                         for a, b in ranges for topics in ([TRANSFER_TOPIC, padded], [TRANSFER_TOPIC, None, padded])])
+    raw_logs = [log for answer in answers for log in answer]
     logs: dict[tuple[str, int], dict[str, Any]] = {}
     for log in raw_logs:
         if log.get("removed") or len(log.get("topics") or []) != 3:
@@ -269,7 +356,52 @@ def fetch_chunk(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first:
                 log_records.append(RawRecordIn(
                     f"{chain.name}:{address}", f"{chain.name}:{address}:{tx_hash}:{index}", _ts(int(block["timestamp"], 16)),
                     {**envelope(address, block), "token": token, "log": log}))
-    return _Chunk(blocks, tx_records, log_records, {c: token_cache[c] for c in new_tokens})
+    internal, available = fetch_internal(rpc, chain, cursors, first, last, by_number, traced, envelope) \
+        if traces else ([], False)
+    return _Chunk(blocks, tx_records, log_records, {c: token_cache[c] for c in new_tokens}, internal, available)
+
+
+def _unsupported(error: RpcError) -> bool:
+    text = str(error).lower()
+    return "-32601" in text or "not supported" in text or "unsupported" in text or "does not exist" in text \
+        or "not found" in text and "method" in text
+
+
+def fetch_internal(rpc: EvmRpc, chain: ChainConfig, cursors: dict[str, int], first: int, last: int,
+                   by_number: dict[int, dict[str, Any]], traced: list[str] | None,
+                   envelope) -> tuple[list[RawRecordIn], bool]:  # type: ignore[no-untyped-def]
+    """Internal native transfers from or to the wallets, from the node's traces (``trace_transaction``) of the
+    transactions ``traced`` (named by an account API), else of those ``trace_filter`` finds in [first, last].
+    A node without trace methods gives none: (records, traces available)."""
+    try:
+        if traced is None:
+            step = max(1, chain.trace_blocks_per_request)  # nodes cap trace_filter's range (Anvil: 300 blocks)
+            found = rpc.batch([("trace_filter", [{"fromBlock": hex(a), "toBlock": hex(min(a + step - 1, last)),
+                                                  side: sorted(cursors)}])
+                               for a in range(first, last + 1, step) for side in ("fromAddress", "toAddress")])
+            traced = sorted({t["transactionHash"] for answer in found for t in answer
+                             if t.get("traceAddress") and t.get("transactionHash")})
+        answers = rpc.batch([("trace_transaction", [h]) for h in traced])
+    except RpcError as error:
+        if _unsupported(error):
+            return [], False
+        raise
+    records = []
+    for tx_hash, traces in zip(traced, answers):
+        if not traces:
+            continue
+        number = int(traces[0]["blockNumber"], 16) if isinstance(traces[0]["blockNumber"], str) else int(traces[0]["blockNumber"])
+        block = by_number.get(number)
+        if block is None or traces[0].get("blockHash") != block["hash"]:
+            raise RpcError(f"{chain.name}: the trace of {tx_hash} is in block {number}, which the scan did not read "
+                           f"(or read with another hash); sync again")
+        for address in sorted(cursors):
+            if number > cursors[address] and any(internal_moves(traces, address)):
+                records.append(RawRecordIn(
+                    f"{chain.name}:{address}", f"{chain.name}:{address}:{tx_hash}:internal", _ts(int(block["timestamp"], 16)),
+                    {**envelope(address, block), "native_symbol": chain.native_symbol, "transaction_hash": tx_hash,
+                     "traces": traces}))
+    return records, True
 
 
 def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: list[Wallet], chunk: _Chunk,
@@ -278,6 +410,7 @@ def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: l
     register_tokens(conn, list(chunk.tokens.values()))
     inserted = write_raw_records(conn, entity.id, SOURCE, TX_STREAM, chunk.transactions, run_id)
     inserted += write_raw_records(conn, entity.id, SOURCE, LOG_STREAM, chunk.logs, run_id)
+    inserted += write_raw_records(conn, entity.id, SOURCE, INTERNAL_STREAM, chunk.internal, run_id)
     conn.execute(sa.text("DELETE FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number BETWEEN :a AND :b"),
                  dict(e=entity.id, c=chain.chain_id, a=first, b=last))
     copy_rows(conn, "chain_blocks", ("entity_id", "chain_id", "number", "hash", "parent_hash", "timestamp"),
@@ -292,7 +425,8 @@ def write_chunk(conn: Connection, entity: Entity, chain: ChainConfig, wallets: l
 # ---------------------------------------------------------------------------------------------- balances
 
 
-def _last_final_day(safe_time: datetime, entity: Entity) -> date:
+def last_final_day(safe_time: datetime, entity: Entity) -> date:
+    """The last close day whose cutoff is at or before ``safe_time`` (data through ``safe_time`` is complete for it)."""
     day = close_date_of(safe_time, entity.tz)
     return day if cutoff_of(day, entity.tz) <= safe_time else day - timedelta(days=1)
 
@@ -301,7 +435,7 @@ def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: E
                       safe_time: datetime, run_id, result: EvmSyncResult) -> None:  # type: ignore[no-untyped-def]
     """Native and token balances of each wallet at the last block at or before each final day's cutoff."""
     tz = entity.tz
-    last_day = _last_final_day(safe_time, entity)
+    last_day = last_final_day(safe_time, entity)
     for wallet in wallets:
         with engine.connect() as conn:
             done = _balance_cursor(conn, entity, wallet)
@@ -364,14 +498,19 @@ def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: E
 
 
 def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: list[Wallet], *,
-                   rpc: EvmRpc | None = None, to_block: int | None = None) -> EvmSyncResult:
-    """Bring the wallets of ``entity`` on ``chain`` up to the chain's final block (or ``to_block`` if lower)."""
+                   rpc: EvmRpc | None = None, to_block: int | None = None,
+                   explorer: ExplorerClient | None = None) -> EvmSyncResult:
+    """Bring the wallets of ``entity`` on ``chain`` up to the chain's final block (or ``to_block`` if lower).
+
+    With an account API configured (``chain.explorer``), only the blocks it names are read; else every block."""
     started = time.perf_counter()
     result = EvmSyncResult(chain.name)
     wallets = [w for w in wallets if w.chain == chain.name]
     if not wallets:
         return result
     rpc = rpc or EvmRpc(chain)
+    if explorer is None and chain.explorer is not None:
+        explorer = ExplorerClient(chain.explorer)
     node_chain_id = rpc.fetch_chain_id()
     if node_chain_id != chain.chain_id:
         raise ChainConfigError(f"chain {chain.name!r} expects chain id {chain.chain_id}, the RPC node serves {node_chain_id}")
@@ -380,7 +519,7 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         safe = min(safe, to_block)
     with engine.begin() as conn:
         run_id = start_run(conn, entity.id, SOURCE, chain.name)
-    check_reorg(engine, entity, chain, rpc, wallets, result)
+    check_reorg(engine, entity, chain, rpc, wallets, result, run_id)
     token_cache: dict[str, dict[str, Any]] = {}
     for wallet in wallets:
         with engine.connect() as conn:
@@ -388,20 +527,27 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         if fresh and 0 < wallet.start_block <= safe:
             result.inserted += stage_opening_balances(engine, entity, chain, rpc, wallet, token_cache, run_id)
     seen = 0
+    traces = chain.traces
     while True:
         with engine.connect() as conn:
             cursors = {w.address: _block_cursor(conn, entity, w) for w in wallets}
         first = min(cursors.values()) + 1
         if first > safe:
             break
-        last = min(first + chain.blocks_per_request - 1, safe)
-        chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache)
+        if explorer is None:
+            last = min(first + chain.blocks_per_request - 1, safe)
+            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache, traces=traces)
+        else:
+            last = min(first + explorer.config.blocks_per_request - 1, safe)
+            numbers, log_blocks, traced = explorer_blocks(rpc, explorer, cursors, first, last, entity)
+            chunk = fetch_chunk(rpc, chain, cursors, first, last, token_cache, numbers=numbers, log_blocks=log_blocks,
+                                traced=traced, traces=traces)
         with engine.connect() as conn:
             recorded_parent = conn.execute(sa.text(
                 "SELECT hash FROM chain_blocks WHERE entity_id = :e AND chain_id = :c AND number = :n"),
                 dict(e=entity.id, c=chain.chain_id, n=first - 1)).scalar()
         if recorded_parent is not None and chunk.blocks[0]["parentHash"] != recorded_parent:
-            if check_reorg(engine, entity, chain, rpc, wallets, result) is None:
+            if check_reorg(engine, entity, chain, rpc, wallets, result, run_id) is None:
                 raise RpcError(f"{chain.name}: block {first} does not extend the recorded block {first - 1}")
             continue
         with engine.begin() as conn:
@@ -411,8 +557,11 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
         result.blocks += len(chunk.blocks)
         result.transactions += len(chunk.transactions)
         result.logs += len(chunk.logs)
-        seen += len(chunk.transactions) + len(chunk.logs)
-        result.affected_days.update(close_date_of(r.occurred_at, entity.tz) for r in chunk.transactions + chunk.logs
+        result.internal += len(chunk.internal)
+        if not chunk.traces_available:
+            traces = result.traces_available = False  # the node offers no traces: ask no more in this sync
+        seen += len(chunk.transactions) + len(chunk.logs) + len(chunk.internal)
+        result.affected_days.update(close_date_of(r.occurred_at, entity.tz) for r in chunk.transactions + chunk.logs + chunk.internal
                                     if r.occurred_at is not None)
     with engine.connect() as conn:
         safe_time = conn.execute(sa.text(

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ingestion.wallets import load_chain_outages
 from orchestration.cli import app
-from tests.support.anvil import AnvilNode, Chain, free_port
+from samples.chains.anvil import AnvilNode, Chain, free_port
 
 W = "0x1000000000000000000000000000000000000001"
 

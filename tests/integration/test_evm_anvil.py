@@ -15,7 +15,7 @@ from ingestion.evm.mapping import base_units
 from ingestion.evm.sync import sync_evm_chain
 from ingestion.wallets import write_wallet
 from orchestration.close_runner import close_days
-from tests.support.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain
+from samples.chains.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks
 
@@ -129,7 +129,7 @@ def test_a_rerun_stages_nothing_new_and_a_killed_run_resumes_without_gap(engine,
 
 
 def test_a_wallet_scanned_from_a_later_block_opens_with_its_balances_and_closes_without_breaks(engine, anvil) -> None:
-    from tests.support.anvil import at
+    from samples.chains.anvil import at
 
     node, chain, tokens = anvil
     start = next(n for n in range(chain.w3.eth.block_number + 1)

@@ -17,7 +17,7 @@ from ingestion.evm.rpc import EvmRpc, RpcError
 from ingestion.evm.sync import sync_evm_chain
 from ingestion.wallets import write_wallet
 from orchestration.close_runner import close_days
-from tests.support.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain, free_port
+from samples.chains.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain, free_port
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
 from ingestion.wallets import write_wallet
 from orchestration.close_runner import close_days
-from tests.servers.solana_rpc import FEE, SolanaLedger, SolanaRpcServer, address
-from tests.support.anvil import free_port
+from samples.chains.solana_rpc import FEE, SolanaLedger, SolanaRpcServer, address
+from samples.chains.anvil import free_port
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks
 

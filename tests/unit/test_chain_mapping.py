@@ -95,3 +95,43 @@ def test_a_failed_solana_transaction_costs_its_fee_only_and_bad_input_names_the_
     del tx["meta"]["fee"]
     with pytest.raises(SolanaRecordError, match="raw record 7 \\(raw-7\\): transaction field 'fee' is missing"):
         map_sol_transaction(staged("sol_transactions", {"wallet": "Wal", "signature": "s", "transaction": tx}, "solana"))
+
+
+def _trace(path: list[int], kind: str = "call", error: str | None = None, **action) -> dict:
+    trace = {"traceAddress": path, "type": kind, "action": action, "blockNumber": 7, "transactionHash": "0xt"}
+    if error:
+        trace["error"] = error
+    return trace
+
+
+def test_internal_moves_count_value_calls_and_skip_failed_subtrees_and_delegatecalls() -> None:
+    from ingestion.evm.mapping import internal_moves
+
+    w, c = "0x" + "a" * 40, "0x" + "c" * 40
+    traces = [
+        _trace([], **{"from": "0x" + "d" * 40, "to": c, "value": "0x10", "callType": "call"}),  # the transaction itself
+        _trace([0], **{"from": c, "to": w, "value": "0x5", "callType": "call"}),
+        _trace([1], error="Reverted", **{"from": c, "to": w, "value": "0x7", "callType": "call"}),
+        _trace([1, 0], **{"from": c, "to": w, "value": "0x9", "callType": "call"}),  # under a failed call
+        _trace([2], **{"from": c, "to": w, "value": "0x3", "callType": "delegatecall"}),
+        _trace([3], kind="suicide", address=c, refundAddress=w.upper().replace("0X", "0x"), balance="0x2"),
+        _trace([4], **{"from": w, "to": c, "value": "0x1", "callType": "call"}),
+    ]
+    assert internal_moves(traces, w) == (1, 5 + 2)
+    failed_tx = [_trace([], error="Reverted", **{"from": w, "to": c, "value": "0x0", "callType": "call"}), traces[1]]
+    assert internal_moves(failed_tx, w) == (0, 0)
+
+
+def test_a_reorg_reversal_negates_the_legs_as_booked() -> None:
+    from ingestion.evm.mapping import map_evm_reversal
+
+    record = staged("evm_reorg_reversals", {"chain": "base", "chain_id": 8453, "fork_block": 9, "reverses": {},
+                                            "legs": [{"leg_index": 0, "account": "base:0xw", "asset": "ETH",
+                                                      "quantity": "-1.5", "kind": "transfer_out"},
+                                                     {"leg_index": 2, "account": "base:0xw", "asset": "ETH",
+                                                      "quantity": "-0.000021", "kind": "fee"}]})
+    legs = map_evm_reversal(record)
+    assert [(leg.leg_index, leg.quantity, leg.kind) for leg in legs] == [
+        (0, Decimal("1.5"), "adjustment"), (2, Decimal("0.000021"), "adjustment")]
+    with pytest.raises(EvmRecordError, match="raw record"):
+        map_evm_reversal(staged("evm_reorg_reversals", {"legs": [{"leg_index": 0}]}))

@@ -1,4 +1,5 @@
-"""A real Anvil node (npm ``@foundry-rs/anvil``) for the EVM tests and the benchmark, and a scripted-history helper.
+"""A real Anvil node (npm ``@foundry-rs/anvil``) for the EVM tests, the benchmark and the demo, and a scripted-history
+helper.
 
 ``anvil_binary()`` installs the npm package into ``<repo>/.coinfrs/node`` on first use (node and npm are needed;
 the binary ships inside ``@foundry-rs/anvil-linux-amd64``, nothing else is downloaded). ``AnvilNode`` starts one
@@ -24,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_PREFIX = ROOT / ".coinfrs" / "node"
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
 ANVIL_BIN = NODE_PREFIX / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
-TOKEN_FIXTURE = ROOT / "tests" / "fixtures" / "evm" / "TestToken.json"
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
+TOKEN_FIXTURE = CONTRACTS / "TestToken.json"
+FORWARDER_FIXTURE = CONTRACTS / "Forwarder.json"
 ANVIL_CHAIN_ID = 31337
 DEV = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # Anvil's first prefunded account
 
@@ -50,17 +53,18 @@ def free_port() -> int:
 
 
 class AnvilNode:
-    def __init__(self, *, genesis: datetime, extra: list[str] | None = None) -> None:
+    def __init__(self, *, genesis: datetime, extra: list[str] | None = None, chain_id: int = ANVIL_CHAIN_ID) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.genesis = genesis
         self.extra = extra or []
+        self.chain_id = chain_id
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "AnvilNode":
         self.process = subprocess.Popen(
             [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port), "--silent", "--auto-impersonate",
-             "--timestamp", str(int(self.genesis.timestamp())), "--chain-id", str(ANVIL_CHAIN_ID), *self.extra],
+             "--timestamp", str(int(self.genesis.timestamp())), "--chain-id", str(self.chain_id), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         w3 = Web3(Web3.HTTPProvider(self.url))
         for _ in range(200):
@@ -139,9 +143,31 @@ class Chain:
         return self._send(when, {"from": Web3.to_checksum_address(sender), "to": Web3.to_checksum_address(token),
                                  "data": data, "gas": 100_000})
 
+    def deploy_forwarder(self, when: str) -> str:
+        """The committed Forwarder contract: sends the ETH it gets on to recipients in internal calls."""
+        fixture = json.loads(FORWARDER_FIXTURE.read_text())
+        contract = self.w3.eth.contract(abi=fixture["abi"], bytecode=fixture["bytecode"])
+        self._at(when)
+        tx_hash = contract.constructor().transact({"from": Web3.to_checksum_address(DEV)})
+        self.forwarder_abi = fixture["abi"]
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash)["contractAddress"].lower()
+
+    def call_forwarder(self, when: str, forwarder: str, sender: str, function: str, *args: Any, value: int = 0,
+                       **extra: Any) -> dict[str, Any]:
+        contract = self.w3.eth.contract(address=Web3.to_checksum_address(forwarder), abi=self.forwarder_abi)
+        call = getattr(contract.functions, function)(*args)
+        self._at(when)
+        tx_hash = call.transact({"from": Web3.to_checksum_address(sender), "value": value, **extra})
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
+
     def mine(self, when: str) -> None:
         self._at(when)
         self.w3.provider.make_request("evm_mine", [])
+
+    def mine_blocks(self, when: str, count: int) -> None:
+        """``count`` empty blocks from ``when`` on, one second apart (e.g. to pass a finality depth)."""
+        self._at(when)
+        self.w3.provider.make_request("anvil_mine", [hex(count), hex(1)])
 
     def balance(self, address: str, block: int | str = "latest") -> int:
         return self.w3.eth.get_balance(Web3.to_checksum_address(address), block_identifier=block)
