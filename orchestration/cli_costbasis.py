@@ -139,26 +139,6 @@ def book_show(entity: EntityOpt, as_json: JsonOpt = False) -> None:
     _table(f"{record.name}: configured book", rows, ["from", "method", "pool"])
 
 
-@pnl_commands.command("currency")
-def currency_command(
-    entity: EntityOpt,
-    set_to: Annotated[Optional[str], typer.Option("--set", help="USD, EUR or GBP.")] = None,
-) -> None:
-    """Show or set the entity's reporting currency: the default of every PnL report (and of valued positions)."""
-    from transforms.fx import write_reporting_currency
-    from warehouse.reports import ReportParameterError
-
-    with _connect(write=set_to is not None) as conn:
-        record = _entity(conn, entity)
-        code = record.reporting_currency
-        if set_to is not None:
-            try:
-                code = write_reporting_currency(conn, record.id, set_to)
-            except ReportParameterError as exc:
-                raise _fail(f"--set: {exc.message}") from None
-    print(code)
-
-
 # ---------------------------------------------------------------- reports
 
 

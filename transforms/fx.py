@@ -167,10 +167,3 @@ class TranslatedFairValues:
         if price is None:
             return None
         return self.fx.to_currency(price, ts, f"the price of asset {asset_id}")
-
-
-def write_reporting_currency(conn: Connection, entity_id: int, currency: str) -> str:
-    """Set the entity's reporting currency (the default of every PnL report and of valued positions)."""
-    code = normalize_currency(currency)
-    conn.execute(sa.text("UPDATE entities SET reporting_currency = :c WHERE id = :e"), dict(c=code, e=entity_id))
-    return code

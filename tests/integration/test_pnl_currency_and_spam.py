@@ -68,9 +68,9 @@ def fund(database_url: str):
         build_pnl(conn, entity, FIRST, LAST)
         write_closes(conn, entity, FIRST, LAST, run_id=None)
         key = create_api_key(conn, entity.id, label="currency tests")
-    assert CliRunner().invoke(app, ["pnl", "currency", "--entity", "eurofund"]).stdout.strip() == "USD"
-    assert CliRunner().invoke(app, ["pnl", "currency", "--entity", "eurofund", "--set", "eur"]).stdout.strip() == "EUR"
-    bad = CliRunner().invoke(app, ["pnl", "currency", "--entity", "eurofund", "--set", "JPY"])
+    assert "reporting currency USD" in CliRunner().invoke(app, ["entity", "show", "--entity", "eurofund"]).stdout
+    assert "USD -> EUR" in CliRunner().invoke(app, ["entity", "set-currency", "--entity", "eurofund", "-c", "eur"]).stdout
+    bad = CliRunner().invoke(app, ["entity", "set-currency", "--entity", "eurofund", "-c", "JPY"])
     assert bad.exit_code == 1 and "allowed: USD, EUR, GBP" in bad.output
     return engine, entity, key
 
