@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from ingestion.connectors import clear_sync_outages, connector_for, is_other_kind, record_sync_outage
+from ingestion import connectors
+from ingestion.connectors import connector_for, is_other_kind
 from ingestion.credentials import (CredentialError, EnvKeyProvider, KeyProvider, SourceInfo, list_sources,
                                    load_credentials, record_sync_outcome, store_source)
 from ingestion.exchanges.binance import (ApiCredentials, BinanceOptions, BinanceSync, SyncStats, check_read_only,
@@ -220,9 +221,9 @@ def sync_other_source(engine: Engine, entity: Entity, source: SourceInfo, provid
     with engine.begin() as conn:
         record_sync_outcome(conn, source.id, status, message)
     if status == "succeeded":
-        clear_sync_outages(engine, entity.id, staging_source, source.name)
+        connectors.clear_sync_outages(engine, entity.id, staging_source, source.name)
     else:
-        record_sync_outage(engine, entity.id, staging_source, source.name, source.config, f"{status}: {message}")
+        connectors.record_sync_outage(engine, entity.id, staging_source, source.name, source.config, f"{status}: {message}")
     return SourceSyncResult(source.name, source.kind, status, message, stats)
 
 
