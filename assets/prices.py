@@ -11,7 +11,6 @@ import dagster as dg
 from assets.partitions import daily_partitions, window_of
 from assets.progress import report
 from assets.resources import WarehouseResource, entities_in_scope
-from ingestion.prices.service import build_sources, fetch_prices
 from ingestion.prices.settings import get_price_settings
 from transforms.prices import apply_prices_to_positions
 
@@ -48,6 +47,8 @@ def close_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             "status": dg.MetadataValue.text("no price source configured: nothing fetched (stored prices applied)"),
             "positions repriced": dg.MetadataValue.int(repriced),
         })
+    from ingestion.prices.service import build_sources, fetch_prices  # ccxt loads only when a source is configured
+
     sources = build_sources(settings)
     written = flagged = repriced = 0
     errors: list[dict] = []
