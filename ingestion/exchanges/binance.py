@@ -39,6 +39,7 @@ import ccxt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ingestion.ccxt_hosts import point_api_at
 from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
@@ -115,14 +116,7 @@ def make_client(credentials: ApiCredentials, options: BinanceOptions) -> ccxt.bi
     })
     if options.rate_limit_ms is not None:
         exchange.rateLimit = options.rate_limit_ms
-    if options.api_url:
-        base = options.api_url.rstrip("/")
-        api = exchange.urls["api"]
-        for name, url in list(api.items()):
-            if isinstance(url, str):
-                path = url.split("://", 1)[1].split("/", 1)
-                api[name] = base + ("/" + path[1] if len(path) > 1 else "")
-    return exchange
+    return point_api_at(exchange, options.api_url)
 
 
 # ------------------------------------------------------------------------------ permissions

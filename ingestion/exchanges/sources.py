@@ -8,8 +8,6 @@ the other sources; what was staged before the failure stays (each page commits w
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -41,7 +39,6 @@ CONFIG_KEYS: dict[str, tuple[type, str]] = {
     "retry_initial_seconds": (float, "first backoff; doubles per attempt, with jitter"),
     "retry_max_seconds": (float, "longest backoff"),
 }
-ENV_KEY, ENV_SECRET = "COINFRS_{KIND}_API_KEY", "COINFRS_{KIND}_API_SECRET"
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -65,23 +62,7 @@ def read_credentials(kind: str, path: Path | None) -> dict[str, str]:
     (``COINFRS_BINANCE_API_KEY`` / ``COINFRS_BINANCE_API_SECRET``). Never from the command line."""
     if is_other_kind(kind):
         return connector_for(kind).read_credentials(path)
-    if path is not None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise CredentialError(f"cannot read credentials file {path}: {type(error).__name__}") from None
-        if not isinstance(data, dict):
-            raise CredentialError(f"credentials file {path}: expected a JSON object with api_key and api_secret")
-        key, secret = data.get("api_key"), data.get("api_secret") or data.get("secret")
-        where = f"credentials file {path}"
-    else:
-        key = os.environ.get(ENV_KEY.format(KIND=kind.upper()))
-        secret = os.environ.get(ENV_SECRET.format(KIND=kind.upper()))
-        where = f"{ENV_KEY.format(KIND=kind.upper())} / {ENV_SECRET.format(KIND=kind.upper())}"
-    missing = [n for n, v in (("api_key", key), ("api_secret", secret)) if not isinstance(v, str) or not v.strip()]
-    if missing:
-        raise CredentialError(f"{where}: missing {', '.join(missing)}")
-    return {"api_key": key.strip(), "api_secret": secret.strip()}
+    return connectors.read_json_credentials(kind, path, {"api_key": ("api_key",), "api_secret": ("api_secret", "secret")})
 
 
 def binance_options(config: dict[str, Any]) -> BinanceOptions:

@@ -10,24 +10,16 @@ other exchange errors are not.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit
 
 import ccxt
 
+from ingestion.ccxt_hosts import point_api_at
 from ingestion.prices.coingecko import EPOCH
 from ingestion.prices.points import PricePoint
 from ingestion.prices.retry import PriceSourceError, RetryPolicy, TransientSourceError, call_with_retries
 from warehouse.numbers import D, NotADecimal
 
 PAGE_LIMIT = 1000
-
-
-def _rewrite(urls: object, base: str) -> object:
-    if isinstance(urls, str):
-        return base + urlsplit(urls).path
-    if isinstance(urls, dict):
-        return {key: _rewrite(value, base) for key, value in urls.items()}
-    return urls
 
 
 def make_exchange(exchange_id: str, *, api_url: str | None = None, timeout: float = 20.0) -> ccxt.Exchange:
@@ -42,8 +34,7 @@ def make_exchange(exchange_id: str, *, api_url: str | None = None, timeout: floa
     if not exchange.has.get("fetchOHLCV"):
         raise PriceSourceError(f"ccxt exchange {exchange_id!r} has no fetch_ohlcv (COINFRS_PRICE_EXCHANGE)")
     exchange.number = str
-    if api_url:
-        exchange.urls["api"] = _rewrite(exchange.urls["api"], api_url.rstrip("/"))
+    point_api_at(exchange, api_url)
     return exchange
 
 
