@@ -243,6 +243,8 @@ class BreakOut(Model):
     tolerance: Quantity
     reported_at: dt.datetime
     status: str
+    severity: str = Field(description="error: blocks PnL and the close from this day on (coinfrs recon policy "
+                                      "--block-above-usd); warn: reported only", examples=["warn"])
     leg_ids: list[int] = Field(description="the legs of the window (see GET /transactions/{id})")
 
 

@@ -169,7 +169,7 @@ def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date
         sa.select(
             b.id, b.date, accounts.c.name.label("account"), accounts.c.account_type, accounts.c.sub_account,
             assets.c.symbol.label("asset"), b.expected, b.reported, b.difference, b.previous_reported,
-            b.previous_reported_at, b.legs_sum, b.tolerance, b.reported_at, b.status, b.leg_ids,
+            b.previous_reported_at, b.legs_sum, b.tolerance, b.reported_at, b.status, b.severity, b.leg_ids,
             b.account_id, b.asset_id, b.causes,
         )
         .select_from(breaks.join(accounts, accounts.c.id == b.account_id).join(assets, assets.c.id == b.asset_id))
@@ -195,6 +195,7 @@ def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date
             "tolerance": _money(r.tolerance),
             "reported_at": iso_utc(r.reported_at),
             "status": r.status,
+            "severity": r.severity,
             "leg_ids": [int(x) for x in (r.leg_ids or [])],
             "causes": list(r.causes or []),
         }

@@ -19,6 +19,7 @@ from reconciliation.workflow import acknowledge_break
 from tests.integration.recon_ledgers import Row, changed, funded, stage, ts
 from warehouse.entities import resolve_entity
 from warehouse.numbers import to_text
+from warehouse.reports import list_breaks
 
 D1, D2, D3, D4 = (date(2026, 1, d) for d in range(1, 5))
 
@@ -71,6 +72,8 @@ def test_an_error_break_blocks_its_entity_from_that_day_and_the_other_entity_clo
         severities = conn.execute(sa.text("SELECT date, difference, severity FROM breaks WHERE entity_id = :e"),
                                   dict(e=broken_id)).all()
         assert [(d, to_text(x), s) for d, x, s in severities] == [(D2, "-20", "error")]
+        listed = list_breaks(conn, broken_id, D1, D4)  # what `recon breaks` and GET /reconciliation/breaks serve
+        assert [(b["date"], b["severity"]) for b in listed] == [(D2.isoformat(), "error")]
         broken = resolve_entity(conn, "broken-co")
         assert lock_close(conn, broken, D1).locked  # the day before the break closes and locks normally
         with pytest.raises(CloseError, match="blocked"):
