@@ -24,9 +24,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
+from samples.servers.local import LocalServer
 from samples.servers.binance_history import SYMBOLS, BinanceHistory, margin_assets
 
 READ_ONLY = {"ipRestrict": False, "createTime": 1698645219000, "enableReading": True, "enableWithdrawals": False,
@@ -199,26 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
         return restrictions
 
 
-class BinanceServer(ThreadingHTTPServer):
-    daemon_threads = True
+class BinanceServer(LocalServer):
+    thread_name = "binance-server"
 
     def __init__(self, state: ServerState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> "BinanceServer":
-        self._thread = threading.Thread(target=self.serve_forever, name="binance-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(state, _Handler)
 
 
 # ------------------------------------------------------------------------------ endpoints

@@ -28,13 +28,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from samples.servers.local import LocalServer
 from tests.servers.fireblocks_history import VAULTS, FireblocksHistory
 
 
@@ -167,24 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise Refused(401, "Unauthorized: JWT " + "; ".join(problems), -7)
 
 
-class FireblocksServer(ThreadingHTTPServer):
-    daemon_threads = True
+class FireblocksServer(LocalServer):
+    thread_name = "fireblocks-server"
 
     def __init__(self, state: FireblocksState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> "FireblocksServer":
-        threading.Thread(target=self.serve_forever, name="fireblocks-server", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(state, _Handler)
 
 
 def _limit(params: dict, default: int) -> int:

@@ -31,9 +31,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
+from samples.servers.local import LocalServer
 from tests.servers.kraken_history import ASSETS, PAIRS, KrakenHistory
 
 PAGE = 50
@@ -163,24 +164,11 @@ class _Handler(BaseHTTPRequestHandler):
         return permissions
 
 
-class KrakenServer(ThreadingHTTPServer):
-    daemon_threads = True
+class KrakenServer(LocalServer):
+    thread_name = "kraken-server"
 
     def __init__(self, state: KrakenState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> "KrakenServer":
-        threading.Thread(target=self.serve_forever, name="kraken-server", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(state, _Handler)
 
 
 # ------------------------------------------------------------------------------ public
