@@ -8,12 +8,19 @@ like one that does not exist.
 The API has its own connection pool (``api_engine``): every session is opened read-only with the
 statement timeout (``options`` at connect), so a request costs no ``SET`` round trip and no pre-ping;
 the pool keeps ``COINFRS_API_DB_POOL_SIZE`` connections open (default 20, as many as a process serves
-at once under load), so a busy API does not open and close a connection per request.
+at once under load), so a busy API does not open and close a connection per request. Its sessions are in
+autocommit: under READ COMMITTED every statement takes its own snapshot anyway, so a BEGIN/ROLLBACK pair per
+request would only cost two round trips (a streamed export, which needs a server-side cursor, opens a
+REPEATABLE READ transaction: one snapshot for the whole file).
+
+Each request crosses into the thread pool as few times as possible: one dependency (``get_session``) takes the
+connection and verifies the key in one hop; the dependencies that only read what it found are ``async``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Annotated
@@ -48,6 +55,7 @@ def api_engine(url: str, pool_size: int) -> Engine:
     pre-ping (one round trip less per request): after a database restart the first request on a dead
     connection is a 503 and the pool is renewed."""
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_pre_ping=False,
+                            isolation_level="AUTOCOMMIT",
                             connect_args={"options": SESSION_OPTIONS, "connect_timeout": 5})
 
 
@@ -64,7 +72,7 @@ def get_app_engine(request: Request) -> Engine:
     return engine
 
 
-def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
+async def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
     """The X-API-Key header, if it has the shape of a key; else 401 before touching the database."""
     key = (key or "").strip()
     if parse_key(key) is None:
@@ -72,58 +80,66 @@ def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
     return key
 
 
-def begin_read_only(conn: Connection) -> sa.engine.Transaction:
-    """Start the transaction a request's queries run in (read-only with the statement timeout: the API pool's
-    sessions are opened so, ``SESSION_OPTIONS``)."""
-    return conn.begin()
-
-
-def get_connection(request: Request) -> Iterator[Connection]:
-    """One read-only transaction per request, with a statement timeout; always rolled back."""
+def _checkout(request: Request) -> Connection:
     try:
-        conn = get_app_engine(request).connect()
+        return get_app_engine(request).connect()
     except sa.exc.OperationalError:
         raise ServiceUnavailable("the database is unavailable; retry later") from None
     except sa.exc.TimeoutError:  # every pooled connection busy for 10 s
         raise ServiceUnavailable("the API is busy; retry later") from None
+
+
+@dataclass(frozen=True)
+class ApiSession:
+    """What every ``/api/v1`` request stands on: its read-only connection and its verified key."""
+
+    conn: Connection
+    key: ApiKeyInfo
+
+
+def get_session(request: Request, key: Annotated[str, Depends(presented_key)]) -> Iterator[ApiSession]:
+    """The request's connection (read-only, statement timeout, autocommit) and its verified, rate-limited key,
+    in one thread-pool hop; the connection goes back to the pool when the response is sent (rolled back first
+    if a route opened a transaction)."""
+    conn = _checkout(request)
     with conn:
-        trans = begin_read_only(conn)
-        try:
-            yield conn
-        finally:
-            if trans.is_active:
-                trans.rollback()
+        info = verify_api_key(conn, key)
+        if info is None:
+            raise AuthenticationFailed()
+        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:
+            wait = limiter.hit(info.prefix)
+            if wait is not None:
+                raise RateLimited(wait)
+        request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
+        yield ApiSession(conn, info)
+
+
+SessionDep = Annotated[ApiSession, Depends(get_session)]
+
+
+async def get_connection(session: SessionDep) -> Connection:
+    """The request's read-only connection (only after its key is verified)."""
+    return session.conn
 
 
 def open_stream_connection(request: Request) -> Connection:
-    """A second read-only connection (same timeout) for a streamed export; the stream closes it."""
-    conn = get_app_engine(request).connect()
-    begin_read_only(conn)
+    """A second read-only connection (same timeout) for a streamed export, in a REPEATABLE READ transaction (a
+    server-side cursor needs one, and the whole file then reads one snapshot); the stream closes it."""
+    conn = get_app_engine(request).connect().execution_options(isolation_level="REPEATABLE READ")
+    conn.begin()
     return conn
 
 
-def get_current_key(
-    request: Request,
-    key: Annotated[str, Depends(presented_key)],
-    conn: Annotated[Connection, Depends(get_connection)],
-) -> ApiKeyInfo:
-    info = verify_api_key(conn, key)
-    if info is None:
-        raise AuthenticationFailed()
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
-        wait = limiter.hit(info.prefix)
-        if wait is not None:
-            raise RateLimited(wait)
-    request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
-    return info
+async def get_current_key(session: SessionDep) -> ApiKeyInfo:
+    return session.key
 
 
 ConnDep = Annotated[Connection, Depends(get_connection)]
 CurrentKey = Annotated[ApiKeyInfo, Depends(get_current_key)]
 
 
-def require_admin(key: CurrentKey) -> ApiKeyInfo:
+async def require_admin(key: CurrentKey) -> ApiKeyInfo:
     """The key, if its scope is ``admin``; else 403 AUTHORIZATION_ERROR."""
     if not key.is_admin:
         raise AuthorizationFailed("this route needs an API key with the admin scope",
@@ -158,7 +174,7 @@ def check_date_range(request: Request, date_from: date | None, date_to: date | N
                   f"(split the range)")
 
 
-def guard_date_range(request: Request, key: CurrentKey) -> None:
+async def guard_date_range(request: Request, key: CurrentKey) -> None:
     """Every ``/api/v1`` route (a router dependency, after the key is checked): a ``from``..``to`` query longer
     than the synchronous limit is a 400 naming the limit, whichever route it is (PnL, journal, closes, ...).
     Dates that do not parse are left to the route's own validation."""
@@ -178,7 +194,7 @@ def _not_found_entity() -> NotFound:
                                           "message": "no such entity for this API key"}])
 
 
-def get_entity(
+async def get_entity(
     key: CurrentKey,
     entity: Annotated[str | None, Query(
         max_length=200,

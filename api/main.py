@@ -17,6 +17,8 @@ from api.security import RateLimiter
 from warehouse.settings import get_settings
 
 API_PREFIX = "/api/v1"
+ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, journal, api_keys)
+"""The modules whose ``router`` serves under ``API_PREFIX``."""
 
 DESCRIPTION = """
 Read API over the Coinfrs warehouse: positions at any close date, every ledger leg with its source
@@ -95,7 +97,7 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
 
     app.include_router(health.router)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)])
-    for module in (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, journal, api_keys):
+    for module in ROUTE_MODULES:
         v1.include_router(module.router)
     app.include_router(v1)
 

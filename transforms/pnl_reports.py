@@ -27,7 +27,7 @@ from transforms.pnl import CONFIGURED, REFERENCE_BOOKS, book_schedule, load_pnl_
 from warehouse.calendar import cutoff_of
 from warehouse.entities import Entity
 from warehouse.numbers import ZERO, to_text
-from warehouse.reports import ReportParameterError, realized_pnl_summary
+from warehouse.reports import ReportParameterError, iso_utc, realized_pnl_summary
 
 STORED_BOOKS = (*REFERENCE_BOOKS, CONFIGURED)
 
@@ -133,7 +133,7 @@ def compare_results(results: Mapping[str, BookResult], date_from: date, date_to:
             if not date_from <= d.date <= date_to:
                 continue
             gains[d.leg_id][label] = gains[d.leg_id].get(label, ZERO) + d.realized_gain
-            per_leg.setdefault(d.leg_id, {"leg_id": d.leg_id, "date": d.date.isoformat(), "ts": d.ts.isoformat(),
+            per_leg.setdefault(d.leg_id, {"leg_id": d.leg_id, "date": d.date.isoformat(), "ts": iso_utc(d.ts),
                                           "account_id": d.account_id, "asset_id": d.asset_id, "kind": d.kind,
                                           "quantity": to_text(d.quantity), "proceeds": to_text(d.proceeds)})
     accounts = (names or {}).get("accounts", {})
@@ -219,7 +219,7 @@ def list_open_lots(conn: Connection, entity_id: int, day: date, method: str = "c
         """), dict(e=entity_id, m=ident[0], p=ident[1], d=day)).mappings()
     return [{"date": r["date"].isoformat(), "pool_account_id": r["pool_account_id"], "asset": r["asset"],
              "asset_id": r["asset_id"], "account": r["account"], "account_id": r["account_id"],
-             "lot_leg_id": r["lot_leg_id"], "acquired_at": r["acquired_at"].isoformat(),
+             "lot_leg_id": r["lot_leg_id"], "acquired_at": iso_utc(r["acquired_at"]),
              "quantity": to_text(r["quantity"]), "cost_basis": to_text(r["cost_basis"]), "flagged": r["flagged"]}
             for r in rows]
 
@@ -319,10 +319,12 @@ def realized_breakdown(conn: Connection, entity: Entity, date_from: date, date_t
         book, fx = compute_book_from_db(conn, entity, ident, date_to, code)
         rows = [d for d in book.disposals if date_from <= d.date <= date_to]
     extra = currency_keys(code, fx)
+    # every row has every dimension's key, null but the one broken down by
+    blank = {**dict.fromkeys(BREAKDOWNS), "proceeds": None, "cost_basis": None, "disposals": None}
     if by == "term":  # a disposal's gain splits into its short- and long-term parts
-        return [{"term": "short", "realized_gain": to_text(sum((d.short_term_gain for d in rows), ZERO)),
+        return [{**blank, "term": "short", "realized_gain": to_text(sum((d.short_term_gain for d in rows), ZERO)),
                  "currency": code},
-                {"term": "long", "realized_gain": to_text(sum((d.long_term_gain for d in rows), ZERO)),
+                {**blank, "term": "long", "realized_gain": to_text(sum((d.long_term_gain for d in rows), ZERO)),
                  "currency": code}], extra
     names = _names(conn, entity.id)
     groups: dict[str, list[Decimal]] = {}
@@ -336,7 +338,7 @@ def realized_breakdown(conn: Connection, entity: Entity, date_from: date, date_t
         g[1] += d.proceeds
         g[2] += d.cost_basis
         g[3] += 1
-    return [{by: k, "realized_gain": to_text(v[0]), "proceeds": to_text(v[1]), "cost_basis": to_text(v[2]),
+    return [{**blank, by: k, "realized_gain": to_text(v[0]), "proceeds": to_text(v[1]), "cost_basis": to_text(v[2]),
              "disposals": int(v[3]), "currency": code} for k, v in sorted(groups.items())], extra
 
 

@@ -230,6 +230,7 @@ def test_a_query_past_the_statement_timeout_is_a_503_envelope(engine: sa.Engine,
 
     @app.get("/slow")
     def slow(conn: ConnDep, key: CurrentKey) -> None:
+        conn.exec_driver_sql("BEGIN")  # the API's sessions are in autocommit: SET LOCAL needs a transaction
         conn.execute(sa.text("SET LOCAL statement_timeout = '50ms'"))
         conn.execute(sa.text("SELECT pg_sleep(2)"))
 

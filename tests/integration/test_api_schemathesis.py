@@ -1,5 +1,10 @@
 """Schemathesis over every operation of the OpenAPI schema: no 5xx, no response that violates its schema.
 
+Success bodies are not validated by FastAPI at run time (``api.envelope.EnvelopeResponse``), so a stricter check
+runs here too: each 200 JSON body must be exactly what the route's ``response_model`` would serve (no extra or
+missing field, no number where text is documented, ``Z`` times) — on every generated case, and on one request
+with data for every route (``test_every_route_serves_exactly_its_response_model``).
+
 Bounded: a few generated cases per operation (``MAX_EXAMPLES``), so the whole file runs in well under a
 minute. The API runs in-process (ASGI) against the real PostgreSQL with a seeded ledger; every request
 carries a valid key of entity A (``acme-fund``, the example value of the ``entity`` parameter).
@@ -10,10 +15,15 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from typing import Any
+
 import hypothesis
 import pytest
 import schemathesis
 import sqlalchemy as sa
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 from hypothesis import HealthCheck
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -22,18 +32,49 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.main import create_app
+from api.main import API_PREFIX, ROUTE_MODULES, create_app
+from api.routes import health
 from api.security import create_api_key
 from tests.integration.test_api import DAY, T0, Seed
-from warehouse.schema import pnl_disposals, positions, transfers
+from tests.integration.test_api_closes_exports import _close
+from transforms.pnl import build_pnl
+from warehouse.entities import resolve_entity
+from warehouse.schema import assets, breaks, closes, expectation_results, pnl_disposals, positions, transfers
 
 MAX_EXAMPLES = 8
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-"""No 5xx; only documented statuses and content types; every body valid against its documented schema.
-(Not ``positive_data_acceptance``: a schema-valid but unknown currency, asset or account is a documented 400.)"""
 
 app = create_app(rate_limit_per_minute=0)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+
+RESPONSE_MODELS: dict[str, Any] = {
+    **{route.path: route.response_model for route in health.router.routes if isinstance(route, APIRoute)
+       and route.response_model is not None},
+    **{API_PREFIX + route.path: route.response_model for module in ROUTE_MODULES for route in module.router.routes
+       if isinstance(route, APIRoute) and route.response_model is not None},
+}
+"""OpenAPI path template -> the route's response model (routes serving JSON)."""
+
+
+def assert_served_as_documented(path: str, body: Any) -> None:
+    """``body`` is exactly what ``path``'s response model serves: validating it and dumping it again changes
+    nothing (an extra or missing field, a float in a money field or a ``+00:00`` time would)."""
+    adapter = TypeAdapter(RESPONSE_MODELS[path])
+    served = adapter.dump_python(adapter.validate_python(body), mode="json", by_alias=True)
+    assert served == body, f"{path}: the body differs from its response model's\nserved:   {body}\nmodelled: {served}"
+
+
+@schemathesis.check
+def served_as_documented(ctx: Any, response: Any, case: schemathesis.Case) -> None:
+    content_type = (response.headers.get("content-type") or [""])[0]
+    if response.status_code == 200 and content_type.startswith("application/json") and case.path in RESPONSE_MODELS:
+        assert_served_as_documented(case.path, response.json())
+
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          served_as_documented]
+"""No 5xx; only documented statuses and content types; every body valid against its documented schema, and exactly
+its response model's. (Not ``positive_data_acceptance``: a schema-valid but unknown currency, asset or account is a
+documented 400.)"""
 
 
 @pytest.fixture()
@@ -68,3 +109,72 @@ def test_every_operation_conforms(case: schemathesis.Case, ledger: Seed) -> None
     if case.path == "/api/v1/api-keys":
         headers = {"X-API-Key": ledger.admin_key}
     case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
+    """One request with data on every route of the schema: a 200 whose body is exactly its response model's."""
+    with ledger.engine.begin() as conn:
+        conn.execute(sa.insert(closes), [_close(ledger.a, DAY, "breaks", legs=3, breaks=1,
+                                                unrealized_gain_universal=Decimal("-2.000000000000000001"))])
+        deposit = ledger.leg(conn, ledger.a, ledger.spot, "BTC", "0.5", "deposit", T0)
+        conn.execute(sa.insert(breaks).values(
+            entity_id=ledger.a, date=DAY, account_id=ledger.spot, asset_id=ledger.asset["BTC"],
+            previous_reported=Decimal("1"), previous_reported_at=T0 - timedelta(1), legs_sum=Decimal("0.5"),
+            expected=Decimal("1.5"), reported=Decimal("1.4"), reported_at=T0, difference=Decimal("-0.1"),
+            tolerance=Decimal("0"), leg_ids=[deposit]))
+        conn.execute(sa.insert(expectation_results).values(
+            entity_id=ledger.a, date=DAY, suite="staging.raw", expectation="no_duplicates", severity="error",
+            success=False, observed_value={"duplicates": 2}, failing_rows=[{"raw_record_id": 7}]))
+        conn.execute(sa.insert(positions).values(  # reported off computed: a break to localise
+            entity_id=ledger.a, account_id=ledger.futures, asset_id=ledger.asset["ETH"], date=DAY,
+            computed_quantity=Decimal("1"), reported_quantity=Decimal("1.1"), reported_at=T0))
+        spam = conn.execute(sa.insert(assets).values(symbol="FREEAIRDROP", name="spam", decimals=18, unverified=True)
+                            .returning(assets.c.id)).scalar_one()
+        ledger.asset["FREEAIRDROP"] = spam
+        ledger.leg(conn, ledger.a, ledger.wallet, "FREEAIRDROP", "1000", "deposit", T0)
+        ledger.leg(conn, ledger.a, ledger.spot, "ETH", "2", "buy", T0 - timedelta(days=1), usd_value="4000")
+        ledger.leg(conn, ledger.a, ledger.futures, "USDT", "-10", "fee", T0)  # no lots behind it: a shortfall
+        build_pnl(conn, resolve_entity(conn, ledger.a), DAY - timedelta(days=1), DAY)  # the stored books
+    day, span = DAY.isoformat(), {"from": DAY.isoformat(), "to": DAY.isoformat()}
+    lifo = {"method": "lifo", "pool": "universal"}  # a book the close does not store: computed from the legs
+    requests: dict[str, tuple[str, dict[str, str]]] = {
+        "/health": ("/health", {}),
+        "/api/v1/entities": ("/api/v1/entities", {}),
+        "/api/v1/accounts": ("/api/v1/accounts", {}),
+        "/api/v1/accounts/{account_id}": (f"/api/v1/accounts/{ledger.spot}", {}),
+        "/api/v1/assets": ("/api/v1/assets", {}),
+        "/api/v1/assets/{asset_id}": (f"/api/v1/assets/{ledger.asset['BTC']}", {}),
+        "/api/v1/positions": ("/api/v1/positions", {"as_of": day}),
+        "/api/v1/transactions": ("/api/v1/transactions", span),
+        "/api/v1/reconciliation/breaks": ("/api/v1/reconciliation/breaks", span),
+        "/api/v1/reconciliation/results": ("/api/v1/reconciliation/results", span),
+        "/api/v1/reconciliation/localise": ("/api/v1/reconciliation/localise", span),
+        "/api/v1/pnl/realized": ("/api/v1/pnl/realized", span),
+        "/api/v1/pnl/realized/breakdown": ("/api/v1/pnl/realized/breakdown", {**span, "method": "fifo"}),
+        "/api/v1/pnl/unrealized": ("/api/v1/pnl/unrealized", {"as_of": day, **lifo}),
+        "/api/v1/pnl/excluded": ("/api/v1/pnl/excluded", {}),
+        "/api/v1/pnl/compare": ("/api/v1/pnl/compare", {**span, "books": "fifo:universal,lifo:universal"}),
+        "/api/v1/pnl/lots": ("/api/v1/pnl/lots", {"as_of": day}),
+        "/api/v1/pnl/rollforward": ("/api/v1/pnl/rollforward", span),
+        "/api/v1/pnl/shortfalls": ("/api/v1/pnl/shortfalls", span),
+        "/api/v1/closes": ("/api/v1/closes", {}),
+        "/api/v1/closes/{day}": (f"/api/v1/closes/{day}", {}),
+        "/api/v1/journal-entries": ("/api/v1/journal-entries", span),
+        "/api/v1/api-keys": ("/api/v1/api-keys", {}),
+    }
+    client = TestClient(app)
+    legs = client.get("/api/v1/transactions", params=span, headers={"X-API-Key": ledger.key_a}).json()["data"]
+    requests["/api/v1/transactions/{tx_id}"] = (f"/api/v1/transactions/{legs[0]['id']}", {})
+    assert set(requests) == set(RESPONSE_MODELS), "a route without a request here, or a request without a route"
+    problems = []
+    for template, (url, params) in requests.items():
+        key = ledger.admin_key if template == "/api/v1/api-keys" else ledger.key_a
+        resp = client.get(url, params=params, headers={"X-API-Key": key})
+        if resp.status_code != 200 or not resp.json()["data"]:
+            problems.append(f"{url}: {resp.status_code} {resp.text[:300]}")
+            continue
+        try:
+            assert_served_as_documented(template, resp.json())
+        except AssertionError as exc:
+            problems.append(str(exc)[:2000])
+    assert not problems, "\n".join(problems)
