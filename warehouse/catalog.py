@@ -180,26 +180,9 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
     if currency not in REPORTING_CURRENCIES and fx is None and conn.execute(
             sa.select(assets.c.id).where(assets.c.symbol == currency)).first() is None:
         raise ReportParameterError("currency", f"unknown reporting currency {currency!r}")
-    rows = list_positions(conn, entity.id, as_of)
-    if account is not None and account.strip():
-        ref = account.strip()
-        rows = [r for r in rows if r["account"] == ref or str(r["account_id"]) == ref]
-    if asset is not None and asset.strip():
-        rows = [r for r in rows if r["asset"].upper() == asset.strip().upper()]
-    keys = {(r["asset_id"], r["price_at"]) for r in rows if r["price_at"] is not None}
-    provenance: dict[tuple[int, str], tuple[str, str]] = {}
-    if keys:
-        asset_ids = sorted({k[0] for k in keys})
-        for p in conn.execute(
-            sa.select(prices.c.asset_id, prices.c.ts, prices.c.source, prices.c.resolution)
-            .where(prices.c.entity_id == entity.id, prices.c.asset_id.in_(asset_ids),
-                   prices.c.ts.in_(sorted({datetime.fromisoformat(k[1].replace("Z", "+00:00")) for k in keys})))
-            .order_by(prices.c.id)
-        ):
-            provenance[(p.asset_id, iso_utc(p.ts))] = (p.source, p.resolution)
-    fx_text = (to_text(fx[0]), iso_utc(fx[1]), fx[2]) if fx is not None else (None, None, None)
+    rows = list_positions(conn, entity.id, as_of, account=account, asset=asset)
+    fx_rate, fx_at, fx_source = (to_text(fx[0]), iso_utc(fx[1]), fx[2]) if fx is not None else (None, None, None)
     for r in rows:
-        source, resolution = provenance.get((r["asset_id"], r["price_at"]), (None, None))
         price_usd = r["close_price_usd"]
         value = price = None
         if price_usd is None:
@@ -214,6 +197,7 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
                 price_d = quantize(usd / fx[0])
                 value_d = quantize(Decimal(r["computed"]) * usd / fx[0])
             price, value, valuation = to_text(price_d), to_text(value_d), "valued"
+        source, resolution = r.pop("price_source"), r.pop("price_resolution")
         r.update({
             "reporting_currency": currency,
             "price": price,
@@ -221,8 +205,8 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
             "valuation": valuation,
             "price_source": source if price_usd is not None else None,
             "price_resolution": resolution if price_usd is not None else None,
-            "fx_rate_usd": fx_text[0],
-            "fx_at": fx_text[1],
-            "fx_source": fx_text[2],
+            "fx_rate_usd": fx_rate,
+            "fx_at": fx_at,
+            "fx_source": fx_source,
         })
     return rows
