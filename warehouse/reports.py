@@ -34,7 +34,6 @@ from warehouse.schema import (
     breaks,
     closes,
     entities,
-    pnl_disposals,
     positions,
     raw_records,
     source_outages,
@@ -100,13 +99,6 @@ def _check_range(date_from: date, date_to: date) -> None:
         raise ReportParameterError("from", f"from ({date_from.isoformat()}) is after to ({date_to.isoformat()})")
 
 
-def _entity_name(conn: Connection, entity_id: int) -> str:
-    name = conn.execute(sa.select(entities.c.name).where(entities.c.id == entity_id)).scalar()
-    if name is None:
-        raise EntityNotFound(entity_id)
-    return name
-
-
 # ---------------------------------------------------------------- realized PnL
 
 
@@ -133,43 +125,23 @@ def realized_pnl_summary(
     if pool not in PNL_POOLS:
         raise ReportParameterError("pool", f"unknown pool {pool!r}; allowed: {', '.join(PNL_POOLS)}")
     _check_range(date_from, date_to)
-    name = _entity_name(conn, entity_id)
+    row = conn.execute(_REALIZED_SUMMARY, dict(e=entity_id, m=method, p=pool, s=date_from, t=date_to)).one()
+    if row.entity is None:
+        raise EntityNotFound(entity_id)
+    return {"entity": row.entity, "from": date_from.isoformat(), "to": date_to.isoformat(), "method": method,
+            "pool": pool, **{key: row._mapping[key] for key in _REALIZED_FIGURES},
+            "disposals": row.disposals, "fee_disposals": row.fee_disposals,
+            "shortfall_quantity_disposals": row.shortfall_quantity_disposals}
 
-    d = pnl_disposals.c
-    zero = sa.literal(0, sa.Numeric)
-    row = conn.execute(
-        sa.select(
-            sa.func.coalesce(sa.func.sum(d.proceeds), zero).label("proceeds"),
-            sa.func.coalesce(sa.func.sum(d.cost_basis), zero).label("cost_basis"),
-            sa.func.coalesce(sa.func.sum(d.realized_gain), zero).label("realized_gain"),
-            sa.func.coalesce(sa.func.sum(d.short_term_gain), zero).label("short_term_gain"),
-            sa.func.coalesce(sa.func.sum(d.long_term_gain), zero).label("long_term_gain"),
-            sa.func.count().label("disposals"),
-            sa.func.count().filter(d.kind == "fee").label("fee_disposals"),
-            sa.func.count().filter(d.shortfall_quantity > 0).label("shortfall_quantity_disposals"),
-        ).where(
-            d.entity_id == entity_id,
-            d.method == method,
-            d.pool == pool,
-            d.date >= date_from,
-            d.date <= date_to,
-        )
-    ).one()
-    return {
-        "entity": name,
-        "from": date_from.isoformat(),
-        "to": date_to.isoformat(),
-        "method": method,
-        "pool": pool,
-        "proceeds": _money(row.proceeds),
-        "cost_basis": _money(row.cost_basis),
-        "realized_gain": _money(row.realized_gain),
-        "short_term_gain": _money(row.short_term_gain),
-        "long_term_gain": _money(row.long_term_gain),
-        "disposals": int(row.disposals),
-        "fee_disposals": int(row.fee_disposals),
-        "shortfall_quantity_disposals": int(row.shortfall_quantity_disposals),
-    }
+
+_REALIZED_FIGURES = ("proceeds", "cost_basis", "realized_gain", "short_term_gain", "long_term_gain")
+_REALIZED_SUMMARY = sa.text(f"""
+    SELECT (SELECT name FROM entities WHERE id = :e) AS entity,
+           {", ".join(f"{sql_decimal_text(f'coalesce(sum({name}), 0)')} AS {name}" for name in _REALIZED_FIGURES)},
+           count(*) AS disposals, count(*) FILTER (WHERE kind = 'fee') AS fee_disposals,
+           count(*) FILTER (WHERE shortfall_quantity > 0) AS shortfall_quantity_disposals
+    FROM pnl_disposals WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t""")
+"""One statement: the entity's name and the period's exact sums, formatted by PostgreSQL."""
 
 
 # ---------------------------------------------------------------- reconciliation breaks
@@ -278,9 +250,10 @@ class TransactionPage:
     filters: dict[str, Any] = field(default_factory=dict)
 
 
-def encode_cursor(ts: datetime, leg_id: int) -> str:
-    """An opaque, url-safe cursor pointing just after the leg (ts, id)."""
-    raw = json.dumps({"ts": iso_utc(ts), "id": int(leg_id)}, separators=(",", ":")).encode()
+def encode_cursor(ts: datetime | str, leg_id: int) -> str:
+    """An opaque, url-safe cursor pointing just after the leg (ts, id); ``ts`` a datetime or its ``iso_utc`` text."""
+    raw = json.dumps({"ts": iso_utc(ts) if isinstance(ts, datetime) else ts, "id": int(leg_id)},
+                     separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -342,13 +315,19 @@ def _leg_query() -> sa.Select:
     counterparty = accounts.alias("counterparty")
     as_out = transfers.alias("as_out")
     as_in = transfers.alias("as_in")
+    def text_of(sql: str, name: str) -> sa.ColumnElement[str]:  # a figure formatted by PostgreSQL
+        return sa.literal_column(sql, sa.Text).label(name)
+
     return (
         sa.select(
-            t.id, t.ts, t.close_date, t.account_id, accounts.c.name.label("account"), accounts.c.account_type,
-            accounts.c.sub_account, t.asset_id, assets.c.symbol.label("asset"), t.quantity, t.kind, t.group_id,
-            t.leg_index, t.unit_price_usd, t.usd_value, t.tx_hash, t.counterparty_account_id,
+            t.id, text_of(sql_iso_utc("transactions.ts"), "ts"), text_of("transactions.close_date::text", "date"),
+            t.account_id, accounts.c.name.label("account"), accounts.c.account_type,
+            accounts.c.sub_account, t.asset_id, assets.c.symbol.label("asset"),
+            text_of(sql_decimal_text("transactions.quantity"), "quantity"), t.kind, t.group_id, t.leg_index,
+            text_of(sql_decimal_text("transactions.unit_price_usd"), "unit_price_usd"),
+            text_of(sql_decimal_text("transactions.usd_value"), "usd_value"), t.tx_hash, t.counterparty_account_id,
             counterparty.c.name.label("counterparty_account"), t.raw_record_id, t.is_adjustment,
-            sa.func.coalesce(as_out.c.status, as_in.c.status).label("transfer_status"),
+            sa.func.coalesce(as_out.c.status, as_in.c.status, "none").label("transfer_status"),
             sa.func.coalesce(as_out.c.id, as_in.c.id).label("transfer_id"),
             sa.case((as_out.c.id.is_not(None), as_out.c.in_leg_id), else_=as_in.c.out_leg_id)
             .label("counterpart_leg_id"),
@@ -370,18 +349,13 @@ def _transfer_status_filter(query: sa.Select, status: str) -> sa.Select:
     return query.where(columns.transfer_status == status)
 
 
+_LEG_KEYS = tuple(str(c.name) for c in _leg_query().selected_columns)
+
+
 def _leg_dict(r: sa.Row) -> dict[str, Any]:
-    """One leg as served: exact decimal text, ISO times. Built from the row's mapping in one pass (attribute access
-    per column costs several times more on a 100-leg page)."""
-    leg = dict(r._mapping)
-    leg["ts"] = iso_utc(leg["ts"])
-    leg["date"] = iso_date(leg.pop("close_date"))
-    leg["quantity"] = _money(leg["quantity"])
-    leg["unit_price_usd"] = _money(leg["unit_price_usd"])
-    leg["usd_value"] = _money(leg["usd_value"])
-    leg["is_adjustment"] = bool(leg["is_adjustment"])
-    leg["transfer_status"] = leg["transfer_status"] or "none"
-    return leg
+    """One leg as served: PostgreSQL already wrote its figures as exact decimal text and ISO times
+    (``_leg_query``), so this only pairs the row's values with their names."""
+    return dict(zip(_LEG_KEYS, r))
 
 
 def list_transactions(
