@@ -122,6 +122,16 @@ def create_api_key(conn: Connection, entity_ids: int | Sequence[int], label: str
     return key
 
 
+_KEY_WITH_ENTITIES = sa.text("""
+    SELECT k.id, k.prefix, k.scope, k.label, k.created_at, k.key_hash, k.revoked_at,
+           (SELECT json_agg(json_build_object('id', e.id, 'name', e.name, 'timezone', e.timezone,
+                                              'reporting_currency', e.reporting_currency) ORDER BY e.id)
+            FROM api_key_entities ke JOIN entities e ON e.id = ke.entity_id
+            WHERE ke.api_key_id = k.id) AS entities
+    FROM api_keys k WHERE k.prefix = :prefix""")
+"""The key, its scope and its entities (SQL text: checked on every request, so no statement to build and key)."""
+
+
 def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
     """The key's info if it is well formed, known and not revoked; else None.
 
@@ -130,20 +140,7 @@ def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
     prefix = parse_key(key)
     if prefix is None:
         return None
-    e = entities.c
-    key_entities = (
-        sa.select(sa.func.json_agg(aggregate_order_by(
-            sa.func.json_build_object("id", e.id, "name", e.name, "timezone", e.timezone,
-                                      "reporting_currency", e.reporting_currency), e.id)))
-        .select_from(api_key_entities.join(entities, e.id == api_key_entities.c.entity_id))
-        .where(api_key_entities.c.api_key_id == api_keys.c.id)
-        .scalar_subquery().label("entities")
-    )
-    row = conn.execute(  # one round trip: the key, its scope and its entities
-        sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.scope, api_keys.c.label, api_keys.c.created_at,
-                  api_keys.c.key_hash, api_keys.c.revoked_at, key_entities)
-        .where(api_keys.c.prefix == prefix)
-    ).first()
+    row = conn.execute(_KEY_WITH_ENTITIES, {"prefix": prefix}).first()  # one round trip
     presented = hash_key(key)  # type: ignore[arg-type]
     stored = row.key_hash if row is not None else _DUMMY_HASH
     matches = hmac.compare_digest(presented.encode(), stored.encode())

@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,8 +36,6 @@ from warehouse.schema import (
     positions,
     raw_records,
     source_outages,
-    transactions,
-    transfers,
 )
 
 PNL_METHODS: tuple[str, ...] = ("fifo", "configured")
@@ -307,54 +304,51 @@ TRANSFER_STATUSES: tuple[str, ...] = ("matched", "unmatched_out", "unmatched_in"
 """A leg's transfer status: its ``transfers`` row's status, or ``none`` when the leg is no transfer leg."""
 
 
-@lru_cache(maxsize=1)
-def _leg_query() -> sa.Select:
-    """The legs with account, asset, counterparty and transfer (built once: a Select is immutable, ``where``
-    returns a new one)."""
-    t = transactions.c
-    counterparty = accounts.alias("counterparty")
-    as_out = transfers.alias("as_out")
-    as_in = transfers.alias("as_in")
-    def text_of(sql: str, name: str) -> sa.ColumnElement[str]:  # a figure formatted by PostgreSQL
-        return sa.literal_column(sql, sa.Text).label(name)
-
-    return (
-        sa.select(
-            t.id, text_of(sql_iso_utc("transactions.ts"), "ts"), text_of("transactions.close_date::text", "date"),
-            t.account_id, accounts.c.name.label("account"), accounts.c.account_type,
-            accounts.c.sub_account, t.asset_id, assets.c.symbol.label("asset"),
-            text_of(sql_decimal_text("transactions.quantity"), "quantity"), t.kind, t.group_id, t.leg_index,
-            text_of(sql_decimal_text("transactions.unit_price_usd"), "unit_price_usd"),
-            text_of(sql_decimal_text("transactions.usd_value"), "usd_value"), t.tx_hash, t.counterparty_account_id,
-            counterparty.c.name.label("counterparty_account"), t.raw_record_id, t.is_adjustment,
-            sa.func.coalesce(as_out.c.status, as_in.c.status, "none").label("transfer_status"),
-            sa.func.coalesce(as_out.c.id, as_in.c.id).label("transfer_id"),
-            sa.case((as_out.c.id.is_not(None), as_out.c.in_leg_id), else_=as_in.c.out_leg_id)
-            .label("counterpart_leg_id"),
-        )
-        .select_from(
-            transactions.join(accounts, accounts.c.id == t.account_id)
-            .join(assets, assets.c.id == t.asset_id)
-            .outerjoin(counterparty, counterparty.c.id == t.counterparty_account_id)
-            .outerjoin(as_out, as_out.c.out_leg_id == t.id)
-            .outerjoin(as_in, sa.and_(as_in.c.in_leg_id == t.id, as_out.c.id.is_(None)))
-        )
-    )
+_LEG_SELECT = f"""
+    SELECT t.id, {sql_iso_utc("t.ts")} AS ts, t.close_date::text AS date, t.account_id, ac.name AS account,
+           ac.account_type, ac.sub_account, t.asset_id, a.symbol AS asset, {sql_decimal_text("t.quantity")} AS quantity,
+           t.kind, t.group_id, t.leg_index, {sql_decimal_text("t.unit_price_usd")} AS unit_price_usd,
+           {sql_decimal_text("t.usd_value")} AS usd_value, t.tx_hash, t.counterparty_account_id,
+           cp.name AS counterparty_account, t.raw_record_id, t.is_adjustment,
+           coalesce(o.status, i.status, 'none') AS transfer_status, coalesce(o.id, i.id) AS transfer_id,
+           CASE WHEN o.id IS NOT NULL THEN o.in_leg_id ELSE i.out_leg_id END AS counterpart_leg_id
+    FROM transactions t
+    JOIN accounts ac ON ac.id = t.account_id
+    JOIN assets a ON a.id = t.asset_id
+    LEFT JOIN accounts cp ON cp.id = t.counterparty_account_id
+    LEFT JOIN transfers o ON o.out_leg_id = t.id
+    LEFT JOIN transfers i ON i.in_leg_id = t.id AND o.id IS NULL
+    WHERE t.entity_id = :entity_id"""
+"""The legs with account, asset, counterparty and transfer, every figure formatted by PostgreSQL. SQL text, not a
+Core ``Select``: building and cache-keying that seven-table statement cost more per page than running it."""
+_LEG_KEYS = ("id", "ts", "date", "account_id", "account", "account_type", "sub_account", "asset_id", "asset",
+             "quantity", "kind", "group_id", "leg_index", "unit_price_usd", "usd_value", "tx_hash",
+             "counterparty_account_id", "counterparty_account", "raw_record_id", "is_adjustment", "transfer_status",
+             "transfer_id", "counterpart_leg_id")
 
 
-def _transfer_status_filter(query: sa.Select, status: str) -> sa.Select:
-    columns = query.selected_columns
-    if status == "none":
-        return query.where(columns.transfer_id.is_(None))
-    return query.where(columns.transfer_status == status)
+@dataclass(frozen=True)
+class LegQuery:
+    """Legs of one entity matching some filters, in (ts, id) order: ``_LEG_SELECT`` and its conditions."""
+
+    conditions: tuple[str, ...]
+    params: dict[str, Any]
+
+    def statement(self, limit: int | None = None) -> sa.TextClause:
+        sql = " AND ".join((_LEG_SELECT, *self.conditions)) + " ORDER BY t.ts, t.id"
+        return sa.text(sql + (f" LIMIT {int(limit)}" if limit is not None else ""))
+
+    def rows(self, conn: Connection, limit: int | None = None) -> sa.CursorResult:
+        return conn.execute(self.statement(limit), self.params)
+
+    def count(self, conn: Connection) -> int:
+        sql = " AND ".join((_LEG_SELECT, *self.conditions))
+        return conn.execute(sa.text(f"SELECT count(*) FROM ({sql}) legs"), self.params).scalar_one()
 
 
-_LEG_KEYS = tuple(str(c.name) for c in _leg_query().selected_columns)
-
-
-def _leg_dict(r: sa.Row) -> dict[str, Any]:
+def leg_dict(r: sa.Row) -> dict[str, Any]:
     """One leg as served: PostgreSQL already wrote its figures as exact decimal text and ISO times
-    (``_leg_query``), so this only pairs the row's values with their names."""
+    (``_LEG_SELECT``), so this only pairs the row's values with their names."""
     return dict(zip(_LEG_KEYS, r))
 
 
@@ -384,11 +378,11 @@ def list_transactions(
     query, filters = transactions_query(conn, entity_id, date_from=date_from, date_to=date_to, account=account,
                                         asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor,
                                         tz=tz)
-    rows = conn.execute(query.limit(limit + 1)).all()
+    rows = query.rows(conn, limit + 1).all()
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more else None
-    return TransactionPage(items=[_leg_dict(r) for r in rows], next_cursor=next_cursor, limit=limit, filters=filters)
+    return TransactionPage(items=[leg_dict(r) for r in rows], next_cursor=next_cursor, limit=limit, filters=filters)
 
 
 def transactions_query(
@@ -403,48 +397,53 @@ def transactions_query(
     transfer_status: str | None = None,
     cursor: str | None = None,
     tz: ZoneInfo | None = None,
-) -> tuple[sa.Select, dict[str, Any]]:
+) -> tuple[LegQuery, dict[str, Any]]:
     """The ordered (ts, id) query of ``list_transactions`` without a limit, and the filters it applied.
     Rows turn into dicts with ``leg_dict``. ``tz``: the entity's timezone (read from the entity if omitted)."""
     if date_from is not None and date_to is not None:
         _check_range(date_from, date_to)
-    t = transactions.c
-    query = _leg_query().where(t.entity_id == entity_id)
+    conditions: list[str] = []
+    params: dict[str, Any] = {"entity_id": entity_id}
     filters: dict[str, Any] = {}
     # the close-day bounds, and the same bounds on ts (a leg of close day D has cutoff(D-1) < ts <= cutoff(D)):
     # redundant, but they let PostgreSQL walk the (entity_id, ts, id) index in page order
     zone = tz if tz is not None else ZoneInfo(conn.execute(
         sa.select(entities.c.timezone).where(entities.c.id == entity_id)).scalar() or "UTC")
     if date_from is not None:
-        query = query.where(t.close_date >= date_from, t.ts > cutoff_of(date_from - timedelta(days=1), zone))
+        conditions.append("t.close_date >= :date_from AND t.ts > :after_cutoff")
+        params.update(date_from=date_from, after_cutoff=cutoff_of(date_from - timedelta(days=1), zone))
         filters["from"] = date_from.isoformat()
     if date_to is not None:
-        query = query.where(t.close_date <= date_to, t.ts <= cutoff_of(date_to, zone))
+        conditions.append("t.close_date <= :date_to AND t.ts <= :cutoff")
+        params.update(date_to=date_to, cutoff=cutoff_of(date_to, zone))
         filters["to"] = date_to.isoformat()
     if account is not None and str(account).strip():
-        query = query.where(t.account_id.in_(_resolve_account_ids(conn, entity_id, str(account))))
+        conditions.append("t.account_id = ANY(:account_ids)")
+        params["account_ids"] = _resolve_account_ids(conn, entity_id, str(account))
         filters["account"] = str(account).strip()
     if asset is not None and asset.strip():
-        query = query.where(t.asset_id == _resolve_asset_id(conn, asset))
+        conditions.append("t.asset_id = :asset_id")
+        params["asset_id"] = _resolve_asset_id(conn, asset)
         filters["asset"] = asset.strip()
     if kind is not None and kind.strip():
-        query = query.where(t.kind == kind.strip())
+        conditions.append("t.kind = :kind")
+        params["kind"] = kind.strip()
         filters["kind"] = kind.strip()
     if transfer_status is not None and transfer_status.strip():
         status = transfer_status.strip().lower()
         if status not in TRANSFER_STATUSES:
             raise ReportParameterError("transfer_status", f"unknown transfer status {status!r}; allowed: "
                                                           f"{', '.join(TRANSFER_STATUSES)}")
-        query = _transfer_status_filter(query, status)
+        if status == "none":
+            conditions.append("o.id IS NULL AND i.id IS NULL")
+        else:
+            conditions.append("coalesce(o.status, i.status) = :transfer_status")
+            params["transfer_status"] = status
         filters["transfer_status"] = status
     if cursor:
-        after_ts, after_id = decode_cursor(cursor)
-        query = query.where(sa.tuple_(t.ts, t.id) > sa.tuple_(sa.literal(after_ts, transactions.c.ts.type),
-                                                               sa.literal(after_id, sa.BigInteger)))
-    return query.order_by(t.ts, t.id), filters
-
-
-leg_dict = _leg_dict
+        conditions.append("(t.ts, t.id) > (:after_ts, :after_id)")
+        params["after_ts"], params["after_id"] = decode_cursor(cursor)
+    return LegQuery(tuple(conditions), params), filters
 
 
 def _exact_payload(text: str | None) -> Any:
@@ -460,17 +459,14 @@ def get_transaction(conn: Connection, entity_id: int, tx_id: int) -> dict[str, A
     None when no leg of that id belongs to the entity. In ``raw_record.payload`` (the source's record,
     unedited) numbers with a fraction or exponent are given as exact text rather than binary floats.
     """
-    t = transactions.c
-    row = conn.execute(_leg_query().where(t.entity_id == entity_id, t.id == tx_id)).first()
+    row = conn.execute(sa.text(_LEG_SELECT + " AND t.id = :tx_id"), {"entity_id": entity_id, "tx_id": tx_id}).first()
     if row is None:
         return None
-    leg = _leg_dict(row)
-    others = conn.execute(
-        _leg_query()
-        .where(t.entity_id == entity_id, t.group_id == row.group_id, t.id != tx_id)
-        .order_by(t.ts, t.leg_index, t.id)
-    )
-    leg["group_legs"] = [_leg_dict(r) for r in others]
+    leg = leg_dict(row)
+    others = conn.execute(sa.text(_LEG_SELECT + " AND t.group_id = :group_id AND t.id <> :tx_id "
+                                  "ORDER BY t.ts, t.leg_index, t.id"),
+                          {"entity_id": entity_id, "group_id": row.group_id, "tx_id": tx_id})
+    leg["group_legs"] = [leg_dict(r) for r in others]
     r = raw_records.c
     raw = conn.execute(
         sa.select(

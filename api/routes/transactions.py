@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request
 
 from api.deps import ConnDep, CurrentEntity, check_date_range, open_stream_connection
@@ -49,13 +48,12 @@ def list_transactions(
                                               account=account, asset=asset, kind=kind,
                                               transfer_status=transfer_status, tz=entity.tz)
         if out == "xlsx":
-            count = conn.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar()
+            count = query.count(conn)
             if count > XLSX_MAX_ROWS:
                 raise ValidationFailed.for_field("format", f"{count} legs match: more than an XLSX sheet holds "
                                                            f"({XLSX_MAX_ROWS}); narrow the filters or use csv")
         stream = open_stream_connection(request)
-        rows = (reports.leg_dict(r) for r in stream.execution_options(stream_results=True, yield_per=1000)
-                .execute(query))
+        rows = (reports.leg_dict(r) for r in query.rows(stream.execution_options(stream_results=True, yield_per=1000)))
         return export_response(out, f"transactions-{entity.name}", columns_of(LegOut), rows, on_close=stream.close)
     page = reports.list_transactions(conn, entity.id, date_from=date_from, date_to=date_to, account=account,
                                      asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor,
