@@ -14,12 +14,13 @@ request would only cost two round trips (a streamed export, which needs a server
 REPEATABLE READ transaction: one snapshot for the whole file).
 
 Each request crosses into the thread pool as few times as possible: one dependency (``get_session``) takes the
-connection and verifies the key in one hop; the dependencies that only read what it found are ``async``.
+connection and verifies the key in one hop; the dependencies that only read what it found are ``async``; the
+route is the second hop (none when the response cache answers, ``api.cache``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -27,11 +28,12 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, Query, Request, Security
+from starlette.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Connection, Engine
 
 from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
-from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key
+from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key_at_snapshot
 from warehouse.db import database_url, normalize_url
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
@@ -95,24 +97,39 @@ class ApiSession:
 
     conn: Connection
     key: ApiKeyInfo
+    snapshot: str
+    """``pg_current_snapshot()`` when the key was checked: the response cache's validity (``api.cache``)."""
 
 
-def get_session(request: Request, key: Annotated[str, Depends(presented_key)]) -> Iterator[ApiSession]:
-    """The request's connection (read-only, statement timeout, autocommit) and its verified, rate-limited key,
-    in one thread-pool hop; the connection goes back to the pool when the response is sent (rolled back first
-    if a route opened a transaction)."""
+def _open_session(request: Request, key: str) -> ApiSession:
+    """Check out a connection and verify the key on it (in a worker thread: both may wait on the network)."""
     conn = _checkout(request)
-    with conn:
-        info = verify_api_key(conn, key)
-        if info is None:
+    try:
+        info, snapshot = verify_api_key_at_snapshot(conn, key)
+        if info is None or snapshot is None:
             raise AuthenticationFailed()
         limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
         if limiter is not None:
             wait = limiter.hit(info.prefix)
             if wait is not None:
                 raise RateLimited(wait)
-        request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
-        yield ApiSession(conn, info)
+    except BaseException:
+        conn.close()
+        raise
+    request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
+    request.state.db_snapshot = snapshot
+    return ApiSession(conn, info, snapshot)
+
+
+async def get_session(request: Request, key: Annotated[str, Depends(presented_key)]) -> AsyncIterator[ApiSession]:
+    """The request's connection (read-only, statement timeout, autocommit) and its verified, rate-limited key,
+    in one thread-pool hop. The connection goes back to the pool on the event loop: in autocommit that is no
+    I/O (only a route that began a transaction leaves a ROLLBACK to send)."""
+    session = await run_in_threadpool(_open_session, request, key)
+    try:
+        yield session
+    finally:
+        session.conn.close()
 
 
 SessionDep = Annotated[ApiSession, Depends(get_session)]

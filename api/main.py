@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
+from api.cache import ResponseCache
 from api.deps import guard_date_range
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
@@ -67,11 +68,13 @@ def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None,
-               cors_origins: list[str] | None = None, max_range_days: int | None = None) -> FastAPI:
+               cors_origins: list[str] | None = None, max_range_days: int | None = None,
+               cache_mb: int | None = None) -> FastAPI:
     """The API. ``engine``: a warehouse engine (default: ``warehouse.db.get_engine()`` at request time).
     ``rate_limit_per_minute``: requests per key per minute (default: settings; 0 disables).
     ``cors_origins``: origins allowed by CORS (default: settings, empty: CORS off).
-    ``max_range_days``: longest from..to range answered synchronously (default: settings)."""
+    ``max_range_days``: longest from..to range answered synchronously (default: settings).
+    ``cache_mb``: size of the response cache of unchanged answers (default: settings; 0 disables; ``api.cache``)."""
     settings = get_settings()
     app = FastAPI(
         title="Coinfrs read API",
@@ -85,6 +88,8 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
     per_minute = settings.api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute
     app.state.rate_limiter = RateLimiter(per_minute)
     app.state.max_range_days = settings.api_max_range_days if max_range_days is None else max_range_days
+    app.state.response_cache = ResponseCache(
+        (settings.api_cache_mb if cache_mb is None else cache_mb) * 1024 * 1024)
 
     install_exception_handlers(app)
     origins = settings.api_cors_origins if cors_origins is None else cors_origins

@@ -127,9 +127,29 @@ _KEY_WITH_ENTITIES = sa.text("""
            (SELECT json_agg(json_build_object('id', e.id, 'name', e.name, 'timezone', e.timezone,
                                               'reporting_currency', e.reporting_currency) ORDER BY e.id)
             FROM api_key_entities ke JOIN entities e ON e.id = ke.entity_id
-            WHERE ke.api_key_id = k.id) AS entities
-    FROM api_keys k WHERE k.prefix = :prefix""")
-"""The key, its scope and its entities (SQL text: checked on every request, so no statement to build and key)."""
+            WHERE ke.api_key_id = k.id) AS entities,
+           pg_current_snapshot()::text AS snapshot
+    FROM (SELECT 1) one LEFT JOIN api_keys k ON k.prefix = :prefix""")
+"""The key, its scope and its entities, and the database snapshot the request starts from (SQL text: run on every
+request, so there is no statement to build and cache-key; one row even for an unknown prefix)."""
+
+
+def verify_api_key_at_snapshot(conn: Connection, key: str | None) -> tuple[ApiKeyInfo | None, str | None]:
+    """``verify_api_key``, and the database snapshot (``pg_current_snapshot()``) read in the same statement: what
+    the response cache (``api.cache``) checks its answers against. (None, None) for a key of the wrong shape."""
+    prefix = parse_key(key)
+    if prefix is None:
+        return None, None
+    row = conn.execute(_KEY_WITH_ENTITIES, {"prefix": prefix}).one()  # one round trip
+    presented = hash_key(key)  # type: ignore[arg-type]
+    stored = row.key_hash if row.key_hash is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(presented.encode(), stored.encode())
+    if row.id is None or not matches or row.revoked_at is not None:
+        return None, row.snapshot
+    bound = tuple(Entity(id=x["id"], name=x["name"], timezone=x["timezone"],
+                         reporting_currency=x["reporting_currency"] or "USD") for x in (row.entities or ()))
+    return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_ids=tuple(x.id for x in bound), scope=row.scope,
+                      label=row.label, created_at=row.created_at, entities=bound), row.snapshot
 
 
 def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
@@ -137,19 +157,7 @@ def verify_api_key(conn: Connection, key: str | None) -> ApiKeyInfo | None:
 
     The stored hash is compared in constant time; an unknown prefix still costs one comparison.
     """
-    prefix = parse_key(key)
-    if prefix is None:
-        return None
-    row = conn.execute(_KEY_WITH_ENTITIES, {"prefix": prefix}).first()  # one round trip
-    presented = hash_key(key)  # type: ignore[arg-type]
-    stored = row.key_hash if row is not None else _DUMMY_HASH
-    matches = hmac.compare_digest(presented.encode(), stored.encode())
-    if row is None or not matches or row.revoked_at is not None:
-        return None
-    bound = tuple(Entity(id=x["id"], name=x["name"], timezone=x["timezone"],
-                         reporting_currency=x["reporting_currency"] or "USD") for x in (row.entities or ()))
-    return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_ids=tuple(x.id for x in bound), scope=row.scope,
-                      label=row.label, created_at=row.created_at, entities=bound)
+    return verify_api_key_at_snapshot(conn, key)[0]
 
 
 def revoke_api_key(conn: Connection, prefix: str) -> bool:

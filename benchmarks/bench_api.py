@@ -261,6 +261,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--cache-mb", type=int, default=None,
+                        help="the API's response cache per process (COINFRS_API_CACHE_MB; default: the setting, "
+                             "64). 0 measures every request computed")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     parser.add_argument("--reuse", metavar="DATABASE", help="measure a database kept by an earlier --keep run "
                                                            "(no generation; kept afterwards)")
@@ -297,6 +300,8 @@ def main() -> int:
             print(f"generated {args.legs:,} legs with COPY: {timings}", flush=True)
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": url, "COINFRS_API_RATE_LIMIT_PER_MINUTE": "0"}
+        if args.cache_mb is not None:
+            env["COINFRS_API_CACHE_MB"] = str(args.cache_mb)
         server_proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
              "--workers", str(args.workers), "--log-level", "warning", "--no-access-log",
@@ -336,7 +341,7 @@ def main() -> int:
                   f"{result['errors']} errors)  CPU/request: API {result['api_cpu_ms_per_request']} ms, "
                   f"PostgreSQL {result['db_cpu_ms_per_request']} ms, client {result['client_cpu_ms_per_request']} ms  load {result['load_1min']}", flush=True)
         print(json.dumps({"legs": args.legs, "clients": args.clients, "seconds": args.seconds,
-                          "workers": args.workers, "generation": timings, "results": results}))
+                          "workers": args.workers, "cache_mb": args.cache_mb, "generation": timings, "results": results}))
         return 0
     finally:
         if server_proc is not None:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     api_max_query_bytes: int = Field(default=4_096, description="Longest query string accepted (414 beyond).")
     api_max_range_days: int = Field(default=366, description="Longest from..to range answered synchronously.")
     api_freshness_hours: int = Field(default=36, description="An account synced longer ago than this is stale.")
+    api_cache_mb: int = Field(default=64, ge=0, description="Per API process: megabytes of JSON answers kept while "
+                                                            "the database is unchanged (0: no cache).")
     api_db_pool_size: int = Field(default=20, ge=1, description="Database connections (and request threads) per "
                                                                 "API process.")
 

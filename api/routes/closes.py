@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
+from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity, check_date_range
 from api.envelope import success
 from api.errors import NotFound
@@ -23,6 +24,7 @@ DayPath = Annotated[IsoDate, Path(description="The close date, YYYY-MM-DD")]
 
 
 @router.get("/closes", response_model=ListEnvelope[CloseOut], summary="Daily closes", responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def list_closes(
     request: Request,
     entity: CurrentEntity,
@@ -41,6 +43,7 @@ def list_closes(
 
 
 @router.get("/closes/{day}", response_model=Envelope[CloseDetailOut], summary="One close with its provenance")
+@cached_by_snapshot
 def get_close(request: Request, entity: CurrentEntity, conn: ConnDep, day: DayPath) -> dict:
     """The close of one day, what it was computed from (input counts, code version, source cursors) and the hash
     of its outputs, recomputed now to prove it unchanged."""

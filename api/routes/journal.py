@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity, check_date_range
 from api.envelope import list_success
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
@@ -18,6 +19,7 @@ router = APIRouter(tags=["journal"], responses=COMMON_ERRORS)
 
 @router.get("/journal-entries", response_model=ListEnvelope[JournalEntryOut], summary="Journal entries per day",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def list_journal_entries(
     request: Request,
     entity: CurrentEntity,

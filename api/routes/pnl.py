@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
+from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity
 from api.envelope import list_success, success
 from api.errors import ApiError
@@ -53,6 +54,7 @@ def _list(request: Request, fmt: str | None, name: str, model: type[BaseModel], 
 
 
 @router.get("/realized", response_model=Envelope[RealizedPnlCurrencyOut], summary="Realized PnL summary")
+@cached_by_snapshot
 def realized(
     request: Request,
     entity: CurrentEntity,
@@ -75,6 +77,7 @@ def realized(
 
 @router.get("/realized/breakdown", response_model=ListEnvelope[RealizedBreakdownOut],
             summary="Realized PnL by asset, account, term or period", responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def realized_breakdown(
     request: Request,
     entity: CurrentEntity,
@@ -99,6 +102,7 @@ def realized_breakdown(
 
 @router.get("/unrealized", response_model=ListEnvelope[UnrealizedOut], summary="Unrealized PnL at a close",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def unrealized(
     request: Request,
     entity: CurrentEntity,
@@ -119,6 +123,7 @@ def unrealized(
 
 @router.get("/excluded", response_model=ListEnvelope[ExcludedAssetOut],
             summary="Assets left out of PnL (unverified)", responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def excluded(request: Request, entity: CurrentEntity, conn: ConnDep, fmt: FormatQuery = None) -> dict:
     """Unverified assets (tokens not in the registry, possibly spam) the entity holds or moved. Their legs are
     left out of every PnL book until an operator approves the asset (`coinfrs asset approve`); they still
@@ -129,6 +134,7 @@ def excluded(request: Request, entity: CurrentEntity, conn: ConnDep, fmt: Format
 
 @router.get("/compare", response_model=Envelope[CompareOut], summary="Compare cost-basis books (what-if)",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def compare(
     request: Request,
     entity: CurrentEntity,
@@ -155,6 +161,7 @@ def compare(
 
 @router.get("/lots", response_model=ListEnvelope[OpenLotOut], summary="Open lots at a close",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def lots(
     request: Request,
     entity: CurrentEntity,
@@ -172,6 +179,7 @@ def lots(
 
 @router.get("/rollforward", response_model=ListEnvelope[RollForwardOut], summary="Cost-basis roll-forward",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def rollforward(
     request: Request,
     entity: CurrentEntity,
@@ -194,6 +202,7 @@ def rollforward(
 
 @router.get("/shortfalls", response_model=ListEnvelope[ShortfallOut], summary="Shortfalls (disposals without lots)",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def shortfalls(
     request: Request,
     entity: CurrentEntity,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity, check_date_range
 from api.errors import ValidationFailed
 from api.exports import EXPORT_RESPONSES, FormatQuery, list_or_export
@@ -39,6 +40,7 @@ def _range(request: Request, day: date | None, date_from: date | None, date_to: 
 
 @router.get("/breaks", response_model=ListEnvelope[BreakWithCausesOut], summary="Reconciliation breaks with causes",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def list_breaks(
     request: Request,
     entity: CurrentEntity,
@@ -68,6 +70,7 @@ def list_breaks(
 
 @router.get("/results", response_model=ListEnvelope[ResultOut], summary="Expectation results",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def list_results(
     request: Request,
     entity: CurrentEntity,
@@ -89,6 +92,7 @@ def list_results(
 
 @router.get("/localise", response_model=ListEnvelope[LocalisedBreakOut], summary="Where breaks start",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def localise(request: Request, entity: CurrentEntity, conn: ConnDep, date_from: FromQ = None, date_to: ToQ = None,
              fmt: FormatQuery = None):
     """Per (account, asset) whose reported and computed balances disagree in the range: the first day, and whether

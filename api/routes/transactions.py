@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
+from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity, check_date_range, open_stream_connection
 from api.envelope import list_success, success
 from api.errors import NotFound, ValidationFailed
@@ -19,6 +20,7 @@ router = APIRouter(tags=["transactions"], responses=COMMON_ERRORS)
 
 @router.get("/transactions", response_model=ListEnvelope[LegOut], summary="Ledger legs, filtered and paginated",
             responses=EXPORT_RESPONSES)
+@cached_by_snapshot
 def list_transactions(
     request: Request,
     entity: CurrentEntity,
@@ -64,6 +66,7 @@ def list_transactions(
 
 @router.get("/transactions/{tx_id}", response_model=Envelope[TransactionDetailOut],
             summary="One leg with its event's other legs and its raw source record")
+@cached_by_snapshot
 def get_transaction(
     request: Request,
     entity: CurrentEntity,
