@@ -22,6 +22,7 @@ answers go first.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,9 +32,12 @@ from typing import Any, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import checkout_connection
 from api.envelope import EnvelopeResponse, meta
 
 F = TypeVar("F", bound=Callable[..., Any])
+CACHE_HEADER = "X-Cache"
+"""On a cacheable route's answer: ``hit`` (served from the cache) or ``miss`` (computed now)."""
 
 
 @dataclass(frozen=True)
@@ -105,25 +109,40 @@ def cached_by_snapshot(route: F) -> F:
 
     The route must take ``request: Request`` and ``entity: CurrentEntity``; the key is the entity and the full
     URL (the query, and the host, which links in an answer may name). The key, its scope and the entity have been
-    checked by the dependencies before this runs, as for any request. Exports (anything but an
-    ``EnvelopeResponse``) pass through."""
+    checked by the dependencies before this runs, as for any request. The route's ``conn`` (if it takes one) is
+    checked out only when the cache cannot answer, in the same thread-pool hop as the route. Exports (anything but
+    an ``EnvelopeResponse``) pass through."""
+
+    signature = inspect.signature(route)
+    takes_connection = "conn" in signature.parameters
+
+    def compute(request: Request, kwargs: dict[str, Any]) -> Any:
+        if not takes_connection:
+            return route(**kwargs)
+        with checkout_connection(request) as conn:
+            return route(**kwargs, conn=conn)
 
     @functools.wraps(route)
-    async def serve(*args: Any, **kwargs: Any) -> Any:
+    async def serve(**kwargs: Any) -> Any:
         request: Request = kwargs["request"]
         cache: ResponseCache | None = getattr(request.app.state, "response_cache", None)
         snapshot: str | None = getattr(request.state, "db_snapshot", None)
         if cache is None or not cache.enabled or snapshot is None:
-            return await run_in_threadpool(route, *args, **kwargs)
+            return await run_in_threadpool(compute, request, kwargs)
         key = (kwargs["entity"].id, str(request.url))
         found = cache.get(key, snapshot)
         if found is not None:  # answered on the event loop: no thread, no query beyond the key check
-            return EnvelopeResponse({"success": True, "data": found.data, "meta": meta(request, **found.extra_meta)})
-        response = await run_in_threadpool(route, *args, **kwargs)
+            return EnvelopeResponse({"success": True, "data": found.data, "meta": meta(request, **found.extra_meta)},
+                                    headers={CACHE_HEADER: "hit"})
+        response = await run_in_threadpool(compute, request, kwargs)
+        response.headers[CACHE_HEADER] = "miss"
         if isinstance(response, EnvelopeResponse) and response.status_code == 200:
             envelope = response.envelope
             extra = {k: v for k, v in envelope["meta"].items() if k not in ("timestamp", "request_id")}
             cache.put(key, snapshot, CachedAnswer(response.data_json, extra, len(response.body)))
         return response
 
+    # FastAPI reads this signature: the route's, without ``conn`` (taken above, only on a miss)
+    serve.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.name != "conn"])
     return serve  # type: ignore[return-value]

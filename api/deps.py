@@ -13,9 +13,10 @@ autocommit: under READ COMMITTED every statement takes its own snapshot anyway, 
 request would only cost two round trips (a streamed export, which needs a server-side cursor, opens a
 REPEATABLE READ transaction: one snapshot for the whole file).
 
-Each request crosses into the thread pool as few times as possible: one dependency (``get_session``) takes the
-connection and verifies the key in one hop; the dependencies that only read what it found are ``async``; the
-route is the second hop (none when the response cache answers, ``api.cache``).
+Each request crosses into the thread pool as few times as possible: ``get_session`` verifies the key in one hop
+(holding a pooled connection only for that query); the dependencies that only read what it found are ``async``.
+A cacheable route takes its own connection inside the route's hop, and only when the cache cannot answer
+(``api.cache``); other routes take theirs with ``ConnDep``.
 """
 
 from __future__ import annotations
@@ -93,51 +94,55 @@ def _checkout(request: Request) -> Connection:
 
 @dataclass(frozen=True)
 class ApiSession:
-    """What every ``/api/v1`` request stands on: its read-only connection and its verified key."""
+    """What every ``/api/v1`` request stands on: its verified key and the database snapshot it was checked in."""
 
-    conn: Connection
     key: ApiKeyInfo
     snapshot: str
     """``pg_current_snapshot()`` when the key was checked: the response cache's validity (``api.cache``)."""
 
 
-def _open_session(request: Request, key: str) -> ApiSession:
-    """Check out a connection and verify the key on it (in a worker thread: both may wait on the network)."""
-    conn = _checkout(request)
-    try:
+def _verify_request_key(request: Request, key: str) -> ApiSession:
+    """Verify the key on a pooled connection, held only for that query (in a worker thread: the checkout and the
+    query may wait on the network). A request holds no connection while it waits for its turn on the event loop,
+    so a pool of ``COINFRS_API_DB_POOL_SIZE`` serves many more concurrent requests without opening and closing
+    overflow connections (each one a PostgreSQL backend to fork)."""
+    with _checkout(request) as conn:
         info, snapshot = verify_api_key_at_snapshot(conn, key)
-        if info is None or snapshot is None:
-            raise AuthenticationFailed()
-        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:
-            wait = limiter.hit(info.prefix)
-            if wait is not None:
-                raise RateLimited(wait)
-    except BaseException:
-        conn.close()
-        raise
+    if info is None or snapshot is None:
+        raise AuthenticationFailed()
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        wait = limiter.hit(info.prefix)
+        if wait is not None:
+            raise RateLimited(wait)
     request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
     request.state.db_snapshot = snapshot
-    return ApiSession(conn, info, snapshot)
+    return ApiSession(info, snapshot)
 
 
-async def get_session(request: Request, key: Annotated[str, Depends(presented_key)]) -> AsyncIterator[ApiSession]:
-    """The request's connection (read-only, statement timeout, autocommit) and its verified, rate-limited key,
-    in one thread-pool hop. The connection goes back to the pool on the event loop: in autocommit that is no
-    I/O (only a route that began a transaction leaves a ROLLBACK to send)."""
-    session = await run_in_threadpool(_open_session, request, key)
-    try:
-        yield session
-    finally:
-        session.conn.close()
+async def get_session(request: Request, key: Annotated[str, Depends(presented_key)]) -> ApiSession:
+    """The request's verified, rate-limited key (one thread-pool hop)."""
+    return await run_in_threadpool(_verify_request_key, request, key)
 
 
 SessionDep = Annotated[ApiSession, Depends(get_session)]
 
 
-async def get_connection(session: SessionDep) -> Connection:
-    """The request's read-only connection (only after its key is verified)."""
-    return session.conn
+def checkout_connection(request: Request) -> Connection:
+    """A read-only connection of the API pool (statement timeout, autocommit); 503 when the database is down or
+    every connection stays busy for 10 s. Close it to give it back."""
+    return _checkout(request)
+
+
+async def get_connection(request: Request, session: SessionDep) -> AsyncIterator[Connection]:
+    """The route's read-only connection, checked out (in a worker thread) only after the key is verified. It goes
+    back to the pool on the event loop: in autocommit that is no I/O (only a route that began a transaction
+    leaves a ROLLBACK to send)."""
+    conn = await run_in_threadpool(_checkout, request)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def open_stream_connection(request: Request) -> Connection:

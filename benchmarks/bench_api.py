@@ -7,7 +7,8 @@ What it does:
      bulk-generates with COPY a ledger of ``--legs`` legs (default 1,000,000) over three years: 20 accounts,
      30 assets, one staging record per two legs, matched transfers, daily prices, daily positions and
      disposals; then ANALYZE;
-  2. starts a real uvicorn (``api.main:app``) on 127.0.0.1 with a key of the entity, rate limit off;
+  2. starts the API as ``coinfrs serve`` does (``api.server``: uvicorn, one SO_REUSEPORT socket per worker) on
+     127.0.0.1, with a key of the entity, rate limit off;
   3. for each scenario, runs ``--clients`` concurrent aiohttp clients in a closed loop for ``--seconds``
      (after a short warm-up), each request with random parameters; counts non-200 answers as errors;
   4. prints one line per scenario (with the CPU per request of the uvicorn workers, their PostgreSQL backends and
@@ -215,6 +216,7 @@ async def run_scenario(base_url: str, key: str, name: str, clients: int, seconds
 
     make = SCENARIOS[name]
     latencies: list[float] = []
+    by_cache: dict[str, list[float]] = {"hit": [], "miss": []}
     errors = 0
     warmup = 0
     connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients)
@@ -231,11 +233,14 @@ async def run_scenario(base_url: str, key: str, name: str, clients: int, seconds
                     async with session.get(path, params=params) as resp:
                         await resp.read()
                         ok = resp.status == 200
+                        cached = resp.headers.get("X-Cache")
                 except (aiohttp.ClientError, asyncio.TimeoutError):  # counted, not fatal: the run goes on
-                    ok = False
+                    ok, cached = False, None
                 elapsed = time.perf_counter() - started
                 if record:
                     latencies.append(elapsed)
+                    if cached in by_cache:
+                        by_cache[cached].append(elapsed)
                     if not ok:
                         errors += 1
                 else:
@@ -245,14 +250,17 @@ async def run_scenario(base_url: str, key: str, name: str, clients: int, seconds
         started = time.perf_counter()
         await asyncio.gather(*(worker(i, started + seconds, True) for i in range(clients)))
         wall = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1)
+    def pct(values: list[float], p: float) -> float | None:
+        values = sorted(values)
+        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 1) if values else None
 
     return {"requests": len(latencies), "warmup_requests": warmup, "errors": errors, "rps": round(len(latencies) / wall, 1),
-            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "mean_ms": round(statistics.fmean(latencies) * 1000, 1)}
+            "p50_ms": pct(latencies, 0.50), "p95_ms": pct(latencies, 0.95), "p99_ms": pct(latencies, 0.99),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
+            # the response cache's share (X-Cache header) and the latency of each kind of answer
+            "cache_hits": len(by_cache["hit"]), "cache_misses": len(by_cache["miss"]),
+            "hit_p50_ms": pct(by_cache["hit"], 0.50), "hit_p95_ms": pct(by_cache["hit"], 0.95),
+            "miss_p50_ms": pct(by_cache["miss"], 0.50), "miss_p95_ms": pct(by_cache["miss"], 0.95)}
 
 
 def main() -> int:
@@ -303,9 +311,8 @@ def main() -> int:
         if args.cache_mb is not None:
             env["COINFRS_API_CACHE_MB"] = str(args.cache_mb)
         server_proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log",
-             "--timeout-keep-alive", "60"],
+            [sys.executable, "-m", "api.server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
             cwd=ROOT, env=env, start_new_session=True)
         import httpx
 
@@ -338,7 +345,8 @@ def main() -> int:
             results[scenario] = result
             print(f"{scenario:22s} {args.clients} clients: p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "
                   f"p99 {result['p99_ms']} ms  {result['rps']} req/s  ({result['requests']} requests, "
-                  f"{result['errors']} errors)  CPU/request: API {result['api_cpu_ms_per_request']} ms, "
+                  f"{result['errors']} errors; cache {result['cache_hits']} hits p95 {result['hit_p95_ms']} ms, "
+                  f"{result['cache_misses']} misses p95 {result['miss_p95_ms']} ms)  CPU/request: API {result['api_cpu_ms_per_request']} ms, "
                   f"PostgreSQL {result['db_cpu_ms_per_request']} ms, client {result['client_cpu_ms_per_request']} ms  load {result['load_1min']}", flush=True)
         print(json.dumps({"legs": args.legs, "clients": args.clients, "seconds": args.seconds,
                           "workers": args.workers, "cache_mb": args.cache_mb, "generation": timings, "results": results}))
