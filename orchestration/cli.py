@@ -345,17 +345,16 @@ def apikey_list(entity: Annotated[Optional[str], typer.Option("--entity", "-e", 
 
 @app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000,
-          workers: Annotated[int, typer.Option(help="uvicorn worker processes (one per core in production).")] = 1,
+          workers: Annotated[int, typer.Option(help="API worker processes, each with its own socket on the port "
+                                                     "(on 2 cores, 3 measured best: benchmarks/bench_api.py).")] = 1,
           ) -> None:
-    """Run the read API (uvicorn)."""
-    import uvicorn
-
+    """Run the read API (uvicorn; several workers share the port with SO_REUSEPORT)."""
+    from api.logs import UVICORN_LOG_CONFIG
+    from api.server import serve as serve_api
     from warehouse.db import database_url, redact
 
     console.print(f"Coinfrs API on http://{host}:{port}/docs (database {redact(database_url())})", highlight=False)
-    from api.logs import UVICORN_LOG_CONFIG
-
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="info", log_config=UVICORN_LOG_CONFIG)
+    serve_api(host, port, workers, log_level="info", log_config=UVICORN_LOG_CONFIG)
 
 
 @app.command("ui")
