@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import checkout_connection
 from api.envelope import EnvelopeResponse, meta
+from api.exports import requested_format
 
 F = TypeVar("F", bound=Callable[..., Any])
 CACHE_HEADER = "X-Cache"
@@ -107,7 +108,8 @@ class ResponseCache:
 def cached_by_snapshot(route: F) -> F:
     """Serve the route's JSON answer from the app's ``ResponseCache`` while the database snapshot is unchanged.
 
-    The route must take ``request: Request`` and ``entity: CurrentEntity``; the key is the entity and the full
+    The route must take ``request: Request`` and ``entity: CurrentEntity`` (and ``fmt``, if it exports); only JSON
+    answers are cached (not a ``format`` or ``Accept`` asking for CSV/XLSX); the key is the entity and the full
     URL (the query, and the host, which links in an answer may name). The key, its scope and the entity have been
     checked by the dependencies before this runs, as for any request. The route's ``conn`` (if it takes one) is
     checked out only when the cache cannot answer, in the same thread-pool hop as the route. Exports (anything but
@@ -127,7 +129,8 @@ def cached_by_snapshot(route: F) -> F:
         request: Request = kwargs["request"]
         cache: ResponseCache | None = getattr(request.app.state, "response_cache", None)
         snapshot: str | None = getattr(request.state, "db_snapshot", None)
-        if cache is None or not cache.enabled or snapshot is None:
+        if cache is None or not cache.enabled or snapshot is None or \
+                requested_format(request, kwargs.get("fmt")) != "json":  # exports (format or Accept) are not cached
             return await run_in_threadpool(compute, request, kwargs)
         key = (kwargs["entity"].id, str(request.url))
         found = cache.get(key, snapshot)

@@ -77,9 +77,8 @@ def _engine_cache_values() -> list[Engine]:
         return []
 
 
-@pytest.fixture()
-def engine(database_url: str) -> Iterator[Engine]:
-    """The test database, emptied before each test."""
+def empty_database(database_url: str) -> Engine:
+    """The test database's engine, every table emptied (for module-scoped fixtures too)."""
     from warehouse.db import get_engine
     from warehouse.schema import metadata
 
@@ -87,4 +86,10 @@ def engine(database_url: str) -> Iterator[Engine]:
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    yield engine
+    return engine
+
+
+@pytest.fixture()
+def engine(database_url: str) -> Iterator[Engine]:
+    """The test database, emptied before each test."""
+    yield empty_database(database_url)

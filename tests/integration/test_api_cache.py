@@ -78,3 +78,15 @@ def test_no_cache_when_turned_off(engine: sa.Engine) -> None:
     for _ in range(2):
         assert client.get("/api/v1/positions", params=PARAMS, headers=auth(seed.key_a)).status_code == 200
     assert app.state.response_cache.stats() == {"entries": 0, "bytes": 0, "hits": 0, "misses": 0}
+
+
+def test_an_export_of_a_cached_url_is_an_export(engine: sa.Engine) -> None:
+    """The format may come from the Accept header: the same URL asked as JSON, then as CSV, is a CSV file."""
+    seed = Seed(engine)
+    _position(seed, "0.25")
+    client = TestClient(create_app(rate_limit_per_minute=0))
+    assert client.get("/api/v1/positions", params=PARAMS, headers=auth(seed.key_a)).status_code == 200
+    assert client.get("/api/v1/positions", params=PARAMS, headers=auth(seed.key_a)).headers["X-Cache"] in ("hit", "miss")
+    csv = client.get("/api/v1/positions", params=PARAMS, headers={**auth(seed.key_a), "Accept": "text/csv"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert "X-Cache" not in csv.headers and "0.25" in csv.text

@@ -54,10 +54,10 @@ BOOK = ["--from", "2024-01-01", "--to", "2024-06-30"]
 
 @pytest.fixture(scope="module")
 def fund(database_url: str):
-    from warehouse.db import get_engine
     from api.security import create_api_key
+    from tests.conftest import empty_database
 
-    engine = get_engine(database_url)
+    engine = empty_database(database_url)  # whatever an earlier test left would collide with this ledger's rows
     with engine.begin() as conn:
         entity = get_or_create_entity(conn, "eurofund")
         entity = resolve_entity(conn, entity.id)
