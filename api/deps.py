@@ -13,8 +13,9 @@ autocommit: under READ COMMITTED every statement takes its own snapshot anyway, 
 request would only cost two round trips (a streamed export, which needs a server-side cursor, opens a
 REPEATABLE READ transaction: one snapshot for the whole file).
 
-Each request crosses into the thread pool as few times as possible: ``get_session`` verifies the key in one hop
-(holding a pooled connection only for that query); the dependencies that only read what it found are ``async``.
+Each request crosses into the thread pool as few times as possible: ``get_session`` admits a key already verified
+in the current database snapshot from memory (``api.snapshots``), else verifies it in one hop (holding a pooled
+connection only for that query); the dependencies that only read what it found are ``async``.
 A cacheable route takes its own connection inside the route's hop, and only when the cache cannot answer
 (``api.cache``); other routes take theirs with ``ConnDep``.
 """
@@ -28,13 +29,14 @@ from functools import lru_cache
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, Query, Request, Security
+from fastapi import Depends, FastAPI, Query, Request, Security
 from starlette.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Connection, Engine
 
 from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
 from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key_at_snapshot
+from api.snapshots import KeyCache, SnapshotWatch
 from warehouse.db import database_url, normalize_url
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
@@ -68,11 +70,16 @@ def api_engine_for(engine: Engine | None = None) -> Engine:
     return api_engine(normalize_url(url), get_settings().api_db_pool_size)
 
 
-def get_app_engine(request: Request) -> Engine:
-    engine = getattr(request.app.state, "api_engine", None)
-    if engine is None:  # resolved on the first request: the embedded server starts only when needed
-        engine = request.app.state.api_engine = api_engine_for(getattr(request.app.state, "engine", None))
+def app_engine(app: FastAPI) -> Engine:
+    """The app's API pool, resolved on first use: the embedded server starts only when needed."""
+    engine = getattr(app.state, "api_engine", None)
+    if engine is None:
+        engine = app.state.api_engine = api_engine_for(getattr(app.state, "engine", None))
     return engine
+
+
+def get_app_engine(request: Request) -> Engine:
+    return app_engine(request.app)
 
 
 async def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
@@ -101,15 +108,8 @@ class ApiSession:
     """``pg_current_snapshot()`` when the key was checked: the response cache's validity (``api.cache``)."""
 
 
-def _verify_request_key(request: Request, key: str) -> ApiSession:
-    """Verify the key on a pooled connection, held only for that query (in a worker thread: the checkout and the
-    query may wait on the network). A request holds no connection while it waits for its turn on the event loop,
-    so a pool of ``COINFRS_API_DB_POOL_SIZE`` serves many more concurrent requests without opening and closing
-    overflow connections (each one a PostgreSQL backend to fork)."""
-    with _checkout(request) as conn:
-        info, snapshot = verify_api_key_at_snapshot(conn, key)
-    if info is None or snapshot is None:
-        raise AuthenticationFailed()
+def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiSession:
+    """Count the request against the key's rate limit (429 beyond it) and note the key and snapshot."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
         wait = limiter.hit(info.prefix)
@@ -120,9 +120,34 @@ def _verify_request_key(request: Request, key: str) -> ApiSession:
     return ApiSession(info, snapshot)
 
 
+def _verify_in_database(request: Request, key: str) -> tuple[ApiKeyInfo, str]:
+    """Verify the key on a pooled connection, held only for that query (in a worker thread: the checkout and the
+    query may wait on the network). A request holds no connection while it waits for its turn on the event loop,
+    so a pool of ``COINFRS_API_DB_POOL_SIZE`` serves many more concurrent requests without opening and closing
+    overflow connections (each one a PostgreSQL backend to fork)."""
+    with _checkout(request) as conn:
+        info, snapshot = verify_api_key_at_snapshot(conn, key)
+    if info is None or snapshot is None:
+        raise AuthenticationFailed()
+    return info, snapshot
+
+
 async def get_session(request: Request, key: Annotated[str, Depends(presented_key)]) -> ApiSession:
-    """The request's verified, rate-limited key (one thread-pool hop)."""
-    return await run_in_threadpool(_verify_request_key, request, key)
+    """The request's verified, rate-limited key. While the snapshot watch (``api.snapshots``) reports the snapshot
+    the key was last verified in, nothing has been written since (a revocation is a write): the key is admitted
+    from memory, on the event loop. Otherwise it is verified in the database (one thread-pool hop)."""
+    state = request.app.state
+    watch: SnapshotWatch | None = getattr(state, "snapshot_watch", None)
+    keys: KeyCache | None = getattr(state, "key_cache", None)
+    snapshot = watch.current() if watch is not None else None
+    if snapshot is not None and keys is not None:
+        info = keys.get(key, snapshot)
+        if info is not None:
+            return _admit(request, info, snapshot)
+    info, verified_in = await run_in_threadpool(_verify_in_database, request, key)
+    if keys is not None:
+        keys.put(key, verified_in, info)
+    return _admit(request, info, verified_in)
 
 
 SessionDep = Annotated[ApiSession, Depends(get_session)]

@@ -10,7 +10,8 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
 from api.cache import ResponseCache
-from api.deps import guard_date_range
+from api.deps import app_engine, guard_date_range
+from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
 from api.routes import accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, reconciliation, transactions
@@ -69,12 +70,14 @@ def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
 
 def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None,
                cors_origins: list[str] | None = None, max_range_days: int | None = None,
-               cache_mb: int | None = None) -> FastAPI:
+               cache_mb: int | None = None, snapshot_poll_ms: int | None = None) -> FastAPI:
     """The API. ``engine``: a warehouse engine (default: ``warehouse.db.get_engine()`` at request time).
     ``rate_limit_per_minute``: requests per key per minute (default: settings; 0 disables).
     ``cors_origins``: origins allowed by CORS (default: settings, empty: CORS off).
     ``max_range_days``: longest from..to range answered synchronously (default: settings).
-    ``cache_mb``: size of the response cache of unchanged answers (default: settings; 0 disables; ``api.cache``)."""
+    ``cache_mb``: size of the response cache of unchanged answers (default: settings; 0 disables; ``api.cache``).
+    ``snapshot_poll_ms``: how often the database snapshot is polled (default: settings; 0: a query per request to
+    check the key and the cache; ``api.snapshots``)."""
     settings = get_settings()
     app = FastAPI(
         title="Coinfrs read API",
@@ -90,6 +93,9 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
     app.state.max_range_days = settings.api_max_range_days if max_range_days is None else max_range_days
     app.state.response_cache = ResponseCache(
         (settings.api_cache_mb if cache_mb is None else cache_mb) * 1024 * 1024)
+    poll_ms = settings.api_snapshot_poll_ms if snapshot_poll_ms is None else snapshot_poll_ms
+    app.state.snapshot_watch = SnapshotWatch(lambda: app_engine(app), poll_ms / 1000)
+    app.state.key_cache = KeyCache()
 
     install_exception_handlers(app)
     origins = settings.api_cors_origins if cors_origins is None else cors_origins

@@ -268,8 +268,8 @@ def main() -> int:
     parser.add_argument("--legs", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--workers", type=int, default=3, help="API worker processes (on 2 cores, 3 measured best "
-                                                               "of 2, 3 and 4)")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes (one per core; each has its "
+                                                               "own response cache)")
     parser.add_argument("--cache-mb", type=int, default=None,
                         help="the API's response cache per process (COINFRS_API_CACHE_MB; default: the setting, "
                              "64). 0 measures every request computed")

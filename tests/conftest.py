@@ -17,6 +17,9 @@ from sqlalchemy.engine import Engine, make_url
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# the API checks every key and cached answer in the database, exactly: tests write and read back at once, and the
+# snapshot watch (answers up to one poll behind, api.snapshots) has its own tests (test_api_cache.py)
+os.environ.setdefault("COINFRS_API_SNAPSHOT_POLL_MS", "0")
 
 
 def _server_url() -> str:

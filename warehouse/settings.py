@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     api_freshness_hours: int = Field(default=36, description="An account synced longer ago than this is stale.")
     api_cache_mb: int = Field(default=64, ge=0, description="Per API process: megabytes of JSON answers kept while "
                                                             "the database is unchanged (0: no cache).")
+    api_snapshot_poll_ms: int = Field(default=100, ge=0, description="Per API process: how often the database "
+                                      "snapshot is read, so keys and cached answers are checked without a query "
+                                      "per request (0: a query per request).")
     api_db_pool_size: int = Field(default=20, ge=1, description="Database connections (and request threads) per "
                                                                 "API process.")
 

@@ -1,8 +1,11 @@
 """The response cache against the real PostgreSQL: the same answer again while nothing changed, a fresh one as
-soon as anything is written, and never before the key and the entity are checked."""
+soon as anything is written, and never before the key and the entity are checked. With the snapshot watch
+(``api.snapshots``), keys and answers are checked against the last poll: a write or a revocation shows within
+a poll interval."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -10,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.security import revoke_api_key
+from api.snapshots import SnapshotWatch
 from tests.integration.test_api import DAY, T0, Seed, auth
 from warehouse.schema import positions
 
@@ -90,3 +94,54 @@ def test_an_export_of_a_cached_url_is_an_export(engine: sa.Engine) -> None:
     csv = client.get("/api/v1/positions", params=PARAMS, headers={**auth(seed.key_a), "Accept": "text/csv"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert "X-Cache" not in csv.headers and "0.25" in csv.text
+
+
+POLL_MS = 50
+
+
+def _until(predicate, timeout: float = 5.0) -> float:
+    """Seconds until ``predicate()`` holds (polled every 10 ms); fails after ``timeout``."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_with_the_watch_keys_and_answers_come_from_memory_until_a_write(engine: sa.Engine) -> None:
+    seed = Seed(engine)
+    _position(seed, "0.25")
+    app = create_app(rate_limit_per_minute=0, snapshot_poll_ms=POLL_MS)
+    client = TestClient(app)
+
+    def computed() -> str:
+        resp = client.get("/api/v1/positions", params=PARAMS, headers=auth(seed.key_a))
+        assert resp.status_code == 200, resp.text
+        return resp.json()["data"][0]["computed"]
+
+    _until(lambda: app.state.snapshot_watch.current() is not None)  # the watch has polled once
+    assert computed() == "0.25"
+    _until(lambda: computed() == "0.25" and app.state.response_cache.stats()["hits"] > 0)
+    _position(seed, "0.5")
+    waited = _until(lambda: computed() == "0.5")  # the next poll sees the write
+    assert waited < 1.0
+    with engine.begin() as conn:
+        revoke_api_key(conn, seed.key_a)
+    _until(lambda: client.get("/api/v1/positions", params=PARAMS, headers=auth(seed.key_a)).status_code == 401,
+           timeout=1.0)
+
+
+def test_the_watch_reports_only_fresh_snapshots(engine: sa.Engine) -> None:
+    """A watch on a server that answers reports its snapshot; on one that does not, none (so every key and answer is
+    checked in the database); and it stops polling when no request asks."""
+    watch = SnapshotWatch(lambda: engine, POLL_MS / 1000, idle_after=0.5)
+    watch.current()  # the first request starts it
+    _until(lambda: watch.current() is not None)
+    xmin, xmax, _ = watch.current().split(":")
+    assert int(xmin) <= int(xmax)
+    _until(lambda: not watch.polling, timeout=3.0)  # idle: no more polls
+    down = SnapshotWatch(lambda: sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"), POLL_MS / 1000,
+                         idle_after=0.5)
+    for _ in range(5):
+        assert down.current() is None
+        time.sleep(POLL_MS / 1000)
