@@ -65,6 +65,34 @@ class CompareOut(Model):
     fx: FxProvenanceOut | None = Field(description="the FX rates used (null for USD)")
 
 
+class MatchedLotOut(Model):
+    lot_leg_id: int = Field(description="the acquisition leg of the lot")
+    acquired_at: dt.datetime
+    quantity: Quantity = Field(description="taken from the lot by this disposal")
+    cost_basis: Money = Field(description="the basis of the quantity taken")
+    term: str = Field(description="short | long (held more than 365 days)")
+
+
+class DisposalOut(Model):
+    leg_id: int = Field(description="the disposing leg (transactions.id)")
+    date: dt.date
+    ts: dt.datetime
+    account_id: int
+    account: str | None
+    asset_id: int
+    asset: str | None
+    kind: str = Field(description="sale | fee")
+    quantity: Quantity
+    proceeds: Money
+    cost_basis: Money
+    realized_gain: Money
+    short_term_gain: Money
+    long_term_gain: Money
+    shortfall_quantity: Quantity = Field(description="disposed beyond the pool's lots: zero basis, flagged")
+    lots: list[MatchedLotOut] = Field(description="the lots consumed, oldest acquisition first")
+    currency: str = Field(description=CURRENCY_DESCRIPTION)
+
+
 class RealizedPnlCurrencyOut(RealizedPnlOut):
     currency: str = Field(description=CURRENCY_DESCRIPTION)
     fx: FxProvenanceOut | None = Field(description="the FX rates used (null for USD)")

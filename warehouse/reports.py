@@ -271,7 +271,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return ts, leg_id
 
 
-def _resolve_account_ids(conn: Connection, entity_id: int, ref: str) -> list[int]:
+def resolve_account_ids(conn: Connection, entity_id: int, ref: str) -> list[int]:
     """Accounts of the entity called ``ref`` (every type/sub-account of that name), else the one numbered ``ref``."""
     text = ref.strip()
     ids = list(conn.execute(
@@ -286,7 +286,7 @@ def _resolve_account_ids(conn: Connection, entity_id: int, ref: str) -> list[int
     return ids
 
 
-def _resolve_asset_id(conn: Connection, symbol: str) -> int:
+def resolve_asset_id(conn: Connection, symbol: str) -> int:
     text = symbol.strip()
     found = conn.execute(sa.select(assets.c.id).where(assets.c.symbol == text)).scalar()
     if found is None:
@@ -419,11 +419,11 @@ def transactions_query(
         filters["to"] = date_to.isoformat()
     if account is not None and str(account).strip():
         conditions.append("t.account_id = ANY(:account_ids)")
-        params["account_ids"] = _resolve_account_ids(conn, entity_id, str(account))
+        params["account_ids"] = resolve_account_ids(conn, entity_id, str(account))
         filters["account"] = str(account).strip()
     if asset is not None and asset.strip():
         conditions.append("t.asset_id = :asset_id")
-        params["asset_id"] = _resolve_asset_id(conn, asset)
+        params["asset_id"] = resolve_asset_id(conn, asset)
         filters["asset"] = asset.strip()
     if kind is not None and kind.strip():
         conditions.append("t.kind = :kind")

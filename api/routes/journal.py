@@ -37,7 +37,7 @@ def list_journal_entries(
     (`coinfrs journal set-account`; `meta.accounts` shows the mapping). The CSV/XLSX export has one row per
     line. A from..to range longer than the synchronous limit (default 366 days) is a 400 naming the limit."""
     check_date_range(request, date_from, date_to, required=True)
-    account_ids = reports._resolve_account_ids(conn, entity.id, account) if account and account.strip() else None
+    account_ids = reports.resolve_account_ids(conn, entity.id, account) if account and account.strip() else None
     entries = journal.compute_journal_entries(conn, entity.id, date_from, date_to, method=method, pool=pool,
                                               account_ids=account_ids)
     out = requested_format(request, fmt)

@@ -18,6 +18,7 @@ from api.routes import COMMON_ERRORS
 from api.schemas import Envelope, IsoDate, ListEnvelope
 from api.schemas_pnl import (
     CompareOut,
+    DisposalOut,
     ExcludedAssetOut,
     OpenLotOut,
     RealizedBreakdownOut,
@@ -26,7 +27,8 @@ from api.schemas_pnl import (
     ShortfallOut,
     UnrealizedOut,
 )
-from transforms import pnl_reports
+from transforms import pnl_disposals, pnl_reports
+from warehouse import reports
 from transforms.cost_basis import TieOutError
 
 router = APIRouter(prefix="/pnl", tags=["pnl"], responses=COMMON_ERRORS)
@@ -73,6 +75,40 @@ def realized(
     summary = pnl_reports.realized_summary(conn, entity, date_from, date_to, method=method, pool=pool,
                                            currency=currency)
     return success(request, summary)
+
+
+@router.get("/disposals", response_model=ListEnvelope[DisposalOut], summary="Disposals with their matched lots",
+            responses=EXPORT_RESPONSES)
+@cached_by_snapshot
+def disposals(
+    request: Request,
+    entity: CurrentEntity,
+    conn: ConnDep,
+    date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
+    date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
+    method: AnyMethod = "configured",
+    pool: Annotated[str, Query(max_length=20, description="universal | account (ignored for configured)")
+                    ] = "universal",
+    currency: CurrencyQuery = None,
+    account: Annotated[str | None, Query(max_length=200, description="Account name or numeric id")] = None,
+    asset: Annotated[str | None, Query(max_length=100, description="Asset symbol")] = None,
+    cursor: Annotated[str | None, Query(max_length=512, description="`meta.next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=reports.MAX_LIMIT, description="Page size (1-1000)")] = reports.DEFAULT_LIMIT,
+    fmt: FormatQuery = None,
+):
+    """Every disposal of the book in the period (sales and fees paid in the asset), in time order, with its
+    proceeds, cost basis and realized gain (short and long term) in the reporting currency and the lots it
+    consumed. Keyset pagination: pass `meta.next_cursor` back as `cursor`. As CSV/XLSX: every disposal of the
+    period (no page), one row per matched lot."""
+    out = requested_format(request, fmt)
+    if out != "json":
+        items, _, _ = pnl_disposals.list_disposals(conn, entity, date_from, date_to, method, pool, currency,
+                                                   account=account, asset=asset, limit=None)
+        return export_response(out, f"pnl-disposals-{entity.name}-{date_from}-{date_to}",
+                               pnl_disposals.EXPORT_COLUMNS, pnl_disposals.export_rows(items))
+    items, next_cursor, extra = pnl_disposals.list_disposals(conn, entity, date_from, date_to, method, pool, currency,
+                                                             account=account, asset=asset, cursor=cursor, limit=limit)
+    return list_success(request, items, next_cursor=next_cursor, limit=limit, entity=entity.name, **extra)
 
 
 @router.get("/realized/breakdown", response_model=ListEnvelope[RealizedBreakdownOut],

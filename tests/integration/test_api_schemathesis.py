@@ -150,6 +150,7 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
         "/api/v1/reconciliation/results": ("/api/v1/reconciliation/results", span),
         "/api/v1/reconciliation/localise": ("/api/v1/reconciliation/localise", span),
         "/api/v1/pnl/realized": ("/api/v1/pnl/realized", span),
+        "/api/v1/pnl/disposals": ("/api/v1/pnl/disposals", {**span, "method": "fifo"}),
         "/api/v1/pnl/realized/breakdown": ("/api/v1/pnl/realized/breakdown", {**span, "method": "fifo"}),
         "/api/v1/pnl/unrealized": ("/api/v1/pnl/unrealized", {"as_of": day, **lifo}),
         "/api/v1/pnl/excluded": ("/api/v1/pnl/excluded", {}),
