@@ -290,8 +290,9 @@ class CloseOut(Model):
     positions: int
     breaks: int = Field(description="open breaks")
     unmatched_transfers: int
-    realized_gain_universal: Money = Field(description="FIFO, universal pool, USD")
-    realized_gain_account: Money = Field(description="FIFO, per-account pools, USD")
+    realized_gain_universal: Money | None = Field(description="FIFO, universal pool, USD; null: not booked (a blocked "
+                                                          "or failed day)")
+    realized_gain_account: Money | None = Field(description="FIFO, per-account pools, USD; null: not booked")
     unrealized_gain_universal: Money | None = Field(description="FIFO, universal pool, USD; null without prices")
     book: str | None = Field(description="the entity's configured book in force that day, `method:pool`")
     realized_gain_book: Money | None = Field(description="realized by the configured book, USD")

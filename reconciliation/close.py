@@ -28,7 +28,8 @@ SELECT :e, d.day,
        CASE WHEN coalesce(o.n, 0) > 0 THEN 'partial' WHEN coalesce(b.n, 0) > 0 THEN 'breaks'
             WHEN d.day >= CAST(:blocked AS date) THEN 'blocked' ELSE 'closed' END,
        coalesce(l.n, 0), coalesce(p.n, 0), coalesce(b.n, 0), coalesce(x.n, 0),
-       coalesce(ru.g, 0), coalesce(ra.g, 0), u.g,
+       CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(ru.g, 0) END,
+       CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(ra.g, 0) END, u.g,
        coalesce((SELECT bk.method || ':' || bk.pool FROM pnl_books bk WHERE bk.entity_id = :e AND bk.effective_from <= d.day
                  ORDER BY bk.effective_from DESC LIMIT 1), 'fifo:universal'),
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(rb.g, 0) END,
@@ -100,7 +101,7 @@ def write_failed_closes(conn: Connection, entity: Entity, start: date, end: date
     conn.execute(sa.text(
         """INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmatched_transfers,
                                     realized_gain_universal, realized_gain_account, message, run_id)
-           VALUES (:e, :d, 'failed', 0, 0, 0, 0, 0, 0, :m, :run)
+           VALUES (:e, :d, 'failed', 0, 0, 0, 0, NULL, NULL, :m, :run)
            ON CONFLICT (entity_id, date) DO UPDATE SET status = 'failed', message = EXCLUDED.message,
                run_id = EXCLUDED.run_id, closed_at = now()
            WHERE NOT c.locked"""), rows)
@@ -143,14 +144,15 @@ def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
 
 
 def close_summaries(conn: Connection, entity: Entity, start: date, end: date) -> list[dict[str, str]]:
-    """The close records of [start, end] as display rows (decimals as exact text)."""
+    """The close records of [start, end] as display rows (decimals as exact text; an empty realized gain: not
+    booked, on a blocked or failed day)."""
     from warehouse.numbers import to_text
 
     rows = conn.execute(sa.select(closes).where(closes.c.entity_id == entity.id, closes.c.date.between(start, end))
                         .order_by(closes.c.date)).all()
     return [{"entity": entity.name, "date": r.date.isoformat(), "status": r.status, "legs": str(r.legs),
              "positions": str(r.positions), "breaks": str(r.breaks),
-             "realized_gain": to_text(r.realized_gain_universal) or "0", "locked": "yes" if r.locked else "no"}
+             "realized_gain": to_text(r.realized_gain_universal) or "", "locked": "yes" if r.locked else "no"}
             for r in rows]
 
 

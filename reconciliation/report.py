@@ -224,8 +224,10 @@ def render_close_report(entity: Entity, day: date, outputs: dict, provenance: di
              f"<section id='as-closed'><h2>As closed</h2><p class='status'>Status: {e(str(close.get('status')))}"
              + (f" — {e(close['message'])}" if close.get("message") else "") + "</p>",
              "<h3>PnL summary (USD, FIFO)</h3>",
-             _table(["figure", "value"], [["realized gain, universal pool", close.get("realized_gain_universal")],
-                                         ["realized gain, per-account pools", close.get("realized_gain_account")],
+             _table(["figure", "value"], [["realized gain, universal pool",
+                                          close.get("realized_gain_universal") or "not booked"],
+                                         ["realized gain, per-account pools",
+                                          close.get("realized_gain_account") or "not booked"],
                                          ["unrealized gain, universal pool", close.get("unrealized_gain_universal")],
                                          ["legs booked", close.get("legs")],
                                          ["unmatched transfers", close.get("unmatched_transfers")]]),

@@ -69,6 +69,11 @@ def test_an_error_break_blocks_its_entity_from_that_day_and_the_other_entity_clo
         assert "ERROR severity" in closes[D2][1] and "no PnL booked" in closes[D2][1]
         assert "blocked since 2026-01-02" in closes[D3][1] and "blocked since 2026-01-02" in closes[D4][1]
         assert _pnl_days(conn, broken_id) == {"pnl_daily": [D1], "pnl_disposals": []}  # nothing booked from day 2 on
+        realized = dict(conn.execute(sa.text(
+            "SELECT date, (realized_gain_universal, realized_gain_account, realized_gain_book) FROM closes"
+            " WHERE entity_id = :e"), dict(e=broken_id)).all())
+        assert realized[D1] == ("0", "0", "0")  # booked: nothing realized that day
+        assert realized[D2] == realized[D3] == realized[D4] == (None, None, None)  # not booked, never a 0
         severities = conn.execute(sa.text("SELECT date, difference, severity FROM breaks WHERE entity_id = :e"),
                                   dict(e=broken_id)).all()
         assert [(d, to_text(x), s) for d, x, s in severities] == [(D2, "-20", "error")]
