@@ -346,7 +346,7 @@ def apikey_list(entity: Annotated[Optional[str], typer.Option("--entity", "-e", 
 @app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000,
           workers: Annotated[int, typer.Option(help="API worker processes, each with its own socket on the port "
-                                                     "(on 2 cores, 3 measured best: benchmarks/bench_api.py).")] = 1,
+                                                     "(one per core in production).")] = 1,
           ) -> None:
     """Run the read API (uvicorn; several workers share the port with SO_REUSEPORT)."""
     from api.logs import UVICORN_LOG_CONFIG
