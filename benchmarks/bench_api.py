@@ -27,7 +27,6 @@ import io
 import json
 import os
 import random
-import secrets
 import signal
 import socket
 import statistics
@@ -278,20 +277,16 @@ def main() -> int:
                                                            "(no generation; kept afterwards)")
     args = parser.parse_args()
 
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
+
+    with bench_database("api", keep=args.keep, reuse=args.reuse, set_env=False) as url:
+        return _run(args, url)
+
+
+def _run(args: argparse.Namespace, url: str) -> int:
+    """Generate (unless reusing), start the API, measure each scenario; stop the API."""
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
-    from warehouse.db import database_url, redact
-    from warehouse.migrate import upgrade
-
-    server = database_url()
-    name = args.reuse or f"coinfrs_bench_api_{secrets.token_hex(4)}"
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    if not args.reuse:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    print(f"benchmark database {redact(url)}", flush=True)
     server_proc = None
     try:
         if args.reuse:
@@ -304,7 +299,6 @@ def main() -> int:
             timings: dict[str, float] = {}
             print(f"reusing {legs:,} legs", flush=True)
         else:
-            upgrade(url)
             key, timings = generate(url, args.legs)
             print(f"generated {args.legs:,} legs with COPY: {timings}", flush=True)
         port = _free_port()
@@ -359,10 +353,6 @@ def main() -> int:
                 server_proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(server_proc.pid, signal.SIGKILL)
-        if not args.keep and not args.reuse:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -76,26 +75,14 @@ def main() -> int:
     args = parser.parse_args()
 
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
     from samples.chains.anvil import ANVIL_CHAIN_ID, AnvilNode
-    from warehouse.db import database_url, redact
 
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     spacing = max(1, args.days * 86_400 // args.blocks)
     figures: dict[str, object] = {"blocks": args.blocks, "days": args.days, "chunk": args.chunk}
-    server = database_url()
-    name = f"coinfrs_bench_chain_{secrets.token_hex(3)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    os.environ["DATABASE_URL"] = url
-    from warehouse.settings import get_settings
-
-    get_settings.cache_clear()
-    print(f"benchmark database {redact(url)}", flush=True)
-    try:
+    with bench_database("chain", keep=args.keep) as url:
         from ingestion.evm.chains import ChainConfig
         from ingestion.evm.mapping import base_units
         from ingestion.evm.rpc import EvmRpc
@@ -105,9 +92,7 @@ def main() -> int:
         from warehouse.calendar import close_date_of
         from warehouse.db import get_engine
         from warehouse.entities import get_or_create_entity
-        from warehouse.migrate import upgrade
 
-        upgrade(url)
         engine = get_engine(url)
         # keep every block's state: the balances at past cutoffs are read at past blocks (an archive node's job)
         with AnvilNode(genesis=start - timedelta(days=1), extra=["--max-persisted-states", str(args.blocks + 100)]) as node:
@@ -149,14 +134,6 @@ def main() -> int:
         print(f"synced {result.blocks} blocks ({result.inserted} raw records, {result.snapshots} snapshots) in "
               f"{figures['sync_s']}s: {legs} legs -> {figures['ingest_legs_per_s']} legs/s ingested; canonical build "
               f"{figures['canonical_s']}s; the last day's ETH position equals the chain's balance", flush=True)
-    finally:
-        from warehouse.db import _engine_for
-
-        _engine_for.cache_clear()
-        if not args.keep:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     print(json.dumps(figures, indent=1))
     return 0
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -50,10 +49,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
     from generate import generate_bench  # samples/generate.py
-    from warehouse.db import database_url, redact
 
     start = date.fromisoformat(args.start)
     end = _add_years(start, args.years) - timedelta(days=1)
@@ -66,27 +64,14 @@ def main() -> int:
     generate_bench(work, years=args.years, rows=args.rows, accounts=args.accounts, start=start, extra_day=True)
     figures["generate_s"] = round(time.perf_counter() - t, 2)
 
-    server = database_url()
-    name = f"coinfrs_bench_{secrets.token_hex(3)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    os.environ["DATABASE_URL"] = url
-    from warehouse.settings import get_settings
-
-    get_settings.cache_clear()
-    print(f"benchmark database {redact(url)}; data in {work}", flush=True)
-    try:
+    with bench_database(keep=args.keep, announce=f"benchmark database {{url}}; data in {work}") as url:
         import dagster as dg
 
         from ingestion.csv_files import CsvFile, import_csv
         from orchestration.close_runner import close_days, cli_instance
         from warehouse.db import get_engine
         from warehouse.entities import get_or_create_entity
-        from warehouse.migrate import upgrade
 
-        upgrade(url)
         engine = get_engine(url)
         t = time.perf_counter()
         with engine.begin() as conn:
@@ -132,13 +117,6 @@ def main() -> int:
         assert cli.returncode == 0, cli.stderr[-2000:]
         print(f"closed it again through the CLI in a new process in {figures['one_more_day_cli_cold_s']}s "
               "(Python, Dagster and Great Expectations imports included)", flush=True)
-    finally:
-        from warehouse.db import _engine_for
-
-        _engine_for.cache_clear()
-        if not args.keep:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     print(json.dumps(figures, indent=2))
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import time
 from datetime import date
@@ -71,23 +70,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
-    from warehouse.db import embedded_url, normalize_url
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
 
-    server = normalize_url(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else embedded_url()
-    name = f"coinfrs_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    os.environ["DATABASE_URL"] = url
-    try:
+    with bench_database(keep=args.keep, announce=None) as url:
         from reconciliation.completeness import check_completeness
         from warehouse.numbers import D
         from transforms.asset_registry import ensure_assets
         from warehouse.entities import get_or_create_entity
-        from warehouse.migrate import upgrade
 
-        upgrade(url)
         engine = sa.create_engine(url)
         start = date(2025, 1, 1)
         end = date.fromordinal(start.toordinal() + args.days - 1)
@@ -122,14 +112,6 @@ def main() -> int:
         print(("PASS" if ok and elapsed < 10 else "FAIL") + f": {elapsed:.2f}s (target < 10 s), breaks as planted: {ok}")
         engine.dispose()
         return 0 if ok else 1
-    finally:
-        if not args.keep:
-            from warehouse.db import _engine_for
-
-            _engine_for.cache_clear()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -12,14 +12,12 @@ leg (``incremental=False``), and checks both store the same rows. Drops the data
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,24 +30,12 @@ ROWS = {
 
 
 def main() -> None:
-    server = os.environ.get("DATABASE_URL")
-    if not server:
+    if not os.environ.get("DATABASE_URL"):
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (a throwaway database is created on it)")
-    name = f"coinfrs_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    os.environ["DATABASE_URL"] = url
-    try:
-        run(url)
-    finally:
-        from warehouse.db import _engine_for
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
 
-        _engine_for.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with bench_database(announce=None) as url:
+        run(url)
 
 
 def run(url: str) -> None:
@@ -58,9 +44,7 @@ def run(url: str) -> None:
     from transforms.pnl import build_pnl, write_book_period
     from warehouse.db import get_engine
     from warehouse.entities import get_or_create_entity
-    from warehouse.migrate import upgrade
 
-    upgrade(url)
     engine = get_engine(url)
     sample = ROOT / "samples" / "fund"
     with engine.begin() as conn:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -60,24 +59,15 @@ def main() -> int:
     args = parser.parse_args()
 
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
     from ingestion.staging import start_run, write_raw_records
     from transforms.canonical import build_canonical
     from transforms.mappers import StagedRecord, map_record
-    from warehouse.db import database_url, get_engine, redact
+    from warehouse.db import get_engine
     from warehouse.entities import get_or_create_entity
-    from warehouse.migrate import upgrade
 
-    server = database_url()
-    name = f"coinfrs_bench_exch_{secrets.token_hex(3)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    print(f"database {redact(url)}")
-    try:
-        upgrade(url)
+    with bench_database("exch", keep=args.keep, set_env=False, announce="database {url}") as url:
         engine = get_engine(url)
         start = date.fromisoformat(args.start)
         t = time.perf_counter()
@@ -126,11 +116,6 @@ def main() -> int:
         print(f"canonical build:   {stats.legs:,} legs, {stats.positions:,} positions for {args.days} days in "
               f"{canonical:.2f} s = {args.trades / canonical:,.0f} trades/s (staging -> legs -> positions)")
         engine.dispose()
-    finally:
-        if not args.keep:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import secrets
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -35,15 +34,14 @@ def main() -> int:
     args = parser.parse_args()
 
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
     from ingestion.exchanges.generic_ccxt import CcxtOptions, CcxtSync, make_client
     from tests.servers.kraken_history import generate_history
     from tests.servers.kraken_server import KrakenServer, KrakenState
     from transforms.mappers import StagedRecord, map_record
-    from warehouse.db import database_url, get_engine, redact
+    from warehouse.db import get_engine
     from warehouse.entities import get_or_create_entity
-    from warehouse.migrate import upgrade
 
     low, high = (int(x) for x in args.trades_per_day.split(","))
     start = date(2025, 1, 1)
@@ -56,46 +54,35 @@ def main() -> int:
     state.add_key(key, secret)
     server = KrakenServer(state).start()
 
-    db_server = database_url()
-    name = f"coinfrs_bench_kraken_{secrets.token_hex(3)}"
-    admin = sa.create_engine(db_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(db_server).set(database=name).render_as_string(hide_password=False)
-    print(f"database {redact(url)}")
-    try:
-        upgrade(url)
-        engine = get_engine(url)
-        with engine.begin() as conn:
-            entity = get_or_create_entity(conn, "bench-kraken")
-        options = CcxtOptions(api_url=server.base_url, since=datetime(start.year, start.month, start.day, tzinfo=timezone.utc),
-                              rate_limit_ms=0.05, timeout_ms=10_000)
-        for label in ("first sync", "second sync"):
+    try:  # the server stops even if the database cannot be made
+        with bench_database("kraken", keep=args.keep, set_env=False, announce="database {url}") as url:
+            engine = get_engine(url)
+            with engine.begin() as conn:
+                entity = get_or_create_entity(conn, "bench-kraken")
+            options = CcxtOptions(api_url=server.base_url, since=datetime(start.year, start.month, start.day, tzinfo=timezone.utc),
+                                  rate_limit_ms=0.05, timeout_ms=10_000)
+            for label in ("first sync", "second sync"):
+                t = time.perf_counter()
+                stats = CcxtSync(engine, entity.id, "kraken", make_client("kraken", key, secret, options), options).run()
+                seconds = time.perf_counter() - t
+                seen, new = sum(stats.records_seen.values()), sum(stats.records_inserted.values())
+                print(f"{label}:  {seen:,} records read, {new:,} new, {stats.snapshots_inserted:,} balance snapshots, "
+                      f"{stats.calls:,} API calls in {seconds:.2f} s = {seen / seconds:,.0f} records/s")
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT id, source_raw_id, occurred_at, payload FROM raw_records"
+                                            " WHERE stream = 'ledger'")).all()
+            staged = [StagedRecord(r.id, "kraken", "ledger", "kraken", r.source_raw_id, r.occurred_at, r.payload) for r in rows]
             t = time.perf_counter()
-            stats = CcxtSync(engine, entity.id, "kraken", make_client("kraken", key, secret, options), options).run()
-            seconds = time.perf_counter() - t
-            seen, new = sum(stats.records_seen.values()), sum(stats.records_inserted.values())
-            print(f"{label}:  {seen:,} records read, {new:,} new, {stats.snapshots_inserted:,} balance snapshots, "
-                  f"{stats.calls:,} API calls in {seconds:.2f} s = {seen / seconds:,.0f} records/s")
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT id, source_raw_id, occurred_at, payload FROM raw_records"
-                                        " WHERE stream = 'ledger'")).all()
-        staged = [StagedRecord(r.id, "kraken", "ledger", "kraken", r.source_raw_id, r.occurred_at, r.payload) for r in rows]
-        t = time.perf_counter()
-        map_record(staged[0])  # ccxt's kraken parser is built once per process (import and set-up), not per entry
-        print(f"mapper set-up: {time.perf_counter() - t:.2f} s (once per process)")
-        t = time.perf_counter()
-        legs = sum(len(map_record(s)) for s in staged)
-        mapping = time.perf_counter() - t
-        print(f"pure mapping:  {len(staged):,} ledger entries -> {legs:,} legs in {mapping:.2f} s = "
-              f"{len(staged) / mapping:,.0f} entries/s")
-        engine.dispose()
+            map_record(staged[0])  # ccxt's kraken parser is built once per process (import and set-up), not per entry
+            print(f"mapper set-up: {time.perf_counter() - t:.2f} s (once per process)")
+            t = time.perf_counter()
+            legs = sum(len(map_record(s)) for s in staged)
+            mapping = time.perf_counter() - t
+            print(f"pure mapping:  {len(staged):,} ledger entries -> {legs:,} legs in {mapping:.2f} s = "
+                  f"{len(staged) / mapping:,.0f} entries/s")
+            engine.dispose()
     finally:
         server.stop()
-        if not args.keep:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     return 0
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -32,27 +30,17 @@ def main() -> int:
     args = parser.parse_args()
 
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
 
-    from warehouse.db import database_url
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
 
-    server_url = database_url()
-    name = f"coinfrs_bench_prices_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    os.environ["DATABASE_URL"] = url
-    try:
+    with bench_database("prices", announce=None) as url:
         from ingestion.prices.service import fetch_prices
         from ingestion.prices.settings import PriceSettings
         from tests.integration.price_servers import PriceServer
         from transforms.asset_registry import ensure_assets
         from warehouse.db import get_engine
         from warehouse.entities import get_or_create_entity
-        from warehouse.migrate import upgrade
 
-        upgrade(url)
         symbols = (SYMBOLS * (args.assets // len(SYMBOLS) + 1))[: args.assets]
         symbols = list(dict.fromkeys(symbols))
         ids = {s: f"coin-{s.lower()}" for s in symbols}
@@ -92,10 +80,6 @@ def main() -> int:
         }, indent=2))
         engine.dispose()
         return 0
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

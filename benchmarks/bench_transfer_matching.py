@@ -12,8 +12,6 @@ withdrawal. Target: a few seconds (no quadratic plan).
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -29,23 +27,15 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=10_000)
     args = parser.parse_args()
 
-    from warehouse.db import embedded_url, normalize_url
+    from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
 
-    server = normalize_url(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else embedded_url()
-    name = f"coinfrs_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
+    with bench_database(set_env=False, announce=None) as url:
         import transforms.canonical as canonical
         from ingestion.csv_files import CsvFile, import_csv
         from tests.integration.recon_ledgers import Row, ledger_csv
         from warehouse.entities import get_or_create_entity
-        from warehouse.migrate import upgrade
         from warehouse.numbers import D
 
-        upgrade(url)
         engine = sa.create_engine(url)
         start = datetime(2026, 1, 1, tzinfo=timezone.utc)
         stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
@@ -86,13 +76,6 @@ def main() -> int:
               f"(canonical build {total:.2f}s)")
         engine.dispose()
         return 0 if own == args.pairs else 1
-    finally:
-        from warehouse.db import _engine_for
-
-        _engine_for.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":
