@@ -300,7 +300,8 @@ def _run(args: argparse.Namespace, url: str) -> int:
             print(f"reusing {legs:,} legs", flush=True)
         else:
             key, timings = generate(url, args.legs)
-            print(f"generated {args.legs:,} legs with COPY: {timings}", flush=True)
+            legs = args.legs
+            print(f"generated {legs:,} legs with COPY: {timings}", flush=True)
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": url, "COINFRS_API_RATE_LIMIT_PER_MINUTE": "0"}
         if args.cache_mb is not None:
@@ -343,7 +344,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
                   f"{result['errors']} errors; cache {result['cache_hits']} hits p95 {result['hit_p95_ms']} ms, "
                   f"{result['cache_misses']} misses p95 {result['miss_p95_ms']} ms)  CPU/request: API {result['api_cpu_ms_per_request']} ms, "
                   f"PostgreSQL {result['db_cpu_ms_per_request']} ms, client {result['client_cpu_ms_per_request']} ms  load {result['load_1min']}", flush=True)
-        print(json.dumps({"legs": args.legs, "clients": args.clients, "seconds": args.seconds,
+        print(json.dumps({"legs": legs, "clients": args.clients, "seconds": args.seconds,
                           "workers": args.workers, "cache_mb": args.cache_mb, "generation": timings, "results": results}))
         return 0
     finally:
