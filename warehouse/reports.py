@@ -230,8 +230,8 @@ def list_positions(conn: Connection, entity_id: int, as_of: date, *, account: st
     """
     account = account.strip() if account and account.strip() else None
     asset = asset.strip() if asset and asset.strip() else None
-    rows = conn.execute(_POSITIONS, {"entity_id": entity_id, "as_of": as_of, "account": account, "asset": asset})
-    return [dict(zip(_POSITION_KEYS, row)) for row in rows]
+    rows = conn.execute(_POSITIONS, {"entity_id": entity_id, "as_of": as_of, "account": account, "asset": asset}).all()
+    return [dict(zip(_POSITION_KEYS, row)) for row in rows]  # one fetch of every row: iterating fetches one by one
 
 
 # ---------------------------------------------------------------- transactions (legs)
