@@ -90,7 +90,9 @@ async def presented_key(key: Annotated[str | None, Security(api_key_header)]) ->
     return key
 
 
-def _checkout(request: Request) -> Connection:
+def checkout_connection(request: Request) -> Connection:
+    """A read-only connection of the API pool (statement timeout, autocommit); 503 when the database is down or
+    every connection stays busy for 10 s. Close it to give it back."""
     try:
         return get_app_engine(request).connect()
     except sa.exc.OperationalError:
@@ -125,7 +127,7 @@ def _verify_in_database(request: Request, key: str) -> tuple[ApiKeyInfo, str]:
     query may wait on the network). A request holds no connection while it waits for its turn on the event loop,
     so a pool of ``COINFRS_API_DB_POOL_SIZE`` serves many more concurrent requests without opening and closing
     overflow connections (each one a PostgreSQL backend to fork)."""
-    with _checkout(request) as conn:
+    with checkout_connection(request) as conn:
         info, snapshot = verify_api_key_at_snapshot(conn, key)
     if info is None or snapshot is None:
         raise AuthenticationFailed()
@@ -153,17 +155,11 @@ async def get_session(request: Request, key: Annotated[str, Depends(presented_ke
 SessionDep = Annotated[ApiSession, Depends(get_session)]
 
 
-def checkout_connection(request: Request) -> Connection:
-    """A read-only connection of the API pool (statement timeout, autocommit); 503 when the database is down or
-    every connection stays busy for 10 s. Close it to give it back."""
-    return _checkout(request)
-
-
 async def get_connection(request: Request, session: SessionDep) -> AsyncIterator[Connection]:
     """The route's read-only connection, checked out (in a worker thread) only after the key is verified. It goes
     back to the pool on the event loop: in autocommit that is no I/O (only a route that began a transaction
     leaves a ROLLBACK to send)."""
-    conn = await run_in_threadpool(_checkout, request)
+    conn = await run_in_threadpool(checkout_connection, request)
     try:
         yield conn
     finally:
@@ -173,7 +169,7 @@ async def get_connection(request: Request, session: SessionDep) -> AsyncIterator
 def open_stream_connection(request: Request) -> Connection:
     """A second read-only connection (same timeout) for a streamed export, in a REPEATABLE READ transaction (a
     server-side cursor needs one, and the whole file then reads one snapshot); the stream closes it."""
-    conn = get_app_engine(request).connect().execution_options(isolation_level="REPEATABLE READ")
+    conn = checkout_connection(request).execution_options(isolation_level="REPEATABLE READ")
     conn.begin()
     return conn
 

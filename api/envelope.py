@@ -14,6 +14,7 @@ import contextvars
 import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -53,6 +54,15 @@ def now_utc_text() -> str:
 
 _REQUEST_ID_PREFIX = secrets.token_hex(6)
 _REQUEST_NUMBERS = itertools.count(1)
+
+
+def _new_request_id_prefix() -> None:
+    """A forked worker draws its own prefix (a parent's prefix and counter would repeat its ids)."""
+    global _REQUEST_ID_PREFIX, _REQUEST_NUMBERS
+    _REQUEST_ID_PREFIX, _REQUEST_NUMBERS = secrets.token_hex(6), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_request_id_prefix)
 
 
 def new_request_id() -> str:
