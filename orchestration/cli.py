@@ -152,8 +152,9 @@ class _ProgressHandler(logging.Handler):
         console.print(f"[dim]{time.monotonic() - self.started:7.1f}s[/] {record.getMessage()}", highlight=False)
 
 
-def run_close(entity: str, start: date, end: date) -> None:
+def run_close(entity: str, start: date, end: date, *, wait: bool = False) -> None:
     from orchestration.close_runner import CloseRunError, close_days
+    from warehouse.locks import EntityBusyError
 
     started = time.monotonic()
     handler = _ProgressHandler(started)
@@ -164,8 +165,8 @@ def run_close(entity: str, start: date, end: date) -> None:
     console.print(f"closing {entity}: {start} .. {end} ({days} day{'s' if days > 1 else ''}) in one run", highlight=False)
     try:
         with console.status("running the close (canonical → reconciliation → cost basis → close)"):
-            run = close_days([entity], start, end)
-    except CloseRunError as exc:
+            run = close_days([entity], start, end, wait=wait)
+    except (CloseRunError, EntityBusyError) as exc:
         raise _fail(str(exc)) from None
     finally:
         progress_logger.removeHandler(handler)
@@ -214,8 +215,10 @@ def close(
     day: Annotated[Optional[str], typer.Option("--date", help="One day, YYYY-MM-DD.")] = None,
     date_from: Annotated[Optional[str], typer.Option("--from", help="First day of a range.")] = None,
     date_to: Annotated[Optional[str], typer.Option("--to", help="Last day of a range.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="If another close of the entity is running, queue behind it "
+                                                      "instead of refusing.")] = False,
 ) -> None:
-    """Close one day (--date) or a range (--from/--to) in one in-process Dagster run."""
+    """Close one day (--date) or a range (--from/--to) in one in-process Dagster run (one close per entity at a time)."""
     if ctx.invoked_subcommand is not None:
         return
     if not entity:
@@ -228,7 +231,7 @@ def close(
         start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
     else:
         raise _fail("give --date YYYY-MM-DD, or --from YYYY-MM-DD --to YYYY-MM-DD")
-    run_close(entity, start, end)
+    run_close(entity, start, end, wait=wait)
 
 
 @close_app.command("lock")

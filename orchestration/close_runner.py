@@ -19,6 +19,7 @@ from assets.resources import ENTITIES_TAG, WarehouseResource
 from reconciliation.close import write_failed_closes
 from warehouse.db import get_engine
 from warehouse.entities import Entity, resolve_entity
+from warehouse.locks import EntityBusyError, ensure_free
 from warehouse.settings import get_settings
 
 # A single-run backfill writes ONE "materialization planned" event per asset for the whole range instead of one
@@ -93,13 +94,19 @@ def _root_cause(event: dg.DagsterEvent) -> str:
 
 
 def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None,
-               _reclose_depth: int = 0) -> CloseRun:
+               wait: bool = False, _reclose_depth: int = 0) -> CloseRun:
     """Materialize the close assets for [start, end] of the given entities in one in-process run; then close again
-    any earlier days a chain reorg found by its sync touched (orchestration.chain_reclose)."""
+    any earlier days a chain reorg found by its sync touched (orchestration.chain_reclose).
+
+    One close per entity at a time (``warehouse/locks.py``): when another close of one of the entities is running,
+    ``wait=False`` raises ``EntityBusyError`` (nothing is written, no day is marked failed); ``wait=True`` queues
+    behind it (the run's resource waits for the lock)."""
     validate_range(start, end)
     engine = get_engine()
     with engine.connect() as conn:
         entities = [resolve_entity(conn, ref) for ref in entity_refs]
+    if not wait:
+        ensure_free(engine, [(e.id, e.name) for e in entities])
     tags = {ENTITIES_TAG: ",".join(str(e.id) for e in entities),
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}

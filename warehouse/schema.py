@@ -299,6 +299,7 @@ pnl_disposals = sa.Table(
     sa.Column("long_term_gain", Exact, nullable=False),
     sa.Column("shortfall_quantity", Exact, nullable=False, comment="disposed beyond the pool's lots: zero basis, flagged"),
     sa.Column("run_id", sa.Text),
+    sa.UniqueConstraint("entity_id", "method", "pool", "leg_id", name="uq_pnl_disposals_book_leg"),
 )
 sa.Index("ix_pnl_disposals_book_date", pnl_disposals.c.entity_id, pnl_disposals.c.method, pnl_disposals.c.pool,
          pnl_disposals.c.date)

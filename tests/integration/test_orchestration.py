@@ -67,9 +67,12 @@ def test_inbox_sensor_imports_dropped_files_and_requests_the_days_they_touch(eng
         timestamp,account,asset,quantity
         2026-01-04T00:00:00Z,Kraken,BTC,not-a-number
         """)
-    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
-                                      resources={"warehouse": WarehouseResource(database_url=database_url)})
-    requests = inbox_sensor(context)
+    # the warehouse resource holds the close lock in runs, so Dagster wants its context opened as a context manager
+    with dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
+                                 resources={"warehouse": WarehouseResource(database_url=database_url)}) as context:
+        requests = inbox_sensor(context)
+        # nothing new in the inbox: the sensor skips and says why
+        assert isinstance(inbox_sensor(context), dg.SkipReason)
     assert len(requests) == 1
     tags = requests[0].tags
     assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2026-01-03", "2026-01-05")
@@ -82,8 +85,6 @@ def test_inbox_sensor_imports_dropped_files_and_requests_the_days_they_touch(eng
     assert not good.exists() and (good.parent / "processed" / "january.csv").exists()
     errors = (bad.parent / "failed" / "broken.csv.errors.txt").read_text()
     assert "line 2" in errors and "quantity" in errors
-    # nothing new in the inbox: the sensor skips and says why
-    assert isinstance(inbox_sensor(context), dg.SkipReason)
 
 
 def _cli(*args: str):
