@@ -32,6 +32,8 @@ from solders.transaction_status import UiTransactionEncoding
 from sqlalchemy.engine import Engine
 
 from ingestion.evm.chains import redact_url
+from spl.token.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
+
 from ingestion.solana.mapping import (ACCOUNT_TYPE, NATIVE_SYMBOL, SOL_DECIMALS, SOURCE, STREAM, base_units,
                                       compute_changes, mint_alias)
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
@@ -41,7 +43,8 @@ from transforms.asset_registry import register_token
 from warehouse.calendar import close_date_of, cutoff_of, days_between
 from warehouse.entities import Entity
 
-TOKEN_PROGRAMS = ("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA", "TokenzQdBNbLqP5VEhdkAS6EPFLC1PhnBqCXEpPxuEb")
+# the SPL Token and Token-2022 program ids as solana-py itself defines them (a misspelt id is refused by every node)
+TOKEN_PROGRAMS = (str(TOKEN_PROGRAM_ID), str(TOKEN_2022_PROGRAM_ID))
 KNOWN_MINTS = {
     "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v": "USDC",
     "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB": "USDT",

@@ -25,6 +25,8 @@ SYSTEM_PROGRAM = "11111111111111111111111111111111"
 TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 FEE = 5000
 TOKEN_ACCOUNT_RENT = 2039280
+# the token programs a node knows: SPL Token and Token-2022 (spelt out here, not imported from the client under test)
+KNOWN_TOKEN_PROGRAMS = (TOKEN_PROGRAM, "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
 
 
 def keypair(name: str) -> Keypair:
@@ -153,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
             result = ledger.slot
         elif method == "getTokenAccountsByOwner":
             program = (params[1] or {}).get("programId")
+            if program is not None and program not in KNOWN_TOKEN_PROGRAMS:  # as Agave answers (rpc.rs)
+                return {"jsonrpc": "2.0", "id": rid, "error": {
+                    "code": -32602, "message": "Invalid param: unrecognized Token program id"}}
             value = []
             for account, (owner, mint, amount) in sorted(ledger.token_accounts.items()):
                 if owner != params[0] or program != TOKEN_PROGRAM:

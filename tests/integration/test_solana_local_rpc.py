@@ -101,3 +101,33 @@ def test_a_dead_solana_url_fails_over_to_the_next() -> None:
     with SolanaRpcServer(ledger) as url:
         fetched = fetch_wallet([f"http://127.0.0.1:{free_port()}", url], W, {}, timeout=2, backoff=0.01)
     assert fetched.lamports == 42 and len(fetched.transactions) == 1
+
+
+def test_the_local_node_refuses_an_unknown_token_program_as_agave_does_and_the_sync_asks_only_real_ones() -> None:
+    """A node refuses getTokenAccountsByOwner for a program id that is not SPL Token or Token-2022 (-32602); the sync's
+    program ids are solana-py's own, so a real node answers both (issue 15: Token-2022 was misspelt)."""
+    import asyncio
+
+    from solana.exceptions import SolanaRpcException
+    from solana.rpc.async_api import AsyncClient
+    from solana.rpc.core import RPCException
+    from solana.rpc.models import TokenAccountOpts
+    from solders.pubkey import Pubkey
+
+    from ingestion.solana.sync import TOKEN_PROGRAMS
+    from samples.chains.solana_rpc import KNOWN_TOKEN_PROGRAMS
+
+    assert sorted(TOKEN_PROGRAMS) == sorted(KNOWN_TOKEN_PROGRAMS)
+    misspelt = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PhnBqCXEpPxuEb"
+
+    async def ask(url: str, program: str):
+        async with AsyncClient(url) as client:
+            return await client.get_token_accounts_by_owner_json_parsed(
+                Pubkey.from_string(address("owner")), TokenAccountOpts(program_id=Pubkey.from_string(program)))
+
+    with SolanaRpcServer(history()) as url:
+        for program in TOKEN_PROGRAMS:
+            assert asyncio.run(ask(url, program)).value is not None
+        with pytest.raises((RPCException, SolanaRpcException)) as refused:
+            asyncio.run(ask(url, misspelt))
+    assert "unrecognized Token program id" in str(refused.value)
