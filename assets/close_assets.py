@@ -22,6 +22,7 @@ from assets.resources import WarehouseResource, entities_in_scope
 from assets.sources import source_sync
 from assets.staging import raw_balance_snapshots, raw_records
 from reconciliation.close import close_summaries, write_closes
+from reconciliation.staleness import restale_after
 from reconciliation.blocking import build_pnl_until_blocked
 from reconciliation.completeness import EXPECTATION, check_completeness, load_day_results, write_completeness
 from reconciliation.suites import run_suites, write_suite_results
@@ -285,6 +286,7 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
             write_closes(conn, entity, start, end, run_id=context.run_id)
+            restale_after(conn, entity.id, start, end)
             write_close_provenance(conn, entity, start, end, run_id=context.run_id)
             entity_rows = close_summaries(conn, entity, start, end)
             reports.update(write_report_files(conn, entity, start, end, get_settings().data_dir / "reports"))

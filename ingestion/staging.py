@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from reconciliation.staleness import mark_stale_from_time
 from warehouse.bulk import copy_rows
 from warehouse.schema import ingestion_cursors, ingestion_runs
 
@@ -93,8 +94,9 @@ def write_raw_records(conn: Connection, entity_id: int, source: str, stream: str
               ("source_raw_id", "account", "payload", "payload_hash", "occurred_at", "line_number", "ord"),
               ((r.source_raw_id, r.account, json.dumps(r.payload), r.payload_hash or payload_hash(r.payload),
                 r.occurred_at, r.line_number, i) for i, r in enumerate(records)))
-    inserted = conn.execute(sa.text(
+    inserted, earliest = conn.execute(sa.text(
         """
+        WITH added AS (
         INSERT INTO raw_records (entity_id, source, account, stream, source_raw_id, payload, payload_hash,
                                  occurred_at, file_name, line_number, file_hash, ingestion_run_id)
         SELECT :entity_id, :source, t.account, :stream, t.source_raw_id, t.payload, t.payload_hash,
@@ -102,9 +104,12 @@ def write_raw_records(conn: Connection, entity_id: int, source: str, stream: str
         FROM tmp_raw_records t
         ORDER BY t.ord
         ON CONFLICT ON CONSTRAINT uq_raw_records_natural_key DO NOTHING
+        RETURNING occurred_at)
+        SELECT count(*), min(occurred_at) FROM added
         """), dict(entity_id=entity_id, source=source, stream=stream, file_name=file.name, file_hash=file.hash,
-                   run_id=run_id)).rowcount
+                   run_id=run_id)).one()
     conn.execute(sa.text("DROP TABLE tmp_raw_records"))
+    mark_stale_from_time(conn, entity_id, earliest, f"{inserted} new or changed {source}/{stream} record(s)")
     return inserted
 
 
@@ -121,8 +126,9 @@ def write_balance_snapshots(conn: Connection, entity_id: int, source: str, snaps
                "line_number", "ord"),
               ((s.account, s.account_type, s.sub_account, s.snapshot_time, json.dumps(s.balances), json.dumps(s.payload),
                 s.payload_hash or payload_hash(s.payload), s.line_number, i) for i, s in enumerate(snapshots)))
-    inserted = conn.execute(sa.text(
+    inserted, earliest = conn.execute(sa.text(
         """
+        WITH added AS (
         INSERT INTO raw_balance_snapshots (entity_id, source, account, account_type, sub_account, snapshot_time,
                                            balances, payload, payload_hash, file_name, line_number, file_hash,
                                            ingestion_run_id)
@@ -131,9 +137,12 @@ def write_balance_snapshots(conn: Connection, entity_id: int, source: str, snaps
         FROM tmp_raw_balances t
         ORDER BY t.ord
         ON CONFLICT ON CONSTRAINT uq_raw_balance_snapshots_natural_key DO NOTHING
+        RETURNING snapshot_time)
+        SELECT count(*), min(snapshot_time) FROM added
         """), dict(entity_id=entity_id, source=source, file_name=file.name, file_hash=file.hash,
-                   run_id=run_id)).rowcount
+                   run_id=run_id)).one()
     conn.execute(sa.text("DROP TABLE tmp_raw_balances"))
+    mark_stale_from_time(conn, entity_id, earliest, f"{inserted} new {source} balance snapshot(s)")
     return inserted
 
 

@@ -173,7 +173,11 @@ def run_close(entity: str, start: date, end: date, *, wait: bool = False) -> Non
     elapsed = time.monotonic() - started
     if not run.success:
         raise _fail(f"the close failed after {elapsed:.1f}s (run {run.run_id}): {run.error}")
-    console.print(f"closed {days} day(s) in {elapsed:.1f}s (Dagster run {run.run_id})", highlight=False)
+    if run.start < start:
+        console.print(f"recomputed from {run.start}: the days from there were stale (their inputs changed after "
+                      "they were closed)", highlight=False)
+        start = run.start
+    console.print(f"closed {(end - start).days + 1} day(s) in {elapsed:.1f}s (Dagster run {run.run_id})", highlight=False)
     _print_closes(entity, start, end)
 
 
@@ -203,9 +207,13 @@ def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> N
                       style=style)
     if len(rows) > limit:
         table.caption = f"last {limit} of {len(rows)} days"
-    totals = {s: sum(1 for r in rows if r["status"] == s) for s in ("closed", "breaks", "failed")}
+    totals: dict[str, int] = {}
+    for r in rows:
+        totals[r["status"]] = totals.get(r["status"], 0) + 1
     out.print(table)
-    out.print(f"{totals['closed']} closed, {totals['breaks']} with breaks, {totals['failed']} failed", highlight=False)
+    named = {"closed": "closed", "breaks": "with breaks", "failed": "failed", "stale": "stale (close again)"}
+    out.print(", ".join(f"{n} {named.get(status, status)}" for status, n in sorted(totals.items())) or "no closes",
+              highlight=False)
 
 
 @close_app.callback(invoke_without_command=True)
@@ -251,9 +259,18 @@ def close_lock(entity: EntityOpt, day: Annotated[str, typer.Option("--date", hel
 
 @close_app.command("list")
 def close_list(entity: EntityOpt, date_from: Annotated[str, typer.Option("--from")],
-               date_to: Annotated[str, typer.Option("--to")]) -> None:
-    """Show the closes of a range."""
-    _print_closes(entity, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), limit=10_000)
+               date_to: Annotated[str, typer.Option("--to")],
+               as_json: Annotated[bool, typer.Option("--json", help="Print JSON: one object per day.")] = False) -> None:
+    """Show the closes of a range: status (closed, breaks, stale, partial, blocked, failed), counts, realized PnL."""
+    start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
+    if not as_json:
+        _print_closes(entity, start, end, limit=10_000)
+        return
+    from reconciliation.close import close_summaries
+
+    with _engine().connect() as conn:
+        rows = close_summaries(conn, _entity(conn, entity), start, end)
+    print(json.dumps(rows))
 
 
 # ----------------------------------------------------------------------------- reports

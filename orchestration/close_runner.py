@@ -17,6 +17,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from assets.close_assets import CLOSE_ASSETS
 from assets.resources import ENTITIES_TAG, WarehouseResource
 from reconciliation.close import write_failed_closes
+from reconciliation.staleness import close_window, earliest_stale_day
 from warehouse.db import get_engine
 from warehouse.entities import Entity, resolve_entity
 from warehouse.locks import EntityBusyError, ensure_free
@@ -38,6 +39,9 @@ nux:
 """
 # The CLI shows its own progress and the failing step's cause; the full log is in the Dagster run.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+MAX_RECLOSE_DEPTH = 2  # re-closes of a run that made earlier days stale (its source sync brought late records)
 
 
 class CloseRunError(RuntimeError):
@@ -107,6 +111,8 @@ def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.D
         entities = [resolve_entity(conn, ref) for ref in entity_refs]
     if not wait:
         ensure_free(engine, [(e.id, e.name) for e in entities])
+    with engine.connect() as conn:  # fresh forward: recompute from the earliest stale day
+        start = min(close_window(conn, e.id, start, end) for e in entities)
     tags = {ENTITIES_TAG: ",".join(str(e.id) for e in entities),
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
@@ -124,4 +130,8 @@ def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.D
         from orchestration.chain_reclose import reclose_reorged_days
 
         reclose_reorged_days(entities, (start, end), run_id=result.run_id, instance=instance, depth=_reclose_depth)
+        with engine.connect() as conn:  # the run's own source sync may have brought records for earlier days
+            stale = [d for d in (earliest_stale_day(conn, e.id) for e in entities) if d is not None and d < start]
+        if stale and _reclose_depth < MAX_RECLOSE_DEPTH:
+            return close_days(entity_refs, min(stale), end, instance=instance, wait=wait, _reclose_depth=_reclose_depth + 1)
     return CloseRun(result.run_id, entities, start, end, result.success, error)

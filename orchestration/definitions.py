@@ -1,7 +1,7 @@
 """Dagster Definitions: the close assets and check, the daily schedule, the inbox and failure sensors."""
 
 
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -14,19 +14,30 @@ from orchestration.chain_reclose import chain_reorg_sensor
 from orchestration.close_runner import last_closable_day
 from orchestration.jobs import daily_close_job
 from reconciliation.close import days_to_reclose, latest_close_date, write_failed_closes
+from reconciliation.staleness import close_window
 from warehouse.entities import list_entities, resolve_entity
 from warehouse.settings import get_settings
 
 _settings = get_settings()
 _hour, _minute = (int(x) for x in _settings.close_schedule_time.split(":"))
 
-daily_close_schedule = dg.build_schedule_from_partitioned_job(
-    daily_close_job, hour_of_day=_hour, minute_of_hour=_minute,
-    name="daily_close_schedule",
-    description=f"Closes the previous day of every entity at {_settings.close_schedule_time} UTC "
-                "(COINFRS_CLOSE_SCHEDULE_TIME).",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+
+@dg.schedule(job=daily_close_job, cron_schedule=f"{_minute} {_hour} * * *", execution_timezone="UTC",
+             name="daily_close_schedule", default_status=dg.DefaultScheduleStatus.RUNNING,
+             description=f"At {_settings.close_schedule_time} UTC (COINFRS_CLOSE_SCHEDULE_TIME) one run per entity closes "
+                         "the previous day, from the entity's earliest stale day when it has one (fresh forward).")
+def daily_close_schedule(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource) -> list[dg.RunRequest]:
+    day = context.scheduled_execution_time.date() - timedelta(days=1)
+    requests = []
+    with warehouse.engine().connect() as conn:
+        for entity in list_entities(conn):
+            start = close_window(conn, entity.id, day, day)
+            requests.append(dg.RunRequest(
+                run_key=f"daily:{entity.id}:{day}",
+                tags={ENTITIES_TAG: str(entity.id), ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+                      ASSET_PARTITION_RANGE_END_TAG: day.isoformat()}))
+    return requests
+
 
 
 @dg.sensor(job=daily_close_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -58,6 +69,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResour
         for entity_name, (lo, hi) in touched.items():
             entity = resolve_entity(conn, entity_name)
             window = days_to_reclose(lo, hi, latest_close_date(conn, entity.id), first_day, last_closable_day())
+            if window is not None:  # and from any day the import (or an earlier change) left stale
+                window = (close_window(conn, entity.id, *window), window[1])
             if window is None:
                 continue
             start, end = window

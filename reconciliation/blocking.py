@@ -28,6 +28,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from reconciliation.staleness import mark_stale
+
 from transforms.canonical import DEFAULT_TRANSFER_FEE_TOLERANCE, DEFAULT_TRANSFER_WINDOW_SECONDS
 from warehouse.calendar import locked_dates
 from warehouse.entities import Entity
@@ -67,6 +69,7 @@ def write_policy(conn: Connection, entity_id: int, policy: ReconPolicy) -> Recon
                transfer_window_seconds = EXCLUDED.transfer_window_seconds,
                transfer_fee_tolerance = EXCLUDED.transfer_fee_tolerance, updated_at = now()"""),
         dict(e=entity_id, b=policy.block_above_usd, w=policy.transfer_window_seconds, f=policy.transfer_fee_tolerance))
+    mark_stale(conn, entity_id, date.min, "the reconciliation policy changed")
     return load_policy(conn, entity_id)
 
 

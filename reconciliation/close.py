@@ -3,8 +3,9 @@
 A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks remain), ``blocked``
 (no PnL booked: an earlier day of the entity has a break at ERROR severity, ``reconciliation/blocking.py``),
 ``partial`` (a source was recorded as down for the day: ``reconciliation/outages.py``; the message
-names it) or ``failed`` (a step of the close failed; its message says which). Only a close without
-open breaks that is not partial can be locked, and a locked day is never rewritten by any step.
+names it), ``failed`` (a step of the close failed; its message says which) or ``stale`` (its inputs changed after
+it was closed: ``reconciliation/staleness.py``). Only a close without open breaks that is not partial or stale can be
+locked, and a locked day is never rewritten by any step.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
     if record.status == "blocked":
         raise CloseError(f"{entity.name} {day} is blocked ({record.message}): resolve or acknowledge that break and "
                          "close again before locking")
+    if record.status == "stale":
+        raise CloseError(f"{entity.name} {day} is stale ({record.message}): close it again before locking")
     if record.status == "partial":
         raise CloseError(f"{entity.name} {day} is partial ({record.message}): re-read the source and close it again "
                          "before locking")

@@ -27,6 +27,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from reconciliation.staleness import mark_stale, mark_stale_from_time
+
 from transforms.adjustments import ADJUSTMENTS_STREAM, MANUAL_SOURCE
 from warehouse.entities import Entity
 from warehouse.numbers import D, to_text
@@ -90,6 +92,7 @@ def acknowledge_break(conn: Connection, entity: Entity, break_id: int, *, actor:
     brk = _load_break(conn, entity, break_id)
     action = _record(conn, brk, "acknowledge", actor, reason, None, None)
     conn.execute(sa.text("UPDATE breaks SET status = 'acknowledged' WHERE id = :id"), dict(id=break_id))
+    mark_stale(conn, entity.id, brk["date"], f"break {break_id} acknowledged")
     return action
 
 
@@ -119,6 +122,7 @@ def adjust_break(conn: Connection, entity: Entity, break_id: int, *, actor: str,
            VALUES (:e, :src, :acc, :stream, :rid, CAST(:payload AS jsonb), :hash, :ts, :run) RETURNING id"""),
         dict(e=entity.id, src=MANUAL_SOURCE, acc=brk["account"], stream=ADJUSTMENTS_STREAM, rid=raw_id, payload=text,
              hash=hashlib.sha256(text.encode()).hexdigest(), ts=brk["reported_at"], run=run_id)).scalar_one()
+    mark_stale_from_time(conn, entity.id, brk["reported_at"], f"adjustment of break {break_id}")
     return _record(conn, brk, "adjust", actor, reason, qty, raw_record_id)
 
 

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from reconciliation.staleness import mark_stale
+
 from warehouse.schema import asset_aliases, assets
 
 # symbol: (name, decimals, is_fiat)
@@ -140,4 +142,7 @@ def approve_asset(conn: Connection, ref: str) -> ApprovedAsset:
     first = dict(conn.execute(sa.text(
         "SELECT entity_id, min(close_date) FROM transactions WHERE asset_id = :a GROUP BY entity_id"),
         dict(a=asset_id)).all())
+    if row.unverified:
+        for entity_id, day in first.items():
+            mark_stale(conn, entity_id, day, f"asset {row.symbol} approved: its legs enter the books")
     return ApprovedAsset(asset_id, row.symbol, bool(row.unverified), first)

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from reconciliation.staleness import mark_stale
 from transforms.cost_basis import (
     BookPeriod,
     BookResult,
@@ -94,6 +95,7 @@ def write_book_period(conn: Connection, entity_id: int, method: str, pool: str, 
     conn.execute(insert(pnl_books).values(entity_id=entity_id, effective_from=day, method=method, pool=pool)
                  .on_conflict_do_update(index_elements=["entity_id", "effective_from"],
                                         set_=dict(method=method, pool=pool, created_at=sa.func.now())))
+    mark_stale(conn, entity_id, day, f"cost-basis book set to {method}:{pool} from {day}")
     return BookPeriod(effective_from, method, pool)
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ingestion.prices.points import PricePoint
+from reconciliation.staleness import mark_stale_from_time
 from warehouse.bulk import copy_rows
 from warehouse.calendar import cutoff_of, locked_dates
 from warehouse.entities import Entity
@@ -117,6 +118,11 @@ def write_price_rows(conn: Connection, entity_id: int, rows: Sequence[PriceRow])
         "resolution text, pair text, note text) ON COMMIT DROP"))
     copy_rows(conn, "tmp_price_rows", ("asset_id", "ts", "price_usd", "source", "resolution", "pair", "note"),
               [(r.asset_id, r.ts, r.price_usd, r.source, r.resolution, r.pair, r.note) for r in rows])
+    # only a price that is new or differs makes closes stale (a refetch of the same figures does not)
+    changed = conn.execute(sa.text(
+        """SELECT min(t.ts) FROM tmp_price_rows t
+           WHERE NOT EXISTS (SELECT 1 FROM prices p WHERE p.entity_id = :e AND p.asset_id = t.asset_id
+                             AND p.source = t.source AND p.ts = t.ts AND p.leg_id IS NULL AND p.price_usd = t.price_usd)"""), dict(e=entity_id)).scalar()
     written = conn.execute(sa.text(
         """
         INSERT INTO prices (entity_id, asset_id, ts, price_usd, source, resolution, pair, note, fetched_at)
@@ -127,6 +133,7 @@ def write_price_rows(conn: Connection, entity_id: int, rows: Sequence[PriceRow])
             note = EXCLUDED.note, fetched_at = EXCLUDED.fetched_at
         """), dict(e=entity_id)).rowcount
     conn.execute(sa.text("DROP TABLE tmp_price_rows"))
+    mark_stale_from_time(conn, entity_id, changed, "new or changed prices")
     return written
 
 

@@ -346,7 +346,7 @@ closes = sa.Table(
     metadata,
     sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
     sa.Column("date", sa.Date, nullable=False),
-    sa.Column("status", sa.Text, nullable=False, comment="closed | breaks | partial | failed"),
+    sa.Column("status", sa.Text, nullable=False, comment="closed | breaks | blocked | partial | stale | failed"),
     sa.Column("legs", sa.Integer, nullable=False),
     sa.Column("positions", sa.Integer, nullable=False),
     sa.Column("breaks", sa.Integer, nullable=False),

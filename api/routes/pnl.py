@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity
 from api.envelope import list_success, success
-from api.errors import ApiError
+from api.errors import ApiError, Conflict
+from reconciliation.staleness import describe_stale, stale_days_between
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
 from api.routes import COMMON_ERRORS
 from api.schemas import Envelope, IsoDate, ListEnvelope
@@ -227,7 +228,12 @@ def rollforward(
     fmt: FormatQuery = None,
 ) -> dict:
     """Per pool and asset: opening + acquired − disposed + transferred in − transferred out = closing, in
-    quantity and USD basis. A pool that does not tie out is an INTERNAL_ERROR, never a silent figure."""
+    quantity and USD basis. A range with a stale close (inputs changed since) is a CONFLICT naming the days; a
+    pool that does not tie out is an INTERNAL_ERROR, never a silent figure."""
+    stale = stale_days_between(conn, entity.id, date_from, date_to)
+    if stale:
+        raise Conflict(describe_stale(stale), [{"field": "to", "location": "query", "message": f"stale: {d}"}
+                                               for d in stale[:31]])
     try:
         items = pnl_reports.rollforward(conn, entity.id, date_from, date_to, method, pool)
     except TieOutError as exc:

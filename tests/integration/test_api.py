@@ -436,15 +436,16 @@ def _disposal(seed: Seed, conn: sa.Connection, leg_id: int, day: date, *, kind: 
 
 def test_realized_pnl_sums_exactly(client: TestClient, seed: Seed) -> None:
     with seed.engine.begin() as conn:
-        leg = seed.leg(conn, seed.a, seed.spot, "ETH", "-1", "sell", T0)
-        _disposal(seed, conn, leg, date(2024, 3, 1), proceeds="0.1", cost="0.05", gain="0.05", short="0.05")
-        _disposal(seed, conn, leg, date(2024, 3, 15), proceeds="0.2", cost="0.15", gain="0.05", short="0.02",
+        # one disposing leg per disposal: a book disposes of a leg once (uq_pnl_disposals_book_leg)
+        legs = [seed.leg(conn, seed.a, seed.spot, "ETH", "-1", "sell", T0) for _ in range(4)]
+        _disposal(seed, conn, legs[0], date(2024, 3, 1), proceeds="0.1", cost="0.05", gain="0.05", short="0.05")
+        _disposal(seed, conn, legs[1], date(2024, 3, 15), proceeds="0.2", cost="0.15", gain="0.05", short="0.02",
                   long="0.03", shortfall="0.5")
-        _disposal(seed, conn, leg, date(2024, 3, 31), kind="fee", proceeds="0.000000000000000001",
+        _disposal(seed, conn, legs[2], date(2024, 3, 31), kind="fee", proceeds="0.000000000000000001",
                   cost="0.1", gain="-0.099999999999999999", short="-0.099999999999999999")
         # outside the period, another pool, another entity: none of them count
-        _disposal(seed, conn, leg, date(2024, 4, 1), proceeds="100", cost="1", gain="99", short="99")
-        _disposal(seed, conn, leg, date(2024, 3, 2), proceeds="7", cost="1", gain="6", short="6", pool="account")
+        _disposal(seed, conn, legs[3], date(2024, 4, 1), proceeds="100", cost="1", gain="99", short="99")
+        _disposal(seed, conn, legs[0], date(2024, 3, 2), proceeds="7", cost="1", gain="6", short="6", pool="account")
         _disposal(seed, conn, seed.b_leg, date(2024, 3, 2), proceeds="9", cost="1", gain="8", short="8",
                   entity_id=seed.b, account_id=seed.b_spot)
     assert float("0.1") + float("0.2") != 0.3  # what the figures must not suffer from
