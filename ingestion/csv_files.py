@@ -8,6 +8,7 @@ file lands whole or not at all, and importing it again changes nothing.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -15,7 +16,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, RunFile, finish_run, start_run, write_balance_snapshots,
                                write_raw_records)
-from warehouse.numbers import NotADecimal, D, to_text
+from warehouse.numbers import NotADecimal, D, parse_input_decimal, to_text
 
 SOURCE = "csv"
 LEDGER_STREAM = "ledger"
@@ -41,6 +42,7 @@ BALANCE_OPTIONAL_COLUMNS = ("account_type", "sub_account")
 
 ACTIONS = ("BUY", "SELL", "TRANSFER_IN", "TRANSFER_OUT", "FEE", "INCOME", "STAKING_REWARD", "AIRDROP")
 PRICED_ACTIONS = ("BUY", "SELL", "INCOME", "STAKING_REWARD", "AIRDROP")
+EARLIEST_TIME = datetime(2009, 1, 3, tzinfo=timezone.utc)  # the Bitcoin genesis block: nothing crypto is older
 ACCOUNT_TYPES = ("spot", "margin", "futures", "funding", "wallet", "vault")
 DEFAULT_ACCOUNT_TYPE = "wallet"
 
@@ -94,8 +96,10 @@ class CsvFile:
 
     @classmethod
     def from_path(cls, path: Path | str) -> "CsvFile":
+        """The file's text: UTF-8 (with or without a BOM), or UTF-16 with its BOM; anything else (Windows-1252,
+        Latin-1, ...) and NUL bytes are refused with a ``CsvImportError`` saying where and how to fix it."""
         path = Path(path)
-        return cls(name=path.name, text=path.read_text(encoding="utf-8-sig"))
+        return cls(name=path.name, text=decode_csv_bytes(path.name, path.read_bytes()))
 
 
 @dataclass(frozen=True)
@@ -134,11 +138,45 @@ def parse_timestamp(text: str, naive_timezone: str | None) -> datetime:
         if naive_timezone is None:
             raise ValueError(f"timestamp {value!r} has no UTC offset; add one or import with --timezone")
         parsed = parsed.replace(tzinfo=ZoneInfo(naive_timezone))
-    return parsed.astimezone(timezone.utc)
+    try:
+        utc = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        utc = None
+    latest = datetime.now(timezone.utc) + timedelta(days=1)
+    if utc is None or not EARLIEST_TIME <= utc <= latest:
+        raise ValueError(f"timestamp {value!r} is outside {EARLIEST_TIME:%Y-%m-%d} (the first Bitcoin block) .. "
+                         f"{latest:%Y-%m-%d} (tomorrow)")
+    return utc
+
+
+def decode_csv_bytes(name: str, data: bytes) -> str:
+    """Decode a CSV file's bytes (see ``CsvFile.from_path``)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise CsvImportError(name, [RowError(line, None, (
+            f"the file is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'}: byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start} cannot be read (Windows-1252 or Latin-1?); save it as UTF-8 (Excel: 'CSV UTF-8')"))]) from None
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise CsvImportError(name, [RowError(line, None, "contains a NUL byte: not a text CSV file")])
+    return text
 
 
 def _read_header(file: CsvFile, required: Sequence[str], optional: Sequence[str]) -> tuple[list[dict[str, str]], list[str], list[RowError]]:
     reader = csv.reader(io.StringIO(file.text))
+    try:
+        return _read_rows(reader, required, optional)
+    except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL in text given directly, ...
+        return [], [], [RowError(max(reader.line_num, 1), None, f"unreadable CSV: {exc}")]
+
+
+def _read_rows(reader, required: Sequence[str], optional: Sequence[str]) -> tuple[list[dict[str, str]], list[str], list[RowError]]:
     try:
         header = next(reader)
     except StopIteration:
@@ -180,9 +218,9 @@ def _decimal(row: dict[str, str], name: str, line: int, errors: list[RowError], 
             errors.append(RowError(line, name, "is required"))
         return None
     try:
-        value = D(text)
-    except NotADecimal:
-        errors.append(RowError(line, name, f"not a decimal number: {text!r}"))
+        value = parse_input_decimal(text)
+    except NotADecimal as exc:
+        errors.append(RowError(line, name, str(exc)))
         return None
     if positive and value <= 0:
         errors.append(RowError(line, name, f"must be positive, got {text}"))

@@ -121,11 +121,13 @@ def import_csv_command(
     reader = {"ledger": read_ledger_csv, "balances": read_balances_csv,
               "binance-export": lambda file, naive_timezone: read_binance_export(file),
               "kraken-ledgers": lambda file, naive_timezone: read_kraken_ledgers(file)}[kind]
-    loaded = [CsvFile.from_path(path) for path in files]
+    loaded = []
     problems = []
-    for file in loaded:
+    for path in files:
         try:
+            file = CsvFile.from_path(path)
             reader(file, naive_timezone=timezone)
+            loaded.append(file)
         except CsvImportError as exc:
             problems.append(str(exc))
     if problems:

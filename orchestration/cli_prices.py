@@ -82,15 +82,14 @@ def prices_import(
     from ingestion.prices.settings import get_price_settings
 
     cli = _cli()
-    loaded = CsvFile.from_path(file)
     with cli._engine().begin() as conn:
         record = cli._entity(conn, entity)
         try:
-            rows = read_manual_prices(loaded, timezone_name=record.timezone)
+            rows = read_manual_prices(CsvFile.from_path(file), timezone_name=record.timezone)
         except CsvImportError as exc:
             cli.console.print(str(exc), highlight=False, markup=False)
             raise cli._fail("nothing was imported") from None
-        result = write_manual_prices(conn, record, loaded.name, rows,
+        result = write_manual_prices(conn, record, file.name, rows,
                                      threshold=get_price_settings().price_disagreement_threshold)
     cli.console.print(f"{result.file_name}: {result.rows} manual price(s) for {record.name} "
                       f"({result.first_day} .. {result.last_day}), {result.flagged} flagged, "

@@ -7,6 +7,7 @@ Nobody builds a ``Decimal`` from a float. ``D()`` accepts strings, ints and Deci
 from __future__ import annotations
 
 import decimal
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
@@ -53,6 +54,28 @@ def D(value: str | int | Decimal) -> Decimal:
     if not result.is_finite():
         raise NotADecimal(f"not a finite number: {value!r}")
     return result
+
+
+# What a person or a file may write as a number (docs/csv-formats.md): ASCII digits, an optional sign and point; no
+# separators, exponent, NaN or other scripts' digits; at most 24 digits on each side of the point (the engine keeps
+# 60 significant digits, so every product and sum of such figures stays exact).
+INPUT_DIGITS = 24
+_INPUT_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+
+
+def parse_input_decimal(text: str) -> Decimal:
+    """An exact decimal from input text in the documented syntax; ``NotADecimal`` says what is wrong with it."""
+    value = text.strip()
+    if not value:
+        raise NotADecimal("empty number")
+    if not _INPUT_NUMBER.fullmatch(value):
+        raise NotADecimal(f"not a decimal number: {value!r} (digits 0-9 with an optional sign and '.'; no thousands "
+                          "separators, underscores, exponent or spaces)")
+    whole, _, fraction = value.lstrip("+-").partition(".")
+    if len(whole.lstrip("0")) > INPUT_DIGITS or len(fraction) > INPUT_DIGITS:
+        raise NotADecimal(f"out of range: {value[:40]!r}{'...' if len(value) > 40 else ''} (at most {INPUT_DIGITS} "
+                          "digits before and after the point)")
+    return Decimal(value)
 
 
 def quantize(value: Decimal) -> Decimal:

@@ -47,7 +47,8 @@ def test_every_bad_row_and_field_is_reported() -> None:
             "usdc,2026-01-01,1.0001\n"
             "BAD SYMBOL,2026-01-01,1\n")
     assert errors_of(text) == [
-        "line 2, field 'price_usd': not a decimal number: 'abc'",
+        "line 2, field 'price_usd': not a decimal number: 'abc' (digits 0-9 with an optional sign and '.'; no thousands "
+        "separators, underscores, exponent or spaces)",
         "line 3, field 'asset': is required",
         "line 4, field 'timestamp': not a date (YYYY-MM-DD) or an ISO 8601 timestamp: '2026-13-01'",
         "line 5, field 'timestamp': timestamp '2026-01-01T10:00:00' has no UTC offset; add one or import with --timezone",
