@@ -450,8 +450,32 @@ Next:
                .venv/bin/coinfrs pnl realized --entity {target.name} --from {first} --to {last} --json""", highlight=False)
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The `coinfrs` command: no traceback reaches a user. Usage errors end as click ends them; a known error (an
+    entity that does not exist, a database that does not answer) in one line and exit code 1; anything else in one
+    line naming the error and exit code 2 (`COINFRS_DEBUG=1` shows the traceback)."""
+    from sqlalchemy.exc import OperationalError
+
+    from warehouse.entities import EntityNotFound
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("aborted", highlight=False)
+        sys.exit(130)
+    except EntityNotFound as exc:
+        console.print(f"[bold red]error:[/] {exc} (see `coinfrs entity list`)", highlight=False)
+        sys.exit(1)
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "it does not answer"
+        console.print(f"[bold red]error:[/] the database is not available: {reason}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command line
+        if os.environ.get("COINFRS_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (set COINFRS_DEBUG=1 for the traceback)",
+                      highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,7 +60,32 @@ def journal_set_account(
     console.print(f"{record.name}: {account.role} -> {account.code} {account.name}", highlight=False)
 
 
-entity_app = typer.Typer(help="Entities: show one, set its reporting currency.", no_args_is_help=True)
+entity_app = typer.Typer(help="Entities: list them, show one, set its reporting currency.", no_args_is_help=True)
+
+
+@entity_app.command("list")
+def entity_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every entity with its id, timezone, reporting currency and latest close."""
+    import json
+
+    import sqlalchemy as sa
+
+    from warehouse.db import get_engine
+
+    with get_engine().connect() as conn:
+        rows = [dict(r) for r in conn.execute(sa.text(
+            """SELECT e.id, e.name, e.timezone, e.reporting_currency, max(c.date) AS latest_close
+               FROM entities e LEFT JOIN closes c ON c.entity_id = e.id GROUP BY e.id ORDER BY e.id""")).mappings()]
+    for row in rows:
+        row["latest_close"] = row["latest_close"].isoformat() if row["latest_close"] else None
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no entities yet: `coinfrs import-csv --entity NAME ...` creates one", highlight=False)
+    for row in rows:
+        console.print(f"{row['id']:>4}  {row['name']}  ({row['timezone']}, {row['reporting_currency']}; latest close "
+                      f"{row['latest_close'] or 'none'})", highlight=False)
 
 
 @entity_app.command("show")

@@ -193,3 +193,23 @@ def test_docker_compose_names_only_commands_and_files_that_exist():
             assert (ROOT / command[command.index("-w") + 1]).exists(), f"{name}: workspace file missing"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements.lock" in dockerfile and "deploy/dagster.yaml" in dockerfile
+
+
+def test_the_command_line_ends_every_error_in_one_line_without_a_traceback(database_url, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": database_url, "COINFRS_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    for args, expected in (
+            (["close", "--entity", "no-such-fund", "--date", "2026-01-05"], "no entity named or numbered 'no-such-fund'"),
+            (["close", "list", "--entity", "no-such-fund", "--from", "2026-01-01", "--to", "2026-01-02", "--json"],
+             "no entity named or numbered")):
+        done = subprocess.run([sys.executable, "-m", "orchestration.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1, done
+        assert expected in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr, done
+    down = {**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing"}
+    done = subprocess.run([sys.executable, "-m", "orchestration.cli", "entity", "list"], cwd=ROOT, env=down,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "the database is not available" in done.stdout + done.stderr, done
+    assert "Traceback" not in done.stdout + done.stderr
