@@ -17,6 +17,7 @@ Locked days are never rewritten (the database refuses it too).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -28,6 +29,7 @@ from transforms.cost_basis import (
     BookPeriod,
     BookResult,
     BookState,
+    HoldingPeriod,
     OpenLot,
     PnlLeg,
     compute_book,
@@ -57,6 +59,11 @@ LEFT JOIN transfers x ON x.entity_id = l.entity_id AND (x.out_leg_id = l.id OR x
 LEFT JOIN transactions i ON i.id = x.in_leg_id
 WHERE l.entity_id = :e AND l.close_date <= :t AND l.close_date > :after
 """
+
+
+def holding_of(entity: Entity) -> HoldingPeriod:
+    """The entity's holding-period rule, on calendar dates in its timezone."""
+    return HoldingPeriod(entity.holding_rule, entity.tz)
 
 
 def load_pnl_legs(conn: Connection, entity_id: int, up_to: date, after: date | None = None) -> list[PnlLeg]:
@@ -200,7 +207,7 @@ def write_book(conn: Connection, entity: Entity, ident: tuple[str, str], book: B
     """Replace the stored rows of book ``ident`` for the unlocked days of [start, end]."""
     method, pool = ident
     params = dict(e=entity.id, m=method, p=pool, s=start, t=end, locked=sorted(locked))
-    for table in ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states"):
+    for table in ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states", "pnl_missing_prices"):
         conn.execute(sa.text(
             f"DELETE FROM {table} WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t"
             " AND NOT (date = ANY(:locked))"), params)
@@ -231,6 +238,7 @@ def write_book(conn: Connection, entity: Entity, ident: tuple[str, str], book: B
         "acquired_at", "quantity", "cost_basis", "flagged", "run_id"),
         ((entity.id, method, pool, l.date, l.seq, l.pool_account_id, l.asset_id, l.lot_leg_id, l.account_id, l.acquired_at,
           l.quantity, l.cost_basis, l.flagged, run_id) for l in book.open_lots if keep(l.date)))
+    write_missing_prices(conn, entity, ident, book, keep, run_id)
     if periods is not None and digests is not None:
         copy_rows(conn, "pnl_book_states", (
             "entity_id", "method", "pool", "date", "state_method", "state_pool", "schedule", "inputs_digest",
@@ -240,6 +248,20 @@ def write_book(conn: Connection, entity: Entity, ident: tuple[str, str], book: B
               json.dumps({_key_text(k): str(v) for k, v in s.holdings.items()}), s.next_seq, run_id)
              for s in book.states if keep(s.as_of)))
     return len(disposals)
+
+
+def write_missing_prices(conn: Connection, entity: Entity, ident: tuple[str, str], book: BookResult,
+                         keep: Callable[[date], bool], run_id: str | None) -> int:
+    """Store the book's missing-price items of the kept days (the caller deleted the days' rows first)."""
+    rows: dict[tuple, tuple] = {}
+    for m in book.missing_prices:
+        if keep(m.date):
+            rows.setdefault((m.date, m.what, m.asset_id, m.pool_account_id, m.leg_id or 0), (
+                entity.id, *ident, m.date, m.what, m.asset_id, m.account_id, m.pool_account_id, m.leg_id, m.at,
+                m.quantity, run_id))
+    copy_rows(conn, "pnl_missing_prices", ("entity_id", "method", "pool", "date", "what", "asset_id", "account_id",
+                                           "pool_account_id", "leg_id", "at", "quantity", "run_id"), rows.values())
+    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -263,7 +285,7 @@ def compute_stored_book(conn: Connection, entity: Entity, ident: tuple[str, str]
         prices = load_fair_values(conn, entity.id, cutoff_of(end, entity.tz))
     result = compute_book(legs, schedule=periods, report_from=start, report_to=end, fair_values=prices,
                           cutoff=lambda day: cutoff_of(day, entity.tz), start_state=state,
-                          keep_open_lots=keep_open_lots, keep_states=True)
+                          keep_open_lots=keep_open_lots, keep_states=True, holding=holding_of(entity))
     return result, state, periods
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from transforms.cost_basis import METHODS, POOLS, BookResult, PnlLeg, TieOutError, compute_book
 from transforms.fair_value import PriceLookup, load_fair_values
 from transforms.fx import BASE_CURRENCY, FxRates, TranslatedFairValues, load_fx_rates, normalize_currency, translate_legs
-from transforms.pnl import CONFIGURED, REFERENCE_BOOKS, book_schedule, load_pnl_legs
+from transforms.pnl import CONFIGURED, REFERENCE_BOOKS, book_schedule, holding_of, load_pnl_legs
 from warehouse.calendar import cutoff_of
 from warehouse.entities import Entity
 from warehouse.numbers import ZERO, to_text
@@ -93,7 +93,8 @@ def compute_book_from_db(conn: Connection, entity: Entity, ident: tuple[str, str
     ``currency``; ``report_day`` also keeps that day's pool figures (unrealized PnL)."""
     legs, prices, fx = load_book_inputs(conn, entity, date_to, currency)
     book = compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
-                        cutoff=lambda day: cutoff_of(day, entity.tz), report_from=report_day, report_to=report_day)
+                        cutoff=lambda day: cutoff_of(day, entity.tz), report_from=report_day, report_to=report_day,
+                        holding=holding_of(entity))
     return book, fx
 
 
@@ -189,7 +190,7 @@ def compare_books(conn: Connection, entity: Entity, books: list[tuple[str, str]]
     for ident in books:
         label = "configured" if ident == CONFIGURED else f"{ident[0]}:{ident[1]}"
         results[label] = compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
-                                      cutoff=lambda day: cutoff_of(day, entity.tz))
+                                      cutoff=lambda day: cutoff_of(day, entity.tz), holding=holding_of(entity))
     report = compare_results(results, date_from, date_to, _names(conn, entity.id))
     return {"entity": entity.name, **report, **currency_keys(code, fx)}
 
