@@ -202,9 +202,15 @@ def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> N
                       style=style)
     if len(rows) > limit:
         table.caption = f"last {limit} of {len(rows)} days"
-    totals = {s: sum(1 for r in rows if r["status"] == s) for s in ("closed", "breaks", "failed")}
+    totals = {s: sum(1 for r in rows if r["status"] == s) for s in ("closed", "breaks", "unpriced", "blocked", "partial",
+                                                                    "failed")}
     out.print(table)
-    out.print(f"{totals['closed']} closed, {totals['breaks']} with breaks, {totals['failed']} failed", highlight=False)
+    others = "".join(f", {totals[s]} {s}" for s in ("unpriced", "blocked", "partial") if totals[s])
+    out.print(f"{totals['closed']} closed, {totals['breaks']} with breaks{others}, {totals['failed']} failed",
+              highlight=False)
+    if totals["unpriced"]:
+        out.print(f"unpriced: a figure needs a price that is missing; see `coinfrs prices missing --entity {entity.name} "
+                  f"--from {start} --to {end}`", highlight=False)
 
 
 @close_app.callback(invoke_without_command=True)

@@ -38,7 +38,7 @@ SELECT :e, d.day,
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(sf.n, 0) END,
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(mp.n, 0) END,
        nullif(concat_ws('; ', o.what, CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
-                        CASE WHEN coalesce(mp.n, 0) > 0 AND d.day < CAST(:blocked AS date)
+                        CASE WHEN coalesce(mp.n, 0) > 0 AND NOT coalesce(d.day >= CAST(:blocked AS date), false)
                              THEN 'unpriced: ' || mp.n || ' missing price(s) (' || mp.what || '); see `coinfrs prices missing`'
                         END,
                         CASE WHEN d.day = CAST(:blocked AS date)

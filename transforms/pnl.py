@@ -104,6 +104,27 @@ def write_book_period(conn: Connection, entity_id: int, method: str, pool: str, 
     return BookPeriod(effective_from, method, pool)
 
 
+def write_holding_rule(conn: Connection, entity: Entity, rule: str) -> tuple[date, date] | None:
+    """Set the entity's holding-period rule (``us`` | ``elapsed``); returns the span of its stored closes (to re-close
+    so their disposals' terms follow the rule), None when it has none or the rule is unchanged.
+
+    Refused while a close day of the entity is locked: its stored terms would no longer follow the entity's rule."""
+    from transforms.cost_basis import validate_holding_rule
+    from warehouse.schema import entities
+
+    rule = validate_holding_rule((rule or "").strip().lower())
+    if rule == entity.holding_rule:
+        return None
+    locked = conn.execute(sa.text("SELECT max(date) FROM closes WHERE entity_id = :e AND locked"),
+                          dict(e=entity.id)).scalar()
+    if locked is not None:
+        raise ValueError(f"{entity.name}: close day {locked} is locked; the holding rule applies to every disposal, so "
+                         "it cannot change once a day is locked")
+    conn.execute(sa.update(entities).where(entities.c.id == entity.id).values(holding_rule=rule))
+    span = conn.execute(sa.text("SELECT min(date), max(date) FROM closes WHERE entity_id = :e"), dict(e=entity.id)).one()
+    return (span[0], span[1]) if span[0] is not None else None
+
+
 def schedule_signature(periods: list[BookPeriod], day: date) -> str:
     return ";".join(f"{p.effective_from or ''}:{p.method}:{p.pool}" for p in periods
                     if p.effective_from is None or p.effective_from <= day)

@@ -296,6 +296,35 @@ def list_shortfalls(conn: Connection, entity_id: int, date_from: date, date_to: 
              "proceeds": to_text(r["proceeds"])} for r in rows]
 
 
+MISSING_PRICE_EFFECTS = {
+    "acquisition": "lot basis zero (flagged): later gains overstated",
+    "disposal": "proceeds zero: realized gain understated",
+    "fee": "fee in a third asset valued at zero: the trade's basis or proceeds miss it",
+    "position": "no market value, no unrealized PnL",
+}
+
+
+def list_missing_prices(conn: Connection, entity_id: int, date_from: date, date_to: date, method: str = "configured",
+                        pool: str = "configured") -> list[dict[str, Any]]:
+    """The missing-price items a close stored for a book (``pnl_missing_prices``): every acquisition, disposal, fee or
+    open position of [date_from, date_to] that needed a fair value and had none, with the figure it leaves out."""
+    ident = _stored(method, pool)
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    rows = conn.execute(sa.text(
+        """
+        SELECT m.date, m.what, m.leg_id, m.at, m.quantity, m.asset_id, a.symbol AS asset, m.account_id, ac.name AS account,
+               m.pool_account_id
+        FROM pnl_missing_prices m JOIN assets a ON a.id = m.asset_id LEFT JOIN accounts ac ON ac.id = m.account_id
+        WHERE m.entity_id = :e AND m.method = :m AND m.pool = :p AND m.date BETWEEN :s AND :t
+        ORDER BY m.date, a.symbol, m.what, m.leg_id NULLS LAST, m.pool_account_id
+        """), dict(e=entity_id, m=ident[0], p=ident[1], s=date_from, t=date_to)).mappings()
+    return [{"date": r["date"].isoformat(), "what": r["what"], "asset": r["asset"], "asset_id": r["asset_id"],
+             "account": r["account"], "account_id": r["account_id"] or None, "pool_account_id": r["pool_account_id"],
+             "leg_id": r["leg_id"], "at": iso_utc(r["at"]), "quantity": to_text(r["quantity"]),
+             "effect": MISSING_PRICE_EFFECTS[r["what"]]} for r in rows]
+
+
 BREAKDOWNS = ("asset", "account", "term", "year", "quarter", "month", "day")
 
 
