@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from ingestion.credentials import EnvKeyProvider, set_source_enabled
 from ingestion.exchanges.sources import add_source, sync_source
-from samples.servers.binance_history import generate_history
+from samples.servers.binance_history import DUST_RATES, SYMBOLS, generate_history
 from samples.servers.binance_server import BinanceServer, ServerState
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
@@ -67,6 +67,32 @@ def add_demo_binance_account(engine: Engine, entity: Entity, first: date, last: 
         server.stop()
     if result.status != "succeeded":
         raise RuntimeError(f"the demo's Binance account could not be synced: {result.message}")
+    with engine.begin() as conn:
+        prices = write_demo_prices(conn, entity, first)
     stats = result.stats
     log(f"Binance demo account (local Binance server, real ccxt client): {sum(stats.records_seen.values())} records "
         f"in {len(stats.records_seen)} streams, {stats.snapshots_inserted} new balance snapshots, {stats.calls} calls")
+    log(f"Binance demo prices: {prices} manual price(s) (BNB and XRP on {first - timedelta(days=1)}: the account's "
+        "deposits come before its first BNB/USDT trade); USDT is priced by its peg, BNB then by the account's own "
+        "BNB/USDT trades")
+
+
+def demo_price_csv(first: date) -> str:
+    """The local price source of the demo's Binance account: the close of the day before it starts, for the assets no
+    other source prices when they arrive (BNB at the history's starting BNB/USDT price; XRP at its dust rate in BNB).
+    USDT needs none (its peg), nor BTC/ETH (the fund's own trades)."""
+    bnb = SYMBOLS["BNBUSDT"][2]
+    day = first - timedelta(days=1)
+    return ("asset,timestamp,price_usd,source_note\n"
+            f"BNB,{day},{bnb},demo: starting BNB/USDT price of the local Binance server\n"
+            f"XRP,{day},{bnb * DUST_RATES['XRP']},demo: XRP dust rate x the BNB price\n")
+
+
+def write_demo_prices(conn, entity: Entity, first: date) -> int:
+    from ingestion.csv_files import CsvFile
+    from ingestion.prices.manual import read_manual_prices, write_manual_prices
+    from ingestion.prices.settings import get_price_settings
+
+    rows = read_manual_prices(CsvFile("demo-binance-prices.csv", demo_price_csv(first)), timezone_name=entity.timezone)
+    return write_manual_prices(conn, entity, "demo-binance-prices.csv", rows,
+                               threshold=get_price_settings().price_disagreement_threshold).rows

@@ -312,7 +312,15 @@ def compute_stored_book(conn: Connection, entity: Entity, ident: tuple[str, str]
 
 def build_pnl(conn: Connection, entity: Entity, start: date, end: date, *, run_id: str | None = None,
               incremental: bool = True) -> PnlStats:
-    """Book the reference FIFO books and the configured book of ``entity`` for days [start, end] (locked days untouched)."""
+    """Book the reference FIFO books and the configured book of ``entity`` for days [start, end] (locked days untouched).
+
+    First the days' derived prices (trade-implied and stablecoin pegs, ``transforms.prices.write_derived_prices``), so
+    every book values with them."""
+    from ingestion.prices.settings import get_price_settings
+    from transforms.prices import write_derived_prices
+
+    settings = get_price_settings()
+    write_derived_prices(conn, entity, start, end, pegs=settings.pegs(), threshold=settings.price_disagreement_threshold)
     locked = locked_dates(conn, entity.id, start, end)
     digests = inputs_digests(conn, entity, end)
     books: dict[tuple[str, str], BookResult] = {}
