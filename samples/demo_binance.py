@@ -77,22 +77,28 @@ def add_demo_binance_account(engine: Engine, entity: Entity, first: date, last: 
         "BNB/USDT trades")
 
 
-def demo_price_csv(first: date) -> str:
-    """The local price source of the demo's Binance account: the close of the day before it starts, for the assets no
-    other source prices when they arrive (BNB at the history's starting BNB/USDT price; XRP at its dust rate in BNB).
-    USDT needs none (its peg), nor BTC/ETH (the fund's own trades)."""
-    bnb = SYMBOLS["BNBUSDT"][2]
+DEMO_PRICED = ("BNB", "XRP")  # what nothing else prices on arrival in the demo (BTC, ETH: the fund's own trades)
+
+
+def demo_price_csv(first: date, symbols: tuple[str, ...] = DEMO_PRICED) -> str:
+    """The local price source of the generated Binance account: the close of the day before it starts, at the history's
+    starting prices (BTC, ETH, BNB against USDT; XRP and DOGE at their dust rate in BNB). USDT needs none (its peg);
+    later days are priced by the account's own trades against USDT."""
+    starting = {base: price for base, quote, price, _, _ in SYMBOLS.values() if quote == "USDT"}
+    starting.update({asset: starting["BNB"] * rate for asset, rate in DUST_RATES.items()})
     day = first - timedelta(days=1)
-    return ("asset,timestamp,price_usd,source_note\n"
-            f"BNB,{day},{bnb},demo: starting BNB/USDT price of the local Binance server\n"
-            f"XRP,{day},{bnb * DUST_RATES['XRP']},demo: XRP dust rate x the BNB price\n")
+    return "asset,timestamp,price_usd,source_note\n" + "".join(
+        f"{symbol},{day},{starting[symbol]},demo: starting price of the local Binance server's history\n"
+        for symbol in symbols)
 
 
-def write_demo_prices(conn, entity: Entity, first: date) -> int:
+def write_demo_prices(conn, entity: Entity, first: date, symbols: tuple[str, ...] = DEMO_PRICED) -> int:
+    """Import ``demo_price_csv`` as manual prices of ``entity``; returns the rows."""
     from ingestion.csv_files import CsvFile
     from ingestion.prices.manual import read_manual_prices, write_manual_prices
     from ingestion.prices.settings import get_price_settings
 
-    rows = read_manual_prices(CsvFile("demo-binance-prices.csv", demo_price_csv(first)), timezone_name=entity.timezone)
+    text = demo_price_csv(first, symbols)
+    rows = read_manual_prices(CsvFile("demo-binance-prices.csv", text), timezone_name=entity.timezone)
     return write_manual_prices(conn, entity, "demo-binance-prices.csv", rows,
                                threshold=get_price_settings().price_disagreement_threshold).rows
