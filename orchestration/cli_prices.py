@@ -139,7 +139,7 @@ def prices_show(
         return
     if not rows:
         raise cli._fail(f"no price of {asset.upper()} on {target} for {record.name}")
-    cli.out.print(f"{record.name}: {asset.upper()} on {target}, best first (manual > coingecko > exchange > ledger)",
+    cli.out.print(f"{record.name}: {asset.upper()} on {target}, best first (manual > trade > peg > coingecko > exchange > ledger)",
                   highlight=False)
     for item in items:
         flag = (f"[bold yellow]FLAGGED[/]: sources spread {item['disagreement']}" if item["flagged"]
