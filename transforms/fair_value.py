@@ -131,12 +131,20 @@ def map_ledger_prices(legs: Iterable[object]) -> list[PriceRow]:
             and not leg.is_fiat]  # type: ignore[attr-defined]
 
 
+def usd_identity(conn: Connection) -> list[PriceRow]:
+    """USD is worth 1 USD at every instant: a fiat leg in USD without its own value (an exchange's USD fee) is valued
+    at its quantity, never at zero."""
+    usd = conn.execute(sa.text("SELECT id FROM assets WHERE symbol = 'USD' AND is_fiat")).scalar()
+    return [PriceRow(usd, _EPOCH, Decimal(1), "fiat", "point")] if usd is not None else []
+
+
 def load_fair_values(conn: Connection, entity_id: int, up_to: datetime | None = None) -> FairValues:
-    """A lookup over the entity's ``prices`` rows (every source), optionally up to ``up_to``."""
+    """A lookup over the entity's ``prices`` rows (every source), optionally up to ``up_to``, and USD at 1."""
     query = "SELECT asset_id, ts, price_usd, source, resolution FROM prices WHERE entity_id = :e"
     params: dict[str, object] = dict(e=entity_id)
     if up_to is not None:
         query += " AND ts <= :t"
         params["t"] = up_to
     rows = conn.execute(sa.text(query + " ORDER BY id"), params)
-    return FairValues(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution) for r in rows)
+    return FairValues([*usd_identity(conn), *(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution)
+                                              for r in rows)])

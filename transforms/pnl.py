@@ -35,7 +35,7 @@ from transforms.cost_basis import (
     compute_book,
     validate_book,
 )
-from transforms.fair_value import FairValues, PriceRow, load_fair_values
+from transforms.fair_value import FairValues, PriceRow, load_fair_values, usd_identity
 from warehouse.bulk import copy_rows
 from warehouse.calendar import cutoff_of, locked_dates
 from warehouse.entities import Entity
@@ -216,7 +216,8 @@ def load_restart_prices(conn: Connection, entity_id: int, since: datetime, up_to
         UNION ALL
         SELECT asset_id, ts, price_usd, source, resolution FROM prices WHERE entity_id = :e AND ts > :s AND ts <= :t
         """), dict(e=entity_id, s=since, t=up_to)).all()
-    return FairValues(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution) for r in rows)
+    return FairValues([*usd_identity(conn), *(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution)
+                                              for r in rows)])
 
 
 # ---------------------------------------------------------------- writing
