@@ -73,8 +73,12 @@ def test_a_figure_without_a_price_makes_the_close_unpriced_and_is_listed_everywh
         ("2026-01-03", "position", "ETH", None, "2")]
     result = runner.invoke(app, ["prices", "missing", "--entity", "unpriced", "--from", "2026-01-03", "--to", "2026-01-03"])
     assert result.exit_code == 0 and "1 missing price(s) on 1 day(s)" in result.output
-    # the API: the same items
-    resp = TestClient(create_app(rate_limit_per_minute=0)).get(
+    # the API: the same items; the unrealized figures that lack the price are marked
+    client = TestClient(create_app(rate_limit_per_minute=0))
+    unrealized = client.get("/api/v1/pnl/unrealized", params={"as_of": "2026-01-02"}, headers={"X-API-Key": key})
+    assert {r["asset"]: (r["priced"], r["market_value"]) for r in unrealized.json()["data"]} == {
+        "BTC": (True, "100"), "ETH": (False, None)}
+    resp = client.get(
         "/api/v1/prices/missing", params={"from": "2026-01-01", "to": "2026-01-03"}, headers={"X-API-Key": key})
     assert resp.status_code == 200, resp.text
     assert [(i["date"], i["what"], i["leg_id"]) for i in resp.json()["data"]] == [
