@@ -49,6 +49,7 @@ from itertools import groupby
 from typing import Literal
 
 from transforms.fair_value import FairValues, PriceLookup, map_ledger_prices, ts_key
+from warehouse.calendar import close_date_of
 from warehouse.numbers import SCALE, ZERO, exact_context
 
 Method = Literal["fifo", "lifo", "hifo", "lofo", "average"]
@@ -121,14 +122,6 @@ def anniversary(day: date) -> date:
         return date(day.year + 1, 2, 28)
 
 
-def _close_day(ts: datetime, tz: tzinfo) -> date:
-    """The close day of an instant in ``tz`` (a moment exactly at local midnight ends the day before)."""
-    local = ts.astimezone(tz)
-    if local.hour == 0 and local.minute == 0 and local.second == 0 and local.microsecond == 0:
-        return local.date() - timedelta(days=1)
-    return local.date()
-
-
 @dataclass(frozen=True)
 class HoldingPeriod:
     """When a matched lot is long-term (docs/cost-basis.md, "Holding period").
@@ -145,7 +138,9 @@ class HoldingPeriod:
     def term(self, acquired_at: datetime, disposed_at: datetime) -> str:
         if self.rule == "elapsed":
             return "long" if disposed_at - acquired_at > LONG_TERM_AFTER else "short"
-        return "long" if _close_day(disposed_at, self.tz) > anniversary(_close_day(acquired_at, self.tz)) else "short"
+        # close days (warehouse.calendar: a moment exactly at local midnight ends the day before)
+        disposed, acquired = close_date_of(disposed_at, self.tz), close_date_of(acquired_at, self.tz)
+        return "long" if disposed > anniversary(acquired) else "short"
 
 
 def validate_holding_rule(rule: str) -> str:
