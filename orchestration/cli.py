@@ -239,7 +239,7 @@ def close(
 
 @close_app.command("lock")
 def close_lock(entity: EntityOpt, day: Annotated[str, typer.Option("--date", help="The day to lock.")]) -> None:
-    """Lock a closed day: allowed only without open breaks; a locked day never changes again."""
+    """Lock a closed day: allowed only without open breaks and with every figure priced; a locked day never changes."""
     from reconciliation.close import CloseError, lock_close
 
     target = _parse_day(day, "--date")
