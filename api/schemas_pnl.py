@@ -183,9 +183,9 @@ class UnrealizedOut(Model):
     close_price: Money | None = Field(description="at the day's cutoff; null when no price is known")
     market_value: Money | None
     unrealized_gain: Money | None = Field(description="market value − cost basis")
+    currency: str = Field(description=CURRENCY_DESCRIPTION)
     priced: bool = Field(description="false: no price at the close, so no market value or unrealized gain (a "
                                      "missing price, listed by /prices/missing)")
-    currency: str = Field(description=CURRENCY_DESCRIPTION)
 
 
 class ExcludedAssetOut(Model):

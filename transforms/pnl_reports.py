@@ -399,8 +399,8 @@ def unrealized(conn: Connection, entity: Entity, day: date, method: str = "confi
              "asset": names["assets"].get(p.asset_id, str(p.asset_id)), "asset_id": p.asset_id,
              "quantity": to_text(p.quantity), "cost_basis": to_text(p.cost_basis),
              "close_price": to_text(p.close_price_usd),
-             "market_value": to_text(p.market_value), "unrealized_gain": to_text(p.unrealized_gain),
-             "priced": p.close_price_usd is not None, "currency": code}
+             "market_value": to_text(p.market_value), "unrealized_gain": to_text(p.unrealized_gain), "currency": code,
+             "priced": p.close_price_usd is not None}
             for p in pools]
     rows.sort(key=lambda r: (r["pool_account_id"], r["asset"]))
     return rows, {"date": day.isoformat(), **currency_keys(code, fx)}
