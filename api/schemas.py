@@ -101,6 +101,8 @@ class EntityOut(Model):
     name: str
     timezone: str = Field(description="IANA timezone of the entity's close days")
     reporting_currency: str = Field(description="currency positions are valued in (USD unless set)")
+    holding_rule: str = Field(description="holding period of its books: us (long-term when disposed after the "
+                                          "anniversary of the acquisition day, the default) | elapsed (> 365 days)")
 
 
 class ApiKeyOut(Model):
