@@ -14,12 +14,14 @@ from api.deps import app_engine, guard_date_range
 from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
-from api.routes import accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, reconciliation, transactions
+from api.routes import (accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, prices,
+                        reconciliation, transactions)
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, journal, api_keys)
+ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, prices, closes, journal,
+                 api_keys)
 """The modules whose ``router`` serves under ``API_PREFIX``."""
 
 DESCRIPTION = """

@@ -101,6 +101,8 @@ class EntityOut(Model):
     name: str
     timezone: str = Field(description="IANA timezone of the entity's close days")
     reporting_currency: str = Field(description="currency positions are valued in (USD unless set)")
+    holding_rule: str = Field(description="holding period of its books: us (long-term when disposed after the "
+                                          "anniversary of the acquisition day, the default) | elapsed (> 365 days)")
 
 
 class ApiKeyOut(Model):
@@ -275,14 +277,16 @@ class CloseOut(Model):
         "date": "2024-03-01", "status": "partial", "locked": False, "locked_at": None, "legs": 412,
         "positions": 37, "breaks": 0, "unmatched_transfers": 1, "realized_gain_universal": "1520.25",
         "realized_gain_account": "1498.1", "unrealized_gain_universal": "-310.5", "book": "hifo:account",
-        "realized_gain_book": "1610.75", "shortfalls": 0,
+        "realized_gain_book": "1610.75", "shortfalls": 0, "missing_prices": 0,
         "sources_down": [{"source": "binance", "stream": "trades", "reason": "HTTP 503 after 5 retries"}],
         "message": "source down: binance/trades (HTTP 503 after 5 retries)", "run_id": "8f0c2d1e",
         "closed_at": "2024-03-02T01:00:12Z"}]})
 
     date: dt.date
-    status: Literal["closed", "breaks", "partial", "failed"] = Field(
-        description="closed: reconciled; breaks: open breaks remain; partial: a source was down that day "
+    status: Literal["closed", "breaks", "unpriced", "blocked", "partial", "failed"] = Field(
+        description="closed: reconciled and every figure priced; breaks: open breaks remain; unpriced: a figure "
+                    "needs a price that is missing (`missing_prices`, listed by /prices/missing); blocked: no PnL "
+                    "booked (an earlier break at ERROR severity); partial: a source was down that day "
                     "(`sources_down`); failed: a step failed (`message`)")
     locked: bool = Field(description="a locked day is never rewritten (only a closed day can be locked)")
     locked_at: dt.datetime | None
@@ -298,6 +302,8 @@ class CloseOut(Model):
     realized_gain_book: Money | None = Field(description="realized by the configured book, USD")
     shortfalls: int | None = Field(description="disposals of the configured book beyond its lots that day "
                                                "(zero basis, flagged)")
+    missing_prices: int | None = Field(None, description="missing-price items of the configured book that day (why "
+                                                         "it is unpriced); null: not booked")
     sources_down: list[SourceDownOut] = Field(description="sources recorded as down that day (why it is partial)")
     message: str | None
     run_id: str | None

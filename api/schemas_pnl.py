@@ -143,6 +143,20 @@ class ShortfallOut(Model):
     proceeds: Money
 
 
+class MissingPriceOut(Model):
+    date: dt.date = Field(description="the close day of the figure")
+    what: str = Field(description="acquisition | disposal | fee | position")
+    asset: str
+    asset_id: int
+    account: str | None = Field(description="the leg's account; null for a position of the universal pool")
+    account_id: int | None
+    pool_account_id: int = Field(description="the pool (0: the universal pool)")
+    leg_id: int | None = Field(description="the leg that needs the price; null for an open position")
+    at: str = Field(description="the instant the price is needed at (ISO 8601, UTC); a position: the day's cutoff")
+    quantity: Quantity
+    effect: str = Field(description="the figure valued without it")
+
+
 class RealizedBreakdownOut(Model):
     asset: str | None = None
     account: str | None = None
@@ -150,7 +164,8 @@ class RealizedBreakdownOut(Model):
     quarter: str | None = Field(None, description="YYYY-Qn")
     month: str | None = Field(None, description="YYYY-MM")
     day: dt.date | None = None
-    term: str | None = Field(None, description="short | long (held more than 365 days)")
+    term: str | None = Field(None, description="short | long (the entity's holding rule: by default disposed after "
+                                                "the anniversary of the acquisition day)")
     realized_gain: Money
     proceeds: Money | None = Field(None, description="not split by term")
     cost_basis: Money | None = None
@@ -169,6 +184,8 @@ class UnrealizedOut(Model):
     market_value: Money | None
     unrealized_gain: Money | None = Field(description="market value − cost basis")
     currency: str = Field(description=CURRENCY_DESCRIPTION)
+    priced: bool = Field(description="false: no price at the close, so no market value or unrealized gain (a "
+                                     "missing price, listed by /prices/missing)")
 
 
 class ExcludedAssetOut(Model):

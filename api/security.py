@@ -125,7 +125,8 @@ def create_api_key(conn: Connection, entity_ids: int | Sequence[int], label: str
 _KEY_WITH_ENTITIES = sa.text("""
     SELECT k.id, k.prefix, k.scope, k.label, k.created_at, k.key_hash, k.revoked_at,
            (SELECT json_agg(json_build_object('id', e.id, 'name', e.name, 'timezone', e.timezone,
-                                              'reporting_currency', e.reporting_currency) ORDER BY e.id)
+                                              'reporting_currency', e.reporting_currency,
+                                              'holding_rule', e.holding_rule) ORDER BY e.id)
             FROM api_key_entities ke JOIN entities e ON e.id = ke.entity_id
             WHERE ke.api_key_id = k.id) AS entities,
            pg_current_snapshot()::text AS snapshot
@@ -147,7 +148,8 @@ def verify_api_key_at_snapshot(conn: Connection, key: str | None) -> tuple[ApiKe
     if row.id is None or not matches or row.revoked_at is not None:
         return None, row.snapshot
     bound = tuple(Entity(id=x["id"], name=x["name"], timezone=x["timezone"],
-                         reporting_currency=x["reporting_currency"] or "USD") for x in (row.entities or ()))
+                         reporting_currency=x["reporting_currency"] or "USD", holding_rule=x.get("holding_rule") or "us")
+                  for x in (row.entities or ()))
     return ApiKeyInfo(id=row.id, prefix=row.prefix, entity_ids=tuple(x.id for x in bound), scope=row.scope,
                       label=row.label, created_at=row.created_at, entities=bound), row.snapshot
 

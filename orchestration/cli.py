@@ -216,6 +216,9 @@ def _print_closes(entity_ref: str, start: date, end: date, limit: int = 60) -> N
     named = {"closed": "closed", "breaks": "with breaks", "failed": "failed", "stale": "stale (close again)"}
     out.print(", ".join(f"{n} {named.get(status, status)}" for status, n in sorted(totals.items())) or "no closes",
               highlight=False)
+    if totals.get("unpriced"):
+        out.print(f"unpriced: a figure needs a price that is missing; see `coinfrs prices missing --entity {entity.name} "
+                  f"--from {start} --to {end}`", highlight=False)
 
 
 @close_app.callback(invoke_without_command=True)
@@ -246,7 +249,7 @@ def close(
 
 @close_app.command("lock")
 def close_lock(entity: EntityOpt, day: Annotated[str, typer.Option("--date", help="The day to lock.")]) -> None:
-    """Lock a closed day: allowed only without open breaks; a locked day never changes again."""
+    """Lock a closed day: allowed only without open breaks and with every figure priced; a locked day never changes."""
     from reconciliation.close import CloseError, lock_close
 
     target = _parse_day(day, "--date")

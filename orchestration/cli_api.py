@@ -60,7 +60,8 @@ def journal_set_account(
     console.print(f"{record.name}: {account.role} -> {account.code} {account.name}", highlight=False)
 
 
-entity_app = typer.Typer(help="Entities: list them, show one, set its reporting currency.", no_args_is_help=True)
+entity_app = typer.Typer(help="Entities: list them, show one, set its reporting currency or holding-period rule.",
+                         no_args_is_help=True)
 
 
 @entity_app.command("list")
@@ -90,13 +91,38 @@ def entity_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 
 @entity_app.command("show")
 def entity_show(entity: EntityOpt) -> None:
-    """Show the entity's id, timezone and reporting currency."""
+    """Show the entity's id, timezone, reporting currency and holding-period rule."""
     from warehouse.db import get_engine
 
     with get_engine().connect() as conn:
         record = _entity(conn, entity)
     console.print(f"{record.name} (id {record.id}): timezone {record.timezone}, reporting currency "
-                  f"{record.reporting_currency}", highlight=False)
+                  f"{record.reporting_currency}, holding rule {record.holding_rule}", highlight=False)
+
+
+@entity_app.command("set-holding-rule")
+def entity_set_holding_rule(
+    entity: EntityOpt,
+    rule: Annotated[str, typer.Option("--rule", help="us (long-term when disposed after the anniversary of the "
+                                                     "acquisition day, the default) or elapsed (more than 365 days).")],
+) -> None:
+    """Set the holding-period rule of the entity's cost-basis books (docs/cost-basis.md, "Holding period")."""
+    from transforms.pnl import write_holding_rule
+    from warehouse.db import get_engine
+
+    with get_engine().begin() as conn:
+        record = _entity(conn, entity)
+        try:
+            span = write_holding_rule(conn, record, rule)
+        except ValueError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    new = rule.strip().lower()
+    console.print(f"{record.name}: holding rule {record.holding_rule} -> {new}", highlight=False)
+    if span is not None:
+        console.print(f"[yellow]note:[/] the stored books of {span[0]} .. {span[1]} follow the old rule until those "
+                      f"days are closed again: coinfrs close --entity {record.name} --from {span[0]} --to {span[1]}",
+                      highlight=False)
 
 
 @entity_app.command("set-currency")

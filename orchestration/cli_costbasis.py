@@ -260,8 +260,12 @@ def unrealized_command(
         _emit_json({"rows": rows, **extra})
         return
     print_fx(extra)
-    _table(f"{record.name}: unrealized PnL at the close of {target} ({method}:{pool}), {extra['currency']}", rows,
+    shown = [{**r, "close_price": r["close_price"] if r["priced"] else "no price"} for r in rows]
+    _table(f"{record.name}: unrealized PnL at the close of {target} ({method}:{pool}), {extra['currency']}", shown,
            ["account", "asset", "quantity", "cost_basis", "close_price", "market_value", "unrealized_gain"])
+    if any(not r["priced"] for r in rows):
+        out.print(f"no price: no market value and no unrealized gain (see `coinfrs prices missing --entity "
+                  f"{record.name} --from {target} --to {target}`)", highlight=False)
 
 
 @pnl_commands.command("excluded")

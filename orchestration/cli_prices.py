@@ -138,7 +138,7 @@ def prices_show(
         return
     if not rows:
         raise cli._fail(f"no price of {asset.upper()} on {target} for {record.name}")
-    cli.out.print(f"{record.name}: {asset.upper()} on {target}, best first (manual > coingecko > exchange > ledger)",
+    cli.out.print(f"{record.name}: {asset.upper()} on {target}, best first (manual > trade > peg > coingecko > exchange > ledger)",
                   highlight=False)
     for item in items:
         flag = (f"[bold yellow]FLAGGED[/]: sources spread {item['disagreement']}" if item["flagged"]
@@ -151,3 +151,47 @@ def prices_show(
         c = payload["converted"]
         cli.out.print(f"in {c['currency']}: {c['price']} (1 {c['currency']} = {c['rate_usd']} USD, {c['rate_source']} "
                       f"at {c['rate_ts']})", highlight=False)
+
+
+@prices_app.command("missing")
+def prices_missing(
+    entity: EntityOpt,
+    date_from: Annotated[Optional[str], typer.Option("--from", help="First close day, YYYY-MM-DD (default: all).")] = None,
+    date_to: Annotated[Optional[str], typer.Option("--to", help="Last close day, YYYY-MM-DD (default: all).")] = None,
+    method: Annotated[str, typer.Option(help="A stored book: configured, or fifo.")] = "configured",
+    pool: Annotated[str, typer.Option(help="configured, or for fifo: universal | account.")] = "configured",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The figures the close could not price (what makes a close `unpriced`): acquisitions, disposals, third-asset
+    fees and open positions that needed a fair value and had none."""
+    from datetime import date
+
+    from transforms.pnl_reports import list_missing_prices
+    from warehouse.reports import ReportParameterError
+
+    cli = _cli()
+    start = cli._parse_day(date_from, "--from") if date_from else date(1970, 1, 1)
+    end = cli._parse_day(date_to, "--to") if date_to else date(9999, 12, 31)
+    with cli._engine().connect() as conn:
+        record = cli._entity(conn, entity)
+        try:
+            items = list_missing_prices(conn, record.id, start, end, method, pool)
+        except ReportParameterError as exc:
+            raise cli._fail(exc.message) from None
+    if as_json:
+        print(json.dumps({"entity": record.name, "from": date_from, "to": date_to, "method": method, "pool": pool,
+                          "missing_prices": items}))
+        return
+    if not items:
+        cli.out.print(f"{record.name}: every figure of the {method}:{pool} book is priced", highlight=False)
+        return
+    table = Table(title=f"{record.name}: missing prices ({method}:{pool} book)")
+    for column in ("date", "what", "asset", "account", "leg", "needed at", "quantity", "effect"):
+        table.add_column(column, justify="right" if column == "quantity" else "left")
+    for i in items:
+        table.add_row(i["date"], i["what"], i["asset"], i["account"] or "(universal pool)",
+                      str(i["leg_id"]) if i["leg_id"] is not None else "", i["at"], i["quantity"], i["effect"])
+    cli.out.print(table)
+    days = sorted({i["date"] for i in items})
+    cli.out.print(f"{len(items)} missing price(s) on {len(days)} day(s); import them (`coinfrs prices import`) or fetch "
+                  "them (`coinfrs prices fetch`), then close those days again", highlight=False)

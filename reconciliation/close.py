@@ -1,11 +1,13 @@
 """The daily close record per entity and day, and locking.
 
-A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks remain), ``blocked``
+A close's status is ``closed`` (reconciliation passed, every figure priced), ``breaks`` (open breaks remain),
+``unpriced`` (a figure of the configured book needs a fair value that is missing: ``pnl_missing_prices``), ``blocked``
 (no PnL booked: an earlier day of the entity has a break at ERROR severity, ``reconciliation/blocking.py``),
 ``partial`` (a source was recorded as down for the day: ``reconciliation/outages.py``; the message
-names it), ``failed`` (a step of the close failed; its message says which) or ``stale`` (its inputs changed after
-it was closed: ``reconciliation/staleness.py``). Only a close without open breaks that is not partial or stale can be
-locked, and a locked day is never rewritten by any step.
+names it), ``failed`` (a step of the close failed; its message says which), ``unpriced`` (a figure needs a price
+that is missing) or ``stale`` (its inputs changed after it was closed: ``reconciliation/staleness.py``). Only a close
+without open breaks that is neither partial, unpriced nor stale can be locked, and a locked day is never rewritten by
+any step.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from warehouse.schema import closes
 
 _WRITE_CLOSES = """
 INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmatched_transfers, realized_gain_universal,
-                         realized_gain_account, unrealized_gain_universal, book, realized_gain_book, shortfalls, message,
-                         run_id, closed_at, locked)
+                         realized_gain_account, unrealized_gain_universal, book, realized_gain_book, shortfalls,
+                         missing_prices, message, run_id, closed_at, locked)
 SELECT :e, d.day,
        CASE WHEN coalesce(o.n, 0) > 0 THEN 'partial' WHEN coalesce(b.n, 0) > 0 THEN 'breaks'
-            WHEN d.day >= CAST(:blocked AS date) THEN 'blocked' ELSE 'closed' END,
+            WHEN d.day >= CAST(:blocked AS date) THEN 'blocked' WHEN coalesce(mp.n, 0) > 0 THEN 'unpriced'
+            ELSE 'closed' END,
        coalesce(l.n, 0), coalesce(p.n, 0), coalesce(b.n, 0), coalesce(x.n, 0),
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(ru.g, 0) END,
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(ra.g, 0) END, u.g,
@@ -35,7 +38,11 @@ SELECT :e, d.day,
                  ORDER BY bk.effective_from DESC LIMIT 1), 'fifo:universal'),
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(rb.g, 0) END,
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(sf.n, 0) END,
+       CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(mp.n, 0) END,
        nullif(concat_ws('; ', o.what, CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
+                        CASE WHEN coalesce(mp.n, 0) > 0 AND NOT coalesce(d.day >= CAST(:blocked AS date), false)
+                             THEN 'unpriced: ' || mp.n || ' missing price(s) (' || mp.what || '); see `coinfrs prices missing`'
+                        END,
                         CASE WHEN d.day = CAST(:blocked AS date)
                              THEN 'blocked: a break at ERROR severity (recon policy); no PnL booked from this day on'
                              WHEN d.day > CAST(:blocked AS date)
@@ -55,6 +62,11 @@ LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE 
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'account' AND date BETWEEN :s AND :t GROUP BY 1) ra USING (day)
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'configured' AND pool = 'configured' AND date BETWEEN :s AND :t GROUP BY 1) rb USING (day)
 LEFT JOIN (SELECT date AS day, count(*) AS n FROM pnl_daily WHERE entity_id = :e AND method = 'configured' AND pool = 'configured' AND date BETWEEN :s AND :t AND shortfall_quantity > 0 GROUP BY 1) sf USING (day)
+LEFT JOIN (SELECT date AS day, count(*) AS n,
+                  string_agg(what || ' ' || symbol || ' x' || k, ', ' ORDER BY what, symbol) AS what
+           FROM (SELECT m.date, m.what, s.symbol, count(*) AS k FROM pnl_missing_prices m JOIN assets s ON s.id = m.asset_id
+                 WHERE m.entity_id = :e AND m.method = 'configured' AND m.pool = 'configured' AND m.date BETWEEN :s AND :t
+                 GROUP BY 1, 2, 3) per GROUP BY 1) mp USING (day)
 LEFT JOIN (SELECT date AS day, sum(unrealized_gain) AS g FROM pnl_daily WHERE entity_id = :e AND method = 'fifo' AND pool = 'universal' AND date BETWEEN :s AND :t GROUP BY 1) u USING (day)
 WHERE NOT (d.day = ANY(:locked))
 ON CONFLICT (entity_id, date) DO UPDATE SET
@@ -62,6 +74,7 @@ ON CONFLICT (entity_id, date) DO UPDATE SET
     unmatched_transfers = EXCLUDED.unmatched_transfers, realized_gain_universal = EXCLUDED.realized_gain_universal,
     realized_gain_account = EXCLUDED.realized_gain_account, unrealized_gain_universal = EXCLUDED.unrealized_gain_universal,
     book = EXCLUDED.book, realized_gain_book = EXCLUDED.realized_gain_book, shortfalls = EXCLUDED.shortfalls,
+    missing_prices = EXCLUDED.missing_prices,
     message = EXCLUDED.message, run_id = EXCLUDED.run_id, closed_at = EXCLUDED.closed_at
 WHERE NOT c.locked
 """
@@ -131,6 +144,10 @@ def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
                          "close again before locking")
     if record.status == "stale":
         raise CloseError(f"{entity.name} {day} is stale ({record.message}): close it again before locking")
+    if record.status == "unpriced":
+        raise CloseError(f"{entity.name} {day} is unpriced ({record.message}): import or fetch the missing prices "
+                         f"(`coinfrs prices missing --entity {entity.name} --from {day} --to {day}`) and close it again "
+                         "before locking")
     if record.status == "partial":
         raise CloseError(f"{entity.name} {day} is partial ({record.message}): re-read the source and close it again "
                          "before locking")

@@ -91,6 +91,14 @@ def compute_close_outputs(conn: Connection, entity: Entity, start: date, end: da
             outputs[r["date"]]["breaks"].append(
                 [names.account(r["account_id"]), names.asset(r["asset_id"]), _t(r["expected"]), _t(r["reported"]),
                  _t(r["difference"]), r["status"], [c["code"] for c in (r["causes"] or [])]])
+    for r in conn.execute(sa.text(  # the configured book's unpriced figures (the key only where there are some)
+            """SELECT date, what, asset_id, account_id, leg_id, quantity FROM pnl_missing_prices
+               WHERE entity_id = :e AND method = 'configured' AND pool = 'configured' AND date BETWEEN :s AND :t
+               ORDER BY date, what, asset_id, leg_id NULLS LAST, pool_account_id"""), p).mappings():
+        if r["date"] in outputs:
+            outputs[r["date"]].setdefault("missing_prices", []).append(
+                [r["what"], names.asset(r["asset_id"]), names.account(r["account_id"]) if r["account_id"] else "(universal pool)",
+                 r["leg_id"], _t(r["quantity"])])
     return outputs
 
 
@@ -232,8 +240,18 @@ def render_close_report(entity: Entity, day: date, outputs: dict, provenance: di
                                          ["legs booked", close.get("legs")],
                                          ["unmatched transfers", close.get("unmatched_transfers")]]),
              f"<h3>Positions ({len(outputs.get('positions', []))})</h3>",
-             _table(["account", "asset", "computed", "reported", "close price USD"], outputs.get("positions", [])),
-             f"<h3>Breaks ({len(outputs.get('breaks', []))})</h3>"]
+             _table(["account", "asset", "computed", "reported", "close price USD"],
+                    [[*p[:4], p[4] if p[4] is not None or p[2] in (None, "0") else "no price"]
+                     for p in outputs.get("positions", [])]),
+             f"<h3>Missing prices ({len(outputs.get('missing_prices', []))})</h3>"]
+    if outputs.get("missing_prices"):
+        parts.append("<p>These figures were valued without a price (the close is <b>unpriced</b>): an acquisition's "
+                     "lot has zero basis, a disposal zero proceeds, a fee in a third asset zero, a position no market "
+                     "value. Import or fetch the prices and close the day again.</p>")
+        parts.append(_table(["what", "asset", "account", "leg", "quantity"], outputs["missing_prices"]))
+    else:
+        parts.append("<p>No missing price: every figure is priced.</p>")
+    parts.append(f"<h3>Breaks ({len(outputs.get('breaks', []))})</h3>")
     if outputs.get("breaks"):
         parts.append(_table(["account", "asset", "expected", "reported", "difference", "status", "candidate causes"],
                             [[*b[:6], ", ".join(b[6]) or "none found"] for b in outputs["breaks"]]))

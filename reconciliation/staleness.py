@@ -7,7 +7,7 @@ a break action, a source outage. Locked days never change (late data for them is
 first open day), so they are never marked.
 
 A stale day shows status ``stale`` (CLI, API, report), with what changed in its message, and cannot be locked.
-Closing day D recomputes from the earliest stale day through D (``close_window``); a close of later days while an
+Closing day D recomputes from the earliest stale (or failed) day through D (``close_window``); a close of later days while an
 earlier day is still stale leaves them stale too (``restale_after``), since their figures roll forward from it.
 The schedule and the inbox sensor re-close from the earliest stale day.
 """
@@ -45,8 +45,10 @@ def mark_stale_from_time(conn: Connection, entity_id: int, moment: datetime | No
 
 
 def earliest_stale_day(conn: Connection, entity_id: int) -> date | None:
-    return conn.execute(sa.text("SELECT min(date) FROM closes WHERE entity_id = :e AND status = 'stale'"),
-                        dict(e=entity_id)).scalar()
+    """The first day whose close is not fresh: ``stale``, or ``failed`` (a failed close kept its old figures)."""
+    return conn.execute(sa.text(
+        "SELECT min(date) FROM closes WHERE entity_id = :e AND status IN ('stale', 'failed') AND NOT locked"),
+        dict(e=entity_id)).scalar()
 
 
 def close_window(conn: Connection, entity_id: int, start: date, end: date) -> date:
@@ -58,15 +60,16 @@ def close_window(conn: Connection, entity_id: int, start: date, end: date) -> da
 def restale_after(conn: Connection, entity_id: int, start: date, end: date) -> int:
     """After closing [start, end]: when a day before ``start`` is still stale, the days just closed roll forward
     from it and stay stale (a run launched for a single partition from the UI, say)."""
-    stale = conn.execute(sa.text("SELECT min(date) FROM closes WHERE entity_id = :e AND status = 'stale' AND date < :s"),
-                         dict(e=entity_id, s=start)).scalar()
+    stale = conn.execute(sa.text(
+        "SELECT min(date) FROM closes WHERE entity_id = :e AND status IN ('stale', 'failed') AND date < :s AND NOT locked"),
+        dict(e=entity_id, s=start)).scalar()
     if stale is None:
         return 0
     return conn.execute(sa.text(
         "UPDATE closes SET status = 'stale', message = :m WHERE entity_id = :e AND date BETWEEN :s AND :t"
         " AND NOT locked AND status <> 'failed'"),
         dict(e=entity_id, s=start, t=end,
-             m=f"stale: {stale} before it is stale and its figures roll forward; close from {stale}")).rowcount
+             m=f"stale: {stale} before it is stale or failed and its figures roll forward; close from {stale}")).rowcount
 
 
 def stale_days_between(conn: Connection, entity_id: int, start: date, end: date) -> list[date]:

@@ -10,8 +10,12 @@ Severity (what blocks):
   asset or raw record, matched transfers missing a side. An error fails the day's asset check at
   ERROR severity, which stops PnL and the close of the run (its closes are marked ``failed`` with
   the expectation's name).
+  A negative computed balance of a crypto asset in an account that is not a liability (anything but
+  ``margin_loan``, ``loan``) is an error too: legs are missing (an acquisition, a deposit) or booked twice, and no
+  book built on it can be right; the failing row names the day's legs and the leg that took the balance below zero.
+  (A negative fiat balance is a warning: fiat has no lots, and many ledgers leave out the cash that funded trades.)
 - ``warn``: the data is valid but the books do not tie — completeness breaks (``completeness.py``),
-  negative positions in accounts that cannot go negative (spot, wallet), an expected stream that did
+  a negative reported balance in accounts that cannot go negative (spot, wallet), an expected stream that did
   not run for a day (recorded as a source outage: the close of that day is ``partial``).
 """
 
@@ -38,6 +42,7 @@ ACCEPTED_KINDS = ("buy", "sell", "deposit", "withdrawal", "fee", "transfer_in", 
                   "staking_reward", "airdrop", "interest", "funding", "realized_pnl", "rebate", "adjustment",
                   "borrow", "repay", "opening_balance", "other")
 NON_NEGATIVE_ACCOUNT_TYPES = ("spot", "wallet")
+LIABILITY_ACCOUNT_TYPES = ("margin_loan", "loan")  # may hold a negative balance: the debt
 MAX_FAILING_ROWS = 100
 STAGING, CANONICAL = "staging", "canonical"
 
@@ -56,6 +61,27 @@ class Expectation:
 
 # The day of an instant: the entity's close day it belongs to (a moment at a cutoff ends its day).
 _DAY = "((%s - interval '1 microsecond') AT TIME ZONE '__TZ__')::date"
+
+def _negative_balance_sql(*, fiat: bool) -> str:
+    """Positions of non-liability accounts with a negative computed quantity, with the day's legs and the leg that
+    took the balance below zero (the start of the current negative stretch)."""
+    return f"""SELECT p.date::text AS date, p.account_id, a.name AS account, a.account_type, s.symbol AS asset,
+                      p.computed_quantity::text AS computed,
+                      (SELECT string_agg(l.id::text, ', ' ORDER BY l.ts, l.id) FROM transactions l
+                       WHERE l.entity_id = p.entity_id AND l.account_id = p.account_id AND l.asset_id = p.asset_id
+                         AND l.close_date = p.date) AS legs_of_the_day,
+                      (SELECT r.id FROM (SELECT l.id, l.ts, sum(l.quantity) OVER w AS balance,
+                                                sum(l.quantity) OVER w - l.quantity AS before
+                                         FROM transactions l
+                                         WHERE l.entity_id = p.entity_id AND l.account_id = p.account_id
+                                           AND l.asset_id = p.asset_id AND l.close_date <= p.date
+                                         WINDOW w AS (ORDER BY l.ts, l.id)) r
+                       WHERE r.balance < 0 AND r.before >= 0 ORDER BY r.ts DESC, r.id DESC LIMIT 1) AS went_negative_at_leg
+               FROM {{batch}} p JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
+               WHERE p.entity_id = __E__ AND p.date BETWEEN '__S__' AND '__T__' AND p.computed_quantity < 0
+                 AND {'' if fiat else 'NOT '}s.is_fiat
+                 AND NOT (a.account_type = ANY(ARRAY[{', '.join(repr(t) for t in LIABILITY_ACCOUNT_TYPES)}]))"""
+
 
 EXPECTATIONS: tuple[Expectation, ...] = (
     Expectation(STAGING, "raw_keys_not_empty", "error", "source, account, stream and the source's own id are present",
@@ -120,14 +146,21 @@ EXPECTATIONS: tuple[Expectation, ...] = (
                    WHERE x.entity_id = __E__ AND x.close_date BETWEEN '__S__' AND '__T__' AND x.status = 'matched'
                      AND (o.id IS NULL OR i.id IS NULL OR o.asset_id <> i.asset_id OR o.quantity >= 0 OR i.quantity <= 0)""",
                 "transfers"),
-    Expectation(CANONICAL, "no_negative_position_in_spot_or_wallet", "warn",
-                "spot and wallet accounts never hold a negative quantity (computed or reported)",
+    Expectation(CANONICAL, "no_negative_computed_balance", "error",
+                "an account that is not a liability never holds a negative computed quantity of a crypto asset (a "
+                "missing acquisition or deposit, or a leg booked twice); the row names the day's legs and the leg "
+                "that took it below zero", _negative_balance_sql(fiat=False), "positions"),
+    Expectation(CANONICAL, "no_negative_computed_fiat_balance", "warn",
+                "an account that is not a liability never holds a negative computed fiat balance (the cash side of "
+                "trades without the funding that paid for them); the row names the legs",
+                _negative_balance_sql(fiat=True), "positions"),
+    Expectation(CANONICAL, "no_negative_reported_in_spot_or_wallet", "warn",
+                "spot and wallet accounts never report a negative quantity",
                 """SELECT p.date::text AS date, p.account_id, a.name AS account, a.account_type, s.symbol AS asset,
                           p.computed_quantity::text AS computed, p.reported_quantity::text AS reported
                    FROM {batch} p JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
                    WHERE p.entity_id = __E__ AND p.date BETWEEN '__S__' AND '__T__'
-                     AND a.account_type = ANY(ARRAY['spot', 'wallet'])
-                     AND (p.computed_quantity < 0 OR p.reported_quantity < 0)""", "positions"),
+                     AND a.account_type = ANY(ARRAY['spot', 'wallet']) AND p.reported_quantity < 0""", "positions"),
 )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from ingestion.credentials import EnvKeyProvider, set_source_enabled
 from ingestion.exchanges.sources import add_source, sync_source
-from samples.servers.binance_history import generate_history
+from samples.servers.binance_history import DUST_RATES, SYMBOLS, generate_history
 from samples.servers.binance_server import BinanceServer, ServerState
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
@@ -67,6 +67,38 @@ def add_demo_binance_account(engine: Engine, entity: Entity, first: date, last: 
         server.stop()
     if result.status != "succeeded":
         raise RuntimeError(f"the demo's Binance account could not be synced: {result.message}")
+    with engine.begin() as conn:
+        prices = write_demo_prices(conn, entity, first)
     stats = result.stats
     log(f"Binance demo account (local Binance server, real ccxt client): {sum(stats.records_seen.values())} records "
         f"in {len(stats.records_seen)} streams, {stats.snapshots_inserted} new balance snapshots, {stats.calls} calls")
+    log(f"Binance demo prices: {prices} manual price(s) (BNB and XRP on {first - timedelta(days=1)}: the account's "
+        "deposits come before its first BNB/USDT trade); USDT is priced by its peg, BNB then by the account's own "
+        "BNB/USDT trades")
+
+
+DEMO_PRICED = ("BNB", "XRP")  # what nothing else prices on arrival in the demo (BTC, ETH: the fund's own trades)
+
+
+def demo_price_csv(first: date, symbols: tuple[str, ...] = DEMO_PRICED) -> str:
+    """The local price source of the generated Binance account: the close of the day before it starts, at the history's
+    starting prices (BTC, ETH, BNB against USDT; XRP and DOGE at their dust rate in BNB). USDT needs none (its peg);
+    later days are priced by the account's own trades against USDT."""
+    starting = {base: price for base, quote, price, _, _ in SYMBOLS.values() if quote == "USDT"}
+    starting.update({asset: starting["BNB"] * rate for asset, rate in DUST_RATES.items()})
+    day = first - timedelta(days=1)
+    return "asset,timestamp,price_usd,source_note\n" + "".join(
+        f"{symbol},{day},{starting[symbol]},demo: starting price of the local Binance server's history\n"
+        for symbol in symbols)
+
+
+def write_demo_prices(conn, entity: Entity, first: date, symbols: tuple[str, ...] = DEMO_PRICED) -> int:
+    """Import ``demo_price_csv`` as manual prices of ``entity``; returns the rows."""
+    from ingestion.csv_files import CsvFile
+    from ingestion.prices.manual import read_manual_prices, write_manual_prices
+    from ingestion.prices.settings import get_price_settings
+
+    text = demo_price_csv(first, symbols)
+    rows = read_manual_prices(CsvFile("demo-binance-prices.csv", text), timezone_name=entity.timezone)
+    return write_manual_prices(conn, entity, "demo-binance-prices.csv", rows,
+                               threshold=get_price_settings().price_disagreement_threshold).rows

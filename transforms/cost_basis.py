@@ -18,7 +18,10 @@ Semantics (docs/cost-basis.md has a worked example for each):
 - A disposal (sell, fee, the quote paid on a buy) is matched against the pool's lots; proceeds
   are its USD value, less the fee of a SELL. A fee paid in a crypto asset is itself a disposal
   of that asset at fair value (kind ``fee``).
-- Fair value missing from the ledger comes from the ``FairValues`` lookup (transforms/fair_value.py).
+- Fair value missing from the ledger comes from the ``FairValues`` lookup (transforms/fair_value.py). A figure that
+  needs one and has none is never a silent zero: it is listed in ``BookResult.missing_prices``.
+- Holding period: ``HoldingPeriod`` (default ``us``: long-term when the disposal's day is after the anniversary of
+  the acquisition's day, in the entity's timezone).
 - A matched internal transfer moves lots (basis and acquisition time) between per-account pools
   and is invisible to the universal pool. An unmatched outgoing transfer removes lots at basis
   (no gain); an unmatched incoming one is an acquisition at fair value (zero and flagged if unknown).
@@ -40,12 +43,13 @@ import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from itertools import groupby
 from typing import Literal
 
 from transforms.fair_value import FairValues, PriceLookup, map_ledger_prices, ts_key
+from warehouse.calendar import close_date_of
 from warehouse.numbers import SCALE, ZERO, exact_context
 
 Method = Literal["fifo", "lifo", "hifo", "lofo", "average"]
@@ -53,7 +57,8 @@ Pool = Literal["universal", "account"]
 METHODS: tuple[str, ...] = ("fifo", "lifo", "hifo", "lofo", "average")
 LOT_METHODS: tuple[str, ...] = ("fifo", "lifo", "hifo", "lofo")
 POOLS: tuple[str, ...] = ("universal", "account")
-LONG_TERM_AFTER = timedelta(days=365)
+LONG_TERM_AFTER = timedelta(days=365)  # the ``elapsed`` holding rule
+HOLDING_RULES: tuple[str, ...] = ("us", "elapsed")
 UNIVERSAL_ACCOUNT = 0
 # roll-forward columns (quantity, basis pairs), in the order of the identity
 RF_FIELDS: tuple[str, ...] = ("acquired", "disposed", "transferred_in", "transferred_out")
@@ -107,6 +112,41 @@ def parse_book(text: str) -> BookPeriod:
     method, _, pool = text.strip().lower().partition(":")
     validate_book(method, pool or "universal")
     return BookPeriod(None, method, pool or "universal")
+
+
+def anniversary(day: date) -> date:
+    """The same calendar date one year later; a Feb 29 acquisition's anniversary is Feb 28 (long-term from Mar 1)."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # Feb 29
+        return date(day.year + 1, 2, 28)
+
+
+@dataclass(frozen=True)
+class HoldingPeriod:
+    """When a matched lot is long-term (docs/cost-basis.md, "Holding period").
+
+    ``us`` (the default): the disposal's close day, in ``tz`` (the entity's timezone), is after the anniversary of
+    the acquisition's close day. ``elapsed``: more than 365 x 24 hours passed (the rule before migration 0018)."""
+
+    rule: str = "us"
+    tz: tzinfo = timezone.utc
+
+    def __post_init__(self) -> None:
+        validate_holding_rule(self.rule)
+
+    def term(self, acquired_at: datetime, disposed_at: datetime) -> str:
+        if self.rule == "elapsed":
+            return "long" if disposed_at - acquired_at > LONG_TERM_AFTER else "short"
+        # close days (warehouse.calendar: a moment exactly at local midnight ends the day before)
+        disposed, acquired = close_date_of(disposed_at, self.tz), close_date_of(acquired_at, self.tz)
+        return "long" if disposed > anniversary(acquired) else "short"
+
+
+def validate_holding_rule(rule: str) -> str:
+    if rule not in HOLDING_RULES:
+        raise ValueError(f"unknown holding-period rule {rule!r} (available: {', '.join(HOLDING_RULES)})")
+    return rule
 
 
 class Lot:
@@ -229,6 +269,24 @@ class BookState:
     next_seq: int = 0  # the book's lot counter: a restart numbers new lots exactly as the full run does
 
 
+@dataclass(frozen=True)
+class MissingPrice:
+    """A figure that needs a fair value and has none (docs/cost-basis.md, "No silent zero").
+
+    ``what``: ``acquisition`` (its lot has zero basis, flagged), ``disposal`` (zero proceeds), ``fee`` (a fee in a
+    third asset added to a trade at zero) or ``position`` (an open position at the close: no market value, no
+    unrealized PnL). ``at`` is the instant the price is needed at: the leg's time, or the day's cutoff."""
+
+    date: date
+    asset_id: int
+    account_id: int  # the leg's account; for a position, the pool's (0: the universal pool)
+    what: str  # acquisition | disposal | fee | position
+    at: datetime
+    quantity: Decimal  # unsigned
+    leg_id: int | None = None  # None for a position
+    pool_account_id: int = 0
+
+
 @dataclass
 class BookResult:
     method: str
@@ -242,6 +300,7 @@ class BookResult:
     states: list[BookState] = field(default_factory=list)
     schedule: tuple[BookPeriod, ...] = ()
     excluded: dict[int, int] = field(default_factory=dict)  # unverified asset id -> legs left out of the book
+    missing_prices: list[MissingPrice] = field(default_factory=list)  # every figure valued without a price
 
     @property
     def label(self) -> str:
@@ -277,8 +336,10 @@ class _Pool:
 
 
 class _Book:
-    def __init__(self, period: BookPeriod, fair_values: PriceLookup, cutoff: Callable[[date], datetime]) -> None:
+    def __init__(self, period: BookPeriod, fair_values: PriceLookup, cutoff: Callable[[date], datetime],
+                 holding: HoldingPeriod | None = None) -> None:
         validate_book(period.method, period.pool)
+        self.holding = holding or HoldingPeriod()
         self.method, self.pool = period.method, period.pool
         self.average = period.method == "average"
         self.order = lot_key(period.method)
@@ -394,7 +455,7 @@ class _Book:
             share = proceeds - allocated if i == n - 1 and shortfall == 0 else (proceeds * qty / quantity).quantize(SCALE)
             allocated += share
             cost += basis
-            if leg.ts - lot.acquired_at > LONG_TERM_AFTER:
+            if self.holding.term(lot.acquired_at, leg.ts) == "long":
                 matches.append(LotMatch(lot.leg_id, lot.acquired_at, qty, basis, share, "long"))
                 long_gain += share - basis
             else:
@@ -419,6 +480,12 @@ class _Book:
             self.shortfall_qty[key] += quantity
             self.day_shortfall[key] += quantity
 
+    def missing_price(self, leg: PnlLeg, what: str, text: str) -> None:
+        """A leg that needs a fair value the lookup does not have: an issue and a ``MissingPrice`` item."""
+        self.result.issues.append(f"leg {leg.id}: {text}")
+        self.result.missing_prices.append(MissingPrice(leg.close_date, leg.asset_id, leg.account_id, what, leg.ts,
+                                                       abs(leg.quantity), leg.id, self.key(leg.account_id, leg.asset_id)[0]))
+
     # -- events
     def process_group(self, legs: Sequence[PnlLeg]) -> None:
         fee_value = ZERO
@@ -428,7 +495,7 @@ class _Book:
             if leg.kind == "fee" and leg.leg_index > 0:
                 value = self.fair_value(leg)
                 if value is None:
-                    self.result.issues.append(f"leg {leg.id}: no price for the fee asset; fee valued at zero")
+                    self.missing_price(leg, "fee", "no price for the fee asset; fee valued at zero")
                     value = ZERO
                 fee_value += value
         main_kind = legs[0].kind if legs and legs[0].leg_index == 0 else None
@@ -454,12 +521,12 @@ class _Book:
             value = self.fair_value(leg)
             if leg.quantity > 0:
                 if value is None:
-                    self.result.issues.append(f"leg {leg.id}: acquisition without a price; zero basis, flagged")
+                    self.missing_price(leg, "acquisition", "acquisition without a price; zero basis, flagged")
                 basis = (value or ZERO) + attached_fee
                 self.acquire(key, leg, leg.quantity, basis, value is None, 2 if leg.kind == "transfer_in" else 0)
             elif leg.quantity < 0:
                 if value is None:
-                    self.result.issues.append(f"leg {leg.id}: disposal without a price; zero proceeds")
+                    self.missing_price(leg, "disposal", "disposal without a price; zero proceeds")
                 proceeds = (value or ZERO) - attached_fee
                 self.dispose(leg, "fee" if leg.kind == "fee" else "sale", proceeds)
 
@@ -585,6 +652,8 @@ class _Book:
                 prices[key[1]] = self.fair_values.price_at(key[1], at)
             price = prices[key[1]]
             value = quantity * price if price is not None else None
+            if price is None and quantity > 0:
+                self.result.missing_prices.append(MissingPrice(day, key[1], key[0], "position", at, quantity, None, key[0]))
             self.result.days.append(PoolDay(
                 day, key[0], key[1], quantity, basis, price, value,
                 value - basis if value is not None else None, self.realized_today.get(key, ZERO),
@@ -622,7 +691,7 @@ def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "u
                  report_from: date | None = None, report_to: date | None = None,
                  fair_values: PriceLookup | None = None, cutoff: Callable[[date], datetime] = _utc_cutoff,
                  start_state: BookState | None = None, keep_open_lots: bool = False,
-                 keep_states: bool = False) -> BookResult:
+                 keep_states: bool = False, holding: HoldingPeriod | None = None) -> BookResult:
     """Run one book over legs (any order; sorted here by booking day, time, event, leg).
 
     ``schedule`` (else the constant ``method``/``pool``) says which method and pool apply from which
@@ -630,7 +699,8 @@ def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "u
     saved at the end of ``start_state.as_of``: only legs booked after that day are processed.
     Disposals are returned for every processed day; daily pool states, open lots
     (``keep_open_lots``), end-of-day states (``keep_states``) and the roll-forward only for
-    [report_from, report_to]. A roll-forward that does not tie out raises ``TieOutError``.
+    [report_from, report_to]. A roll-forward that does not tie out raises ``TieOutError``. ``holding`` is the
+    holding-period rule and the timezone of its calendar dates (default: ``us`` in UTC).
     """
     periods = sorted(schedule or [BookPeriod(None, method, pool)], key=lambda p: p.effective_from or date.min)
     legs = list(legs)
@@ -648,7 +718,7 @@ def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "u
     first_day = start_state.as_of + timedelta(days=1) if start_state is not None else (
         ordered[0].close_date if ordered else report_from)
     current = _period_at(periods, start_state.as_of if start_state else (first_day or date.min))
-    book = _Book(current, fair_values, cutoff)
+    book = _Book(current, fair_values, cutoff, holding)
     book.result.schedule = tuple(periods)
     book.result.excluded = excluded
     if start_state is not None:

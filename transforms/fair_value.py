@@ -8,7 +8,9 @@ price_usd, source, resolution), whatever wrote them: the ledger's own trade pric
 
 1. Only prices at or before T count (no look-ahead).
 2. Among the sources whose latest price at or before T is at most ``FRESH_FOR`` old (one day),
-   the highest precedence wins: manual > coingecko > exchange > ledger (unknown sources rank last).
+   the highest precedence wins: manual > trade (implied by the entity's own trades against USD or a
+   stablecoin) > peg (a stablecoin at 1 USD) > coingecko > exchange (``exchange:<id>``) > ledger
+   (unknown sources rank last).
 3. If no source is that fresh, the latest price at or before T of any source is used (stale but
    known), ties broken by the same precedence.
 4. No price at or before T: ``None`` (the engine values the leg at zero and flags it).
@@ -26,7 +28,7 @@ from typing import Protocol
 from sqlalchemy.engine import Connection
 import sqlalchemy as sa
 
-PRECEDENCE: tuple[str, ...] = ("manual", "coingecko", "exchange", "ledger")
+PRECEDENCE: tuple[str, ...] = ("manual", "trade", "peg", "coingecko", "exchange", "ledger")
 FRESH_FOR = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
@@ -43,6 +45,8 @@ _RANKS = {source: rank for rank, source in enumerate(PRECEDENCE)}
 
 
 def _rank(source: str) -> int:
+    if source.startswith("exchange:"):  # exchange:<ccxt id>, as the price service stores candles
+        source = "exchange"
     return _RANKS.get(source, len(PRECEDENCE))
 
 
@@ -127,12 +131,20 @@ def map_ledger_prices(legs: Iterable[object]) -> list[PriceRow]:
             and not leg.is_fiat]  # type: ignore[attr-defined]
 
 
+def usd_identity(conn: Connection) -> list[PriceRow]:
+    """USD is worth 1 USD at every instant: a fiat leg in USD without its own value (an exchange's USD fee) is valued
+    at its quantity, never at zero."""
+    usd = conn.execute(sa.text("SELECT id FROM assets WHERE symbol = 'USD' AND is_fiat")).scalar()
+    return [PriceRow(usd, _EPOCH, Decimal(1), "fiat", "point")] if usd is not None else []
+
+
 def load_fair_values(conn: Connection, entity_id: int, up_to: datetime | None = None) -> FairValues:
-    """A lookup over the entity's ``prices`` rows (every source), optionally up to ``up_to``."""
+    """A lookup over the entity's ``prices`` rows (every source), optionally up to ``up_to``, and USD at 1."""
     query = "SELECT asset_id, ts, price_usd, source, resolution FROM prices WHERE entity_id = :e"
     params: dict[str, object] = dict(e=entity_id)
     if up_to is not None:
         query += " AND ts <= :t"
         params["t"] = up_to
     rows = conn.execute(sa.text(query + " ORDER BY id"), params)
-    return FairValues(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution) for r in rows)
+    return FairValues([*usd_identity(conn), *(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution)
+                                              for r in rows)])

@@ -14,7 +14,7 @@ So gains include the currency effect between acquisition and disposal, as a EUR 
 books them, and HIFO/LOFO rank lots by their cost in the reporting currency.
 
 The rate for an instant T: among the rates with ``T - FX_MAX_AGE < ts <= T``, the highest
-precedence source wins (manual > coingecko > exchange > ledger), then the latest. No rate in that
+precedence source wins (manual > trade > peg > coingecko > exchange > ledger), then the latest. No rate in that
 window is an error naming the day and the pair (``FxRateMissing``), never a silent 1.0. Translated
 amounts keep 18 fractional digits (half-even). Every rate used is recorded (``FxRates.used``)
 and reported with its provenance.

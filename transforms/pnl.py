@@ -17,6 +17,7 @@ Locked days are never rewritten (the database refuses it too).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -29,12 +30,13 @@ from transforms.cost_basis import (
     BookPeriod,
     BookResult,
     BookState,
+    HoldingPeriod,
     OpenLot,
     PnlLeg,
     compute_book,
     validate_book,
 )
-from transforms.fair_value import FairValues, PriceRow, load_fair_values
+from transforms.fair_value import FairValues, PriceRow, load_fair_values, usd_identity
 from warehouse.bulk import copy_rows
 from warehouse.calendar import cutoff_of, locked_dates
 from warehouse.entities import Entity
@@ -58,6 +60,11 @@ LEFT JOIN transfers x ON x.entity_id = l.entity_id AND (x.out_leg_id = l.id OR x
 LEFT JOIN transactions i ON i.id = x.in_leg_id
 WHERE l.entity_id = :e AND l.close_date <= :t AND l.close_date > :after
 """
+
+
+def holding_of(entity: Entity) -> HoldingPeriod:
+    """The entity's holding-period rule, on calendar dates in its timezone."""
+    return HoldingPeriod(entity.holding_rule, entity.tz)
 
 
 def load_pnl_legs(conn: Connection, entity_id: int, up_to: date, after: date | None = None) -> list[PnlLeg]:
@@ -97,6 +104,27 @@ def write_book_period(conn: Connection, entity_id: int, method: str, pool: str, 
                                         set_=dict(method=method, pool=pool, created_at=sa.func.now())))
     mark_stale(conn, entity_id, day, f"cost-basis book set to {method}:{pool} from {day}")
     return BookPeriod(effective_from, method, pool)
+
+
+def write_holding_rule(conn: Connection, entity: Entity, rule: str) -> tuple[date, date] | None:
+    """Set the entity's holding-period rule (``us`` | ``elapsed``); returns the span of its stored closes (to re-close
+    so their disposals' terms follow the rule), None when it has none or the rule is unchanged.
+
+    Refused while a close day of the entity is locked: its stored terms would no longer follow the entity's rule."""
+    from transforms.cost_basis import validate_holding_rule
+    from warehouse.schema import entities
+
+    rule = validate_holding_rule((rule or "").strip().lower())
+    if rule == entity.holding_rule:
+        return None
+    locked = conn.execute(sa.text("SELECT max(date) FROM closes WHERE entity_id = :e AND locked"),
+                          dict(e=entity.id)).scalar()
+    if locked is not None:
+        raise ValueError(f"{entity.name}: close day {locked} is locked; the holding rule applies to every disposal, so "
+                         "it cannot change once a day is locked")
+    conn.execute(sa.update(entities).where(entities.c.id == entity.id).values(holding_rule=rule))
+    span = conn.execute(sa.text("SELECT min(date), max(date) FROM closes WHERE entity_id = :e"), dict(e=entity.id)).one()
+    return (span[0], span[1]) if span[0] is not None else None
 
 
 def schedule_signature(periods: list[BookPeriod], day: date) -> str:
@@ -190,7 +218,8 @@ def load_restart_prices(conn: Connection, entity_id: int, since: datetime, up_to
         UNION ALL
         SELECT asset_id, ts, price_usd, source, resolution FROM prices WHERE entity_id = :e AND ts > :s AND ts <= :t
         """), dict(e=entity_id, s=since, t=up_to)).all()
-    return FairValues(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution) for r in rows)
+    return FairValues([*usd_identity(conn), *(PriceRow(r.asset_id, r.ts, r.price_usd, r.source, r.resolution)
+                                              for r in rows)])
 
 
 # ---------------------------------------------------------------- writing
@@ -202,7 +231,7 @@ def write_book(conn: Connection, entity: Entity, ident: tuple[str, str], book: B
     """Replace the stored rows of book ``ident`` for the unlocked days of [start, end]."""
     method, pool = ident
     params = dict(e=entity.id, m=method, p=pool, s=start, t=end, locked=sorted(locked))
-    for table in ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states"):
+    for table in ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states", "pnl_missing_prices"):
         conn.execute(sa.text(
             f"DELETE FROM {table} WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t"
             " AND NOT (date = ANY(:locked))"), params)
@@ -233,6 +262,7 @@ def write_book(conn: Connection, entity: Entity, ident: tuple[str, str], book: B
         "acquired_at", "quantity", "cost_basis", "flagged", "run_id"),
         ((entity.id, method, pool, l.date, l.seq, l.pool_account_id, l.asset_id, l.lot_leg_id, l.account_id, l.acquired_at,
           l.quantity, l.cost_basis, l.flagged, run_id) for l in book.open_lots if keep(l.date)))
+    write_missing_prices(conn, entity, ident, book, keep, run_id)
     if periods is not None and digests is not None:
         copy_rows(conn, "pnl_book_states", (
             "entity_id", "method", "pool", "date", "state_method", "state_pool", "schedule", "inputs_digest",
@@ -242,6 +272,20 @@ def write_book(conn: Connection, entity: Entity, ident: tuple[str, str], book: B
               json.dumps({_key_text(k): str(v) for k, v in s.holdings.items()}), s.next_seq, run_id)
              for s in book.states if keep(s.as_of)))
     return len(disposals)
+
+
+def write_missing_prices(conn: Connection, entity: Entity, ident: tuple[str, str], book: BookResult,
+                         keep: Callable[[date], bool], run_id: str | None) -> int:
+    """Store the book's missing-price items of the kept days (the caller deleted the days' rows first)."""
+    rows: dict[tuple, tuple] = {}
+    for m in book.missing_prices:
+        if keep(m.date):
+            rows.setdefault((m.date, m.what, m.asset_id, m.pool_account_id, m.leg_id or 0), (
+                entity.id, *ident, m.date, m.what, m.asset_id, m.account_id, m.pool_account_id, m.leg_id, m.at,
+                m.quantity, run_id))
+    copy_rows(conn, "pnl_missing_prices", ("entity_id", "method", "pool", "date", "what", "asset_id", "account_id",
+                                           "pool_account_id", "leg_id", "at", "quantity", "run_id"), rows.values())
+    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -265,13 +309,21 @@ def compute_stored_book(conn: Connection, entity: Entity, ident: tuple[str, str]
         prices = load_fair_values(conn, entity.id, cutoff_of(end, entity.tz))
     result = compute_book(legs, schedule=periods, report_from=start, report_to=end, fair_values=prices,
                           cutoff=lambda day: cutoff_of(day, entity.tz), start_state=state,
-                          keep_open_lots=keep_open_lots, keep_states=True)
+                          keep_open_lots=keep_open_lots, keep_states=True, holding=holding_of(entity))
     return result, state, periods
 
 
 def build_pnl(conn: Connection, entity: Entity, start: date, end: date, *, run_id: str | None = None,
               incremental: bool = True) -> PnlStats:
-    """Book the reference FIFO books and the configured book of ``entity`` for days [start, end] (locked days untouched)."""
+    """Book the reference FIFO books and the configured book of ``entity`` for days [start, end] (locked days untouched).
+
+    First the days' derived prices (trade-implied and stablecoin pegs, ``transforms.prices.write_derived_prices``), so
+    every book values with them."""
+    from ingestion.prices.settings import get_price_settings
+    from transforms.prices import write_derived_prices
+
+    settings = get_price_settings()
+    write_derived_prices(conn, entity, start, end, pegs=settings.pegs(), threshold=settings.price_disagreement_threshold)
     locked = locked_dates(conn, entity.id, start, end)
     digests = inputs_digests(conn, entity, end)
     books: dict[tuple[str, str], BookResult] = {}

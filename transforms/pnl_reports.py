@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from transforms.cost_basis import METHODS, POOLS, BookResult, PnlLeg, TieOutError, compute_book
 from transforms.fair_value import PriceLookup, load_fair_values
 from transforms.fx import BASE_CURRENCY, FxRates, TranslatedFairValues, load_fx_rates, normalize_currency, translate_legs
-from transforms.pnl import CONFIGURED, REFERENCE_BOOKS, book_schedule, load_pnl_legs
+from transforms.pnl import CONFIGURED, REFERENCE_BOOKS, book_schedule, holding_of, load_pnl_legs
 from warehouse.calendar import cutoff_of
 from warehouse.entities import Entity
 from warehouse.numbers import ZERO, to_text
@@ -93,7 +93,8 @@ def compute_book_from_db(conn: Connection, entity: Entity, ident: tuple[str, str
     ``currency``; ``report_day`` also keeps that day's pool figures (unrealized PnL)."""
     legs, prices, fx = load_book_inputs(conn, entity, date_to, currency)
     book = compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
-                        cutoff=lambda day: cutoff_of(day, entity.tz), report_from=report_day, report_to=report_day)
+                        cutoff=lambda day: cutoff_of(day, entity.tz), report_from=report_day, report_to=report_day,
+                        holding=holding_of(entity))
     return book, fx
 
 
@@ -189,7 +190,7 @@ def compare_books(conn: Connection, entity: Entity, books: list[tuple[str, str]]
     for ident in books:
         label = "configured" if ident == CONFIGURED else f"{ident[0]}:{ident[1]}"
         results[label] = compute_book(legs, schedule=book_schedule(conn, entity.id, *ident), fair_values=prices,
-                                      cutoff=lambda day: cutoff_of(day, entity.tz))
+                                      cutoff=lambda day: cutoff_of(day, entity.tz), holding=holding_of(entity))
     report = compare_results(results, date_from, date_to, _names(conn, entity.id))
     return {"entity": entity.name, **report, **currency_keys(code, fx)}
 
@@ -295,6 +296,35 @@ def list_shortfalls(conn: Connection, entity_id: int, date_from: date, date_to: 
              "proceeds": to_text(r["proceeds"])} for r in rows]
 
 
+MISSING_PRICE_EFFECTS = {
+    "acquisition": "lot basis zero (flagged): later gains overstated",
+    "disposal": "proceeds zero: realized gain understated",
+    "fee": "fee in a third asset valued at zero: the trade's basis or proceeds miss it",
+    "position": "no market value, no unrealized PnL",
+}
+
+
+def list_missing_prices(conn: Connection, entity_id: int, date_from: date, date_to: date, method: str = "configured",
+                        pool: str = "configured") -> list[dict[str, Any]]:
+    """The missing-price items a close stored for a book (``pnl_missing_prices``): every acquisition, disposal, fee or
+    open position of [date_from, date_to] that needed a fair value and had none, with the figure it leaves out."""
+    ident = _stored(method, pool)
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    rows = conn.execute(sa.text(
+        """
+        SELECT m.date, m.what, m.leg_id, m.at, m.quantity, m.asset_id, a.symbol AS asset, m.account_id, ac.name AS account,
+               m.pool_account_id
+        FROM pnl_missing_prices m JOIN assets a ON a.id = m.asset_id LEFT JOIN accounts ac ON ac.id = m.account_id
+        WHERE m.entity_id = :e AND m.method = :m AND m.pool = :p AND m.date BETWEEN :s AND :t
+        ORDER BY m.date, a.symbol, m.what, m.leg_id NULLS LAST, m.pool_account_id
+        """), dict(e=entity_id, m=ident[0], p=ident[1], s=date_from, t=date_to)).mappings()
+    return [{"date": r["date"].isoformat(), "what": r["what"], "asset": r["asset"], "asset_id": r["asset_id"],
+             "account": r["account"], "account_id": r["account_id"] or None, "pool_account_id": r["pool_account_id"],
+             "leg_id": r["leg_id"], "at": iso_utc(r["at"]), "quantity": to_text(r["quantity"]),
+             "effect": MISSING_PRICE_EFFECTS[r["what"]]} for r in rows]
+
+
 BREAKDOWNS = ("asset", "account", "term", "year", "quarter", "month", "day")
 
 
@@ -369,7 +399,8 @@ def unrealized(conn: Connection, entity: Entity, day: date, method: str = "confi
              "asset": names["assets"].get(p.asset_id, str(p.asset_id)), "asset_id": p.asset_id,
              "quantity": to_text(p.quantity), "cost_basis": to_text(p.cost_basis),
              "close_price": to_text(p.close_price_usd),
-             "market_value": to_text(p.market_value), "unrealized_gain": to_text(p.unrealized_gain), "currency": code}
+             "market_value": to_text(p.market_value), "unrealized_gain": to_text(p.unrealized_gain), "currency": code,
+             "priced": p.close_price_usd is not None}
             for p in pools]
     rows.sort(key=lambda r: (r["pool_account_id"], r["asset"]))
     return rows, {"date": day.isoformat(), **currency_keys(code, fx)}

@@ -1,12 +1,17 @@
 """Prices in the warehouse: write with provenance, flag disagreements, choose by precedence, convert currencies.
 
-Every price row says where it came from: ``source`` ('manual' | 'coingecko' | 'exchange:<ccxt id>' |
-'ledger'), ``pair`` (what the source quoted), ``ts`` (the instant it holds at), ``resolution`` ('trade',
-'point', 'minute', 'hour', 'day'), ``fetched_at``, and ``flagged``/``disagreement`` when sources disagree.
+Every price row says where it came from: ``source`` ('manual' | 'trade' | 'peg' | 'coingecko' |
+'exchange:<ccxt id>' | 'ledger'), ``pair`` (what the source quoted), ``ts`` (the instant it holds at), ``resolution``
+('trade', 'point', 'minute', 'hour', 'day'), ``fetched_at``, and ``flagged``/``disagreement`` when sources disagree.
 
 Choosing a price for an asset at an instant ``at``: among the rows in the day before ``at``
-(``at - 1 day < ts <= at``), the highest precedence wins (manual > coingecko > exchange > ledger), then
-the latest ``ts``. A fiat FX rate is the USD price of the fiat asset (EUR, GBP): 1 EUR = rate USD.
+(``at - 1 day < ts <= at``), the highest precedence wins (manual > trade > peg > coingecko > exchange > ledger),
+then the latest ``ts``. A fiat FX rate is the USD price of the fiat asset (EUR, GBP): 1 EUR = rate USD.
+
+Derived prices (``write_derived_prices``, written by the cost-basis step before it books): ``trade``, the price
+implied by each of the entity's own trades of an asset against USD or a pegged stablecoin (quote amount / quantity;
+one row per leg, ``leg_id`` set, like the ledger's own prices), and ``peg``, 1 USD at every day's cutoff for the
+stablecoins of ``COINFRS_PRICE_PEGS`` the entity holds (flagged when a market source disagrees beyond the threshold).
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from warehouse.entities import Entity
 from warehouse.numbers import exact_context, quantize
 from warehouse.schema import asset_aliases, assets
 
-PRECEDENCE = ("manual", "coingecko", "exchange:*", "ledger")
-RANK_SQL = ("CASE WHEN p.source = 'manual' THEN 0 WHEN p.source = 'coingecko' THEN 1 "
-            "WHEN p.source LIKE 'exchange:%' THEN 2 WHEN p.source = 'ledger' THEN 3 ELSE 4 END")
+PRECEDENCE = ("manual", "trade", "peg", "coingecko", "exchange:*", "ledger")
+RANK_SQL = ("CASE WHEN p.source = 'manual' THEN 0 WHEN p.source = 'trade' THEN 1 WHEN p.source = 'peg' THEN 2 "
+            "WHEN p.source = 'coingecko' THEN 3 WHEN p.source LIKE 'exchange:%' THEN 4 WHEN p.source = 'ledger' THEN 5 "
+            "ELSE 6 END")
 DAY_OF_SQL = "((p.ts - interval '1 microsecond') AT TIME ZONE :tz)::date"
 CURRENCIES = ("USD", "EUR", "GBP")
 
@@ -68,13 +74,9 @@ class ResolvedPrice:
 
 
 def source_rank(source: str) -> int:
-    if source == "manual":
-        return 0
-    if source == "coingecko":
-        return 1
     if source.startswith("exchange:"):
-        return 2
-    return 3 if source == "ledger" else 4
+        return PRECEDENCE.index("exchange:*")
+    return PRECEDENCE.index(source) if source in PRECEDENCE else len(PRECEDENCE)
 
 
 # ----------------------------------------------------------------------------- pure
@@ -273,3 +275,62 @@ def load_coingecko_ids(conn: Connection, asset_ids: Iterable[int], overrides: di
         if overrides and symbol in overrides:
             result[asset_id] = overrides[symbol]
     return result
+
+
+# ----------------------------------------------------------------------------- derived prices: trade, peg
+
+_TRADE_PRICES_SQL = """
+WITH sides AS (
+    SELECT l.id, l.group_id, l.ts, l.close_date, l.asset_id, l.quantity, l.unit_price_usd, a.symbol, a.is_fiat,
+           (a.is_fiat AND a.symbol = 'USD') OR (NOT a.is_fiat AND a.symbol = ANY(:pegs)) AS usd_like,
+           count(*) OVER (PARTITION BY l.group_id) AS sides
+    FROM transactions l JOIN assets a ON a.id = l.asset_id
+    WHERE l.entity_id = :e AND l.close_date BETWEEN :s AND :t AND l.leg_index IN (0, 1) AND l.quantity <> 0
+      AND NOT a.unverified
+)
+INSERT INTO prices (entity_id, asset_id, ts, price_usd, source, resolution, pair, note, leg_id)
+SELECT :e, c.asset_id, c.ts, round(abs(q.quantity)::numeric(1000, 40) / abs(c.quantity), 18), 'trade', 'trade',
+       c.symbol || '/' || q.symbol, 'implied by the entity''s trade (group ' || c.group_id || ')', c.id
+FROM sides c JOIN sides q ON q.group_id = c.group_id AND q.id <> c.id
+WHERE c.sides = 2 AND NOT c.is_fiat AND NOT c.usd_like AND q.usd_like AND sign(c.quantity) = -sign(q.quantity)
+  AND c.unit_price_usd IS NULL AND NOT (c.close_date = ANY(:locked))
+"""
+
+_PEG_PRICES_SQL = """
+INSERT INTO prices (entity_id, asset_id, ts, price_usd, source, resolution, pair, note)
+SELECT :e, a.id, ((d::date + 1)::timestamp AT TIME ZONE :tz), 1, 'peg', 'day', a.symbol || '/USD',
+       'stablecoin peg (COINFRS_PRICE_PEGS)'
+FROM assets a CROSS JOIN generate_series(CAST(:s AS date) - 1, CAST(:t AS date), interval '1 day') d
+WHERE a.symbol = ANY(:pegs) AND NOT a.is_fiat AND NOT a.unverified
+  AND EXISTS (SELECT 1 FROM transactions l WHERE l.entity_id = :e AND l.asset_id = a.id AND l.close_date <= :t)
+"""
+
+
+@dataclass(frozen=True)
+class DerivedPrices:
+    trade: int
+    peg: int
+    flagged: int
+
+
+def write_derived_prices(conn: Connection, entity: Entity, start: date, end: date, *, pegs: Sequence[str],
+                         threshold: Decimal) -> DerivedPrices:
+    """Rewrite the ``trade`` and ``peg`` prices of close days [start, end] (idempotent; locked days' trade prices
+    are kept), flag pegs a market source disagrees with, and reprice the open days' positions."""
+    params = dict(e=entity.id, s=start, t=end, tz=entity.timezone, pegs=sorted({p.upper() for p in pegs}),
+                  locked=sorted(locked_dates(conn, entity.id, start, end)),
+                  wf=cutoff_of(start - timedelta(days=2), entity.tz), wt=cutoff_of(end, entity.tz))
+    conn.execute(sa.text(
+        "DELETE FROM prices WHERE entity_id = :e AND source = 'trade' AND leg_id IN (SELECT id FROM transactions "
+        "WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND NOT (close_date = ANY(:locked)))"), params)
+    conn.execute(sa.text("DELETE FROM prices WHERE entity_id = :e AND source = 'peg' AND ts > :wf AND ts <= :wt"),
+                 params)
+    trade = conn.execute(sa.text(_TRADE_PRICES_SQL), params).rowcount
+    peg = conn.execute(sa.text(_PEG_PRICES_SQL), params).rowcount if params["pegs"] else 0
+    flagged = 0
+    if peg:
+        peg_ids = conn.execute(sa.text("SELECT id FROM assets WHERE symbol = ANY(:pegs) AND NOT is_fiat"),
+                               params).scalars().all()
+        flagged = write_disagreement_flags(conn, entity, peg_ids, start - timedelta(days=1), end, threshold)
+    apply_prices_to_positions(conn, entity, start, end)
+    return DerivedPrices(trade, peg, flagged)

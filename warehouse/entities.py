@@ -23,6 +23,7 @@ class Entity:
     name: str
     timezone: str
     reporting_currency: str = "USD"
+    holding_rule: str = "us"  # transforms.cost_basis.HOLDING_RULES
 
     @property
     def tz(self) -> ZoneInfo:
@@ -31,7 +32,8 @@ class Entity:
 
 def _row_to_entity(row: sa.Row) -> Entity:
     return Entity(id=row.id, name=row.name, timezone=row.timezone,
-                  reporting_currency=getattr(row, "reporting_currency", None) or "USD")
+                  reporting_currency=getattr(row, "reporting_currency", None) or "USD",
+                  holding_rule=getattr(row, "holding_rule", None) or "us")
 
 
 def find_entity(conn: Connection, ref: str | int) -> Entity | None:

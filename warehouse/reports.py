@@ -554,6 +554,7 @@ def list_closes(
             "book": r.book,
             "realized_gain_book": _money(r.realized_gain_book),
             "shortfalls": r.shortfalls,
+            "missing_prices": r.missing_prices,
             "sources_down": down.get(r.date, []),
             "message": r.message,
             "run_id": r.run_id,

@@ -42,6 +42,10 @@ entities = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("reporting_currency", sa.Text, nullable=False, server_default="USD",
               comment="currency the API values positions in (USD, or a fiat asset with USD prices)"),
+    sa.Column("holding_rule", sa.Text, nullable=False, server_default="us",
+              comment="holding period: us (long-term when disposed after the anniversary of the acquisition day, in the "
+                      "entity's timezone) | elapsed (more than 365 x 24 hours)"),
+    sa.CheckConstraint("holding_rule IN ('us', 'elapsed')", name="holding_rule"),
 )
 
 # ---------------------------------------------------------------- staging (layer 1)
@@ -346,7 +350,7 @@ closes = sa.Table(
     metadata,
     sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
     sa.Column("date", sa.Date, nullable=False),
-    sa.Column("status", sa.Text, nullable=False, comment="closed | breaks | blocked | partial | stale | failed"),
+    sa.Column("status", sa.Text, nullable=False, comment="closed | breaks | unpriced | blocked | partial | stale | failed"),
     sa.Column("legs", sa.Integer, nullable=False),
     sa.Column("positions", sa.Integer, nullable=False),
     sa.Column("breaks", sa.Integer, nullable=False),
@@ -357,6 +361,7 @@ closes = sa.Table(
     sa.Column("book", sa.Text, comment="the entity's configured book in force that day, e.g. hifo:account"),
     sa.Column("realized_gain_book", Exact, comment="realized by the configured book, USD"),
     sa.Column("shortfalls", sa.Integer, comment="shortfall items of the configured book that day"),
+    sa.Column("missing_prices", sa.Integer, comment="missing-price items of the configured book that day (status unpriced)"),
     sa.Column("message", sa.Text),
     sa.Column("run_id", sa.Text),
     sa.Column("closed_at", TS, nullable=False, server_default=_now()),
@@ -541,6 +546,29 @@ pnl_open_lots = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date", "seq"),
 )
+
+pnl_missing_prices = sa.Table(
+    "pnl_missing_prices",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("what", sa.Text, nullable=False, comment="acquisition | disposal | fee | position"),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False,
+              comment="the leg's account; a position: the pool's account (0: universal pool)"),
+    sa.Column("pool_account_id", sa.BigInteger, nullable=False),
+    sa.Column("leg_id", sa.BigInteger, comment="the leg (transactions.id); null for a position"),
+    sa.Column("at", TS, nullable=False, comment="the instant the price is needed at (a position: the day's cutoff)"),
+    sa.Column("quantity", Exact, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.CheckConstraint("what IN ('acquisition', 'disposal', 'fee', 'position')", name="what"),
+)
+sa.Index("uq_pnl_missing_prices_item", pnl_missing_prices.c.entity_id, pnl_missing_prices.c.method, pnl_missing_prices.c.pool,
+         pnl_missing_prices.c.date, pnl_missing_prices.c.what, pnl_missing_prices.c.asset_id,
+         pnl_missing_prices.c.pool_account_id, sa.func.coalesce(pnl_missing_prices.c.leg_id, 0), unique=True)
 
 pnl_book_states = sa.Table(
     "pnl_book_states",

@@ -33,9 +33,10 @@ def list_closes(
     date_to: Annotated[IsoDate | None, Query(alias="to", description="Last close date, inclusive")] = None,
     fmt: FormatQuery = None,
 ):
-    """One record per close date: status (closed | breaks | partial | failed), counts, realized gains (FIFO
-    reference books and the entity's configured `book`), shortfalls, the sources that were down (why a close is
-    `partial`) and whether the day is locked. Without from/to, every close of the entity; from..to at most the
+    """One record per close date: status (closed | breaks | unpriced | blocked | partial | failed), counts, realized
+    gains (FIFO reference books and the entity's configured `book`), shortfalls, missing prices (why a close is
+    `unpriced`: /prices/missing lists them), the sources that were down (why a close is `partial`) and whether the
+    day is locked. Without from/to, every close of the entity; from..to at most the
     synchronous range limit (default 366 days). With `format=csv|xlsx`, the same closes as a file."""
     check_date_range(request, date_from, date_to)
     return list_or_export(request, fmt, f"closes-{entity.name}", CloseOut,

@@ -23,7 +23,7 @@ def list_entities(request: Request, key: CurrentKey, conn: ConnDep, fmt: FormatQ
         entity = find_entity(conn, entity_id)
         if entity is not None:
             items.append({"id": entity.id, "name": entity.name, "timezone": entity.timezone,
-                          "reporting_currency": entity.reporting_currency})
+                          "reporting_currency": entity.reporting_currency, "holding_rule": entity.holding_rule})
     out = requested_format(request, fmt)
     if out != "json":
         return export_response(out, "entities", columns_of(EntityOut), items)

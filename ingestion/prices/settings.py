@@ -43,6 +43,11 @@ class PriceSettings(BaseSettings):
         default=None, description="Replaces every entry of the exchange's urls['api'] host (a mirror or a local test server).")
     price_exchange_quote: str = Field(default="USDT", description="Quote currency of the candle pairs, taken as USD.")
 
+    price_pegs: str = Field(
+        default="USDT,USDC,DAI,FDUSD,TUSD,USDP,PYUSD,BUSD",
+        description="Stablecoins priced at 1 USD (source 'peg', below manual and trade-implied prices, above "
+                    "CoinGecko and exchanges; flagged when a market source disagrees beyond the threshold). "
+                    "Empty: no peg.")
     price_disagreement_threshold: Decimal = Field(
         default=Decimal("0.02"), ge=0, description="Relative spread between sources above which a price is flagged.")
     price_currencies: str = Field(default="EUR,GBP", description="Reporting currencies whose USD rates are fetched.")
@@ -70,6 +75,9 @@ class PriceSettings(BaseSettings):
 
     def currencies(self) -> list[str]:
         return [c.strip().upper() for c in self.price_currencies.split(",") if c.strip() and c.strip().upper() != "USD"]
+
+    def pegs(self) -> list[str]:
+        return sorted({c.strip().upper() for c in self.price_pegs.split(",") if c.strip()})
 
     def coingecko_id_overrides(self) -> dict[str, str]:
         result: dict[str, str] = {}

@@ -23,6 +23,7 @@ SYMBOLS = {  # symbol: (base, quote, starting price, price step, quantity step)
     "ETHBTC": ("ETH", "BTC", Decimal("0.057000"), Decimal("0.000001"), Decimal("0.01")),
     "BNBUSDT": ("BNB", "USDT", Decimal("310.0"), Decimal("0.1"), Decimal("0.001")),
 }
+DUST_RATES = {"XRP": Decimal("0.0019"), "DOGE": Decimal("0.00027")}  # BNB per unit, when small balances become BNB
 NETWORK = {"BTC": "BTC", "ETH": "ETH", "USDT": "ETH", "BNB": "BSC", "XRP": "XRP", "DOGE": "DOGE"}
 
 
@@ -187,7 +188,7 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
         if (day - start).days in (20, 50):
             when = at()
             details, total, charge = [], Decimal(0), Decimal(0)
-            for asset, rate in (("XRP", Decimal("0.0019")), ("DOGE", Decimal("0.00027"))):
+            for asset, rate in DUST_RATES.items():
                 amount = wallets["SPOT"][asset]
                 if amount <= 0:
                     continue

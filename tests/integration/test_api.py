@@ -169,7 +169,8 @@ def test_success_envelope_shape(client: TestClient, seed: Seed) -> None:
     body = resp.json()
     assert set(body) == {"success", "data", "meta"}
     assert body["success"] is True
-    assert body["data"] == [{"id": seed.a, "name": "acme-fund", "timezone": "UTC", "reporting_currency": "USD"}]
+    assert body["data"] == [{"id": seed.a, "name": "acme-fund", "timezone": "UTC", "reporting_currency": "USD",
+                             "holding_rule": "us"}]
     meta = body["meta"]
     assert {"timestamp", "request_id", "next_cursor", "limit"} <= set(meta)
     assert meta["next_cursor"] is None

@@ -69,9 +69,9 @@ def test_closes_serve_book_shortfalls_and_why_a_close_is_partial(client: TestCli
     assert detail["sources_down"][0]["source"] == "binance"
     # the OpenAPI document names every status, with an example
     schema = client.get("/openapi.json").json()["components"]["schemas"]["CloseOut"]
-    assert schema["properties"]["status"]["enum"] == ["closed", "breaks", "partial", "failed"]
+    assert schema["properties"]["status"]["enum"] == ["closed", "breaks", "unpriced", "blocked", "partial", "failed"]
     assert schema["examples"][0]["status"] == "partial"
-    assert {"book", "realized_gain_book", "shortfalls", "sources_down"} <= set(schema["properties"])
+    assert {"book", "realized_gain_book", "shortfalls", "missing_prices", "sources_down"} <= set(schema["properties"])
 
 
 def test_closes_export_csv_and_xlsx_with_exact_decimals(client: TestClient, seed: Seed) -> None:

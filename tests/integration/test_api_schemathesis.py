@@ -158,6 +158,7 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
         "/api/v1/pnl/lots": ("/api/v1/pnl/lots", {"as_of": day}),
         "/api/v1/pnl/rollforward": ("/api/v1/pnl/rollforward", span),
         "/api/v1/pnl/shortfalls": ("/api/v1/pnl/shortfalls", span),
+        "/api/v1/prices/missing": ("/api/v1/prices/missing", span),
         "/api/v1/closes": ("/api/v1/closes", {}),
         "/api/v1/closes/{day}": (f"/api/v1/closes/{day}", {}),
         "/api/v1/journal-entries": ("/api/v1/journal-entries", span),

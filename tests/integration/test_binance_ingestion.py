@@ -24,9 +24,10 @@ from ingestion.exchanges.resilience import RetryPolicy, call_exchange
 from ingestion.exchanges.sources import add_source, sync_entity_sources
 from orchestration.cli import app
 from orchestration.close_runner import close_days
+from samples.demo_binance import write_demo_prices
 from samples.servers.binance_history import generate_history
 from samples.servers.binance_server import BinanceServer, ServerState
-from warehouse.entities import get_or_create_entity
+from warehouse.entities import get_or_create_entity, resolve_entity
 from warehouse.reports import list_breaks
 
 FIRST, LAST = date(2026, 1, 1), date(2026, 3, 31)
@@ -182,9 +183,17 @@ def test_cli_add_stores_the_key_encrypted_then_test_and_sync(engine, server, tmp
     assert again.exit_code == 1 and "Enable Futures" in " ".join(again.output.split())
 
 
+def priced(engine) -> None:
+    """A price for every asset of the history before it starts (the account's own USDT trades price them after, USDT
+    is pegged): without one, the deposits of the first day are unpriced and so are the closes."""
+    with engine.begin() as conn:
+        write_demo_prices(conn, resolve_entity(conn, "acme"), FIRST, ("BTC", "ETH", "BNB", "XRP", "DOGE"))
+
+
 def test_the_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_failing(engine, server, tmp_path,
                                                                                        reference):
     assert cli_add(server, tmp_path, "acme").exit_code == 0
+    priced(engine)
     server.state.failure_rate = 0.2
     run = close_days(["acme"], FIRST, LAST, instance=dg.DagsterInstance.ephemeral())  # source_sync syncs first
     assert run.success, run.error
@@ -284,6 +293,7 @@ def test_418_stops_at_once_and_is_recorded(engine, server):
 
 def test_a_source_that_stays_down_makes_the_close_partial_and_says_which(engine, server, tmp_path):
     assert cli_add(server, tmp_path, "acme").exit_code == 0
+    priced(engine)
     day = FIRST + timedelta(days=9)
     server.state.failure_rate, server.state.failure_kinds = 1.0, ("5xx",)  # down for every retry
     run = close_days(["acme"], day, day, instance=dg.DagsterInstance.ephemeral())

@@ -4,7 +4,7 @@ first open day. Real Anvil node, real PostgreSQL, the close run by Dagster in-pr
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
@@ -19,6 +19,7 @@ from orchestration.chain_reclose import chain_reorg_sensor
 from orchestration.close_runner import close_days
 from reconciliation.close import lock_close
 from samples.chains.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain, free_port
+from tests.integration.manual_prices import price_known_assets
 from warehouse.entities import get_or_create_entity, resolve_entity
 from warehouse.reports import list_breaks
 
@@ -48,6 +49,7 @@ def test_a_chain_that_stays_down_makes_the_close_partial_and_names_the_chain(eng
             entity = get_or_create_entity(conn, "outage-co")
             write_wallet(conn, entity.id, chain="anvil", chain_id=ANVIL_CHAIN_ID, address=W, rpc_urls=[node.url])
             write_wallet(conn, entity.id, chain="deadnet", chain_id=DEADNET_ID, address=W2, rpc_urls=[dead])
+        price_known_assets(engine, "outage-co", D1 - timedelta(days=1))
         assert close_days(["outage-co"], D1, D2, instance=dg.DagsterInstance.ephemeral()).success
         down = closes(engine, entity.id)
         assert {d: r.status for d, r in down.items()} == {D1: "partial", D2: "partial"}
@@ -109,6 +111,7 @@ def setup(engine, name: str, url: str, tusd: str, monkeypatch):
     with engine.begin() as conn:
         entity = get_or_create_entity(conn, name)
         write_wallet(conn, entity.id, chain="anvil", chain_id=ANVIL_CHAIN_ID, address=W, rpc_urls=[url])
+    price_known_assets(engine, name, D1 - timedelta(days=1))
     return entity
 
 

@@ -3,7 +3,7 @@ scripted wallet history placed on chosen days; closed by Dagster in-process agai
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import dagster as dg
@@ -15,6 +15,7 @@ from ingestion.evm.mapping import base_units
 from ingestion.evm.sync import sync_evm_chain
 from ingestion.wallets import write_wallet
 from orchestration.close_runner import close_days
+from tests.integration.manual_prices import price_known_assets
 from samples.chains.anvil import ANVIL_CHAIN_ID, DEV, AnvilNode, Chain
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks
@@ -66,6 +67,7 @@ def add_wallets(engine, url: str) -> object:
         entity = get_or_create_entity(conn, "acme")
         wallets = [write_wallet(conn, entity.id, chain="anvil", chain_id=ANVIL_CHAIN_ID, address=a, rpc_urls=[url])
                    for a in (W, W2)]
+    price_known_assets(engine, "acme", FIRST - timedelta(days=1))
     return entity, wallets
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import pytest
@@ -19,6 +19,7 @@ from ingestion.custodians.fireblocks import FireblocksClient, FireblocksOptions,
 from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError
 from orchestration.cli import app
 from orchestration.close_runner import close_days
+from tests.integration.manual_prices import price_known_assets
 from tests.servers.fireblocks_history import generate_history
 from tests.servers.fireblocks_server import FireblocksServer, FireblocksState
 from transforms.mappers import StagedRecord, map_record
@@ -118,6 +119,7 @@ def test_the_workspace_closes_every_day_with_zero_breaks_with_20_percent_of_call
     shown = " ".join(tested.output.split())
     assert tested.exit_code == 0 and "fireblocks: OK — signed JWT accepted; 3 vault accounts" in shown, tested.output
     assert "vault 1 (Trading): BTC" in shown and "BEGIN" not in shown
+    price_known_assets(engine, "acme", FIRST - timedelta(days=1))
     server.state.failure_rate = 0.2
     run = close_days(["acme"], FIRST, LAST, instance=dg.DagsterInstance.ephemeral())
     assert run.success, run.error

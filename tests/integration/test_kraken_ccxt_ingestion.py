@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import signal
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +24,7 @@ from ingestion.exchanges.resilience import RetryPolicy
 from ingestion.exchanges.sources import add_source, sync_entity_sources
 from orchestration.cli import app
 from orchestration.close_runner import close_days
+from tests.integration.manual_prices import price_known_assets
 from tests.servers.kraken_history import generate_history
 from tests.servers.kraken_server import KrakenServer, KrakenState
 from transforms.mappers import StagedRecord, map_record
@@ -171,6 +172,7 @@ def test_cli_refuses_a_trading_key_and_accepts_a_read_only_one(engine, server, t
 def test_the_kraken_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_failing(engine, server, tmp_path,
                                                                                               history, reference):
     assert cli_add(server, tmp_path, "acme").exit_code == 0
+    price_known_assets(engine, "acme", FIRST - timedelta(days=1))
     server.state.failure_rate = 0.2
     run = close_days(["acme"], FIRST, LAST, instance=dg.DagsterInstance.ephemeral())
     assert run.success, run.error
@@ -180,6 +182,8 @@ def test_the_kraken_account_closes_every_day_with_zero_breaks_with_20_percent_of
         breaks = list_breaks(conn, eid, FIRST, LAST)
         statuses = dict(conn.execute(sa.text(
             "SELECT status, count(*) FROM closes WHERE entity_id = :e GROUP BY 1"), dict(e=eid)).all())
+        unpriced = conn.execute(sa.text(
+            "SELECT DISTINCT s.symbol, m.what FROM pnl_missing_prices m JOIN assets s ON s.id = m.asset_id")).all()
         checked = conn.execute(sa.text(
             """SELECT count(DISTINCT p.date) FROM positions p JOIN accounts a ON a.id = p.account_id
                WHERE p.reported_quantity IS NOT NULL AND a.entity_id = :e"""), dict(e=eid)).scalar()
@@ -188,7 +192,7 @@ def test_the_kraken_account_closes_every_day_with_zero_breaks_with_20_percent_of
                JOIN assets s ON s.id = p.asset_id WHERE p.date = :d AND a.entity_id = :e"""), dict(d=LAST, e=eid)).all())
     assert sum(server.state.faults.values()) >= 10 and {"rate", "5xx", "timeout"} <= set(server.state.faults)
     assert breaks == []
-    assert statuses == {"closed": (LAST - FIRST).days + 1}
+    assert statuses == {"closed": (LAST - FIRST).days + 1}, unpriced
     assert checked == (LAST - FIRST).days + 1
     assert final == {SYMBOL[a]: v for a, v in history.balances.items()}
 

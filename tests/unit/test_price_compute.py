@@ -55,8 +55,8 @@ def test_cross_rates_need_the_same_instant_and_are_exact_to_18_digits() -> None:
 
 
 def test_precedence_of_sources() -> None:
-    assert sorted(["ledger", "exchange:kraken", "coingecko", "manual"], key=source_rank) == [
-        "manual", "coingecko", "exchange:kraken", "ledger"]
+    assert sorted(["ledger", "exchange:kraken", "peg", "coingecko", "trade", "manual", "other"], key=source_rank) == [
+        "manual", "trade", "peg", "coingecko", "exchange:kraken", "ledger", "other"]
 
 
 def test_settings_default_offline_and_parse_overrides(monkeypatch) -> None:
