@@ -33,6 +33,7 @@ from transforms.cost_basis import (
     compute_book,
     validate_book,
 )
+from transforms.events import STABLECOINS
 from transforms.fair_value import FairValues, PriceRow, load_fair_values
 from warehouse.bulk import copy_rows
 from warehouse.calendar import cutoff_of, locked_dates
@@ -48,9 +49,12 @@ PRICE_HISTORY_FOR_RESTART = timedelta(days=7)
 
 _LEGS_SQL = """
 SELECT l.id, l.ts, l.close_date, l.account_id, l.asset_id, a.is_fiat, l.quantity, l.kind, l.group_id, l.leg_index,
-       l.unit_price_usd, l.usd_value, x.status AS transfer_status,
+       l.unit_price_usd,
+       -- a USD leg is its own value (the unit of account), so a trade against USD is valued from its fiat side
+       CASE WHEN l.usd_value IS NULL AND a.symbol = 'USD' THEN abs(l.quantity) ELSE l.usd_value END AS usd_value,
+       x.status AS transfer_status,
        CASE WHEN x.status = 'matched' AND x.out_leg_id = l.id THEN i.account_id END AS transfer_peer_account_id,
-       a.unverified
+       a.unverified, a.symbol = ANY(:stables) AS stablecoin
 FROM transactions l
 JOIN assets a ON a.id = l.asset_id
 LEFT JOIN transfers x ON x.entity_id = l.entity_id AND (x.out_leg_id = l.id OR x.in_leg_id = l.id)
@@ -61,7 +65,8 @@ WHERE l.entity_id = :e AND l.close_date <= :t AND l.close_date > :after
 
 def load_pnl_legs(conn: Connection, entity_id: int, up_to: date, after: date | None = None) -> list[PnlLeg]:
     """The entity's legs booked on (after, up_to] with their transfer status, for the engine."""
-    rows = conn.execute(sa.text(_LEGS_SQL), dict(e=entity_id, t=up_to, after=after or date.min)).mappings()
+    rows = conn.execute(sa.text(_LEGS_SQL), dict(e=entity_id, t=up_to, after=after or date.min,
+                                                 stables=list(STABLECOINS))).mappings()
     return [PnlLeg(**row) for row in rows]
 
 

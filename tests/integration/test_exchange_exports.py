@@ -47,6 +47,8 @@ def test_export_rows_become_legs_and_transfers_match(engine, tmp_path):
             """SELECT a.name, a.account_type, s.symbol, l.quantity, l.kind FROM transactions l
                JOIN accounts a ON a.id = l.account_id JOIN assets s ON s.id = l.asset_id ORDER BY l.ts, l.id""")).all()
         transfers = dict(conn.execute(sa.text("SELECT status, count(*) FROM transfers GROUP BY 1")).all())
+        events = [tuple(r) for r in conn.execute(sa.text(
+            "SELECT event_type, legs FROM events")).all()]
         payload = conn.execute(sa.text("SELECT payload FROM raw_records ORDER BY id LIMIT 1")).scalar()
     assert payload == {"User_ID": "37138112", "UTC_Time": "2026-01-03 08:00:01", "Account": "Spot",
                        "Operation": "Deposit", "Coin": "USDT", "Change": "5000.00000000", "Remark": ""}
@@ -62,10 +64,13 @@ def test_export_rows_become_legs_and_transfers_match(engine, tmp_path):
         ("futures", "USDT", Decimal("12.5"), "realized_pnl"),
         ("spot", "DOGE", Decimal("-12"), "sell"),
         ("spot", "BNB", Decimal("0.0031752"), "buy"),
-        ("spot", "USDT", Decimal("0.01"), "other"),
+        ("spot", "USDT", Decimal("0.01"), "unclassified"),  # an operation no rule knows: never booked, blocks PnL
     ]
     assert {l.name for l in legs} == {"Binance 37138112"}
     assert transfers == {"matched": 1}
+    # the rows of one trade are one event (same time, trade family), so the trade carries one value
+    assert sorted(events) == [("derivatives_settlement", 1), ("derivatives_settlement", 1), ("external_deposit", 1),
+                              ("internal_move", 2), ("trade", 2), ("trade", 4), ("unclassified", 1)]
 
 
 def test_a_bad_export_names_each_row_and_field_and_stages_nothing(engine, tmp_path):
