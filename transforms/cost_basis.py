@@ -51,8 +51,8 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Literal
 
-from transforms.events import (TRADE_TREATMENTS, TradeSide, Treatment, Valuation, direction_ok, split_value,
-                               treatment_of, value_trade)
+from transforms.events import (TRADE_TREATMENTS, EventType, TradeSide, Treatment, Valuation, direction_ok, spec,
+                               split_value, treatment_of, value_trade)
 from transforms.fair_value import FairValues, PriceLookup, map_ledger_prices, ts_key
 from warehouse.numbers import SCALE, ZERO, exact_context
 
@@ -442,7 +442,7 @@ class _Book:
                                           "not booked")
                 continue
             booked.append((leg, treatment))
-        trade = [leg for leg, t in booked if t in TRADE_TREATMENTS]
+        trade = [leg for leg, t in booked if t in TRADE_TREATMENTS and spec(leg.kind).event is EventType.TRADE]
         fee_value = ZERO
         shares: dict[int, Decimal | None] = {}
         main: PnlLeg | None = None

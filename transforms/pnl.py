@@ -285,5 +285,29 @@ def build_pnl(conn: Connection, entity: Entity, start: date, end: date, *, run_i
         books[ident] = result
         restarted[ident] = state.as_of if state else None
         written += write_book(conn, entity, ident, result, start, end, locked, run_id, periods, digests)
+    write_valuations(conn, entity, books[REFERENCE_BOOKS[0]], start, end, locked)
     return PnlStats(books, written, restarted)
+
+
+def write_valuations(conn: Connection, entity: Entity, book: BookResult, start: date, end: date, locked: set[date]) -> None:
+    """Store each trade's one value and how it was found (``events.valued_by``) for the unlocked days of [start, end]
+    (the valuation does not depend on the method or pool: the reference book's is stored)."""
+    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked))
+    conn.execute(sa.text(
+        "UPDATE events SET valued_by = NULL, value_usd = NULL, price_asset_id = NULL, unit_price_usd = NULL"
+        " WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND NOT (close_date = ANY(:locked))"
+        " AND valued_by IS NOT NULL"), params)
+    if not book.valuations:
+        return
+    conn.execute(sa.text("CREATE TEMP TABLE tmp_valuations (group_id text, valued_by text, value_usd numeric,"
+                         " price_asset_id bigint, unit_price_usd numeric) ON COMMIT DROP"))
+    copy_rows(conn, "tmp_valuations", ("group_id", "valued_by", "value_usd", "price_asset_id", "unit_price_usd"),
+              ((group, v.rule, v.value, v.asset_id, v.unit_price) for group, v in book.valuations.items()))
+    conn.execute(sa.text(
+        """UPDATE events e SET valued_by = v.valued_by, value_usd = v.value_usd, price_asset_id = v.price_asset_id,
+                  unit_price_usd = v.unit_price_usd
+           FROM tmp_valuations v
+           WHERE e.entity_id = :e AND e.group_id = v.group_id AND e.close_date BETWEEN :s AND :t
+             AND NOT (e.close_date = ANY(:locked))"""), params)
+    conn.execute(sa.text("DROP TABLE tmp_valuations"))
 
