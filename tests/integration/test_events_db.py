@@ -21,6 +21,7 @@ from transforms.fair_value import FairValues, PriceRow
 from transforms.ledger_books import map_ledger_files
 from transforms.pnl import build_pnl
 from warehouse.entities import get_or_create_entity
+from warehouse.reports import get_transaction
 
 UTC = timezone.utc
 HEADER = "timestamp,action,asset,quantity,unit_price_usd,fee_asset,fee_amount,quote_asset,quote_quantity,account\n"
@@ -63,6 +64,9 @@ def test_each_event_type_books_the_same_through_the_database_and_the_file_engine
         events = conn.execute(sa.text(
             """SELECT e.event_type, e.valued_by, e.value_usd, s.symbol AS priced, e.unit_price_usd FROM events e
                LEFT JOIN assets s ON s.id = e.price_asset_id ORDER BY e.ts, e.group_id""")).all()
+        eth_leg = conn.execute(sa.text("SELECT t.id FROM transactions t JOIN assets s ON s.id = t.asset_id"
+                                       " WHERE s.symbol = 'ETH' AND t.kind = 'buy'")).scalar_one()
+        served = get_transaction(conn, entity.id, eth_leg)  # what GET /api/v1/transactions/{id} serves
         loan = conn.execute(sa.text(
             """SELECT count(*) FROM pnl_open_lots l JOIN accounts a ON a.id = l.account_id
                WHERE a.account_type = 'loan'""")).scalar()
@@ -85,6 +89,7 @@ def test_each_event_type_books_the_same_through_the_database_and_the_file_engine
         ("trade", "fiat", 500, "USD"),
     ]
     assert loan == 0  # the loan account never holds lots
+    assert (served["event_type"], served["valued_by"], served["event_value_usd"]) == ("trade", "received_price", "2000")
 
     # the file engine: the same mapping and engine, the same prices
     mapped = map_ledger_files([CsvFile("ledger.csv", LEDGER)])

@@ -38,7 +38,7 @@ def upgrade() -> None:
     op.execute("""UPDATE transactions t SET kind = 'liability' FROM accounts a
                   WHERE a.id = t.account_id AND a.account_type = 'margin_loan' AND t.kind IN ('borrow', 'repay', 'interest')""")
     op.execute(f"UPDATE transactions SET kind = 'unclassified' WHERE NOT (kind IN ({_in(KINDS)}))")
-    op.create_check_constraint("ck_transactions_kind", "transactions", f"kind IN ({_in(KINDS)})")
+    op.create_check_constraint(op.f("ck_transactions_kind"), "transactions", f"kind IN ({_in(KINDS)})")
     op.create_table(
         "events",
         sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
@@ -61,4 +61,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_events_entity_date", table_name="events")
     op.drop_table("events")
-    op.drop_constraint("ck_transactions_kind", "transactions", type_="check")
+    op.drop_constraint(op.f("ck_transactions_kind"), "transactions", type_="check")
