@@ -54,6 +54,27 @@ SUB_ACCOUNT_TYPES = {"SPOT": "spot", "USDT_FUTURE": "futures", "COIN_FUTURE": "c
                      "ISOLATED_MARGIN": "isolated_margin"}
 
 
+EARN_ACCOUNT_TYPE = "earn"
+
+
+def earn_underlying(asset: str) -> str | None:
+    """The asset a Binance Simple Earn flexible position (``LDBTC``, ``LDUSDT``) stands for, else None. Binance
+    reports those positions in the spot balances as their own ``LD`` assets; they are the underlying held in earn.
+    ``LD`` + at least three characters (so Lido's ``LDO`` stays itself)."""
+    text = asset.upper()
+    return text[2:] if text.startswith("LD") and len(text) >= 5 else None
+
+
+def split_earn_balances(balances: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(spot balances, earn balances by underlying asset) of a spot balance report."""
+    spot: dict[str, str] = {}
+    earn: dict[str, str] = {}
+    for asset, value in balances.items():
+        underlying = earn_underlying(asset)
+        (earn if underlying else spot)[underlying or asset] = value
+    return spot, earn
+
+
 class BinanceRecordError(ValueError):
     """A staged Binance record that cannot be read; the message names the record and the field."""
 

@@ -36,6 +36,33 @@ LEDGER_KINDS = {"fee": "fee", "rebate": "rebate", "cashback": "rebate", "referra
                 "dividend": "income", "credit": "income", "interest": "interest"}
 
 
+# Exchanges whose asset codes carry a staking/earn wrapper suffix (Kraken: BTC.M, DOT.S, ETH2.S, BTC.F): the
+# underlying asset held in another account type, so moving it there keeps its lots (docs/cost-basis.md, "Events")
+WRAPPER_SUFFIXES = {"kraken": {".S": "staking", ".M": "staking", ".B": "staking", ".P": "staking", ".F": "earn"}}
+UNDERLYING = {"ETH2": "ETH"}
+STAKING_MOVES = ("spottostaking", "stakingfromspot", "stakingtospot", "spotfromstaking")
+
+
+def resolve_wrapped(exchange_id: str, code: str, account_type: str = "spot") -> tuple[str, str]:
+    """(underlying asset, account type) of an exchange's currency code: ``BTC.M`` on Kraken is BTC in staking."""
+    text = str(code).upper()
+    suffixes = WRAPPER_SUFFIXES.get(exchange_id, {})
+    if len(text) > 2 and text[-2:] in suffixes:
+        base = text[:-2]
+        return UNDERLYING.get(base, base), suffixes[text[-2:]]
+    return text, account_type
+
+
+def split_wrapped_balances(exchange_id: str, balances: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Reported balances by account type, wrapped codes resolved (two codes of one asset and type add up)."""
+    out: dict[str, dict[str, str]] = {}
+    for code, value in balances.items():
+        asset, account_type = resolve_wrapped(exchange_id, code)
+        held = out.setdefault(account_type, {})
+        held[asset] = format(D(held[asset]) + D(value), "f") if asset in held else value
+    return out
+
+
 class CcxtRecordError(ValueError):
     """A staged record that cannot be read; the message names the record and the field."""
 
@@ -100,15 +127,18 @@ def map_ledger_entry(record: StagedRecord) -> list[LegDraft]:
     else:
         kind = directed(LEDGER_KINDS.get(kind_text, "unclassified"), signed)
     group = f"{record.account}:{entry['referenceId']}" if entry.get("referenceId") else None
+    asset, account_type = resolve_wrapped(record.source, currency)
+    if kind_text == "transfer" and str(record.payload.get("subtype", "")).lower() in STAKING_MOVES:
+        tx_hash = None  # spot <-> staking: each side has its own reference id; matched by asset, amount and time
     legs = []
     if signed != ZERO:
-        legs.append(LegDraft(0, record.account, "spot", "", str(currency).upper(), signed, kind, None, None, tx_hash,
-                             group))
+        legs.append(LegDraft(0, record.account, account_type, "", asset, signed, kind, None, None, tx_hash, group))
     fee = entry.get("fee") or {}
     fee_cost = _quantity(record, "fee", fee.get("cost"))
     if fee_cost != ZERO:
-        legs.append(LegDraft(1, record.account, "spot", "", str(fee.get("currency") or currency).upper(), -fee_cost,
-                             directed("fee", -fee_cost), None, None, None, group))
+        fee_asset, fee_type = resolve_wrapped(record.source, fee.get("currency") or currency)
+        legs.append(LegDraft(1, record.account, fee_type, "", fee_asset, -fee_cost, directed("fee", -fee_cost), None,
+                             None, None, group))
     return legs
 
 

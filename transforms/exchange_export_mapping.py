@@ -101,20 +101,38 @@ KRAKEN_ASSETS = {"XXBT": "BTC", "XBT": "BTC", "XETH": "ETH", "XXRP": "XRP", "XLT
 KRAKEN_KINDS = {"deposit": "deposit", "withdrawal": "withdrawal", "staking": "staking_reward", "earn": "staking_reward",
                 "dividend": "income", "credit": "income", "reward": "income", "rollover": "fee", "margin": "realized_pnl",
                 "settled": "realized_pnl", "airdrop": "airdrop"}
+KRAKEN_STAKING_MOVES = ("spottostaking", "stakingfromspot", "stakingtospot", "spotfromstaking")
 KRAKEN_EARN_MOVES = ("allocation", "deallocation", "autoallocation", "migration")
 KRAKEN_SIGNED = ("trade", "spend", "receive", "sale", "conversion")
 
 
-def kraken_asset(code: str) -> str:
-    """Kraken's asset code to its symbol (XXBT -> BTC, ZUSD -> USD); staked variants (DOT.S) are kept."""
+# Kraken's staking and earn wrappers: the same economic asset held in another place (lots keep basis and dates)
+KRAKEN_WRAPPERS = {".S": "staking", ".M": "staking", ".B": "staking", ".P": "staking", ".F": "earn"}
+KRAKEN_UNDERLYING = {"ETH2": "ETH"}
+
+
+def _kraken_wrapper(code: str) -> tuple[str, str | None]:
+    """(code without a staking/earn suffix, the account type the suffix implies or None)."""
     text = code.strip().upper()
-    return KRAKEN_ASSETS.get(text, text)
+    suffix = text[-2:] if len(text) > 2 and text[-2] == "." else ""
+    return (text[:-2], KRAKEN_WRAPPERS[suffix]) if suffix in KRAKEN_WRAPPERS else (text, None)
 
 
-def kraken_account_type(wallet: str) -> str:
-    """Kraken's wallet column ("spot / main", "earn / flexible") to an account type; none: spot."""
+def kraken_asset(code: str) -> str:
+    """Kraken's asset code to its symbol (XXBT -> BTC, ZUSD -> USD); staking and earn wrappers resolve to the
+    underlying asset (XBT.M -> BTC, DOT.S -> DOT, ETH2.S -> ETH): where they are held is the account type."""
+    base, _ = _kraken_wrapper(code)
+    symbol = KRAKEN_ASSETS.get(base, base)
+    return KRAKEN_UNDERLYING.get(symbol, symbol)
+
+
+def kraken_account_type(wallet: str, code: str = "") -> str:
+    """Kraken's wallet column ("spot / main", "earn / flexible") to an account type; without a wallet, the asset's
+    wrapper suffix (``.S``/``.M``/``.B``/``.P`` staking, ``.F`` earn), else spot."""
     text = wallet.strip().lower()
-    if not text or text.startswith("spot"):
+    if not text:
+        return _kraken_wrapper(code)[1] or "spot"
+    if text.startswith("spot"):
         return "spot"
     return text.split("/")[0].strip().replace(" ", "_")
 
@@ -126,7 +144,7 @@ def map_kraken_ledger_row(record: StagedRecord) -> list[LegDraft]:
     amount = D(values["amount"])
     fee = D(values["fee"]) if values.get("fee") else D(0)
     kind_text = values["type"].lower()
-    account_type = kraken_account_type(values.get("wallet", ""))
+    account_type = kraken_account_type(values.get("wallet", ""), values["asset"])
     asset = kraken_asset(values["asset"])
     tx_hash = None
     group = f"{record.account}:{values['refid']}" if values.get("refid") else None
@@ -139,7 +157,9 @@ def map_kraken_ledger_row(record: StagedRecord) -> list[LegDraft]:
         kind = trade_side(amount)
     elif kind_text == "transfer":
         kind = "transfer_in" if amount > 0 else "transfer_out"
-        tx_hash = f"kraken:{values['refid']}" if values.get("refid") else None
+        # spot <-> staking: Kraken books each side under its own refid; matched by asset, amount and time instead
+        staking_move = values.get("subtype", "").lower() in KRAKEN_STAKING_MOVES
+        tx_hash = f"kraken:{values['refid']}" if values.get("refid") and not staking_move else None
     else:
         kind = "unclassified"
     legs = [LegDraft(0, record.account, account_type, "", asset, amount, kind, None, None, tx_hash, group)] if amount else []

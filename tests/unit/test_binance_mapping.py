@@ -144,3 +144,10 @@ def test_a_sub_account_transfer_names_the_sub_account_by_email_and_matches_by_tr
 
 def test_the_registry_maps_binance_streams():
     assert len(map_record(staged("trades", "main|ETH/BTC|28457", TRADE))) == 3
+
+
+def test_simple_earn_positions_are_the_underlying_held_in_earn():
+    from transforms.binance_mapping import split_earn_balances
+
+    assert split_earn_balances({"BTC": "1", "LDBTC": "0.5", "LDUSDT": "20", "LDO": "3"}) == (
+        {"BTC": "1", "LDO": "3"}, {"BTC": "0.5", "USDT": "20"})

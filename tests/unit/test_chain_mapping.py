@@ -135,3 +135,15 @@ def test_a_reorg_reversal_negates_the_legs_as_booked() -> None:
         (0, Decimal("1.5"), "adjustment"), (2, Decimal("0.000021"), "adjustment")]
     with pytest.raises(EvmRecordError, match="raw record"):
         map_evm_reversal(staged("evm_reorg_reversals", {"legs": [{"leg_index": 0}]}))
+
+
+def test_kraken_wrapped_codes_are_the_underlying_in_another_account_type():
+    from transforms.ccxt_mapping import resolve_wrapped, split_wrapped_balances
+
+    assert resolve_wrapped("kraken", "BTC.M") == ("BTC", "staking")
+    assert resolve_wrapped("kraken", "ETH2.S") == ("ETH", "staking")
+    assert resolve_wrapped("kraken", "BTC.F") == ("BTC", "earn")
+    assert resolve_wrapped("kraken", "BTC") == ("BTC", "spot")
+    assert resolve_wrapped("binance", "BTC.M") == ("BTC.M", "spot")  # only exchanges known to use the suffixes
+    assert split_wrapped_balances("kraken", {"BTC": "1", "BTC.M": "0.5", "BTC.B": "0.25"}) == {
+        "spot": {"BTC": "1"}, "staking": {"BTC": "0.75"}}
