@@ -51,8 +51,8 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Literal
 
-from transforms.events import (TRADE_TREATMENTS, EventType, TradeSide, Treatment, Valuation, direction_ok, spec,
-                               split_value, treatment_of, value_trade)
+from transforms.events import (TRADE_TREATMENTS, EventType, TradeSide, Treatment, Valuation, spec, split_value,
+                               treatment_of, value_trade)
 from transforms.fair_value import FairValues, PriceLookup, map_ledger_prices, ts_key
 from warehouse.numbers import SCALE, ZERO, exact_context
 
@@ -436,8 +436,9 @@ class _Book:
         for leg in legs:
             if not leg.is_fiat:
                 self.holdings[(leg.account_id, leg.asset_id)] += leg.quantity
-            treatment = treatment_of(leg.kind)
-            if not direction_ok(leg.kind, leg.quantity):
+            kind = spec(leg.kind)
+            treatment = kind.treatment
+            if kind.direction != "either" and leg.quantity != 0 and (leg.quantity > 0) != (kind.direction == "in"):
                 self.result.issues.append(f"leg {leg.id}: kind {leg.kind} contradicts its quantity {leg.quantity}; "
                                           "not booked")
                 continue
@@ -493,6 +494,11 @@ class _Book:
 
     def value_event(self, trade: Sequence[PnlLeg]) -> dict[int, Decimal | None]:
         """The trade's one value shared among its legs (``transforms.events.value_trade``), by leg id."""
+        if len(trade) == 2:  # the common case, one leg each way: the same rule without the general machinery
+            a, b = trade
+            received, given = (a, b) if treatment_of(a.kind) is Treatment.ACQUISITION else (b, a)
+            if received is not given and treatment_of(given.kind) is Treatment.DISPOSAL:
+                return self._value_pair(received, given)
         sides = [TradeSide(leg, leg.asset_id, abs(leg.quantity),
                            "fiat" if leg.is_fiat else "stablecoin" if leg.stablecoin else "crypto",
                            treatment_of(leg.kind) is Treatment.ACQUISITION) for leg in trade]
@@ -513,6 +519,23 @@ class _Book:
             for s, share in zip(side, split_value(valuation.value, weights)):
                 shares[s.leg.id] = share
         return shares
+
+    def _value_pair(self, received: PnlLeg, given: PnlLeg) -> dict[int, Decimal | None]:
+        order = ([(l, "fiat") for l in (given, received) if l.is_fiat]
+                 + [(l, "stablecoin") for l in (given, received) if l.stablecoin and not l.is_fiat]
+                 + [(received, "received_price"), (given, "given_price")])
+        tried: set[int] = set()
+        for leg, rule in order:
+            if leg.id in tried:
+                continue
+            tried.add(leg.id)
+            value = self.fair_value(leg)
+            if value is not None:
+                unit = (value / abs(leg.quantity)).quantize(SCALE) if leg.quantity else None
+                self.result.valuations[received.group_id] = Valuation(value, rule, leg.asset_id, unit)
+                return {received.id: value, given.id: value}
+        self.result.valuations[received.group_id] = Valuation(None, "none", None, None)
+        return {received.id: None, given.id: None}
 
     def remove_at_basis(self, leg: PnlLeg, key: tuple[int, int], treatment: Treatment) -> None:
         """Lots leave at basis, no gain (an external or unmatched transfer out, a loan repayment, an adjustment)."""

@@ -156,21 +156,22 @@ TRADE_TREATMENTS = (Treatment.ACQUISITION, Treatment.DISPOSAL)
 STABLECOINS: tuple[str, ...] = ("USDT", "USDC", "DAI", "BUSD", "FDUSD", "TUSD", "USDP", "PYUSD", "GUSD")
 
 
+_SPECS: dict[str, KindSpec] = {k.value: v for k, v in KINDS.items()}
+_UNCLASSIFIED = KINDS[LegKind.UNCLASSIFIED]
+
+
 def spec(kind: str) -> KindSpec:
     """The vocabulary entry of ``kind``; an unknown string is ``unclassified`` (never booked)."""
-    try:
-        return KINDS[LegKind(kind)]
-    except ValueError:
-        return KINDS[LegKind.UNCLASSIFIED]
+    return _SPECS.get(kind, _UNCLASSIFIED)
 
 
 def treatment_of(kind: str) -> Treatment:
-    return spec(kind).treatment
+    return _SPECS.get(kind, _UNCLASSIFIED).treatment
 
 
 def direction_ok(kind: str, quantity: Decimal) -> bool:
     """Whether a leg's sign agrees with its kind's direction (zero agrees with anything)."""
-    direction = spec(kind).direction
+    direction = _SPECS.get(kind, _UNCLASSIFIED).direction
     return direction == "either" or quantity == 0 or (quantity > 0) == (direction == "in")
 
 
