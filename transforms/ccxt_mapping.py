@@ -48,7 +48,7 @@ def resolve_wrapped(exchange_id: str, code: str, account_type: str = "spot") -> 
     text = str(code).upper()
     suffixes = WRAPPER_SUFFIXES.get(exchange_id, {})
     if len(text) > 2 and text[-2:] in suffixes:
-        base = text[:-2]
+        base = str(offline_parser(exchange_id).safe_currency_code(text[:-2])).upper()  # XBT -> BTC
         return UNDERLYING.get(base, base), suffixes[text[-2:]]
     return text, account_type
 
