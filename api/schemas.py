@@ -203,6 +203,12 @@ class LegOut(Model):
         description="for transfer legs, whether the other side was found in an owned account")
     transfer_id: int | None
     counterpart_leg_id: int | None = Field(description="the other leg of a matched transfer")
+    event_type: str | None = Field(None, description="the event the leg belongs to (docs/cost-basis.md, 'Events'): "
+                                   "trade, income, internal_move, loan_draw, unclassified, ...", examples=["trade"])
+    valued_by: str | None = Field(None, description="a trade's valuation rule (fiat | stablecoin | received_price | "
+                                  "given_price | none), set by the cost-basis step", examples=["fiat"])
+    event_value_usd: Money | None = Field(None, description="a trade's one value: the given side's proceeds = the "
+                                          "received side's cost")
 
 
 class RawRecordOut(Model):

@@ -40,7 +40,10 @@ LEDGER_OPTIONAL_COLUMNS = ("account_type", "sub_account")
 BALANCE_COLUMNS = ("timestamp", "account", "asset", "quantity")
 BALANCE_OPTIONAL_COLUMNS = ("account_type", "sub_account")
 
-ACTIONS = ("BUY", "SELL", "TRANSFER_IN", "TRANSFER_OUT", "FEE", "INCOME", "STAKING_REWARD", "AIRDROP")
+ACTIONS = ("BUY", "SELL", "TRANSFER_IN", "TRANSFER_OUT", "FEE", "INCOME", "STAKING_REWARD", "AIRDROP",
+           "BORROW", "REPAY", "INTEREST_EXPENSE", "SPEND", "DEPOSIT", "WITHDRAWAL", "INTEREST", "REBATE", "MINING")
+# unit_price_usd is required for these, except on a BUY/SELL with quote_asset and quote_quantity (valued by the
+# event rule: a fiat side, a stablecoin side, the received asset's price, the given asset's; transforms/events.py)
 PRICED_ACTIONS = ("BUY", "SELL", "INCOME", "STAKING_REWARD", "AIRDROP")
 EARLIEST_TIME = datetime(2009, 1, 3, tzinfo=timezone.utc)  # the Bitcoin genesis block: nothing crypto is older
 ACCOUNT_TYPES = ("spot", "margin", "futures", "funding", "wallet", "vault")
@@ -261,7 +264,9 @@ def read_ledger_csv(file: CsvFile, *, naive_timezone: str | None = None) -> list
         if not row.get("account", "").strip():
             row_errors.append(RowError(line, "account", "is required"))
         _decimal(row, "quantity", line, row_errors, required=True, positive=True)
-        _decimal(row, "unit_price_usd", line, row_errors, required=action in PRICED_ACTIONS, non_negative=True)
+        quoted = bool(row.get("quote_asset", "").strip() and row.get("quote_quantity", "").strip())
+        _decimal(row, "unit_price_usd", line, row_errors,
+                 required=action in PRICED_ACTIONS and not (quoted and action in ("BUY", "SELL")), non_negative=True)
         fee_asset = row.get("fee_asset", "").strip()
         fee = _decimal(row, "fee_amount", line, row_errors, required=bool(fee_asset), non_negative=True)
         if fee is not None and not fee_asset:

@@ -127,7 +127,7 @@ def read_kraken_ledgers(file: CsvFile) -> tuple[list[StagedRow], list[StagedRow]
         record = StagedRow(line, values["txid"], KRAKEN_ACCOUNT, when, payload, payload_hash(payload))
         staged.append(record)
         if values.get("balance"):
-            account_type = kraken_account_type(values.get("wallet", ""))
+            account_type = kraken_account_type(values.get("wallet", ""), values["asset"])
             asset = kraken_asset(values["asset"])
             last_of_day[(account_type, asset, when.date())] = StagedRow(
                 line, values["txid"], KRAKEN_ACCOUNT, when, payload, payload_hash(payload), account_type=account_type,

@@ -210,6 +210,10 @@ def compute(
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["legs"] = len(mapped.legs)
     summary["shortfalls"] = len(book.shortfalls)
+    rules: dict[str, int] = {}
+    for valuation in book.valuations.values():  # each trade's one value: which rule found it (transforms/events.py)
+        rules[valuation.rule] = rules.get(valuation.rule, 0) + 1
+    summary["trades_valued_by"] = dict(sorted(rules.items()))
     if as_json:
         _emit_json(summary)
         return

@@ -1,5 +1,6 @@
-"""Blocking per entity and day: a completeness break at ERROR severity stops PnL and the close of its
-entity from that day on, while other entities (and the days before it) close normally.
+"""Blocking per entity and day: a completeness break at ERROR severity, or a leg of kind ``unclassified`` (an
+operation no mapper understands, transforms/events.py), stops PnL and the close of its entity from that day on,
+while other entities (and the days before it) close normally.
 
 Severity. An entity's reconciliation policy (``recon_policies``, ``coinfrs recon policy``) may set
 ``block_above_usd``: an OPEN break worth more than that (|difference| x the day's close price of the
@@ -89,10 +90,14 @@ def classify_breaks(conn: Connection, entity_id: int, start: date, end: date) ->
 
 
 def first_blocked_day(conn: Connection, entity_id: int, up_to: date) -> date | None:
-    """The entity's first day (up to ``up_to``, any earlier run included) with an open break at ERROR severity."""
+    """The entity's first day (up to ``up_to``, any earlier run included) with an open break at ERROR severity or an
+    ``unclassified`` leg (an operation no mapper understands: PnL cannot be right from that day until it is classified)."""
     return conn.execute(sa.text(
-        "SELECT min(date) FROM breaks WHERE entity_id = :e AND date <= :t AND status = 'open' AND severity = 'error'"),
-        dict(e=entity_id, t=up_to)).scalar()
+        """SELECT min(day) FROM (
+               SELECT min(date) AS day FROM breaks WHERE entity_id = :e AND date <= :t AND status = 'open' AND severity = 'error'
+               UNION ALL
+               SELECT min(close_date) FROM transactions WHERE entity_id = :e AND close_date <= :t AND kind = 'unclassified'
+           ) x"""), dict(e=entity_id, t=up_to)).scalar()
 
 
 def clear_pnl(conn: Connection, entity: Entity, start: date, end: date) -> None:

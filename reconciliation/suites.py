@@ -6,7 +6,9 @@ rows come back for the results table and the Dagster UI.
 
 Severity (what blocks):
 - ``error``: the data is invalid or the check could not run — staging keys empty or ambiguous,
-  unparseable payloads, impossible timestamps, legs of unknown kinds, legs without their account,
+  unparseable payloads, impossible timestamps, legs of kinds outside the vocabulary (transforms/events.py),
+  ``unclassified`` legs (an operation no mapper understands; the failing row carries the raw record), legs whose
+  sign contradicts their kind, legs without their account,
   asset or raw record, matched transfers missing a side. An error fails the day's asset check at
   ERROR severity, which stops PnL and the close of the run (its closes are marked ``failed`` with
   the expectation's name).
@@ -32,15 +34,13 @@ from sqlalchemy.engine import Connection
 
 from reconciliation.completeness import gx_error
 from reconciliation.outages import record_source_outage
+from transforms.events import KIND_VALUES, KINDS
 from warehouse.calendar import days_between, locked_dates
 from warehouse.entities import Entity
 
-# Every kind a registered mapper emits: the ledger CSV, exchanges (borrow/repay of margin loans; ``other`` for an
-# export operation that says nothing more, kept rather than dropped), wallets (``opening_balance`` of a wallet
-# scanned from a later block) and manual adjustments.
-ACCEPTED_KINDS = ("buy", "sell", "deposit", "withdrawal", "fee", "transfer_in", "transfer_out", "income",
-                  "staking_reward", "airdrop", "interest", "funding", "realized_pnl", "rebate", "adjustment",
-                  "borrow", "repay", "opening_balance", "other")
+# The closed vocabulary of leg kinds (transforms/events.py; the database's CHECK constraint enforces it too).
+ACCEPTED_KINDS = KIND_VALUES
+_DIRECTED = {d: [s.kind.value for s in KINDS.values() if s.direction == d] for d in ("in", "out")}
 NON_NEGATIVE_ACCOUNT_TYPES = ("spot", "wallet")
 LIABILITY_ACCOUNT_TYPES = ("margin_loan", "loan")  # may hold a negative balance: the debt
 MAX_FAILING_ROWS = 100
@@ -127,6 +127,22 @@ EXPECTATIONS: tuple[Expectation, ...] = (
                 f"""SELECT l.close_date::text AS date, l.id AS leg_id, l.kind FROM {{batch}} l JOIN entities en ON en.id = l.entity_id
                     WHERE l.entity_id = __E__ AND l.close_date BETWEEN '__S__' AND '__T__'
                       AND NOT (l.kind = ANY(ARRAY[{', '.join(repr(k) for k in ACCEPTED_KINDS)}]))""", "transactions"),
+    Expectation(CANONICAL, "no_unclassified_legs", "error",
+                "every leg's operation is understood (kind not 'unclassified'): an unclassified leg is never booked, and "
+                "PnL is blocked from its day until a rule or a manual classification classifies it",
+                f"""SELECT l.close_date::text AS date, l.id AS leg_id, l.raw_record_id, r.source, r.stream, r.source_raw_id,
+                          r.payload::text AS raw_record FROM {{batch}} l JOIN entities en ON en.id = l.entity_id
+                   JOIN raw_records r ON r.id = l.raw_record_id
+                   WHERE l.entity_id = __E__ AND l.close_date BETWEEN '__S__' AND '__T__' AND l.kind = 'unclassified'""",
+                "transactions"),
+    Expectation(CANONICAL, "kind_agrees_with_direction", "error",
+                "a leg whose kind has a direction moves that way (a buy or income adds, a sell or fee takes away)",
+                f"""SELECT l.close_date::text AS date, l.id AS leg_id, l.raw_record_id, l.kind, l.quantity::text AS quantity
+                   FROM {{batch}} l JOIN entities en ON en.id = l.entity_id
+                   WHERE l.entity_id = __E__ AND l.close_date BETWEEN '__S__' AND '__T__'
+                     AND ((l.kind = ANY(ARRAY[{', '.join(repr(k) for k in _DIRECTED['in'])}]) AND l.quantity < 0)
+                          OR (l.kind = ANY(ARRAY[{', '.join(repr(k) for k in _DIRECTED['out'])}]) AND l.quantity > 0))""",
+                "transactions"),
     Expectation(CANONICAL, "lineage", "error",
                 "every leg references an existing account and asset of the entity and the raw record it came from",
                 """SELECT l.close_date::text AS date, l.id AS leg_id, l.raw_record_id,

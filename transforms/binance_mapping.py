@@ -16,22 +16,27 @@ Every number is parsed from Binance's own strings (``D``), never from ccxt's flo
 - converts (``/sapi/v1/convert/tradeFlow``): ``sell`` of fromAmount, ``buy`` of toAmount (SUCCESS only).
 - dust (one detail of ``/sapi/v1/asset/dribblet``): ``sell`` of the small balance, ``buy`` of the gross BNB
   (transferedAmount + serviceChargeAmount) and the service charge as a BNB ``fee``.
-- margin_interest (``/sapi/v1/margin/interestHistory``): ``interest`` accrued: the margin debt grows.
+- margin_interest (``/sapi/v1/margin/interestHistory``): interest accrued: the margin debt grows (a ``liability`` leg;
+  the expense is booked when it is paid, as part of a repayment).
 - margin_trades (``/sapi/v1/margin/myTrades``): like trades, in the margin account; Binance's record has no
   quoteQty, so the quote amount is price × qty (exact).
 - margin_loans / margin_repays (``/sapi/v1/margin/borrow-repay`` BORROW / REPAY; CONFIRMED only): a loan is
-  ``borrow`` +principal in margin and -principal in margin_loan; a repayment is ``repay`` -amount in margin and
-  +amount in margin_loan (amount = principal + interest paid).
+  ``borrow`` +principal in margin and ``liability`` -principal in margin_loan; a repayment is ``repay`` -principal
+  and ``interest_expense`` -interest in margin, and ``liability`` +amount in margin_loan (amount = principal +
+  interest paid). Neither is taxable; the interest paid is an expense (a disposal at fair value).
 - sub_transfers (``/sapi/v1/sub-account/universalTransfer``; SUCCESS only): ``transfer_out``/``transfer_in``
   between the master's and sub-accounts' account types, matched by ``binance-subtransfer:<tranId>``. Which side
   is the master is in ``source_raw_id`` (``account|tranId|master>sub``); a sub-account is named by its email.
 - sub_accounts (``/sapi/v1/sub-account/list``): no legs (the list of sub-accounts, kept as reported).
-- futures_income (``/fapi/v1/income``): REALIZED_PNL -> realized_pnl, FUNDING_FEE -> funding,
-  COMMISSION -> fee, any other type -> income; TRANSFER carries no leg (the transfers stream books it).
+- futures_income (``/fapi/v1/income``): REALIZED_PNL, INSURANCE_CLEAR, DELIVERED_SETTELMENT -> realized_pnl,
+  FUNDING_FEE -> funding, COMMISSION (and other fees) -> fee, rebates -> rebate, bonuses and rewards -> income; a
+  type not listed (or an amount whose sign contradicts the kind) -> unclassified; TRANSFER carries no leg (the
+  transfers stream books it).
 """
 
 from __future__ import annotations
 
+from transforms.events import directed
 from transforms.ledger_mapping import LegDraft
 from transforms.mappers import StagedRecord, register_mapper
 from warehouse.numbers import D, ZERO
@@ -39,10 +44,35 @@ from warehouse.numbers import D, ZERO
 SOURCE = "binance"
 WALLET_TYPES = {"MAIN": "spot", "MARGIN": "margin", "UMFUTURE": "futures", "FUNDING": "funding",
                 "CMFUTURE": "coin_futures", "OPTION": "options"}
-INCOME_KINDS = {"REALIZED_PNL": "realized_pnl", "FUNDING_FEE": "funding", "COMMISSION": "fee"}
+INCOME_KINDS = {"REALIZED_PNL": "realized_pnl", "INSURANCE_CLEAR": "realized_pnl", "DELIVERED_SETTELMENT": "realized_pnl",
+                "OPTIONS_SETTLE_PROFIT": "realized_pnl", "FUNDING_FEE": "funding", "COMMISSION": "fee",
+                "OPTIONS_PREMIUM_FEE": "fee", "POSITION_LIMIT_INCREASE_FEE": "fee", "COMMISSION_REBATE": "rebate",
+                "API_REBATE": "rebate", "REFERRAL_KICKBACK": "income", "WELCOME_BONUS": "income",
+                "CONTEST_REWARD": "income"}
 WITHDRAWAL_NOT_DEBITED = {1, 3, 5}
 SUB_ACCOUNT_TYPES = {"SPOT": "spot", "USDT_FUTURE": "futures", "COIN_FUTURE": "coin_futures", "MARGIN": "margin",
                      "ISOLATED_MARGIN": "isolated_margin"}
+
+
+EARN_ACCOUNT_TYPE = "earn"
+
+
+def earn_underlying(asset: str) -> str | None:
+    """The asset a Binance Simple Earn flexible position (``LDBTC``, ``LDUSDT``) stands for, else None. Binance
+    reports those positions in the spot balances as their own ``LD`` assets; they are the underlying held in earn.
+    ``LD`` + at least three characters (so Lido's ``LDO`` stays itself)."""
+    text = asset.upper()
+    return text[2:] if text.startswith("LD") and len(text) >= 5 else None
+
+
+def split_earn_balances(balances: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(spot balances, earn balances by underlying asset) of a spot balance report."""
+    spot: dict[str, str] = {}
+    earn: dict[str, str] = {}
+    for asset, value in balances.items():
+        underlying = earn_underlying(asset)
+        (earn if underlying else spot)[underlying or asset] = value
+    return spot, earn
 
 
 class BinanceRecordError(ValueError):
@@ -103,14 +133,20 @@ def map_margin_loan(record: StagedRecord) -> list[LegDraft]:
     if _field(record, "status") != "CONFIRMED":
         return []
     asset, principal = _field(record, "asset"), _number(record, "principal")
-    return [_leg(0, record, "margin", asset, principal, "borrow"), _leg(1, record, "margin_loan", asset, -principal, "borrow")]
+    return [_leg(0, record, "margin", asset, principal, "borrow"),
+            _leg(1, record, "margin_loan", asset, -principal, "liability")]
 
 
 def map_margin_repay(record: StagedRecord) -> list[LegDraft]:
     if _field(record, "status") != "CONFIRMED":
         return []
     asset, amount = _field(record, "asset"), _number(record, "amount")
-    return [_leg(0, record, "margin", asset, -amount, "repay"), _leg(1, record, "margin_loan", asset, amount, "repay")]
+    interest = _number(record, "interest") if record.payload.get("interest") not in (None, "") else ZERO
+    legs = [_leg(0, record, "margin", asset, -(amount - interest), "repay"),
+            _leg(1, record, "margin_loan", asset, amount, "liability")]
+    if interest != ZERO:
+        legs.append(_leg(2, record, "margin", asset, -interest, "interest_expense"))
+    return legs
 
 
 def map_sub_transfer(record: StagedRecord) -> list[LegDraft]:
@@ -179,7 +215,8 @@ def map_futures_income(record: StagedRecord) -> list[LegDraft]:
     amount = _number(record, "income")
     if amount == ZERO:
         return []
-    return [_leg(0, record, "futures", _field(record, "asset"), amount, INCOME_KINDS.get(income_type, "income"))]
+    return [_leg(0, record, "futures", _field(record, "asset"), amount,
+                 directed(INCOME_KINDS.get(income_type, "unclassified"), amount))]
 
 
 def map_convert(record: StagedRecord) -> list[LegDraft]:
@@ -199,7 +236,7 @@ def map_dust(record: StagedRecord) -> list[LegDraft]:
 
 
 def map_margin_interest(record: StagedRecord) -> list[LegDraft]:
-    return [_leg(0, record, "margin_loan", _field(record, "asset"), -_number(record, "interest"), "interest")]
+    return [_leg(0, record, "margin_loan", _field(record, "asset"), -_number(record, "interest"), "liability")]
 
 
 STREAM_MAPPERS = {"trades": map_trade, "deposits": map_deposit, "withdrawals": map_withdrawal,

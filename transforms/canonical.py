@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from ingestion.csv_files import DEFAULT_ACCOUNT_TYPE, SOURCE
 from transforms.asset_registry import ensure_assets
+from transforms.events import event_type
 from transforms.ledger_mapping import LegDraft, leg_id
 from transforms.mappers import StagedRecord, map_record, registered_streams
 from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
@@ -136,7 +137,7 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
         dict(e=entity.id, s=start, t=end, locked=sorted(locked)))
     rows = [
         (leg_id(raw_id, d.leg_index), entity.id, account_ids[(d.account, d.account_type, d.sub_account)],
-         asset_ids[(src, d.asset.strip().upper())], ts, day, d.quantity, d.kind, f"{src}:{raw_id}", d.leg_index,
+         asset_ids[(src, d.asset.strip().upper())], ts, day, d.quantity, d.kind, f"{src}:{d.group or raw_id}", d.leg_index,
          d.unit_price_usd, d.usd_value, d.tx_hash, raw_id, adj)
         for raw_id, src, ts, day, adj, d in drafts
     ]
@@ -146,7 +147,34 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
     copy_rows(conn, "transactions", ("id", "entity_id", "account_id", "asset_id", "ts", "close_date", "quantity", "kind",
                                  "group_id", "leg_index", "unit_price_usd", "usd_value", "tx_hash", "raw_record_id",
                                  "is_adjustment"), rows)
+    _build_events(conn, entity.id, start, end, locked, rows, {v: k[0] for k, v in account_ids.items()})
     return len(rows), sum(1 for r in rows if r[-1])
+
+
+def _build_events(conn: Connection, entity_id: int, start: date, end: date, locked: set[date], rows: list[tuple],
+                  account_names: dict[int, str]) -> None:
+    """One ``events`` row per group of the rebuilt legs: its type (from its leg kinds, transforms/events.py), time,
+    legs and source records. The valuation columns are filled by the cost-basis step (transforms/pnl.py)."""
+    conn.execute(sa.text(
+        "DELETE FROM events WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND NOT (close_date = ANY(:locked))"),
+        dict(e=entity_id, s=start, t=end, locked=sorted(locked)))
+    groups: dict[str, list[tuple]] = {}
+    for row in rows:
+        groups.setdefault(row[8], []).append(row)
+    if not groups:
+        return
+    events = []
+    for group, legs in groups.items():
+        transfer_accounts = {account_names.get(r[2]) for r in legs if r[7] in ("transfer_in", "transfer_out")}
+        kind = event_type((r[7] for r in legs), same_source_accounts=len(transfer_accounts) == 1
+                          and sum(1 for r in legs if r[7] in ("transfer_in", "transfer_out")) > 1)
+        first = min(legs, key=lambda r: (r[4], r[0]))
+        events.append((entity_id, group, kind.value, first[4], first[5], len(legs), sorted({r[13] for r in legs})))
+    conn.execute(sa.text("CREATE TEMP TABLE tmp_events (LIKE events) ON COMMIT DROP"))
+    copy_rows(conn, "tmp_events", ("entity_id", "group_id", "event_type", "ts", "close_date", "legs", "raw_record_ids"),
+              events)
+    conn.execute(sa.text("INSERT INTO events SELECT * FROM tmp_events ON CONFLICT (entity_id, group_id) DO NOTHING"))
+    conn.execute(sa.text("DROP TABLE tmp_events"))
 
 
 _LOCKED_VERSION_LEGS = """

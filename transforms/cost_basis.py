@@ -12,19 +12,25 @@ basis and acquisition dates. Universal -> per account allocates the lots, in the
 to the accounts that hold the asset at that moment (by account id); per account -> universal
 merges them.
 
-Semantics (docs/cost-basis.md has a worked example for each):
-- An acquisition (buy, income, staking reward, airdrop, the quote received on a sale) is a lot at
-  its USD value; a BUY's fee is added to that lot's basis.
-- A disposal (sell, fee, the quote paid on a buy) is matched against the pool's lots; proceeds
-  are its USD value, less the fee of a SELL. A fee paid in a crypto asset is itself a disposal
-  of that asset at fair value (kind ``fee``).
+Semantics (docs/cost-basis.md has a worked example for each): a leg is booked by its kind's treatment
+(``transforms/events.py``, the table "Leg kinds and their treatment"), never by the sign of its quantity.
+- A trade (its ``buy`` and ``sell`` legs) carries one value (``value_trade``: a fiat side, else a stablecoin
+  side, else the received asset's price, else the given asset's): what is received is a lot at that value,
+  what is given is a disposal with that value as proceeds. The trade's fees are added to the basis of its
+  main leg (the first crypto leg) when that leg is received, or taken off its proceeds when it is given.
+  A fee paid in a crypto asset is itself a disposal of that asset at fair value (kind ``fee``).
+- Income (income, staking reward, airdrop, interest earned, rebate, mining) is a lot at fair value; a
+  spend, fee or interest expense a disposal at fair value. A loan draw is a lot at fair value (not income),
+  a repayment leaves at basis; a liability account never holds lots. ``unclassified`` and ``spam`` legs
+  are never booked.
 - Fair value missing from the ledger comes from the ``FairValues`` lookup (transforms/fair_value.py). A figure that
   needs one and has none is never a silent zero: it is listed in ``BookResult.missing_prices``.
 - Holding period: ``HoldingPeriod`` (default ``us``: long-term when the disposal's day is after the anniversary of
   the acquisition's day, in the entity's timezone).
 - A matched internal transfer moves lots (basis and acquisition time) between per-account pools
-  and is invisible to the universal pool. An unmatched outgoing transfer removes lots at basis
-  (no gain); an unmatched incoming one is an acquisition at fair value (zero and flagged if unknown).
+  and is invisible to the universal pool. An unmatched outgoing transfer or an external withdrawal removes
+  lots at basis (no gain); an unmatched incoming one or an external deposit is a lot at fair value (zero and
+  flagged if unknown).
 - A disposal larger than the pool never crashes: the excess is a shortfall (zero basis, flagged,
   listed in ``BookResult.shortfalls``); it disappears when the missing acquisition arrives and
   the book is recomputed forward.
@@ -48,6 +54,8 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Literal
 
+from transforms.events import (TRADE_TREATMENTS, EventType, TradeSide, Treatment, Valuation, spec, split_value,
+                               treatment_of, value_trade)
 from transforms.fair_value import FairValues, PriceLookup, map_ledger_prices, ts_key
 from warehouse.calendar import close_date_of
 from warehouse.numbers import SCALE, ZERO, exact_context
@@ -85,6 +93,7 @@ class PnlLeg:
     transfer_status: str | None = None  # matched | unmatched_out | unmatched_in
     transfer_peer_account_id: int | None = None  # for a matched transfer_out: the receiving account
     unverified: bool = False  # an asset not in the registry (spam until approved): left out of the book
+    stablecoin: bool = False  # a USD stablecoin: a trade against it is valued from its side (transforms/events.py)
 
 
 @dataclass(frozen=True)
@@ -301,6 +310,7 @@ class BookResult:
     schedule: tuple[BookPeriod, ...] = ()
     excluded: dict[int, int] = field(default_factory=dict)  # unverified asset id -> legs left out of the book
     missing_prices: list[MissingPrice] = field(default_factory=list)  # every figure valued without a price
+    valuations: dict[str, Valuation] = field(default_factory=dict)  # a trade's group id -> its one value and rule
 
     @property
     def label(self) -> str:
@@ -488,47 +498,122 @@ class _Book:
 
     # -- events
     def process_group(self, legs: Sequence[PnlLeg]) -> None:
-        fee_value = ZERO
+        """Book one event by its legs' treatments (transforms/events.py), never by the sign of a quantity."""
+        booked: list[tuple[PnlLeg, Treatment]] = []
         for leg in legs:
             if not leg.is_fiat:
                 self.holdings[(leg.account_id, leg.asset_id)] += leg.quantity
-            if leg.kind == "fee" and leg.leg_index > 0:
-                value = self.fair_value(leg)
-                if value is None:
-                    self.missing_price(leg, "fee", "no price for the fee asset; fee valued at zero")
-                    value = ZERO
-                fee_value += value
-        main_kind = legs[0].kind if legs and legs[0].leg_index == 0 else None
-        for leg in legs:
-            if leg.is_fiat:
+            kind = spec(leg.kind)
+            treatment = kind.treatment
+            if kind.direction != "either" and leg.quantity != 0 and (leg.quantity > 0) != (kind.direction == "in"):
+                self.result.issues.append(f"leg {leg.id}: kind {leg.kind} contradicts its quantity {leg.quantity}; "
+                                          "not booked")
+                continue
+            booked.append((leg, treatment))
+        trade = [leg for leg, t in booked if t in TRADE_TREATMENTS and spec(leg.kind).event is EventType.TRADE]
+        fee_value = ZERO
+        shares: dict[int, Decimal | None] = {}
+        main: PnlLeg | None = None
+        if trade:
+            for leg, treatment in booked:
+                if treatment is Treatment.EXPENSE and leg.kind == "fee":
+                    value = self.fair_value(leg)
+                    if value is None:
+                        self.missing_price(leg, "fee", "no price for the fee asset; fee valued at zero")
+                        value = ZERO
+                    fee_value += value
+            shares = self.value_event(trade)
+            main = min((l for l in trade if not l.is_fiat), key=lambda l: (l.leg_index, l.id), default=None)
+        for leg, treatment in booked:
+            if leg.is_fiat or treatment in (Treatment.LIABILITY, Treatment.NONE):
                 continue
             key = self.key(leg.account_id, leg.asset_id)
-            attached_fee = fee_value if leg.leg_index == 0 and main_kind in ("buy", "sell") else ZERO
-            if leg.kind == "transfer_out" and leg.transfer_status == "matched":
-                if self.pool == "account" and leg.transfer_peer_account_id is not None:
+            attached_fee = fee_value if leg is main else ZERO
+            if treatment is Treatment.INTERNAL_TRANSFER and leg.transfer_status == "matched":
+                if leg.quantity < 0 and self.pool == "account" and leg.transfer_peer_account_id is not None:
                     self.move(leg, key, self.key(leg.transfer_peer_account_id, leg.asset_id))
                 continue
-            if leg.kind == "transfer_in" and leg.transfer_status == "matched":
+            outgoing = leg.quantity < 0  # for the treatments whose direction is ``either`` or ``out``
+            if (treatment in (Treatment.EXTERNAL_OUT, Treatment.LOAN_REPAYMENT)
+                    or (treatment in (Treatment.INTERNAL_TRANSFER, Treatment.ADJUSTMENT) and outgoing)):
+                self.remove_at_basis(leg, key, treatment)
                 continue
-            if leg.kind == "transfer_out":  # unmatched: the lots leave at basis, no gain
-                taken, shortfall = self.take(key, -leg.quantity)
-                self.record(key, 3, -leg.quantity - shortfall, sum((b for _, _, b in taken), ZERO))
-                self.result.issues.append(f"leg {leg.id}: unmatched outgoing transfer removed lots at basis")
-                if shortfall > 0:
-                    self.add_shortfall(leg, key, shortfall, "transfer",
-                                       f"leg {leg.id}: transfers out {shortfall} more than the pool held")
-                continue
-            value = self.fair_value(leg)
-            if leg.quantity > 0:
+            if treatment is Treatment.ACQUISITION:
+                value = shares.get(leg.id)
+            elif treatment is Treatment.DISPOSAL and leg.id in shares:
+                value = shares[leg.id]
+            else:
+                value = self.fair_value(leg)
+            if treatment in (Treatment.ACQUISITION, Treatment.INCOME, Treatment.EXTERNAL_IN, Treatment.LOAN_DRAW,
+                             Treatment.INTERNAL_TRANSFER, Treatment.ADJUSTMENT) or (
+                    treatment is Treatment.SETTLEMENT and not outgoing):
                 if value is None:
                     self.missing_price(leg, "acquisition", "acquisition without a price; zero basis, flagged")
                 basis = (value or ZERO) + attached_fee
-                self.acquire(key, leg, leg.quantity, basis, value is None, 2 if leg.kind == "transfer_in" else 0)
-            elif leg.quantity < 0:
+                column = 2 if treatment in (Treatment.INTERNAL_TRANSFER, Treatment.EXTERNAL_IN, Treatment.LOAN_DRAW,
+                                            Treatment.ADJUSTMENT) else 0
+                self.acquire(key, leg, leg.quantity, basis, value is None, column)
+            else:  # DISPOSAL, EXPENSE, a SETTLEMENT paid
                 if value is None:
                     self.missing_price(leg, "disposal", "disposal without a price; zero proceeds")
                 proceeds = (value or ZERO) - attached_fee
-                self.dispose(leg, "fee" if leg.kind == "fee" else "sale", proceeds)
+                self.dispose(leg, "fee" if treatment is Treatment.EXPENSE else "sale", proceeds)
+
+    def value_event(self, trade: Sequence[PnlLeg]) -> dict[int, Decimal | None]:
+        """The trade's one value shared among its legs (``transforms.events.value_trade``), by leg id."""
+        if len(trade) == 2:  # the common case, one leg each way: the same rule without the general machinery
+            a, b = trade
+            received, given = (a, b) if treatment_of(a.kind) is Treatment.ACQUISITION else (b, a)
+            if received is not given and treatment_of(given.kind) is Treatment.DISPOSAL:
+                return self._value_pair(received, given)
+        sides = [TradeSide(leg, leg.asset_id, abs(leg.quantity),
+                           "fiat" if leg.is_fiat else "stablecoin" if leg.stablecoin else "crypto",
+                           treatment_of(leg.kind) is Treatment.ACQUISITION) for leg in trade]
+        valuation = value_trade(sides, self.fair_value)
+        self.result.valuations[trade[0].group_id] = valuation
+        shares: dict[int, Decimal | None] = {}
+        if valuation.value is None:
+            return {leg.id: None for leg in trade}
+        for received in (True, False):
+            side = [s for s in sides if s.received == received]
+            if not side:
+                continue
+            if len({s.asset_id for s in side}) == 1:
+                weights = [s.quantity for s in side]
+            else:  # several assets on one side: shared by their own fair values when all are known, else by quantity
+                own = [self.fair_value(s.leg) for s in side]
+                weights = own if all(v is not None for v in own) else [s.quantity for s in side]
+            for s, share in zip(side, split_value(valuation.value, weights)):
+                shares[s.leg.id] = share
+        return shares
+
+    def _value_pair(self, received: PnlLeg, given: PnlLeg) -> dict[int, Decimal | None]:
+        order = ([(l, "fiat") for l in (given, received) if l.is_fiat]
+                 + [(l, "stablecoin") for l in (given, received) if l.stablecoin and not l.is_fiat]
+                 + [(received, "received_price"), (given, "given_price")])
+        tried: set[int] = set()
+        for leg, rule in order:
+            if leg.id in tried:
+                continue
+            tried.add(leg.id)
+            value = self.fair_value(leg)
+            if value is not None:
+                unit = (value / abs(leg.quantity)).quantize(SCALE) if leg.quantity else None
+                self.result.valuations[received.group_id] = Valuation(value, rule, leg.asset_id, unit)
+                return {received.id: value, given.id: value}
+        self.result.valuations[received.group_id] = Valuation(None, "none", None, None)
+        return {received.id: None, given.id: None}
+
+    def remove_at_basis(self, leg: PnlLeg, key: tuple[int, int], treatment: Treatment) -> None:
+        """Lots leave at basis, no gain (an external or unmatched transfer out, a loan repayment, an adjustment)."""
+        taken, shortfall = self.take(key, -leg.quantity)
+        self.record(key, 3, -leg.quantity - shortfall, sum((b for _, _, b in taken), ZERO))
+        what = {Treatment.INTERNAL_TRANSFER: "unmatched outgoing transfer", Treatment.EXTERNAL_OUT: "external withdrawal",
+                Treatment.LOAN_REPAYMENT: "loan repayment", Treatment.ADJUSTMENT: "outgoing adjustment"}[treatment]
+        self.result.issues.append(f"leg {leg.id}: {what} removed lots at basis")
+        if shortfall > 0:
+            self.add_shortfall(leg, key, shortfall, "transfer",
+                               f"leg {leg.id}: transfers out {shortfall} more than the pool held")
 
     def move(self, leg: PnlLeg, source: tuple[int, int], target: tuple[int, int]) -> None:
         taken, shortfall = self.take(source, -leg.quantity)
@@ -714,7 +799,7 @@ def compute_book(legs: Iterable[PnlLeg], *, method: str = "fifo", pool: str = "u
         fair_values = FairValues(map_ledger_prices(legs))
     if start_state is not None:
         legs = [leg for leg in legs if leg.close_date > start_state.as_of]
-    ordered = sorted(legs, key=lambda l: (l.close_date, l.ts, l.group_id, l.leg_index))
+    ordered = sorted(legs, key=lambda l: (l.close_date, l.ts, l.group_id, l.leg_index, l.id))
     first_day = start_state.as_of + timedelta(days=1) if start_state is not None else (
         ordered[0].close_date if ordered else report_from)
     current = _period_at(periods, start_state.as_of if start_state else (first_day or date.min))

@@ -17,7 +17,8 @@ from datetime import timezone
 from ingestion.csv_files import DEFAULT_ACCOUNT_TYPE, CsvFile, read_ledger_csv
 from transforms.asset_registry import KNOWN_ASSETS
 from transforms.cost_basis import PnlLeg
-from transforms.ledger_mapping import leg_id, map_ledger_record
+from transforms.events import STABLECOINS
+from transforms.ledger_mapping import USD, leg_id, map_ledger_record
 from warehouse.calendar import close_date_of
 
 UTC = timezone.utc
@@ -48,9 +49,13 @@ def map_ledger_files(files: Sequence[CsvFile], *, naive_timezone: str | None = N
                 is_fiat = KNOWN_ASSETS.get(draft.asset, (None, 0, False))[2]
                 if draft.tx_hash:
                     tx_hashes[leg_id(record, draft.leg_index)] = draft.tx_hash
+                usd_value = draft.usd_value
+                if usd_value is None and draft.asset == USD:  # the unit of account is its own value
+                    usd_value = abs(draft.quantity)
                 legs.append(PnlLeg(leg_id(record, draft.leg_index), row.occurred_at, day, account_id, asset_id, is_fiat,
-                                   draft.quantity, draft.kind, f"csv:{record}", draft.leg_index, draft.unit_price_usd,
-                                   draft.usd_value, None, None))
+                                   draft.quantity, draft.kind, f"csv:{draft.group or record}", draft.leg_index,
+                                   draft.unit_price_usd, usd_value, None, None,
+                                   stablecoin=draft.asset in STABLECOINS))
     legs = match_transfers(legs, tx_hashes)
     names = {v: f"{n}" + (f" ({t})" if t != DEFAULT_ACCOUNT_TYPE else "") + (f"/{s}" if s else "")
              for (n, t, s), v in account_ids.items()}

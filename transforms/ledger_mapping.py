@@ -1,6 +1,8 @@
 """Map one staged ledger-CSV record to its canonical legs (pure).
 
-Leg 0 is the action's own movement, leg 1 the quote of a BUY/SELL, leg 2 the fee.
+Leg 0 is the action's own movement, leg 1 the quote of a BUY/SELL (or the loan account's side of a BORROW/REPAY:
+account type ``loan``), leg 2 the fee. Kinds are the vocabulary's (transforms/events.py). A BUY/SELL with a quote
+and no ``unit_price_usd`` carries no USD value: the engine values the trade by the event rule.
 Every leg keeps the raw record it came from; its id is ``raw_record_id * 10 + leg_index``.
 """
 
@@ -23,7 +25,17 @@ _MAIN_LEG = {
     "INCOME": ("income", 1),
     "STAKING_REWARD": ("staking_reward", 1),
     "AIRDROP": ("airdrop", 1),
+    "BORROW": ("borrow", 1),
+    "REPAY": ("repay", -1),
+    "INTEREST_EXPENSE": ("interest_expense", -1),
+    "SPEND": ("spend", -1),
+    "DEPOSIT": ("deposit", 1),
+    "WITHDRAWAL": ("withdrawal", -1),
+    "INTEREST": ("interest", 1),
+    "REBATE": ("rebate", 1),
+    "MINING": ("mining", 1),
 }
+LOAN_ACCOUNT_TYPE = "loan"
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class LegDraft:
     unit_price_usd: Decimal | None
     usd_value: Decimal | None
     tx_hash: str | None
+    group: str | None = None  # the source's own id of the event when it spans records (Kraken refid, ...); None: the record
 
 
 def leg_id(raw_record_id: int, leg_index: int) -> int:
@@ -78,14 +91,19 @@ def map_ledger_record(payload: dict[str, str]) -> list[LegDraft]:
         quote_unit: Decimal | None = None
         quote_asset = ""
         if action in ("BUY", "SELL"):
-            assert value is not None
             quote_asset = _get(payload, "quote_asset").upper() or USD
             quote_qty = _opt_decimal(payload, "quote_quantity")
             if quote_qty is None:  # quoted in USD at quantity x price
+                assert value is not None
                 quote_qty = value
-            quote_unit = Decimal(1) if quote_asset == USD else quantize(value / quote_qty)
+            quote_value = quote_qty if quote_asset == USD else value
+            quote_unit = Decimal(1) if quote_asset == USD else (
+                quantize(value / quote_qty) if value is not None else None)
             quote_kind = "sell" if action == "BUY" else "buy"
-            legs.append(leg(1, quote_asset, -sign * quote_qty, quote_kind, quote_unit, value))
+            legs.append(leg(1, quote_asset, -sign * quote_qty, quote_kind, quote_unit, quote_value))
+        elif action in ("BORROW", "REPAY"):  # the debt: the loan account of the same name moves the other way
+            legs.append(LegDraft(1, account, LOAN_ACCOUNT_TYPE, sub_account, asset, -sign * quantity, "liability", None,
+                                 None, None))
         fee_asset = _get(payload, "fee_asset").upper()
         fee_amount = _opt_decimal(payload, "fee_amount")
         if fee_asset and fee_amount:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from transforms.events import check_kind
 from transforms.ledger_mapping import LegDraft, map_ledger_record
 
 MAX_LEGS_PER_RECORD = 10
@@ -64,6 +65,8 @@ def map_record(record: StagedRecord) -> list[LegDraft]:
         if not 0 <= leg.leg_index < MAX_LEGS_PER_RECORD:
             raise ValueError(f"raw record {record.id} ({record.source}/{record.stream}): leg index {leg.leg_index} "
                              f"outside 0..{MAX_LEGS_PER_RECORD - 1}")
+    for leg in legs:
+        check_kind(leg.kind, f"raw record {record.id} ({record.source}/{record.stream}) leg {leg.leg_index}")
     if len({leg.leg_index for leg in legs}) != len(legs):
         raise ValueError(f"raw record {record.id} ({record.source}/{record.stream}): two legs share a leg index")
     return legs

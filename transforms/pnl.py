@@ -36,6 +36,7 @@ from transforms.cost_basis import (
     compute_book,
     validate_book,
 )
+from transforms.events import STABLECOINS
 from transforms.fair_value import FairValues, PriceRow, load_fair_values, usd_identity
 from warehouse.bulk import copy_rows
 from warehouse.calendar import cutoff_of, locked_dates
@@ -51,9 +52,12 @@ PRICE_HISTORY_FOR_RESTART = timedelta(days=7)
 
 _LEGS_SQL = """
 SELECT l.id, l.ts, l.close_date, l.account_id, l.asset_id, a.is_fiat, l.quantity, l.kind, l.group_id, l.leg_index,
-       l.unit_price_usd, l.usd_value, x.status AS transfer_status,
+       l.unit_price_usd,
+       -- a USD leg is its own value (the unit of account), so a trade against USD is valued from its fiat side
+       CASE WHEN l.usd_value IS NULL AND a.symbol = 'USD' THEN abs(l.quantity) ELSE l.usd_value END AS usd_value,
+       x.status AS transfer_status,
        CASE WHEN x.status = 'matched' AND x.out_leg_id = l.id THEN i.account_id END AS transfer_peer_account_id,
-       a.unverified
+       a.unverified, a.symbol = ANY(:stables) AS stablecoin
 FROM transactions l
 JOIN assets a ON a.id = l.asset_id
 LEFT JOIN transfers x ON x.entity_id = l.entity_id AND (x.out_leg_id = l.id OR x.in_leg_id = l.id)
@@ -69,7 +73,8 @@ def holding_of(entity: Entity) -> HoldingPeriod:
 
 def load_pnl_legs(conn: Connection, entity_id: int, up_to: date, after: date | None = None) -> list[PnlLeg]:
     """The entity's legs booked on (after, up_to] with their transfer status, for the engine."""
-    rows = conn.execute(sa.text(_LEGS_SQL), dict(e=entity_id, t=up_to, after=after or date.min)).mappings()
+    rows = conn.execute(sa.text(_LEGS_SQL), dict(e=entity_id, t=up_to, after=after or date.min,
+                                                 stables=list(STABLECOINS))).mappings()
     return [PnlLeg(**row) for row in rows]
 
 
@@ -334,5 +339,29 @@ def build_pnl(conn: Connection, entity: Entity, start: date, end: date, *, run_i
         books[ident] = result
         restarted[ident] = state.as_of if state else None
         written += write_book(conn, entity, ident, result, start, end, locked, run_id, periods, digests)
+    write_valuations(conn, entity, books[REFERENCE_BOOKS[0]], start, end, locked)
     return PnlStats(books, written, restarted)
+
+
+def write_valuations(conn: Connection, entity: Entity, book: BookResult, start: date, end: date, locked: set[date]) -> None:
+    """Store each trade's one value and how it was found (``events.valued_by``) for the unlocked days of [start, end]
+    (the valuation does not depend on the method or pool: the reference book's is stored)."""
+    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked))
+    conn.execute(sa.text(
+        "UPDATE events SET valued_by = NULL, value_usd = NULL, price_asset_id = NULL, unit_price_usd = NULL"
+        " WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND NOT (close_date = ANY(:locked))"
+        " AND valued_by IS NOT NULL"), params)
+    if not book.valuations:
+        return
+    conn.execute(sa.text("CREATE TEMP TABLE tmp_valuations (group_id text, valued_by text, value_usd numeric,"
+                         " price_asset_id bigint, unit_price_usd numeric) ON COMMIT DROP"))
+    copy_rows(conn, "tmp_valuations", ("group_id", "valued_by", "value_usd", "price_asset_id", "unit_price_usd"),
+              ((group, v.rule, v.value, v.asset_id, v.unit_price) for group, v in book.valuations.items()))
+    conn.execute(sa.text(
+        """UPDATE events e SET valued_by = v.valued_by, value_usd = v.value_usd, price_asset_id = v.price_asset_id,
+                  unit_price_usd = v.unit_price_usd
+           FROM tmp_valuations v
+           WHERE e.entity_id = :e AND e.group_id = v.group_id AND e.close_date BETWEEN :s AND :t
+             AND NOT (e.close_date = ANY(:locked))"""), params)
+    conn.execute(sa.text("DROP TABLE tmp_valuations"))
 

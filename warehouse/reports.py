@@ -311,20 +311,22 @@ _LEG_SELECT = f"""
            {sql_decimal_text("t.usd_value")} AS usd_value, t.tx_hash, t.counterparty_account_id,
            cp.name AS counterparty_account, t.raw_record_id, t.is_adjustment,
            coalesce(o.status, i.status, 'none') AS transfer_status, coalesce(o.id, i.id) AS transfer_id,
-           CASE WHEN o.id IS NOT NULL THEN o.in_leg_id ELSE i.out_leg_id END AS counterpart_leg_id
+           CASE WHEN o.id IS NOT NULL THEN o.in_leg_id ELSE i.out_leg_id END AS counterpart_leg_id,
+           ev.event_type, ev.valued_by, {sql_decimal_text("ev.value_usd")} AS event_value_usd
     FROM transactions t
     JOIN accounts ac ON ac.id = t.account_id
     JOIN assets a ON a.id = t.asset_id
     LEFT JOIN accounts cp ON cp.id = t.counterparty_account_id
     LEFT JOIN transfers o ON o.out_leg_id = t.id
     LEFT JOIN transfers i ON i.in_leg_id = t.id AND o.id IS NULL
+    LEFT JOIN events ev ON ev.entity_id = t.entity_id AND ev.group_id = t.group_id
     WHERE t.entity_id = :entity_id"""
 """The legs with account, asset, counterparty and transfer, every figure formatted by PostgreSQL. SQL text, not a
 Core ``Select``: building and cache-keying that seven-table statement cost more per page than running it."""
 _LEG_KEYS = ("id", "ts", "date", "account_id", "account", "account_type", "sub_account", "asset_id", "asset",
              "quantity", "kind", "group_id", "leg_index", "unit_price_usd", "usd_value", "tx_hash",
              "counterparty_account_id", "counterparty_account", "raw_record_id", "is_adjustment", "transfer_status",
-             "transfer_id", "counterpart_leg_id")
+             "transfer_id", "counterpart_leg_id", "event_type", "valued_by", "event_value_usd")
 
 
 @dataclass(frozen=True)

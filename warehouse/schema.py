@@ -26,6 +26,15 @@ metadata = sa.MetaData(
 )
 
 Exact = sa.Numeric(asdecimal=True)
+# The closed vocabulary (transforms/events.py is its source: LegKind, EventType; a test checks they agree)
+LEG_KINDS: tuple[str, ...] = (
+    "buy", "sell", "fee", "income", "staking_reward", "airdrop", "interest", "rebate", "mining", "spend", "deposit",
+    "withdrawal", "transfer_in", "transfer_out", "borrow", "repay", "liability", "interest_expense", "realized_pnl",
+    "funding", "opening_balance", "adjustment", "spam", "unclassified")
+EVENT_TYPES: tuple[str, ...] = (
+    "trade", "fee", "income", "spend", "external_deposit", "external_withdrawal", "internal_transfer", "internal_move",
+    "loan_draw", "loan_repayment", "interest_expense", "derivatives_settlement", "opening_balance", "adjustment", "spam",
+    "unclassified")
 TS = sa.DateTime(timezone=True)
 
 
@@ -164,7 +173,7 @@ transactions = sa.Table(
     sa.Column("ts", TS, nullable=False),
     sa.Column("close_date", sa.Date, nullable=False, comment="the entity's close day the leg belongs to"),
     sa.Column("quantity", Exact, nullable=False, comment="signed: + into the account, - out"),
-    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, comment="a leg kind of the vocabulary (transforms/events.py)"),
     sa.Column("group_id", sa.Text, nullable=False, comment="ties the legs of one event"),
     sa.Column("leg_index", sa.SmallInteger, nullable=False),
     sa.Column("unit_price_usd", Exact),
@@ -174,9 +183,31 @@ transactions = sa.Table(
     sa.Column("raw_record_id", sa.BigInteger, sa.ForeignKey("raw_records.id"), nullable=False),
     sa.Column("is_adjustment", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("raw_record_id", "leg_index", name="uq_transactions_raw_leg"),
+    sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in LEG_KINDS) + ")", name="kind"),
 )
 sa.Index("ix_transactions_entity_date", transactions.c.entity_id, transactions.c.close_date)
 sa.Index("ix_transactions_account_asset_ts", transactions.c.account_id, transactions.c.asset_id, transactions.c.ts)
+
+# One row per event (the legs sharing a group_id): its type and, for a trade, the one value it was booked at.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("group_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("close_date", sa.Date, nullable=False),
+    sa.Column("legs", sa.Integer, nullable=False),
+    sa.Column("raw_record_ids", sa.ARRAY(sa.BigInteger), nullable=False),
+    sa.Column("valued_by", sa.Text, comment="a trade's valuation rule and price: fiat | stablecoin | received_price | "
+                                            "given_price | none, with asset id @ unit price"),
+    sa.Column("value_usd", Exact, comment="a trade's one value (given side's proceeds = received side's cost)"),
+    sa.Column("price_asset_id", sa.BigInteger, sa.ForeignKey("assets.id")),
+    sa.Column("unit_price_usd", Exact),
+    sa.PrimaryKeyConstraint("entity_id", "group_id"),
+    sa.CheckConstraint("event_type IN (" + ", ".join(f"'{e}'" for e in EVENT_TYPES) + ")", name="event_type"),
+)
+sa.Index("ix_events_entity_date", events.c.entity_id, events.c.close_date)
 
 transfers = sa.Table(
     "transfers",

@@ -43,7 +43,7 @@ from ingestion.ccxt_hosts import point_api_at
 from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
-from transforms.binance_mapping import SOURCE
+from transforms.binance_mapping import EARN_ACCOUNT_TYPE, SOURCE, split_earn_balances
 from warehouse.numbers import D, ZERO, exact_context
 
 DAY_MS = 86_400_000
@@ -339,8 +339,11 @@ class BinanceSync:
             held, debt = _margin_balances(data.get("userAssets", []))
             return [BalanceSnapshotIn(self.account, "margin", "", taken, held, vo),
                     BalanceSnapshotIn(self.account, "margin_loan", "", taken, debt, vo)]
-        if kind == "SPOT":
-            balances = {b["asset"]: _text_sum(b["free"], b["locked"]) for b in data.get("balances", [])}
+        if kind == "SPOT":  # Simple Earn positions (LDBTC, ...) are the underlying held in earn
+            balances, earn = split_earn_balances(
+                {b["asset"]: _text_sum(b["free"], b["locked"]) for b in data.get("balances", [])})
+            return [BalanceSnapshotIn(self.account, account_type, sub_account, taken, balances, vo)] + (
+                [BalanceSnapshotIn(self.account, EARN_ACCOUNT_TYPE, sub_account, taken, earn, vo)] if earn else [])
         else:
             balances = {b["asset"]: _text_sum(b["walletBalance"]) for b in data.get("assets", [])}
         return [BalanceSnapshotIn(self.account, account_type, sub_account, taken, balances, vo)]
@@ -354,10 +357,12 @@ class BinanceSync:
         funding = self.call("POST /sapi/v1/asset/get-funding-asset", self.exchange.sapiPostAssetGetFundingAsset, {})
         held, debt = _margin_balances(margin.get("userAssets", []))
         margin_payload = {"endpoint": "/sapi/v1/margin/account", "response": margin}
+        spot_held, earn_held = split_earn_balances(
+            {b["asset"]: _text_sum(b["free"], b["locked"]) for b in spot.get("balances", [])})
+        spot_payload = {"endpoint": "/api/v3/account", "response": spot}
         snapshots = [
-            BalanceSnapshotIn(self.account, "spot", "", taken,
-                              {b["asset"]: _text_sum(b["free"], b["locked"]) for b in spot.get("balances", [])},
-                              {"endpoint": "/api/v3/account", "response": spot}),
+            BalanceSnapshotIn(self.account, "spot", "", taken, spot_held, spot_payload),
+            *([BalanceSnapshotIn(self.account, EARN_ACCOUNT_TYPE, "", taken, earn_held, spot_payload)] if earn_held else []),
             BalanceSnapshotIn(self.account, "margin", "", taken, held, margin_payload),
             BalanceSnapshotIn(self.account, "margin_loan", "", taken, debt, margin_payload),
             BalanceSnapshotIn(self.account, "futures", "", taken,

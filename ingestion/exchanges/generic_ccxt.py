@@ -43,6 +43,7 @@ from ingestion.ccxt_hosts import point_api_at
 from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
+from transforms.ccxt_mapping import split_wrapped_balances
 
 DAY_MS = 86_400_000
 STREAMS = {"trades": ("fetchMyTrades", "fetch_my_trades"), "deposits": ("fetchDeposits", "fetch_deposits"),
@@ -228,8 +229,9 @@ class CcxtSync:
         for entry in sorted(entries, key=lambda e: (int(e["timestamp"]), str(e["id"]))):
             if entry.get("after") is not None and entry.get("currency"):
                 last[(entry["currency"], _utc(int(entry["timestamp"])).date())] = entry
-        return [BalanceSnapshotIn(self.account, "spot", "", _utc(int(e["timestamp"])), {e["currency"]: str(e["after"])},
-                                  e["info"]) for e in last.values()]
+        return [BalanceSnapshotIn(self.account, account_type, "", _utc(int(e["timestamp"])), held, e["info"])
+                for e in last.values()
+                for account_type, held in split_wrapped_balances(self.source, {e["currency"]: str(e["after"])}).items()]
 
     def sync_stream(self, stream: str) -> None:
         has_key = STREAMS[stream][0]
@@ -246,8 +248,9 @@ class CcxtSync:
         taken = datetime.now(timezone.utc)
         balance = self.call("fetch_balance", self.exchange.fetch_balance)
         totals = {code: str(value) for code, value in (balance.get("total") or {}).items() if value is not None}
-        self._commit("balances", [], None, [BalanceSnapshotIn(self.account, "spot", "", taken, totals,
-                                                              {"method": "fetch_balance", "info": balance.get("info")})])
+        payload = {"method": "fetch_balance", "info": balance.get("info")}
+        self._commit("balances", [], None, [BalanceSnapshotIn(self.account, account_type, "", taken, held, payload)
+                                            for account_type, held in split_wrapped_balances(self.source, totals).items()])
 
     def run(self) -> CcxtSyncStats:
         check_read_only(self.exchange, self.options.retry)

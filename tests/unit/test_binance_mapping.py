@@ -77,7 +77,12 @@ def test_futures_income_kinds_and_transfers_left_to_the_transfer_stream():
         (0, "futures", "USDT", Decimal("-0.37500000"), "funding", None)]
     assert map_futures_income(staged("futures_income", "x", {**income, "incomeType": "TRANSFER"})) == []
     assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "REALIZED_PNL", "income": "12.5"})))[0][4] == "realized_pnl"
-    assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "INSURANCE_CLEAR"})))[0][4] == "income"
+    assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "INSURANCE_CLEAR"})))[0][4] == "realized_pnl"
+    # a type no rule knows, or a sign that contradicts the kind, is unclassified (never booked, blocks PnL)
+    assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "NEW_TYPE"})))[0][4] == "unclassified"
+    assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "WELCOME_BONUS"})))[0][4] == "unclassified"
+    assert legs(map_futures_income(staged("futures_income", "x", {**income, "incomeType": "COMMISSION_REBATE",
+                                                                    "income": "0.1"})))[0][4] == "rebate"
 
 
 def test_convert_dust_and_margin_interest():
@@ -95,7 +100,7 @@ def test_convert_dust_and_margin_interest():
     interest = {"txId": 1352286576452864727, "interestAccuredTime": 1672160400000, "asset": "USDT", "rawAsset": "USDT",
                 "principal": "45.3313", "interest": "0.00024996", "interestRate": "0.00013233", "type": "ON_BORROW"}
     assert legs(map_margin_interest(staged("margin_interest", "main|1", interest))) == [
-        (0, "margin_loan", "USDT", Decimal("-0.00024996"), "interest", None)]  # the debt grows
+        (0, "margin_loan", "USDT", Decimal("-0.00024996"), "liability", None)]  # the debt grows; expensed when paid
 
 
 MARGIN_TRADE = {"commission": "0.00006000", "commissionAsset": "BTC", "id": 34, "isBestMatch": True, "isBuyer": True,
@@ -114,11 +119,12 @@ def test_loans_and_repayments_move_the_margin_assets_and_the_debt_together():
               "principal": "14.00000000", "status": "CONFIRMED", "timestamp": 1563438204000, "txId": 2970933056}
     assert legs(map_margin_loan(staged("margin_loans", "main|2970933056", borrow))) == [
         (0, "margin", "BNB", Decimal("14.00000000"), "borrow", None),
-        (1, "margin_loan", "BNB", Decimal("-14.00000000"), "borrow", None)]
+        (1, "margin_loan", "BNB", Decimal("-14.00000000"), "liability", None)]
     repay = {**borrow, "type": "AUTO", "amount": "14.00000000", "interest": "0.01866667", "principal": "13.98133333"}
     assert legs(map_margin_repay(staged("margin_repays", "main|2970933057", repay))) == [
-        (0, "margin", "BNB", Decimal("-14.00000000"), "repay", None),
-        (1, "margin_loan", "BNB", Decimal("14.00000000"), "repay", None)]
+        (0, "margin", "BNB", Decimal("-13.98133333"), "repay", None),  # the principal: leaves at basis
+        (1, "margin_loan", "BNB", Decimal("14.00000000"), "liability", None),  # the debt paid: principal + interest
+        (2, "margin", "BNB", Decimal("-0.01866667"), "interest_expense", None)]  # the interest: an expense
     assert map_margin_repay(staged("margin_repays", "main|1", {**repay, "status": "PENDING"})) == []
 
 
@@ -138,3 +144,10 @@ def test_a_sub_account_transfer_names_the_sub_account_by_email_and_matches_by_tr
 
 def test_the_registry_maps_binance_streams():
     assert len(map_record(staged("trades", "main|ETH/BTC|28457", TRADE))) == 3
+
+
+def test_simple_earn_positions_are_the_underlying_held_in_earn():
+    from transforms.binance_mapping import split_earn_balances
+
+    assert split_earn_balances({"BTC": "1", "LDBTC": "0.5", "LDUSDT": "20", "LDO": "3"}) == (
+        {"BTC": "1", "LDO": "3"}, {"BTC": "0.5", "USDT": "20"})

@@ -135,3 +135,38 @@ def test_a_reorg_reversal_negates_the_legs_as_booked() -> None:
         (0, Decimal("1.5"), "adjustment"), (2, Decimal("0.000021"), "adjustment")]
     with pytest.raises(EvmRecordError, match="raw record"):
         map_evm_reversal(staged("evm_reorg_reversals", {"legs": [{"leg_index": 0}]}))
+
+
+def test_kraken_wrapped_codes_are_the_underlying_in_another_account_type():
+    from transforms.ccxt_mapping import resolve_wrapped, split_wrapped_balances
+
+    assert resolve_wrapped("kraken", "BTC.M") == ("BTC", "staking")
+    assert resolve_wrapped("kraken", "ETH2.S") == ("ETH", "staking")
+    assert resolve_wrapped("kraken", "BTC.F") == ("BTC", "earn")
+    assert resolve_wrapped("kraken", "BTC") == ("BTC", "spot")
+    assert resolve_wrapped("binance", "BTC.M") == ("BTC.M", "spot")  # only exchanges known to use the suffixes
+    assert split_wrapped_balances("kraken", {"BTC": "1", "BTC.M": "0.5", "BTC.B": "0.25"}) == {
+        "spot": {"BTC": "1"}, "staking": {"BTC": "0.75"}}
+
+
+def test_kraken_ledger_entries_group_by_refid_and_staking_moves_match_by_amount_and_time():
+    from datetime import datetime, timezone
+
+    from transforms.ccxt_mapping import map_ledger_entry
+    from transforms.mappers import StagedRecord
+
+    def entry(ident, refid, kind, subtype, asset, amount, fee="0.0000000000"):
+        payload = {"id": ident, "refid": refid, "time": 1767441600.0, "type": kind, "subtype": subtype,
+                   "aclass": "currency", "asset": asset, "amount": amount, "fee": fee, "balance": "1.0"}
+        return map_ledger_entry(StagedRecord(1, "kraken", "ledger", "kraken", f"kraken|{ident}",
+                                             datetime(2026, 1, 3, 12, tzinfo=timezone.utc), payload))
+
+    usd, btc = entry("L1", "T1", "trade", "", "ZUSD", "-4206.7200", "10.9400"), entry("L2", "T1", "trade", "", "XXBT", "0.1")
+    assert {leg.group for leg in usd + btc} == {"kraken:T1"}  # one trade event: one value, the USD fee reaches the cost
+    assert [(leg.asset, leg.kind) for leg in usd + btc] == [("USD", "sell"), ("USD", "fee"), ("BTC", "buy")]
+    [out] = entry("L3", "S1", "transfer", "spottostaking", "XXBT", "-0.05")
+    [into] = entry("L4", "S2", "transfer", "stakingfromspot", "XBT.M", "0.05")
+    assert (out.account_type, out.asset, out.kind, out.tx_hash) == ("spot", "BTC", "transfer_out", None)
+    assert (into.account_type, into.asset, into.kind, into.tx_hash) == ("staking", "BTC", "transfer_in", None)
+    [odd] = entry("L5", "X1", "someday", "", "XXBT", "0.01")
+    assert odd.kind == "unclassified"

@@ -169,7 +169,7 @@ def test_zero_price_and_zero_fee_are_allowed():
 # ----------------------------------------------------------------------------- actions and prices
 
 
-@pytest.mark.parametrize("action", ["SWAP", "DEPOSIT", "BUYY", "TRANSFER"])
+@pytest.mark.parametrize("action", ["SWAP", "LEND", "BUYY", "TRANSFER"])  # DEPOSIT is an action since the event layer
 def test_unknown_action(action):
     errors = ledger_errors(ledger(row(action=action)))
     assert where(errors) == {(2, "action")}
