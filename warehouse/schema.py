@@ -413,7 +413,11 @@ journal_accounts = sa.Table(
               comment="inventory | clearing | realized_gain | fee_expense | income"),
     sa.Column("code", sa.Text, nullable=False, comment="the general-ledger account number"),
     sa.Column("name", sa.Text, nullable=False),
-    sa.PrimaryKeyConstraint("entity_id", "role"),
+    sa.Column("asset", sa.Text, nullable=False, server_default="",
+              comment="asset symbol the mapping applies to; '' for every asset"),
+    sa.Column("account_type", sa.Text, nullable=False, server_default="",
+              comment="ledger account type (spot, wallet, ...); '' for every type"),
+    sa.PrimaryKeyConstraint("entity_id", "role", "asset", "account_type"),
     comment="per-entity general-ledger accounts of the journal entries (defaults in warehouse/journal.py)",
 )
 
