@@ -2,9 +2,9 @@
 
 A CSV holds money and quantities as exact decimal text. An XLSX writes the columns the response model
 declares numeric (``Money``, ``Quantity``, ``Cents``: marked ``Numeric`` in api/schemas.py) as number cells
-with a number format, and integer columns (counts, ids) as integers, so a spreadsheet can sum them; the cell's
-stored text is the exact decimal (openpyxl writes a ``Decimal`` as its own digits, never via a binary float),
-though Excel itself keeps 15 significant digits of what it reads. Text cells that a spreadsheet would run as a
+with a number format, and integer columns (counts, ids) as integers, so a spreadsheet can sum them. A number
+cell holds 16 significant digits (openpyxl writes ``%.16g``; Excel keeps 15): enough for any amount in cents,
+while the CSV and the JSON keep every decimal exactly. Text cells that a spreadsheet would run as a
 formula (``=``, ``+``, ``-``, ``@`` followed by something that is not a number) are prefixed with ``'``.
 """
 
