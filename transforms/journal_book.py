@@ -39,7 +39,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import groupby
 
-from transforms.cost_basis import BookResult, Disposal, PnlLeg, PoolDay, compute_book
+from transforms.cost_basis import BookPeriod, BookResult, Disposal, PnlLeg, PoolDay, compute_book
 from transforms.fair_value import PriceLookup
 from warehouse.numbers import ZERO, exact_context
 
@@ -200,8 +200,7 @@ def _acquisition_values(day_legs: Sequence[PnlLeg], acquirers: set[int], fair_va
         if slot not in pseudo:
             pseudo[slot] = len(pseudo) + 1
             origin[pseudo[slot]] = (leg.account_id, tag)
-        isolated.append(replace(leg, account_id=pseudo[slot], transfer_status=None, transfer_peer_account_id=None,
-                                kind="sell" if leg.kind in ("transfer_out",) else leg.kind))
+        isolated.append(replace(leg, account_id=pseudo[slot], transfer_status=None, transfer_peer_account_id=None))
     values: dict[tuple[int, int, str], Decimal] = defaultdict(Decimal)
     if not isolated:
         return values
@@ -436,18 +435,21 @@ def tieout(gl: Mapping[Key, Decimal], open_lots_basis: Mapping[Key, Decimal]) ->
     return rows
 
 
+def pool_in_force(periods: Sequence[BookPeriod], day: date) -> str:
+    """The pool type (universal or account) a book's schedule has in force on ``day``."""
+    ordered = sorted(periods, key=lambda p: p.effective_from or date.min)
+    current = ordered[0]
+    for period in ordered:
+        if period.effective_from is None or period.effective_from <= day:
+            current = period
+    return current.pool
+
+
 def view_of_book(book: BookResult, legs: Sequence[PnlLeg], fair_values: PriceLookup, first: date, last: date, *,
                  fiat: Mapping[int, str], currency: str = "USD") -> BookView:
     """A ``BookView`` of an in-memory book (run with ``report_from`` on or before ``first``)."""
-    periods = sorted(book.schedule, key=lambda p: p.effective_from or date.min)
-
-    def pool_of(day: date) -> str:
-        current = periods[0].pool if periods else book.pool
-        for p in periods:
-            if p.effective_from is None or p.effective_from <= day:
-                current = p.pool
-        return current
-
+    periods = list(book.schedule) or [BookPeriod(None, book.method, book.pool)]
+    pool_of = lambda day: pool_in_force(periods, day)  # noqa: E731
     opening: dict[Key, Decimal] = {}
     for row in book.days:
         if row.date < first:

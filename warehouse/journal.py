@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from transforms.cost_basis import BookPeriod, Disposal, PoolDay, compute_book
+from transforms.cost_basis import Disposal, PoolDay, compute_book
 from transforms.fair_value import load_fair_values
 from transforms.journal_book import (
     INVENTORY,
@@ -35,6 +35,7 @@ from transforms.journal_book import (
     build_journal,
     cents,
     gl_balance_at,
+    pool_in_force,
     tieout,
     view_of_book,
 )
@@ -171,14 +172,6 @@ class _LazyPrices:
         return self.values.price_at(asset_id, ts)
 
 
-def _period_at(periods: list[BookPeriod], day: date) -> BookPeriod:
-    current = periods[0]
-    for period in periods:
-        if period.effective_from is None or period.effective_from <= day:
-            current = period
-    return current
-
-
 def _fiat(conn: Connection) -> dict[int, str]:
     return dict(conn.execute(sa.text("SELECT id, symbol FROM assets WHERE is_fiat")).all())
 
@@ -191,7 +184,7 @@ def first_book_day(conn: Connection, entity: Entity, ident: tuple[str, str]) -> 
 def load_book_view(conn: Connection, entity: Entity, ident: tuple[str, str], first: date, last: date) -> BookView:
     """The stored (USD) book's figures for [first, last] as the journal reads them."""
     periods = book_schedule(conn, entity.id, *ident)
-    pool_of = lambda day: _period_at(periods, day).pool  # noqa: E731
+    pool_of = lambda day: pool_in_force(periods, day)  # noqa: E731
     params = dict(e=entity.id, m=ident[0], p=ident[1], s=first, t=last)
     days = [PoolDay(r.date, r.pool_account_id, r.asset_id, r.quantity, r.cost_basis, None, None, None, ZERO,
                     (r.aq, r.ab, r.dq, r.db, r.iq, r.ib, r.oq, r.ob))

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.ledger_dsl import ASSETS, Ledger
+from transforms.cost_basis import BookPeriod
 from tests.unit.test_cost_basis_properties import BOOKS, START, build, event
 from transforms.journal_book import (
     EVENT_ORDER,
@@ -150,8 +151,11 @@ PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCh
 @given(st.lists(event, max_size=14), st.booleans())
 def test_every_entry_balances_in_cents_and_gl_equals_subledger_at_every_close(events: list[tuple], shortfalls: bool) -> None:
     L, end = build(events, allow_shortfalls=shortfalls)
-    for method, pool in BOOKS:
-        book = L.book(method, pool, report_from=START.isoformat(), report_to=end.isoformat(), keep_open_lots=True)
+    switch = [BookPeriod(None, "fifo", "universal"), BookPeriod(START + (end - START) // 2, "average", "account")]
+    for method, pool in [*BOOKS, ("schedule", "schedule")]:
+        book = L.book(method if method != "schedule" else "fifo", pool if pool != "schedule" else "universal",
+                      schedule=switch if method == "schedule" else None, report_from=START.isoformat(),
+                      report_to=end.isoformat(), keep_open_lots=True)
         journal = build_journal(view_of_book(book, L.legs, L.fair_values(), START, end, fiat=FIAT))
         for entry in journal.entries:
             assert entry.total_debit == entry.total_credit, (method, pool, entry)
