@@ -369,6 +369,32 @@ class TrialBalanceRowOut(Model):
     closing: Cents = Field(description="opening + debits - credits")
 
 
+class AssetRollforwardRowOut(Model):
+    """One asset (and ledger account in a per-account book) over a period: opening + in - out - fees = closing."""
+
+    asset: str | None
+    account: str | None = Field(description="the ledger account (per-account books); null for a universal pool")
+    currency: str
+    date_from: dt.date = Field(alias="from")
+    to: dt.date
+    opening_quantity: Quantity
+    opening_cost: Money
+    opening_fair_value: Money | None = Field(description="at the close price of the day before `from`; null: unpriced")
+    in_quantity: Quantity = Field(description="acquired, and moved or transferred in")
+    in_cost: Money
+    out_quantity: Quantity = Field(description="sold or otherwise disposed of, and moved or transferred out")
+    out_cost: Money
+    out_proceeds: Money = Field(description="what the disposals (not fees) realized")
+    fees_quantity: Quantity = Field(description="paid as fees")
+    fees_cost: Money
+    fees_value: Money
+    closing_quantity: Quantity
+    closing_cost: Money
+    closing_fair_value: Money | None = Field(description="at the close price of `to`; null: unpriced")
+    fair_value_change: Money | None = Field(description="closing - opening fair value - in + out proceeds + fees "
+                                                        "value: the period's holding gains")
+
+
 class TieoutRowOut(Model):
     asset: str | None
     account: str | None = Field(description="the ledger account (per-account books); null for a universal pool")

@@ -174,6 +174,37 @@ def journal_trial_balance(entity: EntityOpt, date_from: FromOpt, date_to: ToOpt,
     console.print(table)
 
 
+@app.command("rollforward")
+def journal_rollforward(entity: EntityOpt, date_from: FromOpt, date_to: ToOpt, as_json: JsonOpt = False,
+                        method: MethodOpt = "configured", pool: PoolOpt = None) -> None:
+    """Asset roll-forward per asset (and account): opening + in - out - fees = closing, in quantity, cost and fair value."""
+    import json
+
+    from transforms.journal_book import JournalError
+    from warehouse.db import get_engine
+    from warehouse.journal import asset_rollforward_rows
+    from warehouse.reports import ReportParameterError
+
+    start, end = _day(date_from, "--from"), _day(date_to, "--to")
+    with get_engine().connect() as conn:
+        record = _entity(conn, entity)
+        try:
+            rows = asset_rollforward_rows(conn, record, start, end, method=method, pool=pool)
+        except (ReportParameterError, JournalError) as exc:
+            _fail(exc)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("asset", "account", "open qty", "open cost", "in cost", "out cost", "fees cost", "close qty",
+                  "close cost", "close fair value")
+    for r in rows:
+        table.add_row(r["asset"] or "", r["account"] or "", r["opening_quantity"],
+                      *(_amount(r[k]) for k in ("opening_cost", "in_cost", "out_cost", "fees_cost")),
+                      r["closing_quantity"], _amount(r["closing_cost"]),
+                      _amount(r["closing_fair_value"]) if r["closing_fair_value"] is not None else "unpriced")
+    console.print(table)
+
+
 @app.command("tieout")
 def journal_tieout(entity: EntityOpt, day: Annotated[str, typer.Option("--date", help="Close day, YYYY-MM-DD.")],
                    as_json: JsonOpt = False, method: MethodOpt = "configured", pool: PoolOpt = None) -> None:

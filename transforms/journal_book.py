@@ -458,3 +458,76 @@ def view_of_book(book: BookResult, legs: Sequence[PnlLeg], fair_values: PriceLoo
                     [d for d in book.disposals if first <= d.date <= last], opening,
                     [l for l in legs if first <= l.close_date <= last], fair_values, pool_of, fiat, currency,
                     {k: True for k in opening})
+
+
+@dataclass(frozen=True)
+class RollForwardRow:
+    """One pool's roll-forward over a period: ``opening + in - out - fees = closing``, in quantity and cost.
+
+    ``in``: acquisitions and lots moved or transferred in; ``out``: sales (and other disposals) and lots moved or
+    transferred out; ``fees``: fee disposals. Fair value: at the opening and closing close prices (None when
+    unpriced); flows at their own value (``in`` at cost, which is the acquisition's fair value plus fees;
+    ``out_proceeds`` and ``fees_value`` what the disposals realized); ``fair_value_change`` is the rest (realized
+    and unrealized holding gains)."""
+
+    pool_account_id: int
+    asset_id: int
+    opening_quantity: Decimal
+    opening_cost: Decimal
+    opening_fair_value: Decimal | None
+    in_quantity: Decimal
+    in_cost: Decimal
+    out_quantity: Decimal
+    out_cost: Decimal
+    out_proceeds: Decimal
+    fees_quantity: Decimal
+    fees_cost: Decimal
+    fees_value: Decimal
+    closing_quantity: Decimal
+    closing_cost: Decimal
+    closing_fair_value: Decimal | None
+    fair_value_change: Decimal | None
+
+
+Snapshot = tuple[Decimal, Decimal, Decimal | None]  # quantity, cost, fair value at a close
+
+
+def asset_rollforward(days: Sequence[PoolDay], disposals: Sequence[Disposal], opening: Mapping[Key, Snapshot],
+                      closing: Mapping[Key, Snapshot]) -> list[RollForwardRow]:
+    """The roll-forward per pool of the book's rows and disposals of a period; a pool whose figures do not roll
+    (opening + in - out - fees != closing) is a ``JournalError``."""
+    with exact_context():
+        moves: dict[Key, list[Decimal]] = defaultdict(lambda: [ZERO] * 8)
+        for row in days:
+            acc = moves[(row.pool_account_id, row.asset_id)]
+            for i, value in enumerate(row.movements):
+                acc[i] += value
+        fees: dict[Key, list[Decimal]] = defaultdict(lambda: [ZERO] * 3)
+        proceeds: dict[Key, Decimal] = defaultdict(Decimal)
+        for d in disposals:
+            key = (d.pool_account_id, d.asset_id)
+            if d.kind == "fee":
+                f = fees[key]
+                f[0] += d.quantity - d.shortfall_quantity
+                f[1] += d.cost_basis
+                f[2] += d.proceeds
+            else:
+                proceeds[key] += d.proceeds
+        rows = []
+        empty: Snapshot = (ZERO, ZERO, ZERO)
+        for key in sorted(set(moves) | set(opening) | set(closing) | set(fees) | set(proceeds)):
+            m = moves.get(key, [ZERO] * 8)
+            oq, oc, ofv = opening.get(key, empty)
+            cq, cc, cfv = closing.get(key, empty)
+            fq, fc, fv = fees.get(key, [ZERO] * 3)
+            in_q, in_c = m[0] + m[4], m[1] + m[5]
+            out_q, out_c = m[2] - fq + m[6], m[3] - fc + m[7]
+            if oq + in_q - out_q - fq != cq or oc + in_c - out_c - fc != cc:
+                raise JournalError(f"pool {key}: opening {oq}/{oc} + in {in_q}/{in_c} - out {out_q}/{out_c} - fees "
+                                   f"{fq}/{fc} != closing {cq}/{cc} (quantity/cost): stale book, close again")
+            if not any((oq, oc, in_q, in_c, out_q, out_c, fq, fc, cq, cc, proceeds.get(key, ZERO))):
+                continue
+            change = (cfv - ofv - in_c + proceeds.get(key, ZERO) + fv) if cfv is not None and ofv is not None else None
+            rows.append(RollForwardRow(key[0], key[1], oq, oc, ofv, in_q, in_c, out_q, out_c, proceeds.get(key, ZERO),
+                                       fq, fc, fv, cq, cc, cfv, change))
+    return rows

@@ -373,7 +373,7 @@ def _tieout_dicts(conn: Connection, entity: Entity, ident: tuple[str, str], ledg
         item: dict[str, Any] = {
             "asset": names.assets.get(row.asset_id), "account": names.account_label(row.pool_account_id),
             "currency": ledger.currency, "gl": _money(row.gl), "subledger": _money(row.subledger),
-            "difference": _money(row.difference), "ties": row.ties}
+            "difference": _money(row.difference), "ties": row.ties, "entries": None, "lots": None}
         if explain and not row.ties:
             item["entries"] = [_entry_dict(e, ledger, mapping, names) for e in ledger.journal.entries
                                if e.date == day and any(l.role == INVENTORY and l.asset_id == row.asset_id
@@ -442,3 +442,54 @@ def enforce_tieout(conn: Connection, entity: Entity, start: date, end: date, *, 
     for failure in failures:
         write_failed_closes(conn, entity, failure.date, failure.date, message=failure.message, run_id=run_id)
     return failures
+
+
+# ---------------------------------------------------------------- asset roll-forward
+
+_SNAPSHOT_SQL = """
+SELECT DISTINCT ON (pool_account_id, asset_id) pool_account_id, asset_id, quantity, cost_basis, market_value
+FROM pnl_daily WHERE entity_id = :e AND method = :m AND pool = :p AND date <= :d
+ORDER BY pool_account_id, asset_id, date DESC
+"""
+
+
+def _snapshots(rows: Any) -> dict[tuple[int, int], tuple[Decimal, Decimal, Decimal | None]]:
+    return {(r.pool_account_id, r.asset_id): (r.quantity, r.cost_basis,
+                                               r.market_value if r.quantity else ZERO) for r in rows}
+
+
+def asset_rollforward_rows(conn: Connection, entity: Entity, date_from: date, date_to: date, *,
+                           method: str | None = None, pool: str | None = None) -> list[dict[str, Any]]:
+    """Per asset (and ledger account in a per-account book) over the period: opening + in - out - fees = closing in
+    quantity, cost and fair value (``transforms.journal_book.asset_rollforward``), in the reporting currency."""
+    from transforms.journal_book import asset_rollforward
+    from warehouse.numbers import to_text
+
+    ident = parse_book(method, pool)
+    if date_from > date_to:
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+    currency = (entity.reporting_currency or "USD").upper()
+    if currency == "USD":
+        view = load_book_view(conn, entity, ident, date_from, date_to)
+        params = dict(e=entity.id, m=ident[0], p=ident[1])
+        opening = _snapshots(conn.execute(sa.text(_SNAPSHOT_SQL), {**params, "d": date_from - timedelta(days=1)}))
+        closing = _snapshots(conn.execute(sa.text(_SNAPSHOT_SQL), {**params, "d": date_to}))
+    else:
+        view, book = _translated_view(conn, entity, ident, date_from, date_to, currency)
+        opening, closing = {}, {}
+        for row in book.days:
+            snap = (row.quantity, row.cost_basis, row.market_value if row.quantity else ZERO)
+            if row.date < date_from:
+                opening[(row.pool_account_id, row.asset_id)] = snap
+            if row.date <= date_to:
+                closing[(row.pool_account_id, row.asset_id)] = snap
+    rows = asset_rollforward(view.days, view.disposals, opening, closing)
+    names = _Names(conn, entity.id)
+    text = lambda v: to_text(v) if v is not None else None  # noqa: E731
+    return [{"asset": names.assets.get(r.asset_id), "account": names.account_label(r.pool_account_id),
+             "currency": currency, "from": date_from.isoformat(), "to": date_to.isoformat(),
+             **{f: text(getattr(r, f)) for f in (
+                 "opening_quantity", "opening_cost", "opening_fair_value", "in_quantity", "in_cost", "out_quantity",
+                 "out_cost", "out_proceeds", "fees_quantity", "fees_cost", "fees_value", "closing_quantity",
+                 "closing_cost", "closing_fair_value", "fair_value_change")}}
+            for r in rows]

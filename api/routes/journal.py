@@ -12,7 +12,15 @@ from api.envelope import list_success
 from api.errors import Conflict
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, list_or_export, requested_format
 from api.routes import COMMON_ERRORS
-from api.schemas import IsoDate, JournalEntryOut, JournalLineRow, ListEnvelope, TieoutRowOut, TrialBalanceRowOut
+from api.schemas import (
+    AssetRollforwardRowOut,
+    IsoDate,
+    JournalEntryOut,
+    JournalLineRow,
+    ListEnvelope,
+    TieoutRowOut,
+    TrialBalanceRowOut,
+)
 from transforms.journal_book import JournalError
 from warehouse import journal, reports
 
@@ -109,3 +117,28 @@ def get_tieout(
         raise _book_error(exc) from None
     return list_or_export(request, fmt, f"tieout-{entity.name}-{day}", TieoutRowOut, rows, entity=entity.name,
                           date=day.isoformat(), ties=all(r["ties"] for r in rows))
+
+
+@router.get("/journal/asset-rollforward", response_model=ListEnvelope[AssetRollforwardRowOut],
+            summary="Asset roll-forward in quantity, cost and fair value", responses=EXPORT_RESPONSES)
+@cached_by_snapshot
+def get_asset_rollforward(
+    request: Request,
+    entity: CurrentEntity,
+    conn: ConnDep,
+    date_from: Annotated[IsoDate, Query(alias="from", description="First close day of the period")],
+    date_to: Annotated[IsoDate, Query(alias="to", description="Last close day of the period")],
+    method: MethodQuery = "configured",
+    pool: PoolQuery = None,
+    fmt: FormatQuery = None,
+):
+    """Per asset (and ledger account for a per-account book): opening + in - out - fees = closing, in quantity and
+    cost (exact decimals), and in fair value at the opening and closing close prices, in the reporting currency."""
+    check_date_range(request, date_from, date_to, required=True)
+    try:
+        rows = journal.asset_rollforward_rows(conn, entity, date_from, date_to, method=method, pool=pool)
+    except JournalError as exc:
+        raise _book_error(exc) from None
+    return list_or_export(request, fmt, f"asset-rollforward-{entity.name}-{date_from}-{date_to}",
+                          AssetRollforwardRowOut, rows, entity=entity.name,
+                          **{"from": date_from.isoformat(), "to": date_to.isoformat()})

@@ -101,6 +101,20 @@ def test_entries_come_from_the_book_balance_in_cents_and_tie_out(client: TestCli
     assert sum(Decimal(r["closing"]) for r in rows.values()) == 0
     assert client.get("/api/v1/journal-entries", headers=auth(seed.key_b),
                       params={"from": "2024-03-01", "to": "2024-03-02"}).json()["data"] == []
+    # asset roll-forward: opening + in - out - fees = closing in quantity and cost; fair value at the close price
+    rf = client.get("/api/v1/journal/asset-rollforward", headers=auth(seed.key_a),
+                    params={"from": "2024-03-01", "to": "2024-03-02"})
+    assert rf.status_code == 200, rf.text
+    by_asset = {r["asset"]: r for r in rf.json()["data"]}
+    eth = by_asset["ETH"]
+    assert (eth["opening_quantity"], eth["in_quantity"], eth["in_cost"], eth["out_quantity"], eth["out_cost"],
+            eth["out_proceeds"], eth["closing_quantity"], eth["closing_cost"]) == (
+        "0", "6.01", "13030.101", "1", "3000.1", "2000", "5.01", "10030.001")
+    # 5.01 ETH at 2000 = 10020; the period's holding gain: 10020 - 0 - 13030.101 + 2000 = -1010.101
+    assert (eth["closing_fair_value"], eth["fair_value_change"]) == ("10020", "-1010.101")
+    btc = by_asset["BTC"]
+    assert (btc["in_cost"], btc["out_cost"], btc["out_proceeds"], btc["closing_cost"], btc["closing_fair_value"]) == (
+        "5000.5", "2500.25", "6000.000000000000000001", "2500.25", None)  # no BTC price: unpriced, not zero
 
 
 def test_tieout_difference_fails_the_close_with_its_lots(client: TestClient, seed: Seed) -> None:
@@ -151,6 +165,10 @@ def test_mapping_per_asset_and_account_type_cli_json_and_exports(client: TestCli
     tb = runner.invoke(cli, ["journal", "trial-balance", "--entity", "acme-fund", "--from", "2024-03-01",
                              "--to", "2024-03-02", "--json"])
     assert tb.exit_code == 0 and {"account", "opening", "debits", "credits", "closing"} <= set(json.loads(tb.output)[0])
+    rf = runner.invoke(cli, ["journal", "rollforward", "--entity", "acme-fund", "--from", "2024-03-01",
+                             "--to", "2024-03-02", "--json"])
+    assert rf.exit_code == 0 and {"asset", "opening_quantity", "in_cost", "out_cost", "fees_cost", "closing_cost",
+                                  "closing_fair_value"} <= set(json.loads(rf.output)[0])
     tie = runner.invoke(cli, ["journal", "tieout", "--entity", "acme-fund", "--date", "2024-03-02", "--json"])
     assert tie.exit_code == 0 and {"asset", "gl", "subledger", "difference"} <= set(json.loads(tie.output)[0])
     human = runner.invoke(cli, ["journal", "trial-balance", "--entity", "acme-fund", "--from", "2024-03-01",
@@ -172,17 +190,19 @@ def test_mapping_per_asset_and_account_type_cli_json_and_exports(client: TestCli
     assert sum(Decimal(r["debit"]) for r in csv_rows) == sum(Decimal(r["credit"]) for r in csv_rows)
     for path, params in (("/api/v1/journal-entries", {"from": "2024-03-01", "to": "2024-03-02"}),
                          ("/api/v1/journal/trial-balance", {"from": "2024-03-01", "to": "2024-03-02"}),
-                         ("/api/v1/journal/tieout", {"date": "2024-03-02"})):
+                         ("/api/v1/journal/tieout", {"date": "2024-03-02"}),
+                         ("/api/v1/journal/asset-rollforward", {"from": "2024-03-01", "to": "2024-03-02"})):
         resp = client.get(path, headers=h, params={**params, "format": "xlsx"})
         assert resp.status_code == 200 and resp.content[:2] == b"PK", path
         sheet = load_workbook(io.BytesIO(resp.content)).active
         header = [c.value for c in sheet[1]]
-        for name in ("debit", "credit", "opening", "closing", "gl", "difference"):
+        for name in ("debit", "credit", "opening", "closing", "gl", "difference", "in_cost", "closing_quantity"):
             if name in header:
                 col = header.index(name)
                 cells = [row[col] for row in sheet.iter_rows(min_row=2)]
                 assert cells and all(c.data_type == "n" and not isinstance(c.value, str) for c in cells), (path, name)
-                assert all(c.number_format == "#,##0.00" for c in cells)
+                if name not in ("in_cost", "closing_quantity"):
+                    assert all(c.number_format == "#,##0.00" for c in cells)
         if "line" in header:
             assert all(isinstance(row[header.index("line")].value, int) for row in sheet.iter_rows(min_row=2))
     resp = client.get("/api/v1/journal/trial-balance", headers=h, params={"from": "2024-03-01", "to": "2024-03-02",
