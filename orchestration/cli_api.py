@@ -72,6 +72,25 @@ def journal_set_account(
                   highlight=False)
 
 
+@app.command("set-policy")
+def journal_set_policy(
+    entity: EntityOpt,
+    fair_value: Annotated[str, typer.Option("--fair-value", help="none, asu_2023_08 (remeasure to fair value, US GAAP) "
+                                                                   "or ifrs_cost_impairment (cost less impairment).")],
+) -> None:
+    """Choose how the journal books fair value at each month end."""
+    from warehouse.db import get_engine
+    from warehouse.journal import write_fair_value_policy
+
+    with get_engine().begin() as conn:
+        record = _entity(conn, entity)
+        try:
+            policy = write_fair_value_policy(conn, record.id, fair_value)
+        except ValueError as exc:
+            _fail(exc)
+    console.print(f"{record.name}: fair-value policy {policy}", highlight=False)
+
+
 FromOpt = Annotated[str, typer.Option("--from", help="First close day, YYYY-MM-DD.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Last close day, YYYY-MM-DD.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

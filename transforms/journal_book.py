@@ -89,8 +89,15 @@ TRADE_KINDS = ("buy", "sell")  # a fee leg in a group led by one of these is par
 
 EVENT_ORDER: tuple[str, ...] = (
     "opening_balance", "restatement", "transfer", "external", "trade", "fee", "income", "staking", "airdrop",
-    "interest", "derivatives", "loan", "adjustment", "unclassified",
+    "interest", "derivatives", "loan", "adjustment", "unclassified", "fair_value",
 )
+
+# Fair value at each period end (month end): the GL account that rolls, and its offset through net income.
+FAIR_VALUE_POLICIES: dict[str, tuple[str, str]] = {
+    "asu_2023_08": ("fair_value_adjustment", "unrealized_gain"),  # remeasure to fair value (US GAAP ASU 2023-08)
+    "ifrs_cost_impairment": ("accumulated_impairment", "impairment_loss"),  # cost less impairment (IAS 38 / IAS 36)
+}
+CUMULATIVE_ROLES = (INVENTORY, "fair_value_adjustment", "accumulated_impairment")
 
 
 def treatment_of(kind: str, *, attached_fee: bool = False) -> Treatment:
@@ -127,6 +134,61 @@ class BookView:
     fiat: Mapping[int, str]
     currency: str = "USD"
     had_opening: Mapping[Key, bool] = field(default_factory=dict)  # the key had a stored row before ``first``
+    fair_value: FairValueInputs | None = None
+
+
+@dataclass
+class FairValueInputs:
+    """The GL balance the fair-value account must have at each period end, per pool (``fair_value_required``),
+    and at the last period end before the journal's first day."""
+
+    policy: str
+    opening: Mapping[Key, Decimal]
+    period_ends: Mapping[date, Mapping[Key, Decimal | None]]
+
+
+def fair_value_required(policy: str, rows: Iterable[PoolDay], lots: Iterable["OpenLotLike"]) -> dict[Key, Decimal | None]:
+    """The balance of the fair-value account per pool at a period end (debit +); None where the asset has no price
+    (the account keeps its previous balance).
+
+    - ``asu_2023_08``: fair value - cost of the pool (the adjustment account is debit when above cost).
+    - ``ifrs_cost_impairment``: minus the accumulated impairment, per lot ``max(0, cost - quantity x price)``; a
+      lot is never written up above its cost, and a recovery reverses the impairment up to its cost."""
+    required: dict[Key, Decimal | None] = {}
+    with exact_context():
+        rows = list(rows)
+        if policy == "asu_2023_08":
+            for row in rows:
+                key = (row.pool_account_id, row.asset_id)
+                if not row.quantity:
+                    required[key] = ZERO
+                else:
+                    required[key] = row.market_value - row.cost_basis if row.market_value is not None else None
+            return required
+        if policy != "ifrs_cost_impairment":
+            raise ValueError(f"unknown fair-value policy {policy!r}; allowed: none, {', '.join(FAIR_VALUE_POLICIES)}")
+        prices = {(row.pool_account_id, row.asset_id): row.close_price_usd for row in rows}
+        for key in prices:
+            required[key] = ZERO
+        for lot in lots:
+            key = (lot.pool_account_id, lot.asset_id)
+            price = prices.get(key)
+            if price is None:
+                required[key] = None
+                continue
+            if required.get(key) is None and key in required:
+                continue
+            shortfall = lot.cost_basis - lot.quantity * price
+            if shortfall > 0:
+                required[key] = required.get(key, ZERO) - shortfall
+    return required
+
+
+class OpenLotLike:  # pragma: no cover - typing only: OpenLot and the stored rows have these fields
+    pool_account_id: int
+    asset_id: int
+    quantity: Decimal
+    cost_basis: Decimal
 
 
 @dataclass
@@ -347,7 +409,24 @@ def _build(view: BookView) -> Journal:
             post(day, t.event, "cash", leg.asset_id, leg.account_id, signed)
             post(day, t.event, t.inflow if leg.quantity > 0 else t.outflow, None, None, -signed)
 
-    return _round(view, drafts, unvalued)
+    fv_opening: dict[tuple[str, int, int], Decimal] = {}
+    if view.fair_value is not None and view.fair_value.policy in FAIR_VALUE_POLICIES:
+        account_role, offset_role = FAIR_VALUE_POLICIES[view.fair_value.policy]
+        previous = dict(view.fair_value.opening)
+        fv_opening = {(account_role, *key): value for key, value in previous.items()}
+        for day in sorted(view.fair_value.period_ends):
+            if not view.first <= day <= view.last:
+                continue
+            required = view.fair_value.period_ends[day]
+            for key in sorted(set(required) | set(previous)):
+                target = required.get(key, ZERO)
+                if target is None:
+                    continue  # unpriced: the account keeps its balance
+                delta = target - previous.get(key, ZERO)
+                post(day, "fair_value", account_role, key[1], key[0] or None, delta)
+                post(day, "fair_value", offset_role, None, None, -delta)
+                previous[key] = target
+    return _round(view, drafts, unvalued, fv_opening)
 
 
 def _cash_value(leg: PnlLeg, view: BookView) -> Decimal | None:
@@ -364,8 +443,9 @@ def _event_rank(event: str) -> int:
 
 
 def _round(view: BookView, drafts: Mapping[tuple[date, str], Mapping[tuple[str, int | None, int | None], Decimal]],
-           unvalued: Mapping[tuple[date, str], int]) -> Journal:
+           unvalued: Mapping[tuple[date, str], int], fv_opening: Mapping[tuple[str, int, int], Decimal]) -> Journal:
     exact_running: dict[Key, Decimal] = dict(view.opening)
+    other_running: dict[tuple[str, int, int], Decimal] = dict(fv_opening)
     opening_gl = {k: cents(v) for k, v in view.opening.items()}
     gl: dict[Key, Decimal] = dict(opening_gl)
     gl_by_day: dict[date, dict[Key, Decimal]] = {}
@@ -381,6 +461,11 @@ def _round(view: BookView, drafts: Mapping[tuple[date, str], Mapping[tuple[str, 
                 exact_running[key] = before + amount
                 rounded = cents(exact_running[key]) - cents(before)
                 gl[key] = gl.get(key, ZERO) + rounded
+            elif role in CUMULATIVE_ROLES:
+                slot = (role, account_id or 0, asset_id or 0)
+                before = other_running.get(slot, ZERO)
+                other_running[slot] = before + amount
+                rounded = cents(other_running[slot]) - cents(before)
             else:
                 rounded = cents(amount)
             if rounded:

@@ -27,13 +27,16 @@ from sqlalchemy.engine import Connection
 from transforms.cost_basis import Disposal, PoolDay, compute_book
 from transforms.fair_value import load_fair_values
 from transforms.journal_book import (
+    FAIR_VALUE_POLICIES,
     INVENTORY,
     BookView,
+    FairValueInputs,
     Entry,
     Journal,
     TieoutRow,
     build_journal,
     cents,
+    fair_value_required,
     gl_balance_at,
     pool_in_force,
     tieout,
@@ -44,7 +47,7 @@ from warehouse.calendar import cutoff_of
 from warehouse.entities import Entity
 from warehouse.numbers import ZERO, exact_context
 from warehouse.reports import ReportParameterError
-from warehouse.schema import journal_accounts
+from warehouse.schema import journal_accounts, journal_settings
 
 DEFAULT_ACCOUNTS: dict[str, tuple[str, str]] = {
     "inventory": ("1400", "Digital assets"),
@@ -63,6 +66,10 @@ DEFAULT_ACCOUNTS: dict[str, tuple[str, str]] = {
     "fee_expense": ("6150", "Transaction fee expense"),
     "rounding": ("6990", "Rounding differences"),
     "interest_expense": ("7100", "Interest expense"),
+    "fair_value_adjustment": ("1401", "Digital assets fair value adjustment"),
+    "accumulated_impairment": ("1402", "Digital assets accumulated impairment"),
+    "unrealized_gain": ("4910", "Unrealized gain/loss on digital assets"),
+    "impairment_loss": ("6500", "Impairment of digital assets"),
 }
 ROLES: tuple[str, ...] = tuple(DEFAULT_ACCOUNTS)
 BOOKS: dict[str, tuple[str, str]] = {"configured": CONFIGURED, "fifo:universal": ("fifo", "universal"),
@@ -123,6 +130,33 @@ def write_account_mapping(conn: Connection, entity_id: int, role: str, code: str
                  .on_conflict_do_update(index_elements=["entity_id", "role", "asset", "account_type"],
                                         set_={"code": code, "name": name}))
     return GlAccount(role, code, name, asset_text, type_text)
+
+
+def fair_value_policy(conn: Connection, entity_id: int) -> str:
+    """The entity's fair-value policy: none (default), asu_2023_08 or ifrs_cost_impairment."""
+    value = conn.execute(sa.select(journal_settings.c.fair_value_policy)
+                         .where(journal_settings.c.entity_id == entity_id)).scalar()
+    return value or "none"
+
+
+def write_fair_value_policy(conn: Connection, entity_id: int, policy: str) -> str:
+    text = (policy or "").strip().lower().replace("-", "_")
+    if text not in ("none", *FAIR_VALUE_POLICIES):
+        raise ValueError(f"unknown fair-value policy {policy!r}; allowed: none, {', '.join(FAIR_VALUE_POLICIES)}")
+    conn.execute(insert(journal_settings).values(entity_id=entity_id, fair_value_policy=text)
+                 .on_conflict_do_update(index_elements=["entity_id"],
+                                        set_={"fair_value_policy": text, "updated_at": sa.func.now()}))
+    return text
+
+
+def period_ends(first: date, last: date) -> list[date]:
+    """Month ends in [first, last]."""
+    ends, day = [], first
+    while day <= last:
+        if (day + timedelta(days=1)).month != day.month:
+            ends.append(day)
+        day += timedelta(days=1)
+    return ends
 
 
 def parse_book(method: str | None, pool: str | None) -> tuple[str, str]:
@@ -201,7 +235,42 @@ def load_book_view(conn: Connection, entity: Entity, ident: tuple[str, str], fir
                                   r.shortfall_quantity, (), ident[0], pool_account))
     legs = load_pnl_legs(conn, entity.id, last, after=first - timedelta(days=1))
     return BookView(first, last, days, disposals, opening, legs, _LazyPrices(conn, entity, last), pool_of, _fiat(conn),
-                    "USD", {k: True for k in opening})
+                    "USD", {k: True for k in opening}, _stored_fair_value(conn, entity, ident, first, last))
+
+
+def _stored_fair_value(conn: Connection, entity: Entity, ident: tuple[str, str], first: date,
+                       last: date) -> FairValueInputs | None:
+    policy = fair_value_policy(conn, entity.id)
+    if policy == "none":
+        return None
+    booked = set(_booked_days(conn, entity, ident, first - timedelta(days=730), last))
+    ends = [d for d in period_ends(first, last) if d in booked]
+    before = [d for d in period_ends(first - timedelta(days=730), first - timedelta(days=1)) if d in booked]
+
+    def required(day: date) -> dict[tuple[int, int], Decimal | None]:
+        params = dict(e=entity.id, m=ident[0], p=ident[1], d=day)
+        rows = [PoolDay(r.date, r.pool_account_id, r.asset_id, r.quantity, r.cost_basis, r.close_price_usd,
+                        r.market_value, None, ZERO) for r in conn.execute(sa.text(
+                            "SELECT date, pool_account_id, asset_id, quantity, cost_basis, close_price_usd, market_value"
+                            " FROM pnl_daily WHERE entity_id = :e AND method = :m AND pool = :p AND date = :d"), params)]
+        lots = conn.execute(sa.text(
+            "SELECT pool_account_id, asset_id, quantity, cost_basis FROM pnl_open_lots"
+            " WHERE entity_id = :e AND method = :m AND pool = :p AND date = :d"), params).all() \
+            if policy == "ifrs_cost_impairment" else []
+        return fair_value_required(policy, rows, lots)
+
+    opening: dict[tuple[int, int], Decimal] = {}
+    unknown: set[tuple[int, int]] | None = None
+    for day in reversed(before):  # the latest period end with a price, per pool (an unpriced one kept the balance)
+        values = required(day)
+        for key, value in values.items():
+            if key not in opening and value is not None:
+                opening[key] = value
+        unknown = {k for k, v in values.items() if v is None and k not in opening} if unknown is None else \
+            {k for k in unknown if k not in opening}
+        if not unknown:
+            break
+    return FairValueInputs(policy, opening, {day: required(day) for day in ends})
 
 
 def _translated_view(conn: Connection, entity: Entity, ident: tuple[str, str], first: date, last: date,
@@ -215,6 +284,18 @@ def _translated_view(conn: Connection, entity: Entity, ident: tuple[str, str], f
     book = compute_book(legs, schedule=periods, fair_values=prices, cutoff=lambda d: cutoff_of(d, entity.tz),
                         report_from=min(start, first), report_to=last, keep_open_lots=True)
     view = view_of_book(book, legs, prices, first, last, fiat=_fiat(conn), currency=currency)
+    policy = fair_value_policy(conn, entity.id)
+    if policy != "none":
+        booked = {r.date for r in book.days}
+        ends = [d for d in period_ends(min(booked, default=first), last) if d in booked]
+
+        def required(day: date) -> dict[tuple[int, int], Decimal | None]:
+            return fair_value_required(policy, [r for r in book.days if r.date == day],
+                                       [l for l in book.open_lots if l.date == day])
+
+        before = [d for d in ends if d < first]
+        opening = {k: v for k, v in required(before[-1]).items() if v is not None} if before else {}
+        view.fair_value = FairValueInputs(policy, opening, {d: required(d) for d in ends if d >= first})
     return view, book
 
 

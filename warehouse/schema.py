@@ -421,6 +421,17 @@ journal_accounts = sa.Table(
     comment="per-entity general-ledger accounts of the journal entries (defaults in warehouse/journal.py)",
 )
 
+journal_settings = sa.Table(
+    "journal_settings",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("fair_value_policy", sa.Text, nullable=False, server_default="none",
+              comment="none | asu_2023_08 (remeasure to fair value) | ifrs_cost_impairment (cost less impairment)"),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.CheckConstraint("fair_value_policy IN ('none', 'asu_2023_08', 'ifrs_cost_impairment')", name="policy"),
+    comment="per-entity general-ledger settings (warehouse/journal.py)",
+)
+
 sa.Index("ix_transactions_entity_ts_id", transactions.c.entity_id, transactions.c.ts, transactions.c.id)
 sa.Index("ix_transfers_out_leg", transfers.c.out_leg_id)
 sa.Index("ix_transfers_in_leg", transfers.c.in_leg_id)

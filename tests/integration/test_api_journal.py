@@ -223,3 +223,27 @@ def test_journal_parameters(client: TestClient, seed: Seed) -> None:
     assert bad_pool["error"]["details"][0]["field"] == "pool"
     with seed.engine.connect() as conn:
         assert journal_entries(conn, resolve_entity(conn, seed.b), DAY, DAY) == []
+
+
+def test_fair_value_policy_books_month_end_remeasurement_from_the_stored_book(client: TestClient, seed: Seed) -> None:
+    _ledger(seed)
+    month_end = DAY.replace(day=31)
+    with seed.engine.begin() as conn:
+        entity = resolve_entity(conn, seed.a)
+        build_pnl(conn, entity, DAY, month_end)
+        write_closes(conn, entity, DAY, month_end, run_id="test")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["journal", "set-policy", "--entity", "acme-fund", "--fair-value", "wrong"]).exit_code == 1
+    done = runner.invoke(cli, ["journal", "set-policy", "--entity", "acme-fund", "--fair-value", "asu-2023-08"])
+    assert done.exit_code == 0 and "asu_2023_08" in done.output, done.output
+    resp = client.get("/api/v1/journal-entries", headers=auth(seed.key_a), params={"from": "2024-03-01", "to": "2024-03-31"})
+    assert resp.status_code == 200, resp.text
+    fair = [e for e in resp.json()["data"] if e["event"] == "fair_value"]
+    # 5.01 ETH at 2000 = 10020 against a cost of 10030.001: the adjustment account goes to -10.00; BTC has no price
+    assert [(e["date"], _lines(e)) for e in fair] == [
+        ("2024-03-31", [("1401", "ETH", "0.00", "10.00"), ("4910", None, "10.00", "0.00")])]
+    tb = {r["account"]: r["closing"] for r in client.get("/api/v1/journal/trial-balance", headers=auth(seed.key_a),
+                                                          params={"from": "2024-03-01", "to": "2024-03-31"}).json()["data"]}
+    assert tb["1401"] == "-10.00" and tb["1400"] == "12530.25" and sum(Decimal(v) for v in tb.values()) == 0
+    with seed.engine.begin() as conn:  # digital assets at cost still tie out on every day
+        assert enforce_tieout(conn, resolve_entity(conn, seed.a), DAY, month_end, run_id="t") == []

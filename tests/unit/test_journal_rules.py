@@ -184,3 +184,66 @@ def test_a_period_journal_is_the_full_journal_of_its_days(events: list[tuple]) -
         shape = lambda entries: [(e.date, e.event, [(l.role, l.asset_id, l.account_id, l.amount) for l in e.lines])  # noqa: E731
                                  for e in entries if e.date >= mid]
         assert shape(part.entries) == shape(full.entries)
+
+
+def fair_value_ledger() -> Ledger:
+    """docs/journal.md, "Fair value": 1 BTC bought at 100 (Jan 10) and 1 at 300 (Jan 20); BTC 250 on Jan 31; the
+    100 lot sold at 260 on Feb 10; BTC 200 on Feb 29 and 350 on Mar 31."""
+    L = Ledger()
+    L.buy("2024-01-10", "A", "BTC", "1", price="100")
+    L.buy("2024-01-20", "A", "BTC", "1", price="300")
+    L.price("2024-01-31", "BTC", "250")
+    L.sell("2024-02-10", "A", "BTC", "1", price="260")
+    L.price("2024-02-29", "BTC", "200")
+    L.price("2024-03-31", "BTC", "350")
+    return L
+
+
+def fair_value_journal(policy: str, first: str = "2024-01-01"):
+    from transforms.journal_book import FairValueInputs, fair_value_required
+
+    L = fair_value_ledger()
+    book = L.book("fifo", "universal", report_from="2024-01-01", report_to="2024-03-31", keep_open_lots=True)
+    start = date.fromisoformat(first)
+    ends = [date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)]
+    required = {d: fair_value_required(policy, [r for r in book.days if r.date == d],
+                                       [l for l in book.open_lots if l.date == d]) for d in ends}
+    before = [d for d in ends if d < start]
+    view = view_of_book(book, L.legs, L.fair_values(), start, date(2024, 3, 31), fiat=FIAT)
+    view.fair_value = FairValueInputs(policy, {k: v for k, v in required[before[-1]].items() if v is not None}
+                                      if before else {}, {d: v for d, v in required.items() if d >= start})
+    journal = build_journal(view)
+    return {k: v for k, v in table(journal).items() if k[1] == "fair_value"}, journal
+
+
+def test_asu_2023_08_remeasures_to_fair_value_and_the_adjustment_rolls() -> None:
+    entries, journal = fair_value_journal("asu_2023_08")
+    assert entries == {
+        # fair value 2 x 250 = 500, cost 400: the adjustment account goes to +100 through net income
+        ("2024-01-31", "fair_value"): [("fair_value_adjustment", "BTC", None, "100.00"),
+                                       ("unrealized_gain", None, None, "-100.00")],
+        # 1 BTC left (cost 300) at 200: the account must be -100, a change of -200 (the sold lot's +150 released)
+        ("2024-02-29", "fair_value"): [("fair_value_adjustment", "BTC", None, "-200.00"),
+                                       ("unrealized_gain", None, None, "200.00")],
+        ("2024-03-31", "fair_value"): [("fair_value_adjustment", "BTC", None, "150.00"),
+                                       ("unrealized_gain", None, None, "-150.00")],
+    }
+    # digital assets stay at cost: the tie-out is unchanged
+    assert gl_balance_at(journal, date(2024, 3, 31)) == {(0, ASSETS["BTC"]): Decimal("300.00")}
+    # a journal that starts after a period end opens from that period end's balance
+    later, _ = fair_value_journal("asu_2023_08", first="2024-02-01")
+    assert later == {k: v for k, v in entries.items() if k[0] >= "2024-02-01"}
+
+
+def test_ifrs_impairs_per_lot_and_never_writes_up_above_cost() -> None:
+    entries, _ = fair_value_journal("ifrs_cost_impairment")
+    assert entries == {
+        # per lot: the 100 lot is above cost (no write-up); the 300 lot is impaired by 50
+        ("2024-01-31", "fair_value"): [("accumulated_impairment", "BTC", None, "-50.00"),
+                                       ("impairment_loss", None, None, "50.00")],
+        ("2024-02-29", "fair_value"): [("accumulated_impairment", "BTC", None, "-50.00"),
+                                       ("impairment_loss", None, None, "50.00")],
+        # 350 is above the lot's cost: the impairment is reversed up to cost, never beyond
+        ("2024-03-31", "fair_value"): [("accumulated_impairment", "BTC", None, "100.00"),
+                                       ("impairment_loss", None, None, "-100.00")],
+    }
