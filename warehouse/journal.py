@@ -433,6 +433,9 @@ def tieout_rows(conn: Connection, entity: Entity, day: date, *, method: str | No
     """GL digital assets against the open lots' basis at the close of ``day``, per asset (and account in a
     per-account book). A row that does not tie carries the day's entries that touch it and its open lots."""
     ident = parse_book(method, pool)
+    if (entity.reporting_currency or "USD").upper() == "USD" and not _booked_days(conn, entity, ident, day, day):
+        raise ReportParameterError("date", f"{entity.name} has no stored book for {day} (not closed yet, or blocked "
+                                           "or failed): nothing to tie out")
     ledger = build_ledger(conn, entity, day, day, ident)
     if ledger.in_memory is not None:
         subledger: dict[tuple[int, int], Decimal] = defaultdict(Decimal)

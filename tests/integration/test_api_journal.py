@@ -223,6 +223,9 @@ def test_journal_parameters(client: TestClient, seed: Seed) -> None:
     assert bad_pool["error"]["details"][0]["field"] == "pool"
     with seed.engine.connect() as conn:
         assert journal_entries(conn, resolve_entity(conn, seed.b), DAY, DAY) == []
+    no_book = assert_error(client.get("/api/v1/journal/tieout", headers=h, params={"date": "2024-03-01"}),
+                           400, "VALIDATION_ERROR")
+    assert no_book["error"]["details"][0]["field"] == "date" and "no stored book" in no_book["error"]["message"]
 
 
 def test_fair_value_policy_books_month_end_remeasurement_from_the_stored_book(client: TestClient, seed: Seed) -> None:
@@ -247,3 +250,22 @@ def test_fair_value_policy_books_month_end_remeasurement_from_the_stored_book(cl
     assert tb["1401"] == "-10.00" and tb["1400"] == "12530.25" and sum(Decimal(v) for v in tb.values()) == 0
     with seed.engine.begin() as conn:  # digital assets at cost still tie out on every day
         assert enforce_tieout(conn, resolve_entity(conn, seed.a), DAY, month_end, run_id="t") == []
+
+
+def test_an_entity_reporting_in_eur_gets_its_ledger_in_eur_and_it_ties(client: TestClient, seed: Seed) -> None:
+    _ledger(seed)
+    with seed.engine.begin() as conn:
+        eur = conn.execute(sa.insert(assets).values(symbol="EUR", decimals=2, is_fiat=True).returning(assets.c.id)).scalar_one()
+        conn.execute(sa.insert(prices).values(entity_id=seed.a, asset_id=eur, ts=T0 - 2 * H, price_usd=Decimal("1.25"),
+                                              source="manual", resolution="day", pair="EUR/USD"))
+        conn.execute(sa.text("UPDATE entities SET reporting_currency = 'EUR' WHERE id = :e"), dict(e=seed.a))
+        entity = resolve_entity(conn, seed.a)
+        assert enforce_tieout(conn, entity, DAY, DAY2, run_id="t") == []
+    resp = client.get("/api/v1/journal-entries", headers=auth(seed.key_a), params={"from": "2024-03-01", "to": "2024-03-02"})
+    assert resp.status_code == 200, resp.text
+    trade = next(e for e in resp.json()["data"] if (e["date"], e["event"]) == ("2024-03-02", "trade"))
+    # 1 ETH bought at 3000.10 USD = 2400.08 EUR, sold for 2000 USD = 1600 EUR: a loss of 800.08 EUR
+    assert trade["currency"] == "EUR" and _lines(trade) == [
+        ("1400", "ETH", "0.00", "2400.08"), ("1010", "USD", "1600.00", "0.00"), ("4900", None, "800.08", "0.00")]
+    rows = client.get("/api/v1/journal/tieout", headers=auth(seed.key_a), params={"date": "2024-03-02"}).json()["data"]
+    assert rows and all(r["ties"] and r["currency"] == "EUR" for r in rows)
