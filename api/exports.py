@@ -1,8 +1,11 @@
 """CSV and XLSX exports of every list, streamed: ``?format=csv|xlsx`` or the ``Accept`` header.
 
-Money and quantities stay exact decimal text in both formats (an XLSX cell holds the text ``"0.1"``,
-never a binary float). Text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``
-followed by something that is not a number) are prefixed with ``'``.
+A CSV holds money and quantities as exact decimal text. An XLSX writes the columns the response model
+declares numeric (``Money``, ``Quantity``, ``Cents``: marked ``Numeric`` in api/schemas.py) as number cells
+with a number format, and integer columns (counts, ids) as integers, so a spreadsheet can sum them. A number
+cell holds 16 significant digits (openpyxl writes ``%.16g``; Excel keeps 15): enough for any amount in cents,
+while the CSV and the JSON keep every decimal exactly. Text cells that a spreadsheet would run as a
+formula (``=``, ``+``, ``-``, ``@`` followed by something that is not a number) are prefixed with ``'``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import json
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Annotated, Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
@@ -52,9 +56,58 @@ def requested_format(request: Request, format_param: Format | None) -> Format:
     return "json"
 
 
-def columns_of(model: type[BaseModel]) -> list[str]:
-    """Export columns: the response model's fields, in order, by their public names."""
-    return [f.alias or name for name, f in model.model_fields.items()]
+class Columns(list):
+    """Export columns (names, in order) and, for XLSX, the number format of each numeric column."""
+
+    def __init__(self, names: Iterable[str], formats: dict[str, str] | None = None) -> None:
+        super().__init__(names)
+        self.formats = formats or {}
+
+
+INTEGER_FORMAT = "0"
+
+
+def _number_format(annotation: Any, metadata: list[Any]) -> str | None:
+    from api.schemas import Numeric
+
+    for item in metadata:
+        if isinstance(item, Numeric):
+            return item.number_format
+    if annotation is int:
+        return INTEGER_FORMAT
+    for arg in get_args(annotation):  # Optional[...] / Annotated[...] inside a union
+        if arg is int:
+            return INTEGER_FORMAT
+        for item in getattr(arg, "__metadata__", ()):
+            if isinstance(item, Numeric):
+                return item.number_format
+    return None
+
+
+def columns_of(model: type[BaseModel]) -> Columns:
+    """Export columns: the response model's fields, in order, by their public names (with numeric formats)."""
+    names, formats = [], {}
+    for name, f in model.model_fields.items():
+        column = f.alias or name
+        names.append(column)
+        number_format = _number_format(f.annotation, list(f.metadata))
+        if number_format is not None:
+            formats[column] = number_format
+    return Columns(names, formats)
+
+
+def xlsx_cell(value: Any, number_format: str | None) -> Any:
+    """A value for an XLSX row: a number (Decimal or int, with its format) in a numeric column, an int always; else text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if number_format is not None and value is not None and value != "" and not isinstance(value, bool):
+        if isinstance(value, int):
+            return value
+        if isinstance(value, Decimal):
+            return value
+        if isinstance(value, str) and _NUMBER.match(value.strip()):
+            return int(value) if number_format == INTEGER_FORMAT and "." not in value else Decimal(value.strip())
+    return cell(value)
 
 
 def cell(value: Any) -> str:
@@ -90,16 +143,27 @@ def _csv_chunks(columns: list[str], rows: Iterable[dict[str, Any]]) -> Iterator[
 
 def _xlsx_chunks(columns: list[str], rows: Iterable[dict[str, Any]], sheet: str) -> Iterator[bytes]:
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
 
     workbook = Workbook(write_only=True)  # rows go to a temporary file, not to memory
     worksheet = workbook.create_sheet(title=sheet[:31])
-    worksheet.append(columns)
+    worksheet.append(list(columns))
+    formats = getattr(columns, "formats", {})
     count = 0
     for row in rows:
         count += 1
         if count > XLSX_MAX_ROWS:
             raise ValueError("more rows than an XLSX sheet holds")
-        worksheet.append([cell(row.get(c)) for c in columns])
+        cells = []
+        for c in columns:
+            value = xlsx_cell(row.get(c), formats.get(c))
+            if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+                number = WriteOnlyCell(worksheet, value=value)
+                number.number_format = formats.get(c) or ("0" if isinstance(value, int) else "General")
+                cells.append(number)
+            else:
+                cells.append(value)
+        worksheet.append(cells)
     with tempfile.TemporaryFile() as out:
         workbook.save(out)
         out.seek(0)

@@ -14,8 +14,18 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
-Money = Annotated[str, Field(description="exact decimal as text, e.g. \"1234.5\"", examples=["0.3"])]
-Quantity = Annotated[str, Field(description="exact signed decimal as text", examples=["-0.25"])]
+class Numeric:
+    """Marks a text field that holds a number: an XLSX export writes it as a number cell (api/exports.py)."""
+
+    def __init__(self, number_format: str) -> None:
+        self.number_format = number_format
+
+
+MONEY_FORMAT = "#,##0.00##################"
+Money = Annotated[str, Field(description="exact decimal as text, e.g. \"1234.5\"", examples=["0.3"]), Numeric(MONEY_FORMAT)]
+Quantity = Annotated[str, Field(description="exact signed decimal as text", examples=["-0.25"]), Numeric("General")]
+Cents = Annotated[str, Field(description="an amount in cents as decimal text with two decimals, e.g. \"1234.50\"",
+                             examples=["1234.50"]), Numeric("#,##0.00")]
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -317,27 +327,30 @@ class CloseOut(Model):
 
 
 class JournalLineOut(Model):
-    role: Literal["inventory", "clearing", "realized_gain", "fee_expense", "income"]
-    gl_account: str = Field(description="the entity's general-ledger account number for the role")
-    gl_name: str
-    debit: Money
-    credit: Money
+    line: int = Field(description="line number within the entry")
+    account: str = Field(description="the general-ledger account number (the entity's mapping of the role)")
+    account_name: str
+    role: str = Field(description="the journal role: inventory (digital assets), cash, clearing, realized_gain, "
+                                  "fee_expense, income, staking_income, ..., rounding")
+    asset: str | None = Field(description="the asset of a digital-asset or cash line")
+    ledger_account: str | None = Field(description="the ledger account of a per-account or cash line")
+    debit: Cents
+    credit: Cents
 
 
 class JournalEntryOut(Model):
-    entry_id: str = Field(description="stable: date:account_id:method:pool")
+    entry_id: str = Field(description="stable: date:event:book")
     date: dt.date
-    account: str
-    account_id: int
-    account_type: str
-    sub_account: str
-    method: str
-    pool: str
-    currency: Literal["USD"]
-    lines: list[JournalLineOut] = Field(description="at most one line per general-ledger account")
-    total_debit: Money
-    total_credit: Money = Field(description="always equal to total_debit")
-    unvalued_legs: int = Field(description="acquisition or income legs without a USD value, not booked")
+    event: str = Field(description="the event type: trade, fee, income, staking, airdrop, interest, derivatives, "
+                                   "loan, transfer, external, adjustment, unclassified, opening_balance, restatement")
+    book: str = Field(description="the cost-basis book the entry is written from (configured, fifo:universal, "
+                                  "fifo:account)")
+    currency: str = Field(description="the entity's reporting currency")
+    lines: list[JournalLineOut] = Field(description="debits equal credits, in cents; a `rounding` line takes what "
+                                                    "rounding each line to cents left over")
+    total_debit: Cents
+    total_credit: Cents = Field(description="always equal to total_debit")
+    unvalued_cash_legs: int = Field(description="fiat legs without a value in the reporting currency, not booked")
 
 
 class JournalLineRow(Model):
@@ -345,15 +358,63 @@ class JournalLineRow(Model):
 
     entry_id: str
     date: dt.date
-    account: str
-    account_id: int
-    account_type: str
-    sub_account: str
-    method: str
-    pool: str
+    event: str
+    book: str
     currency: str
+    line: int
+    account: str
+    account_name: str
     role: str
-    gl_account: str
-    gl_name: str
-    debit: Money
-    credit: Money
+    asset: str | None
+    ledger_account: str | None
+    debit: Cents
+    credit: Cents
+
+
+class TrialBalanceRowOut(Model):
+    account: str = Field(description="general-ledger account number")
+    account_name: str
+    currency: str
+    opening: Cents = Field(description="balance before the period, debit positive")
+    debits: Cents
+    credits: Cents
+    closing: Cents = Field(description="opening + debits - credits")
+
+
+class AssetRollforwardRowOut(Model):
+    """One asset (and ledger account in a per-account book) over a period: opening + in - out - fees = closing."""
+
+    asset: str | None
+    account: str | None = Field(description="the ledger account (per-account books); null for a universal pool")
+    currency: str
+    date_from: dt.date = Field(alias="from")
+    to: dt.date
+    opening_quantity: Quantity
+    opening_cost: Money
+    opening_fair_value: Money | None = Field(description="at the close price of the day before `from`; null: unpriced")
+    in_quantity: Quantity = Field(description="acquired, and moved or transferred in")
+    in_cost: Money
+    out_quantity: Quantity = Field(description="sold or otherwise disposed of, and moved or transferred out")
+    out_cost: Money
+    out_proceeds: Money = Field(description="what the disposals (not fees) realized")
+    fees_quantity: Quantity = Field(description="paid as fees")
+    fees_cost: Money
+    fees_value: Money
+    closing_quantity: Quantity
+    closing_cost: Money
+    closing_fair_value: Money | None = Field(description="at the close price of `to`; null: unpriced")
+    fair_value_change: Money | None = Field(description="closing - opening fair value - in + out proceeds + fees "
+                                                        "value: the period's holding gains")
+
+
+class TieoutRowOut(Model):
+    asset: str | None
+    account: str | None = Field(description="the ledger account (per-account books); null for a universal pool")
+    currency: str
+    gl: Cents = Field(description="GL digital-asset balance at the close")
+    subledger: Cents = Field(description="cost basis of the open lots, half-even to the cent")
+    difference: Cents = Field(description="gl - subledger; anything but 0.00 fails the close")
+    ties: bool
+    entries: list[JournalEntryOut] | None = Field(None, description="a row that does not tie: the day's entries "
+                                                                    "that touch it")
+    lots: list[dict[str, Any]] | None = Field(None, description="a row that does not tie: its open lots")

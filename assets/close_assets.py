@@ -29,6 +29,7 @@ from reconciliation.suites import run_suites, write_suite_results
 from reconciliation.report import close_report_markdown, write_close_provenance, write_report_files
 from transforms.canonical import build_canonical
 from transforms.pnl import CONFIGURED
+from warehouse.journal import enforce_tieout
 from warehouse.reports import list_breaks
 from warehouse.numbers import ZERO, to_text
 from warehouse.settings import get_settings
@@ -286,6 +287,8 @@ def daily_close(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
             write_closes(conn, entity, start, end, run_id=context.run_id)
+            for failure in enforce_tieout(conn, entity, start, end, run_id=context.run_id):  # GL = subledger, or failed
+                context.log.error(f"{entity.name} {failure.date}: {failure.message}")
             restale_after(conn, entity.id, start, end)
             write_close_provenance(conn, entity, start, end, run_id=context.run_id)
             entity_rows = close_summaries(conn, entity, start, end)

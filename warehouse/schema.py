@@ -450,8 +450,23 @@ journal_accounts = sa.Table(
               comment="inventory | clearing | realized_gain | fee_expense | income"),
     sa.Column("code", sa.Text, nullable=False, comment="the general-ledger account number"),
     sa.Column("name", sa.Text, nullable=False),
-    sa.PrimaryKeyConstraint("entity_id", "role"),
+    sa.Column("asset", sa.Text, nullable=False, server_default="",
+              comment="asset symbol the mapping applies to; '' for every asset"),
+    sa.Column("account_type", sa.Text, nullable=False, server_default="",
+              comment="ledger account type (spot, wallet, ...); '' for every type"),
+    sa.PrimaryKeyConstraint("entity_id", "role", "asset", "account_type"),
     comment="per-entity general-ledger accounts of the journal entries (defaults in warehouse/journal.py)",
+)
+
+journal_settings = sa.Table(
+    "journal_settings",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("fair_value_policy", sa.Text, nullable=False, server_default="none",
+              comment="none | asu_2023_08 (remeasure to fair value) | ifrs_cost_impairment (cost less impairment)"),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.CheckConstraint("fair_value_policy IN ('none', 'asu_2023_08', 'ifrs_cost_impairment')", name="policy"),
+    comment="per-entity general-ledger settings (warehouse/journal.py)",
 )
 
 sa.Index("ix_transactions_entity_ts_id", transactions.c.entity_id, transactions.c.ts, transactions.c.id)

@@ -162,6 +162,9 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
         "/api/v1/closes": ("/api/v1/closes", {}),
         "/api/v1/closes/{day}": (f"/api/v1/closes/{day}", {}),
         "/api/v1/journal-entries": ("/api/v1/journal-entries", span),
+        "/api/v1/journal/trial-balance": ("/api/v1/journal/trial-balance", span),
+        "/api/v1/journal/tieout": ("/api/v1/journal/tieout", {"date": day}),
+        "/api/v1/journal/asset-rollforward": ("/api/v1/journal/asset-rollforward", span),
         "/api/v1/api-keys": ("/api/v1/api-keys", {}),
     }
     client = TestClient(app)
