@@ -14,12 +14,14 @@ from api.deps import app_engine, guard_date_range
 from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
-from api.routes import accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, reconciliation, transactions
+from api.routes import (accounts, api_keys, assets, closes, entities, health, journal, periods, pnl, positions, reconciliation,
+                        transactions)
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, journal, api_keys)
+ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, closes, periods, journal,
+                 api_keys)
 """The modules whose ``router`` serves under ``API_PREFIX``."""
 
 DESCRIPTION = """
@@ -45,7 +47,7 @@ TAGS = [
     {"name": "transactions", "description": "Ledger legs and their raw source records"},
     {"name": "reconciliation", "description": "Completeness breaks"},
     {"name": "pnl", "description": "Realized PnL by cost-basis method and pool"},
-    {"name": "closes", "description": "Daily close records and locks"},
+    {"name": "closes", "description": "Daily close records, locked periods, sign-offs and their audit log"},
     {"name": "journal", "description": "Balanced journal entries per day and account for the general ledger"},
     {"name": "api-keys", "description": "Operator view of the keys (admin scope)"},
 ]

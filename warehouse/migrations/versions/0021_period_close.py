@@ -112,14 +112,15 @@ CREATE TABLE close_audit_log (
     # may only be voided (once)
     op.execute("""
 CREATE FUNCTION coinfrs_guard_period_close() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE before jsonb := to_jsonb(OLD); after jsonb := to_jsonb(NEW);
 BEGIN
-    IF TG_TABLE_NAME = 'period_locks' AND TG_OP = 'UPDATE' AND OLD.unlocked_at IS NULL
-       AND (to_jsonb(NEW) - 'unlocked_by' - 'unlock_reason' - 'unlocked_at')
-           = (to_jsonb(OLD) - 'unlocked_by' - 'unlock_reason' - 'unlocked_at') THEN
+    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'period_locks' AND before ->> 'unlocked_at' IS NULL
+       AND (after - 'unlocked_by' - 'unlock_reason' - 'unlocked_at')
+           = (before - 'unlocked_by' - 'unlock_reason' - 'unlocked_at') THEN
         RETURN NEW;
     END IF;
-    IF TG_TABLE_NAME = 'period_signoffs' AND TG_OP = 'UPDATE' AND OLD.voided_at IS NULL
-       AND (to_jsonb(NEW) - 'voided_at' - 'void_reason') = (to_jsonb(OLD) - 'voided_at' - 'void_reason') THEN
+    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'period_signoffs' AND before ->> 'voided_at' IS NULL
+       AND (after - 'voided_at' - 'void_reason') = (before - 'voided_at' - 'void_reason') THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION '% of % is a record of the period close and never changes (only an unlock or a void is recorded)',
