@@ -34,6 +34,12 @@ def _period(month: str | None, through: str | None, day: str | None):
         raise cli._fail(str(exc)) from None
 
 
+def _bounds(date_from: str | None, date_to: str | None):
+    cli = _cli()
+    return (cli._parse_day(date_from, "--from") if date_from else None,
+            cli._parse_day(date_to, "--to") if date_to else None)
+
+
 def _write(entity: str, action) -> Any:
     """Run ``action(conn, entity)`` in one transaction; a refused action is a clear error, nothing written."""
     from reconciliation.periods import PeriodError
@@ -131,8 +137,7 @@ def close_periods(
     from reconciliation.periods import jsonable, list_periods
 
     cli = _cli()
-    start = cli._parse_day(date_from, "--from") if date_from else None
-    end = cli._parse_day(date_to, "--to") if date_to else None
+    start, end = _bounds(date_from, date_to)
     with cli._engine().connect() as conn:
         record = cli._entity(conn, entity)
         locks = list_periods(conn, record, start, end)
@@ -162,8 +167,7 @@ def close_audit(
     from reconciliation.periods import PeriodError, audit_log, jsonable
 
     cli = _cli()
-    start = cli._parse_day(date_from, "--from") if date_from else None
-    end = cli._parse_day(date_to, "--to") if date_to else None
+    start, end = _bounds(date_from, date_to)
     items: list[dict] = []
     with cli._engine().connect() as conn:
         record = cli._entity(conn, entity)

@@ -4,7 +4,8 @@ A close's status is ``closed`` (reconciliation passed), ``breaks`` (open breaks 
 (no PnL booked: an earlier day of the entity has a break at ERROR severity, ``reconciliation/blocking.py``),
 ``partial`` (a source was recorded as down for the day: ``reconciliation/outages.py``; the message
 names it) or ``failed`` (a step of the close failed; its message says which). Only a close without
-open breaks that is not partial can be locked, and a locked day is never rewritten by any step.
+open breaks that is not partial can be locked, and a locked day is never rewritten by any step. Locks are
+per period, with who and why, and can be undone only by a recorded unlock: ``reconciliation/periods.py``.
 """
 
 from __future__ import annotations
