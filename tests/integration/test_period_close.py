@@ -352,3 +352,42 @@ def test_api_serves_periods_to_a_read_key_and_the_audit_log_to_an_admin_key(engi
     assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "cursor"
     missing = client.get("/api/v1/close-audit", params={"entity": "not-mine"}, headers={"X-API-Key": admin})
     assert missing.status_code == 404
+
+
+def test_migration_0021_gives_old_locks_a_period_and_downgrades_to_the_old_guard(database_url: str) -> None:
+    import secrets
+
+    from alembic import command
+    from sqlalchemy.engine import make_url
+
+    from warehouse.migrate import alembic_config, upgrade
+
+    name = f"coinfrs_mig_{secrets.token_hex(4)}"
+    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    engine = sa.create_engine(url)
+    try:
+        upgrade(url, "0020")
+        with engine.begin() as conn:  # a day locked the old way, one open
+            entity_id = conn.execute(sa.text("INSERT INTO entities (name) VALUES ('old') RETURNING id")).scalar_one()
+            _closes(conn, entity_id, date(2026, 1, 1), date(2026, 1, 2))
+            conn.execute(sa.text("UPDATE closes SET locked = true, locked_at = now() WHERE date = '2026-01-01'"))
+        upgrade(url, "head")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT period, first_day, last_day, locked_by FROM period_locks")).all() == [
+                ("2026-01-01", date(2026, 1, 1), date(2026, 1, 1), "unknown")]
+            assert conn.execute(sa.text("SELECT action, actor FROM close_audit_log")).all() == [("lock", "unknown")]
+        command.downgrade(alembic_config(url), "0020")
+        with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError, match="locked and never changes"):
+            conn.execute(sa.text("SELECT set_config('coinfrs.unlock_period', '1', true)"))
+            conn.execute(sa.text("UPDATE closes SET locked = false, locked_at = NULL WHERE date = '2026-01-01'"))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT to_regclass('period_locks')")).scalar() is None
+        upgrade(url, "head")
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
