@@ -61,8 +61,9 @@ def _show(lock, verb: str, as_json: bool) -> None:
         return
     signed = ", ".join(f"{s.role} {s.signed_by}" for s in lock.signoffs if s.voided_at is None) or "no sign-off"
     who = (f"by {lock.unlocked_by}: {lock.unlock_reason}" if verb == "unlocked" else f"by {lock.locked_by}: {lock.lock_reason}")
+    days = (lock.last_day - lock.first_day).days + 1
     _cli().console.print(f"{verb} {lock.entity} {lock.period} ({lock.first_day}..{lock.last_day}, "
-                         f"{(lock.last_day - lock.first_day).days + 1} days) {who} [{lock.state}; {signed}]",
+                         f"{days} day{'s' if days > 1 else ''}) {who} [{lock.state}; {signed}]",
                          highlight=False, markup=False)
 
 

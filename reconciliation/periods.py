@@ -30,7 +30,7 @@ import calendar
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -215,7 +215,7 @@ def _holder(conn: Connection, entity: Entity, day: date) -> str:
         dict(e=entity.id, d=day)).first()
     if row is None:
         return "(who and why not recorded)"
-    return f"(period {row.period}, by {row.locked_by} at {row.locked_at:%Y-%m-%d %H:%M} UTC)"
+    return f"(period {row.period}, by {row.locked_by} at {row.locked_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC)"
 
 
 def lock_period(conn: Connection, entity: Entity, period: Period, *, by: str, reason: str) -> PeriodLock:
@@ -239,10 +239,9 @@ def lock_period(conn: Connection, entity: Entity, period: Period, *, by: str, re
                         f"--from {missing[0]} --to {missing[-1]}` first")
     for r in rows:
         if r.locked:
-            problems.append(f"{name} {r.date} is already locked {_holder(conn, entity, r.date)}"
-                            if not single else
-                            f"{name} {r.date} is already locked (since {r.locked_at:%Y-%m-%d %H:%M} UTC) "
-                            f"{_holder(conn, entity, r.date)}")
+            holder = _holder(conn, entity, r.date) if len(problems) < 8 else ""  # only those the message shows
+            since = f"(since {r.locked_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC) " if single and r.locked_at else ""
+            problems.append(f"{name} {r.date} is already locked {since}{holder}")
         elif r.status in REFUSED_STATUSES:
             problems.append(f"{name} {r.date} " + REFUSED_STATUSES[r.status].format(message=r.message or "no message"))
         elif r.status not in LOCKABLE_STATUSES:
@@ -364,7 +363,7 @@ def sign_off(conn: Connection, entity: Entity, period: Period, *, role: str, by:
     current = lock.signoff(role)
     if current is not None:
         raise PeriodError(f"{where} is already signed off as {role} by {current.signed_by} "
-                          f"({current.signed_at:%Y-%m-%d %H:%M} UTC)")
+                          f"({current.signed_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC)")
     preparer = lock.signoff("preparer")
     if role == "reviewer":
         if preparer is None:

@@ -265,14 +265,15 @@ def late_legs(conn: Connection, entity: Entity, day: date) -> list[dict]:
 
 
 def _table(headers: list[str], rows: list[list], *, numeric: tuple[int, ...] = (), totals: list[list] | None = None,
-           css: str = "") -> str:
-    """An HTML table; ``numeric`` columns are right-aligned figures; ``totals`` rows go in the footer."""
+           css: str = "", subtotals: frozenset[int] = frozenset()) -> str:
+    """An HTML table; ``numeric`` columns are right-aligned figures; ``totals`` rows go in the footer; the rows
+    numbered in ``subtotals`` are set apart as subtotals."""
     def cells(row: list, tag: str) -> str:
         return "".join(f"<{tag}{' class=num' if i in numeric else ''}>{html.escape('' if v is None else str(v))}</{tag}>"
                        for i, v in enumerate(row))
 
     head = "".join(f"<th{' class=num' if i in numeric else ''}>{html.escape(h)}</th>" for i, h in enumerate(headers))
-    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    body = "".join(f"<tr{' class=subtotal' if i in subtotals else ''}>{cells(row, 'td')}</tr>" for i, row in enumerate(rows))
     foot = "".join(f"<tr class=total>{cells(row, 'td')}</tr>" for row in totals or [])
     return (f"<table{f' class={css}' if css else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
             + (f"<tfoot>{foot}</tfoot>" if foot else "") + "</table>")
@@ -284,7 +285,7 @@ h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border
 table{border-collapse:collapse;margin:.4em 0 1.2em;width:100%}
 td,th{border:1px solid #d0d0d0;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f1f1f1}.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr.total td{font-weight:bold;background:#fafafa}tr.subtotal td{font-style:italic}
+tr.total td{font-weight:bold;background:#fafafa}tr.subtotal td{font-style:italic;background:#fcfcfc;border-bottom:2px solid #bbb}
 .status{font-weight:bold}.muted{color:#666}.note{font-size:.9em;color:#555}
 .banner{padding:.6em 1em;margin:1em 0;border:2px solid;font-weight:bold}
 .banner.locked{border-color:#1d5d2b;background:#e8f4ea;color:#1d5d2b}
@@ -419,15 +420,18 @@ def render_close_report(entity: Entity, day: date, outputs: dict, provenance: di
 
     # positions grouped by account, with subtotals
     position_rows: list[list] = []
+    subtotal_rows: set[int] = set()
     for name in sorted(accounts):
         for p in (p for p in positions if p["account"] == name):
             position_rows.append([p["account"], p["asset"], _q(p["computed"]), _q(p["reported"]),
                                   _q(p["price"]) if p["price"] is not None else "unpriced",
                                   _m(p["market_value"]) if p["market_value"] is not None else "unpriced"])
+        subtotal_rows.add(len(position_rows))
         position_rows.append([f"{name} total", "", "", "", "", _m(accounts[name]["market_value"])])
     parts += [f"<h2 id='positions'>Positions ({len(positions)})</h2>",
               _table(["account", "asset", "quantity (ledger)", "quantity (reported)", "close price (USD)",
                       "market value (USD)"], position_rows, numeric=(2, 3, 4, 5), css="positions",
+                     subtotals=frozenset(subtotal_rows),
                      totals=[["Entity total (NAV)", "", "", "", "", _m(nav)]])]
 
     # breaks
