@@ -14,6 +14,7 @@ from api.deps import app_engine, guard_date_range
 from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
+from api.routes import QUERY_TOO_LONG
 from api.routes import (accounts, api_keys, assets, closes, entities, health, journal, periods, pnl, positions, reconciliation,
                         transactions)
 from api.security import RateLimiter
@@ -109,7 +110,8 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
                        max_body_bytes=settings.api_max_body_bytes)
 
     app.include_router(health.router)
-    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)])
+    # every route answers 414 to an over-long query string (RequestContextMiddleware): documented once for all
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)], responses=QUERY_TOO_LONG)
     for module in ROUTE_MODULES:
         v1.include_router(module.router)
     app.include_router(v1)
