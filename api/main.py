@@ -14,13 +14,14 @@ from api.deps import app_engine, guard_date_range
 from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
-from api.routes import (accounts, api_keys, assets, closes, entities, health, journal, pnl, positions, prices,
+from api.routes import QUERY_TOO_LONG
+from api.routes import (accounts, api_keys, assets, closes, entities, health, journal, periods, pnl, positions, prices,
                         reconciliation, transactions)
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, prices, closes, journal,
+ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, prices, closes, periods, journal,
                  api_keys)
 """The modules whose ``router`` serves under ``API_PREFIX``."""
 
@@ -47,7 +48,7 @@ TAGS = [
     {"name": "transactions", "description": "Ledger legs and their raw source records"},
     {"name": "reconciliation", "description": "Completeness breaks"},
     {"name": "pnl", "description": "Realized PnL by cost-basis method and pool"},
-    {"name": "closes", "description": "Daily close records and locks"},
+    {"name": "closes", "description": "Daily close records, locked periods, sign-offs and their audit log"},
     {"name": "journal", "description": "Balanced journal entries per day and account for the general ledger"},
     {"name": "api-keys", "description": "Operator view of the keys (admin scope)"},
 ]
@@ -109,7 +110,8 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
                        max_body_bytes=settings.api_max_body_bytes)
 
     app.include_router(health.router)
-    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)])
+    # every route answers 414 to an over-long query string (RequestContextMiddleware): documented once for all
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)], responses=QUERY_TOO_LONG)
     for module in ROUTE_MODULES:
         v1.include_router(module.router)
     app.include_router(v1)

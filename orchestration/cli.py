@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestration import cli_api, cli_prices
+from orchestration import cli_api, cli_periods, cli_prices
 from orchestration.cli_assets import asset_app
 from orchestration.cli_chains import wallet_app
 from orchestration.cli_costbasis import pnl_commands
@@ -30,7 +30,7 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 app = typer.Typer(help="Coinfrs: close the books on crypto, every day.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
-close_app = typer.Typer(help="Run, inspect and lock daily closes.")
+close_app = typer.Typer(help="Run, inspect and lock daily closes; lock, unlock and sign off periods.")
 pnl_app = typer.Typer(help="Cost basis and PnL reports.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for the read API.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -247,19 +247,11 @@ def close(
     run_close(entity, start, end, wait=wait)
 
 
-@close_app.command("lock")
-def close_lock(entity: EntityOpt, day: Annotated[str, typer.Option("--date", help="The day to lock.")]) -> None:
-    """Lock a closed day: allowed only without open breaks and with every figure priced; a locked day never changes."""
-    from reconciliation.close import CloseError, lock_close
-
-    target = _parse_day(day, "--date")
-    with _engine().begin() as conn:
-        record = _entity(conn, entity)
-        try:
-            closed = lock_close(conn, record, target)
-        except CloseError as exc:
-            raise _fail(str(exc)) from None
-    console.print(f"locked {record.name} {closed.date} (status {closed.status}, {closed.legs} legs)", highlight=False)
+close_app.command("lock")(cli_periods.close_lock)
+close_app.command("unlock")(cli_periods.close_unlock)
+close_app.command("signoff")(cli_periods.close_signoff)
+close_app.command("periods")(cli_periods.close_periods)
+close_app.command("audit")(cli_periods.close_audit)
 
 
 @close_app.command("list")

@@ -7,7 +7,8 @@ A close's status is ``closed`` (reconciliation passed, every figure priced), ``b
 names it), ``failed`` (a step of the close failed; its message says which), ``unpriced`` (a figure needs a price
 that is missing) or ``stale`` (its inputs changed after it was closed: ``reconciliation/staleness.py``). Only a close
 without open breaks that is neither partial, unpriced nor stale can be locked, and a locked day is never rewritten by
-any step.
+any step. Locks are per period, with who and why, and can be undone only by a recorded unlock:
+``reconciliation/periods.py``.
 """
 
 from __future__ import annotations
@@ -129,35 +130,13 @@ def get_close(conn: Connection, entity_id: int, day: date) -> CloseRecord | None
     return CloseRecord(row.date, row.status, row.legs, row.positions, row.breaks, row.locked, row.locked_at)
 
 
-def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
-    """Lock ``day``: allowed only for a close that ran and has no open break."""
-    record = conn.execute(
-        sa.select(closes).where(closes.c.entity_id == entity.id, closes.c.date == day).with_for_update()).first()
-    if record is None:
-        raise CloseError(f"{entity.name} has no close for {day}: run `coinfrs close --entity {entity.name} --date {day}` first")
-    if record.locked:
-        raise CloseError(f"{entity.name} {day} is already locked (since {record.locked_at:%Y-%m-%d %H:%M} UTC)")
-    if record.status == "failed":
-        raise CloseError(f"{entity.name} {day}: the close failed ({record.message}); rerun it before locking")
-    if record.status == "blocked":
-        raise CloseError(f"{entity.name} {day} is blocked ({record.message}): resolve or acknowledge that break and "
-                         "close again before locking")
-    if record.status == "stale":
-        raise CloseError(f"{entity.name} {day} is stale ({record.message}): close it again before locking")
-    if record.status == "unpriced":
-        raise CloseError(f"{entity.name} {day} is unpriced ({record.message}): import or fetch the missing prices "
-                         f"(`coinfrs prices missing --entity {entity.name} --from {day} --to {day}`) and close it again "
-                         "before locking")
-    if record.status == "partial":
-        raise CloseError(f"{entity.name} {day} is partial ({record.message}): re-read the source and close it again "
-                         "before locking")
-    open_breaks = conn.execute(sa.text(
-        "SELECT count(*) FROM breaks WHERE entity_id = :e AND date = :d AND status = 'open'"), dict(e=entity.id, d=day)).scalar_one()
-    if open_breaks:
-        raise CloseError(f"{entity.name} {day} has {open_breaks} open break(s): see `coinfrs recon breaks --entity "
-                         f"{entity.name} --from {day} --to {day}`; a day with open breaks cannot be locked")
-    conn.execute(closes.update().where(closes.c.entity_id == entity.id, closes.c.date == day)
-                 .values(locked=True, locked_at=sa.func.now()))
+def lock_close(conn: Connection, entity: Entity, day: date, *, by: str = "unknown",
+               reason: str = "single-day lock (no reason given)") -> CloseRecord:
+    """Lock ``day``: a one-day period (``reconciliation/periods.py``), allowed only for a close that ran and has no
+    open break; recorded with who and why in the audit log."""
+    from reconciliation.periods import Period, lock_period
+
+    lock_period(conn, entity, Period("day", day, day), by=by, reason=reason)
     result = get_close(conn, entity.id, day)
     assert result is not None
     return result

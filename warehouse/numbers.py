@@ -101,3 +101,29 @@ def exact_context() -> Iterator[decimal.Context]:
     """Decimal context with the float trap on: mixing a float into money raises."""
     with decimal.localcontext(_EXACT) as ctx:
         yield ctx
+
+
+CENT = Decimal("0.01")
+
+
+def money_text(value: Decimal | str | None) -> str | None:
+    """Money for people: rounded to cents (half-even, as everywhere we round for display) with thousands
+    separators: ``1,234,567.89``, ``-0.50``, never ``-0.00``. None stays None."""
+    if value is None or value == "":
+        return None
+    with exact_context():
+        cents = D(value).quantize(CENT, rounding=decimal.ROUND_HALF_EVEN)
+    if cents == 0:
+        cents = abs(cents)
+    return f"{cents:,.2f}"
+
+
+def quantity_text(value: Decimal | str | None) -> str | None:
+    """A quantity (or price) for people: every digit kept (``to_text``), thousands separators in the whole part:
+    ``867,410``, ``-1,234.000012``."""
+    if value is None or value == "":
+        return None
+    text = to_text(D(value)) or "0"
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, _, fraction = text.partition(".")
+    return f"{sign}{int(whole):,}" + (f".{fraction}" if fraction else "")

@@ -774,3 +774,61 @@ chain_reorgs = sa.Table(
     comment="reorgs found by the wallet sync; the days they touched are re-closed automatically",
 )
 sa.Index("ix_chain_reorgs_pending", chain_reorgs.c.entity_id, postgresql_where=chain_reorgs.c.reclosed_at.is_(None))
+
+# ---------------------------------------------------------------- period close (migration 0021)
+
+period_locks = sa.Table(
+    "period_locks",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("period", sa.Text, nullable=False, comment="2026-01 | through 2026-01-31 | 2026-01-05 (one day)"),
+    sa.Column("first_day", sa.Date, nullable=False),
+    sa.Column("last_day", sa.Date, nullable=False),
+    sa.Column("locked_by", sa.Text, nullable=False),
+    sa.Column("lock_reason", sa.Text, nullable=False),
+    sa.Column("locked_at", TS, nullable=False, server_default=_now()),
+    sa.Column("unlocked_by", sa.Text),
+    sa.Column("unlock_reason", sa.Text),
+    sa.Column("unlocked_at", TS, comment="null: the period is locked"),
+    sa.CheckConstraint("first_day <= last_day", name="days"),
+    sa.CheckConstraint("(unlocked_at IS NULL) = (unlocked_by IS NULL) AND (unlocked_at IS NULL) = (unlock_reason IS NULL)",
+                       name="unlock"),
+    comment="one row per lock of a period; active (not unlocked) periods of an entity never overlap",
+)
+sa.Index("ix_period_locks_entity_id", period_locks.c.entity_id, period_locks.c.first_day)
+
+period_signoffs = sa.Table(
+    "period_signoffs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("period_lock_id", sa.BigInteger, sa.ForeignKey("period_locks.id"), nullable=False),
+    sa.Column("role", sa.Text, sa.CheckConstraint("role IN ('preparer', 'reviewer')", name="role"), nullable=False),
+    sa.Column("signed_by", sa.Text, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("signed_at", TS, nullable=False, server_default=_now()),
+    sa.Column("voided_at", TS, comment="set when the period is unlocked"),
+    sa.Column("void_reason", sa.Text),
+    sa.CheckConstraint("(voided_at IS NULL) = (void_reason IS NULL)", name="void"),
+)
+sa.Index("uq_period_signoffs_valid", period_signoffs.c.period_lock_id, period_signoffs.c.role, unique=True,
+         postgresql_where=period_signoffs.c.voided_at.is_(None))
+
+close_audit_log = sa.Table(
+    "close_audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("at", TS, nullable=False, server_default=sa.text("clock_timestamp()")),
+    sa.Column("action", sa.Text, sa.CheckConstraint("action IN ('lock', 'unlock', 'signoff', 'void')", name="action"),
+              nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("period_lock_id", sa.BigInteger, sa.ForeignKey("period_locks.id")),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("first_day", sa.Date, nullable=False),
+    sa.Column("last_day", sa.Date, nullable=False),
+    sa.Column("details", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    comment="every lock, unlock, sign-off and void of the period close; append-only (the database refuses changes)",
+)
+sa.Index("ix_close_audit_log_entity_id", close_audit_log.c.entity_id, close_audit_log.c.id)

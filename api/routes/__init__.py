@@ -11,6 +11,7 @@ _ERROR_TEXT = {
     401: "AUTHENTICATION_ERROR: missing, malformed, unknown or revoked X-API-Key",
     403: "AUTHORIZATION_ERROR: the key's scope does not allow this route",
     404: "NOT_FOUND: no such resource for this API key",
+    414: "VALIDATION_ERROR: the query string is longer than COINFRS_API_MAX_QUERY_BYTES (default 4096)",
     429: "RATE_LIMIT_ERROR: too many requests for this key (see Retry-After)",
     500: "INTERNAL_ERROR",
     503: "INTERNAL_ERROR: the database is unavailable or the query took too long",
@@ -28,3 +29,8 @@ JSON_ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"description": _ERROR_TEXT[s],
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
     for s in (400, 401, 404, 429, 500, 503)}
+QUERY_TOO_LONG: dict[int | str, dict[str, Any]] = {
+    414: {"description": _ERROR_TEXT[414],
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}}
+"""Every ``/api/v1`` route (the middleware refuses an over-long query string before routing): JSON, whatever the
+route's own media type."""

@@ -37,6 +37,7 @@ from api.routes import health
 from api.security import create_api_key
 from tests.integration.test_api import DAY, T0, Seed
 from tests.integration.test_api_closes_exports import _close
+from reconciliation.periods import Period, lock_period, sign_off
 from transforms.pnl import build_pnl
 from warehouse.entities import resolve_entity
 from warehouse.schema import assets, breaks, closes, expectation_results, pnl_disposals, positions, transfers
@@ -77,6 +78,9 @@ its response model's. (Not ``positive_data_acceptance``: a schema-valid but unkn
 documented 400.)"""
 
 
+ADMIN_ROUTES = ("/api/v1/api-keys", "/api/v1/close-audit")
+
+
 @pytest.fixture()
 def ledger(engine: sa.Engine) -> Seed:
     """Entity A with legs, a matched transfer, positions and a disposal; B with one leg."""
@@ -106,7 +110,7 @@ def ledger(engine: sa.Engine) -> Seed:
                                             HealthCheck.filter_too_much])
 def test_every_operation_conforms(case: schemathesis.Case, ledger: Seed) -> None:
     headers = {"X-API-Key": ledger.key_a}
-    if case.path == "/api/v1/api-keys":
+    if case.path in ADMIN_ROUTES:
         headers = {"X-API-Key": ledger.admin_key}
     case.call_and_validate(headers=headers, checks=CHECKS)
 
@@ -135,6 +139,10 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
         ledger.leg(conn, ledger.a, ledger.spot, "ETH", "2", "buy", T0 - timedelta(days=1), usd_value="4000")
         ledger.leg(conn, ledger.a, ledger.futures, "USDT", "-10", "fee", T0)  # no lots behind it: a shortfall
         build_pnl(conn, resolve_entity(conn, ledger.a), DAY - timedelta(days=1), DAY)  # the stored books
+        conn.execute(sa.text("UPDATE breaks SET status = 'acknowledged'"))  # the day can be locked and signed off
+        entity_a = resolve_entity(conn, ledger.a)
+        lock_period(conn, entity_a, Period("day", DAY, DAY), by="alice", reason="checked")
+        sign_off(conn, entity_a, Period("day", DAY, DAY), role="preparer", by="alice")
     day, span = DAY.isoformat(), {"from": DAY.isoformat(), "to": DAY.isoformat()}
     lifo = {"method": "lifo", "pool": "universal"}  # a book the close does not store: computed from the legs
     requests: dict[str, tuple[str, dict[str, str]]] = {
@@ -166,6 +174,8 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
         "/api/v1/journal/tieout": ("/api/v1/journal/tieout", {"date": day}),
         "/api/v1/journal/asset-rollforward": ("/api/v1/journal/asset-rollforward", span),
         "/api/v1/api-keys": ("/api/v1/api-keys", {}),
+        "/api/v1/close-periods": ("/api/v1/close-periods", {}),
+        "/api/v1/close-audit": ("/api/v1/close-audit", {}),
     }
     client = TestClient(app)
     legs = client.get("/api/v1/transactions", params=span, headers={"X-API-Key": ledger.key_a}).json()["data"]
@@ -173,7 +183,7 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
     assert set(requests) == set(RESPONSE_MODELS), "a route without a request here, or a request without a route"
     problems = []
     for template, (url, params) in requests.items():
-        key = ledger.admin_key if template == "/api/v1/api-keys" else ledger.key_a
+        key = ledger.admin_key if template in ADMIN_ROUTES else ledger.key_a
         resp = client.get(url, params=params, headers={"X-API-Key": key})
         if resp.status_code != 200 or not resp.json()["data"]:
             problems.append(f"{url}: {resp.status_code} {resp.text[:300]}")

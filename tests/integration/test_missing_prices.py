@@ -63,7 +63,7 @@ def test_a_figure_without_a_price_makes_the_close_unpriced_and_is_listed_everywh
     # every stored book has the same items (three books x (day 2: acquisition + position, day 3: position))
     assert len(stored) == 9 and {(r.date, r.what, r.leg_id) for r in stored} == {
         (D2, "acquisition", leg), (D2, "position", None), (D3, "position", None)}
-    assert "Missing prices (2)" in report and "acquisition" in report
+    assert "Unpriced items (2)" in report and "acquisition without a price" in report
     # the CLI
     result = runner.invoke(app, ["prices", "missing", "--entity", "unpriced", "--json"])
     assert result.exit_code == 0, result.output

@@ -226,7 +226,7 @@ def test_the_close_report_is_html_with_positions_breaks_causes_and_pnl(engine, i
     assert result.exit_code == 0, result.output
     page = result.stdout
     assert page.startswith("<!doctype html>") and "Status: breaks" in page
-    assert "Kraken" in page and "-48.5" in page and "fee" in page and "realized gain, universal pool" in page
+    assert "Kraken" in page and "-48.5" in page and "fee" in page and "Realized gain, FIFO, universal pool" in page
 
 
 def test_api_serves_breaks_with_causes_results_close_provenance_and_the_report(engine, instance) -> None:
