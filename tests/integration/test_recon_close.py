@@ -190,7 +190,11 @@ def test_acknowledge_and_adjust_through_the_cli(engine, database_url, instance, 
     with engine.begin() as conn:
         entity = resolve_entity(conn, "wf")
         remaining = list_breaks(conn, entity.id, D1, D4)
-        assert [(b["date"], b["status"]) for b in remaining] == [("2026-01-02", "acknowledged")]
+        # same ids after the re-close; the adjusted break stays listed, resolved by the adjustment
+        assert [(b["id"], b["date"], b["status"], b["resolution"]) for b in remaining] == [
+            (first["id"], "2026-01-02", "acknowledged", None), (second["id"], "2026-01-03", "resolved", "adjustment")]
+        assert [e["event"] for e in remaining[1]["history"]] == ["opened", "adjusted", "resolved"]
+        assert list_breaks(conn, entity.id, D1, D4, status="open") == []
         leg = conn.execute(sa.text(
             """SELECT l.quantity, l.kind, l.close_date, r.source, r.payload FROM transactions l
                JOIN raw_records r ON r.id = l.raw_record_id WHERE l.kind = 'adjustment'""")).one()
