@@ -75,7 +75,7 @@ def recon_breaks(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = Non
         causes = "\n".join(f"{c['rank']}. {c['code']} ({c['score']}): {c['evidence']}" for c in r["causes"][:3])
         account = r["account"] + (f" ({r['account_type']})" if r["account_type"] != "wallet" else "") + (
             f" / {r['sub_account']}" if r["sub_account"] else "")
-        shown_status = r["status"] + (f"\n{r['resolution']}: {r['resolution_detail']}" if r["resolution"] else "")
+        shown_status = r["status"] + (f"\n({r['resolution']})" if r["resolution"] else "")
         table.add_row(str(r["id"]), r["date"], account, r["asset"], r["expected"], r["reported"], r["difference"],
                       shown_status, causes or "no candidate cause found")
     cli.out.print(table)

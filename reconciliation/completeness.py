@@ -5,7 +5,7 @@ For every account, asset and day with a fresh reported balance (a snapshot insid
     reported(previous) + sum of legs in (previous snapshot time, this snapshot time] = reported(today)
 
 where ``previous`` is the latest snapshot at or before the previous day's cutoff (zero at the
-beginning of time). With snapshots stamped at the cutoffs this is DESIGN.md's
+beginning of time; a first close, or one after a gap, loads it first: ``load_openings``). With snapshots stamped at the cutoffs this is DESIGN.md's
 ``Position(T-2) + Σ legs in (T-2 cutoff, T-1 cutoff] = Position(T-1)``; with snapshots taken
 earlier in the day it still compares like with like. Adjustment legs (late data for a locked
 day) count on the day they are booked. The tolerance: zero for on-chain accounts (wallet, vault, or
