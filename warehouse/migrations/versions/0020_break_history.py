@@ -82,8 +82,8 @@ def downgrade() -> None:
     op.drop_index("ix_break_events_entity_date", table_name="break_events")
     op.drop_index("ix_break_events_break_id", table_name="break_events")
     op.drop_table("break_events")
-    op.drop_constraint("ck_breaks_resolution", "breaks", type_="check")
-    op.drop_constraint("ck_breaks_status", "breaks", type_="check")
+    op.drop_constraint(op.f("ck_breaks_resolution"), "breaks", type_="check")
+    op.drop_constraint(op.f("ck_breaks_status"), "breaks", type_="check")
     op.execute("DELETE FROM breaks WHERE status = 'resolved'"
                " AND NOT EXISTS (SELECT 1 FROM closes c WHERE c.entity_id = breaks.entity_id AND c.date = breaks.date"
                " AND c.locked)")
