@@ -150,10 +150,11 @@ def recon_actions(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = No
         _print_json(rows)
         return
     table = Table(title=f"{record.name}: break actions {start} .. {end}")
-    for column in ("date", "account", "asset", "action", "quantity", "by", "at", "reason"):
+    for column in ("break", "date", "account", "asset", "action", "quantity", "by", "at", "reason"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["date"], r["account"], r["asset"], r["action"], r["quantity"] or "", r["by"], r["at"], r["reason"])
+        table.add_row(str(r["break_id"] or ""), r["date"], r["account"], r["asset"], r["action"], r["quantity"] or "",
+                      r["by"], r["at"], r["reason"])
     cli.out.print(table)
 
 

@@ -142,12 +142,15 @@ def adjust_break(conn: Connection, entity: Entity, break_id: int, *, actor: str,
 
 def list_break_actions(conn: Connection, entity_id: int, start: date, end: date) -> list[dict]:
     rows = conn.execute(sa.text(
-        """SELECT x.id, x.date, a.name AS account, s.symbol AS asset, x.action, x.actor, x.reason, x.quantity, x.difference,
-                  x.raw_record_id, x.created_at
+        """SELECT x.id, b.id AS break_id, x.date, a.name AS account, s.symbol AS asset, x.action, x.actor, x.reason,
+                  x.quantity, x.difference, x.raw_record_id, x.created_at
            FROM break_actions x JOIN accounts a ON a.id = x.account_id JOIN assets s ON s.id = x.asset_id
+           LEFT JOIN breaks b ON b.entity_id = x.entity_id AND b.date = x.date AND b.account_id = x.account_id
+                              AND b.asset_id = x.asset_id
            WHERE x.entity_id = :e AND x.date BETWEEN :s AND :t ORDER BY x.date, x.id"""),
         dict(e=entity_id, s=start, t=end)).mappings().all()
-    return [{"id": r["id"], "date": r["date"].isoformat(), "account": r["account"], "asset": r["asset"],
+    return [{"id": r["id"], "break_id": r["break_id"], "date": r["date"].isoformat(), "account": r["account"],
+             "asset": r["asset"],
              "action": r["action"], "by": r["actor"], "reason": r["reason"], "quantity": to_text(r["quantity"]),
              "difference": to_text(r["difference"]), "raw_record_id": r["raw_record_id"],
              "at": r["created_at"].isoformat()} for r in rows]

@@ -203,7 +203,8 @@ def test_acknowledge_and_adjust_through_the_cli(engine, database_url, instance, 
         assert lock_close(conn, entity, D2).locked  # acknowledged: no open break left on the day
     result = runner.invoke(app, ["recon", "actions", "--entity", "wf", "--from", "2026-01-01", "--to", "2026-01-04", "--json"])
     actions = json.loads(result.stdout)
-    assert [(a["action"], a["by"], a["quantity"]) for a in actions] == [("acknowledge", "alice", None), ("adjust", "bob", "-45")]
+    assert [(a["break_id"], a["action"], a["by"], a["quantity"]) for a in actions] == [
+        (first["id"], "acknowledge", "alice", None), (second["id"], "adjust", "bob", "-45")]
 
 
 def test_localise_finds_the_first_day_and_whether_it_persists(engine, database_url) -> None:
