@@ -92,7 +92,7 @@ pos AS (
 checked AS MATERIALIZED (
     SELECT pos.*, d.day_start,
            coalesce(pos.prev_date = pos.date - 1, false) AND pos.reported_at = d.cutoff
-             AND (pos.prev_at = d.day_start
+             AND (coalesce(pos.prev_at = d.day_start, false)
                   -- no reported balance the day before: from zero, unless an opening (load_openings) was loaded since
                   OR (pos.prev_at IS NULL AND NOT EXISTS (
                       SELECT 1 FROM balance_observations b WHERE b.account_id = pos.account_id

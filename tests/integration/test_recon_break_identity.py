@@ -229,3 +229,21 @@ def test_a_single_day_transactions_list_includes_the_days_adjustment_legs(engine
     assert (adjustment["is_adjustment"], adjustment["date"], adjustment["quantity"]) == ("true", "2026-01-03", "500")
     day_2 = client.get("/api/v1/transactions", params={"from": "2026-01-02", "to": "2026-01-02"}, headers=headers)
     assert adjustment_id not in [leg["id"] for leg in day_2.json()["data"]]  # its timestamp's day, locked: not there
+
+
+def test_a_first_close_whose_first_day_has_no_snapshot_still_opens_from_the_one_before(engine, instance) -> None:
+    truth = [Row("F0", "2025-12-31T12:00:00Z", "INCOME", "USD", "1000000", "Kraken", unit_price_usd="1")] + _trades()
+    opening = "timestamp,account,account_type,sub_account,asset,quantity\n2026-01-01T00:00:00Z,Kraken,spot,,USD,1000000\n"
+    daily = [line for line in balances_csv(truth, 4).splitlines(keepends=True) if not line.startswith("2026-01-02T")]
+    with engine.begin() as conn:
+        entity_id = get_or_create_entity(conn, "no-first-snapshot").id
+    _import(engine, entity_id, "opening", ledger=without(truth, "F0"), balances=opening)
+    _import(engine, entity_id, "daily", balances="".join(daily))  # nothing reported at the cutoff of day 1
+
+    assert close_days(["no-first-snapshot"], D1, D4, instance=instance).success
+    with engine.connect() as conn:
+        assert list_breaks(conn, entity_id, D1, D4) == []  # day 2 rolls forward from the opening, through day 1
+        checked = dict(conn.execute(sa.text(
+            "SELECT date, checked_count FROM recon_results WHERE entity_id = :e AND suite = 'canonical.completeness'"),
+            dict(e=entity_id)).all())
+    assert checked[D2] >= 1 and checked[D1] == 0  # day 2 was checked (day 1 had nothing fresh to check)
