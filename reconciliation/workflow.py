@@ -9,13 +9,13 @@
   record (``raw_records``, source ``manual``) carrying who/when/why, so it is rebuilt with the
   canonical layer and traces back like any leg; the action is recorded; the break is ``adjusted``
   until the day is closed again (the CLI does it), which resolves it (reason ``adjustment``).
+- ``localise_breaks``: over a range, for each (account, asset) whose reported balance and the
+  balance computed from legs disagree, the first day they disagree and whether it persists to the
+  end of the range (set-based, over ``positions``).
 
 Breaks keep their id across re-closes (their natural key: entity, day, account, asset), so an action
 names a break by the id ``coinfrs recon breaks`` shows, before or after any number of closes. A
 resolved break, or one whose adjustment is not booked yet, takes no further action.
-- ``localise_breaks``: over a range, for each (account, asset) whose reported balance and the
-  balance computed from legs disagree, the first day they disagree and whether it persists to the
-  end of the range (set-based, over ``positions``).
 
 Nothing here is silent: every action is a row with its author and reason.
 """
