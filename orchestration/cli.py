@@ -406,7 +406,7 @@ def demo(entity: str = "northwind") -> None:
     from warehouse.reports import list_breaks, realized_pnl_summary
 
     with _engine().connect() as conn:
-        breaks = [b for b in list_breaks(conn, target.id, first, last) if b["status"] != "resolved"]
+        breaks = list_breaks(conn, target.id, first, last)
         pnl = realized_pnl_summary(conn, target.id, first, last, method="fifo", pool="universal")
     table = Table(title="breaks to explain (coinfrs recon breaks: expected, reported, every digit, the evidence)")
     for column in ("date", "account", "asset", "difference", "likeliest cause"):

@@ -62,7 +62,7 @@ def recon_breaks(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = Non
     with cli._engine().connect() as conn:
         record = cli._entity(conn, entity)
         try:
-            rows = list_breaks(conn, record.id, start, end, status=status)
+            rows = list_breaks(conn, record.id, start, end, status=status, include_resolved=True)
         except ReportParameterError as exc:
             raise cli._fail(f"--{exc.field}: {exc.message}") from None
     if as_json:

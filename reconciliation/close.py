@@ -136,11 +136,6 @@ def lock_close(conn: Connection, entity: Entity, day: date) -> CloseRecord:
     if open_breaks:
         raise CloseError(f"{entity.name} {day} has {open_breaks} open break(s): see `coinfrs recon breaks --entity "
                          f"{entity.name} --from {day} --to {day}`; a day with open breaks cannot be locked")
-    adjusted = conn.execute(sa.text(
-        "SELECT count(*) FROM breaks WHERE entity_id = :e AND date = :d AND status = 'adjusted'"), dict(e=entity.id, d=day)).scalar_one()
-    if adjusted:
-        raise CloseError(f"{entity.name} {day} has {adjusted} break(s) with an adjustment not booked yet: close the day "
-                         f"again (`coinfrs close --entity {entity.name} --date {day}`) before locking")
     conn.execute(closes.update().where(closes.c.entity_id == entity.id, closes.c.date == day)
                  .values(locked=True, locked_at=sa.func.now()))
     result = get_close(conn, entity.id, day)

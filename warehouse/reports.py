@@ -147,10 +147,11 @@ _REALIZED_SUMMARY = sa.text(f"""
 
 
 def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date, *,
-                status: str | None = None) -> list[dict[str, Any]]:
-    """Completeness breaks with ``date`` in ``[date_from, date_to]``, by date, account, asset: every status (a
-    resolved break stays listed, with why) unless ``status`` (one of ``BREAK_STATUSES``) is given; each with its
-    ``history`` (``break_events``, oldest first)."""
+                status: str | None = None, include_resolved: bool = False) -> list[dict[str, Any]]:
+    """Completeness breaks with ``date`` in ``[date_from, date_to]``, by date, account, asset, each with its
+    ``history`` (``break_events``, oldest first). The breaks that still stand (open, acknowledged, adjusted) unless
+    ``include_resolved`` (what `recon breaks` and the API list: a resolved break stays listed, with why), or only
+    those of ``status`` (one of ``BREAK_STATUSES``)."""
     _check_range(date_from, date_to)
     b = breaks.c
     conditions = [b.entity_id == entity_id, b.date >= date_from, b.date <= date_to]
@@ -160,6 +161,8 @@ def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date
             raise ReportParameterError("status", f"unknown break status {status.strip()!r}; allowed: "
                                                  f"{', '.join(BREAK_STATUSES)}")
         conditions.append(b.status == wanted)
+    elif not include_resolved:
+        conditions.append(b.status != "resolved")
     rows = conn.execute(
         sa.select(
             b.id, b.date, accounts.c.name.label("account"), accounts.c.account_type, accounts.c.sub_account,

@@ -62,7 +62,7 @@ def list_breaks(
     Give `date`, or `from` and `to`. With `format=csv|xlsx`, the same breaks as a file (`leg_ids`, `causes` and
     `history` as JSON text)."""
     start, end = _range(request, day, date_from, date_to)
-    items = reports.list_breaks(conn, entity.id, start, end, status=status)
+    items = reports.list_breaks(conn, entity.id, start, end, status=status, include_resolved=True)
     items = [b for b in items
              if (account is None or b["account"] == account)
              and (asset is None or b["asset"] == asset.upper())

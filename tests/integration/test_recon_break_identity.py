@@ -94,10 +94,15 @@ def test_a_corrected_record_and_late_data_resolve_breaks_that_stay_listed_with_h
 
     # the exchange restates S1 with its fee (a new version of the staged record), and the reward arrives late
     _import(engine, entity_id, "corrected", ledger=truth)
-    assert close_days(["fixed"], D1, D4, instance=instance).success
+    run = close_days(["fixed"], D1, D4, instance=instance)
+    assert run.success
+    records = instance.get_records_for_run(run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    checks = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    assert all(c.passed for c in checks if c.check_name == "completeness")  # resolved breaks fail no check
 
     with engine.connect() as conn:
-        after = list_breaks(conn, entity_id, D1, D4)
+        after = list_breaks(conn, entity_id, D1, D4, include_resolved=True)
+        assert list_breaks(conn, entity_id, D1, D4) == []  # by default: the breaks that still stand
         assert _close_status(conn, entity_id) == {d: ("closed", 0) for d in (D1, D2, D3, D4)}
         assert list_breaks(conn, entity_id, D1, D4, status="open") == []
         assert [b["id"] for b in list_breaks(conn, entity_id, D1, D4, status="resolved")] == [b["id"] for b in before]
@@ -171,12 +176,12 @@ def test_the_first_close_and_a_close_after_a_gap_open_from_the_snapshot_before_t
 
     assert close_days(["opening"], D1, D2, instance=instance).success  # the entity's first close
     with engine.connect() as conn:
-        assert list_breaks(conn, entity_id, D1, D2) == []
+        assert list_breaks(conn, entity_id, D1, D2, include_resolved=True) == []
         assert _close_status(conn, entity_id) == {D1: ("closed", 0), D2: ("closed", 0)}
 
     assert close_days(["opening"], D4, D4, instance=instance).success  # after a gap: day 3 never closed
     with engine.connect() as conn:
-        assert list_breaks(conn, entity_id, D1, D4) == []
+        assert list_breaks(conn, entity_id, D1, D4, include_resolved=True) == []
         assert _close_status(conn, entity_id)[D4] == ("closed", 0)
         opening_row = conn.execute(sa.text(
             """SELECT c.previous_reported_at FROM completeness_differences c WHERE c.entity_id = :e AND c.date = :d"""),
@@ -242,7 +247,7 @@ def test_a_first_close_whose_first_day_has_no_snapshot_still_opens_from_the_one_
 
     assert close_days(["no-first-snapshot"], D1, D4, instance=instance).success
     with engine.connect() as conn:
-        assert list_breaks(conn, entity_id, D1, D4) == []  # day 2 rolls forward from the opening, through day 1
+        assert list_breaks(conn, entity_id, D1, D4, include_resolved=True) == []  # day 2 rolls forward from the opening, through day 1
         checked = dict(conn.execute(sa.text(
             "SELECT date, checked_count FROM recon_results WHERE entity_id = :e AND suite = 'canonical.completeness'"),
             dict(e=entity_id)).all())

@@ -189,7 +189,7 @@ def test_acknowledge_and_adjust_through_the_cli(engine, database_url, instance, 
 
     with engine.begin() as conn:
         entity = resolve_entity(conn, "wf")
-        remaining = list_breaks(conn, entity.id, D1, D4)
+        remaining = list_breaks(conn, entity.id, D1, D4, include_resolved=True)
         # same ids after the re-close; the adjusted break stays listed, resolved by the adjustment
         assert [(b["id"], b["date"], b["status"], b["resolution"]) for b in remaining] == [
             (first["id"], "2026-01-02", "acknowledged", None), (second["id"], "2026-01-03", "resolved", "adjustment")]
