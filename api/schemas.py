@@ -243,6 +243,22 @@ class TransactionDetailOut(LegOut):
     raw_record: RawRecordOut | None = Field(description="the staging record the leg came from")
 
 
+BreakStatus = Literal["open", "acknowledged", "adjusted", "resolved"]
+BreakResolution = Literal["adjustment", "corrected_record", "late_data", "recomputed"]
+
+
+class BreakEventOut(Model):
+    event: Literal["opened", "changed", "reopened", "acknowledged", "adjusted", "resolved"]
+    at: dt.datetime = Field(description="when")
+    by: str = Field(description="who: a person, or close (a close run)")
+    reason: str = Field(description="what and why")
+    previous_status: BreakStatus | None
+    status: BreakStatus
+    previous_difference: Quantity | None
+    difference: Quantity | None = Field(description="null once resolved")
+    run_id: str | None
+
+
 class BreakOut(Model):
     id: int
     date: dt.date
@@ -260,10 +276,20 @@ class BreakOut(Model):
     legs_sum: Quantity
     tolerance: Quantity
     reported_at: dt.datetime
-    status: str
+    status: BreakStatus = Field(description="open (counted by the close, blocks the lock) | acknowledged (accepted "
+                                            "with a reason) | adjusted (an adjustment leg staged, booked by the next "
+                                            "close of the day) | resolved (a re-close no longer finds it)")
     severity: str = Field(description="error: blocks PnL and the close from this day on (coinfrs recon policy "
                                       "--block-above-usd); warn: reported only", examples=["warn"])
     leg_ids: list[int] = Field(description="the legs of the window (see GET /transactions/{id})")
+    seen_at: dt.datetime = Field(description="when a close last found this break")
+    resolved_at: dt.datetime | None = Field(description="when a re-close no longer found it (resolved)")
+    resolution: BreakResolution | None = Field(
+        description="why it went away: adjustment (an adjustment leg entered for it) | corrected_record (a source "
+                    "restated a record or balance of the window) | late_data (a record of the window arrived since) "
+                    "| recomputed (none of those: the day computed again ties)")
+    resolution_detail: str | None = Field(description="the record, action or figure behind the resolution")
+    history: list[BreakEventOut] = Field(description="every change of the break, oldest first")
 
 
 class RealizedPnlOut(Model):

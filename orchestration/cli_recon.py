@@ -50,15 +50,21 @@ def _print_json(value: object) -> None:
 
 @recon_app.command("breaks")
 def recon_breaks(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
+                 status: Annotated[Optional[str], typer.Option(
+                     "--status", help="Only breaks in this status: open, acknowledged, adjusted or resolved.")] = None,
                  as_json: JsonOpt = False) -> None:
-    """Breaks of a day or a range: expected vs reported, the difference, ranked candidate causes with evidence."""
-    from warehouse.reports import list_breaks
+    """Breaks of a day or a range: expected vs reported, the difference, the status (a resolved break stays listed,
+    with why), ranked candidate causes with evidence. `--json` adds each break's history."""
+    from warehouse.reports import ReportParameterError, list_breaks
 
     cli = _cli()
     start, end = _range(day, date_from, date_to)
     with cli._engine().connect() as conn:
         record = cli._entity(conn, entity)
-        rows = list_breaks(conn, record.id, start, end)
+        try:
+            rows = list_breaks(conn, record.id, start, end, status=status, include_resolved=True)
+        except ReportParameterError as exc:
+            raise cli._fail(f"--{exc.field}: {exc.message}") from None
     if as_json:
         _print_json(rows)
         return
@@ -69,10 +75,14 @@ def recon_breaks(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = Non
         causes = "\n".join(f"{c['rank']}. {c['code']} ({c['score']}): {c['evidence']}" for c in r["causes"][:3])
         account = r["account"] + (f" ({r['account_type']})" if r["account_type"] != "wallet" else "") + (
             f" / {r['sub_account']}" if r["sub_account"] else "")
+        shown_status = r["status"] + (f"\n({r['resolution']})" if r["resolution"] else "")
         table.add_row(str(r["id"]), r["date"], account, r["asset"], r["expected"], r["reported"], r["difference"],
-                      r["status"], causes or "no candidate cause found")
+                      shown_status, causes or "no candidate cause found")
     cli.out.print(table)
-    cli.out.print(f"{len(rows)} break(s)")
+    by_status: dict[str, int] = {}
+    for r in rows:
+        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+    cli.out.print(f"{len(rows)} break(s)" + (f": {', '.join(f'{n} {s}' for s, n in by_status.items())}" if rows else ""))
 
 
 @recon_app.command("ack")
@@ -140,10 +150,11 @@ def recon_actions(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = No
         _print_json(rows)
         return
     table = Table(title=f"{record.name}: break actions {start} .. {end}")
-    for column in ("date", "account", "asset", "action", "quantity", "by", "at", "reason"):
+    for column in ("break", "date", "account", "asset", "action", "quantity", "by", "at", "reason"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["date"], r["account"], r["asset"], r["action"], r["quantity"] or "", r["by"], r["at"], r["reason"])
+        table.add_row(str(r["break_id"] or ""), r["date"], r["account"], r["asset"], r["action"], r["quantity"] or "",
+                      r["by"], r["at"], r["reason"])
     cli.out.print(table)
 
 

@@ -84,7 +84,7 @@ def classify_breaks(conn: Connection, entity_id: int, start: date, end: date) ->
                                                         AND p.asset_id = b.asset_id AND p.date = b.date)
                                  > CAST(:limit AS numeric), true) THEN 'error'
                ELSE 'warn' END
-           WHERE b.entity_id = :e AND b.date BETWEEN :s AND :t
+           WHERE b.entity_id = :e AND b.date BETWEEN :s AND :t AND b.status <> 'resolved'
              AND NOT EXISTS (SELECT 1 FROM closes c WHERE c.entity_id = b.entity_id AND c.date = b.date AND c.locked)
            RETURNING b.severity"""), dict(e=entity_id, s=start, t=end, limit=threshold)).scalars().all().count("error")
 

@@ -348,7 +348,7 @@ def load_break_context(conn: Connection, entity_id: int, brk: dict) -> BreakCont
                                    " AND ((l.ts > :wt AND l.ts <= :wt + :tm) OR (l.ts <= :wf AND l.ts > :wf - :tm))", p)
     neighbours = dict(conn.execute(sa.text(
         """SELECT date, difference FROM breaks WHERE entity_id = :e AND account_id = :acc AND asset_id = :asset
-           AND date IN (CAST(:d AS date) - 1, CAST(:d AS date) + 1)"""), p).all())
+           AND date IN (CAST(:d AS date) - 1, CAST(:d AS date) + 1) AND status <> 'resolved'"""), p).all())
     ctx.next_difference = neighbours.get(brk["date"] + timedelta(days=1))
     ctx.previous_difference = neighbours.get(brk["date"] - timedelta(days=1))
     ctx.outages = [tuple(r) for r in conn.execute(sa.text(
@@ -358,10 +358,11 @@ def load_break_context(conn: Connection, entity_id: int, brk: dict) -> BreakCont
 
 
 def explain_breaks(conn: Connection, entity_id: int, start: date, end: date) -> int:
-    """Compute and store the ranked causes of every open break of [start, end]; returns how many."""
+    """Compute and store the ranked causes of every break of [start, end] that is not resolved (a resolved break keeps
+    the causes it had); returns how many."""
     rows = conn.execute(sa.text(
         """SELECT id, date, account_id, asset_id, difference, tolerance, previous_reported_at, reported_at, leg_ids
-           FROM breaks b WHERE entity_id = :e AND date BETWEEN :s AND :t
+           FROM breaks b WHERE entity_id = :e AND date BETWEEN :s AND :t AND status <> 'resolved'
              AND NOT EXISTS (SELECT 1 FROM closes c WHERE c.entity_id = b.entity_id AND c.date = b.date AND c.locked)
            ORDER BY date, id"""), dict(e=entity_id, s=start, t=end)).mappings().all()
     updates = [dict(id=r["id"], causes=json.dumps(compute_causes(load_break_context(conn, entity_id, dict(r)))))

@@ -5,7 +5,7 @@ For every account, asset and day with a fresh reported balance (a snapshot insid
     reported(previous) + sum of legs in (previous snapshot time, this snapshot time] = reported(today)
 
 where ``previous`` is the latest snapshot at or before the previous day's cutoff (zero at the
-beginning of time). With snapshots stamped at the cutoffs this is DESIGN.md's
+beginning of time; a first close, or one after a gap, loads it first: ``load_openings``). With snapshots stamped at the cutoffs this is DESIGN.md's
 ``Position(T-2) + Σ legs in (T-2 cutoff, T-1 cutoff] = Position(T-1)``; with snapshots taken
 earlier in the day it still compares like with like. Adjustment legs (late data for a locked
 day) count on the day they are booked. The tolerance: zero for on-chain accounts (wallet, vault, or
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -40,10 +40,9 @@ from sqlalchemy.engine import Connection
 
 from reconciliation.blocking import classify_breaks
 from reconciliation.causes import explain_breaks
-from reconciliation.workflow import apply_break_actions
-from warehouse.calendar import days_between, locked_dates
+from reconciliation.break_history import write_breaks
+from warehouse.calendar import cutoff_of, days_between, locked_dates
 from warehouse.entities import Entity
-from warehouse.numbers import D
 
 SUITE = "canonical.completeness"
 # Exchanges report balances that may be rounded: a difference up to this much (per source, table
@@ -93,7 +92,11 @@ pos AS (
 checked AS MATERIALIZED (
     SELECT pos.*, d.day_start,
            coalesce(pos.prev_date = pos.date - 1, false) AND pos.reported_at = d.cutoff
-             AND (pos.prev_at IS NULL OR pos.prev_at = d.day_start) AS at_cutoffs
+             AND (coalesce(pos.prev_at = d.day_start, false)
+                  -- no reported balance the day before: from zero, unless an opening (load_openings) was loaded since
+                  OR (pos.prev_at IS NULL AND NOT EXISTS (
+                      SELECT 1 FROM balance_observations b WHERE b.account_id = pos.account_id
+                        AND b.asset_id = pos.asset_id AND b.observed_at <= d.day_start))) AS at_cutoffs
     FROM pos JOIN days d ON d.day = pos.date
     WHERE pos.date >= :s AND pos.reported_at > d.day_start
 ),
@@ -183,10 +186,41 @@ def validation_query(entity: Entity, start: date, end: date, batch: str = "{batc
             .replace("__TO__", end.isoformat()).replace("{batch}", batch))
 
 
+_OPENINGS = """
+INSERT INTO balance_observations (entity_id, account_id, asset_id, observed_at, quantity, raw_snapshot_id)
+SELECT DISTINCT ON (a.id, al.asset_id) :e, a.id, al.asset_id, s.snapshot_time, kv.value::numeric, s.id
+FROM raw_balance_snapshots s
+CROSS JOIN LATERAL jsonb_each_text(s.balances) AS kv(key, value)
+JOIN accounts a ON a.entity_id = s.entity_id AND a.name = s.account AND a.account_type = s.account_type
+               AND a.sub_account = s.sub_account
+JOIN asset_aliases al ON al.source = s.source AND al.alias = upper(kv.key)
+WHERE s.entity_id = :e AND s.snapshot_time <= :upper AND s.snapshot_time > coalesce(CAST(:lower AS timestamptz), '-infinity')
+ORDER BY a.id, al.asset_id, s.snapshot_time DESC, s.id DESC
+ON CONFLICT (account_id, asset_id, observed_at) DO NOTHING
+"""
+
+
+def load_openings(conn: Connection, entity: Entity, start: date) -> int:
+    """The opening of a close that starts at ``start`` with the day before never closed (the entity's first close,
+    or after a gap): per (account, asset), the latest reported snapshot at or before the previous cutoff
+    (``cutoff(start - 1)``), loaded as a balance observation, so the completeness rule rolls forward from it
+    instead of from zero. Snapshots at or before the last closed day's cutoff were loaded by that close.
+    Idempotent; returns how many observations it added."""
+    previous = conn.execute(sa.text("SELECT max(date) FROM closes WHERE entity_id = :e AND date < :s"),
+                            dict(e=entity.id, s=start)).scalar()
+    if previous == start - timedelta(days=1):
+        return 0
+    lower = cutoff_of(previous, entity.tz) if previous is not None else None
+    return conn.execute(sa.text(_OPENINGS), dict(e=entity.id, lower=lower,
+                                                 upper=cutoff_of(start - timedelta(days=1), entity.tz))).rowcount
+
+
 def compute_differences(conn: Connection, entity: Entity, start: date, end: date, *,
                         run_id: str | None = None) -> dict[date, int]:
-    """Store every non-zero difference of [start, end] (unlocked days); returns the positions checked per day."""
+    """Store every non-zero difference of [start, end] (unlocked days); returns the positions checked per day.
+    A first close, or one after a gap, opens from the latest snapshot before it (``load_openings``)."""
     tz = _checked_timezone(entity)
+    load_openings(conn, entity, start)
     locked = sorted(locked_dates(conn, entity.id, start, end))
     params = dict(e=entity.id, s=start, t=end, tz=tz, locked=locked, run_id=run_id,
                   default_tolerance=DEFAULT_EXCHANGE_TOLERANCE)
@@ -287,10 +321,11 @@ def check_completeness(database_url: str, entity: Entity, start: date, end: date
 
 
 def write_completeness(conn: Connection, entity: Entity, result: CompletenessResult, *, run_id: str | None) -> int:
-    """Store the day results and the breaks (open) for the unlocked days of the range."""
+    """Store the day results and the breaks of the unlocked days of the range (``reconciliation/break_history.py``):
+    a break found again keeps its id, a new one is opened, a stored one no longer found is resolved with the reason.
+    Returns how many breaks the check found."""
     locked = sorted(locked_dates(conn, entity.id, result.start, result.end))
     params = dict(e=entity.id, s=result.start, t=result.end, locked=locked)
-    conn.execute(sa.text("DELETE FROM breaks WHERE entity_id = :e AND date BETWEEN :s AND :t AND NOT (date = ANY(:locked))"), params)
     conn.execute(sa.text(
         "DELETE FROM recon_results WHERE entity_id = :e AND date BETWEEN :s AND :t AND NOT (date = ANY(:locked))"
         " AND suite = :suite"), dict(params, suite=SUITE))
@@ -308,22 +343,18 @@ def write_completeness(conn: Connection, entity: Entity, result: CompletenessRes
         conn.execute(sa.text(
             """INSERT INTO recon_results (entity_id, date, suite, expectation, success, checked_count, failed_count, observed, run_id)
                VALUES (:e, :d, :suite, :exp, :ok, :n, :f, CAST(:obs AS jsonb), :run)"""), result_rows)
-    break_rows = [
-        dict(e=entity.id, d=b.date, acc=b.account_id, asset=b.asset_id, prev=D(b.previous_reported),
-             prev_at=b.previous_reported_at, legs=D(b.legs_sum), exp=D(b.expected), rep=D(b.reported),
-             rep_at=b.reported_at, diff=D(b.difference), tol=D(b.tolerance), ids=json.dumps(b.leg_ids), run=run_id)
+    found = [
+        dict(date=b.date.isoformat(), account_id=b.account_id, asset_id=b.asset_id,
+             previous_reported=b.previous_reported, previous_reported_at=b.previous_reported_at,
+             legs_sum=b.legs_sum, expected=b.expected, reported=b.reported, reported_at=b.reported_at,
+             difference=b.difference, tolerance=b.tolerance, leg_ids=b.leg_ids)
         for b in result.breaks if b.date not in locked_set
     ]
-    if break_rows:
-        conn.execute(sa.text(
-            """INSERT INTO breaks (entity_id, date, account_id, asset_id, previous_reported, previous_reported_at, legs_sum,
-                                   expected, reported, reported_at, difference, tolerance, leg_ids, run_id)
-               VALUES (:e, :d, :acc, :asset, :prev, CAST(:prev_at AS timestamptz), :legs, :exp, :rep,
-                       CAST(:rep_at AS timestamptz), :diff, :tol, CAST(:ids AS jsonb), :run)"""), break_rows)
-        apply_break_actions(conn, entity.id, result.start, result.end)
+    write_breaks(conn, entity.id, result.start, result.end, locked, found, run_id=run_id)
+    if found:
         explain_breaks(conn, entity.id, result.start, result.end)
         classify_breaks(conn, entity.id, result.start, result.end)
-    return len(break_rows)
+    return len(found)
 
 
 def load_day_results(conn: Connection, entity_id: int, start: date, end: date) -> dict[date, dict[str, int]]:

@@ -86,7 +86,8 @@ def compute_close_outputs(conn: Connection, entity: Entity, start: date, end: da
                  _t(r["reported_quantity"]), _t(r["close_price_usd"])])
     for r in conn.execute(sa.text(
             """SELECT date, account_id, asset_id, expected, reported, difference, status, causes FROM breaks
-               WHERE entity_id = :e AND date BETWEEN :s AND :t ORDER BY date, account_id, asset_id"""), p).mappings():
+               WHERE entity_id = :e AND date BETWEEN :s AND :t AND status <> 'resolved'
+               ORDER BY date, account_id, asset_id"""), p).mappings():
         if r["date"] in outputs:
             outputs[r["date"]]["breaks"].append(
                 [names.account(r["account_id"]), names.asset(r["asset_id"]), _t(r["expected"]), _t(r["reported"]),

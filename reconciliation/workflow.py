@@ -2,15 +2,20 @@
 
 - ``acknowledge_break``: a person accepts a break with a reason. The break's status becomes
   ``acknowledged`` (it no longer blocks the lock) and the action is recorded in ``break_actions``
-  (who, when, why, the difference then). A later close of the day keeps the acknowledgement only
-  while the difference is the same: a break that changed is open again.
+  (who, when, why, the difference then) and in the break's history (``break_events``). A later close
+  of the day keeps the acknowledgement only while the difference is the same: a break that changed
+  is open again (``reconciliation/break_history.py``).
 - ``adjust_break``: a person resolves a break with an adjustment leg. The leg is staged as a manual
   record (``raw_records``, source ``manual``) carrying who/when/why, so it is rebuilt with the
-  canonical layer and traces back like any leg; the action is recorded in ``break_actions``. The
-  day must then be closed again (the CLI does it) for the break to disappear.
+  canonical layer and traces back like any leg; the action is recorded; the break is ``adjusted``
+  until the day is closed again (the CLI does it), which resolves it (reason ``adjustment``).
 - ``localise_breaks``: over a range, for each (account, asset) whose reported balance and the
   balance computed from legs disagree, the first day they disagree and whether it persists to the
   end of the range (set-based, over ``positions``).
+
+Breaks keep their id across re-closes (their natural key: entity, day, account, asset), so an action
+names a break by the id ``coinfrs recon breaks`` shows, before or after any number of closes. A
+resolved break, or one whose adjustment is not booked yet, takes no further action.
 
 Nothing here is silent: every action is a row with its author and reason.
 """
@@ -29,6 +34,7 @@ from sqlalchemy.engine import Connection
 
 from reconciliation.staleness import mark_stale, mark_stale_from_time
 
+from reconciliation.break_history import record_action_event
 from transforms.adjustments import ADJUSTMENTS_STREAM, MANUAL_SOURCE
 from warehouse.entities import Entity
 from warehouse.numbers import D, to_text
@@ -62,6 +68,13 @@ def _load_break(conn: Connection, entity: Entity, break_id: int) -> sa.RowMappin
         raise BreakActionError(f"{entity.name} has no break {break_id}: see `coinfrs recon breaks --entity {entity.name}`")
     if row["locked"]:
         raise BreakActionError(f"break {break_id} is on {row['date']}, a locked day: it never changes")
+    if row["status"] == "resolved":
+        raise BreakActionError(f"break {break_id} ({row['date']}, {row['account']} {row['asset']}) was resolved on "
+                               f"{row['resolved_at']:%Y-%m-%d %H:%M} UTC ({row['resolution']}: {row['resolution_detail']}): "
+                               "nothing left to act on")
+    if row["status"] == "adjusted":
+        raise BreakActionError(f"break {break_id} already has an adjustment staged: close {row['date']} again to book it "
+                               f"(`coinfrs close --entity {entity.name} --date {row['date']}`)")
     return row
 
 
@@ -93,6 +106,7 @@ def acknowledge_break(conn: Connection, entity: Entity, break_id: int, *, actor:
     action = _record(conn, brk, "acknowledge", actor, reason, None, None)
     conn.execute(sa.text("UPDATE breaks SET status = 'acknowledged' WHERE id = :id"), dict(id=break_id))
     mark_stale(conn, entity.id, brk["date"], f"break {break_id} acknowledged")
+    record_action_event(conn, brk, "acknowledged", "acknowledged", actor=actor, reason=reason)
     return action
 
 
@@ -123,29 +137,24 @@ def adjust_break(conn: Connection, entity: Entity, break_id: int, *, actor: str,
         dict(e=entity.id, src=MANUAL_SOURCE, acc=brk["account"], stream=ADJUSTMENTS_STREAM, rid=raw_id, payload=text,
              hash=hashlib.sha256(text.encode()).hexdigest(), ts=brk["reported_at"], run=run_id)).scalar_one()
     mark_stale_from_time(conn, entity.id, brk["reported_at"], f"adjustment of break {break_id}")
-    return _record(conn, brk, "adjust", actor, reason, qty, raw_record_id)
-
-
-def apply_break_actions(conn: Connection, entity_id: int, start: date, end: date) -> int:
-    """After breaks are rewritten: keep the acknowledgement of breaks whose difference has not changed."""
-    return conn.execute(sa.text(
-        """UPDATE breaks b SET status = 'acknowledged'
-           WHERE b.entity_id = :e AND b.date BETWEEN :s AND :t AND b.status = 'open'
-             AND EXISTS (SELECT 1 FROM break_actions x WHERE x.entity_id = b.entity_id AND x.date = b.date
-                         AND x.account_id = b.account_id AND x.asset_id = b.asset_id AND x.action = 'acknowledge'
-                         AND x.difference = b.difference)
-             AND NOT EXISTS (SELECT 1 FROM closes c WHERE c.entity_id = b.entity_id AND c.date = b.date AND c.locked)"""),
-        dict(e=entity_id, s=start, t=end)).rowcount
+    action = _record(conn, brk, "adjust", actor, reason, qty, raw_record_id)
+    conn.execute(sa.text("UPDATE breaks SET status = 'adjusted' WHERE id = :id"), dict(id=break_id))
+    record_action_event(conn, brk, "adjusted", "adjusted", actor=actor,
+                        reason=f"adjustment of {to_text(qty)} {brk['asset']} staged (raw record {raw_record_id}): {reason}")
+    return action
 
 
 def list_break_actions(conn: Connection, entity_id: int, start: date, end: date) -> list[dict]:
     rows = conn.execute(sa.text(
-        """SELECT x.id, x.date, a.name AS account, s.symbol AS asset, x.action, x.actor, x.reason, x.quantity, x.difference,
-                  x.raw_record_id, x.created_at
+        """SELECT x.id, b.id AS break_id, x.date, a.name AS account, s.symbol AS asset, x.action, x.actor, x.reason,
+                  x.quantity, x.difference, x.raw_record_id, x.created_at
            FROM break_actions x JOIN accounts a ON a.id = x.account_id JOIN assets s ON s.id = x.asset_id
+           LEFT JOIN breaks b ON b.entity_id = x.entity_id AND b.date = x.date AND b.account_id = x.account_id
+                              AND b.asset_id = x.asset_id
            WHERE x.entity_id = :e AND x.date BETWEEN :s AND :t ORDER BY x.date, x.id"""),
         dict(e=entity_id, s=start, t=end)).mappings().all()
-    return [{"id": r["id"], "date": r["date"].isoformat(), "account": r["account"], "asset": r["asset"],
+    return [{"id": r["id"], "break_id": r["break_id"], "date": r["date"].isoformat(), "account": r["account"],
+             "asset": r["asset"],
              "action": r["action"], "by": r["actor"], "reason": r["reason"], "quantity": to_text(r["quantity"]),
              "difference": to_text(r["difference"]), "raw_record_id": r["raw_record_id"],
              "at": r["created_at"].isoformat()} for r in rows]
@@ -166,7 +175,7 @@ SELECT f.account_id, f.asset_id, min(f.date) FILTER (WHERE f.off) AS first_day,
        (array_agg(f.off ORDER BY f.date DESC))[1] AS off_at_end, max(f.date) AS last_day,
        count(*) FILTER (WHERE f.off) AS days_off,
        (SELECT array_agg(b.date ORDER BY b.date) FROM breaks b WHERE b.entity_id = :e AND b.account_id = f.account_id
-          AND b.asset_id = f.asset_id AND b.date BETWEEN :s AND :t) AS break_days,
+          AND b.asset_id = f.asset_id AND b.date BETWEEN :s AND :t AND b.status <> 'resolved') AS break_days,
        (SELECT min(g.date) FROM flagged g WHERE g.account_id = f.account_id AND g.asset_id = f.asset_id AND NOT g.off
           AND g.date > min(f.date) FILTER (WHERE f.off)) AS first_clear_day
 FROM flagged f

@@ -28,8 +28,10 @@ from warehouse.calendar import cutoff_of
 from warehouse.entities import EntityNotFound
 from warehouse.numbers import to_text
 from warehouse.schema import (
+    BREAK_STATUSES,
     accounts,
     assets,
+    break_events,
     breaks,
     closes,
     entities,
@@ -144,21 +146,35 @@ _REALIZED_SUMMARY = sa.text(f"""
 # ---------------------------------------------------------------- reconciliation breaks
 
 
-def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date) -> list[dict[str, Any]]:
-    """Completeness breaks with ``date`` in ``[date_from, date_to]``, by date, account, asset."""
+def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date, *,
+                status: str | None = None, include_resolved: bool = False) -> list[dict[str, Any]]:
+    """Completeness breaks with ``date`` in ``[date_from, date_to]``, by date, account, asset, each with its
+    ``history`` (``break_events``, oldest first). The breaks that still stand (open, acknowledged, adjusted) unless
+    ``include_resolved`` (what `recon breaks` and the API list: a resolved break stays listed, with why), or only
+    those of ``status`` (one of ``BREAK_STATUSES``)."""
     _check_range(date_from, date_to)
     b = breaks.c
+    conditions = [b.entity_id == entity_id, b.date >= date_from, b.date <= date_to]
+    if status is not None and status.strip():
+        wanted = status.strip().lower()
+        if wanted not in BREAK_STATUSES:
+            raise ReportParameterError("status", f"unknown break status {status.strip()!r}; allowed: "
+                                                 f"{', '.join(BREAK_STATUSES)}")
+        conditions.append(b.status == wanted)
+    elif not include_resolved:
+        conditions.append(b.status != "resolved")
     rows = conn.execute(
         sa.select(
             b.id, b.date, accounts.c.name.label("account"), accounts.c.account_type, accounts.c.sub_account,
             assets.c.symbol.label("asset"), b.expected, b.reported, b.difference, b.previous_reported,
             b.previous_reported_at, b.legs_sum, b.tolerance, b.reported_at, b.status, b.severity, b.leg_ids,
-            b.account_id, b.asset_id, b.causes,
+            b.account_id, b.asset_id, b.causes, b.seen_at, b.resolved_at, b.resolution, b.resolution_detail,
         )
         .select_from(breaks.join(accounts, accounts.c.id == b.account_id).join(assets, assets.c.id == b.asset_id))
-        .where(b.entity_id == entity_id, b.date >= date_from, b.date <= date_to)
+        .where(*conditions)
         .order_by(b.date, accounts.c.name, accounts.c.account_type, accounts.c.sub_account, assets.c.symbol, b.id)
-    )
+    ).all()
+    history = _break_history(conn, [r.id for r in rows])
     return [
         {
             "id": r.id,
@@ -181,9 +197,29 @@ def list_breaks(conn: Connection, entity_id: int, date_from: date, date_to: date
             "severity": r.severity,
             "leg_ids": [int(x) for x in (r.leg_ids or [])],
             "causes": list(r.causes or []),
+            "seen_at": iso_utc(r.seen_at),
+            "resolved_at": iso_utc(r.resolved_at),
+            "resolution": r.resolution,
+            "resolution_detail": r.resolution_detail,
+            "history": history.get(r.id, []),
         }
         for r in rows
     ]
+
+
+def _break_history(conn: Connection, break_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The events of each break (``break_events``), oldest first; decimals as exact text."""
+    if not break_ids:
+        return {}
+    e = break_events.c
+    history: dict[int, list[dict[str, Any]]] = {}
+    for r in conn.execute(sa.select(break_events).where(e.break_id.in_(break_ids)).order_by(e.break_id, e.id)):
+        history.setdefault(r.break_id, []).append({
+            "event": r.event, "at": iso_utc(r.created_at), "by": r.actor, "reason": r.reason,
+            "previous_status": r.previous_status, "status": r.status,
+            "previous_difference": _money(r.previous_difference), "difference": _money(r.difference),
+            "run_id": r.run_id})
+    return history
 
 
 # ---------------------------------------------------------------- positions
@@ -407,12 +443,17 @@ def transactions_query(
     conditions: list[str] = []
     params: dict[str, Any] = {"entity_id": entity_id}
     filters: dict[str, Any] = {}
-    # the close-day bounds, and the same bounds on ts (a leg of close day D has cutoff(D-1) < ts <= cutoff(D)):
-    # redundant, but they let PostgreSQL walk the (entity_id, ts, id) index in page order
+    # legs are selected by close day; the same bounds on ts let PostgreSQL walk the (entity_id, ts, id) index in
+    # page order. A leg of close day D has cutoff(D-1) < ts <= cutoff(D), except an adjustment leg (late data for a
+    # locked day, booked on the first open day D): its ts is in the locked day, before D. So the lower ts bound is
+    # the earlier of cutoff(from - 1) and the first adjustment leg of the range (an InitPlan, evaluated once).
     zone = tz if tz is not None else ZoneInfo(conn.execute(
         sa.select(entities.c.timezone).where(entities.c.id == entity_id)).scalar() or "UTC")
     if date_from is not None:
-        conditions.append("t.close_date >= :date_from AND t.ts > :after_cutoff")
+        adjustments_to = " AND x.close_date <= :date_to" if date_to is not None else ""
+        conditions.append(
+            "t.close_date >= :date_from AND t.ts >= least(:after_cutoff, (SELECT min(x.ts) FROM transactions x"
+            f" WHERE x.entity_id = :entity_id AND x.is_adjustment AND x.close_date >= :date_from{adjustments_to}))")
         params.update(date_from=date_from, after_cutoff=cutoff_of(date_from - timedelta(days=1), zone))
         filters["from"] = date_from.isoformat()
     if date_to is not None:

@@ -775,6 +775,45 @@ chain_reorgs = sa.Table(
 )
 sa.Index("ix_chain_reorgs_pending", chain_reorgs.c.entity_id, postgresql_where=chain_reorgs.c.reclosed_at.is_(None))
 
+# ---------------------------------------------------------------- stable breaks with a history (migration 0020)
+
+BREAK_STATUSES = ("open", "acknowledged", "adjusted", "resolved")
+BREAK_RESOLUTIONS = ("adjustment", "corrected_record", "late_data", "recomputed")
+BREAK_EVENTS = ("opened", "changed", "reopened", "acknowledged", "adjusted", "resolved")
+
+breaks.append_column(sa.Column("seen_at", TS, nullable=False, server_default=_now(),
+                               comment="when a close last found this break"))
+breaks.append_column(sa.Column("resolved_at", TS))
+breaks.append_column(sa.Column("resolution", sa.Text,
+                               comment="why it went away: adjustment | corrected_record | late_data | recomputed"))
+breaks.append_column(sa.Column("resolution_detail", sa.Text, comment="the record, action or figure behind the resolution"))
+breaks.append_constraint(sa.CheckConstraint("status IN ('open', 'acknowledged', 'adjusted', 'resolved')", name="status"))
+breaks.append_constraint(sa.CheckConstraint(
+    "resolution IS NULL OR resolution IN ('adjustment', 'corrected_record', 'late_data', 'recomputed')",
+    name="resolution"))
+
+break_events = sa.Table(
+    "break_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("break_id", sa.BigInteger, sa.ForeignKey("breaks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("date", sa.Date, nullable=False, comment="the break's day"),
+    sa.Column("event", sa.Text, nullable=False, comment="opened | changed | reopened | acknowledged | adjusted | resolved"),
+    sa.Column("previous_status", sa.Text),
+    sa.Column("status", sa.Text, nullable=False, comment="the break's status after the event"),
+    sa.Column("previous_difference", Exact),
+    sa.Column("difference", Exact, comment="null once resolved: no difference left"),
+    sa.Column("actor", sa.Text, nullable=False, comment="who: a person, or 'close' for a close run"),
+    sa.Column("reason", sa.Text, nullable=False, comment="what and why"),
+    sa.Column("run_id", sa.Text),
+    sa.Column("created_at", TS, nullable=False, server_default=_now(), comment="when"),
+    sa.CheckConstraint("event IN ('opened', 'changed', 'reopened', 'acknowledged', 'adjusted', 'resolved')", name="event"),
+    comment="the history of every break: who, what, when, the difference before and after",
+)
+sa.Index("ix_break_events_break_id", break_events.c.break_id, break_events.c.id)
+sa.Index("ix_break_events_entity_date", break_events.c.entity_id, break_events.c.date)
+
 # ---------------------------------------------------------------- period close (migration 0021)
 
 period_locks = sa.Table(

@@ -12,7 +12,7 @@ from api.deps import ConnDep, CurrentEntity, check_date_range
 from api.errors import ValidationFailed
 from api.exports import EXPORT_RESPONSES, FormatQuery, list_or_export
 from api.routes import COMMON_ERRORS
-from api.schemas import IsoDate, ListEnvelope
+from api.schemas import BreakStatus, IsoDate, ListEnvelope
 from api.schemas_recon import BreakWithCausesOut, CauseCode, LocalisedBreakOut, ResultOut
 from reconciliation.queries import load_results
 from reconciliation.workflow import localise_breaks
@@ -48,7 +48,8 @@ def list_breaks(
     day: DayQ = None,
     date_from: FromQ = None,
     date_to: ToQ = None,
-    status: Annotated[str | None, Query(max_length=50, description="open | acknowledged")] = None,
+    status: Annotated[BreakStatus | None, Query(description="open | acknowledged | adjusted | resolved "
+                                                            "(default: every status)")] = None,
     account: Annotated[str | None, Query(max_length=200, description="Account name")] = None,
     asset: Annotated[str | None, Query(max_length=100, description="Asset symbol")] = None,
     cause: Annotated[CauseCode | None, Query(description="Only breaks with this candidate cause")] = None,
@@ -56,12 +57,14 @@ def list_breaks(
 ):
     """Where `previous reported + legs of the day ≠ reported` beyond the tolerance, per account, account type,
     sub-account and asset, with the legs of the window and ranked candidate causes (`causes[].code`, `evidence`).
-    Give `date`, or `from` and `to`. With `format=csv|xlsx`, the same breaks as a file (`leg_ids` and `causes` as
-    JSON text)."""
+    A break keeps its `id` across re-closes; one a re-close no longer finds stays listed as `resolved`, with
+    `resolution` (why) and its `history` (who, what, when, the difference before and after).
+    Give `date`, or `from` and `to`. With `format=csv|xlsx`, the same breaks as a file (`leg_ids`, `causes` and
+    `history` as JSON text)."""
     start, end = _range(request, day, date_from, date_to)
-    items = reports.list_breaks(conn, entity.id, start, end)
+    items = reports.list_breaks(conn, entity.id, start, end, status=status, include_resolved=True)
     items = [b for b in items
-             if (status is None or b["status"] == status) and (account is None or b["account"] == account)
+             if (account is None or b["account"] == account)
              and (asset is None or b["asset"] == asset.upper())
              and (cause is None or any(c["code"] == cause for c in b["causes"]))]
     return list_or_export(request, fmt, f"breaks-{entity.name}-{start}-{end}", BreakWithCausesOut, items,

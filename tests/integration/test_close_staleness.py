@@ -150,7 +150,12 @@ def test_late_data_for_a_locked_day_leaves_later_days_stale_until_they_are_close
     # every view reads the same closed state: the roll-forward ties out through the API
     resp = client.get("/api/v1/pnl/rollforward", params={"from": "2026-01-01", "to": "2026-01-20"}, headers=headers)
     assert resp.status_code == 200, resp.text
-    # the day's adjustment legs are listed by their close day: tests/integration/test_api.py (break identities work)
+    # a single-day list shows the day's adjustment legs (timestamped on the locked day, booked on this one)
+    usd_kraken = client.get("/api/v1/transactions", headers=headers,
+                            params={"from": "2026-01-11", "to": "2026-01-11", "account": "Kraken", "asset": "USD"})
+    assert usd_kraken.status_code == 200, usd_kraken.text
+    assert any(leg.get("is_adjustment") and leg["quantity"] == "150" for leg in usd_kraken.json()["data"]), \
+        usd_kraken.json()["data"]
 
 
 def test_each_input_writer_marks_the_days_it_affects(database_url, tmp_path) -> None:

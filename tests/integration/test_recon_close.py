@@ -189,8 +189,12 @@ def test_acknowledge_and_adjust_through_the_cli(engine, database_url, instance, 
 
     with engine.begin() as conn:
         entity = resolve_entity(conn, "wf")
-        remaining = list_breaks(conn, entity.id, D1, D4)
-        assert [(b["date"], b["status"]) for b in remaining] == [("2026-01-02", "acknowledged")]
+        remaining = list_breaks(conn, entity.id, D1, D4, include_resolved=True)
+        # same ids after the re-close; the adjusted break stays listed, resolved by the adjustment
+        assert [(b["id"], b["date"], b["status"], b["resolution"]) for b in remaining] == [
+            (first["id"], "2026-01-02", "acknowledged", None), (second["id"], "2026-01-03", "resolved", "adjustment")]
+        assert [e["event"] for e in remaining[1]["history"]] == ["opened", "adjusted", "resolved"]
+        assert list_breaks(conn, entity.id, D1, D4, status="open") == []
         leg = conn.execute(sa.text(
             """SELECT l.quantity, l.kind, l.close_date, r.source, r.payload FROM transactions l
                JOIN raw_records r ON r.id = l.raw_record_id WHERE l.kind = 'adjustment'""")).one()
@@ -199,7 +203,8 @@ def test_acknowledge_and_adjust_through_the_cli(engine, database_url, instance, 
         assert lock_close(conn, entity, D2).locked  # acknowledged: no open break left on the day
     result = runner.invoke(app, ["recon", "actions", "--entity", "wf", "--from", "2026-01-01", "--to", "2026-01-04", "--json"])
     actions = json.loads(result.stdout)
-    assert [(a["action"], a["by"], a["quantity"]) for a in actions] == [("acknowledge", "alice", None), ("adjust", "bob", "-45")]
+    assert [(a["break_id"], a["action"], a["by"], a["quantity"]) for a in actions] == [
+        (first["id"], "acknowledge", "alice", None), (second["id"], "adjust", "bob", "-45")]
 
 
 def test_localise_finds_the_first_day_and_whether_it_persists(engine, database_url) -> None:
