@@ -38,6 +38,8 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
     config = uvicorn.Config(APP, host=host, port=port, **options)
+    config.load()  # import the app first: a socket that listens before the app is loaded would take connections
+    # (the kernel spreads them over every SO_REUSEPORT socket) that wait for the whole import, e.g. after a restart
     uvicorn.Server(config).run(sockets=[_listen(host, port)])
 
 

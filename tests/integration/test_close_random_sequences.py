@@ -45,7 +45,8 @@ NATURAL = {
                            d.market_value, d.unrealized_gain, d.realized_gain
                     FROM pnl_daily d JOIN assets a ON a.id = d.asset_id LEFT JOIN accounts ac ON ac.id = d.pool_account_id""",
     "breaks": """SELECT b.date, ac.name, a.symbol, b.expected, b.reported, b.difference, b.status
-                 FROM breaks b JOIN accounts ac ON ac.id = b.account_id JOIN assets a ON a.id = b.asset_id""",
+                 FROM breaks b JOIN accounts ac ON ac.id = b.account_id JOIN assets a ON a.id = b.asset_id
+                 WHERE b.status <> 'resolved'""",  # breaks a later close no longer found stay listed as resolved
     "closes": """SELECT date, status, legs, positions, breaks, unmatched_transfers, realized_gain_universal,
                         realized_gain_account, unrealized_gain_universal, realized_gain_book FROM closes""",
 }
