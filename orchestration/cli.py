@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestration import cli_api, cli_periods, cli_prices
-from orchestration.cli_assets import asset_app
+from orchestration.cli_assets import asset_app, classify_app
 from orchestration.cli_chains import wallet_app
 from orchestration.cli_costbasis import pnl_commands
 from orchestration.cli_sources import source_app
@@ -44,6 +44,7 @@ app.add_typer(cli_prices.prices_app, name="prices")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
 app.add_typer(asset_app, name="asset")
+app.add_typer(classify_app, name="classify")
 pnl_app.add_typer(pnl_commands)  # cost basis: book, compare, compute, lots, rollforward, breakdown
 
 console = Console(stderr=True)

@@ -50,3 +50,71 @@ def approve(
             if locked:
                 console.print(f"{entity.name}: {len(locked)} locked days ({locked[0]} .. {locked[-1]}) keep their "
                               "figures; the asset's lots from them carry into the open days", highlight=False)
+
+
+classify_app = typer.Typer(help="Classify a leg no mapper understood (unclassified), with who and why.")
+
+
+@classify_app.callback(invoke_without_command=True)
+def classify(
+    ctx: typer.Context,
+    entity: Annotated[str | None, typer.Option("--entity", "-e", help="Entity name or id.")] = None,
+    leg: Annotated[int | None, typer.Option("--leg", help="The leg id (API /transactions?kind=unclassified).")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="A kind of the vocabulary (docs/cost-basis.md).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who classifies it.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Classify leg --leg as --kind: the next close books it so (from its day on, which becomes stale)."""
+    import json
+
+    from transforms.classifications import ClassificationError, classify_leg
+    from warehouse.db import get_engine
+    from warehouse.entities import resolve_entity
+
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [name for name, value in (("--entity", entity), ("--leg", leg), ("--kind", kind), ("--by", by),
+                                        ("--reason", reason)) if value in (None, "")]
+    if missing:
+        console.print(f"[bold red]error:[/] {', '.join(missing)} required", highlight=False)
+        raise typer.Exit(1)
+    with get_engine().begin() as conn:
+        record = resolve_entity(conn, entity)
+        try:
+            done = classify_leg(conn, record, leg, kind, by=by, reason=reason)
+        except ClassificationError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"leg_id": done.leg_id, "date": done.day.isoformat(), "source": done.source,
+                          "stream": done.stream, "source_raw_id": done.source_raw_id, "leg_index": done.leg_index,
+                          "mapped_kind": done.mapped_kind, "kind": done.kind, "classified_by": done.classified_by,
+                          "reason": done.reason, "classified_at": done.classified_at.isoformat()}))
+        return
+    console.print(f"{record.name}: leg {done.leg_id} ({done.source}/{done.stream} {done.source_raw_id}) is {done.kind} "
+                  f"(was {done.mapped_kind}), by {done.classified_by}; the closes "
+                  f"from {done.day} are stale: `coinfrs close --entity {record.name} --date {done.day}` books it",
+                  highlight=False)
+
+
+@classify_app.command("list")
+def classify_list(entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")],
+                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every manual classification of the entity, with who, when and why."""
+    import json
+
+    from transforms.classifications import list_classifications
+    from warehouse.db import get_engine
+    from warehouse.entities import resolve_entity
+
+    with get_engine().connect() as conn:
+        rows = list_classifications(conn, resolve_entity(conn, entity).id)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for r in rows:
+        console.print(f"{r['classified_at']}  {r['source']}/{r['stream']} {r['source_raw_id']} leg {r['leg_index']}: "
+                      f"{r['mapped_kind']} -> {r['kind']} by {r['classified_by']} ({r['reason']})", highlight=False)
+    if not rows:
+        console.print("no manual classifications", highlight=False)

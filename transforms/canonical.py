@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 
 from ingestion.csv_files import DEFAULT_ACCOUNT_TYPE, SOURCE
 from transforms.asset_registry import ensure_assets
-from transforms.events import event_type
+from transforms.classifications import load_classifications
+from transforms.events import direction_ok, event_type
 from transforms.ledger_mapping import LegDraft, leg_id
 from transforms.mappers import StagedRecord, map_record, registered_streams
 from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
@@ -107,6 +108,7 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
                    locked=sorted(locked), s=start, t=end)).all()
 
     drafts: list[tuple[int, str, object, date, bool, LegDraft]] = []
+    classified = load_classifications(conn, entity.id)  # a person's kinds over the mappers' (transforms/classifications.py)
     versions: dict[int, tuple[tuple[str, str, str], object, date]] = {}  # new versions of records booked on locked days
     for record in records:
         natural_day = close_date_of(record.occurred_at, tz)
@@ -119,6 +121,9 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
         if record.booked_on_locked:
             versions[record.id] = ((record.source, record.stream, record.source_raw_id), record.occurred_at, booking_day)
         for draft in map_record(staged):
+            kind = classified.get((record.source, record.stream, record.source_raw_id, draft.leg_index))
+            if kind is not None and direction_ok(kind, draft.quantity):
+                draft = replace(draft, kind=kind)
             drafts.append((record.id, record.source, record.occurred_at, booking_day, adjustment, draft))
 
     reported_types = _reported_account_types(conn, entity.id)

@@ -871,3 +871,23 @@ close_audit_log = sa.Table(
     comment="every lock, unlock, sign-off and void of the period close; append-only (the database refuses changes)",
 )
 sa.Index("ix_close_audit_log_entity_id", close_audit_log.c.entity_id, close_audit_log.c.id)
+
+# ---------------------------------------------------------------- manual classifications (migration 0022)
+
+leg_classifications = sa.Table(
+    "leg_classifications",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("source_raw_id", sa.Text, nullable=False),
+    sa.Column("leg_index", sa.SmallInteger, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, comment="a kind of the vocabulary (transforms/events.py)"),
+    sa.Column("mapped_kind", sa.Text, nullable=False, comment="what the mapper had said"),
+    sa.Column("classified_by", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("classified_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("entity_id", "source", "stream", "source_raw_id", "leg_index"),
+    sa.CheckConstraint("kind <> 'unclassified'", name="kind"),
+    comment="a person's classification of a staged record's leg, applied by the canonical build",
+)
