@@ -248,7 +248,9 @@ def _transfer_policy(conn: Connection, entity_id: int) -> tuple[int, object]:
 
 def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> tuple[int, int]:
     """Match transfer_out to transfer_in legs between owned accounts: by tx hash and asset first; then, for the legs
-    still unmatched, by asset, amount and time (``_match_by_amount_and_time``)."""
+    still unmatched, by asset, amount and time (``_match_by_amount_and_time``). An exchange's or custodian's
+    ``withdrawal`` or ``deposit`` joins the tx-hash match (an exchange withdrawal to the entity's own wallet is an
+    internal transfer); unmatched, it stays external and gets no transfer row."""
     window, fee_tolerance = _transfer_policy(conn, entity.id)
     tz = entity.tz
     params = dict(e=entity.id, s=start, t=end, locked=sorted(locked), window=timedelta(seconds=window),
@@ -257,8 +259,8 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
         """
         CREATE TEMP TABLE tmp_transfer_hashes ON COMMIT DROP AS
         SELECT DISTINCT tx_hash FROM transactions
-        WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND kind IN ('transfer_in', 'transfer_out')
-          AND tx_hash IS NOT NULL
+        WHERE entity_id = :e AND close_date BETWEEN :s AND :t
+          AND kind IN ('transfer_in', 'transfer_out', 'deposit', 'withdrawal') AND tx_hash IS NOT NULL
         """), params)
     # Rebuilt: the transfers of the run's days, those sharing a hash with them, and the unmatched legs of open days
     # within the window around the run (their counterpart may be in the run).
@@ -276,7 +278,11 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
         """
         CREATE TEMP TABLE tmp_transfer_candidates ON COMMIT DROP AS
         SELECT l.id, l.account_id, l.asset_id, l.tx_hash, l.kind, l.ts, l.close_date, l.quantity FROM transactions l
-        WHERE l.entity_id = :e AND l.kind IN ('transfer_in', 'transfer_out') AND NOT (l.close_date = ANY(:locked))
+        WHERE l.entity_id = :e AND NOT (l.close_date = ANY(:locked))
+          AND (l.kind IN ('transfer_in', 'transfer_out')
+               -- an exchange's or custodian's deposit or withdrawal is internal when an owned account reports the
+               -- same transaction (by hash only: amount and time alone would turn external flows into transfers)
+               OR (l.kind IN ('deposit', 'withdrawal') AND l.tx_hash IS NOT NULL))
           AND (l.close_date BETWEEN :s AND :t OR l.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes)
                OR (l.ts > CAST(:wf AS timestamptz) - :window AND l.ts <= CAST(:wt AS timestamptz) + :window))
           AND NOT EXISTS (SELECT 1 FROM transfers x WHERE x.out_leg_id = l.id OR x.in_leg_id = l.id)
@@ -287,9 +293,9 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
         """
         CREATE TEMP TABLE tmp_transfer_matches ON COMMIT DROP AS
         WITH outs AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
-                      FROM tmp_transfer_candidates c WHERE kind = 'transfer_out' AND tx_hash IS NOT NULL),
+                      FROM tmp_transfer_candidates c WHERE kind IN ('transfer_out', 'withdrawal') AND tx_hash IS NOT NULL),
         ins AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
-                FROM tmp_transfer_candidates c WHERE kind = 'transfer_in' AND tx_hash IS NOT NULL)
+                FROM tmp_transfer_candidates c WHERE kind IN ('transfer_in', 'deposit') AND tx_hash IS NOT NULL)
         SELECT o.id AS out_id, i.id AS in_id, o.asset_id, o.tx_hash, o.close_date, 'tx_hash' AS matched_by
         FROM outs o JOIN ins i ON i.tx_hash = o.tx_hash AND i.asset_id = o.asset_id AND i.n = o.n
                                AND i.account_id <> o.account_id

@@ -529,7 +529,8 @@ class _Book:
                 continue
             key = self.key(leg.account_id, leg.asset_id)
             attached_fee = fee_value if leg is main else ZERO
-            if treatment is Treatment.INTERNAL_TRANSFER and leg.transfer_status == "matched":
+            if (treatment in (Treatment.INTERNAL_TRANSFER, Treatment.EXTERNAL_OUT, Treatment.EXTERNAL_IN)
+                    and leg.transfer_status == "matched"):  # between owned accounts (a deposit matched by tx hash)
                 if leg.quantity < 0 and self.pool == "account" and leg.transfer_peer_account_id is not None:
                     self.move(leg, key, self.key(leg.transfer_peer_account_id, leg.asset_id))
                 continue

@@ -345,7 +345,8 @@ def _build(view: BookView) -> Journal:
         # acquisitions: the book's acquired basis per pool, split between treatments
         acquirers: dict[Key, list[PnlLeg]] = defaultdict(list)
         for leg in day_legs:
-            if leg.is_fiat or leg.unverified or leg.quantity <= 0 or leg.kind in ("transfer_in", *NOT_BOOKED_KINDS):
+            if (leg.is_fiat or leg.unverified or leg.quantity <= 0 or leg.kind in ("transfer_in", *NOT_BOOKED_KINDS)
+                    or leg.transfer_status == "matched"):
                 continue
             acquirers[(leg.account_id if pool_type == "account" else 0, leg.asset_id)].append(leg)
         mixed_values: dict[tuple[int, int, str], Decimal] | None = None
