@@ -53,14 +53,24 @@ DEDICATED = {"binance": "binance"}  # exchanges with their own connector: use th
 
 @dataclass(frozen=True)
 class Paging:
-    style: str = "since"  # offset | since
+    style: str = "since"  # offset | since | newest
     page_size: int | None = None  # None: the exchange returns the whole window
     offset_param: str = "ofs"
+    since_param: str | None = None  # a method that does not send ``since`` itself: the exchange's name for it
+    until_exclusive: bool = False  # ``newest``: the exchange returns records strictly before ``until``
 
 
 PAGING: dict[str, dict[str, Paging]] = {
     "kraken": {"ledger": Paging("offset", 50), "trades": Paging("offset", 50),
                "deposits": Paging("since"), "withdrawals": Paging("since")},
+    # OKX returns the newest 100 first; bills-archive takes begin/end (ms), deposit/withdrawal history before/after
+    "okx": {"ledger": Paging("newest", 100, since_param="begin"), "trades": Paging("newest", 100),
+            "deposits": Paging("newest", 100, until_exclusive=True),
+            "withdrawals": Paging("newest", 100, until_exclusive=True)},
+}
+# ccxt options per exchange: only the markets the streams need, and the endpoint that reaches back far enough
+CLIENT_OPTIONS: dict[str, dict[str, Any]] = {
+    "okx": {"fetchMarkets": {"types": ["spot"]}, "fetchLedger": {"method": "privateGetAccountBillsArchive"}},
 }
 
 
@@ -99,10 +109,15 @@ def exchange_id_of(kind: str) -> str:
     return exchange_id
 
 
-def make_client(exchange_id: str, api_key: str, secret: str, options: CcxtOptions) -> ccxt.Exchange:
-    """The real ccxt client of ``exchange_id``, rate limiter on, numbers as exact strings; hosts replaced by ``api_url``."""
-    exchange = getattr(ccxt, exchange_id)({"apiKey": api_key, "secret": secret, "enableRateLimit": True,
-                                           "timeout": options.timeout_ms})
+def make_client(exchange_id: str, api_key: str, secret: str, options: CcxtOptions,
+                password: str | None = None) -> ccxt.Exchange:
+    """The real ccxt client of ``exchange_id``, rate limiter on, numbers as exact strings; hosts replaced by ``api_url``.
+    ``password``: the key's passphrase, for exchanges that require one (OKX)."""
+    config: dict[str, Any] = {"apiKey": api_key, "secret": secret, "enableRateLimit": True, "timeout": options.timeout_ms,
+                              "options": dict(CLIENT_OPTIONS.get(exchange_id, {}))}
+    if password:
+        config["password"] = password
+    exchange = getattr(ccxt, exchange_id)(config)
     exchange.number = str
     if options.rate_limit_ms is not None:
         exchange.rateLimit = options.rate_limit_ms
@@ -132,7 +147,15 @@ def _kraken_probes(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, bo
     return enabled
 
 
-PROBES: dict[str, Callable[[ccxt.Exchange, RetryPolicy], dict[str, bool]]] = {"kraken": _kraken_probes}
+def _okx_probes(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, bool]:
+    """OKX says what a key may do: ``GET /api/v5/account/config`` -> ``perm`` (read_only, trade, withdraw)."""
+    config = call_exchange(exchange, "account config", exchange.privateGetAccountConfig, policy=policy)
+    perm = {p.strip() for p in str(((config.get("data") or [{}])[0]).get("perm", "")).split(",")}
+    return {"Trade": "trade" in perm, "Withdraw": "withdraw" in perm}
+
+
+PROBES: dict[str, Callable[[ccxt.Exchange, RetryPolicy], dict[str, bool]]] = {"kraken": _kraken_probes,
+                                                                              "okx": _okx_probes}
 
 
 def check_read_only(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, Any]:
@@ -206,9 +229,22 @@ class CcxtSync:
                 rows.extend(page)
                 if len(page) < (paging.page_size or 1):
                     return rows
+        extra = {paging.since_param: lo} if paging.since_param else {}
+        if paging.style == "newest":  # newest first: the next page ends at the oldest record read (read again)
+            until = hi + 1 if paging.until_exclusive else hi
+            while True:
+                page = self.call(what, method, None, lo, paging.page_size, {"until": until, **extra})
+                rows.extend(page)
+                if len(page) < (paging.page_size or 1):
+                    return rows
+                oldest = min(int(r["timestamp"]) for r in page)
+                following = oldest + 1 if paging.until_exclusive else oldest
+                if following >= until:
+                    raise SourceError(f"{self.source} {stream}: more than {paging.page_size} records at {oldest} ms")
+                until = following
         since = lo
         while True:
-            page = self.call(what, method, None, since, paging.page_size, {"until": hi})
+            page = self.call(what, method, None, since, paging.page_size, {"until": hi, **extra})
             rows.extend(page)
             if paging.page_size is None or len(page) < paging.page_size:
                 return rows
@@ -221,7 +257,9 @@ class CcxtSync:
     def _record(self, stream: str, entry: dict) -> RawRecordIn:
         if not entry.get("id") or entry.get("timestamp") is None or not isinstance(entry.get("info"), dict):
             raise SourceError(f"{self.source} {stream}: a record without id, timestamp or info ({str(entry)[:200]})")
-        return RawRecordIn(self.account, f"{self.account}|{entry['id']}", _utc(int(entry["timestamp"])), entry["info"])
+        market = f"{entry['symbol']}|" if stream == "trades" and entry.get("symbol") else ""  # the mapper's base/quote
+        return RawRecordIn(self.account, f"{self.account}|{market}{entry['id']}", _utc(int(entry["timestamp"])),
+                           entry["info"])
 
     def _ledger_snapshots(self, entries: list[dict]) -> list[BalanceSnapshotIn]:
         """The balance after the last entry of each asset and day: the exchange's own end-of-day figure."""
@@ -279,7 +317,8 @@ def ccxt_connector(kind: str):
 
     def client(credentials: dict[str, str], config: dict[str, Any]) -> tuple[ccxt.Exchange, CcxtOptions]:
         options = _options(config)
-        return make_client(exchange_id, credentials["api_key"], credentials["api_secret"], options), options
+        return make_client(exchange_id, credentials["api_key"], credentials["api_secret"], options,
+                           credentials.get("password")), options
 
     def check(credentials: dict[str, str], config: dict[str, Any]) -> dict[str, Any]:
         exchange, options = client(credentials, config)
@@ -300,7 +339,9 @@ def ccxt_connector(kind: str):
         return CcxtSync(engine, entity_id, account, exchange, options)
 
     def read_credentials(path):
-        return read_json_credentials(kind, path, {"api_key": ("api_key", "apiKey"),
-                                                  "api_secret": ("api_secret", "secret")})
+        fields = {"api_key": ("api_key", "apiKey"), "api_secret": ("api_secret", "secret")}
+        if getattr(ccxt, exchange_id)().requiredCredentials.get("password"):  # OKX, KuCoin, ...: the key's passphrase
+            fields["password"] = ("password", "passphrase")
+        return read_json_credentials(kind, path, fields)
 
     return Connector(exchange_id, read_credentials, check, inspect, make_sync)
