@@ -104,6 +104,16 @@ EXPECTATIONS: tuple[Expectation, ...] = (
                       AND (jsonb_typeof(r.payload) <> 'object' OR r.payload_hash = ''
                            OR (r.source = 'csv' AND r.stream = 'ledger' AND NOT r.payload ?& ARRAY['timestamp', 'action', 'asset', 'quantity', 'account'])
                            OR (r.stream = 'adjustments' AND NOT r.payload ?& ARRAY['quantity', 'asset', 'account', 'entered_by', 'reason']))"""),
+    Expectation(STAGING, "staged_records_have_a_mapper", "error",
+                "every staged record's stream has a mapper (transforms/mappers.py): a record staged that no mapper "
+                "turns into legs would close to nothing without a word; the row names the source and stream",
+                f"""SELECT {_DAY % 'r.occurred_at'}::text AS date, r.source, r.stream, count(*) AS records,
+                           min(r.source_raw_id) AS example_source_raw_id, string_agg(DISTINCT r.account, ', ') AS accounts
+                    FROM {{batch}} r JOIN entities en ON en.id = r.entity_id
+                    WHERE r.entity_id = __E__ AND {_DAY % 'r.occurred_at'} BETWEEN '__S__' AND '__T__'
+                      AND r.processing_status <> 'orphaned'
+                      AND NOT ((r.source || '/' || r.stream) = ANY(ARRAY[__MAPPED__]::text[]))
+                    GROUP BY 1, r.source, r.stream"""),
     Expectation(STAGING, "timestamps_inside_ingestion_window", "error",
                 "every record has an event time, not after it was ingested and not before 2009-01-03",
                 f"""SELECT coalesce({_DAY % 'r.occurred_at'}, {_DAY % 'r.ingested_at'})::text AS date, r.id AS raw_record_id,
@@ -180,11 +190,19 @@ EXPECTATIONS: tuple[Expectation, ...] = (
 )
 
 
+def _mapped_streams() -> str:
+    """Every registered (source, stream) as SQL text literals ``'source/stream'`` (quotes doubled)."""
+    from transforms.mappers import registered_streams
+
+    return ", ".join("'" + f"{source}/{stream}".replace("'", "''") + "'" for source, stream in registered_streams())
+
+
 def expectation_query(expectation: Expectation, entity: Entity, start: date, end: date) -> str:
     from reconciliation.completeness import validation_query
 
     validation_query(entity, start, end)  # validates the timezone name before it is inlined
-    return (expectation.sql.replace("__E__", str(int(entity.id))).replace("__S__", start.isoformat())
+    return (expectation.sql.replace("__MAPPED__", _mapped_streams()).replace("__E__", str(int(entity.id)))
+            .replace("__S__", start.isoformat())
             .replace("__T__", end.isoformat()).replace("__TZ__", entity.timezone))
 
 

@@ -94,3 +94,23 @@ def test_a_missing_stream_makes_the_day_partial(engine) -> None:
     assert not results[("2026-01-03", "expected_streams_ran")][0]
     assert tuple(outage) == ("binance", "funding", D3)
     assert closes[D3] == "partial" and closes[D1] == "closed"
+
+
+def test_a_staged_record_no_mapper_reads_is_an_error_naming_its_stream(engine) -> None:
+    truth = funded()
+    entity_id = stage(engine, "unmapped", truth, truth, 3)
+    with engine.begin() as conn:  # a stream no connector maps (before: staged, then closed to 0 legs in silence)
+        run = conn.execute(sa.text("SELECT ingestion_run_id FROM raw_records LIMIT 1")).scalar_one()
+        conn.execute(sa.text(
+            """INSERT INTO raw_records (entity_id, source, account, stream, source_raw_id, payload, payload_hash,
+                                        occurred_at, ingestion_run_id)
+               VALUES (:e, 'someexchange', 'someexchange', 'ledger', 'L1', '{"amount": "1"}', :h,
+                       '2026-01-02T10:00:00Z', :run)"""), dict(e=entity_id, h=uuid.uuid4().hex, run=run))
+    result = close_days(["unmapped"], D1, D3, instance=dg.DagsterInstance.ephemeral())
+    assert not result.success and "staging_expectations" in result.error
+    with engine.connect() as conn:
+        results = _results(conn)
+    ok, failing = results[("2026-01-02", "staged_records_have_a_mapper")]
+    assert not ok and failing == [{"date": "2026-01-02", "source": "someexchange", "stream": "ledger", "records": 1,
+                                   "example_source_raw_id": "L1", "accounts": "someexchange"}]
+    assert results[("2026-01-01", "staged_records_have_a_mapper")][0]
