@@ -6,8 +6,8 @@ Streams (raw_records; source = the ccxt exchange id, e.g. ``kraken``; account = 
   withdrawals  ``fetch_withdrawals``    (``has['fetchWithdrawals']``)
   ledger       ``fetch_ledger``         (``has['fetchLedger']``)
 A stream the exchange does not have is skipped (and said so in the stats). The payload is the record's
-``info``, the exchange's own JSON; its id is ccxt's unified ``id`` (the exchange's id), deduplicated by the
-staging key. The client runs with ``number = str``: ccxt's unified numbers are then the exchange's exact
+``info``, the exchange's own JSON; its id is ``<account>|<ccxt's unified id>`` (``<account>|BASE/QUOTE|<id>`` for
+a trade: the market, which the offline mapper cannot look up), deduplicated by the staging key. The client runs with ``number = str``: ccxt's unified numbers are then the exchange's exact
 decimal text, never floats, and only such text is ever stored.
 
 Pagination, per exchange and stream (``PAGING``; default ``since``): time windows from the stream's cursor
@@ -15,6 +15,7 @@ Pagination, per exchange and stream (``PAGING``; default ``since``): time window
   ``offset``    the exchange's offset parameter (Kraken's ``ofs``, newest first, 50 per page), page after page
   ``since``     ``since``/``limit`` forward: the next page starts at the last record's time (read again,
                 deduplicated); one call when the exchange returns the whole window
+  ``newest``    newest first (OKX): the next page ends at the oldest record's time (read again, deduplicated)
 (ccxt's own ``paginate`` option is not used: it stops silently after ``paginationCalls`` pages, and for methods
 that do not support it the flag is sent to the exchange as a request parameter.)
 Each window commits with its cursor in one transaction: a killed run resumes at the last window committed.
