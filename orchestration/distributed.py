@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
+from celery.exceptions import DuplicateTaskNameWarning
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_celery import celery_executor
 
@@ -28,6 +30,10 @@ from assets.resources import ENTITIES_TAG
 from orchestration.close_runner import QUIET_LOGS
 from orchestration.jobs import daily_close_job
 from warehouse.settings import get_settings
+
+# dagster-celery's executor registers the same step task on its Celery app once per run; with runs submitted
+# together from one process Celery warns that the name is taken (by the identical task): nothing to act on
+warnings.filterwarnings("ignore", category=DuplicateTaskNameWarning)
 
 CELERY_JOB_NAME = "daily_close_celery_job"
 CELERY_QUEUE = "dagster"  # the queue dagster-celery routes every step to (dagster_celery.make_app)
