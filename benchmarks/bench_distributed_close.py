@@ -79,7 +79,15 @@ def main() -> int:
     generate_bench(work, years=1, rows=args.rows, accounts=args.accounts, start=start)
     figures: dict[str, object] = {"entities": args.entities, "days": args.days, "rows_per_entity_year": args.rows,
                                   "accounts": args.accounts, "load_average_before": os.getloadavg()[0]}
+    server_url = os.environ.get("DATABASE_URL")  # bench_database points DATABASE_URL at its database: put it back
     for workers in (int(w) for w in args.workers.split(",")):
+        if server_url is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = server_url
+        from warehouse.settings import get_settings
+
+        get_settings.cache_clear()
         with bench_database(f"dist{workers}", announce=f"{workers} worker(s): database {{url}}") as url:
             import dagster as dg
 
