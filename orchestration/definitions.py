@@ -85,7 +85,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResour
     return requests
 
 
-@dg.run_failure_sensor(monitored_jobs=[daily_close_job, daily_close_celery_job], default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.run_failure_sensor(monitored_jobs=[daily_close_job, daily_close_celery_job],
+                       default_status=dg.DefaultSensorStatus.RUNNING,
                        description="Marks the closes of a failed close run as failed, with the error.")
 def close_failure_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
     run = context.dagster_run
