@@ -21,6 +21,7 @@ from orchestration.cli_assets import asset_app, classify_app
 from orchestration.cli_chains import wallet_app
 from orchestration.cli_costbasis import pnl_commands
 from orchestration.cli_sources import source_app
+from orchestration.cli_workers import worker_app
 from orchestration.cli_recon import recon_app
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -45,6 +46,7 @@ app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
 app.add_typer(asset_app, name="asset")
 app.add_typer(classify_app, name="classify")
+app.add_typer(worker_app, name="worker")
 pnl_app.add_typer(pnl_commands)  # cost basis: book, compare, compute, lots, rollforward, breakdown
 
 console = Console(stderr=True)

@@ -12,6 +12,7 @@ from assets.staging import raw_balance_snapshots, raw_records
 from ingestion.inbox import process_inbox_file, scan_inbox
 from orchestration.chain_reclose import chain_reorg_sensor
 from orchestration.close_runner import last_closable_day
+from orchestration.distributed import daily_close_celery_job
 from orchestration.jobs import daily_close_job
 from reconciliation.close import days_to_reclose, latest_close_date, write_failed_closes
 from reconciliation.staleness import close_window
@@ -84,7 +85,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResour
     return requests
 
 
-@dg.run_failure_sensor(monitored_jobs=[daily_close_job], default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.run_failure_sensor(monitored_jobs=[daily_close_job, daily_close_celery_job],
+                       default_status=dg.DefaultSensorStatus.RUNNING,
                        description="Marks the closes of a failed close run as failed, with the error.")
 def close_failure_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
     run = context.dagster_run
@@ -104,7 +106,7 @@ def close_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehou
 
 defs = dg.Definitions(
     assets=[raw_records, raw_balance_snapshots, *CLOSE_ASSETS],
-    jobs=[daily_close_job],
+    jobs=[daily_close_job, daily_close_celery_job],
     schedules=[daily_close_schedule],
     sensors=[inbox_sensor, close_failure_sensor, chain_reorg_sensor],
     resources={"warehouse": WarehouseResource()},

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     partitions_start: str = Field(default="2020-01-01", description="First day of the daily partitions.")
     close_schedule_time: str = Field(default="01:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                                      description="When the daily close of the previous day runs, HH:MM UTC.")
+    celery_broker_url: str = Field(default="redis://127.0.0.1:6379/0",
+                                   description="Celery broker of the distributed close (`coinfrs worker start`).")
+    celery_backend_url: str = Field(default="redis://127.0.0.1:6379/1",
+                                    description="Celery result backend of the distributed close.")
     api_rate_limit_per_minute: int = 600
     api_cors_origins: list[str] = Field(default_factory=list,
                                         description="Origins allowed by CORS (JSON list). Empty: CORS off.")
