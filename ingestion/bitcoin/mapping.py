@@ -58,7 +58,8 @@ def compute_moves(record_id: Any, tx: dict[str, Any], own: set[str] | dict[str, 
             total_in += value
             if prevout.get("scriptpubkey_address") in own:
                 spent += value
-        kept = sum(int(out["value"]) for out in tx["vout"] if out.get("scriptpubkey_address") in own)
+        values = [(out.get("scriptpubkey_address"), int(out["value"])) for out in tx["vout"]]  # every value must parse
+        kept = sum(value for address, value in values if address in own)
         fee = int(tx["fee"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BitcoinRecordError(f"raw record {record_id}: transaction field {exc} is missing or invalid") from None
