@@ -12,7 +12,11 @@ What it does, in a database of its own (on DATABASE_URL's server, else the embed
 Figures: ``sync_records_per_s`` = transactions staged / sync seconds (network + staging + balances),
 ``canonical_legs_per_s`` = legs / canonical build seconds, ``requests`` = HTTP requests to the API.
 
-Run:  .venv/bin/python benchmarks/bench_bitcoin_ingest.py [--txs 5000 --days 20 --addresses 40 --spend-every 4]
+``--latency-ms`` adds a round trip to every answer of the local API (a remote API), ``--workers`` sets how many
+requests the sync keeps in flight.
+
+Run:  .venv/bin/python benchmarks/bench_bitcoin_ingest.py [--txs 5000 --days 20 --addresses 40 --spend-every 4
+      --workers 4 --latency-ms 0]
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=20)
     parser.add_argument("--addresses", type=int, default=40)
     parser.add_argument("--spend-every", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4, help="concurrent requests to the API")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer of the local API")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
@@ -73,14 +79,14 @@ def main() -> int:
     from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
 
     figures: dict[str, object] = {"txs": args.txs, "days": args.days, "addresses": args.addresses,
-                                  "spend_every": args.spend_every}
+                                  "spend_every": args.spend_every, "workers": args.workers, "latency_ms": args.latency_ms}
     t = time.perf_counter()
     chain, own = generate(args.txs, args.days, args.addresses, args.spend_every)
     figures["generate_s"] = round(time.perf_counter() - t, 1)
     with bench_database("bitcoin", keep=args.keep) as url:
         from ingestion.bitcoin.client import EsploraClient
         from ingestion.bitcoin.mapping import sats
-        from ingestion.bitcoin.sync import sync_bitcoin_wallet
+        from ingestion.bitcoin.sync import BitcoinSettings, sync_bitcoin_wallet
         from ingestion.wallets import write_wallet
         from tests.servers.esplora import EsploraServer
         from transforms.canonical import build_canonical
@@ -89,13 +95,14 @@ def main() -> int:
         from warehouse.entities import get_or_create_entity
 
         engine = get_engine(url)
-        with EsploraServer(chain) as api:
+        with EsploraServer(chain, latency=args.latency_ms / 1000) as api:
             with engine.begin() as conn:
                 entity = get_or_create_entity(conn, "bench-bitcoin")
                 wallet = write_wallet(conn, entity.id, chain="bitcoin", chain_id=None, address=ZPUB, rpc_urls=[api])
             client = EsploraClient([api])
             t = time.perf_counter()
-            result = sync_bitcoin_wallet(engine, entity, wallet, urls=[api], client=client)
+            result = sync_bitcoin_wallet(engine, entity, wallet, urls=[api], client=client,
+                                         settings=BitcoinSettings(workers=args.workers))
             figures["sync_s"] = round(time.perf_counter() - t, 2)
         figures.update(records_staged=result.inserted, addresses_scanned=result.addresses,
                        addresses_used=result.used_addresses, snapshots=result.snapshots, requests=client.stats.requests,

@@ -22,8 +22,9 @@ a malformed answer fails naming the endpoint and the field. Errors name the host
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -43,6 +44,12 @@ class EsploraError(RuntimeError):
 class EsploraStats:
     requests: int = 0
     retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, *, retry: bool) -> None:
+        with self._lock:
+            self.requests += 1
+            self.retries += retry
 
 
 def _int(value: Any, where: str) -> int:
@@ -101,18 +108,26 @@ def check_transaction(tx: Any, where: str) -> dict[str, Any]:
 
 
 class EsploraClient:
-    """One Esplora API, several base URLs in failover order (``https://blockstream.info/api``, a self-hosted electrs)."""
+    """One Esplora API, several base URLs in failover order (``https://blockstream.info/api``, a self-hosted electrs).
 
-    def __init__(self, urls: Sequence[str], *, timeout: float = 30.0, policy: RetryPolicy | None = None,
-                 session: requests.Session | None = None) -> None:
+    Safe to call from several threads (the sync reads addresses concurrently): one requests session per thread."""
+
+    def __init__(self, urls: Sequence[str], *, timeout: float = 30.0, policy: RetryPolicy | None = None) -> None:
         if not urls:
             raise EsploraError("no Esplora URL (wallet --rpc-url or COINFRS_RPC_<CHAIN>)")
         self.urls = [u.rstrip("/") for u in urls]
         self.timeout = timeout
         self.policy = policy or RetryPolicy(attempts=5, initial_wait=0.5, max_wait=8.0)
-        self.session = session or requests.Session()
         self.stats = EsploraStats()
         self._preferred = 0
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def _get(self, path: str, *, json: bool = True) -> Any:
         attempt = {"n": 0}
@@ -120,11 +135,9 @@ class EsploraClient:
         def once() -> Any:
             index = (self._preferred + attempt["n"]) % len(self.urls)
             attempt["n"] += 1
-            if attempt["n"] > 1:
-                self.stats.retries += 1
+            self.stats.count(retry=attempt["n"] > 1)
             base = self.urls[index]
             host = redact_url(base)
-            self.stats.requests += 1
             try:
                 response = self.session.get(base + path, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -24,6 +24,7 @@ import os
 import re
 import time
 from bisect import bisect_right
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -50,17 +51,23 @@ class BitcoinSyncError(RuntimeError):
     """The wallet could not be synced (API down or refusing, inconsistent answers, a bad wallet key)."""
 
 
+DEFAULT_WORKERS = 4
+
+
 @dataclass(frozen=True)
 class BitcoinSettings:
     confirmations: int = DEFAULT_CONFIRMATIONS
     gap_limit: int = DEFAULT_GAP_LIMIT
+    workers: int = DEFAULT_WORKERS  # concurrent requests to the API (address stats and histories)
 
 
 def settings_from_env(chain: str) -> BitcoinSettings:
-    """``COINFRS_CONFIRMATIONS_<CHAIN>`` and ``COINFRS_GAP_LIMIT_<CHAIN>`` (e.g. ``COINFRS_CONFIRMATIONS_BITCOIN``)."""
+    """``COINFRS_CONFIRMATIONS_<CHAIN>``, ``COINFRS_GAP_LIMIT_<CHAIN>`` and ``COINFRS_WORKERS_<CHAIN>`` (e.g.
+    ``COINFRS_CONFIRMATIONS_BITCOIN``)."""
     key = re.sub(r"[^A-Z0-9]", "_", chain.upper())
     values = {}
-    for name, default in (("CONFIRMATIONS", DEFAULT_CONFIRMATIONS), ("GAP_LIMIT", DEFAULT_GAP_LIMIT)):
+    for name, default in (("CONFIRMATIONS", DEFAULT_CONFIRMATIONS), ("GAP_LIMIT", DEFAULT_GAP_LIMIT),
+                          ("WORKERS", DEFAULT_WORKERS)):
         text = os.environ.get(f"COINFRS_{name}_{key}", "").strip()
         if text and (not text.isdigit() or int(text) < 1):
             raise BitcoinSyncError(f"COINFRS_{name}_{key}={text!r}: expected a whole number >= 1")
@@ -102,36 +109,39 @@ def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-def discover_addresses(client: EsploraClient, keys: WalletKeys, gap_limit: int) -> dict[str, tuple[str, dict[str, Any]]]:
+def discover_addresses(client: EsploraClient, keys: WalletKeys, gap_limit: int, *,
+                       pool: ThreadPoolExecutor | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
     """The wallet's addresses with their stats: the address itself, or each chain of the extended key up to
-    ``gap_limit`` unused addresses in a row (used: any confirmed or mempool transaction)."""
+    ``gap_limit`` unused addresses in a row after the last used one (used: any confirmed or mempool transaction).
+    The addresses still needed are asked for together (``pool``): the same set a one-by-one scan would ask for."""
     if not keys.is_extended:
         return {keys.spec: ("", client.fetch_address(keys.spec))}
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for chain in (RECEIVE, CHANGE):
-        index = unused = 0
-        while unused < gap_limit:
-            address = keys.address(chain, index)
-            stats = client.fetch_address(address)
-            used = stats["chain_stats"]["tx_count"] + stats["mempool_stats"]["tx_count"] > 0
-            unused = 0 if used else unused + 1
-            found[address] = (f"{chain}/{index}", stats)
-            index += 1
+        last_used, asked = -1, 0
+        while asked < last_used + 1 + gap_limit:
+            batch = [(i, keys.address(chain, i)) for i in range(asked, last_used + 1 + gap_limit)]
+            answers = list((pool.map if pool else map)(lambda item: client.fetch_address(item[1]), batch))
+            for (index, address), stats in zip(batch, answers):
+                found[address] = (f"{chain}/{index}", stats)
+                if stats["chain_stats"]["tx_count"] + stats["mempool_stats"]["tx_count"] > 0:
+                    last_used = index
+            asked = batch[-1][0] + 1
     return found
 
 
-def _read_pass(client: EsploraClient, keys: WalletKeys, gap_limit: int, cursors: dict[str, dict[str, Any]]) -> _Pass:
+def _read_pass(client: EsploraClient, keys: WalletKeys, gap_limit: int, cursors: dict[str, dict[str, Any]],
+               pool: ThreadPoolExecutor) -> _Pass:
     tip_hash = client.fetch_tip_hash()
     tip_height = client.fetch_tip_height()
-    addresses = discover_addresses(client, keys, gap_limit)
-    histories: dict[str, list[dict[str, Any]]] = {}
-    for address, (_, stats) in addresses.items():
+    addresses = discover_addresses(client, keys, gap_limit, pool=pool)
+
+    def history(address: str) -> list[dict[str, Any]]:
         cursor = cursors.get(address)
         known = int(cursor["count"]) if cursor else 0
-        count = stats["chain_stats"]["tx_count"]
+        count = addresses[address][1]["chain_stats"]["tx_count"]
         if count == known:
-            histories[address] = []
-            continue
+            return []
         try:
             new = client.fetch_history_since(address, cursor["txid"] if cursor else None)
         except EsploraError:
@@ -140,7 +150,9 @@ def _read_pass(client: EsploraClient, keys: WalletKeys, gap_limit: int, cursors:
             raise
         if known + len(new) != count:
             raise _Moved()
-        histories[address] = new
+        return new
+
+    histories = dict(zip(addresses, pool.map(history, list(addresses))))
     if client.fetch_tip_hash() != tip_hash:
         raise _Moved()
     return _Pass(tip_height, tip_hash, addresses, histories)
@@ -166,14 +178,16 @@ def sync_bitcoin_wallet(engine: Engine, entity: Entity, wallet: Wallet, *, urls:
         raise BitcoinSyncError(f"wallet {wallet.account}: {exc}") from None
     client = client or EsploraClient(urls)
     cursors = _load_cursors(engine, entity, wallet)
-    for attempt in range(1, MAX_PASSES + 1):
-        result.passes = attempt
-        try:
-            read = _read_pass(client, keys, settings.gap_limit, cursors)
-            break
-        except _Moved:
-            continue
-    else:
+    read: _Pass | None = None
+    with ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="esplora") as pool:
+        for attempt in range(1, MAX_PASSES + 1):
+            result.passes = attempt
+            try:
+                read = _read_pass(client, keys, settings.gap_limit, cursors, pool)
+                break
+            except _Moved:
+                continue
+    if read is None:
         raise BitcoinSyncError(f"{wallet.account}: the chain kept moving during {MAX_PASSES} read passes "
                                f"(a block arrived, or the API's history disagrees with its address stats)")
     result.tip_height = read.tip_height

@@ -254,3 +254,26 @@ def test_wallet_add_and_sync_through_the_cli(engine) -> None:
         synced = runner.invoke(app, ["wallet", "sync", "--entity", "cli-btc"])
         assert synced.exit_code == 0, synced.output
         assert "bitcoin: 37 new records, 6 balance snapshots" in synced.output
+
+
+def test_an_esplora_api_that_is_down_makes_the_close_partial_naming_the_chain(engine) -> None:
+    chain, _ = history()
+    dead = f"http://127.0.0.1:{free_port()}/api/secret-key"
+    with engine.begin() as conn:
+        entity = get_or_create_entity(conn, "btc-down")
+        write_wallet(conn, entity.id, chain="bitcoin", chain_id=None, address=COLD, rpc_urls=[dead])
+    assert close_days(["btc-down"], date(2026, 1, 3), date(2026, 1, 4), instance=dg.DagsterInstance.ephemeral()).success
+    with engine.connect() as conn:
+        down = conn.execute(sa.text("SELECT date, status, message FROM closes WHERE entity_id = :e ORDER BY date"),
+                            dict(e=entity.id)).all()
+    assert [r.status for r in down] == ["partial", "partial"]
+    assert all("source down: bitcoin/bitcoin (chain bitcoin could not be synced (never synced)" in r.message
+               and "127.0.0.1" in r.message and "secret-key" not in r.message for r in down)
+    with EsploraServer(chain) as url:  # back: the next close syncs it, clears its outages and reconciles the days
+        with engine.begin() as conn:
+            write_wallet(conn, entity.id, chain="bitcoin", chain_id=None, address=COLD, rpc_urls=[url])
+        assert close_days(["btc-down"], date(2026, 1, 3), date(2026, 1, 4), instance=dg.DagsterInstance.ephemeral()).success
+    with engine.connect() as conn:
+        back = conn.execute(sa.text("SELECT status FROM closes WHERE entity_id = :e ORDER BY date"), dict(e=entity.id)).scalars().all()
+        assert list_breaks(conn, entity.id, date(2026, 1, 3), date(2026, 1, 4)) == []
+    assert "partial" not in back

@@ -15,7 +15,7 @@ the tip, a block height's hash and for every error. As strict as electrs:
 - any other path: 404 ``endpoint does not exist "/path"``; any method but GET: the same.
 
 ``fail_every``: every N-th request is answered 503 (a transient outage, to test retries); ``down``: every request;
-``hide``: txids left out of the address histories but still counted in the address stats (an indexer that lost one).
+``latency``: seconds added to every answer; ``hide``: txids left out of the address histories but still counted in the address stats (an indexer that lost one).
 The chain: ``fund`` (a coinbase paying an address), ``send`` (spends UTXOs of the given addresses, oldest first, pays
 the outputs and the fee, returns the rest as change), ``mine`` (empty blocks, for confirmations). Each call that
 creates a transaction mines it in a new block stamped at the time given (strictly increasing).
@@ -28,6 +28,7 @@ import json
 import re
 import statistics
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -254,8 +255,9 @@ class HttpAnswer(Exception):
 class EsploraServer:
     """``with EsploraServer(chain) as url:`` serves ``chain`` at ``url`` (an Esplora API base URL)."""
 
-    def __init__(self, chain: BitcoinChain, *, fail_every: int = 0, prefix: str = "/api") -> None:
+    def __init__(self, chain: BitcoinChain, *, fail_every: int = 0, prefix: str = "/api", latency: float = 0.0) -> None:
         self.chain = chain
+        self.latency = latency  # seconds added to every answer (a remote API's round trip)
         self.fail_every = fail_every
         self.down = False
         self.hide: set[str] = set()  # txids left out of address histories (a lossy indexer), still in the stats
@@ -339,6 +341,8 @@ class EsploraServer:
         return tx
 
     def answer(self, raw_path: str) -> Any:
+        if self.latency:
+            time.sleep(self.latency)
         with self._lock:
             self.requests.append(raw_path)
             count = len(self.requests)
