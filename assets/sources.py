@@ -84,7 +84,7 @@ def _exchange_op(kind: str) -> dg.OpDefinition:
 EXCHANGE_OPS = [_exchange_op(kind) for kind in EXCHANGE_KINDS]
 
 
-@dg.op(out=dg.Out(dict), description="Syncs the EVM and Solana wallets of the entities in scope.")
+@dg.op(out=dg.Out(dict), description="Syncs the EVM, Solana and Bitcoin wallets of the entities in scope.")
 def sync_chain_wallets(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
     from ingestion.chain_sync import sync_entity_wallets  # web3 and solana load only when the op runs
 
@@ -129,7 +129,9 @@ def report_source_sync(context: dg.OpExecutionContext, chains: dict, exchanges: 
         "ccxt exchange through the generic connector), Fireblocks vault accounts (signed JWT), one Dagster "
         "concurrency pool per source family, exchange_<kind>; EVM wallets (web3: native and ERC-20 transfers, gas and L1 "
         "fees, balances at each cutoff, reorgs orphaned) and Solana wallets (solana-py: SOL and SPL changes, "
-        "balances rolled back to each cutoff). Nothing to do when nothing is configured (coinfrs source add, "
+        "balances rolled back to each cutoff) and Bitcoin wallets by address or xpub/ypub/zpub (an Esplora API: "
+        "final transactions by confirmations, change across the wallet's addresses, fees, balances at each cutoff). "
+        "Nothing to do when nothing is configured (coinfrs source add, "
         "coinfrs wallet add)."
     ),
 )

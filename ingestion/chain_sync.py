@@ -1,13 +1,13 @@
 """Sync every configured wallet of an entity, chain by chain; a chain that fails is recorded, not fatal.
 
-EVM wallets of one chain are scanned together (one block-range scan); Solana wallets one by one. A failure (RPC
+EVM wallets of one chain are scanned together (one block-range scan); Solana and Bitcoin wallets one by one. A failure (RPC
 down, a chain id mismatch, a malformed answer) is written to ``chain_sync_failures`` with how far the chain is
 synced (``synced_through``), so the close of a later day can say it is partial and which chain is missing; the
 other chains still sync (any error is recorded, with RPC URLs reduced to their host). No wallets: nothing happens and no network is touched.
 
 A failed chain is also recorded as a source outage (``reconciliation.outages``) for every day it leaves incomplete:
 from the first day whose cutoff is after ``synced_through`` to the last day asked for (the close run's last day, else
-yesterday). Those closes are ``partial`` and their message names the chain (``evm/<chain>``, or ``solana``). A
+yesterday). Those closes are ``partial`` and their message names the chain (``evm/<chain>``, ``bitcoin/<chain>`` or ``solana``). A
 later successful sync clears the chain's outages of the days it now covers.
 """
 
@@ -25,13 +25,15 @@ from ingestion.evm.chains import ChainConfig, ChainConfigError, explorer_from_en
 from ingestion.evm.explorer import ExplorerError
 from ingestion.evm.rpc import RpcError
 from ingestion.evm.sync import last_final_day, sync_evm_chain
+from ingestion.bitcoin.client import EsploraError
+from ingestion.bitcoin.sync import BitcoinSyncError, settings_from_env, sync_bitcoin_wallet
 from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
-from ingestion.wallets import (SOLANA, Wallet, clear_chain_outages, load_wallets, rpc_urls_for, write_chain_outage,
-                               write_sync_failure)
+from ingestion.wallets import (BITCOIN_SOURCE, SOLANA, Wallet, clear_chain_outages, load_wallets, rpc_urls_for,
+                               source_of, write_chain_outage, write_sync_failure)
 from warehouse.calendar import close_date_of, days_between
 from warehouse.entities import Entity
 
-SYNC_ERRORS = (RpcError, ChainConfigError, SolanaSyncError, ExplorerError)
+SYNC_ERRORS = (RpcError, ChainConfigError, SolanaSyncError, ExplorerError, BitcoinSyncError, EsploraError)
 
 
 @dataclass
@@ -52,6 +54,10 @@ def _synced_through(engine: Engine, entity: Entity, chain: str, chain_id: int | 
         if chain_id is not None:
             return conn.execute(sa.text("SELECT max(timestamp) FROM chain_blocks WHERE entity_id = :e AND chain_id = :c"),
                                 dict(e=entity.id, c=chain_id)).scalar()
+        if source_of(chain) == BITCOIN_SOURCE:
+            return conn.execute(sa.text(
+                "SELECT max(snapshot_time) FROM raw_balance_snapshots WHERE entity_id = :e AND source = :s"
+                " AND payload->>'chain' = :c"), dict(e=entity.id, s=BITCOIN_SOURCE, c=chain)).scalar()
         return conn.execute(sa.text(
             "SELECT max(snapshot_time) FROM raw_balance_snapshots WHERE entity_id = :e AND source = :s"),
             dict(e=entity.id, s=SOLANA)).scalar()
@@ -100,6 +106,17 @@ def sync_entity_wallets(engine: Engine, entity: Entity, *, chain: str | None = N
                     outcome.snapshots += result.snapshots
                     outcome.affected_days |= result.affected_days
                     outcome.synced_through = result.synced_through
+            elif source_of(name) == BITCOIN_SOURCE:
+                settings = settings_from_env(name)
+                finals: list[datetime] = []
+                for wallet in mine:
+                    btc = sync_bitcoin_wallet(engine, entity, wallet, urls=rpc_urls_for(wallet), settings=settings)
+                    outcome.staged += btc.inserted
+                    outcome.snapshots += btc.snapshots
+                    outcome.affected_days |= btc.affected_days
+                    if btc.synced_through is not None:
+                        finals.append(btc.synced_through)
+                outcome.synced_through = min(finals) if len(finals) == len(mine) else None
             else:
                 config = (configs or {}).get(name) or evm_config_for(mine)
                 evm = sync_evm_chain(engine, entity, config, mine)
@@ -113,7 +130,7 @@ def sync_entity_wallets(engine: Engine, entity: Entity, *, chain: str | None = N
         except Exception as exc:  # noqa: BLE001 - one chain's failure must not stop the others or the close
             urls = [u for w in mine for u in rpc_urls_for(w)]
             try:
-                explorer = None if name == SOLANA else explorer_from_env(name)
+                explorer = None if source_of(name) != "evm" else explorer_from_env(name)
             except ChainConfigError:
                 explorer = None
             text = f"{type(exc).__name__}: {exc}"

@@ -1,7 +1,7 @@
-"""Configured on-chain wallets (EVM and Solana) and the record of chains that could not be synced.
+"""Configured on-chain wallets (EVM, Solana and Bitcoin) and the record of chains that could not be synced.
 
 A wallet is (entity, chain, address) with optional RPC URLs; adding one also registers its canonical account
-(source ``evm`` or ``solana``, account type ``wallet``, name ``<chain>:<address>``, chain and address set).
+(source ``evm``, ``solana`` or ``bitcoin``, account type ``wallet``, name ``<chain>:<address>``, chain and address set).
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ from reconciliation.outages import ALL_STREAMS, record_source_outage
 from warehouse.schema import accounts, chain_sync_failures, chain_wallets, source_outages
 
 SOLANA = "solana"
+BITCOIN_SOURCE = "bitcoin"
+
+
+def source_of(chain: str) -> str:
+    """The staging source of a chain's wallets: ``solana``, ``bitcoin`` (bitcoin, bitcoin-testnet, ...) or ``evm``."""
+    if chain == SOLANA:
+        return SOLANA
+    return BITCOIN_SOURCE if chain == "bitcoin" or chain.startswith("bitcoin-") else "evm"
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,7 @@ class Wallet:
 
     @property
     def source(self) -> str:
-        return SOLANA if self.chain == SOLANA else "evm"
+        return source_of(self.chain)
 
     @property
     def account(self) -> str:
@@ -86,21 +94,21 @@ def write_sync_failure(conn: Connection, entity_id: int, chain: str, error: str,
 
 
 def outage_stream(chain: str) -> str:
-    """How a chain is named in ``source_outages``: EVM chains as a stream of source ``evm`` (``evm/base``),
-    Solana as the whole source ``solana``."""
+    """How a chain is named in ``source_outages``: EVM chains as a stream of source ``evm`` (``evm/base``), Bitcoin
+    networks as a stream of source ``bitcoin`` (``bitcoin/bitcoin``), Solana as the whole source ``solana``."""
     return ALL_STREAMS if chain == SOLANA else chain
 
 
 def write_chain_outage(conn: Connection, entity_id: int, chain: str, days: list[date], reason: str) -> None:
     """The close of each of ``days`` is partial and names ``chain`` (``reconciliation.outages``)."""
-    source = SOLANA if chain == SOLANA else "evm"
+    source = source_of(chain)
     for day in days:
         record_source_outage(conn, entity_id, source, day, reason, stream=outage_stream(chain))
 
 
 def clear_chain_outages(conn: Connection, entity_id: int, chain: str, through: date) -> int:
     """``chain`` is synced again through ``through``: the outages recorded for it up to that day no longer apply."""
-    source = SOLANA if chain == SOLANA else "evm"
+    source = source_of(chain)
     return conn.execute(source_outages.delete().where(
         source_outages.c.entity_id == entity_id, source_outages.c.source == source,
         source_outages.c.stream == outage_stream(chain), source_outages.c.date <= through)).rowcount

@@ -1,4 +1,4 @@
-"""`coinfrs wallet ...`: add on-chain wallets (EVM chains, Solana), list them, sync them now."""
+"""`coinfrs wallet ...`: add on-chain wallets (EVM chains, Solana, Bitcoin), list them, sync them now."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-wallet_app = typer.Typer(help="On-chain wallets: EVM chains through web3, Solana through solana-py.", no_args_is_help=True)
+wallet_app = typer.Typer(help="On-chain wallets: EVM chains through web3, Solana through solana-py, Bitcoin through an "
+                         "Esplora API.", no_args_is_help=True)
 console = Console(stderr=True)
 out = Console()
 
@@ -20,9 +21,12 @@ def _fail(message: str) -> typer.Exit:
 @wallet_app.command("add")
 def wallet_add(
     entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id (created if new).")],
-    chain: Annotated[str, typer.Option(help="ethereum, polygon, bsc, arbitrum, base, solana, or a custom EVM chain name.")],
-    address: Annotated[str, typer.Option(help="0x address (EVM) or base58 address (Solana).")],
-    rpc_url: Annotated[Optional[list[str]], typer.Option("--rpc-url", help="RPC URL; repeat for failover order.")] = None,
+    chain: Annotated[str, typer.Option(help="ethereum, polygon, bsc, arbitrum, base, solana, bitcoin (bitcoin-testnet, "
+                                            "bitcoin-signet, bitcoin-regtest), or a custom EVM chain name.")],
+    address: Annotated[str, typer.Option(help="0x address (EVM), base58 address (Solana), Bitcoin address or "
+                                              "account-level xpub/ypub/zpub.")],
+    rpc_url: Annotated[Optional[list[str]], typer.Option("--rpc-url", help="RPC URL (Bitcoin: Esplora API base URL); "
+                                                                           "repeat for failover order.")] = None,
     chain_id: Annotated[Optional[int], typer.Option(help="Chain id (required for a custom EVM chain).")] = None,
     start_block: Annotated[int, typer.Option(help="EVM: first block to scan.")] = 0,
     label: Annotated[Optional[str], typer.Option(help="A name for the wallet.")] = None,
@@ -30,6 +34,7 @@ def wallet_add(
     """Add a wallet to an entity (or update its RPC URLs). Nothing is fetched until `coinfrs wallet sync`."""
     from solders.pubkey import Pubkey
 
+    from ingestion.bitcoin.keys import BitcoinKeyError, is_bitcoin_chain, parse_wallet
     from ingestion.evm.chains import ChainConfigError, redact_url, resolve_chain
     from ingestion.wallets import SOLANA, write_wallet
     from warehouse.db import get_engine
@@ -43,6 +48,11 @@ def wallet_add(
                 normalized, resolved_id = str(Pubkey.from_string(address.strip())), None
             except ValueError:
                 raise _fail(f"not a Solana address: {address!r}") from None
+        elif is_bitcoin_chain(key):
+            try:
+                normalized, resolved_id = parse_wallet(address, key).spec, None
+            except BitcoinKeyError as exc:
+                raise _fail(f"--address: {exc}") from None
         else:
             from ingestion.evm.chains import normalize_address
 

@@ -80,7 +80,8 @@ register_mapper("csv", "ledger", _map_csv_ledger)
 
 # Connector packages whose import registers their mappers. Listed here so the canonical build knows every
 # source without importing network clients itself; each module imports only its pure mapping code.
-CONNECTOR_MAPPING_MODULES: tuple[str, ...] = ("ingestion.evm.mapping", "ingestion.solana.mapping", "transforms.binance_mapping",
+CONNECTOR_MAPPING_MODULES: tuple[str, ...] = ("ingestion.evm.mapping", "ingestion.solana.mapping", "ingestion.bitcoin.mapping",
+                                              "transforms.binance_mapping",
                                               "transforms.exchange_export_mapping", "transforms.adjustments",
                                               "transforms.ccxt_mapping", "transforms.fireblocks_mapping")
 _loaded = False

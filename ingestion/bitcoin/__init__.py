@@ -1,0 +1,1 @@
+"""Bitcoin wallets (by address or by extended public key) through an Esplora-compatible REST API (requests)."""
