@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
 from api.cache import ResponseCache
 from api.contract import enforce_request_contract, tighten_openapi
+from api.metrics import MetricsMiddleware, render_metrics
 from api.deps import app_engine, guard_date_range
 from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
@@ -77,6 +78,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _metrics_route(app: FastAPI) -> Any:
+    def metrics() -> Response:
+        """Prometheus text format: requests of every worker, ledger gauges read now (``api.metrics``)."""
+        body, content_type = render_metrics(lambda: app_engine(app).connect())
+        return Response(body, media_type=content_type)
+    return metrics
+
+
 def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None,
                cors_origins: list[str] | None = None, max_range_days: int | None = None,
                cache_mb: int | None = None, snapshot_poll_ms: int | None = None) -> FastAPI:
@@ -116,8 +125,10 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
                            allow_credentials=False, max_age=600)
     app.add_middleware(RequestContextMiddleware, max_query_bytes=settings.api_max_query_bytes,
                        max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: counts every answer, the middleware's refusals too
 
     app.include_router(health.router, responses=QUERY_TOO_LONG)
+    app.add_api_route("/metrics", _metrics_route(app), methods=["GET"], include_in_schema=False)
     # every route answers 414 to an over-long query string (RequestContextMiddleware): documented once for all
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)], responses=QUERY_TOO_LONG)
     for module in ROUTE_MODULES:
