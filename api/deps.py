@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Connection, Engine
 
-from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
+from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, Unprocessable
 from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key_at_snapshot
 from api.snapshots import KeyCache, SnapshotWatch
 from warehouse.db import database_url, normalize_url
@@ -200,26 +200,27 @@ def max_range_days(request: Request) -> int:
 
 def check_date_range(request: Request, date_from: date | None, date_to: date | None, *,
                      required: bool = False) -> None:
-    """400 VALIDATION_ERROR when from > to, when a required bound is missing, or when the range spans more
-    days than are answered synchronously (``COINFRS_API_MAX_RANGE_DAYS``; the message names the limit)."""
+    """422 VALIDATION_ERROR when from > to, when a required bound is missing, or when the range spans more
+    days than are answered synchronously (``COINFRS_API_MAX_RANGE_DAYS``; the message names the limit): rules
+    across parameters, which the OpenAPI schema cannot state."""
     if required and (date_from is None or date_to is None):
         missing = "from" if date_from is None else "to"
-        raise ValidationFailed.for_field(missing, f"{missing} is required (YYYY-MM-DD)")
+        raise Unprocessable.for_field(missing, f"{missing} is required (YYYY-MM-DD)")
     if date_from is None or date_to is None:
         return
     if date_from > date_to:
-        raise ValidationFailed.for_field("from", f"from ({date_from}) is after to ({date_to})")
+        raise Unprocessable.for_field("from", f"from ({date_from}) is after to ({date_to})")
     limit = max_range_days(request)
     days = (date_to - date_from).days + 1
     if days > limit:
-        raise ValidationFailed.for_field(
+        raise Unprocessable.for_field(
             "to", f"the range {date_from}..{date_to} spans {days} days; at most {limit} days are answered at once "
                   f"(split the range)")
 
 
 async def guard_date_range(request: Request, key: CurrentKey) -> None:
     """Every ``/api/v1`` route (a router dependency, after the key is checked): a ``from``..``to`` query longer
-    than the synchronous limit is a 400 naming the limit, whichever route it is (PnL, journal, closes, ...).
+    than the synchronous limit is a 422 naming the limit, whichever route it is (PnL, journal, closes, ...).
     Dates that do not parse are left to the route's own validation."""
     raw_from, raw_to = request.query_params.get("from"), request.query_params.get("to")
     if not raw_from or not raw_to:
@@ -247,7 +248,7 @@ async def get_entity(
 ) -> Entity:
     if entity is None or not entity.strip():
         if len(key.entity_ids) != 1:
-            raise ValidationFailed.for_field("entity", "entity is required: this key sees several entities")
+            raise Unprocessable.for_field("entity", "entity is required: this key sees several entities")
         ref: str | int = key.entity_ids[0]
     else:
         ref = entity.strip()

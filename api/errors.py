@@ -66,6 +66,14 @@ class ValidationFailed(ApiError):
         return cls(message, [{"field": field, "location": location, "message": message}])
 
 
+class Unprocessable(ValidationFailed):
+    """422 VALIDATION_ERROR: every parameter matches its schema, but the request cannot be answered as given (a rule
+    across parameters, e.g. ``from`` after ``to`` or a range over the limit; a cursor this API did not issue): the
+    rules the OpenAPI schema cannot state, listed in each route's 422 description."""
+
+    status_code = 422
+
+
 class AuthenticationFailed(ApiError):
     code, status_code = AUTHENTICATION_ERROR, 401
 
@@ -117,13 +125,24 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         # never echo the input back (it could be anything, including a secret pasted in the wrong place)
         details.append({"field": field, "location": location, "message": err.get("msg", "invalid value"),
                         "type": err.get("type")})
-    names = ", ".join(sorted({d["field"] for d in details if d["field"]})) or "request"
-    return error_response(request, 400, VALIDATION_ERROR, f"invalid parameter(s): {names}", details)
+    named = {d["field"]: d["message"] for d in details if d["field"]}
+    says = "; ".join(f"{name}: {message}" for name, message in sorted(named.items())) or "request"
+    return error_response(request, 400, VALIDATION_ERROR, f"invalid parameter(s): {says}", details)
+
+
+REPORT_ERROR_STATUS: dict[str, tuple[int, str]] = {
+    "invalid": (400, VALIDATION_ERROR),
+    "combination": (422, VALIDATION_ERROR),
+    "not_found": (404, NOT_FOUND),
+    "conflict": (409, CONFLICT),
+}
+"""``ReportParameterError.reason`` -> the status and code the API answers with."""
 
 
 async def _report_parameter_error(request: Request, exc: ReportParameterError) -> JSONResponse:
+    status, code = REPORT_ERROR_STATUS[getattr(exc, "reason", "invalid")]
     details = [{"field": exc.field, "location": "query", "message": exc.message}]
-    return error_response(request, 400, VALIDATION_ERROR, exc.message, details)
+    return error_response(request, status, code, exc.message, details)
 
 
 async def _entity_not_found(request: Request, exc: EntityNotFound) -> JSONResponse:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
 from api.cache import ResponseCache
+from api.contract import enforce_request_contract, tighten_openapi
+from api.metrics import MetricsMiddleware, render_metrics
 from api.deps import app_engine, guard_date_range
 from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
-from api.routes import QUERY_TOO_LONG
+from api.routes import QUERY_TOO_LONG, openapi_error
 from api.routes import (accounts, api_keys, assets, closes, entities, health, journal, periods, pnl, positions, prices,
                         reconciliation, transactions)
 from api.security import RateLimiter
@@ -54,8 +56,11 @@ TAGS = [
 ]
 
 
-def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
-    """FastAPI documents a 422 on every route with parameters; ours answer 400 VALIDATION_ERROR instead."""
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, exact: FastAPI documents its own 422 (HTTPValidationError) on every route with
+    parameters, which ours never answer (a parameter that breaks its schema is a 400 VALIDATION_ERROR); a 422 stays
+    only where a route declares ours (``api.errors.Unprocessable``: rules across parameters). Then
+    ``api.contract.tighten_openapi``: NUL excluded from free text, 400 on every operation."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
@@ -63,12 +68,22 @@ def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             if isinstance(operation, dict):
-                operation.get("responses", {}).pop("422", None)
+                responses = operation.get("responses", {})
+                if "HTTPValidationError" in str(responses.get("422", "")):
+                    responses.pop("422")
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
-    app.openapi_schema = schema
-    return schema
+    app.openapi_schema = tighten_openapi(schema, openapi_error(400))
+    return app.openapi_schema
+
+
+def _metrics_route(app: FastAPI) -> Any:
+    def metrics() -> Response:
+        """Prometheus text format: requests of every worker, ledger gauges read now (``api.metrics``)."""
+        body, content_type = render_metrics(lambda: app_engine(app).connect())
+        return Response(body, media_type=content_type)
+    return metrics
 
 
 def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None,
@@ -89,6 +104,8 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
         openapi_tags=TAGS,
         docs_url="/docs",
         redoc_url="/redoc",
+        # every route: unknown or repeated query parameters and NUL characters refused first (api.contract)
+        dependencies=[Depends(enforce_request_contract)],
     )
     app.state.engine = engine
     per_minute = settings.api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute
@@ -108,15 +125,17 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
                            allow_credentials=False, max_age=600)
     app.add_middleware(RequestContextMiddleware, max_query_bytes=settings.api_max_query_bytes,
                        max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: counts every answer, the middleware's refusals too
 
-    app.include_router(health.router)
+    app.include_router(health.router, responses=QUERY_TOO_LONG)
+    app.add_api_route("/metrics", _metrics_route(app), methods=["GET"], include_in_schema=False)
     # every route answers 414 to an over-long query string (RequestContextMiddleware): documented once for all
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard_date_range)], responses=QUERY_TOO_LONG)
     for module in ROUTE_MODULES:
         v1.include_router(module.router)
     app.include_router(v1)
 
-    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 T = TypeVar("T")
 
@@ -28,6 +28,11 @@ Cents = Annotated[str, Field(description="an amount in cents as decimal text wit
                              examples=["1234.50"]), Numeric("#,##0.00")]
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_MIN, DATE_MAX = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
+"""The dates a query may name: a window wide enough for any book (Bitcoin began in 2009) and far enough from
+``date.min``/``date.max`` that no day before or after it, and no time zone, can overflow."""
+DATE_PATTERN = "^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+"""The window as the OpenAPI document states it (with ``format: date``): YYYY-MM-DD in 2000-2099."""
 
 
 def _iso_date_only(value: Any) -> Any:
@@ -36,8 +41,15 @@ def _iso_date_only(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_only)]
-"""A query date: exactly YYYY-MM-DD."""
+def _in_window(value: dt.date) -> dt.date:
+    if not DATE_MIN <= value <= DATE_MAX:
+        raise ValueError(f"use a date from {DATE_MIN} to {DATE_MAX}")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_only), AfterValidator(_in_window),
+                    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})]
+"""A query date: exactly YYYY-MM-DD, from ``DATE_MIN`` to ``DATE_MAX``."""
 
 
 class Model(BaseModel):

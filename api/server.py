@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 APP = "api.main:app"
@@ -41,6 +45,21 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     config.load()  # import the app first: a socket that listens before the app is loaded would take connections
     # (the kernel spreads them over every SO_REUSEPORT socket) that wait for the whole import, e.g. after a restart
     uvicorn.Server(config).run(sockets=[_listen(host, port)])
+
+
+def metrics_directory() -> Path:
+    """A clean ``PROMETHEUS_MULTIPROC_DIR`` for this server's workers (``api.metrics``): the configured one emptied,
+    or a new temporary one. Set in the environment, so the workers (spawned) inherit it."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # a previous server's samples would be counted again
+            stale.unlink()
+    else:
+        path = Path(tempfile.mkdtemp(prefix="coinfrs-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **options: Any) -> None:
@@ -67,6 +86,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **options
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     _listen(host, port).close()  # fail here, once, if the port is taken
+    created = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    metrics_dir = metrics_directory()  # /metrics aggregates every worker's samples (api.metrics)
     processes = [start() for _ in range(workers)]
     try:
         while not stopping:
@@ -83,6 +104,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **options
             process.join(timeout=15)
             if process.is_alive():
                 process.kill()
+        if created:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

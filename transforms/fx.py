@@ -52,7 +52,8 @@ class FxRateMissing(ReportParameterError):
         pair = f"{currency}/{BASE_CURRENCY}"
         super().__init__("currency", f"no {pair} rate for {at.date().isoformat()} (needed at {at.isoformat()} for {what}; "
                                      f"a rate counts up to {FX_MAX_AGE.days} days back): fetch it with `coinfrs prices "
-                                     f"fetch` or import it with `coinfrs prices import` (asset {currency})")
+                                     f"fetch` or import it with `coinfrs prices import` (asset {currency})",
+                         reason="conflict")
         self.currency, self.pair, self.at = currency, pair, at
 
 

@@ -56,7 +56,7 @@ def list_disposals(conn: Connection, entity: Entity, date_from: date, date_to: d
     ident = parse_book_ident(method, pool)
     code = reporting_currency(entity, currency)
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})", reason="combination")
     account_ids = resolve_account_ids(conn, entity.id, account) if account and account.strip() else None
     asset_id = resolve_asset_id(conn, asset) if asset and asset.strip() else None
     after = decode_cursor(cursor) if cursor else None

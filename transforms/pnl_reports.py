@@ -44,7 +44,8 @@ def parse_book_ident(method: str, pool: str | None = None) -> tuple[str, str]:
         raise ReportParameterError("method", f"unknown cost-basis method {method!r}; allowed: "
                                              f"{', '.join(METHODS)}, configured")
     if pool not in POOLS:
-        raise ReportParameterError("pool", f"unknown pool {pool!r}; allowed: {', '.join(POOLS)}")
+        raise ReportParameterError("pool", f"unknown pool {pool!r}; allowed: {', '.join(POOLS)}",
+                                   reason="combination" if pool == "configured" else "invalid")
     return method, pool
 
 
@@ -54,7 +55,7 @@ def parse_books(text: str) -> list[tuple[str, str]]:
     if not books:
         raise ReportParameterError("books", "give at least one book, e.g. fifo:universal,hifo:account")
     if len(set(books)) != len(books):
-        raise ReportParameterError("books", f"a book is listed twice in {text!r}")
+        raise ReportParameterError("books", f"a book is listed twice in {text!r}", reason="combination")
     return books
 
 
@@ -115,7 +116,7 @@ def realized_summary(conn: Connection, entity: Entity, date_from: date, date_to:
     ident = parse_book_ident(method, pool)
     code = reporting_currency(entity, currency)
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})", reason="combination")
     if ident in STORED_BOOKS and code == BASE_CURRENCY:
         summary = realized_pnl_summary(conn, entity.id, date_from, date_to, method=ident[0], pool=ident[1])
         return {**summary, **currency_keys(code, None)}
@@ -184,7 +185,7 @@ def compare_books(conn: Connection, entity: Entity, books: list[tuple[str, str]]
     """What-if: the same legs under several books, computed in memory, in the reporting currency."""
     code = reporting_currency(entity, currency)
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})", reason="combination")
     legs, prices, fx = load_book_inputs(conn, entity, date_to, code)
     results = {}
     for ident in books:
@@ -203,7 +204,7 @@ def _stored(method: str, pool: str) -> tuple[str, str]:
     if ident not in STORED_BOOKS:
         raise ReportParameterError("method", f"book {ident[0]}:{ident[1]} is not stored by the close; stored books: "
                                              + ", ".join("configured" if b == CONFIGURED else f"{b[0]}:{b[1]}"
-                                                         for b in STORED_BOOKS))
+                                                         for b in STORED_BOOKS), reason="combination")
     return ident
 
 
@@ -234,7 +235,7 @@ def rollforward(conn: Connection, entity_id: int, date_from: date, date_to: date
     in quantity and basis, from the stored daily figures. A pool that does not tie out raises ``TieOutError``."""
     ident = _stored(method, pool)
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})", reason="combination")
     params = dict(e=entity_id, m=ident[0], p=ident[1], s=date_from, t=date_to)
     sums = ", ".join(f"coalesce(sum({m}_{part}) FILTER (WHERE date BETWEEN :s AND :t), 0) AS {m}_{part}"
                      for m in _MOVES for part in ("quantity", "basis"))
@@ -310,7 +311,7 @@ def list_missing_prices(conn: Connection, entity_id: int, date_from: date, date_
     open position of [date_from, date_to] that needed a fair value and had none, with the figure it leaves out."""
     ident = _stored(method, pool)
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})", reason="combination")
     rows = conn.execute(sa.text(
         """
         SELECT m.date, m.what, m.leg_id, m.at, m.quantity, m.asset_id, a.symbol AS asset, m.account_id, ac.name AS account,
@@ -338,7 +339,7 @@ def realized_breakdown(conn: Connection, entity: Entity, date_from: date, date_t
     ident = parse_book_ident(method, pool)
     code = reporting_currency(entity, currency)
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})", reason="combination")
     fx = None
     if ident in STORED_BOOKS and code == BASE_CURRENCY:
         rows = conn.execute(sa.text(

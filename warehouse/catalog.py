@@ -179,7 +179,7 @@ def list_positions_valued(conn: Connection, entity: Entity, as_of: date, *, curr
     # valid only when it is a known asset
     if currency not in REPORTING_CURRENCIES and fx is None and conn.execute(
             sa.select(assets.c.id).where(assets.c.symbol == currency)).first() is None:
-        raise ReportParameterError("currency", f"unknown reporting currency {currency!r}")
+        raise ReportParameterError("currency", f"unknown reporting currency {currency!r}", reason="not_found")
     rows = list_positions(conn, entity.id, as_of, account=account, asset=asset)
     fx_rate, fx_at, fx_source = (to_text(fx[0]), iso_utc(fx[1]), fx[2]) if fx is not None else (None, None, None)
     for r in rows:

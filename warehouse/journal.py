@@ -166,12 +166,14 @@ def parse_book(method: str | None, pool: str | None) -> tuple[str, str]:
     pool = (pool or "").strip().lower()
     if method == "configured":
         if pool not in ("", "configured"):
-            raise ReportParameterError("pool", f"the configured book has its own pool; got {pool!r}")
+            raise ReportParameterError("pool", f"the configured book has its own pool; got {pool!r}",
+                                         reason="combination")
         return CONFIGURED
     if method != "fifo":
         raise ReportParameterError("method", f"unknown book {method!r}; allowed: configured, fifo")
     if pool not in ("universal", "account"):
-        raise ReportParameterError("pool", f"unknown pool {pool!r}; allowed: universal, account")
+        raise ReportParameterError("pool", f"unknown pool {pool!r}; allowed: universal, account",
+                                   reason="combination" if pool in ("", "configured") else "invalid")
     return ("fifo", pool)
 
 
@@ -313,7 +315,7 @@ class Ledger:
 
 def build_ledger(conn: Connection, entity: Entity, first: date, last: date, ident: tuple[str, str] = CONFIGURED) -> Ledger:
     if first > last:
-        raise ReportParameterError("from", f"from ({first}) is after to ({last})")
+        raise ReportParameterError("from", f"from ({first}) is after to ({last})", reason="combination")
     currency = (entity.reporting_currency or "USD").upper()
     if currency == "USD":
         return Ledger(entity, ident, currency, build_journal(load_book_view(conn, entity, ident, first, last)))
@@ -436,7 +438,7 @@ def tieout_rows(conn: Connection, entity: Entity, day: date, *, method: str | No
     ident = parse_book(method, pool)
     if (entity.reporting_currency or "USD").upper() == "USD" and not _booked_days(conn, entity, ident, day, day):
         raise ReportParameterError("date", f"{entity.name} has no stored book for {day} (not closed yet, or blocked "
-                                           "or failed): nothing to tie out")
+                                           "or failed): nothing to tie out", reason="conflict")
     ledger = build_ledger(conn, entity, day, day, ident)
     if ledger.in_memory is not None:
         subledger: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
@@ -552,7 +554,7 @@ def asset_rollforward_rows(conn: Connection, entity: Entity, date_from: date, da
 
     ident = parse_book(method, pool)
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})")
+        raise ReportParameterError("from", f"from ({date_from}) is after to ({date_to})", reason="combination")
     currency = (entity.reporting_currency or "USD").upper()
     if currency == "USD":
         view = load_book_view(conn, entity, ident, date_from, date_to)

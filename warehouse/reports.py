@@ -51,12 +51,20 @@ MAX_LIMIT = 1000
 
 
 class ReportParameterError(ValueError):
-    """A report argument that cannot be used; ``field`` names it (as the API's query parameter)."""
+    """A report argument that cannot be used; ``field`` names it (as the API's query parameter).
 
-    def __init__(self, field: str, message: str) -> None:
+    ``reason`` says why, so the API can answer with the right status: ``invalid`` (the value itself is wrong:
+    400), ``combination`` (each value is valid but not together, e.g. from after to: 422), ``not_found`` (it names
+    something the entity does not have: 404), ``conflict`` (the stored data cannot answer it yet: 409)."""
+
+    REASONS = ("invalid", "combination", "not_found", "conflict")
+
+    def __init__(self, field: str, message: str, *, reason: str = "invalid") -> None:
         super().__init__(message)
+        assert reason in self.REASONS, reason
         self.field = field
         self.message = message
+        self.reason = reason
 
 
 # ---------------------------------------------------------------- formatting helpers
@@ -95,7 +103,8 @@ def _money(value: Decimal | None) -> str | None:
 
 def _check_range(date_from: date, date_to: date) -> None:
     if date_from > date_to:
-        raise ReportParameterError("from", f"from ({date_from.isoformat()}) is after to ({date_to.isoformat()})")
+        raise ReportParameterError("from", f"from ({date_from.isoformat()}) is after to ({date_to.isoformat()})",
+                                  reason="combination")
 
 
 # ---------------------------------------------------------------- realized PnL
@@ -291,7 +300,8 @@ def encode_cursor(ts: datetime | str, leg_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    bad = ReportParameterError("cursor", "invalid cursor: pass back meta.next_cursor exactly as returned")
+    bad = ReportParameterError("cursor", "invalid cursor: pass back meta.next_cursor exactly as returned",
+                               reason="combination")
     text = (cursor or "").strip()
     if not text or len(text) > 512:
         raise bad
@@ -318,7 +328,8 @@ def resolve_account_ids(conn: Connection, entity_id: int, ref: str) -> list[int]
             sa.select(accounts.c.id).where(accounts.c.entity_id == entity_id, accounts.c.id == int(text))
         ).scalars())
     if not ids:
-        raise ReportParameterError("account", f"no account named or numbered {text!r} for this entity")
+        raise ReportParameterError("account", f"no account named or numbered {text!r} for this entity",
+                                   reason="not_found")
     return ids
 
 
@@ -332,7 +343,7 @@ def resolve_asset_id(conn: Connection, symbol: str) -> int:
         if len(matches) == 1:
             found = matches[0]
     if found is None:
-        raise ReportParameterError("asset", f"unknown asset {text!r}")
+        raise ReportParameterError("asset", f"unknown asset {text!r}", reason="not_found")
     return found
 
 

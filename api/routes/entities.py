@@ -7,11 +7,11 @@ from fastapi import APIRouter, Request
 from api.deps import ConnDep, CurrentKey
 from api.envelope import list_success
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
-from api.routes import COMMON_ERRORS
+from api.routes import error_responses
 from api.schemas import EntityOut, ListEnvelope
 from warehouse.entities import find_entity
 
-router = APIRouter(tags=["entities"], responses=COMMON_ERRORS)
+router = APIRouter(tags=["entities"], responses=error_responses(400, 401, 429, 500, 503))
 
 
 @router.get("/entities", response_model=ListEnvelope[EntityOut], summary="Entities visible to this API key",

@@ -11,7 +11,8 @@ from api.deps import ConnDep, CurrentEntity, check_date_range
 from api.envelope import list_success
 from api.errors import Conflict
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, list_or_export, requested_format
-from api.routes import COMMON_ERRORS
+from api.routes import COMMON_ERRORS, CONFLICT_ERROR
+from api.params import StoredMethodValue, StoredPoolValue
 from api.schemas import (
     AssetRollforwardRowOut,
     IsoDate,
@@ -24,11 +25,13 @@ from api.schemas import (
 from transforms.journal_book import JournalError
 from warehouse import journal, reports
 
-router = APIRouter(tags=["journal"], responses=COMMON_ERRORS)
+router = APIRouter(tags=["journal"], responses={**COMMON_ERRORS, **CONFLICT_ERROR})
 
-MethodQuery = Annotated[str, Query(max_length=20, description="Book: `configured` (the entity's book, default) or "
-                                                             "`fifo` (a stored reference book)")]
-PoolQuery = Annotated[str | None, Query(max_length=20, description="Pool of the fifo book: universal or account")]
+MethodQuery = Annotated[StoredMethodValue, Query(description="Book: `configured` (the entity's book, default) or "
+                                                            "`fifo` (a stored reference book)")]
+PoolQuery = Annotated[StoredPoolValue | None, Query(
+    description="Pool of the fifo book: universal or account (required with fifo; with configured, omitted or "
+                "`configured`: other combinations are a 422)")]
 
 
 def _book_error(exc: JournalError) -> Conflict:

@@ -15,7 +15,9 @@ from api.envelope import list_success, success
 from api.errors import ApiError, Conflict
 from reconciliation.staleness import describe_stale, stale_days_between
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
-from api.routes import COMMON_ERRORS
+from api.routes import COMMON_ERRORS, CONFLICT_ERROR
+from api.params import (BOOKS_PATTERN, AnyMethod, BreakdownValue, CurrencyQuery, Cursor, PoolValue, StoredMethod,
+                        StoredPool, StoredPoolValue)
 from api.schemas import Envelope, IsoDate, ListEnvelope
 from api.schemas_pnl import (
     CompareOut,
@@ -34,17 +36,13 @@ from transforms.cost_basis import TieOutError
 
 router = APIRouter(prefix="/pnl", tags=["pnl"], responses=COMMON_ERRORS)
 
-StoredMethod = Annotated[str, Query(max_length=20, description="A book stored by the close: `configured` (the "
-                                                               "entity's book) or `fifo`")]
-StoredPool = Annotated[str, Query(max_length=20, description="`configured`, or for fifo: universal | account")]
-AnyMethod = Annotated[str, Query(max_length=20, description="fifo, lifo, hifo, lofo, average or configured (the "
-                                                            "entity's book); books the close does not store are "
-                                                            "computed on demand")]
-CurrencyQuery = Annotated[str | None, Query(max_length=3, description="Reporting currency USD, EUR or GBP (default: "
-                                                                      "the entity's). Amounts are translated at the "
-                                                                      "FX rate of their own instant; `fx` lists the "
-                                                                      "rates used. A missing rate is a 400 naming the "
-                                                                      "day and the pair")]
+UniversalOrAccount = Annotated[PoolValue, Query(description="Lot pool: universal (whole entity) or account (per "
+                                                         "wallet/account); ignored for method configured")]
+Books = Annotated[str, Query(max_length=200, pattern=BOOKS_PATTERN,
+                             description="Comma-separated books `method:pool` (methods fifo, lifo, hifo, lofo, "
+                                         "average; pools universal, account; pool universal when omitted) or "
+                                         "`configured`; the first is the base; a book listed twice is a 422",
+                             examples=["fifo:universal,hifo:account"])]
 
 
 def _list(request: Request, fmt: str | None, name: str, model: type[BaseModel], items: list[dict[str, Any]],
@@ -56,7 +54,8 @@ def _list(request: Request, fmt: str | None, name: str, model: type[BaseModel], 
     return list_success(request, items, **meta)
 
 
-@router.get("/realized", response_model=Envelope[RealizedPnlCurrencyOut], summary="Realized PnL summary")
+@router.get("/realized", response_model=Envelope[RealizedPnlCurrencyOut], summary="Realized PnL summary",
+            responses=CONFLICT_ERROR)
 @cached_by_snapshot
 def realized(
     request: Request,
@@ -65,8 +64,7 @@ def realized(
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
     method: AnyMethod = "fifo",
-    pool: Annotated[str, Query(max_length=20, description="Lot pool: universal (whole entity) or account "
-                                                          "(per wallet/account)")] = "universal",
+    pool: UniversalOrAccount = "universal",
     currency: CurrencyQuery = None,
 ) -> dict:
     """Proceeds, cost basis and realized gain (short and long term) summed exactly over every disposal in
@@ -79,7 +77,7 @@ def realized(
 
 
 @router.get("/disposals", response_model=ListEnvelope[DisposalOut], summary="Disposals with their matched lots",
-            responses=EXPORT_RESPONSES)
+            responses={**EXPORT_RESPONSES, **CONFLICT_ERROR})
 @cached_by_snapshot
 def disposals(
     request: Request,
@@ -88,12 +86,11 @@ def disposals(
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
     method: AnyMethod = "configured",
-    pool: Annotated[str, Query(max_length=20, description="universal | account (ignored for configured)")
-                    ] = "universal",
+    pool: UniversalOrAccount = "universal",
     currency: CurrencyQuery = None,
     account: Annotated[str | None, Query(max_length=200, description="Account name or numeric id")] = None,
     asset: Annotated[str | None, Query(max_length=100, description="Asset symbol")] = None,
-    cursor: Annotated[str | None, Query(max_length=512, description="`meta.next_cursor` of the previous page")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=reports.MAX_LIMIT, description="Page size (1-1000)")] = reports.DEFAULT_LIMIT,
     fmt: FormatQuery = None,
 ):
@@ -113,7 +110,7 @@ def disposals(
 
 
 @router.get("/realized/breakdown", response_model=ListEnvelope[RealizedBreakdownOut],
-            summary="Realized PnL by asset, account, term or period", responses=EXPORT_RESPONSES)
+            summary="Realized PnL by asset, account, term or period", responses={**EXPORT_RESPONSES, **CONFLICT_ERROR})
 @cached_by_snapshot
 def realized_breakdown(
     request: Request,
@@ -121,10 +118,10 @@ def realized_breakdown(
     conn: ConnDep,
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
-    by: Annotated[str, Query(max_length=10, description="asset | account | term | year | quarter | month | day")
+    by: Annotated[BreakdownValue, Query(description="asset | account | term | year | quarter | month | day")
                   ] = "asset",
     method: AnyMethod = "configured",
-    pool: Annotated[str, Query(max_length=20, description="universal | account")] = "universal",
+    pool: UniversalOrAccount = "universal",
     currency: CurrencyQuery = None,
     fmt: FormatQuery = None,
 ) -> dict:
@@ -138,7 +135,7 @@ def realized_breakdown(
 
 
 @router.get("/unrealized", response_model=ListEnvelope[UnrealizedOut], summary="Unrealized PnL at a close",
-            responses=EXPORT_RESPONSES)
+            responses={**EXPORT_RESPONSES, **CONFLICT_ERROR})
 @cached_by_snapshot
 def unrealized(
     request: Request,
@@ -146,7 +143,8 @@ def unrealized(
     conn: ConnDep,
     as_of: Annotated[IsoDate, Query(description="Close date YYYY-MM-DD")],
     method: AnyMethod = "configured",
-    pool: Annotated[str, Query(max_length=20, description="universal | account (ignored for configured)")
+    pool: Annotated[StoredPoolValue, Query(description="configured, universal or account; ignored for method "
+                                                       "configured; a computed method with configured is a 422")
                     ] = "configured",
     currency: CurrencyQuery = None,
     fmt: FormatQuery = None,
@@ -170,16 +168,13 @@ def excluded(request: Request, entity: CurrentEntity, conn: ConnDep, fmt: Format
 
 
 @router.get("/compare", response_model=Envelope[CompareOut], summary="Compare cost-basis books (what-if)",
-            responses=EXPORT_RESPONSES)
+            responses={**EXPORT_RESPONSES, **CONFLICT_ERROR})
 @cached_by_snapshot
 def compare(
     request: Request,
     entity: CurrentEntity,
     conn: ConnDep,
-    books: Annotated[str, Query(max_length=200, description="Comma-separated books `method:pool` (methods fifo, "
-                                                            "lifo, hifo, lofo, average; pools universal, account) "
-                                                            "or `configured`; the first is the base",
-                                examples=["fifo:universal,hifo:account"])],
+    books: Books,
     date_from: Annotated[IsoDate, Query(alias="from", description="First disposal date, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last disposal date, inclusive")],
     currency: CurrencyQuery = None,
@@ -215,7 +210,7 @@ def lots(
 
 
 @router.get("/rollforward", response_model=ListEnvelope[RollForwardOut], summary="Cost-basis roll-forward",
-            responses=EXPORT_RESPONSES)
+            responses={**EXPORT_RESPONSES, **CONFLICT_ERROR})
 @cached_by_snapshot
 def rollforward(
     request: Request,

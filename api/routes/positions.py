@@ -11,6 +11,7 @@ from api.deps import ConnDep, CurrentEntity
 from api.envelope import list_success
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
 from api.routes import COMMON_ERRORS
+from api.params import CURRENCY_CODE_PATTERN
 from api.schemas import IsoDate, ListEnvelope, PositionOut
 from warehouse import catalog, reports
 
@@ -26,8 +27,9 @@ def list_positions(
     conn: ConnDep,
     as_of: Annotated[IsoDate | None, Query(description="Close date YYYY-MM-DD. Omitted: the latest date with "
                                                        "positions.")] = None,
-    currency: Annotated[str | None, Query(max_length=12, description="Reporting currency (default: the "
-                                          "entity's, USD unless set), e.g. EUR when EUR has USD prices")] = None,
+    currency: Annotated[str | None, Query(max_length=12, pattern=CURRENCY_CODE_PATTERN, description=(
+        "Reporting currency (default: the entity's, USD unless set), e.g. EUR when EUR has USD prices; a code "
+        "that is neither USD, EUR, GBP nor a known asset is a 404"))] = None,
     account: Annotated[str | None, Query(max_length=200, description="Account name or id")] = None,
     asset: Annotated[str | None, Query(max_length=100, description="Asset symbol")] = None,
     fmt: FormatQuery = None,

@@ -11,6 +11,7 @@ from api.deps import ConnDep, CurrentEntity
 from api.envelope import list_success
 from api.exports import EXPORT_RESPONSES, FormatQuery, columns_of, export_response, requested_format
 from api.routes import COMMON_ERRORS
+from api.params import StoredMethod, StoredPool
 from api.schemas import IsoDate, ListEnvelope
 from api.schemas_pnl import MissingPriceOut
 from transforms import pnl_reports
@@ -27,9 +28,8 @@ def missing_prices(
     conn: ConnDep,
     date_from: Annotated[IsoDate, Query(alias="from", description="First close day, inclusive")],
     date_to: Annotated[IsoDate, Query(alias="to", description="Last close day, inclusive")],
-    method: Annotated[str, Query(max_length=20, description="A book stored by the close: `configured` (the "
-                                                            "entity's book) or `fifo`")] = "configured",
-    pool: Annotated[str, Query(max_length=20, description="`configured`, or for fifo: universal | account")] = "configured",
+    method: StoredMethod = "configured",
+    pool: StoredPool = "configured",
     fmt: FormatQuery = None,
 ) -> dict:
     """Every acquisition, disposal, third-asset fee or open position the close needed a fair value for and had none

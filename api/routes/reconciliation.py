@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity, check_date_range
-from api.errors import ValidationFailed
+from api.errors import Unprocessable
 from api.exports import EXPORT_RESPONSES, FormatQuery, list_or_export
 from api.routes import COMMON_ERRORS
 from api.schemas import BreakStatus, IsoDate, ListEnvelope
@@ -29,11 +29,11 @@ def _range(request: Request, day: date | None, date_from: date | None, date_to: 
     """``date``, or ``from`` and ``to`` (at most the synchronous range limit apart)."""
     if day is not None:
         if date_from is not None or date_to is not None:
-            raise ValidationFailed.for_field("date", "give either date, or from and to, not both")
+            raise Unprocessable.for_field("date", "give either date, or from and to, not both")
         return day, day
     if date_from is None or date_to is None:
         missing = "from" if date_from is None else "to"
-        raise ValidationFailed.for_field(missing, "give date, or both from and to")
+        raise Unprocessable.for_field(missing, "give date, or both from and to")
     check_date_range(request, date_from, date_to)
     return date_from, date_to
 
@@ -104,6 +104,6 @@ def localise(request: Request, entity: CurrentEntity, conn: ConnDep, date_from: 
     try:
         rows = localise_breaks(conn, entity, start, end)
     except ValueError as exc:
-        raise ValidationFailed.for_field("to", str(exc)) from None
+        raise Unprocessable.for_field("to", str(exc)) from None
     return list_or_export(request, fmt, f"localise-{entity.name}-{start}-{end}", LocalisedBreakOut, rows,
                           entity=entity.name)

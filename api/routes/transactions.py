@@ -9,9 +9,10 @@ from fastapi import APIRouter, Path, Query, Request
 from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity, check_date_range, open_stream_connection
 from api.envelope import list_success, success
-from api.errors import NotFound, ValidationFailed
+from api.errors import NotFound, Unprocessable
 from api.exports import EXPORT_RESPONSES, XLSX_MAX_ROWS, FormatQuery, columns_of, export_response, requested_format
 from api.routes import COMMON_ERRORS
+from api.params import Cursor, KindQuery
 from api.schemas import Envelope, IsoDate, LegOut, ListEnvelope, TransactionDetailOut
 from warehouse import reports
 
@@ -30,11 +31,10 @@ def list_transactions(
     account: Annotated[str | None, Query(max_length=200, description="Account name (all its types and "
                                                                      "sub-accounts) or numeric account id")] = None,
     asset: Annotated[str | None, Query(max_length=100, description="Asset symbol, e.g. BTC")] = None,
-    kind: Annotated[str | None, Query(max_length=50, description="Leg kind: buy, sell, fee, deposit, withdrawal, "
-                                                                 "transfer_in, transfer_out, income, ...")] = None,
+    kind: KindQuery = None,
     transfer_status: Annotated[Literal["matched", "unmatched_out", "unmatched_in", "none"] | None, Query(
         description="matched | unmatched_out | unmatched_in, or none for legs that are no transfer")] = None,
-    cursor: Annotated[str | None, Query(max_length=512, description="`meta.next_cursor` of the previous page")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=reports.MAX_LIMIT, description="Page size (1-1000)")] = reports.DEFAULT_LIMIT,
     fmt: FormatQuery = None,
 ):
@@ -52,7 +52,7 @@ def list_transactions(
         if out == "xlsx":
             count = query.count(conn)
             if count > XLSX_MAX_ROWS:
-                raise ValidationFailed.for_field("format", f"{count} legs match: more than an XLSX sheet holds "
+                raise Unprocessable.for_field("format", f"{count} legs match: more than an XLSX sheet holds "
                                                            f"({XLSX_MAX_ROWS}); narrow the filters or use csv")
         stream = open_stream_connection(request)
         rows = (reports.leg_dict(r) for r in query.rows(stream.execution_options(stream_results=True, yield_per=1000)))

@@ -95,7 +95,7 @@ def test_closes_export_csv_and_xlsx_with_exact_decimals(client: TestClient, seed
     assert isinstance(table[1][header.index("legs")], int) and table[1][header.index("status")] == "closed"
     too_long = client.get("/api/v1/closes", headers=h, params={"from": "2023-01-01", "to": "2024-12-31",
                                                                 "format": "csv"})
-    body = assert_error(too_long, 400, "VALIDATION_ERROR")
+    body = assert_error(too_long, 422, "VALIDATION_ERROR")
     assert "366 days" in body["error"]["message"]
 
 
@@ -131,7 +131,7 @@ def test_breaks_and_results_export_with_the_same_filters(client: TestClient, see
     xlsx = client.get("/api/v1/reconciliation/results", headers=h, params={"date": "2024-03-01", "format": "xlsx"})
     assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
     too_long = client.get("/api/v1/reconciliation/breaks", headers=h, params={"from": "2023-01-01", "to": "2024-12-31"})
-    assert "366 days" in assert_error(too_long, 400, "VALIDATION_ERROR")["error"]["message"]
+    assert "366 days" in assert_error(too_long, 422, "VALIDATION_ERROR")["error"]["message"]
 
 
 def test_every_route_with_a_range_refuses_one_too_long(client: TestClient, seed: Seed) -> None:
@@ -140,7 +140,7 @@ def test_every_route_with_a_range_refuses_one_too_long(client: TestClient, seed:
     for path in ("/api/v1/pnl/realized", "/api/v1/pnl/realized/breakdown", "/api/v1/journal-entries",
                  "/api/v1/reconciliation/results", "/api/v1/reconciliation/localise", "/api/v1/closes",
                  "/api/v1/transactions"):
-        body = assert_error(client.get(path, headers=h, params=too_long), 400, "VALIDATION_ERROR")
+        body = assert_error(client.get(path, headers=h, params=too_long), 422, "VALIDATION_ERROR")
         assert "731 days" in body["error"]["message"] and "366 days" in body["error"]["message"], path
         assert body["error"]["details"][0]["field"] == "to"
     # the key is checked first: no key is a 401 whatever the range

@@ -96,4 +96,4 @@ def test_export_has_a_row_per_matched_lot_and_filters_apply(engine: sa.Engine) -
                        headers=auth(seed.key_a))
     assert other.status_code == 200 and other.json()["data"] == []
     unknown = client.get("/api/v1/pnl/disposals", params={**SPAN, "asset": "NOPE"}, headers=auth(seed.key_a))
-    assert unknown.status_code == 400 and unknown.json()["error"]["details"][0]["field"] == "asset"
+    assert unknown.status_code == 404 and unknown.json()["error"]["details"][0]["field"] == "asset"

@@ -38,7 +38,7 @@ def test_a_key_bound_to_two_entities_sees_both_and_only_them(engine: sa.Engine, 
     assert names == ["acme-fund", "beta-capital"]
     # with two entities the entity parameter is required, and names exactly one of them
     resp = client.get("/api/v1/accounts", headers=h)
-    assert resp.status_code == 400 and resp.json()["error"]["details"][0]["field"] == "entity"
+    assert resp.status_code == 422 and resp.json()["error"]["details"][0]["field"] == "entity"
     for name in ("acme-fund", "beta-capital"):
         data = client.get("/api/v1/accounts", headers=h, params={"entity": name}).json()["data"]
         assert [a["name"] for a in data] == [f"{name}-spot"]

@@ -216,16 +216,20 @@ def test_journal_parameters(client: TestClient, seed: Seed) -> None:
     assert assert_error(client.get("/api/v1/journal-entries", headers=h, params={"from": "2024-03-01"}),
                         400, "VALIDATION_ERROR")["error"]["details"][0]["field"] == "to"
     too_long = assert_error(client.get("/api/v1/journal-entries", headers=h,
-                                       params={"from": "2022-01-01", "to": "2024-03-01"}), 400, "VALIDATION_ERROR")
+                                       params={"from": "2022-01-01", "to": "2024-03-01"}), 422, "VALIDATION_ERROR")
     assert "366 days" in too_long["error"]["message"]
     bad_pool = assert_error(client.get("/api/v1/journal-entries", headers=h,
                                        params={"from": "2024-03-01", "to": "2024-03-01", "method": "fifo", "pool": "x"}),
                             400, "VALIDATION_ERROR")
     assert bad_pool["error"]["details"][0]["field"] == "pool"
+    no_pool = assert_error(client.get("/api/v1/journal-entries", headers=h,
+                                      params={"from": "2024-03-01", "to": "2024-03-01", "method": "fifo"}),
+                           422, "VALIDATION_ERROR")  # fifo needs its pool: a rule across parameters
+    assert no_pool["error"]["details"][0]["field"] == "pool"
     with seed.engine.connect() as conn:
         assert journal_entries(conn, resolve_entity(conn, seed.b), DAY, DAY) == []
     no_book = assert_error(client.get("/api/v1/journal/tieout", headers=h, params={"date": "2024-03-01"}),
-                           400, "VALIDATION_ERROR")
+                           409, "CONFLICT")
     assert no_book["error"]["details"][0]["field"] == "date" and "no stored book" in no_book["error"]["message"]
 
 

@@ -50,7 +50,8 @@ def test_a_key_of_entity_a_never_reaches_entity_b(seed: Seed) -> None:
         if takes_entity:
             cases += [{"entity": "beta-capital"}, {"entity": str(seed.b)}]
         for extra in cases:
-            resp = client.get(path, headers=auth(key), params={**PERIOD, **extra})
+            taken = {k: v for k, v in PERIOD.items() if k in query}  # a route refuses parameters it does not take
+            resp = client.get(path, headers=auth(key), params={**taken, **extra})
             assert resp.status_code == 404, (route, extra, resp.text)
             body = resp.json()
             assert body["success"] is False and body["error"]["code"] == "NOT_FOUND"
@@ -61,8 +62,8 @@ def test_a_key_of_entity_a_never_reaches_entity_b(seed: Seed) -> None:
             assert resp.status_code == 200 and "beta-capital" not in resp.text, (route, resp.text)
             checked += 1
         for fmt in ("csv", "xlsx"):  # exports obey the same rule
-            if takes_entity:
-                resp = client.get(path, headers=auth(key), params={**PERIOD, "entity": "beta-capital",
+            if takes_entity and "format" in query:
+                resp = client.get(path, headers=auth(key), params={**taken, "entity": "beta-capital",
                                                                    "format": fmt})
                 assert resp.status_code == 404, (route, fmt, resp.status_code)
                 assert "kraken" not in resp.text

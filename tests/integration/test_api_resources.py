@@ -114,7 +114,7 @@ def test_positions_valued_in_the_reporting_currency_with_provenance(client: Test
     with seed.engine.begin() as conn:  # the entity's own reporting currency is the default
         conn.execute(sa.update(entities).where(entities.c.id == seed.a).values(reporting_currency="EUR"))
     assert client.get("/api/v1/positions", headers=h, params={"as_of": "2024-03-01"}).json()["data"][0]["value"] == "4800"
-    bad = assert_error(client.get("/api/v1/positions", headers=h, params={"currency": "XYZ"}), 400, "VALIDATION_ERROR")
+    bad = assert_error(client.get("/api/v1/positions", headers=h, params={"currency": "XYZ"}), 404, "NOT_FOUND")
     assert bad["error"]["details"][0]["field"] == "currency"
     only = client.get("/api/v1/positions", headers=h, params={"as_of": "2024-03-01", "asset": "ETH"}).json()["data"]
     assert [(r["account"], r["asset"]) for r in only] == [("ledger-wallet", "ETH")]
@@ -159,10 +159,10 @@ def test_transactions_transfer_status_and_counterpart(client: TestClient, seed: 
     assert bad["error"]["details"][0]["field"] == "transfer_status"
 
 
-def test_a_range_too_large_is_a_400_naming_the_limit(client: TestClient, seed: Seed) -> None:
+def test_a_range_too_large_is_a_422_naming_the_limit(client: TestClient, seed: Seed) -> None:
     resp = client.get("/api/v1/transactions", headers=auth(seed.key_a),
                       params={"from": "2023-01-01", "to": "2024-12-31"})
-    body = assert_error(resp, 400, "VALIDATION_ERROR")
+    body = assert_error(resp, 422, "VALIDATION_ERROR")
     assert "731 days" in body["error"]["message"] and "366 days" in body["error"]["message"]
     assert body["error"]["details"][0]["field"] == "to"
     ok = client.get("/api/v1/transactions", headers=auth(seed.key_a), params={"from": "2024-01-01", "to": "2024-12-31"})
@@ -220,7 +220,7 @@ def test_exports_csv_and_xlsx_match_json_with_the_same_filters(client: TestClien
     quantities = [r[header.index("quantity")] for r in body]
     assert quantities == [-1, 1] and not any(isinstance(q, str) for q in quantities)  # number cells
     bad = client.get("/api/v1/transactions", headers=h, params={"asset": "NOPE", "format": "csv"})
-    assert_error(bad, 400, "VALIDATION_ERROR")
+    assert_error(bad, 404, "NOT_FOUND")
 
 
 def test_every_small_list_exports(client: TestClient, seed: Seed) -> None:

@@ -349,7 +349,7 @@ def test_api_serves_periods_to_a_read_key_and_the_audit_log_to_an_admin_key(engi
     assert [(e["action"], e["details"]["role"]) for e in more["data"]] == [("signoff", "preparer")]
     assert "eve" not in resp.text + json.dumps(more)  # another entity's log is not served
     bad = client.get("/api/v1/close-audit", params={"cursor": "nonsense"}, headers={"X-API-Key": admin})
-    assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "cursor"
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "cursor"
     missing = client.get("/api/v1/close-audit", params={"entity": "not-mine"}, headers={"X-API-Key": admin})
     assert missing.status_code == 404
 

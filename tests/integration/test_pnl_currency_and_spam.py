@@ -171,11 +171,11 @@ def test_a_missing_fx_rate_is_an_error_naming_the_day_and_the_pair(fund, client)
     resp = client.get("/api/v1/pnl/realized", headers={"X-API-Key": key},
                       params={"from": "2024-01-01", "to": "2024-06-30", "currency": "GBP"})
     body = resp.json()
-    assert resp.status_code == 400 and body["error"]["details"][0]["field"] == "currency"
+    assert resp.status_code == 409 and body["error"]["details"][0]["field"] == "currency"
     assert "GBP/USD" in body["error"]["message"] and "2024-01-10" in body["error"]["message"]
     resp = client.get("/api/v1/pnl/unrealized", headers={"X-API-Key": key},
                       params={"as_of": "2024-06-30", "currency": "JPY"})
-    assert resp.status_code == 400 and "allowed: USD, EUR, GBP" in resp.json()["error"]["message"]
+    assert resp.status_code == 400 and "'USD', 'EUR' or 'GBP'" in resp.json()["error"]["message"]
 
 
 def test_an_unverified_token_is_listed_not_booked_until_approved(fund, client) -> None:
