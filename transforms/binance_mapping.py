@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from transforms.events import directed
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 from warehouse.numbers import D, ZERO
 
 SOURCE = "binance"
@@ -75,7 +75,7 @@ def split_earn_balances(balances: dict[str, str]) -> tuple[dict[str, str], dict[
     return spot, earn
 
 
-class BinanceRecordError(ValueError):
+class BinanceRecordError(RecordError):
     """A staged Binance record that cannot be read; the message names the record and the field."""
 
 

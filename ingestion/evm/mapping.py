@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 
 SOURCE = "evm"
 TX_STREAM = "evm_transactions"
@@ -48,7 +48,7 @@ NATIVE_DECIMALS = 18
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 
-class EvmRecordError(ValueError):
+class EvmRecordError(RecordError):
     """A staged EVM record that cannot be mapped; the message names the record and the field."""
 
 
