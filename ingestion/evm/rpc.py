@@ -3,7 +3,8 @@
 Responses are returned as the node sent them (hex strings), so staging keeps them unchanged. Batches go out as one
 JSON-RPC batch request per call. Transient = the connection failed or timed out, HTTP 429 or 5xx, or a JSON-RPC
 error the node marks as temporary (rate limit, header not found yet); anything else (a bad request, a reverted
-call) raises at once. Error messages name the method and the host, never the full URL (it may carry a key).
+call) raises at once. History the node no longer keeps (EIP-4444's 4444 "pruned history unavailable", geth's
+"missing trie node", a null block far below the head) raises ``HistoryUnavailable`` naming what to do instead. Error messages name the method and the host, never the full URL (it may carry a key).
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ class RpcError(RuntimeError):
 
 class TransientRpcError(RpcError):
     """Worth retrying: on the next URL, after a backoff."""
+
+
+HISTORY_HINT = ("the node does not keep that history (pruned, not an archive node): use an archive node, a later "
+                "--start-block or an explorer API (COINFRS_EXPLORER_URL_<CHAIN>)")
+PRUNED_HISTORY_CODE = 4444  # EIP-4444: geth, reth and Nethermind answer "pruned history unavailable"
+OLD_BLOCK_MARGIN = 1024  # a block this far below the head that the node answers null for is not "not yet": it is gone
+_STATE_GONE = ("missing trie node", "historical state", "pruned history", "state histories", "state is not available",
+               "blockoutofrangeerror")
+
+
+class HistoryUnavailable(RpcError):
+    """The node does not serve the blocks, receipts, logs or state asked for (expired or pruned): no retry helps."""
 
 
 @dataclass
@@ -58,6 +71,7 @@ class EvmRpc:
         self._providers = [HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
                            for url in chain.rpc_urls]
         self._current = 0
+        self.head: int | None = None  # the last head the node reported (fetch_block_number)
         self._interval = 1.0 / chain.max_requests_per_second if chain.max_requests_per_second > 0 else 0.0
         self._last_sent = 0.0
 
@@ -127,7 +141,8 @@ class EvmRpc:
         return int(self.call("eth_chainId", []), 16)
 
     def fetch_block_number(self) -> int:
-        return int(self.call("eth_blockNumber", []), 16)
+        self.head = int(self.call("eth_blockNumber", []), 16)
+        return self.head
 
     def fetch_safe_block_number(self) -> int:
         """The newest final block: the node's "finalized" block where configured and offered, else head - K."""
@@ -146,6 +161,10 @@ class EvmRpc:
         blocks = self.batch([("eth_getBlockByNumber", [hex(n), full]) for n in numbers])
         for n, block in zip(numbers, blocks):
             if block is None:
+                head = self.head if self.head is not None else self.fetch_block_number()
+                if n < head - OLD_BLOCK_MARGIN:  # far below the head: the node dropped it, it will not come
+                    raise HistoryUnavailable(f"{self.chain.name}: the node answers no block {n} (its head is {head}); "
+                                             f"{HISTORY_HINT}")
                 raise TransientRpcError(f"{self.chain.name}: block {n} not available yet")
         return blocks
 
@@ -169,10 +188,24 @@ def _tolerant_result(method: str, response: Any) -> Any:
         return None
 
 
+def _history_gone(error: dict[str, Any]) -> bool:
+    """The answer of a node that no longer has what was asked: EIP-4444's code, geth's ``missing trie node`` /
+    ``historical state ... is not available``, Anvil's ``BlockOutOfRangeError`` for a block below its kept states."""
+    message = str(error.get("message", "")).lower()
+    if error.get("code") == PRUNED_HISTORY_CODE or not any(m in message for m in _STATE_GONE):
+        return error.get("code") == PRUNED_HISTORY_CODE
+    if "blockoutofrangeerror" in message:  # "block height is H but requested was N": gone only when N < H
+        numbers = [int(n) for n in message.replace(",", " ").split() if n.isdigit()]
+        return len(numbers) >= 2 and numbers[-1] < numbers[-2]
+    return True
+
+
 def _result(method: str, response: Any) -> Any:
     if not isinstance(response, dict):
         raise TransientRpcError(f"{method}: not a JSON-RPC response")
     error = response.get("error")
+    if isinstance(error, dict) and _history_gone(error):
+        raise HistoryUnavailable(f"{method}: JSON-RPC error {error.get('code')}: {error.get('message')}; {HISTORY_HINT}")
     if error:
         if isinstance(error, dict) and _is_transient_error(error):
             raise TransientRpcError(f"{method}: {error.get('code')} {error.get('message')}")
