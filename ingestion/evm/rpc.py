@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
 from web3 import HTTPProvider
 
 from ingestion.evm.chains import ChainConfig, redact_in_text, redact_url
+from ingestion.retry import RetryPolicy, SourceUnavailable, TransientError, retry_call
 
 TRANSIENT_RPC_CODES = {-32005, -32603, 429}  # limit exceeded / internal error / rate limited
 TRANSIENT_MESSAGES = ("rate limit", "too many requests", "header not found", "timeout", "temporarily")
@@ -27,8 +28,15 @@ class RpcError(RuntimeError):
     """A JSON-RPC call failed for good (not transient, or every URL and retry exhausted)."""
 
 
-class TransientRpcError(RpcError):
+class RpcUnavailable(RpcError, SourceUnavailable):
+    """No RPC URL answered after every retry (the shared taxonomy's ``SourceUnavailable``)."""
+
+
+class TransientRpcError(RpcError, TransientError):
     """Worth retrying: on the next URL, after a backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        TransientError.__init__(self, message, retry_after)
 
 
 HISTORY_HINT = ("the node does not keep that history (pruned, not an archive node): use an archive node, a later "
@@ -65,6 +73,7 @@ class EvmRpc:
         self.chain = chain
         self.retries = retries
         self.backoff = backoff
+        self.policy = RetryPolicy(attempts=retries + 1, initial_seconds=backoff, max_seconds=8.0)
         self.max_batch = max_batch
         self.stats = RpcStats()
         # web3's own retry is off: failover and backoff are decided here, for transient errors only
@@ -78,35 +87,41 @@ class EvmRpc:
     # ------------------------------------------------------------------ transport
 
     def _attempt(self, send):  # type: ignore[no-untyped-def]
-        last: Exception | None = None
-        attempts = max(self.retries, len(self._providers))
-        for attempt in range(attempts + 1):
+        """``send(provider)`` under the shared retry policy (ingestion/retry.py): transient failures are retried after
+        a backoff, on the next URL when there are several."""
+        def once() -> Any:
             provider = self._providers[self._current]
             if self._interval:  # client-side rate limit: space requests evenly
                 wait = self._last_sent + self._interval - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
                 self._last_sent = time.monotonic()
+            self.stats.requests += 1
             try:
-                self.stats.requests += 1
                 return send(provider)
-            except (requests.ConnectionError, requests.Timeout, TransientRpcError) as exc:
-                last = exc
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
                 if status is None or not (status == 429 or status >= 500):
                     raise RpcError(f"{self.chain.name}: HTTP {status} from {redact_url(str(provider.endpoint_uri))}") from None
-                last = exc
-            if attempt == attempts:
-                break
+                retry_after = exc.response.headers.get("Retry-After") if exc.response is not None else None
+                raise TransientRpcError(f"HTTP {status}", float(retry_after) if retry_after and
+                                        retry_after.replace(".", "", 1).isdigit() else None) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientRpcError(f"{type(exc).__name__}: {exc}") from None
+
+        def fail_over(error: BaseException, attempt: int) -> None:
             self.stats.retries += 1
             if len(self._providers) > 1:
                 self._current = (self._current + 1) % len(self._providers)
                 self.stats.failovers += 1
-            time.sleep(min(self.backoff * 2 ** attempt, 8.0))
-        hosts = ", ".join(redact_url(str(p.endpoint_uri)) for p in self._providers)
-        raise RpcError(f"{self.chain.name}: no RPC URL answered ({hosts}): {type(last).__name__}: "
-                       f"{redact_in_text(str(last), self.chain.rpc_urls)}")
+
+        attempts = max(self.retries, len(self._providers)) + 1
+        try:
+            return retry_call(once, replace(self.policy, attempts=attempts), before_sleep=fail_over)
+        except TransientRpcError as last:
+            hosts = ", ".join(redact_url(str(p.endpoint_uri)) for p in self._providers)
+            raise RpcUnavailable(f"{self.chain.name}: no RPC URL answered ({hosts}): {type(last).__name__}: "
+                                 f"{redact_in_text(str(last), self.chain.rpc_urls)}") from None
 
     def call(self, method: str, params: Sequence[Any]) -> Any:
         """One JSON-RPC call; returns its ``result`` unchanged."""
