@@ -104,17 +104,19 @@ def _suite_check_results(context: dg.AssetExecutionContext, failing: dict[str, l
 def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     start, end = window_of(context)
     totals = {"legs": 0, "adjustment legs": 0, "transfers matched": 0, "transfers unmatched": 0,
-              "balance observations": 0, "positions": 0}
+              "balance observations": 0, "positions": 0, "records quarantined": 0}
     unknown: set[str] = set()
     failing: dict[str, list[dict]] = {}
     for entity in entities_in_scope(context, warehouse):
         with warehouse.engine().begin() as conn:
             stats = build_canonical(conn, entity, start, end, run_id=context.run_id)
         report(context, f"canonical ledger · {entity.name} · {_range_label(start, end)}: {stats.legs} legs, "
-               f"{stats.transfers_matched} transfers matched, {stats.positions} positions")
+               f"{stats.transfers_matched} transfers matched, {stats.positions} positions"
+               + (f", {stats.quarantined} record(s) quarantined (their days are partial)" if stats.quarantined else ""))
         for key, value in (("legs", stats.legs), ("adjustment legs", stats.adjustment_legs),
                            ("transfers matched", stats.transfers_matched), ("transfers unmatched", stats.transfers_unmatched),
-                           ("balance observations", stats.observations), ("positions", stats.positions)):
+                           ("balance observations", stats.observations), ("positions", stats.positions),
+                           ("records quarantined", stats.quarantined)):
             totals[key] += value
         unknown.update(stats.unknown_assets)
         outcomes = run_suites(warehouse.url(), entity, start, end)

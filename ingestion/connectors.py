@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ from sqlalchemy.engine import Engine
 
 from ingestion.credentials import CredentialError
 from ingestion.exchanges.resilience import RetryPolicy
-from reconciliation.outages import clear_source_outage, record_source_outage
-from warehouse.schema import ingestion_cursors, source_outages
+from reconciliation.outages import clear_outage_days, record_outage_days
+from warehouse.calendar import days_between
+from warehouse.schema import ingestion_cursors
 
 OUTAGE_REASON = "sync failed: "
 
@@ -108,19 +109,12 @@ def record_sync_outage(engine: Engine, entity_id: int, source: str, account: str
     """Record ``source`` as down on every day from the first it may have missed through today; returns the days."""
     today = today or datetime.now(timezone.utc).date()
     with engine.begin() as conn:
-        day = min(first_day_possibly_missed(conn, entity_id, source, account, config), today)
-        days = 0
-        while day <= today:
-            record_source_outage(conn, entity_id, source, day, OUTAGE_REASON + f"{account}: {message}")
-            day += timedelta(days=1)
-            days += 1
-    return days
+        first = min(first_day_possibly_missed(conn, entity_id, source, account, config), today)
+        return record_outage_days(conn, entity_id, source, days_between(first, today),
+                                  OUTAGE_REASON + f"{account}: {message}")
 
 
 def clear_sync_outages(engine: Engine, entity_id: int, source: str, account: str) -> int:
     """A sync of ``account`` succeeded: the outages an earlier failed sync of it recorded no longer apply."""
     with engine.begin() as conn:
-        days = conn.execute(sa.select(source_outages.c.date).where(
-            source_outages.c.entity_id == entity_id, source_outages.c.source == source,
-            source_outages.c.reason.startswith(OUTAGE_REASON + f"{account}: ", autoescape=True))).scalars().all()
-        return sum(clear_source_outage(conn, entity_id, source, day) for day in days)
+        return clear_outage_days(conn, entity_id, source, reason_prefix=OUTAGE_REASON + f"{account}: ")

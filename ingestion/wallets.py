@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from reconciliation.outages import ALL_STREAMS, record_source_outage
-from warehouse.schema import accounts, chain_sync_failures, chain_wallets, source_outages
+from reconciliation.outages import ALL_STREAMS, clear_outage_days, record_outage_days
+from warehouse.schema import accounts, chain_sync_failures, chain_wallets
 
 SOLANA = "solana"
 BITCOIN_SOURCE = "bitcoin"
@@ -101,17 +101,12 @@ def outage_stream(chain: str) -> str:
 
 def write_chain_outage(conn: Connection, entity_id: int, chain: str, days: list[date], reason: str) -> None:
     """The close of each of ``days`` is partial and names ``chain`` (``reconciliation.outages``)."""
-    source = source_of(chain)
-    for day in days:
-        record_source_outage(conn, entity_id, source, day, reason, stream=outage_stream(chain))
+    record_outage_days(conn, entity_id, source_of(chain), days, reason, stream=outage_stream(chain))
 
 
 def clear_chain_outages(conn: Connection, entity_id: int, chain: str, through: date) -> int:
     """``chain`` is synced again through ``through``: the outages recorded for it up to that day no longer apply."""
-    source = source_of(chain)
-    return conn.execute(source_outages.delete().where(
-        source_outages.c.entity_id == entity_id, source_outages.c.source == source,
-        source_outages.c.stream == outage_stream(chain), source_outages.c.date <= through)).rowcount
+    return clear_outage_days(conn, entity_id, source_of(chain), stream=outage_stream(chain), through=through)
 
 
 def load_chain_outages(conn: Connection, entity_id: int, day_cutoff: datetime, since: datetime) -> list[dict]:

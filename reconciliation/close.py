@@ -3,8 +3,9 @@
 A close's status is ``closed`` (reconciliation passed, every figure priced), ``breaks`` (open breaks remain),
 ``unpriced`` (a figure of the configured book needs a fair value that is missing: ``pnl_missing_prices``), ``blocked``
 (no PnL booked: an earlier day of the entity has a break at ERROR severity, ``reconciliation/blocking.py``),
-``partial`` (a source was recorded as down for the day: ``reconciliation/outages.py``; the message
-names it), ``failed`` (a step of the close failed; its message says which), ``unpriced`` (a figure needs a price
+``partial`` (a source was recorded as down for the day: ``reconciliation/outages.py``, or a staged record of the day
+is quarantined because its mapper cannot read it: ``transforms/quarantine.py``; the message names the source or the
+record, its field and the error), ``failed`` (a step of the close failed; its message says which), ``unpriced`` (a figure needs a price
 that is missing) or ``stale`` (its inputs changed after it was closed: ``reconciliation/staleness.py``). Only a close
 without open breaks that is neither partial, unpriced nor stale can be locked, and a locked day is never rewritten by
 any step. Locks are per period, with who and why, and can be undone only by a recorded unlock:
@@ -29,7 +30,7 @@ INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmat
                          realized_gain_account, unrealized_gain_universal, book, realized_gain_book, shortfalls,
                          missing_prices, message, run_id, closed_at, locked)
 SELECT :e, d.day,
-       CASE WHEN coalesce(o.n, 0) > 0 THEN 'partial' WHEN coalesce(b.n, 0) > 0 THEN 'breaks'
+       CASE WHEN coalesce(o.n, 0) + coalesce(q.n, 0) > 0 THEN 'partial' WHEN coalesce(b.n, 0) > 0 THEN 'breaks'
             WHEN d.day >= CAST(:blocked AS date) THEN 'blocked' WHEN coalesce(mp.n, 0) > 0 THEN 'unpriced'
             ELSE 'closed' END,
        coalesce(l.n, 0), coalesce(p.n, 0), coalesce(b.n, 0), coalesce(x.n, 0),
@@ -40,7 +41,7 @@ SELECT :e, d.day,
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(rb.g, 0) END,
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(sf.n, 0) END,
        CASE WHEN d.day >= CAST(:blocked AS date) THEN NULL ELSE coalesce(mp.n, 0) END,
-       nullif(concat_ws('; ', o.what, CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
+       nullif(concat_ws('; ', o.what, q.what, CASE WHEN coalesce(b.n, 0) > 0 THEN coalesce(b.n, 0) || ' open break(s)' END,
                         CASE WHEN coalesce(mp.n, 0) > 0 AND NOT coalesce(d.day >= CAST(:blocked AS date), false)
                              THEN 'unpriced: ' || mp.n || ' missing price(s) (' || mp.what || '); see `coinfrs prices missing`'
                         END,
@@ -58,6 +59,11 @@ LEFT JOIN (SELECT date AS day, count(*) AS n,
                   'source down: ' || string_agg(source || CASE WHEN stream = '*' THEN '' ELSE '/' || stream END || ' (' || reason || ')', ', '
                                                 ORDER BY source, stream) AS what
            FROM source_outages WHERE entity_id = :e AND date BETWEEN :s AND :t GROUP BY 1) o USING (day)
+LEFT JOIN (SELECT close_date AS day, count(*) AS n,
+                  'quarantined: ' || string_agg(source || '/' || stream || ' record ' || source_raw_id || ' (raw record '
+                                                || raw_record_id || coalesce(', field ' || field, '') || '): ' || left(error, 300),
+                                                ', ' ORDER BY source, stream, source_raw_id) AS what
+           FROM quarantined_records WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1) q USING (day)
 LEFT JOIN (SELECT close_date AS day, count(*) AS n FROM transfers WHERE entity_id = :e AND close_date BETWEEN :s AND :t AND status <> 'matched' GROUP BY 1) x USING (day)
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'universal' AND date BETWEEN :s AND :t GROUP BY 1) ru USING (day)
 LEFT JOIN (SELECT date AS day, sum(realized_gain) AS g FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' AND pool = 'account' AND date BETWEEN :s AND :t GROUP BY 1) ra USING (day)

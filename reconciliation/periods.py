@@ -46,7 +46,8 @@ LOCKABLE_STATUSES = ("closed", "breaks")
 REFUSED_STATUSES = {
     "failed": "failed ({message}): rerun the close before locking",
     "blocked": "is blocked ({message}): resolve or acknowledge that break and close again before locking",
-    "partial": "is partial ({message}): re-read the source and close it again before locking",
+    "partial": "is partial ({message}): re-read the source (or fix what the quarantined record names) and close it "
+               "again before locking",
     "unpriced": "is unpriced ({message}): a value is missing; add the price and close it again before locking",
     "stale": "is stale ({message}): an input changed after it closed; close it again before locking",
 }

@@ -72,14 +72,17 @@ def ensure_assets(conn: Connection, symbols: Iterable[str], *, source: str = "cs
     ).all())
 
 
-def register_token(conn: Connection, *, source: str, alias: str, symbol: str, name: str | None, decimals: int,
-                   verified: bool) -> int:
+def register_token(conn: Connection, *, source: str, alias: str, symbol: str, name: str | None, decimals: int | None,
+                   verified: bool) -> int | None:
     """Register a token known by a non-symbol alias (e.g. ``ETHEREUM:0XA0B8...``) with metadata read from its contract.
 
     A verified token (listed in its chain's configuration) becomes an alias of the asset ``symbol`` (created with
     the contract's decimals if new). Any other token gets an asset of its own, ``SYMBOL (alias)``, flagged
     ``unverified`` so the cost-basis engine leaves it out until someone approves it (sets ``unverified`` false).
     An alias registered before keeps its asset. Returns the asset id.
+
+    ``decimals`` None (the contract did not answer ``decimals()``): a verified token of a known asset takes the known
+    asset's decimals; any other is not registered (None is returned): a number of decimals is never guessed.
     """
     alias = alias.strip().upper()
     existing = conn.execute(sa.select(asset_aliases.c.asset_id).where(
@@ -89,6 +92,10 @@ def register_token(conn: Connection, *, source: str, alias: str, symbol: str, na
     clean = "".join(ch for ch in symbol if ch.isprintable()).strip()[:32] or "?"
     asset_symbol = clean.upper() if verified else f"{clean} ({alias})"
     known = KNOWN_ASSETS.get(asset_symbol)
+    if decimals is None:
+        if known is None:
+            return None
+        decimals = known[1]
     conn.execute(insert(assets).values(
         symbol=asset_symbol, name=known[0] if known else name, decimals=decimals, is_fiat=False,
         unverified=not verified).on_conflict_do_nothing(index_elements=["symbol"]))

@@ -8,9 +8,14 @@ Every number is parsed from Binance's own strings (``D``), never from ccxt's flo
 - trades (``/api/v3/myTrades``): base and quote legs (buy/sell) and the commission (fee) in its asset.
   The market (``BASE/QUOTE``) is the middle part of ``source_raw_id`` (``account|BASE/QUOTE|id``): Binance's
   trade record names only the symbol id.
-- deposits: one ``deposit`` leg once credited (status 1); pending or rejected deposits carry no leg.
+- deposits: one ``deposit`` leg once credited: status 1 (success) or 6 (credited, cannot withdraw yet); 0 (pending),
+  2 (rejected), 7 (wrong deposit) and 8 (waiting for the user's confirmation) carry no leg. Booked to the wallet
+  ``walletType`` names (0 spot, 1 funding; a record without it: spot).
 - withdrawals: ``withdrawal`` of ``amount`` plus a ``fee`` leg of ``transactionFee`` (both leave the wallet
-  at apply time); cancelled (1), rejected (3) or failed (5) withdrawals carry no leg.
+  at apply time: 0 email sent, 2 awaiting approval, 4 processing, 6 completed), from the wallet ``walletType``
+  names; cancelled (1), rejected (3) or failed (5) withdrawals carry no leg.
+  Statuses and wallet types are Binance's documented codes, read whatever their JSON type (``1`` or ``"1"``); a
+  code not documented is an error naming the field (the record is quarantined), never a guess.
 - transfers (``/sapi/v1/asset/transfer``): ``transfer_out`` of the source type and ``transfer_in`` of the
   target type, matched by the tx hash ``binance-transfer:<tranId>``; only CONFIRMED transfers move.
 - converts (``/sapi/v1/convert/tradeFlow``): ``sell`` of fromAmount, ``buy`` of toAmount (SUCCESS only).
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 from transforms.events import directed
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 from warehouse.numbers import D, ZERO
 
 SOURCE = "binance"
@@ -49,7 +54,14 @@ INCOME_KINDS = {"REALIZED_PNL": "realized_pnl", "INSURANCE_CLEAR": "realized_pnl
                 "OPTIONS_PREMIUM_FEE": "fee", "POSITION_LIMIT_INCREASE_FEE": "fee", "COMMISSION_REBATE": "rebate",
                 "API_REBATE": "rebate", "REFERRAL_KICKBACK": "income", "WELCOME_BONUS": "income",
                 "CONTEST_REWARD": "income"}
+# Binance's codes (GET /sapi/v1/capital/deposit/hisrec and /sapi/v1/capital/withdraw/history)
+DEPOSIT_STATUSES = {0: "pending", 1: "success", 2: "rejected", 6: "credited but cannot withdraw", 7: "wrong deposit",
+                    8: "waiting user confirm"}
+DEPOSIT_CREDITED = {1, 6}
+WITHDRAWAL_STATUSES = {0: "email sent", 1: "cancelled", 2: "awaiting approval", 3: "rejected", 4: "processing",
+                       5: "failure", 6: "completed"}
 WITHDRAWAL_NOT_DEBITED = {1, 3, 5}
+DEPOSIT_WALLET_TYPES = {0: "spot", 1: "funding"}  # walletType of deposits and withdrawals
 SUB_ACCOUNT_TYPES = {"SPOT": "spot", "USDT_FUTURE": "futures", "COIN_FUTURE": "coin_futures", "MARGIN": "margin",
                      "ISOLATED_MARGIN": "isolated_margin"}
 
@@ -75,7 +87,7 @@ def split_earn_balances(balances: dict[str, str]) -> tuple[dict[str, str], dict[
     return spot, earn
 
 
-class BinanceRecordError(ValueError):
+class BinanceRecordError(RecordError):
     """A staged Binance record that cannot be read; the message names the record and the field."""
 
 
@@ -175,22 +187,42 @@ def map_sub_account(record: StagedRecord) -> list[LegDraft]:
     return []
 
 
+def _code(record: StagedRecord, name: str, codes: dict[int, str], *, default: int | None = None) -> int:
+    """One of Binance's documented integer codes, sent as a JSON number or a numeric string; anything else (a bool, a
+    float, a code not documented) is an error naming the field."""
+    payload = record.payload if isinstance(record.payload, dict) else {}
+    value = payload.get(name)
+    if value in (None, "") and default is not None:
+        return default
+    code = value if isinstance(value, int) and not isinstance(value, bool) else (
+        int(value.strip()) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else None)
+    if code not in codes:
+        raise BinanceRecordError(
+            f"binance {record.stream} record {record.source_raw_id!r}: field {name!r} is {value!r}, not one of "
+            f"Binance's codes ({', '.join(f'{k} {v}' for k, v in sorted(codes.items()))})", field=name)
+    return code
+
+
+def _wallet(record: StagedRecord) -> str:
+    return DEPOSIT_WALLET_TYPES[_code(record, "walletType", DEPOSIT_WALLET_TYPES, default=0)]
+
+
 def map_deposit(record: StagedRecord) -> list[LegDraft]:
-    if _field(record, "status") != 1:
+    if _code(record, "status", DEPOSIT_STATUSES) not in DEPOSIT_CREDITED:
         return []
     tx = record.payload.get("txId") or None
-    return [_leg(0, record, "spot", _field(record, "coin"), _number(record, "amount"), "deposit", tx)]
+    return [_leg(0, record, _wallet(record), _field(record, "coin"), _number(record, "amount"), "deposit", tx)]
 
 
 def map_withdrawal(record: StagedRecord) -> list[LegDraft]:
-    if _field(record, "status") in WITHDRAWAL_NOT_DEBITED:
+    if _code(record, "status", WITHDRAWAL_STATUSES) in WITHDRAWAL_NOT_DEBITED:
         return []
-    coin = _field(record, "coin")
+    coin, wallet = _field(record, "coin"), _wallet(record)
     tx = record.payload.get("txId") or None
-    legs = [_leg(0, record, "spot", coin, -_number(record, "amount"), "withdrawal", tx)]
+    legs = [_leg(0, record, wallet, coin, -_number(record, "amount"), "withdrawal", tx)]
     fee = _number(record, "transactionFee") if record.payload.get("transactionFee") not in (None, "") else ZERO
     if fee != ZERO:
-        legs.append(_leg(1, record, "spot", coin, -fee, "fee"))
+        legs.append(_leg(1, record, wallet, coin, -fee, "fee"))
     return legs
 
 

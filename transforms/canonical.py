@@ -23,7 +23,8 @@ from transforms.asset_registry import ensure_assets
 from transforms.classifications import load_classifications
 from transforms.events import direction_ok, event_type
 from transforms.ledger_mapping import LegDraft, leg_id
-from transforms.mappers import StagedRecord, map_record, registered_streams
+from transforms.mappers import MappingFailure, StagedRecord, registered_streams, try_map_record
+from transforms.quarantine import write_quarantine
 from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
 from warehouse.entities import Entity
 from warehouse.bulk import copy_rows
@@ -42,6 +43,7 @@ class CanonicalStats:
     unknown_assets: list[str]
     legs_per_day: dict[date, int]
     positions_per_day: dict[date, int]
+    quarantined: int = 0  # staged records of these days no mapper could read (transforms/quarantine.py)
 
 
 def ensure_accounts(conn: Connection, entity_id: int, keys: set[tuple[str, str, str]], source: str = SOURCE) -> dict[tuple[str, str, str], int]:
@@ -77,8 +79,10 @@ def _with_account_type(draft: LegDraft, reported_types: dict[str, set[str]]) -> 
     return replace(draft, account_type=next(iter(types)) if len(types) == 1 else DEFAULT_ACCOUNT_TYPE)
 
 
-def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> tuple[int, int]:
-    """Legs of every registered (source, stream), from the latest staged version of each record."""
+def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked: set[date],
+               run_id: str | None = None) -> tuple[int, int]:
+    """Legs of every registered (source, stream), from the latest staged version of each record. A record its mapper
+    cannot read is quarantined with its error (transforms/quarantine.py) and books nothing; the others are booked."""
     tz = entity.tz
     window_from, window_to = cutoff_of(start - timedelta(days=1), tz), cutoff_of(end, tz)
     streams = registered_streams()
@@ -110,6 +114,8 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
     drafts: list[tuple[int, str, object, date, bool, LegDraft]] = []
     classified = load_classifications(conn, entity.id)  # a person's kinds over the mappers' (transforms/classifications.py)
     versions: dict[int, tuple[tuple[str, str, str], object, date]] = {}  # new versions of records booked on locked days
+    failures: list[tuple[MappingFailure, date]] = []  # records no mapper could read: quarantined (transforms/quarantine.py)
+    mapped_keys: list[tuple[str, str, str]] = []
     for record in records:
         natural_day = close_date_of(record.occurred_at, tz)
         adjustment = natural_day in locked or record.booked_on_locked
@@ -120,12 +126,19 @@ def _build_legs(conn: Connection, entity: Entity, start: date, end: date, locked
                               record.occurred_at, record.payload)
         if record.booked_on_locked:
             versions[record.id] = ((record.source, record.stream, record.source_raw_id), record.occurred_at, booking_day)
-        for draft in map_record(staged):
+        mapped = try_map_record(staged)
+        if isinstance(mapped, MappingFailure):  # errors as values: this record is quarantined, the rest is booked
+            failures.append((mapped, booking_day))
+            versions.pop(record.id, None)
+            continue
+        mapped_keys.append((record.source, record.stream, record.source_raw_id))
+        for draft in mapped:
             kind = classified.get((record.source, record.stream, record.source_raw_id, draft.leg_index))
             if kind is not None and direction_ok(kind, draft.quantity):
                 draft = replace(draft, kind=kind)
             drafts.append((record.id, record.source, record.occurred_at, booking_day, adjustment, draft))
 
+    write_quarantine(conn, entity.id, start, end, locked, failures, mapped_keys, run_id=run_id)
     reported_types = _reported_account_types(conn, entity.id)
     drafts = [(raw_id, src, ts, day, adj, _with_account_type(d, reported_types)) for raw_id, src, ts, day, adj, d in drafts]
     account_ids: dict[tuple[str, str, str], int] = {}
@@ -491,7 +504,7 @@ def build_canonical(conn: Connection, entity: Entity, start: date, end: date, *,
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     locked = locked_dates(conn, entity.id)
-    legs, adjustments = _build_legs(conn, entity, start, end, locked)
+    legs, adjustments = _build_legs(conn, entity, start, end, locked, run_id)
     matched, unmatched = _build_transfers(conn, entity, start, end, locked)
     observations = _build_observations(conn, entity, start, end, locked)
     _build_prices(conn, entity, start, end, locked)
@@ -504,6 +517,9 @@ def build_canonical(conn: Connection, entity: Entity, start: date, end: date, *,
     unknown = list(conn.execute(sa.text(
         """SELECT DISTINCT a.symbol FROM assets a JOIN transactions l ON l.asset_id = a.id
            WHERE l.entity_id = :e AND l.close_date BETWEEN :s AND :t AND a.unverified ORDER BY 1"""), params).scalars())
-    return CanonicalStats(legs, adjustments, matched, unmatched, observations, positions, unknown, legs_per_day, positions_per_day)
+    quarantined = conn.execute(sa.text(
+        "SELECT count(*) FROM quarantined_records WHERE entity_id = :e AND close_date BETWEEN :s AND :t"), params).scalar_one()
+    return CanonicalStats(legs, adjustments, matched, unmatched, observations, positions, unknown, legs_per_day,
+                          positions_per_day, quarantined)
 
 

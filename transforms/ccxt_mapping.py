@@ -45,7 +45,7 @@ from typing import Any
 
 from transforms.events import directed, trade_side
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 from warehouse.numbers import D, ZERO
 
 # exchanges whose ledger is the complete record: every movement is booked from it (the other streams: provenance)
@@ -118,7 +118,7 @@ def split_wrapped_balances(exchange_id: str, balances: dict[str, str]) -> dict[s
     return out
 
 
-class CcxtRecordError(ValueError):
+class CcxtRecordError(RecordError):
     """A staged record that cannot be read; the message names the record and the field."""
 
 

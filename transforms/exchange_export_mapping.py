@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from transforms.events import directed, trade_side
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 from warehouse.numbers import D
 
 SOURCE, STREAM = "binance_export", "transaction_history"
@@ -53,11 +53,19 @@ def _cell(record: StagedRecord, name: str) -> str:
     for key, value in record.payload.items():
         if key.lower() == name:
             return (value or "").strip()
-    raise ValueError(f"binance export record {record.source_raw_id}: field {name!r} is missing")
+    raise RecordError(f"binance export record {record.source_raw_id}: field {name!r} is missing", field=name)
+
+
+def _change(record: StagedRecord) -> object:
+    text = _cell(record, "change")
+    try:
+        return D(text)
+    except ValueError as error:
+        raise RecordError(f"binance export record {record.source_raw_id}: field 'change': {error}", field="change") from None
 
 
 def map_binance_export_row(record: StagedRecord) -> list[LegDraft]:
-    change = D(_cell(record, "change"))
+    change = _change(record)
     operation = _cell(record, "operation").lower()
     account_text = _cell(record, "account").lower()
     account_type = ACCOUNT_TYPES.get(account_text, account_text.replace(" ", "_"))

@@ -17,14 +17,14 @@ minus the fee: both are netAmount + fee leaving the source. Legs of a vault-to-v
 from __future__ import annotations
 
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 from warehouse.numbers import D, ZERO
 
 SOURCE, STREAM, ACCOUNT_TYPE = "fireblocks", "transactions", "vault"
 VAULT = "VAULT_ACCOUNT"
 
 
-class FireblocksRecordError(ValueError):
+class FireblocksRecordError(RecordError):
     """A staged Fireblocks record that cannot be read; the message names the record and the field."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from transforms.record_errors import RecordError
 from warehouse.numbers import D, exact_context, quantize
 
 USD = "USD"
@@ -64,9 +65,15 @@ def _get(payload: dict[str, str], name: str) -> str:
     return ""
 
 
+def _decimal(payload: dict[str, str], name: str) -> Decimal:
+    try:
+        return D(_get(payload, name))
+    except ValueError as error:
+        raise RecordError(f"field {name!r}: {error}", field=name) from None
+
+
 def _opt_decimal(payload: dict[str, str], name: str) -> Decimal | None:
-    text = _get(payload, name)
-    return D(text) if text else None
+    return _decimal(payload, name) if _get(payload, name) else None
 
 
 def map_ledger_record(payload: dict[str, str]) -> list[LegDraft]:
@@ -77,8 +84,10 @@ def map_ledger_record(payload: dict[str, str]) -> list[LegDraft]:
     account_type = _get(payload, "account_type").lower() or None
     sub_account = _get(payload, "sub_account")
     tx_hash = _get(payload, "tx_hash") or None
-    quantity = D(_get(payload, "quantity"))
+    quantity = _decimal(payload, "quantity")
     price = _opt_decimal(payload, "unit_price_usd")
+    if action not in _MAIN_LEG:
+        raise RecordError(f"field 'action' is {action!r}, not one of {', '.join(sorted(_MAIN_LEG))}", field="action")
     kind, sign = _MAIN_LEG[action]
 
     def leg(index: int, leg_asset: str, qty: Decimal, leg_kind: str, unit: Decimal | None, value: Decimal | None) -> LegDraft:

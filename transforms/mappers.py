@@ -8,10 +8,15 @@ touches the database: it reads the record's payload (exact strings from the sour
 A connector package registers its mappers at import time with ``register_mapper``; the canonical build
 (transforms/canonical.py) rebuilds legs from every registered (source, stream). The staging key
 ``source_raw_id`` must be unique per (entity, source, stream): the latest staged version of each wins.
+
+Errors are values: a mapper raises ``RecordError`` (or any exception) for a record it cannot read, and
+``try_map_record`` turns that into a ``MappingFailure`` naming the record, the field and the error, so the canonical
+build quarantines that one record (transforms/quarantine.py) and books the rest; no single record aborts a build.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +24,10 @@ from typing import Any
 
 from transforms.events import check_kind
 from transforms.ledger_mapping import LegDraft, map_ledger_record
+from transforms.record_errors import RecordError
+
+__all__ = ["MappingFailure", "RecordError", "StagedRecord", "field_of", "map_record", "register_mapper",
+           "registered_streams", "try_map_record"]
 
 MAX_LEGS_PER_RECORD = 10
 
@@ -34,6 +43,31 @@ class StagedRecord:
     source_raw_id: str
     occurred_at: datetime | None
     payload: Any
+
+
+@dataclass(frozen=True)
+class MappingFailure:
+    """Why one staged record has no legs: the error as a value (quarantined by the canonical build)."""
+
+    record: StagedRecord
+    error: str
+    field: str | None
+
+
+_FIELD_IN_MESSAGE = re.compile(r"""field (?:'([^']+)'|"([^"]+)")""")
+
+
+def field_of(error: BaseException) -> str | None:
+    """The field an error names: its ``field``, else the one its message quotes (``field 'x'``), else a missing key."""
+    named = getattr(error, "field", None)
+    if named:
+        return str(named)
+    found = _FIELD_IN_MESSAGE.search(str(error))
+    if found:
+        return found.group(1) or found.group(2)
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return None
 
 
 Mapper = Callable[[StagedRecord], list[LegDraft]]
@@ -70,6 +104,22 @@ def map_record(record: StagedRecord) -> list[LegDraft]:
     if len({leg.leg_index for leg in legs}) != len(legs):
         raise ValueError(f"raw record {record.id} ({record.source}/{record.stream}): two legs share a leg index")
     return legs
+
+
+def try_map_record(record: StagedRecord) -> list[LegDraft] | MappingFailure:
+    """``map_record``, with any error of the mapper (or of the leg contract) returned as a ``MappingFailure``.
+
+    Every exception a mapper raises is caught here, not only ``RecordError``: a mapper that fails on a record it did
+    not expect (a ``KeyError``, a ``TypeError`` on a changed field type) is a record to quarantine and a mapper to
+    fix, never a reason to stop the entity's close."""
+    try:
+        return map_record(record)
+    except Exception as error:  # noqa: BLE001 - errors as values: the failure is stored, never swallowed
+        message = str(error) or type(error).__name__
+        if f"raw record {record.id}" not in message and record.source_raw_id not in message:
+            kind = "" if isinstance(error, RecordError) else f"{type(error).__name__}: "
+            message = f"{record.source}/{record.stream} record {record.source_raw_id!r} (raw record {record.id}): {kind}{message}"
+        return MappingFailure(record, message[:2000], field_of(error))
 
 
 def _map_csv_ledger(record: StagedRecord) -> list[LegDraft]:

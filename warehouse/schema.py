@@ -891,3 +891,24 @@ leg_classifications = sa.Table(
     sa.CheckConstraint("kind <> 'unclassified'", name="kind"),
     comment="a person's classification of a staged record's leg, applied by the canonical build",
 )
+
+# ---------------------------------------------------------------- quarantined records (migration 0024)
+quarantined_records = sa.Table(
+    "quarantined_records",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, sa.ForeignKey("entities.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("source_raw_id", sa.Text, nullable=False),
+    sa.Column("raw_record_id", sa.BigInteger, sa.ForeignKey("raw_records.id"), nullable=False,
+              comment="the staged version the mapper could not read"),
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("close_date", sa.Date, nullable=False, comment="the day the record would be booked on"),
+    sa.Column("field", sa.Text, comment="the field the error names, when it names one"),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("quarantined_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("entity_id", "source", "stream", "source_raw_id"),
+    comment="staged records a mapper could not read: their day's close is partial until a fix or a new version",
+)
+sa.Index("ix_quarantined_records_entity_id_close_date", quarantined_records.c.entity_id, quarantined_records.c.close_date)

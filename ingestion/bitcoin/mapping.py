@@ -25,6 +25,7 @@ from typing import Any
 
 from transforms.ledger_mapping import LegDraft
 from transforms.mappers import StagedRecord, register_mapper
+from transforms.record_errors import RecordError
 
 SOURCE = "bitcoin"
 STREAM = "btc_transactions"
@@ -32,7 +33,7 @@ ACCOUNT_TYPE = "wallet"
 BTC_DECIMALS = 8
 
 
-class BitcoinRecordError(ValueError):
+class BitcoinRecordError(RecordError):
     """A staged Bitcoin record that cannot be mapped; the message names the record and the field."""
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import random
 import time
 import uuid
 from collections import defaultdict
@@ -40,10 +39,9 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy.engine import Engine
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from ingestion.credentials import CredentialError
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, SourceUnavailable
+from ingestion.retry import RetryPolicy, SourceAccessError, SourceError, SourceUnavailable, TransientError, retry_call
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from transforms.fireblocks_mapping import ACCOUNT_TYPE, SOURCE, STREAM, vault_changes
@@ -94,12 +92,6 @@ class FireblocksOptions:
     overlap_ms: int = 3 * DAY_MS
 
 
-class _Transient(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class FireblocksClient:
     """Signed GETs against the Fireblocks API, with retries for transient failures only."""
 
@@ -124,10 +116,10 @@ class FireblocksClient:
                 response = self.session.get(self.base + path_and_query, timeout=self.options.timeout_ms / 1000,
                                             headers={"X-API-Key": self.api_key, "Authorization": f"Bearer {token}"})
             except (requests.ConnectionError, requests.Timeout) as error:
-                raise _Transient(f"{type(error).__name__}") from None
+                raise TransientError(f"{type(error).__name__}") from None
             if response.status_code == 429 or response.status_code >= 500:
                 retry_after = response.headers.get("Retry-After")
-                raise _Transient(f"HTTP {response.status_code}", float(retry_after) if retry_after else None)
+                raise TransientError(f"HTTP {response.status_code}", float(retry_after) if retry_after else None)
             if response.status_code in (401, 403):
                 raise SourceAccessError(f"Fireblocks refused the request GET {urlsplit(path_and_query).path} "
                                         f"(HTTP {response.status_code}: {_message(response)}): check the API key, "
@@ -137,19 +129,9 @@ class FireblocksClient:
                                   f"(HTTP {response.status_code}: {_message(response)})")
             return response.json(), response.headers
 
-        def wait(state: RetryCallState) -> float:
-            backoff = min(policy.max_seconds, policy.initial_seconds * 2 ** (state.attempt_number - 1))
-            seconds = random.uniform(backoff / 2, backoff)
-            error = state.outcome.exception() if state.outcome else None
-            if isinstance(error, _Transient) and error.retry_after is not None:
-                seconds = max(seconds, min(error.retry_after, policy.max_retry_after_seconds))
-            return seconds
-
-        retrying = Retrying(retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
-                            stop=stop_after_attempt(policy.attempts), wait=wait, reraise=True)
         try:
-            return retrying(once)
-        except _Transient as error:
+            return retry_call(once, policy)
+        except TransientError as error:
             raise SourceUnavailable(f"Fireblocks did not answer GET {urlsplit(path_and_query).path} after "
                                     f"{policy.attempts} attempts ({error})") from None
 

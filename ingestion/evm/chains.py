@@ -6,7 +6,9 @@ endpoints are rate limited and often carry keys). ``COINFRS_CONFIRMATIONS_<CHAIN
 then head - K is used instead of the node's ``finalized`` tag); ``COINFRS_TOKENS_<CHAIN>`` adds verified tokens;
 ``COINFRS_RPS_<CHAIN>`` caps the requests per second sent to the chain's RPC (a JSON-RPC batch counts as one).
 ``COINFRS_EXPLORER_URL_<CHAIN>`` (an Etherscan-compatible account API) with ``COINFRS_EXPLORER_KEY_<CHAIN>`` makes
-the sync ask the explorer which blocks hold the wallets' transactions instead of reading every block. Known tokens (contract -> symbol) are verified; any other token a
+the sync ask the explorer which blocks hold the wallets' transactions instead of reading every block; without one, a
+wallet's first scan over more than ``COINFRS_MAX_SCAN_BLOCKS_<CHAIN>`` blocks (default 1,000,000) is refused with its
+estimated cost (give the wallet a start block, or an explorer). Known tokens (contract -> symbol) are verified; any other token a
 wallet receives is registered unverified (spam until approved).
 """
 
@@ -45,6 +47,7 @@ class ChainConfig:
     explorer: ExplorerConfig | None = None  # discovery through an account API instead of the block scan
     traces: bool = True  # internal native transfers from trace_filter / trace_transaction (COINFRS_TRACES_<CHAIN>=0: off)
     trace_blocks_per_request: int = 250  # trace_filter range per request (nodes cap it: Anvil at 300 blocks)
+    max_scan_blocks: int = 1_000_000  # a first plain-RPC scan longer than this is refused (COINFRS_MAX_SCAN_BLOCKS_<CHAIN>)
 
 
 PRESETS: dict[str, ChainConfig] = {c.name: c for c in (
@@ -174,6 +177,9 @@ def resolve_chain(name: str, *, chain_id: int | None = None, rpc_urls: list[str]
     except ValueError:
         raise ChainConfigError(f"COINFRS_RPS_{key.upper()}={rps!r} is not a number of requests per second") from None
     traces = _env("COINFRS_TRACES", key).lower() not in ("0", "false", "no", "off")
-    return replace(preset, rpc_urls=urls, tokens=merged, explorer=explorer_from_env(key) or preset.explorer, traces=traces, confirmations=int(confirmations), max_requests_per_second=max_rps,
+    scan = _env("COINFRS_MAX_SCAN_BLOCKS", key)
+    if scan and not scan.isdigit():
+        raise ChainConfigError(f"COINFRS_MAX_SCAN_BLOCKS_{key.upper()}={scan!r} is not a block count")
+    return replace(preset, max_scan_blocks=int(scan) if scan else preset.max_scan_blocks, rpc_urls=urls, tokens=merged, explorer=explorer_from_env(key) or preset.explorer, traces=traces, confirmations=int(confirmations), max_requests_per_second=max_rps,
                    native_symbol=(native_symbol or preset.native_symbol).upper(),
                    use_finalized_tag=preset.use_finalized_tag and not configured_depth(key))

@@ -22,6 +22,7 @@ from typing import Any
 import requests
 
 from ingestion.evm.chains import ExplorerConfig, redact_url
+from ingestion.retry import RetryPolicy, TransientError, retry_call
 
 ACTIONS = ("txlist", "txlistinternal", "tokentx")
 MAX_WINDOW = 10_000  # page x offset may not exceed this
@@ -52,6 +53,7 @@ class ExplorerClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.policy = RetryPolicy(attempts=retries + 1, initial_seconds=backoff, max_seconds=8.0)
         self.session = session or requests.Session()
         self.stats = ExplorerStats()
         self._interval = 1.0 / config.max_requests_per_second if config.max_requests_per_second > 0 else 0.0
@@ -62,11 +64,8 @@ class ExplorerClient:
         """One request with retries on transient answers; returns the ``result`` list."""
         query = {**params, "apikey": self.config.api_key} if self.config.api_key else dict(params)
         what = f"{self.host} {params.get('action')}"
-        problem = "no answer"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.retries += 1
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 8.0))
+
+        def once() -> list[dict[str, Any]]:
             if self._interval:
                 wait = self._last_sent + self._interval - time.monotonic()
                 if wait > 0:
@@ -76,12 +75,10 @@ class ExplorerClient:
             try:
                 response = self.session.get(self.config.url, params=query, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = type(exc).__name__  # the exception text holds the full URL with the key: never shown
-                continue
+                raise TransientError(type(exc).__name__) from None  # its text holds the URL with the key: never shown
             if response.status_code == 429 or response.status_code >= 500:
                 self.stats.rate_limited += response.status_code == 429
-                problem = f"HTTP {response.status_code}"
-                continue
+                raise TransientError(f"HTTP {response.status_code}")
             if response.status_code != 200:
                 raise ExplorerError(f"{what}: HTTP {response.status_code}")
             try:
@@ -94,12 +91,18 @@ class ExplorerClient:
             text = f"{message} {result if isinstance(result, str) else ''}".strip()
             if "rate limit" in text.lower():
                 self.stats.rate_limited += 1
-                problem = "rate limited"
-                continue
+                raise TransientError("rate limited")
             if status == "0" and (isinstance(result, list) and not result or message.lower() in EMPTY_MESSAGES):
                 return []
             raise ExplorerError(f"{what}: {text[:200]}")
-        raise ExplorerError(f"{what}: unavailable after {self.retries} retries ({problem})")
+
+        def count(error: BaseException, attempt: int) -> None:
+            self.stats.retries += 1
+
+        try:
+            return retry_call(once, self.policy, before_sleep=count)
+        except TransientError as last:
+            raise ExplorerError(f"{what}: unavailable after {self.retries} retries ({last})") from None
 
     def fetch_account(self, action: str, address: str, start_block: int, end_block: int) -> list[dict[str, Any]]:
         """Every entry of ``action`` for ``address`` in blocks [start_block, end_block], oldest first."""

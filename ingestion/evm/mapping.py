@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 
 SOURCE = "evm"
 TX_STREAM = "evm_transactions"
@@ -48,7 +48,7 @@ NATIVE_DECIMALS = 18
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 
-class EvmRecordError(ValueError):
+class EvmRecordError(RecordError):
     """A staged EVM record that cannot be mapped; the message names the record and the field."""
 
 
@@ -81,6 +81,24 @@ def hex_int(record: StagedRecord, obj: dict[str, Any], name: str, *, default: in
     except (TypeError, ValueError):
         raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {name!r} is not a "
                              f"hex quantity: {value!r}") from None
+
+
+def token_decimals(record: StagedRecord, token: Any) -> int:
+    """The token's decimals as staged; unknown (None: its ``decimals()`` call failed) or not a number is an error
+    naming the field, never 0."""
+    value = token.get("decimals") if isinstance(token, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field 'decimals' is {value!r} "
+                             "(the token's decimals() call did not answer)", field="decimals")
+    return value
+
+
+def balance_of(record: StagedRecord, token: dict[str, Any]) -> int:
+    """A staged ``balanceOf`` answer in base units. ``0x`` (an ``eth_call`` to an address without code: the contract
+    was not deployed yet at that block) is 0, as the node says there is nothing there."""
+    if token.get("balanceOf") == "0x":
+        return 0
+    return hex_int(record, token, "balanceOf", default=0)
 
 
 def fee_of(record: StagedRecord, receipt: dict[str, Any]) -> int:
@@ -180,9 +198,9 @@ def map_evm_log(record: StagedRecord) -> list[LegDraft]:
     try:
         chain, wallet, token, log = payload["chain"], payload["wallet"].lower(), payload["token"], payload["log"]
         topics = log["topics"]
-        decimals = int(token["decimals"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field {exc} is missing or invalid") from None
+    decimals = token_decimals(record, token)
     if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC:
         raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field 'topics' is not an ERC-20 Transfer")
     sender, receiver = "0x" + topics[1][-40:].lower(), "0x" + topics[2][-40:].lower()
@@ -216,12 +234,12 @@ def map_evm_opening(record: StagedRecord) -> list[LegDraft]:
     if native:
         legs.append(LegDraft(0, account, ACCOUNT_TYPE, "", symbol, base_units(native, NATIVE_DECIMALS), "opening_balance",
                              None, None, None))
-    held = [t for t in tokens if hex_int(record, t, "balanceOf", default=0)]
+    held = [t for t in tokens if balance_of(record, t)]
     if len(held) > 9:
         raise EvmRecordError(f"raw record {record.id} ({record.source_raw_id}): field 'tokens' has {len(held)} balances, "
                              f"at most 9 per opening record")
     for i, token in enumerate(held, start=1):
-        amount = base_units(hex_int(record, token, "balanceOf"), int(token["decimals"]))
+        amount = base_units(balance_of(record, token), token_decimals(record, token))
         legs.append(LegDraft(i, account, ACCOUNT_TYPE, "", token["alias"], amount, "opening_balance", None, None, None))
     return legs
 

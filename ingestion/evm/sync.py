@@ -204,26 +204,49 @@ class _Chunk:
     traces_available: bool = True
 
 
+def decode_decimals(raw: str | None) -> int | None:
+    """``decimals()``'s answer as a number, or None when the call did not answer one: reverted (None), a contract
+    without code at that block (``0x``), or anything but one 32-byte word up to 255. Never 0 from a failed call."""
+    if not isinstance(raw, str) or not raw.startswith("0x") or len(raw) != 66:
+        return None
+    try:
+        value = int(raw, 16)
+    except ValueError:
+        return None
+    return value if value <= 255 else None
+
+
 def fetch_token_metadata(rpc: EvmRpc, chain: ChainConfig, contracts: list[str], block: int,
                          cache: dict[str, dict[str, Any]]) -> None:
-    """symbol(), name(), decimals() of each contract at ``block`` into ``cache`` (a call that reverts gives '?', 0)."""
+    """symbol(), name(), decimals() of each contract into ``cache``: at ``block``, and for a contract that did not
+    answer there (not deployed yet at that block: ``eth_call`` gives ``0x``) at the latest block. Decimals that no
+    call answered stay None (unknown, never 0): such a token is not registered and its transfers are quarantined."""
     contracts = [c for c in contracts if c not in cache]
     if not contracts:
         return
-    calls = [("eth_call", [{"to": t, "data": sel}, hex(block)]) for t in contracts for sel in (SYMBOL, NAME, DECIMALS)]
-    answers = rpc.batch(calls, tolerant=True)
-    for i, contract in enumerate(contracts):
-        symbol, name, decimals = answers[3 * i:3 * i + 3]
+
+    def ask(targets: list[str], at: str) -> dict[str, tuple[Any, Any, Any]]:
+        calls = [("eth_call", [{"to": t, "data": sel}, at]) for t in targets for sel in (SYMBOL, NAME, DECIMALS)]
+        answers = rpc.batch(calls, tolerant=True)
+        return {t: tuple(answers[3 * i:3 * i + 3]) for i, t in enumerate(targets)}  # type: ignore[misc]
+
+    found = ask(contracts, hex(block))
+    retry = [c for c, (_, _, decimals) in found.items() if decode_decimals(decimals) is None]
+    if retry:
+        found.update({c: answer for c, answer in ask(retry, "latest").items() if decode_decimals(answer[2]) is not None})
+    for contract in contracts:
+        symbol, name, decimals = found[contract]
         cache[contract] = {
             "address": contract, "alias": token_alias(chain.name, contract),
             "symbol": _decode_string(symbol) or "?", "name": _decode_string(name),
-            "decimals": int(decimals, 16) if decimals and decimals != "0x" else 0,
+            "decimals": decode_decimals(decimals),
             "verified_symbol": chain.tokens.get(contract),
             "raw": {"symbol": symbol, "name": name, "decimals": decimals},
         }
 
 
 def register_tokens(conn: Connection, tokens: list[dict[str, Any]]) -> None:
+    """Tokens into the asset registry; one whose decimals are unknown is left out (registered when they are known)."""
     for token in tokens:
         verified = token["verified_symbol"]
         register_token(conn, source=SOURCE, alias=token["alias"], symbol=verified or token["symbol"],
@@ -461,7 +484,8 @@ def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: E
                 SELECT DISTINCT ON (payload->'token'->>'address') payload->'token' FROM raw_records
                 WHERE entity_id = :e AND source = :s AND stream = :st AND account = :a
                 ORDER BY payload->'token'->>'address', id DESC
-                """), dict(e=entity.id, s=SOURCE, st=LOG_STREAM, a=wallet.account)).all()]
+                """), dict(e=entity.id, s=SOURCE, st=LOG_STREAM, a=wallet.account)).all()
+                      if isinstance(r[0].get("decimals"), int)]  # unknown decimals: no balance can be stated
         # every token the wallet was ever seen with, orphaned ones included: a snapshot after a reorg must say 0
         # for a token whose transfer the reorg removed, or the older snapshot's balance would stay the latest
         numbers = sorted({r.number for r in at_cutoff.values()})
@@ -497,6 +521,30 @@ def snapshot_balances(engine: Engine, entity: Entity, chain: ChainConfig, rpc: E
 # ---------------------------------------------------------------------------------------------- the sync
 
 
+class ScanRefused(ChainConfigError):
+    """A first plain-RPC scan too long to be what the user meant: the message says what it would cost and what to do."""
+
+
+def check_scan_length(chain: ChainConfig, wallet: Wallet, safe: int, max_batch: int = 200) -> None:
+    """Refuse a wallet's first block-by-block scan over more than ``chain.max_scan_blocks`` blocks (a wallet added
+    with start block 0 on a long chain), with the estimated cost: one eth_getBlockByNumber per block, two eth_getLogs
+    per chunk, sent as batches of ``max_batch``."""
+    blocks = safe - wallet.start_block + 1
+    if blocks <= chain.max_scan_blocks:
+        return
+    chunks = -(-blocks // chain.blocks_per_request)
+    calls = blocks + 2 * chunks
+    requests = chunks * (-(-chain.blocks_per_request // max_batch) + 1)
+    rate = (f", ≈{requests / chain.max_requests_per_second / 3600:,.1f} h at {chain.max_requests_per_second:g} req/s"
+            if chain.max_requests_per_second > 0 else "")
+    raise ScanRefused(
+        f"{chain.name}: refusing a plain-RPC scan of {blocks:,} blocks from block {wallet.start_block:,} (≈{calls:,} "
+        f"JSON-RPC calls, ≈{requests:,} requests{rate}): give the wallet a --start-block or set "
+        f"COINFRS_EXPLORER_URL_{chain.name.upper()} (explorer API); limit "
+        f"COINFRS_MAX_SCAN_BLOCKS_{chain.name.upper()}={chain.max_scan_blocks}")
+
+
+
 def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: list[Wallet], *,
                    rpc: EvmRpc | None = None, to_block: int | None = None,
                    explorer: ExplorerClient | None = None) -> EvmSyncResult:
@@ -517,6 +565,11 @@ def sync_evm_chain(engine: Engine, entity: Entity, chain: ChainConfig, wallets: 
     safe = rpc.fetch_safe_block_number()
     if to_block is not None:
         safe = min(safe, to_block)
+    if explorer is None:  # before anything is staged: a refused scan leaves no half-synced wallet
+        for wallet in wallets:
+            with engine.connect() as conn:
+                if load_cursor(conn, entity.id, SOURCE, wallet.account, BLOCKS_STREAM) is None:
+                    check_scan_length(chain, wallet, safe, rpc.max_batch)
     with engine.begin() as conn:
         run_id = start_run(conn, entity.id, SOURCE, chain.name)
     check_reorg(engine, entity, chain, rpc, wallets, result, run_id)

@@ -7,40 +7,24 @@
 - Stopped at once: HTTP 418 (the IP is banned; retrying extends the ban), authentication and permission
   errors, and every other ``ExchangeError`` (a bad request will not get better).
 ccxt's own rate limiter (``enableRateLimit``) stays on; this layer only decides what happens after a failure.
+The policy, the backoff and the error classes are the shared ones (ingestion/retry.py); only ccxt's classification
+is here.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import ccxt
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from ingestion.retry import RetryPolicy, SourceAccessError, SourceError, SourceUnavailable, retry_call
+
+__all__ = ["RetryPolicy", "SourceAccessError", "SourceError", "SourceUnavailable", "call_exchange", "is_ip_ban",
+           "is_transient"]
 
 T = TypeVar("T")
-
-
-class SourceError(RuntimeError):
-    """A source could not be read; the message says why and what to do. Never carries a secret."""
-
-
-class SourceUnavailable(SourceError):
-    """The source stayed down (retries exhausted) or banned us (418): the day's data may be incomplete."""
-
-
-class SourceAccessError(SourceError):
-    """The exchange refused the credentials or their permissions: a person has to act."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6
-    initial_seconds: float = 0.5
-    max_seconds: float = 30.0
-    max_retry_after_seconds: float = 120.0
 
 
 def is_ip_ban(error: BaseException) -> bool:
@@ -71,18 +55,10 @@ def call_exchange(exchange: ccxt.Exchange, what: str, fn: Callable[..., T], *arg
                   policy: RetryPolicy = RetryPolicy(), **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` with the retry rules above; ``what`` names the call in error messages."""
 
-    def wait(state: RetryCallState) -> float:
-        backoff = min(policy.max_seconds, policy.initial_seconds * 2 ** (state.attempt_number - 1))
-        seconds = random.uniform(backoff / 2, backoff)  # jitter: spread the retries of parallel workers
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, ccxt.DDoSProtection):
-            retry_after = _retry_after(exchange)
-            if retry_after is not None:
-                seconds = max(seconds, min(retry_after, policy.max_retry_after_seconds))
-        return seconds
+    def retry_after(error: BaseException) -> float | None:
+        return _retry_after(exchange) if isinstance(error, ccxt.DDoSProtection) else None
 
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
+    def before_sleep(error: BaseException, attempt: int) -> None:
         if isinstance(error, ccxt.InvalidNonce):  # -1021: our clock and the exchange's disagree
             try:
                 exchange.load_time_difference()
@@ -90,10 +66,9 @@ def call_exchange(exchange: ccxt.Exchange, what: str, fn: Callable[..., T], *arg
             except ccxt.NetworkError:
                 pass  # the next attempt fails the same way and resyncs again
 
-    retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(policy.attempts), wait=wait,
-                        before_sleep=before_sleep, reraise=True)
     try:
-        return retrying(fn, *args, **kwargs)
+        return retry_call(lambda: fn(*args, **kwargs), policy, is_transient=is_transient, retry_after=retry_after,
+                          before_sleep=before_sleep)
     except ccxt.BaseError as error:
         raise _classify(exchange, what, error, policy) from None
 

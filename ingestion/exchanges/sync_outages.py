@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reconciliation.outages import clear_source_outage, record_source_outage
+from reconciliation.outages import clear_outage_days, record_outage_days
 from warehouse.calendar import close_date_of, days_between
 from warehouse.entities import Entity
 from warehouse.schema import ingestion_cursors
@@ -42,13 +42,10 @@ def last_day_read(entity: Entity, until: datetime | None) -> date:
 def mark_sync_failed(conn: Connection, entity: Entity, source: str, name: str, first_day: date, last_day: date,
                      status: str, message: str) -> int:
     """Record ``source`` as down on every day from ``first_day`` to ``last_day``; returns the number of days."""
-    days = list(days_between(first_day, max(first_day, last_day)))
-    reason = f"sync of source {name!r} {status}: {message}"
-    for day in days:
-        record_source_outage(conn, entity.id, source, day, reason)
-    return len(days)
+    return record_outage_days(conn, entity.id, source, days_between(first_day, max(first_day, last_day)),
+                              f"sync of source {name!r} {status}: {message}")
 
 
 def clear_sync_outages(conn: Connection, entity: Entity, source: str, first_day: date, last_day: date) -> int:
     """A sync succeeded: every day from ``first_day`` (where it started reading) to ``last_day`` is complete again."""
-    return sum(clear_source_outage(conn, entity.id, source, day) for day in days_between(first_day, last_day))
+    return clear_outage_days(conn, entity.id, source, first=first_day, through=last_day)

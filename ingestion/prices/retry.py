@@ -1,8 +1,9 @@
-"""Rate limiting and retries shared by the price connectors.
+"""Rate limiting and retries of the price connectors, on the shared policy and taxonomy (ingestion/retry.py).
 
-Only transient failures are retried (HTTP 429 and 5xx, connection errors, timeouts), with exponential
-backoff plus jitter (tenacity); a ``Retry-After`` header, when the source sends one, is honoured up to
-the maximum wait. Anything else (401, 403, 404, a malformed answer) fails at once.
+Only transient failures are retried (HTTP 429 and 5xx, connection errors, timeouts: ``TransientSourceError``, a
+``TransientError``), with the shared exponential backoff plus jitter; a ``Retry-After`` header, when the source sends
+one, is honoured up to the policy's ``max_retry_after_seconds``. Anything else (401, 403, 404, a malformed answer)
+fails at once.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
-import tenacity
+from ingestion.retry import RetryPolicy, TransientError, retry_call
+
+__all__ = ["PriceSourceError", "RateLimiter", "RetryPolicy", "TransientSourceError", "call_with_retries"]
 
 T = TypeVar("T")
 
@@ -22,19 +24,11 @@ class PriceSourceError(RuntimeError):
     """A price source refused or could not answer; the message names the source and the request, never a secret."""
 
 
-class TransientSourceError(PriceSourceError):
+class TransientSourceError(PriceSourceError, TransientError):
     """A failure worth retrying (rate limited, server error, network)."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    initial_wait: float = 1.0
-    max_wait: float = 60.0
+        TransientError.__init__(self, message, retry_after)
 
 
 class RateLimiter:
@@ -61,20 +55,5 @@ class RateLimiter:
 
 def call_with_retries(action: Callable[[], T], policy: RetryPolicy, *,
                       sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run ``action``; on ``TransientSourceError`` wait (exponential backoff + jitter) and try again."""
-    backoff = tenacity.wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait,
-                                               jitter=policy.initial_wait)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        hinted = getattr(error, "retry_after", None) or 0.0
-        return min(max(backoff(state), hinted), policy.max_wait)
-
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientSourceError),
-        stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=wait,
-        sleep=sleep,
-        reraise=True,
-    )
-    return retrying(action)
+    """Run ``action``; on ``TransientSourceError`` wait (the shared backoff) and try again."""
+    return retry_call(action, policy, sleep=sleep)

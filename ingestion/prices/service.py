@@ -81,7 +81,8 @@ class PriceSources:
 def build_sources(settings: PriceSettings, kinds: Iterable[str] = SOURCE_KINDS) -> PriceSources:
     """Clients for the configured sources among ``kinds``; none configured gives no client (offline)."""
     wanted = set(kinds)
-    policy = RetryPolicy(settings.price_retry_attempts, settings.price_retry_initial_wait, settings.price_retry_max_wait)
+    policy = RetryPolicy(attempts=settings.price_retry_attempts, initial_seconds=settings.price_retry_initial_wait,
+                         max_seconds=settings.price_retry_max_wait)
     sources = PriceSources()
     if "coingecko" in wanted and settings.coingecko_enabled:
         key = settings.coingecko_api_key.get_secret_value() if settings.coingecko_api_key else None

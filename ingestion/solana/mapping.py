@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from transforms.ledger_mapping import LegDraft
-from transforms.mappers import StagedRecord, register_mapper
+from transforms.mappers import RecordError, StagedRecord, register_mapper
 
 SOURCE = "solana"
 STREAM = "sol_transactions"
@@ -26,7 +26,7 @@ NATIVE_SYMBOL = "SOL"
 MAX_MINTS = 8
 
 
-class SolanaRecordError(ValueError):
+class SolanaRecordError(RecordError):
     """A staged Solana record that cannot be mapped; the message names the record and the field."""
 
 

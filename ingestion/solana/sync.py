@@ -32,6 +32,7 @@ from solders.transaction_status import UiTransactionEncoding
 from sqlalchemy.engine import Engine
 
 from ingestion.evm.chains import redact_url
+from ingestion.retry import RetryPolicy, TransientError, retry_call
 from spl.token.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 
 from ingestion.solana.mapping import (ACCOUNT_TYPE, NATIVE_SYMBOL, SOL_DECIMALS, SOURCE, STREAM, base_units,
@@ -133,16 +134,20 @@ def fetch_wallet(urls: Sequence[str], wallet: str, cursors: dict[str, str | None
     """Everything needed from the RPC, trying each URL in turn on transport errors (network only)."""
     if not urls:
         raise SolanaSyncError("solana: no RPC URL (wallet --rpc-url or COINFRS_RPC_SOLANA)")
-    last: Exception | None = None
-    for attempt in range(retries + 1):
+    def once() -> _Fetched:  # every URL in turn; a round where none answers is a transient failure
+        last: Exception | None = None
         for url in urls:
             try:
                 return asyncio.run(_fetch(url, wallet, cursors, timeout=timeout, page=page))
             except SolanaRpcException as exc:  # transport: connection refused, timeout, HTTP error
                 last = exc
-        time.sleep(backoff * 2 ** attempt)
-    hosts = ", ".join(redact_url(u) for u in urls)
-    raise SolanaSyncError(f"solana: no RPC URL answered ({hosts}): {type(last).__name__}")
+        raise TransientError(type(last).__name__)
+
+    try:  # the shared retry policy (ingestion/retry.py)
+        return retry_call(once, RetryPolicy(attempts=retries + 1, initial_seconds=backoff, max_seconds=8.0))
+    except TransientError as last:
+        hosts = ", ".join(redact_url(u) for u in urls)
+        raise SolanaSyncError(f"solana: no RPC URL answered ({hosts}): {last}") from None
 
 
 def _ts(seconds: int | None) -> datetime | None:

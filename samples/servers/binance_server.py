@@ -149,11 +149,14 @@ class _Handler(BaseHTTPRequestHandler):
         fault = state.pick_fault()
         if fault:
             state.faults[fault] += 1
-            if fault == "418":
-                return self._send(418, {"code": -1003, "msg": "Way too many requests; IP banned until 1767225600000."},
+            if fault == "418":  # Binance's documented -1003 texts (developers.binance.com, Error codes / LIMITS)
+                return self._send(418, {"code": -1003, "msg": "Way too much request weight used; IP banned until "
+                                        "1767225600000. Please use WebSocket Streams for live updates to avoid bans."},
                                   {"Retry-After": "3600"})
             if fault == "429":
-                return self._send(429, {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+                return self._send(429, {"code": -1003, "msg": "Too much request weight used; current limit is 6000 "
+                                        "request weight per 1 MINUTE. Please use WebSocket Streams for live updates to "
+                                        "avoid polling the API."},
                                   {"Retry-After": state.retry_after})
             if fault == "5xx":
                 return self._send(503, {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."})
@@ -278,10 +281,33 @@ def _in_window(records: list[dict], key: str, start: int, end: int) -> list[dict
     return [r for r in records if start <= r[key] <= end]
 
 
+# The JSON types Binance documents for each field of a deposit and a withdrawal record (Binance's own connector's
+# models, generated from its OpenAPI spec: binance-sdk wallet/rest_api/models/deposit_history_response_inner.rs and
+# withdraw_history_response_inner.rs). The server refuses to serve a record of another type: a test cannot hand the
+# connector a shape Binance never sends.
+DEPOSIT_TYPES = {"id": str, "amount": str, "coin": str, "network": str, "status": int, "address": str,
+                 "addressTag": str, "txId": str, "insertTime": int, "completeTime": int, "transferType": int,
+                 "confirmTimes": str, "unlockConfirm": int, "walletType": int, "travelRuleStatus": int}
+WITHDRAWAL_TYPES = {"id": str, "amount": str, "transactionFee": str, "coin": str, "status": int, "address": str,
+                    "txId": str, "applyTime": str, "network": str, "transferType": int, "withdrawOrderId": str,
+                    "info": str, "confirmNo": int, "walletType": int, "txKey": str, "completeTime": str}
+
+
+def checked(rows: list[dict], types: dict[str, type], endpoint: str) -> list[dict]:
+    for row in rows:
+        for name, value in row.items():
+            expected = types.get(name)
+            if expected is not None and (type(value) is not expected):
+                raise ApiError(500, -1000, f"test history error: {endpoint} field {name!r} is {type(value).__name__} "
+                                           f"{value!r}; Binance sends {expected.__name__}")
+    return rows
+
+
 def _deposits(state: ServerState, params: dict, restrictions: dict) -> list:
     start, end = _window(params, state.now_ms(), 90, 90)
     offset, limit = _int(params, "offset", 0), _int(params, "limit", 1000)
-    rows = _in_window(state.history.deposits, "insertTime", start, end)
+    rows = checked(_in_window(state.history.deposits, "insertTime", start, end), DEPOSIT_TYPES,
+                   "/sapi/v1/capital/deposit/hisrec")
     rows.sort(key=lambda r: r["insertTime"], reverse=True)  # Binance: newest first
     return rows[offset:offset + limit]
 
@@ -295,7 +321,8 @@ def _apply_ms(record: dict) -> int:
 def _withdrawals(state: ServerState, params: dict, restrictions: dict) -> list:
     start, end = _window(params, state.now_ms(), 90, 90)
     offset, limit = _int(params, "offset", 0), _int(params, "limit", 1000)
-    rows = [r for r in state.history.withdrawals if start <= _apply_ms(r) <= end]
+    rows = checked([r for r in state.history.withdrawals if start <= _apply_ms(r) <= end], WITHDRAWAL_TYPES,
+                   "/sapi/v1/capital/withdraw/history")
     rows.sort(key=_apply_ms, reverse=True)
     return rows[offset:offset + limit]
 

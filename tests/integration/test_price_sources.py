@@ -15,7 +15,7 @@ from ingestion.prices.retry import PriceSourceError, RateLimiter, RetryPolicy, T
 from tests.integration.price_servers import PriceServer
 
 D0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-FAST = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05)
+FAST = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.05)
 
 
 @pytest.fixture()

@@ -151,3 +151,44 @@ def test_simple_earn_positions_are_the_underlying_held_in_earn():
 
     assert split_earn_balances({"BTC": "1", "LDBTC": "0.5", "LDUSDT": "20", "LDO": "3"}) == (
         {"BTC": "1", "LDO": "3"}, {"BTC": "0.5", "USDT": "20"})
+
+
+DEPOSIT = {"id": "769800519366885376", "amount": "0.001", "coin": "BNB", "network": "BNB", "status": 1,
+           "address": "bnb136ns6lfw4zs5hg4n85vdthaad7hq5m4gtkgf23", "addressTag": "101764890",
+           "txId": "98A3EA560C6B3336D348B6C83F0F95ECE4F1F5919E94BD006E5BF3BF264FACFC", "insertTime": 1661493146000,
+           "completeTime": 1661493146000, "transferType": 0, "confirmTimes": "1/1", "unlockConfirm": 0, "walletType": 0}
+WITHDRAWAL = {"id": "b6ae22b3aa844210a7041aee7589627c", "amount": "8.91000000", "transactionFee": "0.004", "coin": "USDT",
+              "status": 6, "address": "0x94df8b352de7f46f64b01d3666bf6e936e44ce60", "txId": "0xb5ef8c13b968a406",
+              "applyTime": "2019-10-12 11:12:02", "network": "ETH", "transferType": 0, "info": "", "confirmNo": 3,
+              "walletType": 1, "txKey": "", "completeTime": "2023-03-23 16:52:41"}
+
+
+@pytest.mark.parametrize("status, booked", [(1, True), ("1", True), (6, True), ("6", True), (0, False), ("0", False),
+                                            (2, False), (7, False), ("8", False)])
+def test_deposit_status_is_binance_code_whatever_its_json_type(status, booked):
+    result = map_deposit(staged("deposits", "main|1", {**DEPOSIT, "status": status}))
+    assert bool(result) is booked
+
+
+@pytest.mark.parametrize("status, booked", [(6, True), ("6", True), (0, True), (2, True), ("4", True), (1, False),
+                                            ("1", False), (3, False), ("5", False)])
+def test_cancelled_rejected_or_failed_withdrawals_are_never_booked_whatever_the_json_type(status, booked):
+    result = map_withdrawal(staged("withdrawals", "main|1", {**WITHDRAWAL, "status": status}))
+    assert bool(result) is booked
+
+
+@pytest.mark.parametrize("wallet, account_type", [(0, "spot"), (1, "funding"), ("1", "funding"), (None, "spot")])
+def test_deposits_and_withdrawals_book_to_the_wallet_type(wallet, account_type):
+    payload = {**DEPOSIT, "walletType": wallet} if wallet is not None else {k: v for k, v in DEPOSIT.items() if k != "walletType"}
+    assert [l.account_type for l in map_deposit(staged("deposits", "main|1", payload))] == [account_type]
+    withdrawal = {**WITHDRAWAL, "walletType": wallet} if wallet is not None else {
+        k: v for k, v in WITHDRAWAL.items() if k != "walletType"}
+    assert {l.account_type for l in map_withdrawal(staged("withdrawals", "main|1", withdrawal))} == {account_type}
+
+
+@pytest.mark.parametrize("field, value", [("status", 9), ("status", "done"), ("status", True), ("status", 1.0),
+                                          ("walletType", 2)])
+def test_an_undocumented_code_is_an_error_naming_the_field(field, value):
+    with pytest.raises(BinanceRecordError, match=f"field '{field}' is") as caught:
+        map_deposit(staged("deposits", "main|1", {**DEPOSIT, field: value}))
+    assert caught.value.field == field
