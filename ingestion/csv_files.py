@@ -383,17 +383,17 @@ def write_balance_rows(conn: Connection, entity_id: int, file: CsvFile, rows: Se
 
 def import_csv(conn: Connection, entity_id: int, kind: str, file: CsvFile, *,
                naive_timezone: str | None = None) -> ImportResult:
-    """Validate and stage one file of ``kind`` ('ledger' or 'balances'), all or nothing."""
+    """Validate and stage one file of ``kind`` (``CSV_KINDS``: 'ledger', 'balances' or an exchange export), all or
+    nothing."""
     if kind == "ledger":
         return write_ledger_rows(conn, entity_id, file, read_ledger_csv(file, naive_timezone=naive_timezone))
     if kind == "balances":
         return write_balance_rows(conn, entity_id, file, read_balances_csv(file, naive_timezone=naive_timezone))
-    if kind == "binance-export":
-        from ingestion.exchange_exports import import_binance_export
+    from ingestion.exchange_exports import EXPORT_KINDS
 
-        return import_binance_export(conn, entity_id, file)
-    if kind == "kraken-ledgers":
-        from ingestion.exchange_exports import import_kraken_ledgers
+    if kind in EXPORT_KINDS:
+        return EXPORT_KINDS[kind][1](conn, entity_id, file, naive_timezone)
+    raise ValueError(f"unknown CSV kind {kind!r} (expected one of {', '.join(CSV_KINDS)})")
 
-        return import_kraken_ledgers(conn, entity_id, file)
-    raise ValueError(f"unknown CSV kind {kind!r} (expected 'ledger', 'balances', 'binance-export' or 'kraken-ledgers')")
+
+CSV_KINDS = ("ledger", "balances", "binance-export", "kraken-ledgers", "coinbase-exchange", "coinbase", "nexo")
