@@ -28,7 +28,7 @@ from transforms.binance_mapping import earn_underlying
 from transforms.events import directed, trade_side
 from transforms.ledger_mapping import LegDraft
 from transforms.mappers import StagedRecord, register_mapper
-from warehouse.numbers import D, ZERO
+from warehouse.numbers import D, ZERO, parse_input_decimal
 
 SOURCE, STREAM = "binance_export", "transaction_history"
 EARN_ACCOUNT_TYPE = "earn"
@@ -319,14 +319,13 @@ _CONVERT_NOTE = re.compile(r"^Converted ([\d,]*\.?\d+) (\w+) to ([\d,]*\.?\d+) (
 
 
 def coinbase_money(text: str) -> Decimal | None:
-    """A Coinbase money cell ("$1,234.50", "-$12", "1234.5", "") to a Decimal (signs and thousands separators are
-    Coinbase's display format); None when empty. Raises ``NotADecimal`` (via D) on anything else."""
+    """A Coinbase or Nexo money cell ("$1,234.50", "-$12", "1234.5", "") to a Decimal (the currency sign and
+    thousands separators are their display format); None when empty. Raises ``NotADecimal`` on anything else."""
     value = text.strip()
     if not value:
         return None
     negative = value.startswith("-")
-    value = _MONEY.sub("", value.lstrip("-")).replace(",", "")
-    number = D(value)
+    number = parse_input_decimal(_MONEY.sub("", value.lstrip("-")).replace(",", ""))
     return -number if negative else number
 
 

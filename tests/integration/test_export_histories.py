@@ -76,3 +76,21 @@ def test_a_record_left_out_is_a_break_on_its_day_with_its_cause(engine, name):
     assert Decimal(found["difference"]) == expected[2]
     codes = [c["code"] for c in found["causes"]]
     assert ("fee" if name == "coinbase-exchange" else "missing_leg") in codes, found["causes"]
+
+
+def test_a_corrupt_nexo_export_through_the_cli_names_line_and_field_and_loads_nothing(engine, tmp_path):
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    text = nexo_transactions().csv().replace("NXT000003,Exchange,USDC,-2000", "NXT000003,Exchange,USDC,-2,000")
+    path = tmp_path / "nexo.csv"
+    path.write_text(text + "NXT999999,Deposit,BTC,1,BTC,1,$1,approved / x,2026-02-30 10:00:00\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--kind", "nexo"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = next(i for i, t in enumerate(text.splitlines(), start=1) if t.startswith("NXT000003,"))
+    assert f"line {line}: expected 9 values, found 10" in output  # the unquoted thousands separator
+    assert "field 'date / time (utc)'" in output and "nothing was imported" in output
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM raw_records")).scalar() == 0

@@ -214,3 +214,25 @@ def test_corrupt_nexo_rows_are_rejected_with_line_and_field():
     old = NEXO.replace("Date / Time (UTC)", "Date / Time")  # the older export: Nexo's local time (CET)
     rows = read_nexo_export(CsvFile("nexo.csv", old))
     assert rows[0].occurred_at.isoformat() == "2026-01-03T09:00:00+00:00"
+
+
+def test_coinbase_exchange_balances_are_the_last_of_each_close_day_in_the_entitys_timezone():
+    from zoneinfo import ZoneInfo
+
+    from ingestion.exchange_exports import read_coinbase_exchange_statement
+
+    text = ("portfolio,type,time,amount,balance,amount/balance unit,transfer id,trade id,order id\n"
+            "default,deposit,2026-01-03T20:00:00.000Z,100,100,USD,t1,,\n"
+            "default,deposit,2026-01-04T03:00:00.000Z,50,150,USD,t2,,\n"  # still Jan 3 in New York
+            "default,withdrawal,2026-01-04T15:00:00.000Z,-20,130,USD,t3,,\n")
+    _, utc = read_coinbase_exchange_statement(CsvFile("a.csv", text))
+    _, ny = read_coinbase_exchange_statement(CsvFile("a.csv", text), ZoneInfo("America/New_York"))
+    assert sorted((b.occurred_at.isoformat(), b.balances["USD"]) for b in utc) == [
+        ("2026-01-03T20:00:00+00:00", "100"), ("2026-01-04T15:00:00+00:00", "130")]
+    assert sorted((b.occurred_at.isoformat(), b.balances["USD"]) for b in ny) == [
+        ("2026-01-04T03:00:00+00:00", "150"), ("2026-01-04T15:00:00+00:00", "130")]
+    with pytest.raises(CsvImportError) as caught:
+        read_coinbase_exchange_statement(CsvFile("a.csv", text + "default,match,2026-01-05T10:00:00Z,1E5,x,BTC,,9,\n"
+                                                          "default,fee,9999-01-05T10:00:00Z,-1,1,USD,,9,\n"))
+    assert "line 5, field 'amount'" in str(caught.value) and "line 5, field 'balance'" in str(caught.value)
+    assert "line 6, field 'time'" in str(caught.value)
