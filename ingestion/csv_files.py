@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, RunFile, finish_run, start_run, write_balance_snapshots,
                                write_raw_records)
+from transforms.ledger_mapping import V11_ALIASES
 from warehouse.numbers import NotADecimal, D, parse_input_decimal, to_text
 
 SOURCE = "csv"
@@ -46,7 +47,11 @@ ACTIONS = ("BUY", "SELL", "TRANSFER_IN", "TRANSFER_OUT", "FEE", "INCOME", "STAKI
 # event rule: a fiat side, a stablecoin side, the received asset's price, the given asset's; transforms/events.py)
 PRICED_ACTIONS = ("BUY", "SELL", "INCOME", "STAKING_REWARD", "AIRDROP")
 EARLIEST_TIME = datetime(2009, 1, 3, tzinfo=timezone.utc)  # the Bitcoin genesis block: nothing crypto is older
-ACCOUNT_TYPES = ("spot", "margin", "futures", "funding", "wallet", "vault")
+# the account types a file may name: the generic ones and those the exchange connectors and exports book to
+ACCOUNT_TYPES = ("spot", "margin", "futures", "funding", "wallet", "vault", "earn", "coin_futures", "isolated_margin",
+                 "options", "staking", "collateral", "loan", "margin_loan")
+# v1.1 column names (the seed's files): asset_id = asset, wallet = account, venue = where the wallet is held
+V11_COLUMNS = ("asset_id", "wallet", "venue")
 DEFAULT_ACCOUNT_TYPE = "wallet"
 
 
@@ -187,7 +192,15 @@ def _read_rows(reader, required: Sequence[str], optional: Sequence[str]) -> tupl
     original = [h.strip() for h in header]
     lowered = [h.lower() for h in original]
     errors: list[RowError] = []
-    missing = [c for c in required if c not in lowered]
+    present = set(lowered)
+    for name, aliases in V11_ALIASES.items():
+        given = [a for a in aliases if a in present and a in optional]
+        if given and name in present:
+            errors.append(RowError(1, None, f"columns {name} and {given[0]} are the same ({given[0]} is its v1.1 name): "
+                                            "give one of them"))
+        elif given:
+            present.add(name)
+    missing = [c for c in required if c not in present]
     if missing:
         errors.append(RowError(1, None, f"header lacks column(s) {', '.join(missing)}"))
     known = set(required) | set(optional)
@@ -233,13 +246,21 @@ def _decimal(row: dict[str, str], name: str, line: int, errors: list[RowError], 
 
 
 def _lower_keys(row: dict[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in row.items() if k != "__line__"}
+    """The row by lower-case column name, v1.1 names read as their v1 columns (``asset_id`` as ``asset``, ``wallet``
+    else ``venue`` as ``account``)."""
+    lowered = {k.lower(): v for k, v in row.items() if k != "__line__"}
+    for name, aliases in V11_ALIASES.items():
+        if name not in lowered:
+            value = next((lowered[a] for a in aliases if lowered.get(a, "").strip()), None)
+            if value is not None or any(a in lowered for a in aliases):
+                lowered[name] = value or ""
+    return lowered
 
 
 def read_ledger_csv(file: CsvFile, *, naive_timezone: str | None = None) -> list[StagedRow]:
     """Validate a ledger CSV (v1). Raises ``CsvImportError`` listing every bad row and field."""
     raw_rows, _, errors = _read_header(file, ("timestamp", "action", "asset", "quantity", "account"),
-                                       LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS)
+                                       LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS + V11_COLUMNS)
     staged: list[StagedRow] = []
     seen: dict[str, tuple[int, str]] = {}
     for raw in raw_rows:
@@ -301,7 +322,7 @@ def read_ledger_csv(file: CsvFile, *, naive_timezone: str | None = None) -> list
 
 def read_balances_csv(file: CsvFile, *, naive_timezone: str | None = None) -> list[StagedRow]:
     """Validate a balances CSV (v1): one reported balance per row."""
-    raw_rows, _, errors = _read_header(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS)
+    raw_rows, _, errors = _read_header(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS + V11_COLUMNS)
     staged: list[StagedRow] = []
     seen: dict[tuple[str, str, str, datetime, str], tuple[int, Decimal]] = {}
     for raw in raw_rows:
@@ -383,17 +404,17 @@ def write_balance_rows(conn: Connection, entity_id: int, file: CsvFile, rows: Se
 
 def import_csv(conn: Connection, entity_id: int, kind: str, file: CsvFile, *,
                naive_timezone: str | None = None) -> ImportResult:
-    """Validate and stage one file of ``kind`` ('ledger' or 'balances'), all or nothing."""
+    """Validate and stage one file of ``kind`` (``CSV_KINDS``: 'ledger', 'balances' or an exchange export), all or
+    nothing."""
     if kind == "ledger":
         return write_ledger_rows(conn, entity_id, file, read_ledger_csv(file, naive_timezone=naive_timezone))
     if kind == "balances":
         return write_balance_rows(conn, entity_id, file, read_balances_csv(file, naive_timezone=naive_timezone))
-    if kind == "binance-export":
-        from ingestion.exchange_exports import import_binance_export
+    from ingestion.exchange_exports import EXPORT_KINDS
 
-        return import_binance_export(conn, entity_id, file)
-    if kind == "kraken-ledgers":
-        from ingestion.exchange_exports import import_kraken_ledgers
+    if kind in EXPORT_KINDS:
+        return EXPORT_KINDS[kind][1](conn, entity_id, file, naive_timezone)
+    raise ValueError(f"unknown CSV kind {kind!r} (expected one of {', '.join(CSV_KINDS)})")
 
-        return import_kraken_ledgers(conn, entity_id, file)
-    raise ValueError(f"unknown CSV kind {kind!r} (expected 'ledger', 'balances', 'binance-export' or 'kraken-ledgers')")
+
+CSV_KINDS = ("ledger", "balances", "binance-export", "kraken-ledgers", "coinbase-exchange", "coinbase", "nexo")

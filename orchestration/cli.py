@@ -103,27 +103,30 @@ def db_upgrade() -> None:
 def import_csv_command(
     files: Annotated[list[Path], typer.Argument(help="CSV files.", exists=True, dir_okay=False, readable=True)],
     entity: EntityOpt,
-    kind: Annotated[str, typer.Option(help="ledger, balances, binance-export (Binance Transaction History) or kraken-ledgers.")] = "ledger",
+    kind: Annotated[str, typer.Option(help="ledger, balances, binance-export (Binance Transaction History), kraken-ledgers, "
+                                           "coinbase-exchange (Coinbase Exchange/Pro account statement), coinbase "
+                                           "(Coinbase transaction history) or nexo.")] = "ledger",
     timezone: Annotated[Optional[str], typer.Option("--timezone", help="Timezone of naive timestamps (IANA name).")] = None,
     entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days.")] = "UTC",
 ) -> None:
     """Stage CSV files: every file is checked first; one bad row rejects the whole import."""
-    from ingestion.csv_files import CsvFile, CsvImportError, import_csv, read_balances_csv, read_ledger_csv
+    from ingestion.csv_files import CSV_KINDS, CsvFile, CsvImportError, import_csv, read_balances_csv, read_ledger_csv
     from warehouse.entities import get_or_create_entity, validate_timezone
 
-    if kind not in ("ledger", "balances", "binance-export", "kraken-ledgers"):
-        raise _fail(f"--kind must be 'ledger', 'balances', 'binance-export' or 'kraken-ledgers', not {kind!r}")
+    if kind not in CSV_KINDS:
+        raise _fail(f"--kind must be one of {', '.join(CSV_KINDS)}, not {kind!r}")
     try:
         if timezone:
             validate_timezone(timezone)
         validate_timezone(entity_timezone)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    from ingestion.exchange_exports import read_binance_export, read_kraken_ledgers
+    from ingestion.exchange_exports import EXPORT_KINDS
 
-    reader = {"ledger": read_ledger_csv, "balances": read_balances_csv,
-              "binance-export": lambda file, naive_timezone: read_binance_export(file),
-              "kraken-ledgers": lambda file, naive_timezone: read_kraken_ledgers(file)}[kind]
+    readers = {"ledger": read_ledger_csv, "balances": read_balances_csv,
+               **{name: (lambda file, naive_timezone, read=read: read(file, naive_timezone))
+                  for name, (read, _) in EXPORT_KINDS.items()}}
+    reader = readers[kind]
     loaded = []
     problems = []
     for path in files:

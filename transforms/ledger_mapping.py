@@ -58,10 +58,16 @@ def leg_id(raw_record_id: int, leg_index: int) -> int:
     return raw_record_id * 10 + leg_index
 
 
+# Ledger/balances CSV v1.1 names of v1 columns (docs/csv-formats.md): ``asset_id`` is ``asset``, ``wallet`` is
+# ``account`` (``venue``, where the wallet is held, names the account when ``wallet`` is absent).
+V11_ALIASES: dict[str, tuple[str, ...]] = {"asset": ("asset_id",), "account": ("wallet", "venue")}
+
+
 def _get(payload: dict[str, str], name: str) -> str:
-    for key, value in payload.items():
-        if key.lower() == name:
-            return (value or "").strip()
+    for candidate in (name, *V11_ALIASES.get(name, ())):
+        for key, value in payload.items():
+            if key.lower() == candidate and (value or "").strip():
+                return (value or "").strip()
     return ""
 
 
