@@ -31,10 +31,9 @@ from sqlalchemy.engine import Connection
 
 from reconciliation.staleness import mark_stale
 
-from transforms.canonical import DEFAULT_TRANSFER_FEE_TOLERANCE, DEFAULT_TRANSFER_WINDOW_SECONDS
+from transforms.transfer_matching import DEFAULT_FEE_TOLERANCE, DEFAULT_WINDOW_SECONDS
 from warehouse.calendar import locked_dates
 from warehouse.entities import Entity
-from warehouse.numbers import D
 
 PNL_TABLES = ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states")
 
@@ -42,8 +41,8 @@ PNL_TABLES = ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states")
 @dataclass(frozen=True)
 class ReconPolicy:
     block_above_usd: Decimal | None = None
-    transfer_window_seconds: int = DEFAULT_TRANSFER_WINDOW_SECONDS
-    transfer_fee_tolerance: Decimal = D(DEFAULT_TRANSFER_FEE_TOLERANCE)
+    transfer_window_seconds: int = DEFAULT_WINDOW_SECONDS
+    transfer_fee_tolerance: Decimal = DEFAULT_FEE_TOLERANCE
 
 
 def load_policy(conn: Connection, entity_id: int) -> ReconPolicy:
