@@ -242,6 +242,7 @@ def _transfer_policy(conn: Connection, entity_id: int) -> TransferPolicy:
 
 
 _TRANSFER_CANDIDATES_SQL = """
+-- in the field order of transforms.transfer_matching.TransferLeg
 SELECT c.id, c.account_id, c.asset_id, c.kind, c.ts, c.quantity, c.tx_hash, coalesce(f.fee, 0) AS fee
 FROM tmp_transfer_candidates c
 LEFT JOIN (SELECT l.group_id, l.account_id, l.asset_id, sum(abs(l.quantity)) AS fee FROM transactions l
@@ -294,7 +295,7 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
         """), params)
     conn.execute(sa.text("ALTER TABLE tmp_transfer_candidates ADD PRIMARY KEY (id)"))
     conn.execute(sa.text("ANALYZE tmp_transfer_candidates"))
-    candidates = [TransferLeg(**row) for row in conn.execute(sa.text(_TRANSFER_CANDIDATES_SQL), params).mappings()]
+    candidates = [TransferLeg(*row) for row in conn.execute(sa.text(_TRANSFER_CANDIDATES_SQL), params).all()]
     matching = match_transfers(candidates, policy)
     conn.execute(sa.text(
         "CREATE TEMP TABLE tmp_transfer_status (leg_id bigint PRIMARY KEY, status text, in_leg_id bigint, matched_by text)"

@@ -134,17 +134,21 @@ def match_transfers(legs: Iterable[TransferLeg], policy: TransferPolicy = Transf
         if leg.id not in taken:
             open_ins[leg.asset_id].append(leg)  # in time order
     times = {asset: [l.ts for l in group] for asset, group in open_ins.items()}
+    amounts = {asset: [l.quantity for l in group] for asset, group in open_ins.items()}
+    tolerance = policy.fee_tolerance
     pairs: list[tuple[timedelta, int, int]] = []
     for out in outs:
         if out.id in taken or out.asset_id not in open_ins:
             continue
-        group, stamps = open_ins[out.asset_id], times[out.asset_id]
+        group, stamps, received = open_ins[out.asset_id], times[out.asset_id], amounts[out.asset_id]
         sent = -out.quantity
-        for incoming in group[bisect.bisect_left(stamps, out.ts - window):bisect.bisect_right(stamps, out.ts + window)]:
-            if (incoming.account_id != out.account_id
-                    and amount_fits(sent, out.fee, incoming.quantity, policy.fee_tolerance)
-                    and (not out.tx_hash or not incoming.tx_hash or out.tx_hash == incoming.tx_hash)):
-                pairs.append((abs(incoming.ts - out.ts), out.id, incoming.id))
+        least = sent - out.fee - sent * tolerance  # amount_fits, inlined: this loop sees every in-leg of the window
+        for j in range(bisect.bisect_left(stamps, out.ts - window), bisect.bisect_right(stamps, out.ts + window)):
+            if least <= received[j] <= sent:
+                incoming = group[j]
+                if (incoming.account_id != out.account_id
+                        and (not out.tx_hash or not incoming.tx_hash or out.tx_hash == incoming.tx_hash)):
+                    pairs.append((abs(incoming.ts - out.ts), out.id, incoming.id))
     pairs.sort()
     for _, out_id, in_id in pairs:
         if out_id not in taken and in_id not in taken:

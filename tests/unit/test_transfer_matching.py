@@ -43,6 +43,9 @@ def test_a_withdrawal_booked_gross_matches_what_arrived_less_its_fee():
 @pytest.mark.parametrize("received, fits", [("1", True), ("0.99", True), ("0.989999", False), ("1.000001", False)])
 def test_the_received_amount_is_at_most_what_was_sent_and_at_least_sent_less_the_tolerance(received, fits):
     assert amount_fits(D("1"), D("0"), D(received), D("0.01")) is fits
+    # the matcher applies the same bounds
+    found = match_transfers([leg(1, "transfer_out", "-1", EXCHANGE), leg(2, "transfer_in", received, WALLET, 10)])
+    assert bool(found.matches) is fits
 
 
 @pytest.mark.parametrize("minutes, matched", [(120, True), (-120, True), (120 + 1 / 60, False), (-121, False)])
