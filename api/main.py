@@ -17,14 +17,14 @@ from api.snapshots import KeyCache, SnapshotWatch
 from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
 from api.routes import QUERY_TOO_LONG, openapi_error
-from api.routes import (accounts, api_keys, assets, closes, entities, health, journal, periods, pnl, positions, prices,
-                        reconciliation, transactions)
+from api.routes import (accounts, api_keys, assets, classifications, closes, entities, health, journal, periods, pnl,
+                        positions, prices, reconciliation, transactions)
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
 API_PREFIX = "/api/v1"
 ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, prices, closes, periods, journal,
-                 api_keys)
+                 classifications, api_keys)
 """The modules whose ``router`` serves under ``API_PREFIX``."""
 
 DESCRIPTION = """
@@ -52,6 +52,7 @@ TAGS = [
     {"name": "pnl", "description": "Realized PnL by cost-basis method and pool"},
     {"name": "closes", "description": "Daily close records, locked periods, sign-offs and their audit log"},
     {"name": "journal", "description": "Balanced journal entries per day and account for the general ledger"},
+    {"name": "classifications", "description": "Legs no rule understood, and the manual classifications (who, when, why)"},
     {"name": "api-keys", "description": "Operator view of the keys (admin scope)"},
 ]
 

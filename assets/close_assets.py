@@ -247,7 +247,7 @@ def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             run = build_pnl_until_blocked(conn, entity, start, end, run_id=context.run_id)
         if run.blocked_from is not None:
             blocked[entity.name] = run.blocked_from.isoformat()
-            report(context, f"cost basis · {entity.name}: blocked from {run.blocked_from} (a break at ERROR severity); "
+            report(context, f"cost basis · {entity.name}: blocked from {run.blocked_from} by {run.blocked_by}; "
                             "no PnL booked from that day on")
         stats = run.stats
         if stats is None:

@@ -12,8 +12,9 @@ consumed or moved on the blocked day feed every later disposal, so booking the d
 book figures computed from a ledger known to be wrong. So for an entity whose first blocked day is B:
 
 - PnL (every book) is booked up to B - 1 and not at all from B on (stored rows of those days removed);
-- the close of B has status ``breaks`` and says it is blocked; the days after B have status ``blocked``
-  with a message naming B; neither can be locked;
+- the close of B has status ``breaks`` when it has open breaks, else ``blocked``, and its message says why (its
+  unclassified legs, labelled as such, or its breaks at ERROR severity); the days after B have status ``blocked``
+  with a message naming B; none can be locked;
 - once the break is acknowledged or resolved (an adjustment, late data, a corrected snapshot), the
   next close of B.. books them again.
 
@@ -31,10 +32,9 @@ from sqlalchemy.engine import Connection
 
 from reconciliation.staleness import mark_stale
 
-from transforms.canonical import DEFAULT_TRANSFER_FEE_TOLERANCE, DEFAULT_TRANSFER_WINDOW_SECONDS
+from transforms.transfer_matching import DEFAULT_FEE_TOLERANCE, DEFAULT_WINDOW_SECONDS
 from warehouse.calendar import locked_dates
 from warehouse.entities import Entity
-from warehouse.numbers import D
 
 PNL_TABLES = ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states")
 
@@ -42,8 +42,8 @@ PNL_TABLES = ("pnl_disposals", "pnl_daily", "pnl_open_lots", "pnl_book_states")
 @dataclass(frozen=True)
 class ReconPolicy:
     block_above_usd: Decimal | None = None
-    transfer_window_seconds: int = DEFAULT_TRANSFER_WINDOW_SECONDS
-    transfer_fee_tolerance: Decimal = D(DEFAULT_TRANSFER_FEE_TOLERANCE)
+    transfer_window_seconds: int = DEFAULT_WINDOW_SECONDS
+    transfer_fee_tolerance: Decimal = DEFAULT_FEE_TOLERANCE
 
 
 def load_policy(conn: Connection, entity_id: int) -> ReconPolicy:
@@ -100,6 +100,21 @@ def first_blocked_day(conn: Connection, entity_id: int, up_to: date) -> date | N
            ) x"""), dict(e=entity_id, t=up_to)).scalar()
 
 
+def block_reason(conn: Connection, entity_id: int, day: date) -> str:
+    """Why ``day`` blocks the entity's PnL: its unclassified legs (an operation no rule understands), its open breaks at
+    ERROR severity, or both, in one line."""
+    row = conn.execute(sa.text(
+        """SELECT (SELECT count(*) FROM transactions WHERE entity_id = :e AND close_date = :d AND kind = 'unclassified') AS legs,
+                  (SELECT count(*) FROM breaks WHERE entity_id = :e AND date = :d AND status = 'open' AND severity = 'error')
+                  AS breaks"""), dict(e=entity_id, d=day)).one()
+    reasons = []
+    if row.legs:
+        reasons.append(f"unclassified: {row.legs} leg(s) no rule understands (classify them: `coinfrs classify`)")
+    if row.breaks:
+        reasons.append(f"{row.breaks} break(s) at ERROR severity (recon policy)")
+    return " and ".join(reasons) or "a break at ERROR severity (recon policy)"
+
+
 def clear_pnl(conn: Connection, entity: Entity, start: date, end: date) -> None:
     """Remove every book's stored PnL of the unlocked days of [start, end] (blocked: nothing booked)."""
     params = dict(e=entity.id, s=start, t=end, locked=sorted(locked_dates(conn, entity.id, start, end)))
@@ -113,6 +128,7 @@ class PnlRun:
     booked_through: date | None  # the last day PnL was booked for in this run (None: none)
     blocked_from: date | None  # the entity's first blocked day, when it falls on or before the run's end
     stats: object | None  # transforms.pnl.PnlStats of the booked part
+    blocked_by: str | None = None  # why that day blocks (``block_reason``)
 
 
 def build_pnl_until_blocked(conn: Connection, entity: Entity, start: date, end: date, *,
@@ -125,4 +141,5 @@ def build_pnl_until_blocked(conn: Connection, entity: Entity, start: date, end: 
     stats = build_pnl(conn, entity, start, last, run_id=run_id) if last >= start else None
     if blocked is not None:
         clear_pnl(conn, entity, max(start, blocked), end)
-    return PnlRun(last if last >= start else None, blocked, stats)
+    return PnlRun(last if last >= start else None, blocked, stats,
+                  block_reason(conn, entity.id, blocked) if blocked is not None else None)

@@ -15,7 +15,8 @@ the next and previous day's difference, recorded source outages and whether the 
 - ``fee``: the difference is negative and matches a fee: a trade of the window has no fee leg and
   the difference is a plausible fee rate of it, or it is in the range of this account's fees;
 - ``missing_stream``: the account's source (or one of its streams) was recorded as down that day,
-  or the account type carries funding/interest/rebates and none are booked;
+  or the account type moves by the exchange's own events (loans and their interest, derivatives settlements,
+  income: event types of transforms/events.py) and none is booked;
 - ``unknown_asset``: the asset is not in the registry (decimals assumed);
 - ``timing``: the difference reverses the next (or reversed the previous) day, or a leg just outside
   the window has exactly that quantity (a cutoff difference).
@@ -35,13 +36,28 @@ from statistics import median
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from transforms.events import KINDS, EventType
+from transforms.transfer_matching import OUT_KINDS, TRANSFER_KINDS
 from warehouse.numbers import ZERO, exact_context, to_text
 
 CAUSE_CODES = ("unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "unknown_asset", "timing")
-# Account types whose balances move by funding, interest or rebates the exchange books itself.
-STREAM_ACCOUNT_TYPES = {"margin": ("interest",), "futures": ("funding", "realized_pnl"),
-                        "funding": ("interest",), "vault": ("interest", "staking_reward")}
-STREAM_KINDS = ("funding", "interest", "rebate", "realized_pnl", "staking_reward", "income")
+# Account types whose balances move by events the exchange books itself (loan draws, repayments and accrued interest,
+# derivatives settlements, income), by the vocabulary's event types (transforms/events.py): a leg counts when its
+# kind's event is one of them (Binance margin interest accrues as a ``liability`` leg of the loan account).
+_LOAN = (EventType.LOAN_DRAW, EventType.LOAN_REPAYMENT, EventType.INTEREST_EXPENSE)
+STREAM_ACCOUNT_TYPES: dict[str, tuple[EventType, ...]] = {
+    "margin": _LOAN, "margin_loan": _LOAN, "loan": _LOAN, "isolated_margin": _LOAN,
+    "futures": (EventType.DERIVATIVES_SETTLEMENT,), "coin_futures": (EventType.DERIVATIVES_SETTLEMENT,),
+    "funding": (EventType.INCOME,), "vault": (EventType.INCOME,), "earn": (EventType.INCOME,),
+}
+
+
+def stream_kinds(account_type: str) -> tuple[str, ...]:
+    """The vocabulary's kinds whose legs move an account of ``account_type`` by the exchange's own streams."""
+    wanted = STREAM_ACCOUNT_TYPES.get(account_type, ())
+    return tuple(k.value for k, s in KINDS.items() if s.event in wanted)
+
+
 TRANSFER_WINDOW = timedelta(days=3)
 TIMING_WINDOW = timedelta(hours=6)
 MAX_FEE_RATE = Decimal("0.01")  # a fee above 1% of a trade's value is not a plausible trading fee
@@ -110,7 +126,7 @@ def _unmatched_transfer(ctx: BreakContext, tol: Decimal) -> list[dict]:
     found = []
     fee_room = max(ctx.recent_fees, default=ZERO)
     for leg in ctx.other_legs:
-        if leg.kind not in ("transfer_in", "transfer_out") or leg.transfer_status == "matched":
+        if leg.kind not in TRANSFER_KINDS or leg.transfer_status == "matched":
             continue
         # this account got more than booked (diff > 0): a transfer_out elsewhere lacks its transfer_in here
         if (ctx.difference > 0) != (leg.quantity < 0):
@@ -119,7 +135,7 @@ def _unmatched_transfer(ctx: BreakContext, tol: Decimal) -> list[dict]:
         exact = abs(gap) <= tol
         if not exact and not (ZERO <= gap <= max(fee_room, abs(leg.quantity) * Decimal("0.005"))):
             continue
-        missing = "transfer_in" if leg.kind == "transfer_out" else "transfer_out"
+        missing = "incoming leg" if leg.kind in OUT_KINDS else "outgoing leg"
         found.append(_cause(
             "unmatched_transfer", 0.9 if exact else 0.7,
             f"{leg.kind} of {_t(abs(leg.quantity))} {ctx.asset} in {leg.account} at {leg.ts.isoformat()}"
@@ -172,7 +188,7 @@ def _missing_leg(ctx: BreakContext, tol: Decimal) -> list[dict]:
             f"(typically {_t(typical)}) but none on {ctx.date}; the difference is {_t(ctx.difference)}",
             kind=kind, days_seen=len(per_day), typical=_t(typical), difference=_t(ctx.difference)))
     for leg in ctx.other_legs:
-        if leg.kind in ("transfer_in", "transfer_out") or not _close(leg.quantity, ctx.difference, tol):
+        if leg.kind in TRANSFER_KINDS or not _close(leg.quantity, ctx.difference, tol):
             continue
         if ctx.window_from is not None and not (ctx.window_from < leg.ts <= ctx.window_to):
             continue
@@ -234,8 +250,8 @@ def _missing_stream(ctx: BreakContext, tol: Decimal) -> list[dict]:
         what = f"source {source}" if stream == "*" else f"the {stream} stream of {source}"
         found.append(_cause("missing_stream", 0.9, f"{what} was recorded as down on {ctx.date}: {reason}",
                             source=source, stream=stream, reason=reason))
-    kinds = STREAM_ACCOUNT_TYPES.get(ctx.account_type)
-    if kinds and not any(leg.kind in STREAM_KINDS for leg in ctx.window_legs):
+    kinds = stream_kinds(ctx.account_type)
+    if kinds and not any(leg.kind in kinds for leg in ctx.window_legs):
         found.append(_cause(
             "missing_stream", 0.45,
             f"{ctx.account} is a {ctx.account_type} account, whose balance moves by {'/'.join(kinds)}, and no such "

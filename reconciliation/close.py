@@ -20,7 +20,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reconciliation.blocking import first_blocked_day
+from reconciliation.blocking import block_reason, first_blocked_day
 from warehouse.calendar import days_between, locked_dates
 from warehouse.entities import Entity
 from warehouse.schema import closes
@@ -46,7 +46,7 @@ SELECT :e, d.day,
                              THEN 'unpriced: ' || mp.n || ' missing price(s) (' || mp.what || '); see `coinfrs prices missing`'
                         END,
                         CASE WHEN d.day = CAST(:blocked AS date)
-                             THEN 'blocked: a break at ERROR severity (recon policy); no PnL booked from this day on'
+                             THEN 'blocked by ' || CAST(:reason AS text) || '; no PnL booked from this day on'
                              WHEN d.day > CAST(:blocked AS date)
                              THEN 'blocked since ' || CAST(:blocked AS date) || ': no PnL booked (cost basis depends on that day)'
                         END), ''),
@@ -106,11 +106,13 @@ def write_closes(conn: Connection, entity: Entity, start: date, end: date, *, ru
     """Write (or rewrite) the close record of each unlocked day in [start, end] from the stored figures.
 
     From the entity's first blocked day on (``reconciliation/blocking.py``) no PnL is booked: that day is
-    ``breaks`` and the days after it ``blocked``, each saying why."""
+    ``breaks`` (or ``blocked`` when only unclassified legs block it) and the days after it ``blocked``, each saying
+    why."""
     locked = sorted(locked_dates(conn, entity.id, start, end))
     blocked = first_blocked_day(conn, entity.id, end)
+    reason = block_reason(conn, entity.id, blocked) if blocked is not None else None
     return conn.execute(sa.text(_WRITE_CLOSES), dict(e=entity.id, s=start, t=end, locked=locked, run_id=run_id,
-                                                     blocked=blocked)).rowcount
+                                                     blocked=blocked, reason=reason)).rowcount
 
 
 def write_failed_closes(conn: Connection, entity: Entity, start: date, end: date, *, message: str, run_id: str | None) -> int:

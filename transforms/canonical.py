@@ -25,6 +25,7 @@ from transforms.events import direction_ok, event_type
 from transforms.ledger_mapping import LegDraft, leg_id
 from transforms.mappers import MappingFailure, StagedRecord, registered_streams, try_map_record
 from transforms.quarantine import write_quarantine
+from transforms.transfer_matching import TransferLeg, TransferPolicy, match_transfers
 from warehouse.calendar import close_date_of, cutoff_of, first_open_day_after, locked_dates
 from warehouse.entities import Entity
 from warehouse.bulk import copy_rows
@@ -245,29 +246,38 @@ def _version_differences(conn: Connection, entity_id: int, locked: set[date],
     return out
 
 
-# Transfer matching without a common tx hash (an exchange withdrawal and the wallet deposit it became): the entity's
-# ``recon_policies`` may change both (``coinfrs recon policy``).
-DEFAULT_TRANSFER_WINDOW_SECONDS = 7200
-DEFAULT_TRANSFER_FEE_TOLERANCE = "0.01"  # the incoming quantity may be up to 1 % less than the outgoing one (the fee)
-
-
-def _transfer_policy(conn: Connection, entity_id: int) -> tuple[int, object]:
+def _transfer_policy(conn: Connection, entity_id: int) -> TransferPolicy:
+    """The entity's matching settings (``recon_policies``, ``coinfrs recon policy``), else the defaults."""
     row = conn.execute(sa.text(
         "SELECT transfer_window_seconds, transfer_fee_tolerance FROM recon_policies WHERE entity_id = :e"),
         dict(e=entity_id)).first()
-    return (row.transfer_window_seconds, row.transfer_fee_tolerance) if row else (
-        DEFAULT_TRANSFER_WINDOW_SECONDS, D(DEFAULT_TRANSFER_FEE_TOLERANCE))
+    return TransferPolicy(row.transfer_window_seconds, row.transfer_fee_tolerance) if row else TransferPolicy()
+
+
+_TRANSFER_CANDIDATES_SQL = """
+-- in the field order of transforms.transfer_matching.TransferLeg
+SELECT c.id, c.account_id, c.asset_id, c.kind, c.ts, c.quantity, c.tx_hash, coalesce(f.fee, 0) AS fee
+FROM tmp_transfer_candidates c
+LEFT JOIN (SELECT l.group_id, l.account_id, l.asset_id, sum(abs(l.quantity)) AS fee FROM transactions l
+           WHERE l.entity_id = :e AND l.kind = 'fee'
+             AND l.close_date BETWEEN (SELECT min(close_date) FROM tmp_transfer_candidates)
+                                  AND (SELECT max(close_date) FROM tmp_transfer_candidates)
+             AND l.group_id IN (SELECT group_id FROM tmp_transfer_candidates WHERE kind IN ('transfer_out', 'withdrawal'))
+           GROUP BY 1, 2, 3) f
+  ON c.kind IN ('transfer_out', 'withdrawal') AND f.group_id = c.group_id AND f.account_id = c.account_id
+     AND f.asset_id = c.asset_id
+"""
 
 
 def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> tuple[int, int]:
-    """Match transfer_out to transfer_in legs between owned accounts: by tx hash and asset first; then, for the legs
-    still unmatched, by asset, amount and time (``_match_by_amount_and_time``). An exchange's or custodian's
-    ``withdrawal`` or ``deposit`` joins the tx-hash match (an exchange withdrawal to the entity's own wallet is an
-    internal transfer); unmatched, it stays external and gets no transfer row."""
-    window, fee_tolerance = _transfer_policy(conn, entity.id)
+    """Match the outgoing and incoming legs between owned accounts (``transfer_out``/``transfer_in``, an exchange's or
+    custodian's ``withdrawal``/``deposit``) by the one matcher (``transforms.transfer_matching``): by tx hash, then by
+    asset, amount less the withdrawal fee and time window. Every leg left is an unmatched transfer row (an external
+    transfer flagged for review)."""
+    policy = _transfer_policy(conn, entity.id)
     tz = entity.tz
-    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked), window=timedelta(seconds=window),
-                  tol=fee_tolerance, wf=cutoff_of(start - timedelta(days=1), tz), wt=cutoff_of(end, tz))
+    params = dict(e=entity.id, s=start, t=end, locked=sorted(locked), window=timedelta(seconds=policy.window_seconds),
+                  wf=cutoff_of(start - timedelta(days=1), tz), wt=cutoff_of(end, tz))
     conn.execute(sa.text(
         """
         CREATE TEMP TABLE tmp_transfer_hashes ON COMMIT DROP AS
@@ -285,107 +295,56 @@ def _build_transfers(conn: Connection, entity: Entity, start: date, end: date, l
                    SELECT 1 FROM transactions l WHERE l.id = coalesce(x.out_leg_id, x.in_leg_id)
                      AND l.ts > CAST(:wf AS timestamptz) - :window AND l.ts <= CAST(:wt AS timestamptz) + :window)))
         """), params)
-    # The candidates go to a temporary table with statistics: as a CTE the planner misjudges them and joins outs to
-    # ins in a nested loop that grows with the square of unmatched transfer legs (minutes for 40,000 legs).
     conn.execute(sa.text(
         """
         CREATE TEMP TABLE tmp_transfer_candidates ON COMMIT DROP AS
-        SELECT l.id, l.account_id, l.asset_id, l.tx_hash, l.kind, l.ts, l.close_date, l.quantity FROM transactions l
+        SELECT l.id, l.account_id, l.asset_id, l.tx_hash, l.kind, l.ts, l.close_date, l.quantity, l.group_id
+        FROM transactions l
         WHERE l.entity_id = :e AND NOT (l.close_date = ANY(:locked))
-          AND (l.kind IN ('transfer_in', 'transfer_out')
-               -- an exchange's or custodian's deposit or withdrawal is internal when an owned account reports the
-               -- same transaction (by hash only: amount and time alone would turn external flows into transfers)
-               OR (l.kind IN ('deposit', 'withdrawal') AND l.tx_hash IS NOT NULL))
+          AND l.kind IN ('transfer_in', 'transfer_out', 'deposit', 'withdrawal')
           AND (l.close_date BETWEEN :s AND :t OR l.tx_hash IN (SELECT tx_hash FROM tmp_transfer_hashes)
                OR (l.ts > CAST(:wf AS timestamptz) - :window AND l.ts <= CAST(:wt AS timestamptz) + :window))
           AND NOT EXISTS (SELECT 1 FROM transfers x WHERE x.out_leg_id = l.id OR x.in_leg_id = l.id)
         """), params)
-    conn.execute(sa.text("CREATE INDEX ON tmp_transfer_candidates (asset_id, kind, ts)"))
+    conn.execute(sa.text("ALTER TABLE tmp_transfer_candidates ADD PRIMARY KEY (id)"))
     conn.execute(sa.text("ANALYZE tmp_transfer_candidates"))
+    candidates = [TransferLeg(*row) for row in conn.execute(sa.text(_TRANSFER_CANDIDATES_SQL), params).all()]
+    matching = match_transfers(candidates, policy)
+    conn.execute(sa.text(
+        "CREATE TEMP TABLE tmp_transfer_status (leg_id bigint PRIMARY KEY, status text, in_leg_id bigint, matched_by text)"
+        " ON COMMIT DROP"))
+    copy_rows(conn, "tmp_transfer_status", ("leg_id", "status", "in_leg_id", "matched_by"),
+              [(m.out_id, "matched", m.in_id, m.matched_by) for m in matching.matches]
+              + [(i, "unmatched_out", None, None) for i in matching.unmatched_out]
+              + [(i, "unmatched_in", None, None) for i in matching.unmatched_in])
+    conn.execute(sa.text("ANALYZE tmp_transfer_status"))
     conn.execute(sa.text(
         """
-        CREATE TEMP TABLE tmp_transfer_matches ON COMMIT DROP AS
-        WITH outs AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
-                      FROM tmp_transfer_candidates c WHERE kind IN ('transfer_out', 'withdrawal') AND tx_hash IS NOT NULL),
-        ins AS (SELECT c.*, row_number() OVER (PARTITION BY tx_hash, asset_id ORDER BY ts, id) AS n
-                FROM tmp_transfer_candidates c WHERE kind IN ('transfer_in', 'deposit') AND tx_hash IS NOT NULL)
-        SELECT o.id AS out_id, i.id AS in_id, o.asset_id, o.tx_hash, o.close_date, 'tx_hash' AS matched_by
-        FROM outs o JOIN ins i ON i.tx_hash = o.tx_hash AND i.asset_id = o.asset_id AND i.n = o.n
-                               AND i.account_id <> o.account_id
-        """), params)
-    _match_by_amount_and_time(conn, params)
-    conn.execute(sa.text(
-        """
-        WITH all_rows AS (
-            SELECT out_id AS id, out_id, in_id, asset_id, tx_hash, 'matched' AS status, close_date, matched_by
-            FROM tmp_transfer_matches
-            UNION ALL
-            SELECT c.id, c.id, NULL, c.asset_id, c.tx_hash, 'unmatched_out', c.close_date, NULL FROM tmp_transfer_candidates c
-            WHERE c.kind = 'transfer_out' AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.out_id = c.id)
-            UNION ALL
-            SELECT c.id, NULL, c.id, c.asset_id, c.tx_hash, 'unmatched_in', c.close_date, NULL FROM tmp_transfer_candidates c
-            WHERE c.kind = 'transfer_in' AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.in_id = c.id)
-        )
         INSERT INTO transfers (id, entity_id, out_leg_id, in_leg_id, asset_id, tx_hash, status, close_date, matched_by)
-        SELECT id, :e, out_id, in_id, asset_id, tx_hash, status, close_date, matched_by FROM all_rows
-        WHERE NOT (close_date = ANY(:locked))
+        SELECT c.id, :e, CASE WHEN s.status = 'unmatched_in' THEN NULL ELSE c.id END,
+               CASE WHEN s.status = 'unmatched_in' THEN c.id ELSE s.in_leg_id END, c.asset_id,
+               coalesce(c.tx_hash, i.tx_hash), s.status, c.close_date, s.matched_by
+        FROM tmp_transfer_status s JOIN tmp_transfer_candidates c ON c.id = s.leg_id
+        LEFT JOIN tmp_transfer_candidates i ON i.id = s.in_leg_id
+        WHERE NOT (c.close_date = ANY(:locked))
         """), params)
+    # each matched leg's counterparty: the other leg's account (straight from the matches, by primary key)
     conn.execute(sa.text(
         """
-        UPDATE transactions l SET counterparty_account_id = CASE WHEN l.id = x.out_leg_id THEN i.account_id ELSE o.account_id END
-        FROM transfers x JOIN transactions o ON o.id = x.out_leg_id JOIN transactions i ON i.id = x.in_leg_id
-        WHERE x.entity_id = :e AND x.status = 'matched' AND l.id IN (x.out_leg_id, x.in_leg_id)
-          AND l.id IN (SELECT id FROM tmp_transfer_candidates) AND NOT (l.close_date = ANY(:locked))
+        UPDATE transactions l SET counterparty_account_id = peer.account_id
+        FROM (SELECT o.id, i.account_id FROM tmp_transfer_status s JOIN tmp_transfer_candidates o ON o.id = s.leg_id
+              JOIN tmp_transfer_candidates i ON i.id = s.in_leg_id WHERE s.status = 'matched'
+              UNION ALL
+              SELECT i.id, o.account_id FROM tmp_transfer_status s JOIN tmp_transfer_candidates o ON o.id = s.leg_id
+              JOIN tmp_transfer_candidates i ON i.id = s.in_leg_id WHERE s.status = 'matched') peer
+        WHERE l.id = peer.id
         """), params)
     counts = dict(conn.execute(sa.text(
         "SELECT status = 'matched', count(*) FROM transfers WHERE entity_id = :e AND close_date BETWEEN :s AND :t GROUP BY 1"),
         params).all())
-    for table in ("tmp_transfer_matches", "tmp_transfer_candidates", "tmp_transfer_hashes"):
+    for table in ("tmp_transfer_status", "tmp_transfer_candidates", "tmp_transfer_hashes"):
         conn.execute(sa.text(f"DROP TABLE {table}"))
     return counts.get(True, 0), counts.get(False, 0)
-
-
-def _match_by_amount_and_time(conn: Connection, params: dict) -> int:
-    """The fallback (DESIGN.md): an unmatched outgoing and incoming leg of the same asset in two accounts of the
-    entity, the incoming quantity equal to the outgoing one less at most the fee tolerance (a fraction of it),
-    within the time window of each other; their tx hashes, when both are known, equal. The closest in time wins.
-
-    Set-based and deterministic: the candidate pairs come from one range join over the indexed candidates; then,
-    in rounds, every pair that is the other's best (smallest time gap, then lowest leg id) on both sides is matched,
-    until no pair is left (each round matches at least the globally closest pair)."""
-    conn.execute(sa.text(
-        """
-        CREATE TEMP TABLE tmp_transfer_pairs ON COMMIT DROP AS
-        SELECT o.id AS out_id, i.id AS in_id, o.asset_id, coalesce(o.tx_hash, i.tx_hash) AS tx_hash, o.close_date,
-               abs(extract(epoch FROM i.ts - o.ts)) AS gap
-        FROM tmp_transfer_candidates o
-        JOIN tmp_transfer_candidates i ON i.asset_id = o.asset_id AND i.kind = 'transfer_in'
-                                       AND i.ts BETWEEN o.ts - :window AND o.ts + :window
-        WHERE o.kind = 'transfer_out' AND i.account_id <> o.account_id
-          AND i.quantity <= -o.quantity AND i.quantity >= -o.quantity * (1 - CAST(:tol AS numeric))
-          AND (o.tx_hash IS NULL OR i.tx_hash IS NULL OR o.tx_hash = i.tx_hash)
-          AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.out_id = o.id)
-          AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.in_id = i.id)
-        """), params)
-    matched = 0
-    while True:
-        added = conn.execute(sa.text(
-            """
-            INSERT INTO tmp_transfer_matches (out_id, in_id, asset_id, tx_hash, close_date, matched_by)
-            SELECT out_id, in_id, asset_id, tx_hash, close_date, 'amount_time' FROM (
-                SELECT p.*, row_number() OVER (PARTITION BY p.out_id ORDER BY p.gap, p.in_id) AS best_for_out,
-                            row_number() OVER (PARTITION BY p.in_id ORDER BY p.gap, p.out_id) AS best_for_in
-                FROM tmp_transfer_pairs p
-                WHERE NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.out_id = p.out_id)
-                  AND NOT EXISTS (SELECT 1 FROM tmp_transfer_matches m WHERE m.in_id = p.in_id)
-            ) ranked
-            WHERE best_for_out = 1 AND best_for_in = 1
-            """)).rowcount
-        if not added:
-            break
-        matched += added
-    conn.execute(sa.text("DROP TABLE tmp_transfer_pairs"))
-    return matched
 
 
 def _build_observations(conn: Connection, entity: Entity, start: date, end: date, locked: set[date]) -> int:

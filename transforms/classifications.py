@@ -21,6 +21,8 @@ from sqlalchemy.engine import Connection
 from reconciliation.staleness import mark_stale
 from transforms.events import LegKind, direction_ok
 from warehouse.entities import Entity
+from warehouse.numbers import to_text
+from warehouse.reports import iso_utc
 from warehouse.schema import leg_classifications
 
 RecordLeg = tuple[str, str, str, int]  # (source, stream, source_raw_id, leg_index)
@@ -86,10 +88,41 @@ def load_classifications(conn: Connection, entity_id: int) -> dict[RecordLeg, st
     return {(r.source, r.stream, r.source_raw_id, r.leg_index): r.kind for r in rows}
 
 
-def list_classifications(conn: Connection, entity_id: int) -> list[dict[str, str | int]]:
-    rows = conn.execute(sa.select(leg_classifications).where(leg_classifications.c.entity_id == entity_id)
-                        .order_by(leg_classifications.c.classified_at)).mappings()
+def list_classifications(conn: Connection, entity_id: int) -> list[dict[str, object]]:
+    """The entity's manual classifications (who, when, why), oldest first, each with the current legs it applies to
+    (``leg_ids``, ``date``: the booking day of the latest version's leg; empty before the next canonical build)."""
+    rows = conn.execute(sa.text(
+        """SELECT c.source, c.stream, c.source_raw_id, c.leg_index, c.mapped_kind, c.kind, c.classified_by, c.reason,
+                  c.classified_at,
+                  coalesce(array_agg(t.id ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL), '{}') AS leg_ids,
+                  max(t.close_date) AS day
+           FROM leg_classifications c
+           LEFT JOIN raw_records r ON r.entity_id = c.entity_id AND r.source = c.source AND r.stream = c.stream
+                                  AND r.source_raw_id = c.source_raw_id
+           LEFT JOIN transactions t ON t.raw_record_id = r.id AND t.leg_index = c.leg_index AND t.entity_id = c.entity_id
+           WHERE c.entity_id = :e
+           GROUP BY c.source, c.stream, c.source_raw_id, c.leg_index, c.mapped_kind, c.kind, c.classified_by, c.reason,
+                    c.classified_at
+           ORDER BY c.classified_at, c.source, c.stream, c.source_raw_id, c.leg_index"""), dict(e=entity_id)).mappings()
     return [{"source": r["source"], "stream": r["stream"], "source_raw_id": r["source_raw_id"],
              "leg_index": r["leg_index"], "mapped_kind": r["mapped_kind"], "kind": r["kind"],
              "classified_by": r["classified_by"], "reason": r["reason"],
-             "classified_at": r["classified_at"].isoformat()} for r in rows]
+             "classified_at": iso_utc(r["classified_at"]), "leg_ids": list(r["leg_ids"]),
+             "date": r["day"].isoformat() if r["day"] else None} for r in rows]
+
+
+def list_unclassified_legs(conn: Connection, entity_id: int, start: date, end: date) -> list[dict[str, object]]:
+    """The legs of close days [start, end] no rule understood (kind ``unclassified``), each with its raw record: what
+    blocks PnL from its day until a person classifies it (``coinfrs classify``)."""
+    rows = conn.execute(sa.text(
+        """SELECT t.id, t.close_date, t.ts, a.name AS account, a.account_type, s.symbol AS asset, t.quantity,
+                  t.leg_index, r.id AS raw_record_id, r.source, r.stream, r.source_raw_id, r.payload
+           FROM transactions t JOIN accounts a ON a.id = t.account_id JOIN assets s ON s.id = t.asset_id
+           JOIN raw_records r ON r.id = t.raw_record_id
+           WHERE t.entity_id = :e AND t.close_date BETWEEN :s AND :t AND t.kind = 'unclassified'
+           ORDER BY t.close_date, t.ts, t.id"""), dict(e=entity_id, s=start, t=end)).mappings()
+    return [{"leg_id": r["id"], "date": r["close_date"].isoformat(), "ts": iso_utc(r["ts"]),
+             "account": r["account"], "account_type": r["account_type"], "asset": r["asset"],
+             "quantity": to_text(r["quantity"]), "leg_index": r["leg_index"], "raw_record_id": r["raw_record_id"],
+             "source": r["source"], "stream": r["stream"], "source_raw_id": r["source_raw_id"],
+             "raw_record": r["payload"]} for r in rows]

@@ -8,8 +8,9 @@ price_usd, source, resolution), whatever wrote them: the ledger's own trade pric
 
 1. Only prices at or before T count (no look-ahead).
 2. Among the sources whose latest price at or before T is at most ``FRESH_FOR`` old (one day),
-   the highest precedence wins: manual > trade (implied by the entity's own trades against USD or a
-   stablecoin) > peg (a stablecoin at 1 USD) > coingecko > exchange (``exchange:<id>``) > ledger
+   the highest precedence wins: the configured order (``COINFRS_PRICE_SOURCE_ORDER``,
+   transforms/price_order.py), by default manual > trade (implied by the entity's own trades against USD or a
+   stablecoin) > peg (a stablecoin at 1 USD) > coingecko > exchange (``exchange:<id>``); then ledger
    (unknown sources rank last).
 3. If no source is that fresh, the latest price at or before T of any source is used (stale but
    known), ties broken by the same precedence.
@@ -19,7 +20,7 @@ price_usd, source, resolution), whatever wrote them: the ledger's own trade pric
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -28,7 +29,8 @@ from typing import Protocol
 from sqlalchemy.engine import Connection
 import sqlalchemy as sa
 
-PRECEDENCE: tuple[str, ...] = ("manual", "trade", "peg", "coingecko", "exchange", "ledger")
+from transforms.price_order import category, precedence
+
 FRESH_FOR = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
@@ -39,15 +41,6 @@ def ts_key(ts: datetime) -> int:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=timezone.utc)
     return (ts - _EPOCH) // _US
-
-
-_RANKS = {source: rank for rank, source in enumerate(PRECEDENCE)}
-
-
-def _rank(source: str) -> int:
-    if source.startswith("exchange:"):  # exchange:<ccxt id>, as the price service stores candles
-        source = "exchange"
-    return _RANKS.get(source, len(PRECEDENCE))
 
 
 class PriceLookup(Protocol):
@@ -76,12 +69,15 @@ class FairValue:
 class FairValues:
     """Per asset and source: timestamps in order and their prices; ``price_at`` does a binary search."""
 
-    def __init__(self, rows: Iterable[PriceRow]) -> None:
+    def __init__(self, rows: Iterable[PriceRow], order: Sequence[str] | None = None) -> None:
+        """``order``: the source order (transforms/price_order.py); None: the configured one."""
+        ranked = precedence(order)
+        rank_of = {name: rank for rank, name in enumerate(ranked)}
         series: dict[int, dict[int, list[tuple[int, int, Decimal, datetime]]]] = {}
         for n, row in enumerate(rows):
             if row.price_usd is None or row.price_usd <= 0:
                 continue
-            series.setdefault(row.asset_id, {}).setdefault(_rank(row.source), []).append(
+            series.setdefault(row.asset_id, {}).setdefault(rank_of.get(category(row.source), len(ranked)), []).append(
                 (ts_key(row.ts), n, row.price_usd, row.ts))
         self._series: dict[int, list[tuple[int, str, list[int], list[Decimal], list[datetime]]]] = {}
         for asset_id, by_rank in series.items():
@@ -96,7 +92,7 @@ class FairValues:
                     keys.append(key)
                     prices.append(price)
                     times.append(ts)
-                source = PRECEDENCE[rank] if rank < len(PRECEDENCE) else "other"
+                source = ranked[rank] if rank < len(ranked) else "other"
                 entries.append((rank, source, keys, prices, times))
             self._series[asset_id] = entries
 

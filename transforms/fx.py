@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from transforms.cost_basis import PnlLeg
 from transforms.fair_value import FairValues, ts_key
-from transforms.prices import RANK_SQL, source_rank
+from transforms.price_order import rank_sql, source_rank
 from warehouse.numbers import SCALE, exact_context, to_text
 from warehouse.reports import ReportParameterError
 
@@ -137,7 +137,7 @@ def load_fx_rates(conn: Connection, entity_id: int, currency: str, up_to: dateti
         SELECT p.ts, p.price_usd, p.source, p.pair, p.resolution, p.fetched_at, p.note
         FROM prices p JOIN assets a ON a.id = p.asset_id
         WHERE p.entity_id = :e AND a.symbol = :c AND a.is_fiat AND p.ts <= :t
-        ORDER BY {RANK_SQL}, p.ts, p.id
+        ORDER BY {rank_sql()}, p.ts, p.id
         """), dict(e=entity_id, c=currency, t=up_to)).all()
     return FxRates(currency, (FxRate(r.ts, r.price_usd, r.source, r.pair, r.resolution, r.fetched_at, r.note)
                               for r in rows))

@@ -19,8 +19,9 @@ Entries: one per close day and event type (``EVENT_ORDER``), in the book's curre
 
 A fee attached to a buy or a sell (the engine adds its value to the lot's basis or takes it off the
 proceeds) is part of the trade: its disposal's offset is clearing, not fee expense. Every treatment is
-one row of ``TREATMENTS`` (kind -> event, inflow role, outflow role): when the event layer's closed
-vocabulary lands (transforms/events.py), the table switches to its types and nothing else changes.
+one row of ``EVENT_TREATMENTS`` (the vocabulary's event type -> journal event, inflow role, outflow role;
+transforms/events.py), refined by kind only for income (``INCOME_TREATMENTS``); ``TREATMENTS`` (kind ->
+treatment) is derived from them.
 
 Rounding to cents (documented in docs/journal.md):
 - digital-asset lines use cumulative rounding per (asset[, account]): each line is the change of the
@@ -39,6 +40,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import groupby
 
+from transforms import events
 from transforms.cost_basis import BookPeriod, BookResult, Disposal, PnlLeg, PoolDay, compute_book
 from transforms.fair_value import PriceLookup
 from warehouse.numbers import ZERO, exact_context
@@ -68,27 +70,43 @@ UNCLASSIFIED = Treatment("unclassified", "suspense", "suspense")
 OPENING = Treatment("opening_balance", "opening_equity", "opening_equity")
 RESTATEMENT = Treatment("restatement", "suspense", "suspense")
 
-# The treatment of each ledger kind. One table: the journal, its docs and its tests read it.
-TREATMENTS: dict[str, Treatment] = {
-    "buy": TRADE, "sell": TRADE,
-    "fee": Treatment("fee", "fee_expense", "fee_expense"),
-    "income": Treatment("income", "income", "income"),
-    "rebate": Treatment("income", "income", "income"),
-    "staking_reward": Treatment("staking", "staking_income", "staking_income"),
-    "airdrop": Treatment("airdrop", "airdrop_income", "airdrop_income"),
-    "interest": Treatment("interest", "interest_income", "interest_expense"),
-    "interest_expense": Treatment("interest", "interest_income", "interest_expense"),
-    "mining": Treatment("income", "income", "income"),
-    "spend": Treatment("spend", "spend_expense", "spend_expense"),
-    "funding": Treatment("derivatives", "derivatives_pnl", "derivatives_pnl"),
-    "realized_pnl": Treatment("derivatives", "derivatives_pnl", "derivatives_pnl"),
-    "borrow": Treatment("loan", "loan_liability", "loan_liability"),
-    "repay": Treatment("loan", "loan_liability", "loan_liability"),
-    "deposit": EXTERNAL, "withdrawal": EXTERNAL, "transfer_in": EXTERNAL, "transfer_out": EXTERNAL,
-    "adjustment": Treatment("adjustment", "suspense", "suspense"),
-    "opening_balance": Treatment("opening_balance", "opening_equity", "opening_equity"),
+INCOME = Treatment("income", "income", "income")
+INTEREST = Treatment("interest", "interest_income", "interest_expense")
+LOAN = Treatment("loan", "loan_liability", "loan_liability")
+# The journal's treatment of each event type of the vocabulary (transforms/events.py): a leg's treatment is its kind's
+# event's, so a new kind of the vocabulary is journaled by its event type without a second table of kinds.
+EVENT_TREATMENTS: dict[events.EventType, Treatment] = {
+    events.EventType.TRADE: TRADE,
+    events.EventType.FEE: Treatment("fee", "fee_expense", "fee_expense"),
+    events.EventType.INCOME: INCOME,
+    events.EventType.SPEND: Treatment("spend", "spend_expense", "spend_expense"),
+    events.EventType.EXTERNAL_DEPOSIT: EXTERNAL,
+    events.EventType.EXTERNAL_WITHDRAWAL: EXTERNAL,
+    events.EventType.INTERNAL_TRANSFER: EXTERNAL,  # valued by the engine: matched ones are the book's transfers
+    events.EventType.INTERNAL_MOVE: EXTERNAL,
+    events.EventType.LOAN_DRAW: LOAN,
+    events.EventType.LOAN_REPAYMENT: LOAN,
+    events.EventType.INTEREST_EXPENSE: INTEREST,
+    events.EventType.DERIVATIVES_SETTLEMENT: Treatment("derivatives", "derivatives_pnl", "derivatives_pnl"),
+    events.EventType.OPENING_BALANCE: OPENING,
+    events.EventType.ADJUSTMENT: Treatment("adjustment", "suspense", "suspense"),
+    events.EventType.SPAM: UNCLASSIFIED,
+    events.EventType.UNCLASSIFIED: UNCLASSIFIED,
 }
-NOT_BOOKED_KINDS = ("liability", "spam", "unclassified")  # the engine books no lots for them (transforms/events.py)
+# Income has one GL account per kind of income (the event type is the same): the only refinement by kind.
+INCOME_TREATMENTS: dict[events.LegKind, Treatment] = {
+    events.LegKind.STAKING_REWARD: Treatment("staking", "staking_income", "staking_income"),
+    events.LegKind.AIRDROP: Treatment("airdrop", "airdrop_income", "airdrop_income"),
+    events.LegKind.INTEREST: INTEREST,
+}
+# the engine books no lots for them (transforms/events.py: no treatment, or a liability account's movement)
+NOT_BOOKED_KINDS: tuple[str, ...] = tuple(
+    k.value for k, s in events.KINDS.items() if s.treatment in (events.Treatment.NONE, events.Treatment.LIABILITY))
+# kind -> treatment, derived from the vocabulary (the journal, its docs and its tests read it)
+TREATMENTS: dict[str, Treatment] = {
+    k.value: INCOME_TREATMENTS.get(k, EVENT_TREATMENTS[s.event])
+    for k, s in events.KINDS.items() if k.value not in NOT_BOOKED_KINDS
+}
 TRADE_KINDS = ("buy", "sell")  # a fee leg in a group led by one of these is part of the trade (engine rule)
 
 EVENT_ORDER: tuple[str, ...] = (

@@ -2,14 +2,13 @@
 ``coinfrs pnl compute`` command.
 
 The same parser and mapping as the import (``ingestion.csv_files.read_ledger_csv``,
-``transforms.ledger_mapping.map_ledger_record``), and the same transfer matching as the canonical
-build: a ``transfer_out`` and a ``transfer_in`` of the same tx hash and asset in different accounts
-are matched in time order. Close days are UTC days (``--timezone`` only interprets naive timestamps).
+``transforms.ledger_mapping.map_ledger_record``), and the same transfer matcher as the canonical
+build (``transforms.transfer_matching``: by tx hash, then asset, amount less the fee and time window).
+Close days are UTC days (``--timezone`` only interprets naive timestamps).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timezone
@@ -19,7 +18,10 @@ from transforms.asset_registry import KNOWN_ASSETS
 from transforms.cost_basis import PnlLeg
 from transforms.events import STABLECOINS
 from transforms.ledger_mapping import USD, leg_id, map_ledger_record
+from transforms.transfer_matching import (OUT_KINDS, TRANSFER_KINDS, TransferLeg, TransferMatching, TransferPolicy,
+                                         fee_of, match_transfers)
 from warehouse.calendar import close_date_of
+from warehouse.numbers import ZERO
 
 UTC = timezone.utc
 
@@ -29,9 +31,11 @@ class LedgerLegs:
     legs: list[PnlLeg]
     accounts: dict[int, str]
     assets: dict[int, str]
+    transfers: TransferMatching  # the matcher's pairs and unmatched legs, by leg id
 
 
-def map_ledger_files(files: Sequence[CsvFile], *, naive_timezone: str | None = None) -> LedgerLegs:
+def map_ledger_files(files: Sequence[CsvFile], *, naive_timezone: str | None = None,
+                     transfer_policy: TransferPolicy = TransferPolicy()) -> LedgerLegs:
     """Parse and map ledger CSV files to legs. Raises ``CsvImportError`` naming every bad row and field."""
     account_ids: dict[tuple[str, str, str], int] = {}
     asset_ids: dict[str, int] = {}
@@ -56,36 +60,28 @@ def map_ledger_files(files: Sequence[CsvFile], *, naive_timezone: str | None = N
                                    draft.quantity, draft.kind, f"csv:{draft.group or record}", draft.leg_index,
                                    draft.unit_price_usd, usd_value, None, None,
                                    stablecoin=draft.asset in STABLECOINS))
-    legs = match_transfers(legs, tx_hashes)
+    legs, transfers = match_ledger_transfers(legs, tx_hashes, transfer_policy)
     names = {v: f"{n}" + (f" ({t})" if t != DEFAULT_ACCOUNT_TYPE else "") + (f"/{s}" if s else "")
              for (n, t, s), v in account_ids.items()}
-    return LedgerLegs(legs, names, {v: k for k, v in asset_ids.items()})
+    return LedgerLegs(legs, names, {v: k for k, v in asset_ids.items()}, transfers)
 
 
-def match_transfers(legs: list[PnlLeg], tx_hashes: dict[int, str]) -> list[PnlLeg]:
-    """Set transfer status (and the receiving account of a matched out-leg), like the canonical build."""
-    outs: dict[tuple[str, int], list[PnlLeg]] = defaultdict(list)
-    ins: dict[tuple[str, int], list[PnlLeg]] = defaultdict(list)
-    for leg in legs:
-        tx = tx_hashes.get(leg.id)
-        if leg.kind == "transfer_out" and tx:
-            outs[(tx, leg.asset_id)].append(leg)
-        elif leg.kind == "transfer_in" and tx:
-            ins[(tx, leg.asset_id)].append(leg)
-    status: dict[int, tuple[str, int | None]] = {}
-    for key, out_legs in outs.items():
-        in_legs = sorted(ins.get(key, []), key=lambda l: (l.ts, l.id))
-        for n, out in enumerate(sorted(out_legs, key=lambda l: (l.ts, l.id))):
-            if n < len(in_legs) and in_legs[n].account_id != out.account_id:
-                status[out.id] = ("matched", in_legs[n].account_id)
-                status[in_legs[n].id] = ("matched", None)
+def match_ledger_transfers(legs: list[PnlLeg], tx_hashes: dict[int, str],
+                           policy: TransferPolicy = TransferPolicy()) -> tuple[list[PnlLeg], TransferMatching]:
+    """Set each transfer leg's status (and the receiving account of a matched out-leg) by the one matcher
+    (``transforms.transfer_matching``), as the canonical build does."""
+    fees = fee_of((l.group_id, l.account_id, l.asset_id, l.kind, l.quantity) for l in legs)
+    candidates = [TransferLeg(l.id, l.account_id, l.asset_id, l.kind, l.ts, l.quantity, tx_hashes.get(l.id),
+                              fees.get((l.group_id, l.account_id, l.asset_id), ZERO) if l.kind in OUT_KINDS else ZERO)
+                  for l in legs if l.kind in TRANSFER_KINDS]
+    matching = match_transfers(candidates, policy)
+    status = matching.status_of()
+    account_of = {l.id: l.account_id for l in candidates}
     result = []
     for leg in legs:
-        if leg.kind in ("transfer_out", "transfer_in"):
-            found = status.get(leg.id)
-            if found:
-                leg = replace(leg, transfer_status=found[0], transfer_peer_account_id=found[1])
-            else:
-                leg = replace(leg, transfer_status="unmatched_out" if leg.kind == "transfer_out" else "unmatched_in")
+        found = status.get(leg.id)
+        if found is not None:
+            peer = account_of[found[1]] if found[0] == "matched" and leg.kind in OUT_KINDS else None
+            leg = replace(leg, transfer_status=found[0], transfer_peer_account_id=peer)
         result.append(leg)
-    return result
+    return result, matching

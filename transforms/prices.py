@@ -5,8 +5,8 @@ Every price row says where it came from: ``source`` ('manual' | 'trade' | 'peg' 
 ('trade', 'point', 'minute', 'hour', 'day'), ``fetched_at``, and ``flagged``/``disagreement`` when sources disagree.
 
 Choosing a price for an asset at an instant ``at``: among the rows in the day before ``at``
-(``at - 1 day < ts <= at``), the highest precedence wins (manual > trade > peg > coingecko > exchange > ledger),
-then the latest ``ts``. A fiat FX rate is the USD price of the fiat asset (EUR, GBP): 1 EUR = rate USD.
+(``at - 1 day < ts <= at``), the highest precedence wins (the configured order, transforms/price_order.py; default
+manual > trade > peg > coingecko > exchange, then ledger), then the latest ``ts``. A fiat FX rate is the USD price of the fiat asset (EUR, GBP): 1 EUR = rate USD.
 
 Derived prices (``write_derived_prices``, written by the cost-basis step before it books): ``trade``, the price
 implied by each of the entity's own trades of an asset against USD or a pegged stablecoin (quote amount / quantity;
@@ -27,16 +27,13 @@ from sqlalchemy.engine import Connection
 
 from ingestion.prices.points import PricePoint
 from reconciliation.staleness import mark_stale_from_time
+from transforms.price_order import rank_sql, source_rank  # noqa: F401  (source_rank: re-exported for callers)
 from warehouse.bulk import copy_rows
 from warehouse.calendar import cutoff_of, locked_dates
 from warehouse.entities import Entity
 from warehouse.numbers import exact_context, quantize
 from warehouse.schema import asset_aliases, assets
 
-PRECEDENCE = ("manual", "trade", "peg", "coingecko", "exchange:*", "ledger")
-RANK_SQL = ("CASE WHEN p.source = 'manual' THEN 0 WHEN p.source = 'trade' THEN 1 WHEN p.source = 'peg' THEN 2 "
-            "WHEN p.source = 'coingecko' THEN 3 WHEN p.source LIKE 'exchange:%' THEN 4 WHEN p.source = 'ledger' THEN 5 "
-            "ELSE 6 END")
 DAY_OF_SQL = "((p.ts - interval '1 microsecond') AT TIME ZONE :tz)::date"
 CURRENCIES = ("USD", "EUR", "GBP")
 
@@ -71,12 +68,6 @@ class ResolvedPrice:
     flagged: bool
     disagreement: Decimal | None
     note: str | None
-
-
-def source_rank(source: str) -> int:
-    if source.startswith("exchange:"):
-        return PRECEDENCE.index("exchange:*")
-    return PRECEDENCE.index(source) if source in PRECEDENCE else len(PRECEDENCE)
 
 
 # ----------------------------------------------------------------------------- pure
@@ -192,7 +183,7 @@ def load_price(conn: Connection, entity_id: int, asset_id: int, at: datetime, *,
         f"""
         SELECT {_RESOLVED_COLUMNS} FROM prices p JOIN assets a ON a.id = p.asset_id
         WHERE p.entity_id = :e AND p.asset_id = :a AND p.ts <= :at AND p.ts > :since
-        ORDER BY {RANK_SQL}, p.ts DESC, p.id DESC LIMIT 1
+        ORDER BY {rank_sql()}, p.ts DESC, p.id DESC LIMIT 1
         """), dict(e=entity_id, a=asset_id, at=at, since=at - max_age)).first()
     return _resolved(row) if row else None
 
@@ -203,7 +194,7 @@ def load_day_prices(conn: Connection, entity: Entity, asset_id: int, day: date) 
         f"""
         SELECT {_RESOLVED_COLUMNS} FROM prices p JOIN assets a ON a.id = p.asset_id
         WHERE p.entity_id = :e AND p.asset_id = :a AND p.ts > :wf AND p.ts <= :wt
-        ORDER BY {RANK_SQL}, p.ts DESC, p.id DESC
+        ORDER BY {rank_sql()}, p.ts DESC, p.id DESC
         """), dict(e=entity.id, a=asset_id, wf=cutoff_of(day - timedelta(days=1), entity.tz),
                    wt=cutoff_of(day, entity.tz))).all()
     return [_resolved(r) for r in rows]
@@ -220,7 +211,7 @@ def apply_prices_to_positions(conn: Connection, entity: Entity, start: date, end
             SELECT DISTINCT ON (p.asset_id, {DAY_OF_SQL}) p.asset_id, {DAY_OF_SQL} AS day, p.price_usd, p.ts
             FROM prices p
             WHERE p.entity_id = :e AND p.source <> 'ledger' AND p.ts > :wf AND p.ts <= :wt
-            ORDER BY p.asset_id, {DAY_OF_SQL}, {RANK_SQL}, p.ts DESC, p.id DESC
+            ORDER BY p.asset_id, {DAY_OF_SQL}, {rank_sql()}, p.ts DESC, p.id DESC
         )
         UPDATE positions pos SET close_price_usd = b.price_usd, price_at = b.ts
         FROM best b

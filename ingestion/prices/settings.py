@@ -13,6 +13,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from transforms.price_order import DEFAULT_ORDER, parse_order
+
 # CoinGecko coin ids of the assets every deployment sees; the asset registry (``asset_aliases`` with
 # source 'coingecko') holds them, and ``COINFRS_COINGECKO_IDS`` adds or overrides entries.
 DEFAULT_COINGECKO_IDS: dict[str, str] = {
@@ -50,6 +52,12 @@ class PriceSettings(BaseSettings):
                     "Empty: no peg.")
     price_disagreement_threshold: Decimal = Field(
         default=Decimal("0.02"), ge=0, description="Relative spread between sources above which a price is flagged.")
+    price_source_order: str = Field(
+        default=",".join(DEFAULT_ORDER),
+        description="The order in which price sources value an asset (best first; transforms/price_order.py): "
+                    "manual, trade, peg, coingecko, exchange. Sources left out follow in that default order; the "
+                    "ledger's own trade prices always come last. Changing it changes closed figures: close the "
+                    "affected days again.")
     price_currencies: str = Field(default="EUR,GBP", description="Reporting currencies whose USD rates are fetched.")
     price_timeout_seconds: float = Field(default=20.0, gt=0)
     price_retry_attempts: int = Field(default=5, ge=1, description="Attempts per request on transient errors (429, 5xx, network).")
@@ -60,6 +68,15 @@ class PriceSettings(BaseSettings):
     @classmethod
     def _no_float_threshold(cls, value: object) -> object:
         return str(value) if isinstance(value, float) else value
+
+    @field_validator("price_source_order")
+    @classmethod
+    def _known_sources(cls, value: str) -> str:
+        parse_order(value)  # a one-line error naming the bad entry, at start-up
+        return value
+
+    def source_order(self) -> tuple[str, ...]:
+        return parse_order(self.price_source_order)
 
     @property
     def coingecko_enabled(self) -> bool:

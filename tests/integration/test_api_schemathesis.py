@@ -168,7 +168,12 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
         entity_a = resolve_entity(conn, ledger.a)
         lock_period(conn, entity_a, Period("day", DAY, DAY), by="alice", reason="checked")
         sign_off(conn, entity_a, Period("day", DAY, DAY), role="preparer", by="alice")
+        # the next day: an operation no rule understood, and a person's classification of it (not rebuilt yet)
+        odd = ledger.leg(conn, ledger.a, ledger.spot, "ETH", "0.01", "unclassified", T0 + timedelta(days=1))
+        from transforms.classifications import classify_leg
+        classify_leg(conn, entity_a, odd, "airdrop", by="alice", reason="a promo distribution")
     day, span = DAY.isoformat(), {"from": DAY.isoformat(), "to": DAY.isoformat()}
+    next_day = (DAY + timedelta(days=1)).isoformat()
     lifo = {"method": "lifo", "pool": "universal"}  # a book the close does not store: computed from the legs
     requests: dict[str, tuple[str, dict[str, str]]] = {
         "/health": ("/health", {}),
@@ -192,6 +197,9 @@ def test_every_route_serves_exactly_its_response_model(ledger: Seed) -> None:
         "/api/v1/pnl/rollforward": ("/api/v1/pnl/rollforward", span),
         "/api/v1/pnl/shortfalls": ("/api/v1/pnl/shortfalls", span),
         "/api/v1/prices/missing": ("/api/v1/prices/missing", span),
+        "/api/v1/classifications": ("/api/v1/classifications", {}),
+        "/api/v1/classifications/unclassified": ("/api/v1/classifications/unclassified",
+                                                 {"from": next_day, "to": next_day}),
         "/api/v1/closes": ("/api/v1/closes", {}),
         "/api/v1/closes/{day}": (f"/api/v1/closes/{day}", {}),
         "/api/v1/journal-entries": ("/api/v1/journal-entries", span),

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from ingestion.csv_files import CsvFile, import_csv
 from ingestion.exchange_exports import import_binance_export
 from reconciliation.blocking import first_blocked_day
+from reconciliation.close import write_closes
 from reconciliation.suites import EXPECTATIONS, expectation_query
 from transforms.canonical import build_canonical
 from transforms.cost_basis import compute_book
@@ -140,6 +141,8 @@ def test_binance_export_trade_rows_are_one_event_earn_is_an_internal_move_and_un
             """SELECT a.account_type, l.quantity, l.cost_basis, l.acquired_at FROM pnl_open_lots l
                JOIN accounts a ON a.id = l.account_id WHERE l.method = 'fifo' AND l.pool = 'account'
                AND l.date = '2024-03-02' ORDER BY a.account_type""")).all()
+        write_closes(conn, entity, FIRST, LAST, run_id=None)
+        closes = {r.date: (r.status, r.message) for r in conn.execute(sa.text("SELECT date, status, message FROM closes"))}
         [unclassified] = [e for e in EXPECTATIONS if e.name == "no_unclassified_legs"]
         failing = conn.execute(sa.text(expectation_query(unclassified, entity, FIRST, LAST).replace(
             "{batch}", "transactions"))).mappings().all()
@@ -152,6 +155,10 @@ def test_binance_export_trade_rows_are_one_event_earn_is_an_internal_move_and_un
     assert events == [(date(2024, 3, 1), "trade", 3), (date(2024, 3, 2), "internal_move", 2),
                       (date(2024, 3, 3), "unclassified", 1), (date(2024, 3, 4), "trade", 2)]
     assert blocked == date(2024, 3, 3)
+    # the day is blocked by its unclassified leg, and says so (it has no break)
+    status, message = closes[date(2024, 3, 3)]
+    assert status == "blocked" and "blocked by unclassified: 1 leg(s)" in message and "break" not in message
+    assert closes[date(2024, 3, 4)][0] == "blocked" and "since 2024-03-03" in closes[date(2024, 3, 4)][1]
     # the Buy is valued from its EUR side (4,000 x 1.1 = 4,400: a lot of 0.1 BTC, basis 4,400; the BTC fee has no
     # price here, so it is a zero-proceeds fee disposal of 0.0001 BTC, basis 4.4); the subscription moves 0.05 BTC
     # to earn with its basis (2,200) and acquisition time

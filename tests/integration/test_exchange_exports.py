@@ -67,7 +67,7 @@ def test_export_rows_become_legs_and_transfers_match(engine, tmp_path):
         ("spot", "USDT", Decimal("0.01"), "unclassified"),  # an operation no rule knows: never booked, blocks PnL
     ]
     assert {l.name for l in legs} == {"Binance 37138112"}
-    assert transfers == {"matched": 1}
+    assert transfers == {"matched": 1, "unmatched_in": 1}  # the deposit: external, flagged for review
     # the rows of one trade are one event (same time, trade family), so the trade carries one value
     assert sorted(events) == [("derivatives_settlement", 1), ("derivatives_settlement", 1), ("external_deposit", 1),
                               ("internal_move", 2), ("trade", 2), ("trade", 4), ("unclassified", 1)]
@@ -143,7 +143,7 @@ def test_kraken_staking_wrappers_are_the_underlying_asset_and_moving_them_keeps_
             """SELECT a.account_type, s.symbol, p.computed_quantity, p.reported_quantity FROM positions p
                JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.id = p.asset_id
                WHERE p.date = '2026-01-04' ORDER BY 1, 2""")).all()
-        transfers = conn.execute(sa.text("SELECT status, matched_by FROM transfers")).all()
+        transfers = conn.execute(sa.text("SELECT status, matched_by FROM transfers ORDER BY status")).all()
         lots = conn.execute(sa.text(
             """SELECT a.account_type, l.quantity, l.cost_basis, l.acquired_at FROM pnl_open_lots l
                JOIN accounts a ON a.id = l.account_id WHERE l.method = 'fifo' AND l.pool = 'account'
@@ -153,7 +153,7 @@ def test_kraken_staking_wrappers_are_the_underlying_asset_and_moving_them_keeps_
         ("spot", "USD", Decimal("5782.3400"), Decimal("5782.3400")),
         ("staking", "BTC", Decimal("0.0500000000"), Decimal("0.0500000000")),
     ]
-    assert [tuple(t) for t in transfers] == [("matched", "amount_time")]
+    assert [tuple(t) for t in transfers] == [("matched", "amount_time"), ("unmatched_in", None)]  # + the USD deposit
     bought = datetime(2026, 1, 3, 12, tzinfo=timezone.utc)
     assert [tuple(l) for l in lots] == [("spot", Decimal("0.05"), Decimal("2108.83"), bought),
                                         ("staking", Decimal("0.05"), Decimal("2108.83"), bought)]

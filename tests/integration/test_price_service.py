@@ -191,3 +191,30 @@ def test_an_entity_outside_utc_gets_hourly_candles_closing_at_its_local_midnight
         (datetime(2026, 1, 1, 23, tzinfo=timezone.utc), Decimal("224.5"), "hour", "SOL/USDT"),
         (datetime(2026, 1, 2, 23, tzinfo=timezone.utc), Decimal("248.5"), "hour", "SOL/USDT")]
     assert {r.query["interval"] for r in server.state.requests if r.path == "/api/v3/klines"} == {"1h"}
+
+
+def test_the_configured_source_order_decides_which_source_values_the_day(engine, entity, server, monkeypatch) -> None:
+    """COINFRS_PRICE_SOURCE_ORDER (transforms/price_order.py): with the exchange first, Binance's close of Jan 3
+    (+3 %) values the day instead of CoinGecko's, for the position's close price and ``load_price``."""
+    from ingestion.prices.settings import get_price_settings
+    from transforms.prices import apply_prices_to_positions
+
+    fetch_prices(engine, entity, FIRST, LAST, settings=settings_for(server), symbols=["BTC"], now=NOW)
+    day_end = datetime(2026, 1, 4, tzinfo=timezone.utc)
+
+    def chosen() -> tuple:
+        with engine.begin() as conn:
+            apply_prices_to_positions(conn, entity, FIRST, LAST)
+            price = load_price(conn, entity.id, asset_id(conn, "BTC"), day_end)
+            close = conn.execute(sa.text("SELECT close_price_usd FROM positions WHERE asset_id = :a AND date = '2026-01-03'"),
+                                 dict(a=asset_id(conn, "BTC"))).scalar_one()
+        return price.source, close
+
+    assert chosen() == ("coingecko", Decimal("93000.5"))  # the default order: CoinGecko before exchange candles
+    monkeypatch.setenv("COINFRS_PRICE_SOURCE_ORDER", "exchange,coingecko")
+    get_price_settings.cache_clear()
+    try:
+        assert chosen() == ("exchange:binance", Decimal("93000.5") * Decimal("1.03"))
+    finally:
+        monkeypatch.delenv("COINFRS_PRICE_SOURCE_ORDER")
+        get_price_settings.cache_clear()

@@ -43,17 +43,19 @@ def _close(engine: sa.Engine, name: str, ledger: str) -> dict[str, Decimal]:
             "SELECT pool, sum(realized_gain) FROM pnl_disposals WHERE entity_id = :e AND method = 'fifo' GROUP BY pool"),
             dict(e=entity.id)).all())
         transfers = conn.execute(sa.text(
-            "SELECT status, matched_by FROM transfers WHERE entity_id = :e"), dict(e=entity.id)).all()
+            "SELECT status, matched_by FROM transfers WHERE entity_id = :e ORDER BY id"), dict(e=entity.id)).all()
     return {"universal": gains["universal"], "account": gains["account"], "transfers": transfers}
 
 
 def test_a_withdrawal_to_an_owned_wallet_matched_by_tx_hash_moves_the_lot(engine) -> None:
     matched = _close(engine, "own-wallet", _ledger("0xabc"))
-    assert matched["transfers"] == [("matched", "tx_hash")]
+    # the USD funding deposit has no counterpart: an external transfer, flagged for review
+    assert matched["transfers"] == [("unmatched_in", None), ("matched", "tx_hash")]
     assert matched["universal"] == Decimal("100") and matched["account"] == Decimal("100")
 
 
 def test_a_withdrawal_to_someone_else_stays_external(engine) -> None:
     external = _close(engine, "other-wallet", _ledger("0xdef"))
-    assert external["transfers"] == []  # deposits and withdrawals get no unmatched transfer rows: they are external
+    # unmatched (the hashes differ, so amount and time cannot pair them): external transfers, flagged for review
+    assert external["transfers"] == [("unmatched_in", None), ("unmatched_out", None), ("unmatched_in", None)]
     assert external["universal"] == Decimal("50") and external["account"] == Decimal("50")

@@ -132,6 +132,21 @@ def test_treatment_table_is_closed_and_switchable() -> None:
     assert cents(Decimal("0.005")) == Decimal("0.00") and cents(Decimal("0.015")) == Decimal("0.02")
 
 
+def test_the_treatments_are_derived_from_the_vocabulary() -> None:
+    from transforms import events
+    from transforms.journal_book import EVENT_TREATMENTS, INCOME_TREATMENTS, NOT_BOOKED_KINDS
+
+    assert set(TREATMENTS) | set(NOT_BOOKED_KINDS) == set(events.KIND_VALUES)  # every kind, once
+    assert not set(TREATMENTS) & set(NOT_BOOKED_KINDS)
+    assert set(EVENT_TREATMENTS) == set(events.EventType)  # every event type has its journal treatment
+    for kind, spec in events.KINDS.items():
+        if kind.value in TREATMENTS:
+            expected = INCOME_TREATMENTS.get(kind, EVENT_TREATMENTS[spec.event])
+            assert TREATMENTS[kind.value] == expected, kind
+    assert set(NOT_BOOKED_KINDS) == {"liability", "spam", "unclassified"}
+    assert treatment_of("mining") == treatment_of("income") and treatment_of("spend").outflow == "spend_expense"
+
+
 def test_a_book_the_legs_do_not_explain_is_an_error() -> None:
     from dataclasses import replace
 
