@@ -13,7 +13,7 @@ The endpoints used, exactly as Esplora documents them (Blockstream/esplora ``API
 Errors come as ``text/plain`` bodies: 400 for a request the server refuses (an invalid address is answered with the
 address parser's message, ``Address on invalid network`` for another network's address, ``Invalid hash string``), 404
 for what does not exist. Only transient failures are retried, through the shared retry policy
-(``ingestion.prices.retry``: exponential backoff with jitter, ``Retry-After`` honoured): connection errors, timeouts,
+(``ingestion.retry``: exponential backoff with jitter, ``Retry-After`` honoured): connection errors, timeouts,
 HTTP 429 and 5xx; each retry moves to the next base URL (failover). A 4xx fails at once with the server's text. Every
 answer is checked for the documented field types (a satoshi amount is an integer, ``confirmed`` a boolean, ...):
 a malformed answer fails naming the endpoint and the field. Errors name the host only, never a URL's path or query.
@@ -30,7 +30,7 @@ from typing import Any
 import requests
 
 from ingestion.evm.chains import redact_url
-from ingestion.prices.retry import RetryPolicy, TransientSourceError, call_with_retries
+from ingestion.retry import RetryPolicy, TransientError, retry_call
 
 PAGE_SIZE = 25  # Esplora's chain history page
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -117,7 +117,7 @@ class EsploraClient:
             raise EsploraError("no Esplora URL (wallet --rpc-url or COINFRS_RPC_<CHAIN>)")
         self.urls = [u.rstrip("/") for u in urls]
         self.timeout = timeout
-        self.policy = policy or RetryPolicy(attempts=5, initial_wait=0.5, max_wait=8.0)
+        self.policy = policy or RetryPolicy(attempts=5, initial_seconds=0.5, max_seconds=8.0)
         self.stats = EsploraStats()
         self._preferred = 0
         self._local = threading.local()
@@ -141,11 +141,11 @@ class EsploraClient:
             try:
                 response = self.session.get(base + path, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientSourceError(f"{host} GET {path}: {type(exc).__name__}") from None
+                raise TransientError(f"{host} GET {path}: {type(exc).__name__}") from None
             if response.status_code == 429 or response.status_code >= 500:
                 hint = response.headers.get("Retry-After")
-                raise TransientSourceError(f"{host} GET {path}: HTTP {response.status_code}",
-                                           retry_after=float(hint) if hint and hint.isdigit() else None)
+                raise TransientError(f"{host} GET {path}: HTTP {response.status_code}",
+                                     retry_after=float(hint) if hint and hint.isdigit() else None)
             if response.status_code != 200:
                 raise EsploraError(f"{host} GET {path}: HTTP {response.status_code} {response.text.strip()[:200]}")
             self._preferred = index
@@ -157,8 +157,8 @@ class EsploraClient:
                 raise EsploraError(f"{host} GET {path}: not JSON") from None
 
         try:
-            return call_with_retries(once, self.policy)
-        except TransientSourceError as exc:
+            return retry_call(once, self.policy)
+        except TransientError as exc:
             raise EsploraError(f"{exc} (unavailable after {self.policy.attempts} attempts)") from None
 
     # ------------------------------------------------------------------------------------------ endpoints

@@ -161,16 +161,16 @@ def test_an_api_that_loses_a_page_or_stays_down_fails_the_sync_and_names_the_hos
     chain, _ = history()
     with EsploraServer(chain, fail_every=4) as url:  # every 4th request 503: retried, nothing lost
         entity, a, _ = wallets(engine, url, "btc-flaky")
-        client = EsploraClient([url], policy=RetryPolicy(attempts=5, initial_wait=0.01, max_wait=0.05))
+        client = EsploraClient([url], policy=RetryPolicy(attempts=5, initial_seconds=0.01, max_seconds=0.05))
         flaky = sync_bitcoin_wallet(engine, entity, a, urls=[url], client=client)
         assert flaky.transactions == 37 and client.stats.retries >= 20
     dead = f"http://127.0.0.1:{free_port()}/api/secret-key"
     with pytest.raises(EsploraError) as down:
-        EsploraClient([dead], policy=RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.05)).fetch_tip_height()
+        EsploraClient([dead], policy=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.05)).fetch_tip_height()
     assert "secret-key" not in str(down.value) and "127.0.0.1" in str(down.value)
     # failover: a dead URL first, the live one second
     with EsploraServer(chain) as url:
-        fast = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05)
+        fast = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.05)
         assert EsploraClient([dead, url], policy=fast).fetch_tip_height() == chain.tip.height
 
 
