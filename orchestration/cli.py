@@ -45,6 +45,7 @@ app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
 app.add_typer(asset_app, name="asset")
 app.add_typer(classify_app, name="classify")
+app.add_typer(__import__("orchestration.cli_backup", fromlist=["backup_app"]).backup_app, name="backup")
 pnl_app.add_typer(pnl_commands)  # cost basis: book, compare, compute, lots, rollforward, breakdown
 
 console = Console(stderr=True)

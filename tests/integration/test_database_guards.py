@@ -167,3 +167,40 @@ def test_every_table_has_the_privileges_of_its_layer(closed) -> None:
             for privilege in ("INSERT", "UPDATE", "DELETE"):
                 assert not has("coinfrs_api", privilege), (table.name, privilege)
             assert has("coinfrs_api", "SELECT") == (table.name != "source_credentials"), table.name
+
+
+def test_the_close_provenance_shows_a_leg_tampered_with_by_the_owner(closed) -> None:
+    """Someone who can bypass every guard (the owner, triggers off for their transaction) edits a stored leg and a
+    disposal's lots of the locked day; the figures stored at the close do not move, yet the provenance says what
+    changed. Undoing the edit makes it unchanged again."""
+    from reconciliation.report import verify_close
+    from warehouse.entities import resolve_entity
+
+    app, owner, entity_id = closed
+    with app.connect() as conn:
+        entity = resolve_entity(conn, str(entity_id))
+        before = verify_close(conn, entity, LOCKED)
+    assert before["unchanged"] and before["changed"] == []
+    leg = _one(app, "SELECT min(id) FROM transactions WHERE entity_id = :e AND close_date = :d AND kind = 'buy'",
+               e=entity_id, d=LOCKED)
+    disposal = _one(app, "SELECT min(d.id) FROM pnl_disposals d JOIN pnl_disposal_lots l ON l.disposal_id = d.id "
+                         "WHERE d.entity_id = :e AND d.date = :d", e=entity_id, d=LOCKED)
+
+    def tamper(sign: str) -> None:
+        with owner.begin() as conn:
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))  # a superuser's way past triggers
+            conn.execute(sa.text(f"UPDATE transactions SET quantity = quantity {sign} 1 WHERE id = :l"), dict(l=leg))
+            conn.execute(sa.text(f"UPDATE pnl_disposal_lots SET cost_basis = cost_basis {sign} 1 WHERE disposal_id = :d"),
+                         dict(d=disposal))
+
+    tamper("+")
+    try:
+        with app.connect() as conn:
+            after = verify_close(conn, entity, LOCKED)
+        assert not after["unchanged"]
+        assert after["changed"] == ["inputs.legs", "outputs.pnl_disposals"]
+        assert after["current_hash"] == after["stored_hash"]  # the stored figures alone would not have shown it
+    finally:
+        tamper("-")
+    with app.connect() as conn:
+        assert verify_close(conn, entity, LOCKED)["unchanged"]

@@ -17,6 +17,7 @@ least-privilege roles for the application and the read API.
   ALTER or disable a trigger), and is not a superuser (``session_replication_role`` is refused);
   ``coinfrs_api`` (the read API) has SELECT only, and none on ``source_credentials``. Tables created by later
   migrations get the same grants by default privileges.
+- ``close_provenance.digests``: SHA-256 per part of a closed day's inputs and derived rows, so tampering shows.
 
 Revision ID: 0026
 Revises: 0025
@@ -162,6 +163,8 @@ def _grants() -> None:
 
 
 def upgrade() -> None:
+    # the close's provenance: a digest per part of the day's inputs and derived rows (reconciliation/report.py)
+    op.execute("ALTER TABLE close_provenance ADD COLUMN digests jsonb")
     for table in GUARDED_BEFORE:
         _statement_triggers(table, insert=False)
     for table, column in GUARDED_NEW.items():
@@ -203,3 +206,4 @@ def downgrade() -> None:
         op.execute(f"DROP FUNCTION IF EXISTS coinfrs_guard_{table}_old()")
     for table in GUARDED_BEFORE:
         op.execute(f"DROP TRIGGER IF EXISTS coinfrs_locked_{table}_update_into ON {table}")
+    op.execute("ALTER TABLE close_provenance DROP COLUMN digests")
