@@ -231,13 +231,7 @@ def ensure_roles(engine: Engine) -> None:
     guards = import_module("warehouse.migrations.versions.0026_database_guards_roles")
     with engine.begin() as conn:
         for role in (guards.APP_ROLE, guards.API_ROLE):
-            conn.execute(sa.text(f"""
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-        CREATE ROLE {role} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
-    END IF;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-END $$"""))
+            conn.execute(sa.text(guards.create_role_sql(role)))
 
 
 def _pg_restore(directory: Path, dump: str, url: str, *, clean: bool) -> None:

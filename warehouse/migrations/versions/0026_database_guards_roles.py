@@ -116,16 +116,21 @@ END $$;
 """
 
 
-def _roles() -> None:
-    """Create the two roles once per cluster (concurrent migrations of other databases may race: tolerated)."""
-    for role in (APP_ROLE, API_ROLE):
-        op.execute(f"""
+def create_role_sql(role: str) -> str:
+    """Create ``role`` once per cluster (concurrent migrations of other databases may race: tolerated). Also used
+    by a restore into a server that lacks the roles (``warehouse/backup.py``)."""
+    return f"""
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
         CREATE ROLE {role} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
     END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-END $$""")
+END $$"""
+
+
+def _roles() -> None:
+    for role in (APP_ROLE, API_ROLE):
+        op.execute(create_role_sql(role))
     # the owner's sessions switch to the roles (SET ROLE): a superuser may; anyone else must be a member
     op.execute(f"""
 DO $$ BEGIN
