@@ -37,13 +37,14 @@ from sqlalchemy.engine import Connection, Engine
 from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, Unprocessable
 from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key_at_snapshot
 from api.snapshots import KeyCache, SnapshotWatch
-from warehouse.db import database_url, normalize_url
+from warehouse.db import database_url, normalize_url, role_options
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
 
 STATEMENT_TIMEOUT = "15s"
 SESSION_OPTIONS = f"-c statement_timeout={STATEMENT_TIMEOUT} -c default_transaction_read_only=on"
-"""Set once per connection at connect: every query of the API runs read-only under the statement timeout."""
+"""Set once per connection at connect: every query of the API runs read-only under the statement timeout, as the
+read-only role ``COINFRS_API_DB_ROLE`` (``coinfrs_api``, SELECT only: migration 0026)."""
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -54,20 +55,22 @@ api_key_header = APIKeyHeader(
 
 
 @lru_cache(maxsize=8)
-def api_engine(url: str, pool_size: int) -> Engine:
+def api_engine(url: str, pool_size: int, role: str | None = None) -> Engine:
     """The API's pool on ``url``: read-only sessions with the statement timeout; ``pool_size`` connections kept
     open, as many again opened for bursts (beyond that a request waits up to 10 s for one, then 503). No
     pre-ping (one round trip less per request): after a database restart the first request on a dead
     connection is a 503 and the pool is renewed."""
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_pre_ping=False,
                             isolation_level="AUTOCOMMIT",
-                            connect_args={"options": SESSION_OPTIONS, "connect_timeout": 5})
+                            connect_args={"options": f"{SESSION_OPTIONS} {role_options(role)}".strip(),
+                                          "connect_timeout": 5})
 
 
 def api_engine_for(engine: Engine | None = None) -> Engine:
     """The API pool on ``engine``'s database (default: the warehouse's, ``DATABASE_URL`` or embedded)."""
     url = engine.url.render_as_string(hide_password=False) if engine is not None else database_url()
-    return api_engine(normalize_url(url), get_settings().api_db_pool_size)
+    settings = get_settings()
+    return api_engine(normalize_url(url), settings.api_db_pool_size, settings.api_db_role or None)
 
 
 def app_engine(app: FastAPI) -> Engine:

@@ -60,7 +60,11 @@ class ProvenanceOut(Model):
     source_cursors: dict[str, Any]
     output_hash: str = Field(description="sha256 of the close's outputs (figures, positions, breaks) when it closed")
     current_hash: str = Field(description="the same hash recomputed now")
-    unchanged: bool = Field(description="current_hash == output_hash")
+    unchanged: bool = Field(description="current_hash == output_hash, and every digest of the day's inputs and "
+                                        "derived rows recomputed now equals the one stored at the close")
+    changed: list[str] = Field(default_factory=list,
+                               description="what differs now: outputs, inputs.legs, inputs.raw_records, outputs.events, outputs.transfers, "
+                                           "outputs.pnl_disposals, outputs.pnl_daily")
     computed_at: dt.datetime
     run_id: str | None
 
@@ -70,7 +74,7 @@ class CloseDetailOut(CloseOut):
         **CloseOut.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
         "provenance": {"code_version": "1.4.0+g1b86f91", "input_counts": {"legs": 412, "raw_records": 230},
                        "source_cursors": {"binance/trades": "2024-03-01T23:59:58Z"},
-                       "output_hash": "5e1d...", "current_hash": "5e1d...", "unchanged": True,
+                       "output_hash": "5e1d...", "current_hash": "5e1d...", "unchanged": True, "changed": [],
                        "computed_at": "2024-03-02T01:00:12Z", "run_id": "8f0c2d1e"},
         "report_url": "https://coinfrs.example/api/v1/closes/2024-03-01/report?entity=acme-fund"}]})
 

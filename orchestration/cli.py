@@ -22,6 +22,7 @@ from orchestration.cli_chains import wallet_app
 from orchestration.cli_costbasis import pnl_commands
 from orchestration.cli_sources import source_app
 from orchestration.cli_workers import worker_app
+from orchestration.cli_backup import backup_app
 from orchestration.cli_recon import recon_app
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -47,6 +48,7 @@ app.add_typer(source_app, name="source")
 app.add_typer(asset_app, name="asset")
 app.add_typer(classify_app, name="classify")
 app.add_typer(worker_app, name="worker")
+app.add_typer(backup_app, name="backup")
 pnl_app.add_typer(pnl_commands)  # cost basis: book, compare, compute, lots, rollforward, breakdown
 
 console = Console(stderr=True)

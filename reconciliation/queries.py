@@ -42,7 +42,7 @@ def load_close_detail(conn: Connection, entity: Entity, day: date) -> dict[str, 
         detail["provenance"] = {
             "code_version": stored["code_version"], "input_counts": stored["input_counts"],
             "source_cursors": stored["source_cursors"], "output_hash": stored["output_hash"],
-            "current_hash": proof["current_hash"], "unchanged": proof["unchanged"],
+            "current_hash": proof["current_hash"], "unchanged": proof["unchanged"], "changed": proof["changed"],
             "computed_at": stored["computed_at"], "run_id": stored["run_id"]}
     return detail
 

@@ -11,6 +11,11 @@ computed from and what it produced, so it can be reproduced and proven unchanged
   record count and the last ingestion run, at close time;
 - ``outputs``: the close's figures, positions and breaks (with their cause codes), and
   ``output_hash``, the SHA-256 of their canonical JSON; ``verify_close`` recomputes it;
+- ``digests``: a SHA-256 per part of what the day was computed from (its legs and the staged records they were
+  mapped from) and of the derived rows it produced beyond the figures (events, transfers, disposals and
+  the lots they consumed, the day's PnL rows), so a change made behind the close's back (a leg edited by someone
+  who can bypass the database guards, a disposal's lots rewritten) shows as ``changed`` in ``verify_close`` even
+  when the figures still agree;
 - ``report_html``: the close report as it was when closed ("as closed").
 
 ``close_report_html`` serves that report; for a locked day that received late data (booked as
@@ -105,6 +110,55 @@ def compute_close_outputs(conn: Connection, entity: Entity, start: date, end: da
 
 def hash_outputs(outputs: dict) -> str:
     return hashlib.sha256(json.dumps(outputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# part -> (table and day expression, one row as deterministic text (no session-dependent formats: times as epochs),
+#          the order of the rows); every query is per entity and day in [:s, :t]
+_DIGESTED: dict[str, tuple[str, str, str]] = {
+    "inputs.legs": (
+        "transactions x", "x.close_date",
+        "jsonb_build_array(x.id, x.account_id, x.asset_id, extract(epoch FROM x.ts), x.quantity, x.kind, x.group_id, "
+        "x.leg_index, x.unit_price_usd, x.usd_value, x.tx_hash, x.counterparty_account_id, x.raw_record_id, "
+        "x.is_adjustment)"),
+    "inputs.raw_records": (  # the staged records the day's legs were mapped from (late arrivals book elsewhere)
+        "raw_records x JOIN (SELECT DISTINCT raw_record_id, close_date FROM transactions WHERE entity_id = :e) t "
+        "ON t.raw_record_id = x.id", "t.close_date",
+        "jsonb_build_array(x.id, x.source, x.account, x.stream, x.source_raw_id, x.payload, x.payload_hash, "
+        "x.processing_status)"),
+    "outputs.events": (
+        "events x", "x.close_date",
+        "jsonb_build_array(x.group_id, x.event_type, extract(epoch FROM x.ts), x.legs, x.raw_record_ids, x.valued_by, "
+        "x.value_usd, x.price_asset_id, x.unit_price_usd)"),
+    "outputs.transfers": (
+        "transfers x", "x.close_date",
+        "jsonb_build_array(x.id, x.out_leg_id, x.in_leg_id, x.asset_id, x.tx_hash, x.status, x.matched_by)"),
+    "outputs.pnl_disposals": (
+        "pnl_disposals x", "x.date",
+        "jsonb_build_array(x.method, x.pool, x.leg_id, x.account_id, x.asset_id, x.kind, x.quantity, x.proceeds, "
+        "x.cost_basis, x.realized_gain, x.short_term_gain, x.long_term_gain, x.shortfall_quantity, "
+        "(SELECT jsonb_agg(jsonb_build_array(l.lot_leg_id, extract(epoch FROM l.acquired_at), l.quantity, l.cost_basis, "
+        "l.term) ORDER BY l.lot_leg_id, l.quantity, l.cost_basis) FROM pnl_disposal_lots l WHERE l.disposal_id = x.id))"),
+    "outputs.pnl_daily": (
+        "pnl_daily x", "x.date",
+        "jsonb_build_array(x.method, x.pool, x.pool_account_id, x.asset_id, x.quantity, x.cost_basis, x.close_price_usd, "
+        "x.market_value, x.unrealized_gain, x.realized_gain, x.acquired_quantity, x.acquired_basis, x.disposed_quantity, "
+        "x.disposed_basis, x.transferred_in_quantity, x.transferred_in_basis, x.transferred_out_quantity, "
+        "x.transferred_out_basis, x.shortfall_quantity)"),
+}
+
+
+def compute_close_digests(conn: Connection, entity: Entity, start: date, end: date) -> dict[date, dict[str, str]]:
+    """Per day of [start, end]: the SHA-256 of each part of ``_DIGESTED`` (a part with no rows: no entry)."""
+    p = dict(e=entity.id, s=start, t=end, tz=entity.timezone)
+    digests: dict[date, dict[str, str]] = {}
+    for part, (table, day, row) in _DIGESTED.items():
+        for r in conn.execute(sa.text(
+                f"""SELECT day, encode(sha256(convert_to(string_agg(line, E'\\n' ORDER BY line), 'UTF8')), 'hex') AS digest
+                    FROM (SELECT {day} AS day, ({row})::text AS line FROM {table}
+                          WHERE x.entity_id = :e AND {day} BETWEEN :s AND :t) rows
+                    GROUP BY day"""), p):
+            digests.setdefault(r.day, {})[part] = r.digest
+    return digests
 
 
 def _input_counts(conn: Connection, entity: Entity, start: date, end: date) -> dict[date, dict]:
@@ -212,6 +266,7 @@ def write_close_provenance(conn: Connection, entity: Entity, start: date, end: d
     counts = _input_counts(conn, entity, start, end)
     cursors = _source_cursors(conn, entity)
     figures = report_figures(conn, entity, start, end)
+    digests = compute_close_digests(conn, entity, start, end)
     version = code_version()
     conn.execute(sa.text("DELETE FROM close_provenance WHERE entity_id = :e AND date BETWEEN :s AND :t"
                          " AND NOT (date = ANY(:locked))"), dict(e=entity.id, s=start, t=end, locked=locked))
@@ -224,13 +279,14 @@ def write_close_provenance(conn: Connection, entity: Entity, start: date, end: d
         provenance = {"code_version": version, "input_counts": counts.get(day, {}), "source_cursors": cursors,
                       "output_hash": digest, "computed_at": now.isoformat(), "run_id": run_id}
         rows.append(dict(e=entity.id, d=day, run=run_id, v=version, ic=json.dumps(counts.get(day, {})),
-                         sc=json.dumps(cursors), out=json.dumps(out), h=digest,
+                         sc=json.dumps(cursors), out=json.dumps(out), h=digest, dg=json.dumps(digests.get(day, {})),
                          html=render_close_report(entity, day, out, provenance, figures.get(day)), at=now))
     if rows:
         conn.execute(sa.text(
             """INSERT INTO close_provenance (entity_id, date, run_id, code_version, input_counts, source_cursors, outputs,
-                                             output_hash, report_html, computed_at)
-               VALUES (:e, :d, :run, :v, CAST(:ic AS jsonb), CAST(:sc AS jsonb), CAST(:out AS jsonb), :h, :html, :at)"""),
+                                             output_hash, digests, report_html, computed_at)
+               VALUES (:e, :d, :run, :v, CAST(:ic AS jsonb), CAST(:sc AS jsonb), CAST(:out AS jsonb), :h,
+                       CAST(:dg AS jsonb), :html, :at)"""),
             rows)
     return len(rows)
 
@@ -242,13 +298,20 @@ def load_provenance(conn: Connection, entity_id: int, day: date) -> dict | None:
 
 
 def verify_close(conn: Connection, entity: Entity, day: date) -> dict:
-    """Recompute the day's outputs from the warehouse now and compare with the hash stored when it closed."""
+    """Recompute the day's outputs and digests from the warehouse now and compare with those stored when it closed.
+
+    ``changed`` names each part that differs (``outputs`` for the hashed figures, else a part of ``_DIGESTED``);
+    ``unchanged`` is true only when none does. A close stored before digests existed compares its figures only."""
     stored = load_provenance(conn, entity.id, day)
     if stored is None:
         raise LookupError(f"{entity.name} has no close provenance for {day}")
     current = hash_outputs(compute_close_outputs(conn, entity, day, day).get(day, {}))
+    changed = [] if current == stored["output_hash"] else ["outputs"]
+    if stored.get("digests") is not None:
+        now = compute_close_digests(conn, entity, day, day).get(day, {})
+        changed += sorted(part for part in set(now) | set(stored["digests"]) if now.get(part) != stored["digests"].get(part))
     return {"date": day.isoformat(), "stored_hash": stored["output_hash"], "current_hash": current,
-            "unchanged": current == stored["output_hash"], "code_version": stored["code_version"]}
+            "unchanged": not changed, "changed": changed, "code_version": stored["code_version"]}
 
 
 def late_legs(conn: Connection, entity: Entity, day: date) -> list[dict]:

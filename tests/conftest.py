@@ -72,24 +72,31 @@ def database_url() -> Iterator[str]:
 
 
 def _engine_cache_values() -> list[Engine]:
-    from warehouse.db import get_engine
+    from warehouse.db import get_engine, get_owner_engine
 
     try:
-        return [get_engine()]
+        return [get_engine(), get_owner_engine()]
     except Exception:
         return []
 
 
 def empty_database(database_url: str) -> Engine:
-    """The test database's engine, every table emptied (for module-scoped fixtures too)."""
+    """The test database's engine (the application's role, as the product runs), every table emptied first by
+    the owner (for module-scoped fixtures too): only the owner may TRUNCATE (migration 0026)."""
     from warehouse.db import get_engine
+
+    truncate_all(database_url)
+    return get_engine(database_url)
+
+
+def truncate_all(database_url: str, tables: list[str] | None = None, options: str = "RESTART IDENTITY CASCADE") -> None:
+    """Empty ``tables`` (default: every table of the schema) as the owner (default: restarting identities)."""
+    from warehouse.db import get_owner_engine
     from warehouse.schema import metadata
 
-    engine = get_engine(database_url)
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    return engine
+    names = ", ".join(f'"{t}"' for t in (tables or [t.name for t in metadata.sorted_tables]))
+    with get_owner_engine(database_url).begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {names} {options}"))
 
 
 @pytest.fixture()

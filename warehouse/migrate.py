@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from warehouse.db import get_engine
+from warehouse.db import get_owner_engine
 
 _INI = Path(__file__).with_name("alembic.ini")
 
@@ -21,7 +21,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
-    engine = get_engine(url)
+    """Migrate as the schema owner (the URL's user): the application's role may not change the schema."""
+    engine = get_owner_engine(url)
     with engine.begin() as connection:
         config = alembic_config(url)
         config.attributes["connection"] = connection
@@ -31,5 +32,5 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 def current_revision(url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    with get_engine(url).connect() as connection:
+    with get_owner_engine(url).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

@@ -714,6 +714,8 @@ close_provenance = sa.Table(
     sa.Column("source_cursors", JSONB, nullable=False),
     sa.Column("outputs", JSONB, nullable=False, comment="the close's figures that the hash covers"),
     sa.Column("output_hash", sa.Text, nullable=False, comment="sha256 of the canonical JSON of outputs"),
+    sa.Column("digests", JSONB, comment="sha256 per part of the day's inputs and derived rows (migration 0026); "
+                                        "null: closed before digests existed"),
     sa.Column("report_html", sa.Text, nullable=False, comment="the close report as it was when closed"),
     sa.Column("computed_at", TS, nullable=False, server_default=_now()),
     sa.PrimaryKeyConstraint("entity_id", "date"),

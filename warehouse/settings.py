@@ -19,6 +19,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "COINFRS_DATABASE_URL"),
         description="PostgreSQL URL. Unset: Coinfrs starts its embedded PostgreSQL in data_dir.",
     )
+    db_role: str = Field(default="coinfrs_app", pattern=r"^[a-z_][a-z0-9_]*$|^$",
+                         description="Role the application's sessions run as (created by the migrations; "
+                                     "empty: the login user's own privileges).")
+    api_db_role: str = Field(default="coinfrs_api", pattern=r"^[a-z_][a-z0-9_]*$|^$",
+                             description="Role the read API's sessions run as (read-only; empty: the login user's).")
     data_dir: Path = Field(default=PROJECT_ROOT / ".coinfrs", description="Embedded database and local state.")
     inbox_dir: Path = Field(default=PROJECT_ROOT / "inbox", description="CSV files dropped here are imported by the sensor.")
     partitions_start: str = Field(default="2020-01-01", description="First day of the daily partitions.")

@@ -81,15 +81,18 @@ class Seed:
                             .returning(accounts.c.id)).scalar_one()
 
     def raw(self, conn: sa.Connection, entity_id: int, payload: dict[str, Any] | str, *,
-            run: uuid.UUID | None = None, line: int | None = None) -> int:
-        """A staging record; ``payload`` as a dict, or as JSON text (to store numbers a float cannot hold)."""
+            run: uuid.UUID | None = None, line: int | None = None, account: str = "binance",
+            ingested_at: datetime | None = None) -> int:
+        """A staging record; ``payload`` as a dict, or as JSON text (to store numbers a float cannot hold). Staging is
+        append-only (migration 0026): whatever a test needs in it is written when it is staged."""
         raw_id = self.next_raw  # explicit ids (the identity is BY DEFAULT) keep leg ids predictable
         self.next_raw += 1
         value: Any = payload if isinstance(payload, dict) else sa.cast(sa.literal(payload, sa.Text), JSONB)
         conn.execute(sa.insert(raw_records).values(
-            id=raw_id, entity_id=entity_id, source="csv", account="binance", stream="ledger",
+            id=raw_id, entity_id=entity_id, source="csv", account=account, stream="ledger",
             source_raw_id=f"r{raw_id}", payload=value, payload_hash=f"h{raw_id}", file_name="ledger.csv",
             line_number=line if line is not None else raw_id + 1, ingestion_run_id=run or self.run_a,
+            **({"ingested_at": ingested_at} if ingested_at is not None else {}),
         ))
         return raw_id
 

@@ -59,9 +59,7 @@ def test_accounts_last_sync_and_freshness(client: TestClient, seed: Seed) -> Non
         seed.leg(conn, seed.a, seed.spot, "BTC", "1", "deposit", T0)  # raw record of account "binance", now
         old = conn.execute(sa.insert(accounts).values(entity_id=seed.a, source="kraken", name="kraken-old",
                                                       account_type="spot").returning(accounts.c.id)).scalar_one()
-        raw = seed.raw(conn, seed.a, {"id": "old"})
-        conn.execute(sa.update(raw_records).where(raw_records.c.id == raw)
-                     .values(account="kraken-old", ingested_at=datetime.now(UTC) - timedelta(days=3)))
+        seed.raw(conn, seed.a, {"id": "old"}, account="kraken-old", ingested_at=datetime.now(UTC) - timedelta(days=3))
     data = {(a["name"], a["account_type"]): a for a in
             client.get("/api/v1/accounts", headers=auth(seed.key_a)).json()["data"]}
     spot = data[("binance", "spot")]

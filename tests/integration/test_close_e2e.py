@@ -19,6 +19,7 @@ from assets.close_assets import CLOSE_ASSETS
 from orchestration.close_runner import close_days
 from warehouse.entities import get_or_create_entity
 from warehouse.reports import list_breaks, realized_pnl_summary
+from tests.conftest import truncate_all
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "fund"
 FIRST, LAST = date(2026, 1, 1), date(2026, 3, 1)
@@ -59,11 +60,9 @@ def import_sample(engine: sa.Engine, name: str = "northwind") -> int:
 @pytest.fixture(scope="module")
 def closed_sample(database_url: str):
     from warehouse.db import get_engine
-    from warehouse.schema import metadata
 
+    truncate_all(database_url)  # as the owner: the application's role may not TRUNCATE
     engine = get_engine(database_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in metadata.sorted_tables) + " RESTART IDENTITY CASCADE"))
     entity_id = import_sample(engine)
     instance = dg.DagsterInstance.ephemeral()
     run = close_days(["northwind"], FIRST, LAST, instance=instance)

@@ -21,6 +21,7 @@ from transforms.ledger_books import map_ledger_files
 from transforms.pnl import CONFIGURED, build_pnl, write_book_period
 from transforms.pnl_reports import compare_books, list_open_lots, realized_summary, rollforward
 from warehouse.entities import get_or_create_entity
+from tests.conftest import truncate_all
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "fund"
 FIRST, LAST = date(2026, 1, 1), date(2026, 3, 1)
@@ -41,11 +42,10 @@ BOOK_TABLES = ("pnl_disposal_lots", "pnl_disposals", "pnl_daily", "pnl_open_lots
 def canonical_sample(database_url: str):
     """The sample fund staged and built into canonical legs once for the module."""
     from warehouse.db import get_engine
-    from warehouse.schema import metadata
 
+    truncate_all(database_url)  # as the owner: the application's role may not TRUNCATE
     engine = get_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in metadata.sorted_tables) + " RESTART IDENTITY CASCADE"))
         entity = get_or_create_entity(conn, "northwind")
         import_csv(conn, entity.id, "ledger", CsvFile.from_path(SAMPLE / "ledger.csv"))
         import_csv(conn, entity.id, "balances", CsvFile.from_path(SAMPLE / "balances.csv"))
@@ -57,8 +57,8 @@ def canonical_sample(database_url: str):
 def sample(canonical_sample):
     """Each test starts without books, closes or book settings (TRUNCATE: locked closes cannot be deleted)."""
     engine, entity = canonical_sample
+    truncate_all(engine.url.render_as_string(hide_password=False), list(BOOK_TABLES), options="")
     with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {', '.join(BOOK_TABLES)}"))
         conn.execute(sa.text("DELETE FROM prices WHERE source = 'manual'"))
     return engine, entity
 

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 
 from orchestration.close_runner import close_days
 from orchestration.distributed import run_entity_closes
+from tests.conftest import truncate_all
 from tests.integration.test_close_e2e import import_sample
 from warehouse.entities import resolve_entity
-from warehouse.schema import metadata
 from warehouse.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,10 +58,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):
     process.wait(timeout=10)
 
 
-def _reset(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-                             + " RESTART IDENTITY CASCADE"))
+def _reset(engine: sa.Engine, database_url: str) -> None:
+    truncate_all(database_url)  # as the owner: the application's role may not TRUNCATE (migration 0026)
     for name in ENTITIES:
         import_sample(engine, name)
 
@@ -109,13 +107,13 @@ def test_multi_entity_close_runs_on_celery_workers(database_url: str, redis_url:
     from warehouse.db import get_engine
 
     engine = get_engine(database_url)
-    _reset(engine)
+    _reset(engine, database_url)
     in_process = close_days(list(ENTITIES), FIRST, LAST, instance=dg.DagsterInstance.ephemeral())
     assert in_process.success, in_process.error
     expected = _books(engine)
     assert expected["disposals"] and expected["legs"], "the sample closes with legs and disposals"
 
-    _reset(engine)
+    _reset(engine, database_url)
     broker, backend = f"{redis_url}/0", f"{redis_url}/1"
     monkeypatch.setenv("COINFRS_CELERY_BROKER_URL", broker)
     monkeypatch.setenv("COINFRS_CELERY_BACKEND_URL", backend)

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from warehouse.db import get_engine
+from warehouse.db import get_owner_engine
 from warehouse.schema import metadata
 
 config = context.config
@@ -16,7 +16,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     url = config.get_main_option("sqlalchemy.url") or None
-    with get_engine(url).connect() as connection:
+    with get_owner_engine(url).connect() as connection:  # the schema owner migrates
         context.configure(connection=connection, target_metadata=metadata, compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
