@@ -20,6 +20,7 @@ every close's outputs there and compares them with the hashes in the manifest, t
 from __future__ import annotations
 
 import hashlib
+from importlib import import_module
 import json
 import os
 import re
@@ -226,8 +227,6 @@ def read_manifest(directory: Path) -> dict:
 
 def ensure_roles(engine: Engine) -> None:
     """The cluster-wide roles the dump grants to (a restore into another cluster needs them first)."""
-    from importlib import import_module
-
     guards = import_module("warehouse.migrations.versions.0026_database_guards_roles")
     with engine.begin() as conn:
         for role in (guards.APP_ROLE, guards.API_ROLE):
@@ -242,6 +241,11 @@ def _pg_restore(directory: Path, dump: str, url: str, *, clean: bool) -> None:
     if clean:
         args += ["--clean", "--if-exists"]
     _run([*args, str(directory / dump)], libpq_env(url), f"pg_restore of {dump}")
+    if dump == WAREHOUSE_DUMP:  # the guards' privileges as the migrations set them, whatever the dump's ACLs gave
+        guards = import_module("warehouse.migrations.versions.0026_database_guards_roles")
+        with engine.begin() as conn:
+            for statement in guards.grant_statements():
+                conn.execute(sa.text(statement))
 
 
 def verify_backup(directory: Path, *, url: str | None = None) -> dict:

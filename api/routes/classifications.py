@@ -11,7 +11,7 @@ from api.cache import cached_by_snapshot
 from api.deps import ConnDep, CurrentEntity, check_date_range
 from api.exports import EXPORT_RESPONSES, FormatQuery, list_or_export
 from api.routes import COMMON_ERRORS
-from api.errors import ValidationFailed
+from api.errors import Unprocessable
 from api.schemas import IsoDate, ListEnvelope
 from api.schemas_classifications import ClassificationOut, UnclassifiedLegOut
 from transforms.classifications import list_classifications, list_unclassified_legs
@@ -41,7 +41,7 @@ def unclassified(request: Request, entity: CurrentEntity, conn: ConnDep, date_fr
     record. Each blocks PnL from its day until it is classified (`coinfrs classify --leg ID --kind K --by WHO
     --reason WHY`)."""
     if date_from is None or date_to is None:
-        raise ValidationFailed.for_field("from" if date_from is None else "to", "give both from and to")
+        raise Unprocessable.for_field("from" if date_from is None else "to", "give both from and to")
     check_date_range(request, date_from, date_to)
     items = list_unclassified_legs(conn, entity.id, date_from, date_to)
     return list_or_export(request, fmt, f"unclassified-{entity.name}-{date_from}-{date_to}", UnclassifiedLegOut, items,

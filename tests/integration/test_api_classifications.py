@@ -64,7 +64,7 @@ def test_unclassified_legs_and_classifications_are_served_to_their_entity_only(e
     assert_error(client.get("/api/v1/classifications", headers=auth(other_key), params={"entity": "acme"}), 404,
                  "NOT_FOUND")
     assert_error(client.get("/api/v1/classifications/unclassified", headers=auth(key), params={"from": "2024-03-01"}),
-                 400, "VALIDATION_ERROR")
+                 422, "VALIDATION_ERROR")  # each parameter valid, the combination not (api/contract.py)
     assert_error(client.get("/api/v1/classifications"), 401, "AUTHENTICATION_ERROR")
     csv = client.get("/api/v1/classifications", headers=auth(key), params={"format": "csv"})
     assert csv.status_code == 200 and "jane@acme" in csv.text

@@ -143,28 +143,40 @@ DO $$ BEGIN
 END $$""")
 
 
-def _grants() -> None:
+def grant_statements() -> list[str]:
+    """The privileges of the roles, as statements (idempotent). Also run after a restore (``warehouse/backup.py``):
+    a dump's ACLs do not take back what ALTER DEFAULT PRIVILEGES gave tables recreated by the restore."""
+    statements: list[str] = []
     roles = f"{APP_ROLE}, {API_ROLE}"
-    op.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {roles}")
-    op.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {roles}")
-    op.execute(f"GRANT USAGE ON SCHEMA public TO {roles}")
+    statements.append(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {roles}")
+    statements.append(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {roles}")
+    statements.append(f"GRANT USAGE ON SCHEMA public TO {roles}")
     # the application: DML on everything it writes, never TRUNCATE, never DDL
-    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
-    op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
-    op.execute(f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {APP_ROLE}")
+    statements.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
+    statements.append(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+    statements.append(f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {APP_ROLE}")
     for table, mutable in STAGING.items():
-        op.execute(f"REVOKE UPDATE, DELETE ON {table} FROM {APP_ROLE}")
+        statements.append(f"REVOKE UPDATE, DELETE ON {table} FROM {APP_ROLE}")
         if mutable:
-            op.execute(f"GRANT UPDATE ({', '.join(mutable)}) ON {table} TO {APP_ROLE}")
+            statements.append(f"GRANT UPDATE ({', '.join(mutable)}) ON {table} TO {APP_ROLE}")
     for table in APPEND_ONLY:
-        op.execute(f"REVOKE UPDATE, DELETE ON {table} FROM {APP_ROLE}")
+        statements.append(f"REVOKE UPDATE, DELETE ON {table} FROM {APP_ROLE}")
     # the read API: SELECT only, and never the stored exchange secrets
-    op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {API_ROLE}")
-    op.execute(f"REVOKE SELECT ON source_credentials FROM {API_ROLE}")
+    statements.append(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {API_ROLE}")
+    statements.append(f"REVOKE SELECT ON source_credentials FROM {API_ROLE}")
+    # ... but its health, for GET /metrics: the columns that hold no secret (never key_id, nonce, ciphertext, config)
+    statements.append(f"GRANT SELECT (id, entity_id, name, kind, enabled, created_at, updated_at, last_sync_at, "
+                      f"last_sync_status, last_sync_message) ON source_credentials TO {API_ROLE}")
     # tables of later migrations (created by the same owner) get the same defaults
-    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE}")
-    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE}")
-    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {API_ROLE}")
+    statements.append(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE}")
+    statements.append(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE}")
+    statements.append(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {API_ROLE}")
+    return statements
+
+
+def _grants() -> None:
+    for statement in grant_statements():
+        op.execute(statement)
 
 
 def upgrade() -> None:
