@@ -759,7 +759,8 @@ class BinanceSync:
             assets = self.known_assets(conn) | held
         self.sync_trades(assets)
         self.sync_trades(assets, margin=True)
-        self.sync_trades(assets, isolated_symbols=self.isolated_symbols)
+        if self.isolated_symbols:
+            self.sync_trades(assets, isolated_symbols=self.isolated_symbols)
         self.sync_rolled_back_balances()
         return self.stats
 
