@@ -16,6 +16,8 @@ the next and previous day's difference, recorded source outages and whether the 
   the difference is a plausible fee rate of it, or it is in the range of this account's fees;
 - ``missing_stream``: the account's source (or one of its streams) was recorded as down that day,
   or the account type carries funding/interest/rebates and none are booked;
+- ``quarantined_record``: a staged record of the account's source and account was quarantined on that day (its
+  mapper could not read it: it books no leg, transforms/quarantine.py), naming the record, the field and the error;
 - ``unknown_asset``: the asset is not in the registry (decimals assumed);
 - ``timing``: the difference reverses the next (or reversed the previous) day, or a leg just outside
   the window has exactly that quantity (a cutoff difference).
@@ -37,7 +39,8 @@ from sqlalchemy.engine import Connection
 
 from warehouse.numbers import ZERO, exact_context, to_text
 
-CAUSE_CODES = ("unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "unknown_asset", "timing")
+CAUSE_CODES = ("unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "quarantined_record",
+               "unknown_asset", "timing")
 # Account types whose balances move by funding, interest or rebates the exchange books itself.
 STREAM_ACCOUNT_TYPES = {"margin": ("interest",), "futures": ("funding", "realized_pnl"),
                         "funding": ("interest",), "vault": ("interest", "staking_reward")}
@@ -92,6 +95,8 @@ class BreakContext:
     next_difference: Decimal | None = None
     previous_difference: Decimal | None = None
     outages: list[tuple[str, str, str]] = field(default_factory=list)  # (source, stream, reason)
+    # records of this account quarantined that day: (stream, source_raw_id, field, error)
+    quarantined: list[tuple[str, str, str | None, str]] = field(default_factory=list)
 
 
 def _t(value: Decimal | None) -> str | None:
@@ -244,6 +249,14 @@ def _missing_stream(ctx: BreakContext, tol: Decimal) -> list[dict]:
     return found
 
 
+def _quarantined_record(ctx: BreakContext, tol: Decimal) -> list[dict]:
+    return [_cause("quarantined_record", 0.88,
+                   f"the {ctx.source} {stream} record {raw_id!r} of {ctx.date} is quarantined"
+                   f"{f' (field {name!r})' if name else ''}: it books no leg until its mapper reads it: {error}",
+                   stream=stream, source_raw_id=raw_id, field=name, error=error)
+            for stream, raw_id, name, error in ctx.quarantined]
+
+
 def _unknown_asset(ctx: BreakContext, tol: Decimal) -> list[dict]:
     if not ctx.asset_unverified:
         return []
@@ -276,7 +289,8 @@ def _timing(ctx: BreakContext, tol: Decimal) -> list[dict]:
     return found
 
 
-RULES = (_unmatched_transfer, _missing_leg, _duplicate_leg, _fee, _missing_stream, _unknown_asset, _timing)
+RULES = (_unmatched_transfer, _missing_leg, _duplicate_leg, _fee, _missing_stream, _quarantined_record, _unknown_asset,
+         _timing)
 
 
 def compute_causes(ctx: BreakContext) -> list[dict]:
@@ -311,7 +325,7 @@ def load_break_context(conn: Connection, entity_id: int, brk: dict) -> BreakCont
     info = conn.execute(sa.text(
         """SELECT a.name || CASE WHEN a.account_type = 'wallet' THEN '' ELSE ' (' || a.account_type || ')' END
                   || CASE WHEN a.sub_account = '' THEN '' ELSE ' / ' || a.sub_account END AS account,
-                  a.account_type, a.source, s.symbol, s.unverified
+                  a.name, a.account_type, a.source, s.symbol, s.unverified
            FROM accounts a, assets s WHERE a.id = :acc AND s.id = :asset"""),
         dict(acc=brk["account_id"], asset=brk["asset_id"])).one()
     wf: datetime | None = brk["previous_reported_at"]
@@ -354,6 +368,10 @@ def load_break_context(conn: Connection, entity_id: int, brk: dict) -> BreakCont
     ctx.outages = [tuple(r) for r in conn.execute(sa.text(
         "SELECT source, stream, reason FROM source_outages WHERE entity_id = :e AND date = :d AND source = :src"
         " ORDER BY stream"), dict(p, src=info.source)).all()]
+    ctx.quarantined = [tuple(r) for r in conn.execute(sa.text(
+        """SELECT stream, source_raw_id, field, error FROM quarantined_records
+           WHERE entity_id = :e AND close_date = :d AND source = :src AND account = :name ORDER BY stream, source_raw_id"""),
+        dict(p, src=info.source, name=info.name)).all()]
     return ctx
 
 
