@@ -19,7 +19,7 @@ from ingestion import connectors
 from ingestion.connectors import connector_for, is_other_kind
 from ingestion.credentials import (CredentialError, EnvKeyProvider, KeyProvider, SourceInfo, list_sources,
                                    load_credentials, record_sync_outcome, store_source)
-from ingestion.breakers import admit_sync, describe, record_sync_result
+from ingestion.breakers import Admission, admit_sync, describe, record_sync_result
 from ingestion.retry import BreakerPolicy
 from ingestion.exchanges.binance import (ApiCredentials, BinanceOptions, BinanceSync, SyncStats, check_read_only,
                                          make_client)
@@ -178,16 +178,24 @@ def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: Ke
         except (SourceError, CredentialError) as error:
             status, message = "failed", str(error)
     with engine.begin() as conn:
+        message = _apply_breaker(conn, source, admission, policy, status, message)
         record_sync_outcome(conn, source.id, status, message)
-        if admission.action != "skip":
-            breaker = record_sync_result(conn, source.id, status == "succeeded", policy, error=message)
-            if breaker.state == "open" and status != "succeeded":
-                message = f"{message} (circuit breaker now {describe(breaker, policy)})"
         if status == "succeeded":
             clear_sync_outages(conn, entity, source.kind, first_day, last_day)
         else:  # the days not read through are partial, never silently empty
             mark_sync_failed(conn, entity, source.kind, source.name, first_day, last_day, status, message or status)
     return SourceSyncResult(source.name, source.kind, status, message, stats)
+
+
+def _apply_breaker(conn, source: SourceInfo, admission: Admission, policy: BreakerPolicy, status: str,
+                   message: str | None) -> str | None:
+    """A sync that ran (or probed) moves the source's breaker; the message then says when it opens."""
+    if admission.action == "skip":
+        return message
+    breaker = record_sync_result(conn, source.id, status == "succeeded", policy, error=message)
+    if breaker.state == "open" and status != "succeeded":
+        return f"{message} (circuit breaker now {describe(breaker, policy)})"
+    return message
 
 
 class _BreakerOpen(Exception):
@@ -223,11 +231,8 @@ def sync_other_source(engine: Engine, entity: Entity, source: SourceInfo, provid
     except Exception as error:  # noqa: BLE001 - a connector bug must not stop the other sources or the close
         status, message = "failed", f"unexpected {type(error).__name__} in the {source.kind} connector: {str(error)[:300]}"
     with engine.begin() as conn:
+        message = _apply_breaker(conn, source, admission, policy, status, message)
         record_sync_outcome(conn, source.id, status, message)
-        if admission.action != "skip":
-            breaker = record_sync_result(conn, source.id, status == "succeeded", policy, error=message)
-            if breaker.state == "open" and status != "succeeded":
-                message = f"{message} (circuit breaker now {describe(breaker, policy)})"
     if status == "succeeded":
         connectors.clear_sync_outages(engine, entity.id, staging_source, source.name)
     else:
