@@ -18,13 +18,13 @@ from api.envelope import RequestContextMiddleware
 from api.errors import install_exception_handlers
 from api.routes import QUERY_TOO_LONG, openapi_error
 from api.routes import (accounts, api_keys, assets, classifications, closes, entities, health, journal, periods, pnl,
-                        positions, prices, reconciliation, transactions)
+                        positions, prices, quarantine, reconciliation, transactions)
 from api.security import RateLimiter
 from warehouse.settings import get_settings
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, pnl, prices, closes, periods, journal,
-                 classifications, api_keys)
+ROUTE_MODULES = (entities, accounts, assets, positions, transactions, reconciliation, quarantine, pnl, prices, closes,
+                 periods, journal, classifications, api_keys)
 """The modules whose ``router`` serves under ``API_PREFIX``."""
 
 DESCRIPTION = """

@@ -10,8 +10,8 @@ from pydantic import ConfigDict, Field
 
 from api.schemas import BreakOut, CloseOut, Model, Quantity
 
-CauseCode = Literal["unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "unknown_asset",
-                    "timing"]
+CauseCode = Literal["unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "quarantined_record",
+                    "unknown_asset", "timing"]
 
 
 class CauseOut(Model):
@@ -37,6 +37,17 @@ class ResultOut(Model):
     observed_value: Any = Field(description="what the expectation observed")
     failing_rows: list[dict[str, Any]] = Field(description="the rows that failed (up to 100)")
     checked_at: dt.datetime
+
+
+class QuarantinedOut(Model):
+    date: dt.date = Field(description="the close date the record belongs to (its day closes partial)")
+    source: str
+    stream: str
+    account: str
+    source_raw_id: str = Field(description="the source's own id of the record")
+    raw_record_id: int = Field(description="the staged version that failed (raw_records.id)")
+    field: str | None = Field(description="the field the error names, when it names one")
+    error: str = Field(description="what the mapper could not read, naming the record and the field")
 
 
 class LocalisedBreakOut(Model):

@@ -61,13 +61,19 @@ def _exchange_op(kind: str) -> dg.OpDefinition:
         from ingestion.exchanges.sources import sync_entity_sources
 
         engine = warehouse.engine()
-        outcome = {"statuses": {}, "records": 0}
+        from ingestion.breakers import breaker_states
+
+        outcome = {"statuses": {}, "records": 0, "breakers": {}}
         for entity in entities_in_scope(context, warehouse):
             with engine.connect() as conn:
                 names = [s.name for s in list_sources(conn, entity.id) if kind_family(s.kind) == kind]
             if not names:
                 continue
-            for result in sync_entity_sources(engine, entity, names=names):
+            results = sync_entity_sources(engine, entity, names=names)
+            with engine.connect() as conn:
+                breakers = breaker_states(conn, entity.id)
+            outcome["breakers"].update({f"{entity.name}/{n}": breakers[n]["summary"] for n in names if n in breakers})
+            for result in results:
                 key = f"{entity.name}/{result.source}"
                 outcome["statuses"][key] = result.status
                 new = sum(result.stats.records_inserted.values()) if result.stats else 0
@@ -107,7 +113,10 @@ def sync_chain_wallets(context: dg.OpExecutionContext, warehouse: WarehouseResou
 def report_source_sync(context: dg.OpExecutionContext, chains: dict, exchanges: list) -> None:
     statuses = {k: v for outcome in exchanges for k, v in outcome["statuses"].items()}
     down = sorted(k for k, v in statuses.items() if v != "succeeded")
+    breakers = {k: v for outcome in exchanges for k, v in outcome.get("breakers", {}).items()}
     context.add_output_metadata({
+        "circuit breakers": dg.MetadataValue.md("\n".join(f"- {k}: {breakers[k]}" for k in sorted(breakers))
+                                                or "no exchange source configured"),
         "exchange sources": dg.MetadataValue.int(len(statuses)),
         "exchange records new": dg.MetadataValue.int(sum(o["records"] for o in exchanges)),
         "exchange sources not synced": dg.MetadataValue.text(", ".join(f"{k} ({statuses[k]})" for k in down) or "none"),

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -92,3 +93,71 @@ def retry_call(action: Callable[[], T], policy: RetryPolicy, *,
     retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(max(1, policy.attempts)),
                         wait=wait, before_sleep=between, sleep=sleep, reraise=True)
     return retrying(action)
+
+
+# ------------------------------------------------------------------------------ circuit breaker (per source)
+# One breaker per configured source, over whole syncs (each call inside a sync already retries under RetryPolicy):
+# ``closed`` syncs run; ``failure_threshold`` consecutive failed syncs open it; while ``open`` syncs are skipped
+# (the source is not called at all) until ``cool_down_seconds`` have passed since it opened; then one sync probes
+# (``half_open``): success closes it, failure opens it again for another cool-down. The state lives in the database
+# (ingestion/breakers.py) so every process sees it; these functions are the pure rules.
+
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    failure_threshold: int = 3
+    cool_down_seconds: float = 900.0
+
+    @classmethod
+    def from_env(cls) -> "BreakerPolicy":
+        """``COINFRS_BREAKER_FAILURES`` and ``COINFRS_BREAKER_COOLDOWN_SECONDS``, else the defaults."""
+        import os
+
+        failures = os.environ.get("COINFRS_BREAKER_FAILURES")
+        cool_down = os.environ.get("COINFRS_BREAKER_COOLDOWN_SECONDS")
+        try:
+            policy = cls(int(failures) if failures else cls.failure_threshold,
+                         float(cool_down) if cool_down else cls.cool_down_seconds)
+        except ValueError:
+            raise ValueError("COINFRS_BREAKER_FAILURES must be an integer and COINFRS_BREAKER_COOLDOWN_SECONDS a "
+                             f"number of seconds (got {failures!r}, {cool_down!r})") from None
+        if policy.failure_threshold < 1 or policy.cool_down_seconds < 0:
+            raise ValueError("COINFRS_BREAKER_FAILURES must be at least 1 and COINFRS_BREAKER_COOLDOWN_SECONDS >= 0")
+        return policy
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    state: str = "closed"
+    consecutive_failures: int = 0
+    opened_at: datetime | None = None
+    probe_started_at: datetime | None = None
+    last_error: str | None = None
+
+
+def breaker_admits(state: BreakerState, now: datetime, policy: BreakerPolicy) -> str:
+    """What a sync may do now: ``run`` (closed), ``probe`` (open or a stuck half-open past its cool-down: this sync
+    is the one probe) or ``skip`` (open and cooling down, or another process is probing)."""
+    from datetime import timedelta
+
+    cool_down = timedelta(seconds=policy.cool_down_seconds)
+    if state.state == "closed":
+        return "run"
+    since = state.probe_started_at if state.state == "half_open" else state.opened_at
+    if since is None or now - since >= cool_down:
+        return "probe"
+    return "skip"
+
+
+def breaker_after(state: BreakerState, succeeded: bool, now: datetime, policy: BreakerPolicy,
+                  error: str | None = None) -> BreakerState:
+    """The state after a sync that ran (or probed): success closes; a failed probe, or the threshold-th consecutive
+    failure, opens it (again) from ``now``."""
+    if succeeded:
+        return BreakerState()
+    failures = state.consecutive_failures + 1
+    if state.state == "half_open" or failures >= policy.failure_threshold:
+        return BreakerState("open", failures, now, None, error)
+    return BreakerState("closed", failures, None, None, error)

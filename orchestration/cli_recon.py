@@ -85,6 +85,31 @@ def recon_breaks(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = Non
     cli.out.print(f"{len(rows)} break(s)" + (f": {', '.join(f'{n} {s}' for s, n in by_status.items())}" if rows else ""))
 
 
+@recon_app.command("quarantine")
+def recon_quarantine(entity: EntityOpt, day: DayOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
+                     as_json: JsonOpt = False) -> None:
+    """Staged records a mapper could not read (quarantined: they book no leg, their day closes `partial`): source,
+    stream, record id, field and error, by day. Without dates: every quarantined record of the entity."""
+    from transforms.quarantine import list_quarantined
+
+    cli = _cli()
+    start, end = _range(day, date_from, date_to) if (day or date_from or date_to) else (None, None)
+    with cli._engine().connect() as conn:
+        record = cli._entity(conn, entity)
+        rows = [q.as_dict() for q in list_quarantined(conn, record.id, start, end)]
+    if as_json:
+        _print_json(rows)
+        return
+    span = f" {start} .. {end}" if start else ""
+    table = Table(title=f"{record.name}: quarantined records{span}")
+    for column in ("date", "source", "stream", "account", "record", "field", "error"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["date"], r["source"], r["stream"], r["account"], r["source_raw_id"], r["field"] or "", r["error"])
+    cli.out.print(table)
+    cli.out.print(f"{len(rows)} quarantined record(s)")
+
+
 @recon_app.command("ack")
 def recon_ack(entity: EntityOpt, break_id: BreakOpt, by: ByOpt, reason: ReasonOpt) -> None:
     """Acknowledge a break with a reason (who, when and why are recorded; it then no longer blocks the lock)."""

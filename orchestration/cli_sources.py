@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -147,8 +148,10 @@ def source_sync(entity: EntityOpt,
 
 
 @source_app.command("list")
-def source_list(entity: EntityOpt) -> None:
-    """The entity's sources and their last sync (never their credentials)."""
+def source_list(entity: EntityOpt,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The entity's sources, their last sync and their circuit breaker (never their credentials)."""
+    from ingestion.breakers import breaker_states
     from ingestion.credentials import list_sources
     from warehouse.entities import resolve_entity
 
@@ -156,11 +159,19 @@ def source_list(entity: EntityOpt) -> None:
         with _engine().connect() as conn:
             record = resolve_entity(conn, entity)
             sources = list_sources(conn, record.id, enabled_only=False)
+            breakers = breaker_states(conn, record.id)
     except _known_errors() as error:
         raise _fail(str(error)) from None
-    table = Table("name", "kind", "enabled", "last sync", "status", "message")
+    if as_json:
+        print(json.dumps([{"name": s.name, "kind": s.kind, "enabled": s.enabled,
+                           "last_sync_at": s.last_sync_at.isoformat() if s.last_sync_at else None,
+                           "last_sync_status": s.last_sync_status, "last_sync_message": s.last_sync_message,
+                           "circuit_breaker": breakers.get(s.name)} for s in sources]))
+        return
+    table = Table("name", "kind", "enabled", "last sync", "status", "circuit breaker", "message")
     for s in sources:
         table.add_row(s.name, s.kind, "yes" if s.enabled else "no",
                       s.last_sync_at.isoformat(timespec="seconds") if s.last_sync_at else "-",
-                      s.last_sync_status or "-", (s.last_sync_message or "")[:80])
+                      s.last_sync_status or "-", (breakers.get(s.name) or {}).get("summary", "closed")[:80],
+                      (s.last_sync_message or "")[:80])
     out.print(table)

@@ -17,6 +17,8 @@ the next and previous day's difference, recorded source outages and whether the 
 - ``missing_stream``: the account's source (or one of its streams) was recorded as down that day,
   or the account type moves by the exchange's own events (loans and their interest, derivatives settlements,
   income: event types of transforms/events.py) and none is booked;
+- ``quarantined_record``: a staged record of the account's source and account was quarantined on that day (its
+  mapper could not read it: it books no leg, transforms/quarantine.py), naming the record, the field and the error;
 - ``unknown_asset``: the asset is not in the registry (decimals assumed);
 - ``timing``: the difference reverses the next (or reversed the previous) day, or a leg just outside
   the window has exactly that quantity (a cutoff difference).
@@ -40,7 +42,8 @@ from transforms.events import KINDS, EventType
 from transforms.transfer_matching import OUT_KINDS, TRANSFER_KINDS
 from warehouse.numbers import ZERO, exact_context, to_text
 
-CAUSE_CODES = ("unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "unknown_asset", "timing")
+CAUSE_CODES = ("unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "quarantined_record",
+               "unknown_asset", "timing")
 # Account types whose balances move by events the exchange books itself (loan draws, repayments and accrued interest,
 # derivatives settlements, income), by the vocabulary's event types (transforms/events.py): a leg counts when its
 # kind's event is one of them (Binance margin interest accrues as a ``liability`` leg of the loan account).
@@ -49,6 +52,7 @@ STREAM_ACCOUNT_TYPES: dict[str, tuple[EventType, ...]] = {
     "margin": _LOAN, "margin_loan": _LOAN, "loan": _LOAN, "isolated_margin": _LOAN,
     "futures": (EventType.DERIVATIVES_SETTLEMENT,), "coin_futures": (EventType.DERIVATIVES_SETTLEMENT,),
     "funding": (EventType.INCOME,), "vault": (EventType.INCOME,), "earn": (EventType.INCOME,),
+    "earn_locked": (EventType.INCOME,),
 }
 
 
@@ -108,6 +112,8 @@ class BreakContext:
     next_difference: Decimal | None = None
     previous_difference: Decimal | None = None
     outages: list[tuple[str, str, str]] = field(default_factory=list)  # (source, stream, reason)
+    # records of this account quarantined that day: (stream, source_raw_id, field, error)
+    quarantined: list[tuple[str, str, str | None, str]] = field(default_factory=list)
 
 
 def _t(value: Decimal | None) -> str | None:
@@ -260,6 +266,14 @@ def _missing_stream(ctx: BreakContext, tol: Decimal) -> list[dict]:
     return found
 
 
+def _quarantined_record(ctx: BreakContext, tol: Decimal) -> list[dict]:
+    return [_cause("quarantined_record", 0.88,
+                   f"the {ctx.source} {stream} record {raw_id!r} of {ctx.date} is quarantined"
+                   f"{f' (field {name!r})' if name else ''}: it books no leg until its mapper reads it: {error}",
+                   stream=stream, source_raw_id=raw_id, field=name, error=error)
+            for stream, raw_id, name, error in ctx.quarantined]
+
+
 def _unknown_asset(ctx: BreakContext, tol: Decimal) -> list[dict]:
     if not ctx.asset_unverified:
         return []
@@ -292,7 +306,8 @@ def _timing(ctx: BreakContext, tol: Decimal) -> list[dict]:
     return found
 
 
-RULES = (_unmatched_transfer, _missing_leg, _duplicate_leg, _fee, _missing_stream, _unknown_asset, _timing)
+RULES = (_unmatched_transfer, _missing_leg, _duplicate_leg, _fee, _missing_stream, _quarantined_record, _unknown_asset,
+         _timing)
 
 
 def compute_causes(ctx: BreakContext) -> list[dict]:
@@ -327,7 +342,7 @@ def load_break_context(conn: Connection, entity_id: int, brk: dict) -> BreakCont
     info = conn.execute(sa.text(
         """SELECT a.name || CASE WHEN a.account_type = 'wallet' THEN '' ELSE ' (' || a.account_type || ')' END
                   || CASE WHEN a.sub_account = '' THEN '' ELSE ' / ' || a.sub_account END AS account,
-                  a.account_type, a.source, s.symbol, s.unverified
+                  a.name, a.account_type, a.source, s.symbol, s.unverified
            FROM accounts a, assets s WHERE a.id = :acc AND s.id = :asset"""),
         dict(acc=brk["account_id"], asset=brk["asset_id"])).one()
     wf: datetime | None = brk["previous_reported_at"]
@@ -370,6 +385,10 @@ def load_break_context(conn: Connection, entity_id: int, brk: dict) -> BreakCont
     ctx.outages = [tuple(r) for r in conn.execute(sa.text(
         "SELECT source, stream, reason FROM source_outages WHERE entity_id = :e AND date = :d AND source = :src"
         " ORDER BY stream"), dict(p, src=info.source)).all()]
+    ctx.quarantined = [tuple(r) for r in conn.execute(sa.text(
+        """SELECT stream, source_raw_id, field, error FROM quarantined_records
+           WHERE entity_id = :e AND close_date = :d AND source = :src AND account = :name ORDER BY stream, source_raw_id"""),
+        dict(p, src=info.source, name=info.name)).all()]
     return ctx
 
 

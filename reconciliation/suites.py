@@ -42,7 +42,7 @@ from warehouse.entities import Entity
 ACCEPTED_KINDS = KIND_VALUES
 _DIRECTED = {d: [s.kind.value for s in KINDS.values() if s.direction == d] for d in ("in", "out")}
 NON_NEGATIVE_ACCOUNT_TYPES = ("spot", "wallet")
-LIABILITY_ACCOUNT_TYPES = ("margin_loan", "loan")  # may hold a negative balance: the debt
+LIABILITY_ACCOUNT_TYPES = ("margin_loan", "isolated_margin_loan", "loan")  # may hold a negative balance: the debt
 MAX_FAILING_ROWS = 100
 STAGING, CANONICAL = "staging", "canonical"
 

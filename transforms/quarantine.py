@@ -37,6 +37,12 @@ class Quarantined:
     field: str | None
     error: str
 
+    def as_dict(self) -> dict[str, object]:
+        """The record as the CLI's ``--json`` and the API serve it (day as ISO text)."""
+        return {"date": self.close_date.isoformat(), "source": self.source, "stream": self.stream,
+                "account": self.account, "source_raw_id": self.source_raw_id, "raw_record_id": self.raw_record_id,
+                "field": self.field, "error": self.error}
+
 
 def write_quarantine(conn: Connection, entity_id: int, start: date, end: date, locked: Iterable[date],
                      failures: list[tuple[MappingFailure, date]], mapped_keys: Iterable[tuple[str, str, str]],

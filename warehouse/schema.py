@@ -914,3 +914,22 @@ quarantined_records = sa.Table(
     comment="staged records a mapper could not read: their day's close is partial until a fix or a new version",
 )
 sa.Index("ix_quarantined_records_entity_id_close_date", quarantined_records.c.entity_id, quarantined_records.c.close_date)
+
+# ---------------------------------------------------------------- circuit breakers per source (issue 15, item 5)
+# Open after N consecutive failed syncs (their days become outages: the close is partial), half-open probe after a
+# cool-down, closed on success: ingestion/breakers.py, the policy in ingestion/retry.py.
+source_breakers = sa.Table(
+    "source_breakers",
+    metadata,
+    sa.Column("source_id", sa.BigInteger, sa.ForeignKey("source_credentials.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default="closed", comment="closed | open | half_open"),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("opened_at", TS, comment="when it last opened"),
+    sa.Column("probe_started_at", TS, comment="half_open: when the probing sync started"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("source_id"),
+    sa.CheckConstraint("state IN ('closed', 'open', 'half_open')", name="state"),
+    sa.CheckConstraint("consecutive_failures >= 0", name="failures"),
+    comment="circuit breaker per configured source: open after repeated failed syncs, half-open probe after a cool-down",
+)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import ccxt
@@ -43,12 +43,42 @@ from ingestion.ccxt_hosts import point_api_at
 from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
-from transforms.binance_mapping import EARN_ACCOUNT_TYPE, SOURCE, split_earn_balances
+from transforms.binance_mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
+                                       SOURCE, split_earn_balances)
+from transforms.mappers import StagedRecord, try_map_record
+from warehouse.calendar import close_date_of, cutoff_of, days_between
+from warehouse.entities import find_entity
 from warehouse.numbers import D, ZERO, exact_context
 
 DAY_MS = 86_400_000
 TRANSFER_TYPES = ("MAIN_MARGIN", "MARGIN_MAIN", "MAIN_UMFUTURE", "UMFUTURE_MAIN", "MAIN_FUNDING", "FUNDING_MAIN",
-                  "UMFUTURE_FUNDING", "FUNDING_UMFUTURE")
+                  "UMFUTURE_FUNDING", "FUNDING_UMFUTURE", "MAIN_CMFUTURE", "CMFUTURE_MAIN")
+# isolated margin transfers, per pair: the side Binance requires the pair on
+ISOLATED_TRANSFER_TYPES = {"MARGIN_ISOLATEDMARGIN": "toSymbol", "ISOLATEDMARGIN_MARGIN": "fromSymbol"}
+# Simple Earn and ETH staking history: stream -> (endpoint, ccxt method name, the record's own id)
+EARN_STREAMS = {
+    "earn_flexible_subscriptions": ("/sapi/v1/simple-earn/flexible/history/subscriptionRecord",
+                                    "sapiGetSimpleEarnFlexibleHistorySubscriptionRecord", ("purchaseId",)),
+    "earn_flexible_redemptions": ("/sapi/v1/simple-earn/flexible/history/redemptionRecord",
+                                  "sapiGetSimpleEarnFlexibleHistoryRedemptionRecord", ("redeemId",)),
+    "earn_locked_subscriptions": ("/sapi/v1/simple-earn/locked/history/subscriptionRecord",
+                                  "sapiGetSimpleEarnLockedHistorySubscriptionRecord", ("purchaseId",)),
+    "earn_locked_redemptions": ("/sapi/v1/simple-earn/locked/history/redemptionRecord",
+                                "sapiGetSimpleEarnLockedHistoryRedemptionRecord", ("redeemId",)),
+    "earn_locked_rewards": ("/sapi/v1/simple-earn/locked/history/rewardsRecord",
+                            "sapiGetSimpleEarnLockedHistoryRewardsRecord", ("positionId", "asset", "time")),
+    "eth_staking": ("/sapi/v1/eth-staking/eth/history/stakingHistory", "sapiGetEthStakingEthHistoryStakingHistory",
+                    ("time", "asset", "amount", "distributeAmount")),
+    "eth_staking_redemptions": ("/sapi/v1/eth-staking/eth/history/redemptionHistory",
+                                "sapiGetEthStakingEthHistoryRedemptionHistory",
+                                ("time", "asset", "amount", "distributeAmount")),
+}
+FLEXIBLE_REWARD_TYPES = ("REALTIME", "BONUS")  # the rewards credited (REWARDS: the historical view; ALL: both again)
+FIAT_STREAMS = {("orders", "0"): "fiat_deposits", ("orders", "1"): "fiat_withdrawals", ("payments", "0"): "fiat_payments",
+                ("payments", "1"): "fiat_payments"}
+# account types Binance gives no daily snapshot of: their daily balances are rolled back from the run-time balance
+# through the staged movements (see docs/sources-exchanges.md)
+ROLLED_BACK_TYPES = ("funding", EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN, "coin_futures")
 LOAN_STREAMS = {"BORROW": "margin_loans", "REPAY": "margin_repays"}
 SNAPSHOT_TYPES = {"SPOT": "spot", "MARGIN": "margin", "FUTURES": "futures"}
 # Binance's names of the permissions a read-only key must not have
@@ -88,7 +118,8 @@ class BinanceOptions:
     overlap_ms: dict[str, int] = field(default_factory=lambda: {
         "deposits": 3 * DAY_MS, "withdrawals": 3 * DAY_MS, "transfers": DAY_MS, "futures_income": DAY_MS,
         "snapshots": DAY_MS, "converts": DAY_MS, "dust": DAY_MS, "margin_interest": DAY_MS, "margin_loans": DAY_MS,
-        "sub_transfers": DAY_MS})
+        "sub_transfers": DAY_MS, "earn": 3 * DAY_MS, "dividends": DAY_MS, "fiat": 3 * DAY_MS,
+        "coin_futures_income": DAY_MS})
 
 
 @dataclass
@@ -181,6 +212,9 @@ class BinanceSync:
         self.exchange, self.options = exchange, options
         self.stats = SyncStats(account)
         self.now = int(options.until.timestamp() * 1000) if options.until else _now_ms()
+        self.current: list[BalanceSnapshotIn] = []  # this run's run-time balances
+        self.isolated_symbols: list[str] = []
+        self._managed_subs: set[str] = set()
 
     def call(self, what: str, method: Callable[..., Any], params: dict[str, Any]) -> Any:
         self.stats.calls += 1
@@ -237,16 +271,20 @@ class BinanceSync:
             if len(page) < limit:
                 return rows
 
-    def sync_transfers(self) -> None:
-        for kind in TRANSFER_TYPES:
-            cursor_stream = f"transfers/{kind}"
+    def sync_transfers(self, isolated_symbols: Iterable[str] = (), *, fixed_types: bool = True) -> None:
+        """Universal transfers of each type; isolated margin ones per pair (Binance requires the pair)."""
+        kinds = [(kind, {}, f"transfers/{kind}") for kind in (TRANSFER_TYPES if fixed_types else ())] + [
+            (kind, {side: symbol}, f"transfers/{kind}/{symbol}")
+            for symbol in isolated_symbols for kind, side in ISOLATED_TRANSFER_TYPES.items()]
+        for kind, extra, cursor_stream in kinds:
             start = self._window_start(cursor_stream, "transfers")
             for lo, hi in _windows(start, self.now, 30 * DAY_MS):
                 rows: list[dict] = []
                 current = 1
                 while True:
                     page = self.call("GET /sapi/v1/asset/transfer", self.exchange.sapiGetAssetTransfer,
-                                     {"type": kind, "startTime": lo, "endTime": hi, "current": current, "size": 100})
+                                     {"type": kind, **extra, "startTime": lo, "endTime": hi, "current": current,
+                                      "size": 100})
                     batch = page.get("rows") or []
                     rows.extend(batch)
                     if len(batch) < 100 or len(rows) >= int(page.get("total", 0)):
@@ -256,26 +294,29 @@ class BinanceSync:
                            for r in rows]
                 self._commit("transfers", records, cursor_stream, {"until": hi})
 
-    def sync_futures_income(self) -> None:
-        start = self._window_start("futures_income", "futures_income")
+    def sync_futures_income(self, *, coin_margined: bool = False) -> None:
+        """USD-M (/fapi/v1/income, stream futures_income) or COIN-M (/dapi/v1/income, coin_futures_income) income."""
+        stream = "coin_futures_income" if coin_margined else "futures_income"
+        what, method = (("GET /dapi/v1/income", self.exchange.dapiPrivateGetIncome) if coin_margined
+                        else ("GET /fapi/v1/income", self.exchange.fapiPrivateGetIncome))
+        start = self._window_start(stream, stream)
         limit = min(self.options.page_size, 1000)
         for lo, hi in _windows(start, self.now, 30 * DAY_MS):
             rows: list[dict] = []
             page_start = lo
             while True:
-                page = self.call("GET /fapi/v1/income", self.exchange.fapiPrivateGetIncome,
-                                 {"startTime": page_start, "endTime": hi, "limit": limit})
+                page = self.call(what, method, {"startTime": page_start, "endTime": hi, "limit": limit})
                 rows.extend(page)
                 if len(page) < limit:
                     break
                 last = int(page[-1]["time"])
                 if last == page_start:
-                    raise RuntimeError(f"binance futures income: more than {limit} records at {last} ms; "
+                    raise RuntimeError(f"binance {stream}: more than {limit} records at {last} ms; "
                                        "raise the page size")
                 page_start = last  # inclusive: records sharing the last time are fetched again and deduplicated
             records = [RawRecordIn(self.account, f"{self.account}|{r['incomeType']}|{r['tranId']}|{r.get('tradeId', '')}",
                                    _utc(int(r["time"])), r) for r in rows]
-            self._commit("futures_income", records, "futures_income", {"until": hi})
+            self._commit(stream, records, stream, {"until": hi})
 
     def sync_converts(self) -> None:
         start = self._window_start("converts", "converts")
@@ -306,14 +347,17 @@ class BinanceSync:
                        for d in body.get("userAssetDribblets") or [] for detail in d.get("userAssetDribbletDetails") or []]
             self._commit("dust", records, "dust", {"until": hi})
 
-    def sync_margin_interest(self) -> None:
-        start = self._window_start("margin_interest", "margin_interest")
+    def sync_margin_interest(self, isolated_symbol: str = "") -> None:
+        """Cross margin interest, or one isolated pair's (``isolatedSymbol``; the rows name the pair)."""
+        cursor_stream = f"margin_interest/isolated/{isolated_symbol}" if isolated_symbol else "margin_interest"
+        extra = {"isolatedSymbol": isolated_symbol} if isolated_symbol else {}
+        start = self._window_start(cursor_stream, "margin_interest")
         for lo, hi in _windows(start, self.now, 30 * DAY_MS):
             rows: list[dict] = []
             current = 1
             while True:
                 body = self.call("GET /sapi/v1/margin/interestHistory", self.exchange.sapiGetMarginInterestHistory,
-                                 {"startTime": lo, "endTime": hi, "current": current, "size": 100})
+                                 {**extra, "startTime": lo, "endTime": hi, "current": current, "size": 100})
                 batch = body.get("rows") or []
                 rows.extend(batch)
                 if len(batch) < 100 or len(rows) >= int(body.get("total", 0)):
@@ -321,7 +365,7 @@ class BinanceSync:
                 current += 1
             records = [RawRecordIn(self.account, f"{self.account}|{r['txId']}", _utc(int(r["interestAccuredTime"])), r)
                        for r in rows]
-            self._commit("margin_interest", records, "margin_interest", {"until": hi})
+            self._commit("margin_interest", records, cursor_stream, {"until": hi})
 
     def sync_snapshots(self) -> None:
         for kind, account_type in SNAPSHOT_TYPES.items():
@@ -372,8 +416,40 @@ class BinanceSync:
                               {b["asset"]: _text_sum(b["free"], b["locked"], b["freeze"]) for b in funding},
                               {"endpoint": "/sapi/v1/asset/get-funding-asset", "response": funding}),
         ]
+        snapshots += self._product_balances(taken)
         self._commit("balances", [], "balances", None, snapshots)
+        self.current = snapshots
         return set(snapshots[0].balances) | set(held)
+
+    def _product_balances(self, taken: datetime) -> list[BalanceSnapshotIn]:
+        """Run-time balances of the accounts Binance gives no daily snapshot of, besides funding: Simple Earn locked
+        positions, isolated margin (assets and debt, every pair summed) and COIN-M futures wallets."""
+        locked = self._page_rows("GET /sapi/v1/simple-earn/locked/position", self.exchange.sapiGetSimpleEarnLockedPosition,
+                                 {}, rows_key="rows", total_key="total", page_key="current", size_key="size", size=100)
+        earn_locked: dict[str, str] = {}
+        for row in locked:
+            earn_locked[row["asset"]] = _text_sum(earn_locked.get(row["asset"], "0"), row["amount"])
+        isolated = self.isolated_margin_account()
+        self.isolated_symbols = sorted(a["symbol"] for a in isolated.get("assets") or [])
+        held: dict[str, str] = {}
+        debt: dict[str, str] = {}
+        for pair in isolated.get("assets") or []:
+            for side in (pair["baseAsset"], pair["quoteAsset"]):
+                held[side["asset"]] = _text_sum(held.get(side["asset"], "0"), side["free"], side["locked"])
+                with exact_context():
+                    owed = D(debt.get(side["asset"], "0")) - D(side["borrowed"]) - D(side["interest"])
+                debt[side["asset"]] = format(owed, "f")
+        coin = self.call("GET /dapi/v1/balance", self.exchange.dapiPrivateGetBalance, {})
+        return [
+            BalanceSnapshotIn(self.account, EARN_LOCKED_ACCOUNT_TYPE, "", taken, earn_locked,
+                              {"endpoint": "/sapi/v1/simple-earn/locked/position", "response": {"rows": locked}}),
+            BalanceSnapshotIn(self.account, ISOLATED_MARGIN, "", taken, held,
+                              {"endpoint": "/sapi/v1/margin/isolated/account", "response": isolated}),
+            BalanceSnapshotIn(self.account, ISOLATED_MARGIN_LOAN, "", taken, debt,
+                              {"endpoint": "/sapi/v1/margin/isolated/account", "response": isolated}),
+            BalanceSnapshotIn(self.account, "coin_futures", "", taken, {b["asset"]: _text_sum(b["balance"]) for b in coin},
+                              {"endpoint": "/dapi/v1/balance", "response": coin}),
+        ]
 
     def known_assets(self, conn: Connection) -> set[str]:
         """Every asset this account has shown in staged snapshots, deposits or withdrawals."""
@@ -395,20 +471,24 @@ class BinanceSync:
                  if m.get("spot") and (m.get("margin") or not margin) and m["base"] in assets and m["quote"] in assets}
         return sorted(found)
 
-    def sync_trades(self, assets: set[str], *, margin: bool = False) -> None:
-        """Spot trades (/api/v3/myTrades) or cross-margin trades (/sapi/v1/margin/myTrades), per symbol by id."""
+    def sync_trades(self, assets: set[str], *, margin: bool = False, isolated_symbols: Iterable[str] = ()) -> None:
+        """Spot trades (/api/v3/myTrades), cross-margin trades (/sapi/v1/margin/myTrades) or, with
+        ``isolated_symbols``, those isolated pairs' trades (``isIsolated=TRUE``), per symbol by id."""
         limit = min(self.options.page_size, 1000)
-        stream = "margin_trades" if margin else "trades"
-        what, method = (("GET /sapi/v1/margin/myTrades", self.exchange.sapiGetMarginMyTrades) if margin
+        isolated = set(isolated_symbols)
+        stream = "margin_trades" if margin or isolated else "trades"
+        what, method = (("GET /sapi/v1/margin/myTrades", self.exchange.sapiGetMarginMyTrades) if stream == "margin_trades"
                         else ("GET /api/v3/myTrades", self.exchange.privateGetMyTrades))
-        for market_id, pair in self.trade_symbols(assets, margin=margin):
-            if not margin:
+        symbols = self._markets_named(isolated) if isolated else self.trade_symbols(assets, margin=margin)
+        extra = {"isIsolated": "TRUE"} if isolated else {}
+        for market_id, pair in symbols:
+            if stream == "trades":
                 self.stats.symbols.append(pair)
-            cursor_stream = f"{stream}/{market_id}"
+            cursor_stream = f"{stream}/isolated/{market_id}" if isolated else f"{stream}/{market_id}"
             cursor = self._cursor(cursor_stream)
             from_id = int(cursor["from_id"]) if cursor else 0
             while True:
-                page = self.call(what, method, {"symbol": market_id, "fromId": from_id, "limit": limit})
+                page = self.call(what, method, {"symbol": market_id, **extra, "fromId": from_id, "limit": limit})
                 records = [RawRecordIn(self.account, f"{self.account}|{pair}|{t['id']}", _utc(int(t["time"])), t)
                            for t in page]
                 next_from = max((int(t["id"]) for t in page), default=from_id)
@@ -416,6 +496,78 @@ class BinanceSync:
                 if len(page) < limit or next_from == from_id:
                     break
                 from_id = next_from  # the last id is read again: one record of overlap, deduplicated
+
+    def _markets_named(self, ids: set[str]) -> list[tuple[str, str]]:
+        markets = call_exchange(self.exchange, "load_markets", self.exchange.load_markets, policy=self.options.retry)
+        return sorted({(m["id"], f"{m['base']}/{m['quote']}") for m in markets.values() if m.get("spot") and m["id"] in ids})
+
+    # -- Simple Earn, ETH staking, distributions, fiat, isolated margin
+    def sync_earn(self) -> None:
+        """Simple Earn flexible and locked subscriptions, redemptions and rewards, and ETH staking (ETH for WBETH and
+        back): 30-day windows (Binance allows 3 months), ``current``/``size`` pages of 100."""
+        for stream, (endpoint, method_name, id_fields) in EARN_STREAMS.items():
+            self._sync_paged_history(stream, stream, endpoint, getattr(self.exchange, method_name), {}, id_fields)
+        for kind in FLEXIBLE_REWARD_TYPES:  # ``type`` is mandatory; each type its own cursor
+            self._sync_paged_history("earn_flexible_rewards", f"earn_flexible_rewards/{kind}",
+                                     "/sapi/v1/simple-earn/flexible/history/rewardsRecord",
+                                     self.exchange.sapiGetSimpleEarnFlexibleHistoryRewardsRecord, {"type": kind},
+                                     ("type", "projectId", "asset", "time"))
+
+    def _sync_paged_history(self, stream: str, cursor_stream: str, endpoint: str, method: Callable[..., Any],
+                            extra: dict[str, Any], id_fields: tuple[str, ...]) -> None:
+        start = self._window_start(cursor_stream, "earn")
+        for lo, hi in _windows(start, self.now, 30 * DAY_MS):
+            rows = self._page_rows(f"GET {endpoint}", method, {**extra, "startTime": lo, "endTime": hi},
+                                   rows_key="rows", total_key="total", page_key="current", size_key="size", size=100)
+            records = [RawRecordIn(self.account, "|".join([self.account, *(str(r.get(f, "")) for f in id_fields)]),
+                                   _utc(int(r["time"])), r) for r in rows]
+            self._commit(stream, records, cursor_stream, {"until": hi})
+
+    def sync_dividends(self) -> None:
+        """Asset distributions (/sapi/v1/asset/assetDividend: Launchpool rewards, airdrops, ...). The endpoint has no
+        pages, only ``limit`` (500) and a ``total``: a window holding more is split in two until each fits."""
+        start = self._window_start("dividends", "dividends")
+        for lo, hi in _windows(start, self.now, 30 * DAY_MS):
+            rows = self._dividend_rows(lo, hi)
+            records = [RawRecordIn(self.account, f"{self.account}|{r['id']}", _utc(int(r["divTime"])), r) for r in rows]
+            self._commit("dividends", records, "dividends", {"until": hi})
+
+    def _dividend_rows(self, lo: int, hi: int) -> list[dict]:
+        body = self.call("GET /sapi/v1/asset/assetDividend", self.exchange.sapiGetAssetAssetDividend,
+                         {"startTime": lo, "endTime": hi, "limit": 500})
+        rows = body.get("rows") or []
+        if int(body.get("total") or 0) <= len(rows):
+            return rows
+        if hi - lo < 1000:
+            raise RuntimeError(f"binance dividends: more than 500 distributions within one second at {lo} ms")
+        middle = (lo + hi) // 2
+        return self._dividend_rows(lo, middle) + self._dividend_rows(middle + 1, hi)
+
+    def sync_fiat(self) -> None:
+        """Fiat deposits and withdrawals (/sapi/v1/fiat/orders) and Buy Crypto payments (/sapi/v1/fiat/payments),
+        each ``transactionType``: ``beginTime``/``endTime`` windows of 30 days, ``page``/``rows`` pages of 500."""
+        for (kind, transaction_type), stream in FIAT_STREAMS.items():
+            cursor_stream = f"fiat_{kind}/{transaction_type}"
+            method = self.exchange.sapiGetFiatOrders if kind == "orders" else self.exchange.sapiGetFiatPayments
+            side = {"0": "buy", "1": "sell"}[transaction_type] if kind == "payments" else None
+            start = self._window_start(cursor_stream, "fiat")
+            for lo, hi in _windows(start, self.now, 30 * DAY_MS):
+                rows = self._page_rows(f"GET /sapi/v1/fiat/{kind}", method,
+                                       {"transactionType": transaction_type, "beginTime": lo, "endTime": hi},
+                                       rows_key="data", total_key="total", page_key="page", size_key="rows", size=500)
+                records = [RawRecordIn(self.account, "|".join([self.account, *([side] if side else []), r["orderNo"]]),
+                                       _utc(int(r["createTime"])), r) for r in rows]
+                self._commit(stream, records, cursor_stream, {"until": hi})
+
+    def isolated_margin_account(self) -> dict:
+        return self.call("GET /sapi/v1/margin/isolated/account", self.exchange.sapiGetMarginIsolatedAccount, {})
+
+    def sync_isolated_margin(self, symbols: list[str]) -> None:
+        """Each isolated pair's transfers in and out, loans, repayments, interest and trades."""
+        self.sync_transfers(symbols, fixed_types=False)
+        for symbol in symbols:
+            self.sync_margin_loans(symbol)
+            self.sync_margin_interest(symbol)
 
     def _page_rows(self, what: str, method: Callable[..., Any], params: dict[str, Any], *, rows_key: str,
                    total_key: str, page_key: str, size_key: str, size: int) -> list[dict]:
@@ -430,17 +582,20 @@ class BinanceSync:
                 return rows
             page_number += 1
 
-    def sync_margin_loans(self) -> None:
-        """Cross-margin loans and repayments (/sapi/v1/margin/borrow-repay; 7 days at most per call without asset)."""
+    def sync_margin_loans(self, isolated_symbol: str = "") -> None:
+        """Cross-margin (or one isolated pair's) loans and repayments (/sapi/v1/margin/borrow-repay; 7 days at most
+        per call without asset)."""
+        extra = {"isolatedSymbol": isolated_symbol} if isolated_symbol else {}
         for kind, stream in LOAN_STREAMS.items():
-            start = self._window_start(stream, "margin_loans")
+            cursor_stream = f"{stream}/isolated/{isolated_symbol}" if isolated_symbol else stream
+            start = self._window_start(cursor_stream, "margin_loans")
             for lo, hi in _windows(start, self.now, 7 * DAY_MS):
                 rows = self._page_rows("GET /sapi/v1/margin/borrow-repay", self.exchange.sapiGetMarginBorrowRepay,
-                                       {"type": kind, "startTime": lo, "endTime": hi}, rows_key="rows",
+                                       {"type": kind, **extra, "startTime": lo, "endTime": hi}, rows_key="rows",
                                        total_key="total", page_key="current", size_key="size", size=100)
                 records = [RawRecordIn(self.account, f"{self.account}|{r['txId']}", _utc(int(r["timestamp"])), r)
                            for r in rows]
-                self._commit(stream, records, stream, {"until": hi})
+                self._commit(stream, records, cursor_stream, {"until": hi})
 
     def sync_sub_accounts(self) -> list[str]:
         """A master account's sub-accounts (staged, no legs) and their universal transfers; returns their emails."""
@@ -476,7 +631,8 @@ class BinanceSync:
                 records = {r["tranId"]: RawRecordIn(self.account, sub_transfer_id(self.account, r, emails),
                                                     _utc(int(r["createTimeStamp"])), r) for r in rows}
                 self._commit("sub_transfers", list(records.values()), cursor_stream, {"until": hi})
-        for email in sorted({s["email"] for s in subs if s.get("isManagedSubAccount") is True}):
+        self._managed_subs = {s["email"] for s in subs if s.get("isManagedSubAccount") is True}
+        for email in sorted(self._managed_subs):
             self.sync_managed_sub_snapshots(email)
         return emails
 
@@ -504,13 +660,81 @@ class BinanceSync:
                 {"endpoint": "/sapi/v4/sub-account/assets", "email": email, "response": body}))
         if snapshots:
             self._commit("balances", [], "balances", None, snapshots)
+        managed = self._managed_subs
+        self.current += [snap for snap in snapshots if snap.sub_account not in managed]
+
+    # -- daily balances where Binance has no daily snapshot
+    def sync_rolled_back_balances(self) -> None:
+        """The daily balances of the funding wallet, Simple Earn locked, isolated margin, COIN-M futures and each
+        non-managed sub-account's spot: the run-time balance minus every staged movement after each day's cutoff
+        (the legs the Binance mappers make of the staged records). Binance gives no daily snapshot of those
+        (GET /sapi/v1/accountSnapshot covers SPOT, MARGIN and FUTURES only; managed sub-accounts have their own).
+        A balance rolled back through the same legs the completeness check sums partly confirms itself: it proves
+        the current balance and the legs agree in total, not that no movement is missing on a given day (the payload
+        says so: ``"derived": "rolled back"``). Written from the day after the last one written (cursor
+        ``rolled_back``) through the last complete day before the sync's end."""
+        rolled = [snap for snap in self.current if snap.account_type in ROLLED_BACK_TYPES or snap.sub_account]
+        if not rolled:
+            return
+        with self.engine.connect() as conn:
+            entity = find_entity(conn, self.entity_id)
+            cursor = load_cursor(conn, self.entity_id, SOURCE, self.account, "rolled_back")
+            staged = conn.execute(sa.text(
+                """SELECT DISTINCT ON (stream, source_raw_id) id, stream, source_raw_id, occurred_at, payload
+                   FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a
+                   ORDER BY stream, source_raw_id, id DESC"""), dict(e=self.entity_id, s=SOURCE, a=self.account)).all()
+        tz = entity.tz if entity else timezone.utc
+        end = min(_utc(self.now), datetime.now(timezone.utc))
+        last_day = close_date_of(end, tz)
+        if cutoff_of(last_day, tz) > end:
+            last_day -= timedelta(days=1)
+        moves: dict[tuple[str, str], list[tuple[datetime, str, Any]]] = {}  # (type, sub-account) -> (time, asset, qty)
+        for row in staged:
+            legs = try_map_record(StagedRecord(row.id, SOURCE, row.stream, self.account, row.source_raw_id,
+                                               row.occurred_at, row.payload))
+            if isinstance(legs, list):  # a quarantined record moves nothing here either (its day is partial)
+                for leg in legs:
+                    moves.setdefault((leg.account_type or "", leg.sub_account), []).append(
+                        (row.occurred_at, leg.asset, leg.quantity))
+        if cursor:
+            first_day = date.fromisoformat(cursor["day"]) + timedelta(days=1)
+        else:
+            first_day = min((close_date_of(when, tz) for group in moves.values() for when, _, _ in group),
+                            default=last_day + timedelta(days=1))
+        days = list(days_between(first_day, last_day))
+        snapshots = []
+        for snap in rolled:
+            group = sorted(moves.get((snap.account_type, snap.sub_account), []), key=lambda m: m[0])
+            if not group and not any(D(v) for v in snap.balances.values()):
+                continue  # nothing held and nothing ever moved: no account to report
+            later: dict[str, Any] = {}
+            for _, asset, quantity in group:  # every movement after the first cutoff, then less as the cutoff moves
+                later[asset] = later.get(asset, ZERO) + quantity
+            position = 0
+            for day in days:
+                cutoff = cutoff_of(day, tz)
+                while position < len(group) and group[position][0] <= cutoff:
+                    _, asset, quantity = group[position]
+                    later[asset] -= quantity
+                    position += 1
+                with exact_context():
+                    balances = {asset: format(D(snap.balances.get(asset, "0")) - later.get(asset, ZERO), "f")
+                                for asset in sorted(set(snap.balances) | set(later))}
+                snapshots.append(BalanceSnapshotIn(self.account, snap.account_type, snap.sub_account, cutoff, balances, {
+                    "derived": "rolled back from the run-time balance through the staged movements after the cutoff",
+                    "balances_then": snap.balances, "movements_after_cutoff": len(group) - position}))
+        if snapshots or last_day >= first_day:
+            self._commit("balances", [], "rolled_back", {"day": last_day.isoformat()} if last_day >= first_day else None,
+                         snapshots)
 
     @staticmethod
     def window_streams() -> list[str]:
         """The cursors ``{"until": ms}`` of the fixed time-windowed streams (what a sync reads through)."""
-        return ["deposits", "withdrawals", "futures_income", "converts", "dust", "margin_interest",
-                *LOAN_STREAMS.values(), *(f"transfers/{k}" for k in TRANSFER_TYPES),
-                *(f"snapshots/{k}" for k in SNAPSHOT_TYPES)]
+        return ["deposits", "withdrawals", "futures_income", "coin_futures_income", "converts", "dust",
+                "margin_interest", "dividends", *LOAN_STREAMS.values(), *(f"transfers/{k}" for k in TRANSFER_TYPES),
+                *(f"snapshots/{k}" for k in SNAPSHOT_TYPES), *EARN_STREAMS,
+                *(f"earn_flexible_rewards/{k}" for k in FLEXIBLE_REWARD_TYPES),
+                *(f"fiat_{kind}/{t}" for kind, t in FIAT_STREAMS)]
 
     def run(self) -> SyncStats:
         check_read_only(self.exchange, self.options.retry)
@@ -520,16 +744,24 @@ class BinanceSync:
         held = self.sync_current_balances()
         self.sync_transfers()
         self.sync_futures_income()
+        self.sync_futures_income(coin_margined=True)
         self.sync_converts()
         self.sync_dust()
         self.sync_margin_interest()
         self.sync_margin_loans()
+        self.sync_earn()
+        self.sync_dividends()
+        self.sync_fiat()
+        self.sync_isolated_margin(self.isolated_symbols)
         emails = self.sync_sub_accounts()
         self.sync_sub_account_balances(emails)
         with self.engine.connect() as conn:
             assets = self.known_assets(conn) | held
         self.sync_trades(assets)
         self.sync_trades(assets, margin=True)
+        if self.isolated_symbols:
+            self.sync_trades(assets, isolated_symbols=self.isolated_symbols)
+        self.sync_rolled_back_balances()
         return self.stats
 
 

@@ -19,6 +19,8 @@ from ingestion import connectors
 from ingestion.connectors import connector_for, is_other_kind
 from ingestion.credentials import (CredentialError, EnvKeyProvider, KeyProvider, SourceInfo, list_sources,
                                    load_credentials, record_sync_outcome, store_source)
+from ingestion.breakers import Admission, admit_sync, describe, record_sync_result
+from ingestion.retry import BreakerPolicy
 from ingestion.exchanges.binance import (ApiCredentials, BinanceOptions, BinanceSync, SyncStats, check_read_only,
                                          make_client)
 from ingestion.exchanges.sync_outages import (clear_sync_outages, first_incomplete_day, last_day_read,
@@ -139,7 +141,7 @@ def _one_source(engine: Engine, entity: Entity, name: str) -> SourceInfo:
 class SourceSyncResult:
     source: str
     kind: str
-    status: str  # succeeded | unavailable | refused | failed
+    status: str  # succeeded | unavailable | refused | failed | circuit_open (skipped: the breaker is open)
     message: str | None
     stats: SyncStats | None = None
     errors: list[str] = field(default_factory=list)
@@ -155,21 +157,28 @@ def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: Ke
         first_day = first_incomplete_day(conn, entity, source.kind, source.name, BinanceSync.window_streams(),
                                          options.since)
     last_day = last_day_read(entity, options.until)
-    try:
-        with engine.connect() as conn:
-            credentials = load_credentials(conn, source, provider)
-        exchange, options = _client(source.kind, credentials, source.config)
-        sync = BinanceSync(engine, entity.id, source.name, exchange, options)
-        stats = sync.stats
-        sync.run()
-        status, message = "succeeded", None
-    except SourceAccessError as error:
-        status, message = "refused", str(error)
-    except SourceUnavailable as error:
-        status, message = "unavailable", str(error)
-    except (SourceError, CredentialError) as error:
-        status, message = "failed", str(error)
+    policy = BreakerPolicy.from_env()
     with engine.begin() as conn:
+        admission = admit_sync(conn, source.id, policy)
+    if admission.action == "skip":  # the source is not called while its breaker is open
+        status, message = "circuit_open", admission.message
+    else:
+        try:
+            with engine.connect() as conn:
+                credentials = load_credentials(conn, source, provider)
+            exchange, options = _client(source.kind, credentials, source.config)
+            sync = BinanceSync(engine, entity.id, source.name, exchange, options)
+            stats = sync.stats
+            sync.run()
+            status, message = "succeeded", None
+        except SourceAccessError as error:
+            status, message = "refused", str(error)
+        except SourceUnavailable as error:
+            status, message = "unavailable", str(error)
+        except (SourceError, CredentialError) as error:
+            status, message = "failed", str(error)
+    with engine.begin() as conn:
+        message = _apply_breaker(conn, source, admission, policy, status, message)
         record_sync_outcome(conn, source.id, status, message)
         if status == "succeeded":
             clear_sync_outages(conn, entity, source.kind, first_day, last_day)
@@ -178,19 +187,41 @@ def sync_source(engine: Engine, entity: Entity, source: SourceInfo, provider: Ke
     return SourceSyncResult(source.name, source.kind, status, message, stats)
 
 
+def _apply_breaker(conn, source: SourceInfo, admission: Admission, policy: BreakerPolicy, status: str,
+                   message: str | None) -> str | None:
+    """A sync that ran (or probed) moves the source's breaker; the message then says when it opens."""
+    if admission.action == "skip":
+        return message
+    breaker = record_sync_result(conn, source.id, status == "succeeded", policy, error=message)
+    if breaker.state == "open" and status != "succeeded":
+        return f"{message} (circuit breaker now {describe(breaker, policy)})"
+    return message
+
+
+class _BreakerOpen(Exception):
+    """The source's circuit breaker is open: its sync is skipped, not attempted."""
+
+
 def sync_other_source(engine: Engine, entity: Entity, source: SourceInfo, provider: KeyProvider) -> SourceSyncResult:
     """``sync_source`` for the kinds of ingestion/connectors.py; a failure also records the days it may miss as
     source outages (those closes are partial), a success clears them."""
     stats, staging_source = None, source.kind
+    policy = BreakerPolicy.from_env()
+    with engine.begin() as conn:
+        admission = admit_sync(conn, source.id, policy)
     try:
         connector = connector_for(source.kind)
         staging_source = connector.staging_source
+        if admission.action == "skip":  # the source is not called while its breaker is open
+            raise _BreakerOpen(admission.message or "circuit breaker open")
         with engine.connect() as conn:
             credentials = load_credentials(conn, source, provider)
         run = connector.make_sync(engine, entity.id, source.name, credentials, source.config)
         stats = run.stats
         run.run()
         status, message = "succeeded", None
+    except _BreakerOpen as error:
+        status, message = "circuit_open", str(error)
     except SourceAccessError as error:
         status, message = "refused", str(error)
     except SourceUnavailable as error:
@@ -200,6 +231,7 @@ def sync_other_source(engine: Engine, entity: Entity, source: SourceInfo, provid
     except Exception as error:  # noqa: BLE001 - a connector bug must not stop the other sources or the close
         status, message = "failed", f"unexpected {type(error).__name__} in the {source.kind} connector: {str(error)[:300]}"
     with engine.begin() as conn:
+        message = _apply_breaker(conn, source, admission, policy, status, message)
         record_sync_outcome(conn, source.id, status, message)
     if status == "succeeded":
         connectors.clear_sync_outages(engine, entity.id, staging_source, source.name)

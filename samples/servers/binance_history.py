@@ -58,6 +58,16 @@ class BinanceHistory:
     sub_balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # final, per sub-account email
     # daily SPOT snapshots of the managed sub-accounts (/sapi/v1/managed-subaccount/accountSnapshot), per email
     sub_snapshots: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    # products (generate_history(products=True)): Simple Earn, ETH staking, asset distributions, fiat, COIN-M, isolated
+    earn: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # stream name -> rows
+    eth_staking: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # staking | redemption
+    dividends: list[dict] = field(default_factory=list)  # /sapi/v1/asset/assetDividend rows
+    fiat_orders: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # transactionType "0" | "1"
+    fiat_payments: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # transactionType "0" | "1"
+    coin_income: list[dict] = field(default_factory=list)  # /dapi/v1/income
+    locked_positions: list[dict] = field(default_factory=list)  # /sapi/v1/simple-earn/locked/position, at the end
+    isolated_symbol: str = "BTCUSDT"
+    isolated_debt: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)  # final (borrowed, interest)
 
     @property
     def record_count(self) -> int:
@@ -65,17 +75,25 @@ class BinanceHistory:
                 + len(self.transfers) + len(self.income) + len(self.converts) + len(self.interest)
                 + sum(len(d["userAssetDribbletDetails"]) for d in self.dust)
                 + sum(len(t) for t in self.margin_trades.values()) + sum(len(r) for r in self.loans.values())
-                + len(self.sub_transfers))
+                + len(self.sub_transfers) + sum(len(r) for r in self.earn.values())
+                + sum(len(r) for r in self.eth_staking.values()) + len(self.dividends)
+                + sum(len(r) for r in self.fiat_orders.values()) + sum(len(r) for r in self.fiat_payments.values())
+                + len(self.coin_income))
 
 
 def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 31), *, seed: int = 7,
-                     trades_per_day: tuple[int, int] = (2, 5)) -> BinanceHistory:
-    """A deterministic account history over [start, end] (UTC days)."""
+                     trades_per_day: tuple[int, int] = (2, 5), products: bool = False) -> BinanceHistory:
+    """A deterministic account history over [start, end] (UTC days). ``products``: also Simple Earn (flexible and
+    locked), ETH staking, Launchpool and airdrop distributions, fiat deposits/withdrawals, Buy Crypto, COIN-M
+    futures income and isolated margin (drawn from a generator of their own, so the rest is the same either way)."""
     rng = random.Random(seed)
     history = BinanceHistory(start, end)
-    wallets: dict[str, dict[str, Decimal]] = {"SPOT": defaultdict(Decimal), "MARGIN": defaultdict(Decimal),
-                                                "FUTURES": defaultdict(Decimal), "FUNDING": defaultdict(Decimal)}
-    held: dict[str, set[str]] = {"SPOT": set(), "MARGIN": set(), "FUTURES": set(), "FUNDING": set()}
+    wallets: dict[str, dict[str, Decimal]] = {k: defaultdict(Decimal) for k in (
+        "SPOT", "MARGIN", "FUTURES", "FUNDING", "EARN", "EARN_LOCKED", "ISOLATED", "CMFUTURES")}
+    held: dict[str, set[str]] = {k: set() for k in wallets}
+    prng = random.Random(seed + 1_000)  # the products' own draws
+    iso_debt: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])  # asset -> [borrowed, interest]
+    locked: dict[int, dict] = {}  # open locked positions by positionId
     borrowed: dict[str, Decimal] = defaultdict(Decimal)  # cross-margin liabilities: principal and unpaid interest
     owed_interest: dict[str, Decimal] = defaultdict(Decimal)
     subs = {"ops_virtual@northwind.example": defaultdict(Decimal), "desk_virtual@northwind.example": defaultdict(Decimal)}
@@ -322,6 +340,8 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
                 if wallets["FUTURES"]["USDT"] + pnl > 100:
                     income("REALIZED_PNL", pnl, trade_id)
                 income("COMMISSION", -Decimal(rng.randint(100, 9000)) / 10_000, trade_id)
+        if products:
+            _products_day(history, day, midnight, prng, wallets, move, next_id, iso_debt, locked, prices)
         # the day's snapshots, at 23:59:59.000
         update = ms(midnight + timedelta(days=1)) - 1000
         for sub in history.sub_accounts:
@@ -331,7 +351,8 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
                                                          for a, v in sorted(subs[sub["email"]].items())]}})
         history.snapshots["SPOT"].append({"type": "spot", "updateTime": update, "data": {
             "totalAssetOfBtc": "0", "balances": [
-                {"asset": a, "free": s8(wallets["SPOT"][a]), "locked": "0.00000000"} for a in sorted(held["SPOT"])]}})
+                {"asset": a, "free": s8(wallets["SPOT"][a]), "locked": "0.00000000"} for a in sorted(held["SPOT"])] + [
+                {"asset": "LD" + a, "free": s8(wallets["EARN"][a]), "locked": "0.00000000"} for a in sorted(held["EARN"])]}})
         history.snapshots["MARGIN"].append({"type": "margin", "updateTime": update, "data": {
             "marginLevel": "999.00000000", "totalAssetOfBtc": "0", "totalLiabilityOfBtc": "0", "totalNetAssetOfBtc": "0",
             "userAssets": margin_assets(wallets["MARGIN"], borrowed, owed_interest, held["MARGIN"])}})
@@ -341,6 +362,9 @@ def generate_history(start: date = date(2026, 1, 1), end: date = date(2026, 3, 3
         day += timedelta(days=1)
     history.balances = {k: {a: v[a] for a in sorted(held[k])} for k, v in wallets.items()}
     history.margin_debt = {a: (borrowed[a], owed_interest[a]) for a in sorted(set(borrowed) | set(owed_interest))}
+    history.balances["SPOT"].update({"LD" + a: v for a, v in history.balances.pop("EARN").items()})  # as /api/v3/account
+    history.isolated_debt = {a: (b, i) for a, (b, i) in sorted(iso_debt.items())}
+    history.locked_positions = [p for _, p in sorted(locked.items())]
     history.sub_balances = {email: {a: v for a, v in sorted(held_.items())} for email, held_ in subs.items()}
     for records in history.trades.values():
         records.sort(key=lambda t: t["id"])
@@ -356,3 +380,209 @@ def margin_assets(free: dict[str, Decimal], borrowed: dict[str, Decimal], intere
              "interest": s8(interest.get(a, Decimal(0))), "locked": "0.00000000",
              "netAsset": s8(free.get(a, Decimal(0)) - borrowed.get(a, Decimal(0)) - interest.get(a, Decimal(0)))}
             for a in sorted(held | {a for a, v in borrowed.items() if v} | {a for a, v in interest.items() if v})]
+
+
+def _products_day(history: BinanceHistory, day: date, midnight: datetime, rng: random.Random, wallets, move, next_id,
+                  iso_debt, locked: dict[int, dict], prices: dict[str, Decimal]) -> None:
+    """One day of Simple Earn, ETH staking, distributions, fiat, Buy Crypto, COIN-M futures and isolated margin.
+    Records are shaped as Binance documents them (developers.binance.com: Simple Earn "History", Staking "ETH Staking",
+    Wallet "Asset Dividend Record", Fiat "Get Fiat Deposit/Withdraw History" and "Get Fiat Payments History",
+    COIN-M Futures "Get Income History", Margin "Query borrow/repay records", "Get Interest History", "Query Margin
+    Account's Trade List", "Query Isolated Margin Account Info"); amounts are strings, times integers in ms."""
+    n = (day - history.start).days
+    times = iter(sorted(rng.sample(range(60, 86_000), 24)))
+
+    def when() -> int:
+        return ms(midnight + timedelta(seconds=next(times), milliseconds=rng.randint(0, 998)))
+
+    def transfer(kind: str, asset: str, amount: Decimal, source: str, target: str, **symbols: str) -> None:
+        history.transfers.append({"asset": asset, "amount": s8(amount), "type": kind, "status": "CONFIRMED",
+                                  "tranId": next_id("tran"), "timestamp": when(), **symbols})
+        move(source, asset, -amount)
+        move(target, asset, amount)
+
+    earn = history.earn
+    # Simple Earn flexible: subscriptions from spot (and funding), rewards compounded daily, redemptions to spot
+    if n == 0 or rng.random() < 0.1:
+        amount = Decimal(rng.randint(500, 3000))
+        from_funding = min(wallets["FUNDING"]["USDT"], Decimal(rng.randint(0, 200)))
+        source = "SPOTANDFUNDING" if from_funding > 0 else "SPOT"
+        row = {"amount": s8(amount), "asset": "USDT", "time": when(), "purchaseId": next_id("tran"),
+               "productId": "USDT001", "type": rng.choice(["NORMAL", "AUTO"]), "sourceAccount": source,
+               "status": "SUCCESS"}
+        if source == "SPOTANDFUNDING":
+            row |= {"amtFromSpot": s8(amount - from_funding), "amtFromFunding": s8(from_funding)}
+            move("FUNDING", "USDT", -from_funding)
+        move("SPOT", "USDT", -(amount - from_funding))
+        move("EARN", "USDT", amount)
+        earn["earn_flexible_subscriptions"].append(row)
+    if n % 5 == 3:  # a subscription still purchasing moves nothing
+        earn["earn_flexible_subscriptions"].append({
+            "amount": "100.00000000", "asset": "USDT", "time": when(), "purchaseId": next_id("tran"),
+            "productId": "USDT001", "type": "NORMAL", "sourceAccount": "SPOT", "status": "PURCHASING"})
+    if wallets["EARN"]["USDT"] > 0:
+        for kind, rate in (("REALTIME", Decimal("0.00011")), ("BONUS", Decimal("0.00003"))):
+            reward = (wallets["EARN"]["USDT"] * rate).quantize(Q8, rounding=ROUND_DOWN)
+            if reward > 0:
+                earn["earn_flexible_rewards"].append({"asset": "USDT", "rewards": s8(reward), "projectId": "USDT001",
+                                                      "type": kind, "time": when()})
+                move("EARN", "USDT", reward)
+    if wallets["EARN"]["USDT"] > 100 and (n % 5 == 4 or rng.random() < 0.1):
+        amount = (wallets["EARN"]["USDT"] / 4).quantize(Q8, rounding=ROUND_DOWN)
+        dest = "FUNDING" if n % 2 else "SPOT"
+        earn["earn_flexible_redemptions"].append({"amount": s8(amount), "asset": "USDT", "time": when(),
+                                                  "projectId": "USDT001", "redeemId": next_id("tran"),
+                                                  "destAccount": dest, "status": "PAID"})
+        move("EARN", "USDT", -amount)
+        move(dest, "USDT", amount)
+    # Simple Earn locked: BNB for 7 days, rewards to spot daily, redeemed at maturity (or early, with a loss)
+    if n % 4 == 1 and wallets["SPOT"]["BNB"] > 5:
+        position = next_id("tran")
+        amount = Decimal(rng.randint(1, 3))
+        earn["earn_locked_subscriptions"].append({
+            "positionId": position, "purchaseId": str(next_id("tran")), "projectId": "BNB*7", "time": when(),
+            "asset": "BNB", "amount": s8(amount), "lockPeriod": "7", "type": "NORMAL", "sourceAccount": "SPOT",
+            "status": "SUCCESS"})
+        move("SPOT", "BNB", -amount)
+        move("EARN_LOCKED", "BNB", amount)
+        locked[position] = {"positionId": position, "projectId": "BNB*7", "asset": "BNB", "amount": s8(amount),
+                            "purchaseTime": str(ms(midnight)), "duration": "7", "status": "HOLDING", "day": n}
+    for position, row in list(locked.items()):
+        amount = Decimal(row["amount"])
+        reward = (amount * Decimal("0.0004")).quantize(Q8, rounding=ROUND_DOWN)
+        earn["earn_locked_rewards"].append({"positionId": str(position), "time": when(), "asset": "BNB",
+                                            "lockPeriod": "7", "amount": s8(reward)})
+        move("SPOT", "BNB", reward)
+        early = n - row["day"] == 3 and position % 3 == 0
+        if n - row["day"] >= 7 or early:
+            loss = (amount * Decimal("0.001")).quantize(Q8) if early else Decimal(0)
+            earn["earn_locked_redemptions"].append({
+                "positionId": position, "redeemId": next_id("tran"), "time": when(), "asset": "BNB", "lockPeriod": "7",
+                "amount": s8(amount - loss), "originalAmount": s8(amount), "type": "AHEAD" if early else "MATURE",
+                "deliverDate": str(ms(midnight)), "lossAmount": s8(loss), "isComplete": True, "rewardAsset": "BNB",
+                "rewardAmt": s8(reward), "status": "PAID"})
+            move("EARN_LOCKED", "BNB", -amount)
+            move("SPOT", "BNB", amount - loss)
+            del locked[position]
+    # ETH staking: ETH for WBETH and back, at the day's conversion ratio
+    ratio = (Decimal("1.0400") + Decimal(n) / Decimal(10_000)).quantize(Decimal("0.00000001"))
+    if n % 6 == 2 and wallets["SPOT"]["ETH"] > 2:
+        amount = Decimal(rng.randint(1, 10)) / 10
+        wbeth = (amount / ratio).quantize(Q8, rounding=ROUND_DOWN)
+        history.eth_staking["staking"].append({"time": when(), "asset": "ETH", "amount": s8(amount),
+                                               "distributeAsset": "WBETH", "distributeAmount": s8(wbeth),
+                                               "conversionRatio": f"{ratio:f}", "status": "SUCCESS"})
+        move("SPOT", "ETH", -amount)
+        move("SPOT", "WBETH", wbeth)
+    if n % 6 == 5 and wallets["SPOT"]["WBETH"] > Decimal("0.05"):
+        amount = (wallets["SPOT"]["WBETH"] / 2).quantize(Q8, rounding=ROUND_DOWN)
+        eth = (amount * ratio).quantize(Q8, rounding=ROUND_DOWN)
+        at = when()
+        history.eth_staking["redemption"].append({"time": at, "arrivalTime": at, "asset": "WBETH", "amount": s8(amount),
+                                                  "distributeAsset": "ETH", "distributeAmount": s8(eth),
+                                                  "conversionRatio": f"{ratio:f}", "status": "SUCCESS"})
+        move("SPOT", "WBETH", -amount)
+        move("SPOT", "ETH", eth)
+    # asset distributions: Launchpool rewards, an airdrop, and Simple Earn interest Binance lists there too
+    if n % 3 == 0:
+        for asset, amount, info in (("FDUSD", Decimal(rng.randint(1, 90)) / 10, "Launchpool"),
+                                    ("BHFT", Decimal("10"), "BHFT distribution")):
+            if info != "Launchpool" and n % 9:
+                continue
+            history.dividends.append({"id": next_id("tran"), "amount": s8(amount), "asset": asset, "divTime": when(),
+                                      "enInfo": info, "tranId": next_id("tran"), "direction": 1})
+            move("SPOT", asset, amount)
+        if earn["earn_flexible_rewards"]:
+            last = earn["earn_flexible_rewards"][-1]  # the same reward the earn stream books: listed, not moved again
+            history.dividends.append({"id": next_id("tran"), "amount": last["rewards"], "asset": "USDT",
+                                      "divTime": last["time"], "enInfo": "Simple Earn Flexible Interest",
+                                      "tranId": next_id("tran"), "direction": 1})
+    # fiat: EUR deposits and withdrawals by bank transfer, Buy Crypto by card and from the EUR balance
+    if n % 5 == 0:
+        indicated = Decimal(rng.randint(200, 2000))
+        fee = (indicated * Decimal("0.001")).quantize(Decimal("0.01"))
+        at = when()
+        history.fiat_orders["0"].append({"orderNo": f"7{next_id('order')}", "fiatCurrency": "EUR",
+                                         "indicatedAmount": f"{indicated:.2f}", "amount": f"{indicated - fee:.2f}",
+                                         "totalFee": f"{fee:.2f}", "method": "BankAccount", "status": "Successful",
+                                         "createTime": at, "updateTime": at + 5_000})
+        move("SPOT", "EUR", indicated - fee)
+    if n % 5 == 4:  # a deposit that expired moves nothing
+        at = when()
+        history.fiat_orders["0"].append({"orderNo": f"7{next_id('order')}", "fiatCurrency": "EUR",
+                                         "indicatedAmount": "2.00", "amount": "0.91", "totalFee": "1.09",
+                                         "method": "card", "status": "Expired", "createTime": at, "updateTime": at + 1})
+    if n % 7 == 6 and wallets["SPOT"]["EUR"] > 100:
+        amount, fee = Decimal("50.00"), Decimal("0.50")
+        at = when()
+        history.fiat_orders["1"].append({"orderNo": f"8{next_id('order')}", "fiatCurrency": "EUR",
+                                         "indicatedAmount": f"{amount + fee:.2f}", "amount": f"{amount:.2f}",
+                                         "totalFee": f"{fee:.2f}", "method": "BankAccount", "status": "Finished",
+                                         "createTime": at, "updateTime": at + 60_000})
+        move("SPOT", "EUR", -(amount + fee))
+    if n % 4 == 2:
+        balance = wallets["SPOT"]["EUR"] > 150 and rng.random() < 0.5
+        paid = Decimal(rng.randint(50, 150))
+        fee = (paid * Decimal("0.02")).quantize(Decimal("0.01"))
+        price = (prices["BTCUSDT"] * Decimal("0.92")).quantize(Decimal("0.01"))
+        obtained = ((paid - fee) / price).quantize(Q8, rounding=ROUND_DOWN)
+        at = when()
+        history.fiat_payments["0"].append({
+            "orderNo": f"{rng.getrandbits(64):x}", "sourceAmount": f"{paid:.2f}", "fiatCurrency": "EUR",
+            "obtainAmount": s8(obtained), "cryptoCurrency": "BTC", "totalFee": f"{fee:.2f}", "price": f"{price:f}",
+            "status": "Completed", "paymentMethod": "Cash Balance" if balance else "Credit Card", "createTime": at,
+            "updateTime": at + 30_000})
+        if balance:
+            move("SPOT", "EUR", -paid)
+        move("SPOT", "BTC", obtained)
+        history.fiat_payments["0"].append({  # a card payment that failed: nothing moves
+            "orderNo": f"{rng.getrandbits(64):x}", "sourceAmount": "20.00", "fiatCurrency": "EUR",
+            "obtainAmount": "0.00040000", "cryptoCurrency": "BTC", "totalFee": "0.40", "price": f"{price:f}",
+            "status": "Failed", "paymentMethod": "Credit Card", "createTime": at + 1, "updateTime": at + 2})
+    # COIN-M futures: BTC margin moved in, funding and commission paid, PnL realized
+    if n == 0:
+        transfer("MAIN_CMFUTURE", "BTC", Decimal("0.2"), "SPOT", "CMFUTURES")
+    if wallets["CMFUTURES"]["BTC"] > 0:
+        for kind, amount in (("FUNDING_FEE", Decimal(rng.randint(-300, 200)) / 10**6),
+                             ("COMMISSION", -Decimal(rng.randint(1, 40)) / 10**6),
+                             ("REALIZED_PNL", Decimal(rng.randint(-500, 900)) / 10**6)):
+            if kind == "REALIZED_PNL" and rng.random() < 0.5:
+                continue
+            history.coin_income.append({"symbol": "BTCUSD_PERP", "incomeType": kind, "income": s8(amount),
+                                        "asset": "BTC", "info": kind, "time": when(), "tranId": next_id("tran"),
+                                        "tradeId": str(next_id("trade")) if kind != "FUNDING_FEE" else ""})
+            move("CMFUTURES", "BTC", amount)
+    # isolated margin (BTCUSDT): USDT in from cross margin, a USDT loan, interest, a trade, a repayment
+    symbol = history.isolated_symbol
+    if n == 1 and wallets["MARGIN"]["USDT"] > 600:
+        transfer("MARGIN_ISOLATEDMARGIN", "USDT", Decimal("500"), "MARGIN", "ISOLATED", toSymbol=symbol)
+    if wallets["ISOLATED"]["USDT"] > 0 and n % 5 == 2:
+        principal = Decimal(rng.randint(100, 400))
+        history.loans["BORROW"].append({"isolatedSymbol": symbol, "type": "MANUAL", "amount": s8(principal),
+                                        "asset": "USDT", "interest": s8(Decimal(0)), "principal": s8(principal),
+                                        "status": "CONFIRMED", "timestamp": when(), "txId": next_id("tran")})
+        move("ISOLATED", "USDT", principal)
+        iso_debt["USDT"][0] += principal
+    if iso_debt["USDT"][0] > 0:
+        charged = (iso_debt["USDT"][0] * Decimal("0.0002")).quantize(Q8, rounding=ROUND_DOWN)
+        history.interest.append({"txId": next_id("tran"), "interestAccuredTime": when(), "asset": "USDT",
+                                 "rawAsset": "USDT", "principal": s8(iso_debt["USDT"][0]), "interest": s8(charged),
+                                 "interestRate": "0.00020000", "type": "PERIODIC", "isolatedSymbol": symbol})
+        iso_debt["USDT"][1] += charged
+        if n % 5 == 4 and wallets["ISOLATED"]["USDT"] > iso_debt["USDT"][0] / 2 + iso_debt["USDT"][1]:
+            principal, interest = (iso_debt["USDT"][0] / 2).quantize(Q8, rounding=ROUND_DOWN), iso_debt["USDT"][1]
+            history.loans["REPAY"].append({"isolatedSymbol": symbol, "type": "MANUAL", "amount": s8(principal + interest),
+                                           "asset": "USDT", "interest": s8(interest), "principal": s8(principal),
+                                           "status": "CONFIRMED", "timestamp": when(), "txId": next_id("tran")})
+            move("ISOLATED", "USDT", -(principal + interest))
+            iso_debt["USDT"][0] -= principal
+            iso_debt["USDT"][1] = Decimal(0)
+    if wallets["ISOLATED"]["USDT"] > 200 and n % 3 == 0:
+        price, qty = prices["BTCUSDT"], Decimal(rng.randint(1, 20)) * Decimal("0.0001")
+        commission = (qty * Decimal("0.001")).quantize(Q8, rounding=ROUND_DOWN)
+        history.margin_trades[symbol].append({
+            "commission": s8(commission), "commissionAsset": "BTC", "id": next_id("trade"), "isBestMatch": True,
+            "isBuyer": True, "isMaker": False, "orderId": next_id("order"), "price": s8(price), "qty": s8(qty),
+            "symbol": symbol, "isIsolated": True, "time": when()})
+        move("ISOLATED", "USDT", -(price * qty))
+        move("ISOLATED", "BTC", qty - commission)

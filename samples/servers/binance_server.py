@@ -336,6 +336,12 @@ def _transfers(state: ServerState, params: dict, restrictions: dict) -> dict:
     if size > 100:
         raise ApiError(400, -1100, "size must be <= 100")
     rows = [r for r in _in_window(state.history.transfers, "timestamp", start, end) if r["type"] == kind]
+    for side, types in (("fromSymbol", ("ISOLATEDMARGIN_MARGIN", "ISOLATEDMARGIN_ISOLATEDMARGIN")),
+                        ("toSymbol", ("MARGIN_ISOLATEDMARGIN", "ISOLATEDMARGIN_ISOLATEDMARGIN"))):
+        if kind in types:  # Binance: fromSymbol/toSymbol must be sent with the isolated margin types
+            if not params.get(side):
+                raise ApiError(400, -1102, f"Mandatory parameter '{side}' was not sent, was empty/null, or malformed.")
+            rows = [r for r in rows if r.get(side) == params[side]]
     rows.sort(key=lambda r: r["timestamp"], reverse=True)
     page = rows[(current - 1) * size:current * size]
     return {"total": len(rows), "rows": page} if rows else {"total": 0}
@@ -386,7 +392,8 @@ def _interest(state: ServerState, params: dict, restrictions: dict) -> dict:
     current, size = _int(params, "current", 1), _int(params, "size", 10)
     if size > 100:
         raise ApiError(400, -1100, "size must be <= 100")
-    rows = sorted(_in_window(state.history.interest, "interestAccuredTime", start, end),
+    rows = sorted([r for r in _in_window(state.history.interest, "interestAccuredTime", start, end)
+                   if r.get("isolatedSymbol", "") == params.get("isolatedSymbol", "")],
                   key=lambda r: r["interestAccuredTime"], reverse=True)
     return {"rows": rows[(current - 1) * size:current * size], "total": len(rows)}
 
@@ -400,7 +407,10 @@ def _margin_trades(state: ServerState, params: dict, restrictions: dict) -> list
     limit = _int(params, "limit", 500)
     if not 1 <= limit <= 1000:
         raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'.")
-    trades = state.history.margin_trades.get(symbol, [])
+    isolated = params.get("isIsolated", "FALSE")
+    if isolated not in ("TRUE", "FALSE"):
+        raise ApiError(400, -1100, "Illegal characters found in parameter 'isIsolated'; legal range is 'TRUE, FALSE'.")
+    trades = [t for t in state.history.margin_trades.get(symbol, []) if t["isIsolated"] is (isolated == "TRUE")]
     from_id = _int(params, "fromId")
     if from_id is not None:
         return [t for t in trades if t["id"] >= from_id][:limit]
@@ -414,12 +424,13 @@ def _borrow_repay(state: ServerState, params: dict, restrictions: dict) -> dict:
         raise ApiError(400, -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
     if _int(params, "txId") is None and _int(params, "startTime") is None:
         raise ApiError(400, -1102, "Mandatory parameter 'startTime' was not sent, was empty/null, or malformed.")
-    start, end = _window(params, state.now_ms(), 30 if params.get("asset") else 7, 7)
+    start, end = _window(params, state.now_ms(), 30 if params.get("asset") or params.get("isolatedSymbol") else 7, 7)
     current, size = _int(params, "current", 1), _int(params, "size", 10)
     if size > 100:
         raise ApiError(400, -1100, "size must be <= 100")
     rows = [r for r in _in_window(state.history.loans[kind], "timestamp", start, end)
-            if not params.get("asset") or r["asset"] == params["asset"]]
+            if (not params.get("asset") or r["asset"] == params["asset"])
+            and r.get("isolatedSymbol", "") == params.get("isolatedSymbol", "")]
     rows.sort(key=lambda r: r["timestamp"], reverse=True)  # descending, as documented
     return {"rows": rows[(current - 1) * size:current * size], "total": len(rows)}
 
@@ -507,6 +518,148 @@ def _futures_balance(state: ServerState, params: dict, restrictions: dict) -> li
             for a, v in _final(state, "FUTURES").items()]
 
 
+# ------------------------------------------------------------------------------ products
+# Field types as Binance documents them (developers.binance.com response examples; docs.rs openxapi-binance /
+# binance-sdk models generated from Binance's OpenAPI spec): amounts strings, times and ids integers (Simple Earn
+# locked ``purchaseId`` and on-chain/locked rewards ``positionId`` are strings, as in the examples).
+EARN_TYPES = {
+    "earn_flexible_subscriptions": {"amount": str, "asset": str, "time": int, "purchaseId": int, "productId": str,
+                                    "type": str, "sourceAccount": str, "amtFromSpot": str, "amtFromFunding": str,
+                                    "status": str},
+    "earn_flexible_redemptions": {"amount": str, "asset": str, "time": int, "projectId": str, "redeemId": int,
+                                  "destAccount": str, "status": str},
+    "earn_flexible_rewards": {"asset": str, "rewards": str, "projectId": str, "type": str, "time": int},
+    "earn_locked_subscriptions": {"positionId": int, "purchaseId": str, "projectId": str, "time": int, "asset": str,
+                                  "amount": str, "lockPeriod": str, "type": str, "sourceAccount": str,
+                                  "amtFromSpot": str, "amtFromFunding": str, "status": str},
+    "earn_locked_redemptions": {"positionId": int, "redeemId": int, "time": int, "asset": str, "lockPeriod": str,
+                                "amount": str, "originalAmount": str, "type": str, "deliverDate": str,
+                                "lossAmount": str, "isComplete": bool, "rewardAsset": str, "rewardAmt": str,
+                                "status": str},
+    "earn_locked_rewards": {"positionId": str, "time": int, "asset": str, "lockPeriod": str, "amount": str},
+}
+EARN_PATHS = {
+    "/sapi/v1/simple-earn/flexible/history/subscriptionRecord": "earn_flexible_subscriptions",
+    "/sapi/v1/simple-earn/flexible/history/redemptionRecord": "earn_flexible_redemptions",
+    "/sapi/v1/simple-earn/flexible/history/rewardsRecord": "earn_flexible_rewards",
+    "/sapi/v1/simple-earn/locked/history/subscriptionRecord": "earn_locked_subscriptions",
+    "/sapi/v1/simple-earn/locked/history/redemptionRecord": "earn_locked_redemptions",
+    "/sapi/v1/simple-earn/locked/history/rewardsRecord": "earn_locked_rewards",
+}
+STAKING_TYPES = {"time": int, "arrivalTime": int, "asset": str, "amount": str, "distributeAsset": str,
+                 "distributeAmount": str, "conversionRatio": str, "status": str}
+DIVIDEND_TYPES = {"id": int, "amount": str, "asset": str, "divTime": int, "enInfo": str, "tranId": int, "direction": int}
+FIAT_ORDER_TYPES = {"orderNo": str, "fiatCurrency": str, "indicatedAmount": str, "amount": str, "totalFee": str,
+                    "method": str, "status": str, "createTime": int, "updateTime": int}
+FIAT_PAYMENT_TYPES = {"orderNo": str, "sourceAmount": str, "fiatCurrency": str, "obtainAmount": str,
+                      "cryptoCurrency": str, "totalFee": str, "price": str, "status": str, "paymentMethod": str,
+                      "createTime": int, "updateTime": int}
+INCOME_TYPES = {"symbol": str, "incomeType": str, "income": str, "asset": str, "info": str, "time": int, "tranId": int,
+                "tradeId": str}
+
+
+def _paged(params: dict, rows: list[dict]) -> dict:
+    """Binance's ``current``/``size`` pages (size at most 100) of ``{"rows": [...], "total": n}``."""
+    current, size = _int(params, "current", 1), _int(params, "size", 10)
+    if current < 1 or not 1 <= size <= 100:
+        raise ApiError(400, -1100, "Illegal characters found in parameter 'size'; legal range is '1-100'.")
+    return {"rows": rows[(current - 1) * size:current * size], "total": len(rows)}
+
+
+def _earn_history(path: str):
+    stream = EARN_PATHS[path]
+
+    def answer(state: ServerState, params: dict, restrictions: dict) -> dict:
+        if stream == "earn_flexible_rewards":
+            kind = params.get("type")
+            if kind not in ("BONUS", "REALTIME", "REWARDS", "ALL"):
+                raise ApiError(400, -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+        start, end = _window(params, state.now_ms(), 90, 30)  # at most 3 months; 30 days by default
+        rows = [r for r in _in_window(state.history.earn[stream], "time", start, end)
+                if stream != "earn_flexible_rewards" or params["type"] in ("ALL", r["type"])]
+        rows = checked(sorted(rows, key=lambda r: r["time"], reverse=True), EARN_TYPES[stream], path)
+        return _paged(params, rows)
+    return answer
+
+
+def _locked_position(state: ServerState, params: dict, restrictions: dict) -> dict:
+    rows = [{k: v for k, v in p.items() if k != "day"} for p in state.history.locked_positions]
+    return _paged(params, [r for r in rows if not params.get("asset") or r["asset"] == params["asset"]])
+
+
+def _eth_history(kind: str):
+    def answer(state: ServerState, params: dict, restrictions: dict) -> dict:
+        start, end = _window(params, state.now_ms(), 90, 30)
+        rows = sorted(_in_window(state.history.eth_staking[kind], "time", start, end), key=lambda r: r["time"],
+                      reverse=True)
+        return _paged(params, checked(rows, STAKING_TYPES, f"eth-staking {kind}"))
+    return answer
+
+
+def _dividends(state: ServerState, params: dict, restrictions: dict) -> dict:
+    start, end = _window(params, state.now_ms(), 180, 180)
+    limit = _int(params, "limit", 20)
+    if not 1 <= limit <= 500:
+        raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '1-500'.")
+    rows = sorted(_in_window(state.history.dividends, "divTime", start, end), key=lambda r: r["divTime"], reverse=True)
+    return {"rows": checked(rows[:limit], DIVIDEND_TYPES, "/sapi/v1/asset/assetDividend"), "total": len(rows)}
+
+
+def _fiat(kind: str):
+    def answer(state: ServerState, params: dict, restrictions: dict) -> dict:
+        transaction_type = params.get("transactionType")
+        if transaction_type not in ("0", "1"):
+            raise ApiError(400, -1102, "Mandatory parameter 'transactionType' was not sent, was empty/null, or malformed.")
+        end = _int(params, "endTime", state.now_ms())
+        begin = _int(params, "beginTime", end - 30 * DAY_MS)
+        page, size = _int(params, "page", 1), _int(params, "rows", 100)
+        if page < 1 or not 1 <= size <= 500:
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'rows'; legal range is '1-500'.")
+        source = state.history.fiat_orders if kind == "orders" else state.history.fiat_payments
+        rows = sorted((r for r in source[transaction_type] if begin <= r["createTime"] <= end),
+                      key=lambda r: r["createTime"], reverse=True)
+        checked(rows, FIAT_ORDER_TYPES if kind == "orders" else FIAT_PAYMENT_TYPES, f"/sapi/v1/fiat/{kind}")
+        return {"code": "000000", "message": "success", "data": rows[(page - 1) * size:page * size],
+                "total": len(rows), "success": True}
+    return answer
+
+
+def _coin_income(state: ServerState, params: dict, restrictions: dict) -> list:
+    start, end = _window(params, state.now_ms(), 200, 7)
+    limit = _int(params, "limit", 100)
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, -1100, "limit must be <= 1000")
+    rows = [r for r in _in_window(state.history.coin_income, "time", start, end)
+            if not params.get("incomeType") or r["incomeType"] == params["incomeType"]]
+    return checked(rows[:limit], INCOME_TYPES, "/dapi/v1/income")
+
+
+def _coin_balance(state: ServerState, params: dict, restrictions: dict) -> list:
+    return [{"accountAlias": "SgsR", "asset": a, "balance": v, "withdrawAvailable": v, "crossWalletBalance": v,
+             "crossUnPnl": "0.00000000", "availableBalance": v, "updateTime": state.now_ms()}
+            for a, v in _final(state, "CMFUTURES").items()]
+
+
+def _isolated_account(state: ServerState, params: dict, restrictions: dict) -> dict:
+    symbol = state.history.isolated_symbol
+    base, quote = SYMBOLS[symbol][0], SYMBOLS[symbol][1]
+    held = state.history.balances.get("ISOLATED", {})
+
+    def side(asset: str) -> dict:
+        borrowed, interest = state.history.isolated_debt.get(asset, (0, 0))
+        free = held.get(asset, 0)
+        return {"asset": asset, "borrowEnabled": True, "borrowed": f"{borrowed:.8f}", "free": f"{free:.8f}",
+                "interest": f"{interest:.8f}", "locked": "0.00000000", "netAsset": f"{free - borrowed - interest:.8f}",
+                "netAssetOfBtc": "0", "repayEnabled": True, "totalAsset": f"{free:.8f}"}
+    assets = [{"baseAsset": side(base), "quoteAsset": side(quote), "symbol": symbol, "isolatedCreated": True,
+               "enabled": True, "marginLevel": "999.00000000", "marginLevelStatus": "EXCESSIVE",
+               "marginRatio": "10.00000000", "indexPrice": "42000.00000000", "liquidatePrice": "0",
+               "liquidateRate": "0", "tradeEnabled": True}] if held or state.history.isolated_debt else []
+    if params.get("symbols"):
+        assets = [a for a in assets if a["symbol"] in params["symbols"].split(",")]
+    return {"assets": assets, "totalAssetOfBtc": "0", "totalLiabilityOfBtc": "0", "totalNetAssetOfBtc": "0"}
+
+
 ROUTES = {
     "/api/v3/time": (_time, False),
     "/api/v3/exchangeInfo": (_spot_exchange_info, False),
@@ -530,6 +683,16 @@ ROUTES = {
     "/sapi/v1/sub-account/universalTransfer": (_sub_universal_transfers, True),
     "/sapi/v4/sub-account/assets": (_sub_account_assets, True),
     "/sapi/v1/managed-subaccount/accountSnapshot": (_managed_sub_snapshot, True),
+    **{path: (_earn_history(path), True) for path in EARN_PATHS},
+    "/sapi/v1/simple-earn/locked/position": (_locked_position, True),
+    "/sapi/v1/eth-staking/eth/history/stakingHistory": (_eth_history("staking"), True),
+    "/sapi/v1/eth-staking/eth/history/redemptionHistory": (_eth_history("redemption"), True),
+    "/sapi/v1/asset/assetDividend": (_dividends, True),
+    "/sapi/v1/fiat/orders": (_fiat("orders"), True),
+    "/sapi/v1/fiat/payments": (_fiat("payments"), True),
+    "/dapi/v1/income": (_coin_income, True),
+    "/dapi/v1/balance": (_coin_balance, True),
+    "/sapi/v1/margin/isolated/account": (_isolated_account, True),
 }
 POST_ROUTES = {
     "/sapi/v1/asset/get-funding-asset": (_funding_asset, True),

@@ -74,7 +74,10 @@ def staging_digest(conn: sa.Connection, entity_id: int) -> dict[str, str]:
     versions = conn.execute(sa.text(
         "SELECT count(*) - count(DISTINCT (stream, source_raw_id)) FROM raw_records WHERE entity_id = :e"),
         dict(e=entity_id)).scalar()
+    derived = conn.execute(sa.text(
+        "SELECT count(*) FROM raw_balance_snapshots WHERE entity_id = :e AND payload ? 'derived'"), dict(e=entity_id)).scalar()
     return {"records": hashlib.sha256(repr(records).encode()).hexdigest(), "record_count": len(records),
+            "derived_count": derived,
             "snapshots": hashlib.sha256(repr(snapshots).encode()).hexdigest(), "snapshot_count": len(snapshots),
             "versions_beyond_one": versions}
 
@@ -129,7 +132,10 @@ def test_sync_stages_every_stream_exactly_and_a_rerun_changes_nothing(engine, se
                       "sub_accounts": len(history.sub_accounts), "sub_transfers": len(history.sub_transfers)}
     assert min(counts.values()) > 0
     # SPOT, FUTURES, MARGIN twice (the assets held and the debt), and the managed sub-account's SPOT, per day
-    assert first["snapshot_count"] == 5 * ((LAST - FIRST).days + 1)
+    assert first["snapshot_count"] - first["derived_count"] == 5 * ((LAST - FIRST).days + 1)
+    # and, rolled back from the run-time balance, the funding wallet and the non-managed sub-account, every day
+    # through yesterday (the sync reads up to now)
+    assert first["derived_count"] == 2 * (datetime.now(timezone.utc).date() - FIRST).days
     assert sorted(stats.symbols) == ["BNB/USDT", "BTC/USDT", "ETH/BTC", "ETH/USDT"]
     symbol = trade.payload["symbol"]
     assert trade.payload == next(t for t in history.trades[symbol] if t["id"] == trade.payload["id"])  # exact strings
@@ -217,9 +223,10 @@ def test_the_account_closes_every_day_with_zero_breaks_with_20_percent_of_calls_
     assert sync_status == "succeeded"
     assert breaks == []
     assert statuses == {"closed": (LAST - FIRST).days + 1}
-    # reported every day: the master's account types and the managed sub-account (the other sub-account and the
-    # funding wallet report only at run time, after LAST: checked below against the final balances)
-    assert set(checked) == {"spot", "margin", "margin_loan", "futures", "spot:desk_virtual@northwind.example"}
+    # reported every day: the master's account types and the managed sub-account from Binance's daily snapshots, the
+    # other sub-account and the funding wallet rolled back from their run-time balances
+    assert set(checked) == {"spot", "margin", "margin_loan", "futures", "funding", "spot:desk_virtual@northwind.example",
+                            "spot:ops_virtual@northwind.example"}
     assert min(checked.values()) >= (LAST - FIRST).days
     history = server.state.history
     expected = {f"{kind.lower()}::{asset}": qty for kind, held in history.balances.items() for asset, qty in held.items()}

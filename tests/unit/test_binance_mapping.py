@@ -192,3 +192,86 @@ def test_an_undocumented_code_is_an_error_naming_the_field(field, value):
     with pytest.raises(BinanceRecordError, match=f"field '{field}' is") as caught:
         map_deposit(staged("deposits", "main|1", {**DEPOSIT, field: value}))
     assert caught.value.field == field
+
+
+# ---------------------------------------------------------------- Simple Earn, staking, distributions, fiat, isolated
+# Records as in Binance's documentation examples (developers.binance.com: Simple Earn "History", Staking "ETH Staking",
+# Wallet "Asset Dividend Record"; the fiat models of Binance's OpenAPI spec, docs.rs openxapi-binance).
+FLEX_SUB = {"amount": "100.00000000", "asset": "USDT", "time": 1575018510000, "purchaseId": 26055, "productId": "USDT001",
+            "type": "AUTO", "sourceAccount": "SPOTANDFUNDING", "amtFromSpot": "30", "amtFromFunding": "70",
+            "status": "SUCCESS"}
+LOCKED_REDEEM = {"positionId": 123123, "redeemId": 40607, "time": 1575018510000, "asset": "BNB", "lockPeriod": "30",
+                 "amount": "21312.23223", "originalAmount": "21312.23223", "type": "MATURE",
+                 "deliverDate": "1575018510000", "lossAmount": "0.00001232", "isComplete": True, "rewardAsset": "AXS",
+                 "rewardAmt": "5.17181528", "extraRewardAsset": "BNB", "estExtraRewardAmt": "5.17181528",
+                 "status": "PAID"}
+FIAT_ORDER = {"orderNo": "7d76d611-0568-4f43-afb6-24cac7767365", "fiatCurrency": "EUR", "indicatedAmount": "2.00",
+              "amount": "0.91", "totalFee": "1.09", "method": "card", "status": "Successful",
+              "createTime": 1627501026000, "updateTime": 1627501027000}
+PAYMENT = {"orderNo": "353fca443f06466db0c4dc89f94f027a", "sourceAmount": "20.0", "fiatCurrency": "EUR",
+           "obtainAmount": "4.462", "cryptoCurrency": "LUNA", "totalFee": "0.2", "price": "4.437472",
+           "status": "Completed", "paymentMethod": "Credit Card", "createTime": 1624529919000, "updateTime": 1624529919000}
+
+
+def test_a_subscription_from_spot_and_funding_is_an_internal_move_into_earn():
+    assert legs(map_record(staged("earn_flexible_subscriptions", "main|26055", FLEX_SUB))) == [
+        (0, "spot", "USDT", Decimal("-30"), "transfer_out", "binance-earn_flexible_subscriptions:26055"),
+        (1, "funding", "USDT", Decimal("-70"), "transfer_out", "binance-earn_flexible_subscriptions:26055"),
+        (2, "earn", "USDT", Decimal("100.00000000"), "transfer_in", "binance-earn_flexible_subscriptions:26055")]
+    with pytest.raises(BinanceRecordError, match="'amount' 100.00000000 is not amtFromSpot \\+ amtFromFunding"):
+        map_record(staged("earn_flexible_subscriptions", "main|26055", {**FLEX_SUB, "amtFromFunding": "69"}))
+    assert map_record(staged("earn_flexible_subscriptions", "main|1", {**FLEX_SUB, "status": "PURCHASING"})) == []
+    with pytest.raises(BinanceRecordError, match="field 'status' is 'DONE', not one of FAILED, PURCHASING, SUCCESS"):
+        map_record(staged("earn_flexible_subscriptions", "main|1", {**FLEX_SUB, "status": "DONE"}))
+
+
+def test_a_locked_redemption_leaves_earn_locked_and_an_early_one_books_its_shortfall_as_a_fee():
+    assert legs(map_record(staged("earn_locked_redemptions", "main|40607", LOCKED_REDEEM))) == [
+        (0, "earn_locked", "BNB", Decimal("-21312.23223"), "transfer_out", "binance-earn_locked_redemptions:40607"),
+        (1, "spot", "BNB", Decimal("21312.23223"), "transfer_in", "binance-earn_locked_redemptions:40607")]
+    early = {**LOCKED_REDEEM, "type": "AHEAD", "amount": "21312.00000"}
+    assert legs(map_record(staged("earn_locked_redemptions", "main|40607", early)))[2] == (
+        2, "spot", "BNB", Decimal("-0.23223"), "fee", None)
+    converted = {**LOCKED_REDEEM, "type": "NEW_TRANSFERRED"}
+    assert legs(map_record(staged("earn_locked_redemptions", "main|1", converted)))[1][1] == "earn"
+
+
+def test_rewards_are_income_and_distributions_are_read_by_their_description():
+    reward = {"asset": "USDT", "rewards": "0.00687654", "projectId": "USDT001", "type": "REALTIME", "time": 1577233562000}
+    assert legs(map_record(staged("earn_flexible_rewards", "main|x", reward))) == [
+        (0, "earn", "USDT", Decimal("0.00687654"), "staking_reward", None)]
+    dividend = {"id": 1637366104, "amount": "10.00000000", "asset": "BHFT", "divTime": 1563189166000,
+                "enInfo": "BHFT distribution", "tranId": 2968885920, "direction": 1}
+    assert legs(map_record(staged("dividends", "main|1", dividend)))[0][4] == "airdrop"
+    assert legs(map_record(staged("dividends", "main|1", {**dividend, "enInfo": "Launchpool"})))[0][4] == "staking_reward"
+    assert map_record(staged("dividends", "main|1", {**dividend, "enInfo": "Simple Earn Flexible Interest"})) == []
+    assert legs(map_record(staged("dividends", "main|1", {**dividend, "enInfo": "Something new"})))[0][4] == "unclassified"
+
+
+def test_fiat_orders_and_buy_crypto_book_the_fee_and_where_the_fiat_came_from():
+    assert legs(map_record(staged("fiat_deposits", "main|o", FIAT_ORDER))) == [
+        (0, "spot", "EUR", Decimal("2.00"), "deposit", None), (1, "spot", "EUR", Decimal("-1.09"), "fee", None)]
+    assert map_record(staged("fiat_deposits", "main|o", {**FIAT_ORDER, "status": "Expired"})) == []
+    with pytest.raises(BinanceRecordError, match="'indicatedAmount' 2.00 is not amount \\+ totalFee"):
+        map_record(staged("fiat_deposits", "main|o", {**FIAT_ORDER, "amount": "0.90"}))
+    card = legs(map_record(staged("fiat_payments", "main|buy|353f", PAYMENT)))
+    assert card == [(0, "spot", "LUNA", Decimal("4.462"), "buy", None), (1, "spot", "EUR", Decimal("-19.8"), "sell", None),
+                    (2, "spot", "EUR", Decimal("-0.2"), "fee", None), (3, "spot", "EUR", Decimal("20.0"), "deposit", None)]
+    balance = legs(map_record(staged("fiat_payments", "main|buy|353f", {**PAYMENT, "paymentMethod": "Cash Balance"})))
+    assert [leg[4] for leg in balance] == ["buy", "sell", "fee"]
+    assert map_record(staged("fiat_payments", "main|buy|353f", {**PAYMENT, "status": "Failed"})) == []
+
+
+def test_eth_staking_is_an_exchange_and_isolated_margin_records_book_to_isolated_accounts():
+    staking = {"time": 1575018510000, "asset": "ETH", "amount": "21312.23223", "distributeAsset": "WBETH",
+               "distributeAmount": "21286.42584", "conversionRatio": "1.00121234", "status": "SUCCESS"}
+    assert [(l[2], l[3], l[4]) for l in legs(map_record(staged("eth_staking", "main|x", staking)))] == [
+        ("ETH", Decimal("-21312.23223"), "sell"), ("WBETH", Decimal("21286.42584"), "buy")]
+    loan = {"isolatedSymbol": "BNBUSDT", "amount": "14.00000000", "asset": "BNB", "interest": "0.01866667",
+            "principal": "13.98133333", "status": "CONFIRMED", "timestamp": 1563438204000, "txId": 2970933056}
+    assert [(l[1], l[4]) for l in legs(map_record(staged("margin_repays", "main|1", loan)))] == [
+        ("isolated_margin", "repay"), ("isolated_margin_loan", "liability"), ("isolated_margin", "interest_expense")]
+    income = {"symbol": "BTCUSD_200925", "incomeType": "FUNDING_FEE", "income": "-0.00000060", "asset": "BTC",
+              "info": "", "time": 1570608000000, "tranId": 9689322392, "tradeId": ""}
+    assert legs(map_record(staged("coin_futures_income", "main|x", income))) == [
+        (0, "coin_futures", "BTC", Decimal("-0.00000060"), "funding", None)]
