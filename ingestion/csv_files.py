@@ -59,6 +59,10 @@ DEFAULT_ACCOUNT_TYPE = "wallet"
 CHUNK_BYTES = 1 << 20  # a file is read and decoded a MiB at a time
 MAX_LINE_CHARS = 4 << 20  # a line longer than this is refused (fields are bounded by the csv module's 128 KiB)
 MAX_ERRORS_KEPT = 1_000  # a refusal keeps the first errors (by line) and counts the rest
+# Identifying fields are bounded well under PostgreSQL's index entry limit (2,704 bytes for the natural key of
+# staging); free text (notes) is bounded by the csv module's field limit only.
+FIELD_MAX_CHARS = {"id": 256, "external_id": 256, "tx_hash": 256, "account": 128, "sub_account": 128, "asset": 128,
+                   "fee_asset": 128, "quote_asset": 128}
 
 
 @dataclass(frozen=True)
@@ -420,10 +424,18 @@ def _decimal(row: dict[str, str], name: str, line: int, errors: list[RowError], 
     return value
 
 
+def _check_lengths(row: dict[str, str], line: int, errors: list[RowError]) -> None:
+    for name, limit in FIELD_MAX_CHARS.items():
+        value = row.get(name)
+        if value is not None and len(value) > limit and len(value.strip()) > limit:
+            errors.append(RowError(line, name, f"is {len(value.strip()):,} characters long; at most {limit} are accepted"))
+
+
 def _check_ledger_row(raw: dict[str, str], line: int, naive_timezone: str | None, errors: list[RowError]) -> StagedRow | None:
     """One ledger row checked field by field: the staged row, or None with its errors appended."""
     row = {k.lower(): v for k, v in raw.items()}
     row_errors: list[RowError] = []
+    _check_lengths(row, line, row_errors)
     try:
         occurred_at = parse_timestamp(row.get("timestamp", ""), naive_timezone)
     except ValueError as exc:
@@ -475,6 +487,7 @@ def _check_balance_row(raw: dict[str, str], line: int, naive_timezone: str | Non
     """One balances row checked: (the staged row, the asset as keyed, the quantity), or None with its errors."""
     row = {k.lower(): v for k, v in raw.items()}
     row_errors: list[RowError] = []
+    _check_lengths(row, line, row_errors)
     try:
         occurred_at = parse_timestamp(row.get("timestamp", ""), naive_timezone)
     except ValueError as exc:

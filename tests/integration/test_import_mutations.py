@@ -75,7 +75,7 @@ def _mutant(rng: random.Random, index: int) -> Mutant:
     good = _text(header, rows)
     name = f"mutant-{index:04d}-{kind}.csv"
     numbers = LEDGER_NUMBERS if kind == "ledger" else ("quantity",)
-    choice = rng.randrange(14)
+    choice = rng.randrange(15)
     line = rng.randrange(len(rows))  # a data row: file line line + 2
     if choice == 0:  # a number outside the documented syntax or range
         column = rng.choice(numbers)
@@ -161,6 +161,10 @@ def _mutant(rng: random.Random, index: int) -> Mutant:
         rows.append(twin)
         return Mutant(name, kind, _text(header, rows).encode(), "conflicting twin",
                       (len(rows) + 1, "id" if kind == "ledger" else "quantity"))
+    if choice == 13:  # an identifying field too long for an index entry (under the csv module's field limit)
+        column = rng.choice([c for c in ("id", "external_id", "account", "asset", "sub_account", "tx_hash") if c in header])
+        rows[line][column := header.index(column)] = rng.choice(["k", "é", "語"]) * rng.choice([300, 3_000, 100_000])
+        return Mutant(name, kind, _text(header, rows).encode(), f"long {header[column]}", (line + 2, header[column]))
     # a good file (some must land), with blank lines or in another order
     if rng.random() < 0.5:
         rng.shuffle(rows)
