@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -173,9 +174,19 @@ class ImportResult:
 # ------------------------------------------------------------------------------- parsing
 
 
+_PLAIN_JSON = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but '"' and '\\': JSON writes it as it is
+
+
 def _normalized_hash(values: dict[str, str]) -> str:
+    """sha256 of the row's canonical JSON (keys sorted, values stripped, empty values left out). Plain ASCII rows
+    (nearly all) are written directly, byte for byte what ``json.dumps`` writes; anything else goes through it."""
     normalized = {k: v.strip() for k, v in sorted(values.items()) if v.strip() != ""}
-    return hashlib.sha256(json.dumps(normalized, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    plain = _PLAIN_JSON.fullmatch
+    if all(plain(k) and plain(v) for k, v in normalized.items()):
+        text = "{" + ",".join(f'"{k}":"{v}"' for k, v in normalized.items()) + "}"
+    else:
+        text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def parse_timestamp(text: str, naive_timezone: str | None) -> datetime:

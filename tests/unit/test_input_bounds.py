@@ -104,3 +104,19 @@ def test_one_thousand_mutated_files_end_in_rows_or_a_named_refusal(tmp_path) -> 
             assert exc.errors and all(e.line >= 1 and e.message for e in exc.errors), exc
             outcomes["refused"] += 1
     assert outcomes["rows"] > 0 and outcomes["refused"] > 500, outcomes
+
+
+def test_the_fast_row_hash_is_byte_for_byte_the_canonical_json_hash() -> None:
+    import hashlib
+    import json
+
+    from ingestion.csv_files import _normalized_hash
+
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(0x20, 0x7f)] + ['"', "\\", "\t", "é", "語", "\u2028", " "]
+    for _ in range(3000):
+        row = {rng.choice(["id", "notes", "asset", "Quantity", "b\\c", 'q"t']): "".join(
+            rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(rng.randrange(1, 6))}
+        canonical = {k: v.strip() for k, v in sorted(row.items()) if v.strip() != ""}
+        expected = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        assert _normalized_hash(row) == expected, row
