@@ -35,7 +35,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Connection, Engine
 
 from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, Unprocessable
-from api.security import ApiKeyInfo, RateLimiter, parse_key, verify_api_key_at_snapshot
+from api.security import ApiKeyInfo, RateLimiter, SharedRateLimiter, parse_key, verify_api_key_at_snapshot
 from api.snapshots import KeyCache, SnapshotWatch
 from warehouse.db import database_url, normalize_url, role_options
 from warehouse.entities import Entity
@@ -113,11 +113,11 @@ class ApiSession:
     """``pg_current_snapshot()`` when the key was checked: the response cache's validity (``api.cache``)."""
 
 
-def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiSession:
+async def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiSession:
     """Count the request against the key's rate limit (429 beyond it) and note the key and snapshot."""
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    limiter: RateLimiter | SharedRateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
-        wait = limiter.hit(info.prefix)
+        wait = await limiter.ahit(info.prefix)
         if wait is not None:
             raise RateLimited(wait)
     request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
@@ -148,11 +148,11 @@ async def get_session(request: Request, key: Annotated[str, Depends(presented_ke
     if snapshot is not None and keys is not None:
         info = keys.get(key, snapshot)
         if info is not None:
-            return _admit(request, info, snapshot)
+            return await _admit(request, info, snapshot)
     info, verified_in = await run_in_threadpool(_verify_in_database, request, key)
     if keys is not None:
         keys.put(key, verified_in, info)
-    return _admit(request, info, verified_in)
+    return await _admit(request, info, verified_in)
 
 
 SessionDep = Annotated[ApiSession, Depends(get_session)]

@@ -19,7 +19,7 @@ from api.errors import install_exception_handlers
 from api.routes import QUERY_TOO_LONG, openapi_error
 from api.routes import (accounts, api_keys, assets, classifications, closes, entities, health, journal, periods, pnl,
                         positions, prices, quarantine, reconciliation, transactions)
-from api.security import RateLimiter
+from api.security import make_rate_limiter
 from warehouse.settings import get_settings
 
 API_PREFIX = "/api/v1"
@@ -89,9 +89,12 @@ def _metrics_route(app: FastAPI) -> Any:
 
 def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None,
                cors_origins: list[str] | None = None, max_range_days: int | None = None,
-               cache_mb: int | None = None, snapshot_poll_ms: int | None = None) -> FastAPI:
+               cache_mb: int | None = None, snapshot_poll_ms: int | None = None,
+               redis_url: str | None = None) -> FastAPI:
     """The API. ``engine``: a warehouse engine (default: ``warehouse.db.get_engine()`` at request time).
     ``rate_limit_per_minute``: requests per key per minute (default: settings; 0 disables).
+    ``redis_url``: count the rate limit in this Redis, shared by every worker (default: ``COINFRS_REDIS_URL``;
+    unset: each process counts its own).
     ``cors_origins``: origins allowed by CORS (default: settings, empty: CORS off).
     ``max_range_days``: longest from..to range answered synchronously (default: settings).
     ``cache_mb``: size of the response cache of unchanged answers (default: settings; 0 disables; ``api.cache``).
@@ -110,7 +113,7 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
     )
     app.state.engine = engine
     per_minute = settings.api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute
-    app.state.rate_limiter = RateLimiter(per_minute)
+    app.state.rate_limiter = make_rate_limiter(per_minute, redis_url if redis_url is not None else settings.redis_url)
     app.state.max_range_days = settings.api_max_range_days if max_range_days is None else max_range_days
     app.state.response_cache = ResponseCache(
         (settings.api_cache_mb if cache_mb is None else cache_mb) * 1024 * 1024)

@@ -5,13 +5,15 @@ identify the key, never secret), ``secret`` 43 url-safe base64 characters (256 r
 ``secrets``). The table ``api_keys`` keeps only the prefix and ``key_hash`` = SHA-256 (hex) of the
 whole key; the full key is shown once, by ``create_api_key``, and never logged or echoed.
 
-Also a small in-process rate limiter per key (``RateLimiter``): a fixed one-minute window.
+Also the rate limiter per key: a fixed one-minute window, in-process (``RateLimiter``), or shared by every worker
+through Redis when ``COINFRS_REDIS_URL`` is set (``SharedRateLimiter``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -19,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -27,6 +30,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from warehouse.entities import Entity
 from warehouse.schema import api_key_entities, api_keys, entities
+
+logger = logging.getLogger("coinfrs.api")
 
 KEY_PATTERN = re.compile(r"^cf_(?P<prefix>[0-9a-f]{8})_(?P<secret>[A-Za-z0-9_-]{43})$")
 _DUMMY_HASH = hashlib.sha256(b"cf_00000000_not-a-key").hexdigest()
@@ -203,7 +208,7 @@ def list_api_keys(conn: Connection, entity_ids: Sequence[int] | int | None = Non
 class RateLimiter:
     """At most ``per_minute`` requests per key in each clock minute (in-process; 0 disables).
 
-    Good for one API process; several processes each count their own share.
+    Good for one API process; several processes each count their own share (``SharedRateLimiter`` counts for all).
     """
 
     def __init__(self, per_minute: int) -> None:
@@ -224,6 +229,64 @@ class RateLimiter:
                 self._counts.clear()
             count = self._counts.get(key_id, 0) + 1
             self._counts[key_id] = count
-        if count > self.per_minute:
-            return max(1, int((window + 1) * 60 - now + 0.999))
-        return None
+        return _verdict(self.per_minute, count, window, now)
+
+    async def ahit(self, key_id: str) -> int | None:
+        return self.hit(key_id)
+
+
+def _verdict(per_minute: int, count: int, window: int, now: float) -> int | None:
+    if count > per_minute:
+        return max(1, int((window + 1) * 60 - now + 0.999))
+    return None
+
+
+class SharedRateLimiter:
+    """``RateLimiter`` counted in Redis, so every API worker (and every API host) shares one count per key and
+    minute: ``INCR coinfrs:ratelimit:<minute>:<key prefix>`` with a two-minute expiry, one round trip, on the event
+    loop (redis.asyncio). When Redis does not answer within ``timeout`` seconds the request is counted in-process
+    instead (a warning once a minute): a Redis outage degrades the limit to per worker, it never refuses requests.
+    """
+
+    def __init__(self, per_minute: int, url: str, *, timeout: float = 0.25, namespace: str = "coinfrs:ratelimit") -> None:
+        self.per_minute = per_minute
+        self.url = url
+        self.timeout = timeout
+        self.namespace = namespace
+        self.fallback = RateLimiter(per_minute)
+        self._clients: dict[int, Any] = {}  # one client per event loop (a TestClient runs its own loop)
+        self._warned_window = -1
+
+    def _client(self) -> Any:
+        import asyncio
+
+        import redis.asyncio as redis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(id(loop))
+        if client is None:
+            client = redis.Redis.from_url(self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
+            self._clients = {id(loop): client}  # an earlier loop's client is not reused on this one
+        return client
+
+    async def ahit(self, key_id: str) -> int | None:
+        if self.per_minute <= 0:
+            return None
+        now = time.time()
+        window = int(now // 60)
+        name = f"{self.namespace}:{window}:{key_id}"
+        try:
+            async with self._client().pipeline(transaction=True) as pipe:
+                count, _ = await pipe.incr(name).expire(name, 120).execute()
+        except Exception as exc:  # noqa: BLE001 - redis.RedisError, OSError, timeouts: count in-process instead
+            if self._warned_window != window:
+                self._warned_window = window
+                logger.warning("rate limit: Redis did not answer (%s); counting per worker until it does",
+                               type(exc).__name__)
+            return self.fallback.hit(key_id, now)
+        return _verdict(self.per_minute, int(count), window, now)
+
+
+def make_rate_limiter(per_minute: int, redis_url: str | None) -> RateLimiter | SharedRateLimiter:
+    """Shared through Redis when ``COINFRS_REDIS_URL`` is set, else in-process."""
+    return SharedRateLimiter(per_minute, redis_url) if redis_url else RateLimiter(per_minute)

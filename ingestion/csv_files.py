@@ -1,9 +1,11 @@
 """CSV files: the generic ledger CSV (v1) and the balances CSV (v1).
 
-``read_*`` functions are pure: they turn a file's text into validated rows or a list of row
-errors naming line and field. ``write_*`` functions load validated rows into staging in one
-transaction (COPY into a temporary table, then an insert that skips rows already there), so a
-file lands whole or not at all, and importing it again changes nothing.
+``read_*`` functions are pure: they turn a (small) file into validated rows or a list of row
+errors naming line and field. ``load_*`` functions (``import_csv``) stream a file of any size into
+staging in the caller's transaction: the file is decoded a chunk at a time, each row is checked and
+COPied into a temporary table as it is read, checks across rows (an id used twice with different
+content) run there, then one insert skips rows already staged. A file lands whole or not at all,
+importing it again changes nothing, and memory stays flat with the file's size.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ import csv
 import hashlib
 import io
 import json
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
 
 from sqlalchemy.engine import Connection
 
-from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, RunFile, finish_run, start_run, write_balance_snapshots,
-                               write_raw_records)
+from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, RunFile, create_balance_snapshots_temp,
+                               create_raw_records_temp, finish_run, insert_balance_snapshots_from_temp,
+                               insert_raw_records_from_temp, start_run, write_balance_snapshots, write_raw_records)
 from transforms.ledger_mapping import V11_ALIASES
+from warehouse.bulk import copy_writer
 from warehouse.numbers import NotADecimal, D, parse_input_decimal, to_text
 
 SOURCE = "csv"
@@ -38,6 +46,7 @@ LEDGER_COLUMNS = (
 )
 # Optional superset columns: which account type / sub-account of ``account`` a row belongs to.
 LEDGER_OPTIONAL_COLUMNS = ("account_type", "sub_account")
+LEDGER_REQUIRED = ("timestamp", "action", "asset", "quantity", "account")
 BALANCE_COLUMNS = ("timestamp", "account", "asset", "quantity")
 BALANCE_OPTIONAL_COLUMNS = ("account_type", "sub_account")
 
@@ -53,6 +62,13 @@ ACCOUNT_TYPES = ("spot", "margin", "futures", "funding", "wallet", "vault", "ear
 # v1.1 column names (the seed's files): asset_id = asset, wallet = account, venue = where the wallet is held
 V11_COLUMNS = ("asset_id", "wallet", "venue")
 DEFAULT_ACCOUNT_TYPE = "wallet"
+CHUNK_BYTES = 1 << 20  # a file is read and decoded a MiB at a time
+MAX_LINE_CHARS = 4 << 20  # a line longer than this is refused (fields are bounded by the csv module's 128 KiB)
+MAX_ERRORS_KEPT = 1_000  # a refusal keeps the first errors (by line) and counts the rest
+# Identifying fields are bounded well under PostgreSQL's index entry limit (2,704 bytes for the natural key of
+# staging); free text (notes) is bounded by the csv module's field limit only.
+FIELD_MAX_CHARS = {"id": 256, "external_id": 256, "tx_hash": 256, "account": 128, "sub_account": 128, "asset": 128,
+                   "fee_asset": 128, "quote_asset": 128}
 
 
 @dataclass(frozen=True)
@@ -69,12 +85,13 @@ class RowError:
 class CsvImportError(ValueError):
     """A file that cannot be imported; ``errors`` names every bad row and field."""
 
-    def __init__(self, file_name: str, errors: Sequence[RowError]) -> None:
+    def __init__(self, file_name: str, errors: Sequence[RowError], *, total: int | None = None) -> None:
         self.file_name = file_name
         self.errors = list(errors)
+        self.total = max(total or 0, len(self.errors))  # errors found; ``errors`` may keep only the first of them
         shown = "\n".join(f"  {e}" for e in self.errors[:50])
-        more = f"\n  ... and {len(self.errors) - 50} more" if len(self.errors) > 50 else ""
-        super().__init__(f"{file_name}: {len(self.errors)} error(s), nothing imported\n{shown}{more}")
+        more = f"\n  ... and {self.total - 50} more" if self.total > 50 else ""
+        super().__init__(f"{file_name}: {self.total} error(s), nothing imported\n{shown}{more}")
 
 
 @dataclass(frozen=True)
@@ -93,21 +110,55 @@ class StagedRow:
     balances: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class CsvFile:
-    name: str
-    text: str
+    """A CSV file: its ``text`` given (tests, small files), or a ``path`` read in chunks when it is imported, so
+    memory stays flat with the file's size (``lines``). ``text`` of a path-backed file decodes it whole (exchange
+    exports and manual prices, small files)."""
+
+    __slots__ = ("name", "path", "_text")
+
+    def __init__(self, name: str, text: str | None = None, *, path: Path | None = None) -> None:
+        if text is None and path is None:
+            raise ValueError("a CsvFile needs its text or its path")
+        self.name = name
+        self.path = path
+        self._text = text
+
+    def __repr__(self) -> str:
+        return f"CsvFile({self.name!r}{', path=' + repr(str(self.path)) if self.path else ''})"
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            assert self.path is not None
+            self._text = decode_csv_bytes(self.name, self.path.read_bytes())
+        return self._text
 
     @property
     def file_hash(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        """sha256 of the file's text in UTF-8 (the same for a file saved as UTF-8, with a BOM or as UTF-16)."""
+        hasher = hashlib.sha256()
+        for _ in self.lines(hasher):
+            pass
+        return hasher.hexdigest()
+
+    def lines(self, hasher: Any = None) -> Iterator[str]:
+        """The file's lines (split on ``\n`` only, ends kept: what ``csv.reader`` expects), decoded as
+        ``from_path`` says; ``hasher`` (a hashlib object) is fed the text in UTF-8 on the way."""
+        if self._text is not None or self.path is None:
+            text = self.text
+            if hasher is not None:
+                hasher.update(text.encode("utf-8"))
+            return iter(io.StringIO(text))
+        return _stream_lines(self.name, self.path, hasher)
 
     @classmethod
     def from_path(cls, path: Path | str) -> "CsvFile":
-        """The file's text: UTF-8 (with or without a BOM), or UTF-16 with its BOM; anything else (Windows-1252,
-        Latin-1, ...) and NUL bytes are refused with a ``CsvImportError`` saying where and how to fix it."""
+        """A file on disk, read when used: UTF-8 (with or without a BOM), or UTF-16 with its BOM; anything else
+        (Windows-1252, Latin-1, ...) and NUL bytes are refused with a ``CsvImportError`` naming line, field and how
+        to fix it."""
         path = Path(path)
-        return cls(name=path.name, text=decode_csv_bytes(path.name, path.read_bytes()))
+        return cls(path.name, path=path)
 
 
 @dataclass(frozen=True)
@@ -128,9 +179,19 @@ class ImportResult:
 # ------------------------------------------------------------------------------- parsing
 
 
+_PLAIN_JSON = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but '"' and '\\': JSON writes it as it is
+
+
 def _normalized_hash(values: dict[str, str]) -> str:
+    """sha256 of the row's canonical JSON (keys sorted, values stripped, empty values left out). Plain ASCII rows
+    (nearly all) are written directly, byte for byte what ``json.dumps`` writes; anything else goes through it."""
     normalized = {k: v.strip() for k, v in sorted(values.items()) if v.strip() != ""}
-    return hashlib.sha256(json.dumps(normalized, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    plain = _PLAIN_JSON.fullmatch
+    if all(plain(k) and plain(v) for k, v in normalized.items()):
+        text = "{" + ",".join(f'"{k}":"{v}"' for k, v in normalized.items()) + "}"
+    else:
+        text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def parse_timestamp(text: str, naive_timezone: str | None) -> datetime:
@@ -157,38 +218,135 @@ def parse_timestamp(text: str, naive_timezone: str | None) -> datetime:
     return utc
 
 
+def _encoding_of(head: bytes) -> tuple[str, str]:
+    """(codec, codec of a mid-stream piece) by BOM: UTF-16 LE/BE, else UTF-8 (a UTF-8 BOM is dropped)."""
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16", "utf-16-le"
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16", "utf-16-be"
+    return "utf-8-sig", "utf-8"
+
+
+def _column_at(header: Sequence[str] | None, line_text: str, line: int) -> str | None:
+    """The column a position on a line falls in (counting commas: a best guess inside quotes), by header name."""
+    if line <= 1 or not header:
+        return "header" if line <= 1 else None
+    index = line_text.count(",")
+    return header[index] if index < len(header) else f"beyond the last column ({header[-1]})"
+
+
+def _decode_error(name: str, encoding: str, exc: UnicodeDecodeError, piece: str, offset: int, line: int,
+                  header: Sequence[str] | None) -> CsvImportError:
+    """A refusal of undecodable bytes: ``piece`` the text of the line up to them, ``offset`` their file offset."""
+    kind = "UTF-16" if encoding == "utf-16" else "UTF-8"
+    return CsvImportError(name, [RowError(line, _column_at(header, piece, line), (
+        f"the file is not {kind}: byte 0x{exc.object[exc.start]:02x} at offset {offset} cannot be read "
+        "(Windows-1252 or Latin-1?); save it as UTF-8 (Excel: 'CSV UTF-8')"))])
+
+
+def _nul_error(name: str, line: int, piece: str, header: Sequence[str] | None) -> CsvImportError:
+    return CsvImportError(name, [RowError(line, _column_at(header, piece, line), "contains a NUL byte: not a text CSV file")])
+
+
+def _header_of(text: str) -> list[str]:
+    try:
+        return [h.strip().lower() for h in next(csv.reader([text.split("\n", 1)[0]]), [])]
+    except csv.Error:
+        return []
+
+
 def decode_csv_bytes(name: str, data: bytes) -> str:
-    """Decode a CSV file's bytes (see ``CsvFile.from_path``)."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
+    """Decode a CSV file's bytes whole (see ``CsvFile.from_path``)."""
+    encoding, piece_codec = _encoding_of(data)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise CsvImportError(name, [RowError(line, None, (
-            f"the file is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'}: byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start} cannot be read (Windows-1252 or Latin-1?); save it as UTF-8 (Excel: 'CSV UTF-8')"))]) from None
+        before = exc.object[:exc.start].decode(piece_codec, errors="replace")
+        line = before.count("\n") + 1
+        raise _decode_error(name, encoding, exc, before.rsplit("\n", 1)[-1], exc.start, line, _header_of(before)) from None
     if "\x00" in text:
-        line = text[:text.index("\x00")].count("\n") + 1
-        raise CsvImportError(name, [RowError(line, None, "contains a NUL byte: not a text CSV file")])
+        before = text[:text.index("\x00")]
+        raise _nul_error(name, before.count("\n") + 1, before.rsplit("\n", 1)[-1], _header_of(text))
     return text
 
 
-def _read_header(file: CsvFile, required: Sequence[str], optional: Sequence[str]) -> tuple[list[dict[str, str]], list[str], list[RowError]]:
-    reader = csv.reader(io.StringIO(file.text))
-    try:
-        return _read_rows(reader, required, optional)
-    except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL in text given directly, ...
-        return [], [], [RowError(max(reader.line_num, 1), None, f"unreadable CSV: {exc}")]
+def _stream_lines(name: str, path: Path, hasher: Any) -> Iterator[str]:
+    """``CsvFile.lines`` of a file on disk: decoded chunk by chunk (``CHUNK_BYTES``), split on ``\n``."""
+    with path.open("rb") as raw:
+        data = raw.read(CHUNK_BYTES)
+        encoding, piece_codec = _encoding_of(data)
+        decoder = codecs.getincrementaldecoder(encoding)()
+        consumed, newlines, tail = 0, 0, ""
+        header: list[str] | None = None
+        while True:
+            following = raw.read(CHUNK_BYTES) if data else b""
+            try:
+                text = decoder.decode(data, final=not following)
+            except UnicodeDecodeError as exc:
+                before = exc.object[:exc.start].decode(piece_codec, errors="replace")
+                offset = consumed - (len(exc.object) - len(data)) + exc.start
+                piece = (tail + before).rsplit("\n", 1)[-1]
+                line = newlines + before.count("\n") + 1
+                raise _decode_error(name, encoding, exc, piece, offset, line, header or _header_of(tail + before)) from None
+            consumed += len(data)
+            if "\x00" in text:
+                before = tail + text[:text.index("\x00")]
+                raise _nul_error(name, newlines + before.count("\n") + 1, before.rsplit("\n", 1)[-1],
+                                 header or _header_of(before))
+            if hasher is not None and text:
+                hasher.update(text.encode("utf-8"))
+            buffer = tail + text
+            cut = buffer.rfind("\n") + 1
+            if cut:
+                complete, tail = buffer[:cut], buffer[cut:]
+                if header is None:
+                    header = _header_of(complete)
+                newlines += complete.count("\n")
+                yield from io.StringIO(complete)
+            else:
+                tail = buffer
+                if len(tail) > MAX_LINE_CHARS:
+                    raise CsvImportError(name, [RowError(newlines + 1, _column_at(header, tail, newlines + 1),
+                                                         f"a line longer than {MAX_LINE_CHARS:,} characters")])
+            if not following:
+                break
+            data = following
+        if tail:
+            yield tail
 
 
-def _read_rows(reader, required: Sequence[str], optional: Sequence[str]) -> tuple[list[dict[str, str]], list[str], list[RowError]]:
-    try:
-        header = next(reader)
-    except StopIteration:
-        return [], [], [RowError(1, None, "the file is empty: a header row is required")]
+class _Lines:
+    """An iterator over a file's lines that remembers the last one (to say which field a csv.Error is in)."""
+
+    __slots__ = ("_lines", "last")
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.last = ""
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self._lines)
+        return self.last
+
+
+def _long_field(header: Sequence[str], text: str) -> str | None:
+    """The column of the first field over the csv module's limit on ``text`` (quotes respected)."""
+    limit = csv.field_size_limit()
+    index, start, quoted = 0, 0, False
+    for position, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            if position - start > limit:
+                break
+            index, start = index + 1, position + 1
+    return header[index] if index < len(header) else None
+
+
+def _check_header(header: list[str], required: Sequence[str], optional: Sequence[str]) -> tuple[list[str], list[RowError]]:
     original = [h.strip() for h in header]
     lowered = [h.lower() for h in original]
     errors: list[RowError] = []
@@ -210,20 +368,65 @@ def _read_rows(reader, required: Sequence[str], optional: Sequence[str]) -> tupl
     dupes = sorted({h for h in lowered if lowered.count(h) > 1})
     if dupes:
         errors.append(RowError(1, None, f"duplicate column(s) {', '.join(dupes)}"))
-    if errors:
-        return [], original, errors
+    return original, errors
+
+
+def _records(file: CsvFile, required: Sequence[str], optional: Sequence[str], errors: list[RowError],
+             hasher: Any = None, header_out: list[str] | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+    """The data rows after a valid header, one at a time: (line, {column as written: value}). Header and
+    structure errors (a wrong number of values, an unreadable line) are appended to ``errors``; undecodable bytes
+    and NUL raise ``CsvImportError`` from the file's lines."""
+    lines = _Lines(file.lines(hasher))
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        errors.append(RowError(1, None, "the file is empty: a header row is required"))
+        return
+    except csv.Error as exc:
+        errors.append(RowError(1, None, f"unreadable CSV header: {exc}"))
+        return
+    original, header_errors = _check_header(header, required, optional)
+    if header_out is not None:
+        header_out.extend(original)
+    if header_errors:
+        errors.extend(header_errors)
+        return
+    width = len(original)
+    line = 1
+    while True:
+        line += 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL in text given directly, ...
+            errors.append(RowError(line, _long_field(original, lines.last), f"unreadable CSV: {exc}"))
+            return
+        if not "".join(values).strip():
+            continue  # a blank line
+        if len(values) != width:
+            field = original[len(values)] if len(values) < width else original[-1]
+            extra = "" if len(values) < width else " (values beyond the last column: an unquoted comma?)"
+            errors.append(RowError(line, field, f"expected {width} values, found {len(values)}{extra}"))
+            continue
+        yield line, dict(zip(original, values))
+
+
+def _read_header(file: CsvFile, required: Sequence[str], optional: Sequence[str]) -> tuple[list[dict[str, str]], list[str], list[RowError]]:
+    """Every data row of a small file (each with ``__line__``), its header and the header/structure errors."""
+    errors: list[RowError] = []
     rows: list[dict[str, str]] = []
-    for line_no, values in enumerate(reader, start=2):
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) != len(original):
-            errors.append(RowError(line_no, None, f"expected {len(original)} values, found {len(values)}"))
-            rows.append({})
-            continue
-        row = dict(zip(original, values))
-        row["__line__"] = str(line_no)
-        rows.append(row)
-    return rows, original, errors
+    header: list[str] = []
+    try:
+        for line, row in _records(file, required, optional, errors, header_out=header):
+            row["__line__"] = str(line)
+            rows.append(row)
+    except CsvImportError as exc:
+        return [], [], exc.errors
+    if any(e.line == 1 for e in errors):
+        return [], header, errors
+    return rows, header, errors
 
 
 def _decimal(row: dict[str, str], name: str, line: int, errors: list[RowError], *,
@@ -257,119 +460,156 @@ def _lower_keys(row: dict[str, str]) -> dict[str, str]:
     return lowered
 
 
+def _check_lengths(row: dict[str, str], line: int, errors: list[RowError]) -> None:
+    for name, limit in FIELD_MAX_CHARS.items():
+        value = row.get(name)
+        if value is not None and len(value) > limit and len(value.strip()) > limit:
+            errors.append(RowError(line, name, f"is {len(value.strip()):,} characters long; at most {limit} are accepted"))
+
+
+def _check_ledger_row(raw: dict[str, str], line: int, naive_timezone: str | None, errors: list[RowError]) -> StagedRow | None:
+    """One ledger row checked field by field: the staged row, or None with its errors appended."""
+    row = _lower_keys(raw)
+    row_errors: list[RowError] = []
+    _check_lengths(row, line, row_errors)
+    try:
+        occurred_at = parse_timestamp(row.get("timestamp", ""), naive_timezone)
+    except ValueError as exc:
+        row_errors.append(RowError(line, "timestamp", str(exc)))
+        occurred_at = None
+    action = row.get("action", "").strip().upper()
+    if not action:
+        row_errors.append(RowError(line, "action", "is required"))
+    elif action not in ACTIONS:
+        row_errors.append(RowError(line, "action", f"unknown action {row['action'].strip()!r} (expected one of {', '.join(ACTIONS)})"))
+    if not row.get("asset", "").strip():
+        row_errors.append(RowError(line, "asset", "is required"))
+    account = row.get("account", "").strip()
+    if not account:
+        row_errors.append(RowError(line, "account", "is required"))
+    _decimal(row, "quantity", line, row_errors, required=True, positive=True)
+    quote_asset = row.get("quote_asset", "").strip()
+    quoted = bool(quote_asset and row.get("quote_quantity", "").strip())
+    _decimal(row, "unit_price_usd", line, row_errors,
+             required=action in PRICED_ACTIONS and not (quoted and action in ("BUY", "SELL")), non_negative=True)
+    fee_asset = row.get("fee_asset", "").strip()
+    fee = _decimal(row, "fee_amount", line, row_errors, required=bool(fee_asset), non_negative=True)
+    if fee is not None and not fee_asset:
+        row_errors.append(RowError(line, "fee_asset", "is required when fee_amount is given"))
+    quote_qty = _decimal(row, "quote_quantity", line, row_errors, required=bool(quote_asset), positive=True)
+    if quote_qty is not None and not quote_asset:
+        row_errors.append(RowError(line, "quote_asset", "is required when quote_quantity is given"))
+    if (quote_asset or quote_qty is not None) and action not in ("BUY", "SELL"):
+        row_errors.append(RowError(line, "quote_asset", f"only BUY and SELL have a quote, not {action}"))
+    account_type = (row.get("account_type", "").strip().lower() or DEFAULT_ACCOUNT_TYPE)
+    if account_type not in ACCOUNT_TYPES:
+        row_errors.append(RowError(line, "account_type", f"unknown account type {account_type!r} (expected one of {', '.join(ACCOUNT_TYPES)})"))
+    if row_errors:
+        errors.extend(row_errors)
+        return None
+    assert occurred_at is not None
+    payload_hash = _normalized_hash(row)
+    raw_id = row.get("id", "").strip() or row.get("external_id", "").strip() or f"sha256:{payload_hash}"
+    return StagedRow(line=line, source_raw_id=raw_id, account=account, occurred_at=occurred_at, payload=raw,
+                     payload_hash=payload_hash, account_type=account_type, sub_account=row.get("sub_account", "").strip())
+
+
+def _conflicting_id(line: int, raw_id: str, first_line: int) -> RowError:
+    return RowError(line, "id", f"id {raw_id!r} already used on line {first_line} with different content")
+
+
+def _check_balance_row(raw: dict[str, str], line: int, naive_timezone: str | None,
+                       errors: list[RowError]) -> tuple[StagedRow, str, Decimal] | None:
+    """One balances row checked: (the staged row, the asset as keyed, the quantity), or None with its errors."""
+    row = _lower_keys(raw)
+    row_errors: list[RowError] = []
+    _check_lengths(row, line, row_errors)
+    try:
+        occurred_at = parse_timestamp(row.get("timestamp", ""), naive_timezone)
+    except ValueError as exc:
+        row_errors.append(RowError(line, "timestamp", str(exc)))
+        occurred_at = None
+    account = row.get("account", "").strip()
+    asset = row.get("asset", "").strip()
+    if not account:
+        row_errors.append(RowError(line, "account", "is required"))
+    if not asset:
+        row_errors.append(RowError(line, "asset", "is required"))
+    quantity = _decimal(row, "quantity", line, row_errors, required=True)
+    account_type = (row.get("account_type", "").strip().lower() or DEFAULT_ACCOUNT_TYPE)
+    if account_type not in ACCOUNT_TYPES:
+        row_errors.append(RowError(line, "account_type", f"unknown account type {account_type!r} (expected one of {', '.join(ACCOUNT_TYPES)})"))
+    if row_errors:
+        errors.extend(row_errors)
+        return None
+    assert occurred_at is not None and quantity is not None
+    payload_hash = _normalized_hash(row)
+    staged = StagedRow(line=line, source_raw_id=f"sha256:{payload_hash}", account=account, occurred_at=occurred_at,
+                       payload=raw, payload_hash=payload_hash, account_type=account_type,
+                       sub_account=row.get("sub_account", "").strip(), balances={asset: to_text(quantity) or "0"})
+    return staged, asset.upper(), quantity
+
+
+def _conflicting_balance(line: int, asset: str, account: str, at: datetime, first_line: int) -> RowError:
+    return RowError(line, "quantity", f"{asset} of {account} at {at.isoformat()} is already reported on line "
+                                      f"{first_line} with a different quantity")
+
+
+def _refuse(file: CsvFile, errors: list[RowError], dropped: int = 0) -> CsvImportError:
+    kept = sorted(errors, key=lambda e: (e.line, e.field or ""))[:MAX_ERRORS_KEPT]
+    return CsvImportError(file.name, kept, total=len(errors) + dropped)
+
+
 def read_ledger_csv(file: CsvFile, *, naive_timezone: str | None = None) -> list[StagedRow]:
-    """Validate a ledger CSV (v1). Raises ``CsvImportError`` listing every bad row and field."""
-    raw_rows, _, errors = _read_header(file, ("timestamp", "action", "asset", "quantity", "account"),
-                                       LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS + V11_COLUMNS)
+    """Validate a ledger CSV (v1) in memory (small files; imports stream through ``load_ledger_csv``). Raises
+    ``CsvImportError`` listing every bad row and field."""
+    errors: list[RowError] = []
     staged: list[StagedRow] = []
     seen: dict[str, tuple[int, str]] = {}
-    for raw in raw_rows:
-        if not raw:
-            continue
-        line = int(raw["__line__"])
-        payload = {k: v for k, v in raw.items() if k != "__line__"}
-        row = _lower_keys(raw)
-        row_errors: list[RowError] = []
-        try:
-            occurred_at = parse_timestamp(row.get("timestamp", ""), naive_timezone)
-        except ValueError as exc:
-            row_errors.append(RowError(line, "timestamp", str(exc)))
-            occurred_at = None
-        action = row.get("action", "").strip().upper()
-        if not action:
-            row_errors.append(RowError(line, "action", "is required"))
-        elif action not in ACTIONS:
-            row_errors.append(RowError(line, "action", f"unknown action {row['action'].strip()!r} (expected one of {', '.join(ACTIONS)})"))
-        if not row.get("asset", "").strip():
-            row_errors.append(RowError(line, "asset", "is required"))
-        if not row.get("account", "").strip():
-            row_errors.append(RowError(line, "account", "is required"))
-        _decimal(row, "quantity", line, row_errors, required=True, positive=True)
-        quoted = bool(row.get("quote_asset", "").strip() and row.get("quote_quantity", "").strip())
-        _decimal(row, "unit_price_usd", line, row_errors,
-                 required=action in PRICED_ACTIONS and not (quoted and action in ("BUY", "SELL")), non_negative=True)
-        fee_asset = row.get("fee_asset", "").strip()
-        fee = _decimal(row, "fee_amount", line, row_errors, required=bool(fee_asset), non_negative=True)
-        if fee is not None and not fee_asset:
-            row_errors.append(RowError(line, "fee_asset", "is required when fee_amount is given"))
-        quote_asset = row.get("quote_asset", "").strip()
-        quote_qty = _decimal(row, "quote_quantity", line, row_errors, required=bool(quote_asset), positive=True)
-        if quote_qty is not None and not quote_asset:
-            row_errors.append(RowError(line, "quote_asset", "is required when quote_quantity is given"))
-        if (quote_asset or quote_qty is not None) and action not in ("BUY", "SELL"):
-            row_errors.append(RowError(line, "quote_asset", f"only BUY and SELL have a quote, not {action}"))
-        account_type = (row.get("account_type", "").strip().lower() or DEFAULT_ACCOUNT_TYPE)
-        if account_type not in ACCOUNT_TYPES:
-            row_errors.append(RowError(line, "account_type", f"unknown account type {account_type!r} (expected one of {', '.join(ACCOUNT_TYPES)})"))
-        payload_hash = _normalized_hash(row)
-        raw_id = row.get("id", "").strip() or row.get("external_id", "").strip() or f"sha256:{payload_hash}"
-        if raw_id in seen and seen[raw_id][1] != payload_hash:
-            row_errors.append(RowError(line, "id", f"id {raw_id!r} already used on line {seen[raw_id][0]} with different content"))
-        if row_errors:
-            errors.extend(row_errors)
-            continue
-        if raw_id in seen:  # the same row twice in one file: one record
-            continue
-        seen[raw_id] = (line, payload_hash)
-        assert occurred_at is not None
-        staged.append(StagedRow(line=line, source_raw_id=raw_id, account=row["account"].strip(),
-                                occurred_at=occurred_at, payload=payload, payload_hash=payload_hash,
-                                account_type=account_type, sub_account=row.get("sub_account", "").strip()))
+    try:
+        for line, raw in _records(file, LEDGER_REQUIRED, LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS + V11_COLUMNS, errors):
+            row = _check_ledger_row(raw, line, naive_timezone, errors)
+            if row is None:
+                continue
+            first = seen.get(row.source_raw_id)
+            if first is not None:  # the same row twice in one file is one record
+                if first[1] != row.payload_hash:
+                    errors.append(_conflicting_id(line, row.source_raw_id, first[0]))
+                continue
+            seen[row.source_raw_id] = (line, row.payload_hash)
+            staged.append(row)
+    except CsvImportError as exc:
+        errors.extend(exc.errors)
     if errors:
-        raise CsvImportError(file.name, sorted(errors, key=lambda e: (e.line, e.field or "")))
+        raise _refuse(file, errors)
     return staged
 
 
 def read_balances_csv(file: CsvFile, *, naive_timezone: str | None = None) -> list[StagedRow]:
-    """Validate a balances CSV (v1): one reported balance per row."""
-    raw_rows, _, errors = _read_header(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS + V11_COLUMNS)
+    """Validate a balances CSV (v1) in memory: one reported balance per row (imports: ``load_balances_csv``)."""
+    errors: list[RowError] = []
     staged: list[StagedRow] = []
     seen: dict[tuple[str, str, str, datetime, str], tuple[int, Decimal]] = {}
-    for raw in raw_rows:
-        if not raw:
-            continue
-        line = int(raw["__line__"])
-        payload = {k: v for k, v in raw.items() if k != "__line__"}
-        row = _lower_keys(raw)
-        row_errors: list[RowError] = []
-        try:
-            occurred_at = parse_timestamp(row.get("timestamp", ""), naive_timezone)
-        except ValueError as exc:
-            row_errors.append(RowError(line, "timestamp", str(exc)))
-            occurred_at = None
-        account = row.get("account", "").strip()
-        asset = row.get("asset", "").strip()
-        if not account:
-            row_errors.append(RowError(line, "account", "is required"))
-        if not asset:
-            row_errors.append(RowError(line, "asset", "is required"))
-        quantity = _decimal(row, "quantity", line, row_errors, required=True)
-        account_type = (row.get("account_type", "").strip().lower() or DEFAULT_ACCOUNT_TYPE)
-        if account_type not in ACCOUNT_TYPES:
-            row_errors.append(RowError(line, "account_type", f"unknown account type {account_type!r} (expected one of {', '.join(ACCOUNT_TYPES)})"))
-        sub_account = row.get("sub_account", "").strip()
-        payload_hash = _normalized_hash(row)
-        if not row_errors and occurred_at is not None and quantity is not None:
-            key = (account, account_type, sub_account, occurred_at, asset.upper())
-            if key in seen and seen[key][1] != quantity:  # the same instant and amount spelled differently is no conflict
-                row_errors.append(RowError(line, "quantity", f"{asset} of {account} at {row['timestamp'].strip()} is already reported on line {seen[key][0]} with a different quantity"))
-            seen.setdefault(key, (line, quantity))
-        if row_errors:
-            errors.extend(row_errors)
-            continue
-        assert occurred_at is not None and quantity is not None
-        staged.append(StagedRow(line=line, source_raw_id=f"sha256:{payload_hash}", account=account,
-                                occurred_at=occurred_at, payload=payload, payload_hash=payload_hash,
-                                account_type=account_type, sub_account=sub_account,
-                                balances={asset: to_text(quantity) or "0"}))
+    try:
+        for line, raw in _records(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS + V11_COLUMNS, errors):
+            checked = _check_balance_row(raw, line, naive_timezone, errors)
+            if checked is None:
+                continue
+            row, asset, quantity = checked
+            key = (row.account, row.account_type, row.sub_account, row.occurred_at, asset)
+            first = seen.setdefault(key, (line, quantity))
+            if first[1] != quantity:  # the same instant and amount spelled differently is no conflict
+                errors.append(_conflicting_balance(line, asset, row.account, row.occurred_at, first[0]))
+                continue
+            staged.append(row)
+    except CsvImportError as exc:
+        errors.extend(exc.errors)
     if errors:
-        raise CsvImportError(file.name, sorted(errors, key=lambda e: (e.line, e.field or "")))
+        raise _refuse(file, errors)
     return staged
 
 
-# ------------------------------------------------------------------------------- loading
-
-
+# ------------------------------------------------------------------------------- loading (streamed)
 
 
 def _run_file(file: CsvFile) -> RunFile:
@@ -402,14 +642,120 @@ def write_balance_rows(conn: Connection, entity_id: int, file: CsvFile, rows: Se
     return _result(file, "balances", rows, inserted, run_id)
 
 
+class _Span:
+    """The earliest and latest time of the rows loaded."""
+
+    __slots__ = ("first", "last")
+
+    def __init__(self) -> None:
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+
+    def add(self, at: datetime) -> None:
+        if self.first is None or at < self.first:
+            self.first = at
+        if self.last is None or at > self.last:
+            self.last = at
+
+
+def load_ledger_csv(conn: Connection, entity_id: int, file: CsvFile, *, naive_timezone: str | None = None) -> ImportResult:
+    """Validate and stage a ledger CSV in one pass, all or nothing, in the caller's transaction: each valid row is
+    COPied into a temporary table as it is read (memory stays flat with the file's size); ids used twice with
+    different content are found there; on any error nothing is inserted and ``CsvImportError`` lists them."""
+    errors: list[RowError] = []
+    hasher = hashlib.sha256()
+    span = _Span()
+    copied = 0
+    table, columns = create_raw_records_temp(conn)
+    try:
+        with copy_writer(conn, table, columns) as write:
+            try:
+                for line, raw in _records(file, LEDGER_REQUIRED, LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS + V11_COLUMNS, errors, hasher):
+                    row = _check_ledger_row(raw, line, naive_timezone, errors)
+                    if row is None:
+                        continue
+                    write((row.source_raw_id, row.account, json.dumps(row.payload), row.payload_hash, row.occurred_at,
+                           line, copied))
+                    copied += 1
+                    span.add(row.occurred_at)
+            except CsvImportError as exc:
+                errors.extend(exc.errors)
+        records, conflicts = conn.execute(sa.text(
+            "SELECT count(*), count(*) FILTER (WHERE conflict) FROM (SELECT min(payload_hash) <> max(payload_hash) AS "
+            f"conflict FROM {table} GROUP BY source_raw_id) ids")).one()
+        if conflicts:
+            errors.extend(_conflicting_id(r.line_number, r.source_raw_id, r.first_line) for r in conn.execute(sa.text(
+                f"""SELECT t.line_number, t.source_raw_id, f.line_number AS first_line FROM {table} t
+                    JOIN (SELECT DISTINCT ON (source_raw_id) source_raw_id, payload_hash, line_number FROM {table}
+                          ORDER BY source_raw_id, ord) f USING (source_raw_id)
+                    WHERE t.payload_hash <> f.payload_hash ORDER BY t.ord LIMIT {MAX_ERRORS_KEPT}""")))
+        if errors:
+            raise _refuse(file, errors, max(0, conflicts - MAX_ERRORS_KEPT))
+    except CsvImportError:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        raise
+    run_file = RunFile(name=file.name, hash=hasher.hexdigest())
+    run_id = start_run(conn, entity_id, SOURCE, LEDGER_STREAM, rows=records, file=run_file)
+    inserted = insert_raw_records_from_temp(conn, entity_id, SOURCE, LEDGER_STREAM, run_id, file=run_file,
+                                            in_file_duplicates=records < copied)
+    finish_run(conn, run_id, seen=records, inserted=inserted)
+    return ImportResult(file.name, "ledger", records, inserted, run_id, span.first, span.last)
+
+
+def load_balances_csv(conn: Connection, entity_id: int, file: CsvFile, *, naive_timezone: str | None = None) -> ImportResult:
+    """``load_ledger_csv`` for a balances CSV: a balance reported twice for one account, asset and instant with
+    different quantities is refused."""
+    errors: list[RowError] = []
+    hasher = hashlib.sha256()
+    span = _Span()
+    copied = 0
+    table, columns = create_balance_snapshots_temp(conn)
+    try:
+        with copy_writer(conn, table, columns) as write:
+            try:
+                for line, raw in _records(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS + V11_COLUMNS, errors, hasher):
+                    checked = _check_balance_row(raw, line, naive_timezone, errors)
+                    if checked is None:
+                        continue
+                    row = checked[0]
+                    write((row.account, row.account_type, row.sub_account, row.occurred_at, json.dumps(row.balances),
+                           json.dumps(row.payload), row.payload_hash, line, copied))
+                    copied += 1
+                    span.add(row.occurred_at)
+            except CsvImportError as exc:
+                errors.extend(exc.errors)
+        # a balance is {asset: exact text}; the same key reported with another quantity is a conflict
+        found = conn.execute(sa.text(
+            f"""WITH e AS (SELECT t.ord, t.line_number, t.account, t.account_type, t.sub_account, t.snapshot_time,
+                                  upper(b.key) AS asset, b.value::numeric AS quantity
+                           FROM {table} t, jsonb_each_text(t.balances) b),
+                     f AS (SELECT DISTINCT ON (account, account_type, sub_account, snapshot_time, asset) *
+                           FROM e ORDER BY account, account_type, sub_account, snapshot_time, asset, ord)
+                SELECT e.line_number, e.asset, e.account, e.snapshot_time, f.line_number AS first_line
+                FROM e JOIN f USING (account, account_type, sub_account, snapshot_time, asset)
+                WHERE e.quantity <> f.quantity ORDER BY e.ord LIMIT {MAX_ERRORS_KEPT}""")).all()
+        errors.extend(_conflicting_balance(r.line_number, r.asset, r.account, r.snapshot_time, r.first_line)
+                      for r in found)
+        if errors:
+            raise _refuse(file, errors)
+    except CsvImportError:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        raise
+    run_file = RunFile(name=file.name, hash=hasher.hexdigest())
+    run_id = start_run(conn, entity_id, SOURCE, BALANCES_STREAM, rows=copied, file=run_file)
+    inserted = insert_balance_snapshots_from_temp(conn, entity_id, SOURCE, run_id, file=run_file)
+    finish_run(conn, run_id, seen=copied, inserted=inserted)
+    return ImportResult(file.name, "balances", copied, inserted, run_id, span.first, span.last)
+
+
 def import_csv(conn: Connection, entity_id: int, kind: str, file: CsvFile, *,
                naive_timezone: str | None = None) -> ImportResult:
     """Validate and stage one file of ``kind`` (``CSV_KINDS``: 'ledger', 'balances' or an exchange export), all or
     nothing."""
     if kind == "ledger":
-        return write_ledger_rows(conn, entity_id, file, read_ledger_csv(file, naive_timezone=naive_timezone))
+        return load_ledger_csv(conn, entity_id, file, naive_timezone=naive_timezone)
     if kind == "balances":
-        return write_balance_rows(conn, entity_id, file, read_balances_csv(file, naive_timezone=naive_timezone))
+        return load_balances_csv(conn, entity_id, file, naive_timezone=naive_timezone)
     from ingestion.exchange_exports import EXPORT_KINDS
 
     if kind in EXPORT_KINDS:

@@ -2,6 +2,9 @@
 
 Each file is imported in its own transaction; it then moves to ``processed/`` beside it, or to
 ``failed/`` with a ``.errors.txt`` that names every bad line and field (nothing of it lands).
+One file never stops the others: ``process_inbox_file`` returns every failure as a value (a file
+refused, one that vanished before it was read, a fault of ours); only when the warehouse cannot be
+reached is the file left where it is, for the next tick.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ingestion.csv_files import CsvFile, CsvImportError, ImportResult, import_csv
@@ -60,17 +64,48 @@ def _move(file: InboxFile, folder: str) -> Path:
     return target
 
 
+def _fail(file: InboxFile, message: str) -> InboxOutcome:
+    """Move the file to ``failed/`` with its errors beside it; the outcome says what happened."""
+    try:
+        target = _move(file, "failed")
+        target.with_suffix(target.suffix + ".errors.txt").write_text(message + "\n", encoding="utf-8")
+    except OSError as exc:
+        message += f"\n(could not move it to failed/: {exc.strerror or type(exc).__name__})"
+    return InboxOutcome(file, None, message, None, None, None)
+
+
+def _reachable(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
 def process_inbox_file(engine: Engine, file: InboxFile) -> InboxOutcome:
-    """Import one inbox file (all or nothing) and move it out of the way."""
+    """Import one inbox file (all or nothing) and move it out of the way. Never raises."""
     try:
         with engine.begin() as conn:
             entity = get_or_create_entity(conn, file.entity)
             result = import_csv(conn, entity.id, file.kind, CsvFile.from_path(file.path))
     except (CsvImportError, ValueError, UnicodeDecodeError) as exc:
-        target = _move(file, "failed")
-        target.with_suffix(target.suffix + ".errors.txt").write_text(str(exc) + "\n", encoding="utf-8")
-        return InboxOutcome(file, None, str(exc), None, None, None)
-    _move(file, "processed")
+        return _fail(file, str(exc))
+    except FileNotFoundError:
+        return InboxOutcome(file, None, f"{file.path.name}: gone before it was read (moved or deleted meanwhile)",
+                            None, None, None)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if not _reachable(engine):  # the warehouse is down: the file waits for the next tick
+            return InboxOutcome(file, None, f"{file.path.name}: left in the inbox, the warehouse cannot be reached "
+                                            f"({type(exc.orig or exc).__name__})", None, None, None)
+        return _fail(file, f"{file.path.name}: not imported: the database refused it: "
+                           f"{str(exc.orig or exc).splitlines()[0][:300]}")
+    except Exception as exc:  # noqa: BLE001 - one file's fault never stops the other files or loses their closes
+        return _fail(file, f"{file.path.name}: not imported: unexpected {type(exc).__name__}: {str(exc)[:300]}")
+    try:
+        _move(file, "processed")
+    except OSError:
+        pass  # staged and committed; a file left behind is imported again as a no-op
     tz = entity.tz
     first = close_date_of(result.first_day, tz) if result.first_day else None
     last = close_date_of(result.last_day, tz) if result.last_day else None

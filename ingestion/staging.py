@@ -82,34 +82,86 @@ def finish_run(conn: Connection, run_id: uuid.UUID, *, seen: int, inserted: int,
         rows_seen=seen, rows_inserted=inserted, status=status, finished_at=sa.func.now()))
 
 
-def write_raw_records(conn: Connection, entity_id: int, source: str, stream: str, records: Sequence[RawRecordIn],
-                      run_id: uuid.UUID, *, file: RunFile = RunFile()) -> int:
-    """Append ``records`` to ``raw_records`` through COPY; those already staged are skipped. Returns rows inserted."""
-    if not records:
-        return 0
+RAW_RECORDS_TEMP = "tmp_raw_records"
+RAW_RECORDS_TEMP_COLUMNS = ("source_raw_id", "account", "payload", "payload_hash", "occurred_at", "line_number", "ord")
+BALANCES_TEMP = "tmp_raw_balances"
+BALANCES_TEMP_COLUMNS = ("account", "account_type", "sub_account", "snapshot_time", "balances", "payload", "payload_hash",
+                         "line_number", "ord")
+
+
+def create_raw_records_temp(conn: Connection) -> tuple[str, tuple[str, ...]]:
+    """The temporary table records are COPied into before ``insert_raw_records_from_temp``: (name, columns).
+    ``ord`` is the record's position (the first of identical records wins)."""
     conn.execute(sa.text(
-        "CREATE TEMP TABLE tmp_raw_records (source_raw_id text, account text, payload jsonb, payload_hash text,"
+        f"CREATE TEMP TABLE {RAW_RECORDS_TEMP} (source_raw_id text, account text, payload jsonb, payload_hash text,"
         " occurred_at timestamptz, line_number int, ord int) ON COMMIT DROP"))
-    copy_rows(conn, "tmp_raw_records",
-              ("source_raw_id", "account", "payload", "payload_hash", "occurred_at", "line_number", "ord"),
-              ((r.source_raw_id, r.account, json.dumps(r.payload), r.payload_hash or payload_hash(r.payload),
-                r.occurred_at, r.line_number, i) for i, r in enumerate(records)))
+    return RAW_RECORDS_TEMP, RAW_RECORDS_TEMP_COLUMNS
+
+
+def insert_raw_records_from_temp(conn: Connection, entity_id: int, source: str, stream: str, run_id: uuid.UUID, *,
+                                 file: RunFile = RunFile(), in_file_duplicates: bool = True) -> int:
+    """Append the records of the temporary table to ``raw_records`` (those already staged are skipped), drop it
+    and mark the closes from the earliest new record stale. ``in_file_duplicates=False`` (no natural key twice in
+    the table) spares sorting them by position. Returns rows inserted."""
     inserted, earliest = conn.execute(sa.text(
-        """
+        f"""
         WITH added AS (
         INSERT INTO raw_records (entity_id, source, account, stream, source_raw_id, payload, payload_hash,
                                  occurred_at, file_name, line_number, file_hash, ingestion_run_id)
         SELECT :entity_id, :source, t.account, :stream, t.source_raw_id, t.payload, t.payload_hash,
                t.occurred_at, :file_name, t.line_number, :file_hash, :run_id
-        FROM tmp_raw_records t
-        ORDER BY t.ord
+        FROM {RAW_RECORDS_TEMP} t
+        {"ORDER BY t.ord" if in_file_duplicates else ""}
         ON CONFLICT ON CONSTRAINT uq_raw_records_natural_key DO NOTHING
         RETURNING occurred_at)
         SELECT count(*), min(occurred_at) FROM added
         """), dict(entity_id=entity_id, source=source, stream=stream, file_name=file.name, file_hash=file.hash,
                    run_id=run_id)).one()
-    conn.execute(sa.text("DROP TABLE tmp_raw_records"))
+    conn.execute(sa.text(f"DROP TABLE {RAW_RECORDS_TEMP}"))
     mark_stale_from_time(conn, entity_id, earliest, f"{inserted} new or changed {source}/{stream} record(s)")
+    return inserted
+
+
+def write_raw_records(conn: Connection, entity_id: int, source: str, stream: str, records: Sequence[RawRecordIn],
+                      run_id: uuid.UUID, *, file: RunFile = RunFile()) -> int:
+    """Append ``records`` to ``raw_records`` through COPY; those already staged are skipped. Returns rows inserted."""
+    if not records:
+        return 0
+    table, columns = create_raw_records_temp(conn)
+    copy_rows(conn, table, columns,
+              ((r.source_raw_id, r.account, json.dumps(r.payload), r.payload_hash or payload_hash(r.payload),
+                r.occurred_at, r.line_number, i) for i, r in enumerate(records)))
+    return insert_raw_records_from_temp(conn, entity_id, source, stream, run_id, file=file)
+
+
+def create_balance_snapshots_temp(conn: Connection) -> tuple[str, tuple[str, ...]]:
+    """``create_raw_records_temp`` for balance snapshots."""
+    conn.execute(sa.text(
+        f"CREATE TEMP TABLE {BALANCES_TEMP} (account text, account_type text, sub_account text, snapshot_time timestamptz,"
+        " balances jsonb, payload jsonb, payload_hash text, line_number int, ord int) ON COMMIT DROP"))
+    return BALANCES_TEMP, BALANCES_TEMP_COLUMNS
+
+
+def insert_balance_snapshots_from_temp(conn: Connection, entity_id: int, source: str, run_id: uuid.UUID, *,
+                                       file: RunFile = RunFile()) -> int:
+    """``insert_raw_records_from_temp`` for balance snapshots."""
+    inserted, earliest = conn.execute(sa.text(
+        f"""
+        WITH added AS (
+        INSERT INTO raw_balance_snapshots (entity_id, source, account, account_type, sub_account, snapshot_time,
+                                           balances, payload, payload_hash, file_name, line_number, file_hash,
+                                           ingestion_run_id)
+        SELECT :entity_id, :source, t.account, t.account_type, t.sub_account, t.snapshot_time, t.balances, t.payload,
+               t.payload_hash, :file_name, t.line_number, :file_hash, :run_id
+        FROM {BALANCES_TEMP} t
+        ORDER BY t.ord
+        ON CONFLICT ON CONSTRAINT uq_raw_balance_snapshots_natural_key DO NOTHING
+        RETURNING snapshot_time)
+        SELECT count(*), min(snapshot_time) FROM added
+        """), dict(entity_id=entity_id, source=source, file_name=file.name, file_hash=file.hash,
+                   run_id=run_id)).one()
+    conn.execute(sa.text(f"DROP TABLE {BALANCES_TEMP}"))
+    mark_stale_from_time(conn, entity_id, earliest, f"{inserted} new {source} balance snapshot(s)")
     return inserted
 
 
@@ -118,32 +170,11 @@ def write_balance_snapshots(conn: Connection, entity_id: int, source: str, snaps
     """Append ``snapshots`` to ``raw_balance_snapshots``; those already staged are skipped. Returns rows inserted."""
     if not snapshots:
         return 0
-    conn.execute(sa.text(
-        "CREATE TEMP TABLE tmp_raw_balances (account text, account_type text, sub_account text, snapshot_time timestamptz,"
-        " balances jsonb, payload jsonb, payload_hash text, line_number int, ord int) ON COMMIT DROP"))
-    copy_rows(conn, "tmp_raw_balances",
-              ("account", "account_type", "sub_account", "snapshot_time", "balances", "payload", "payload_hash",
-               "line_number", "ord"),
+    table, columns = create_balance_snapshots_temp(conn)
+    copy_rows(conn, table, columns,
               ((s.account, s.account_type, s.sub_account, s.snapshot_time, json.dumps(s.balances), json.dumps(s.payload),
                 s.payload_hash or payload_hash(s.payload), s.line_number, i) for i, s in enumerate(snapshots)))
-    inserted, earliest = conn.execute(sa.text(
-        """
-        WITH added AS (
-        INSERT INTO raw_balance_snapshots (entity_id, source, account, account_type, sub_account, snapshot_time,
-                                           balances, payload, payload_hash, file_name, line_number, file_hash,
-                                           ingestion_run_id)
-        SELECT :entity_id, :source, t.account, t.account_type, t.sub_account, t.snapshot_time, t.balances, t.payload,
-               t.payload_hash, :file_name, t.line_number, :file_hash, :run_id
-        FROM tmp_raw_balances t
-        ORDER BY t.ord
-        ON CONFLICT ON CONSTRAINT uq_raw_balance_snapshots_natural_key DO NOTHING
-        RETURNING snapshot_time)
-        SELECT count(*), min(snapshot_time) FROM added
-        """), dict(entity_id=entity_id, source=source, file_name=file.name, file_hash=file.hash,
-                   run_id=run_id)).one()
-    conn.execute(sa.text("DROP TABLE tmp_raw_balances"))
-    mark_stale_from_time(conn, entity_id, earliest, f"{inserted} new {source} balance snapshot(s)")
-    return inserted
+    return insert_balance_snapshots_from_temp(conn, entity_id, source, run_id, file=file)
 
 
 # ------------------------------------------------------------------------------- cursors

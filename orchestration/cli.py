@@ -111,8 +111,9 @@ def import_csv_command(
     timezone: Annotated[Optional[str], typer.Option("--timezone", help="Timezone of naive timestamps (IANA name).")] = None,
     entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days.")] = "UTC",
 ) -> None:
-    """Stage CSV files: every file is checked first; one bad row rejects the whole import."""
-    from ingestion.csv_files import CSV_KINDS, CsvFile, CsvImportError, import_csv, read_balances_csv, read_ledger_csv
+    """Stage CSV files in one transaction, each read once as it streams in: one bad row in any file rejects the
+    whole import (every file is still checked, and every error named)."""
+    from ingestion.csv_files import CSV_KINDS, CsvFile, CsvImportError, import_csv
     from warehouse.entities import get_or_create_entity, validate_timezone
 
     if kind not in CSV_KINDS:
@@ -123,28 +124,27 @@ def import_csv_command(
         validate_timezone(entity_timezone)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    from ingestion.exchange_exports import EXPORT_KINDS
 
-    readers = {"ledger": read_ledger_csv, "balances": read_balances_csv,
-               **{name: (lambda file, naive_timezone, read=read: read(file, naive_timezone))
-                  for name, (read, _) in EXPORT_KINDS.items()}}
-    reader = readers[kind]
-    loaded = []
-    problems = []
-    for path in files:
-        try:
-            file = CsvFile.from_path(path)
-            reader(file, naive_timezone=timezone)
-            loaded.append(file)
-        except CsvImportError as exc:
-            problems.append(str(exc))
-    if problems:
+    class _Refused(Exception):
+        pass
+
+    results, problems = [], []
+    try:
+        with _engine().begin() as conn:
+            target = get_or_create_entity(conn, entity, entity_timezone)
+            for path in files:
+                try:
+                    results.append(import_csv(conn, target.id, kind, CsvFile.from_path(path), naive_timezone=timezone))
+                except CsvImportError as exc:
+                    problems.append(str(exc))
+                except OSError as exc:
+                    problems.append(f"{path.name}: cannot be read ({exc.strerror or type(exc).__name__})")
+            if problems:
+                raise _Refused  # roll back what the other files staged: all or nothing
+    except _Refused:
         for problem in problems:
             console.print(problem, highlight=False, markup=False)
-        raise _fail("nothing was imported")
-    with _engine().begin() as conn:
-        target = get_or_create_entity(conn, entity, entity_timezone)
-        results = [import_csv(conn, target.id, kind, file, naive_timezone=timezone) for file in loaded]
+        raise _fail("nothing was imported") from None
     for result in results:
         console.print(f"{result.file_name}: {result.rows} rows, {result.inserted} new, {result.skipped} already staged "
                       f"({kind}, entity {target.name})", highlight=False)

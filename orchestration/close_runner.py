@@ -7,7 +7,7 @@ A range is one run over all its days (a single-run backfill); a failure marks th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -56,6 +56,7 @@ class CloseRun:
     end: date
     success: bool
     error: str | None
+    key_problems: tuple[str, ...] = ()  # one line per stored source the master key cannot decrypt (reconciliation/alerts.py)
 
 
 def dagster_home() -> Path:
@@ -99,6 +100,21 @@ def _root_cause(event: dg.DagsterEvent) -> str:
 
 def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None,
                wait: bool = False, _reclose_depth: int = 0) -> CloseRun:
+    """``_close_days``, then (for the outermost run) the alert rule over its closes (reconciliation/alerts.py):
+    a wrong master key is said in one line, and a webhook alert goes out when one is configured. Alerting never
+    fails the close."""
+    run = _close_days(entity_refs, start, end, instance=instance, wait=wait, _reclose_depth=_reclose_depth)
+    if _reclose_depth > 0:
+        return run
+    from reconciliation.alerts import alert_after_close
+
+    _, problems = alert_after_close(get_engine(), run.entities, run.start, run.end, run_id=run.run_id,
+                                    run_error=run.error)
+    return replace(run, key_problems=tuple(p.line() for p in problems))
+
+
+def _close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None,
+                wait: bool = False, _reclose_depth: int = 0) -> CloseRun:
     """Materialize the close assets for [start, end] of the given entities in one in-process run; then close again
     any earlier days a chain reorg found by its sync touched (orchestration.chain_reclose).
 
@@ -133,5 +149,5 @@ def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.D
         with engine.connect() as conn:  # the run's own source sync may have brought records for earlier days
             stale = [d for d in (earliest_stale_day(conn, e.id) for e in entities) if d is not None and d < start]
         if stale and _reclose_depth < MAX_RECLOSE_DEPTH:
-            return close_days(entity_refs, min(stale), end, instance=instance, wait=wait, _reclose_depth=_reclose_depth + 1)
+            return _close_days(entity_refs, min(stale), end, instance=instance, wait=wait, _reclose_depth=_reclose_depth + 1)
     return CloseRun(result.run_id, entities, start, end, result.success, error)

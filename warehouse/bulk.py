@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection
 
@@ -13,3 +14,12 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+@contextmanager
+def copy_writer(conn: Connection, table: str, columns: Sequence[str]) -> Iterator[Callable[[Sequence[object]], None]]:
+    """COPY into ``table`` row by row as rows are produced (a stream of any length in flat memory): yields
+    ``write(row)``; the COPY ends when the block does."""
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            yield copy.write_row

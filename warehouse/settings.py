@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     celery_backend_url: str = Field(default="redis://127.0.0.1:6379/1",
                                     description="Celery result backend of the distributed close.")
     api_rate_limit_per_minute: int = 600
+    redis_url: str | None = Field(default=None, description="Redis shared by the API workers (rate limits); unset: "
+                                                            "each API process counts on its own.")
+    alert_webhook_url: SecretStr | None = Field(default=None, description="Slack-compatible webhook for close "
+                                                "alerts (a secret: never logged). Unset: no alerts are sent.")
+    alert_timeout_seconds: float = Field(default=5.0, gt=0, description="Timeout of one alert webhook request.")
     api_cors_origins: list[str] = Field(default_factory=list,
                                         description="Origins allowed by CORS (JSON list). Empty: CORS off.")
     api_max_body_bytes: int = Field(default=65_536, description="Largest request body accepted (413 beyond).")

@@ -350,7 +350,10 @@ def test_empty_file_and_file_without_header():
 def test_wrong_number_of_values_in_a_row():
     text = ",".join(HEADER) + "\n" + "t1,2024-03-01T10:00:00Z,BUY,BTC\n"
     errors = ledger_errors(CsvFile("short.csv", text))
-    assert where(errors) == {(2, None)}
+    assert where(errors) == {(2, "quantity")}  # the first column the line lacks
+    long = ",".join(HEADER) + "\n" + "t1,2024-03-01T10:00:00Z,BUY,BTC,1,5,,,,,kraken,,,note,extra\n"
+    [error] = ledger_errors(CsvFile("long.csv", long))
+    assert (error.line, error.field) == (2, "notes") and "beyond the last column" in error.message
 
 
 # ----------------------------------------------------------------------------- all errors at once

@@ -52,18 +52,18 @@ def test_encodings_bom_utf16_and_refusals(tmp_path) -> None:
         assert len(read_ledger_csv(CsvFile.from_path(path))) == 3, name
     latin = tmp_path / "latin.csv"
     latin.write_bytes(GOOD.encode("cp1252"))
-    with pytest.raises(CsvImportError) as refused:
-        CsvFile.from_path(latin)
-    assert "line 3" in str(refused.value) and "save it as UTF-8" in str(refused.value)
+    with pytest.raises(CsvImportError) as refused:  # a file on disk is decoded as it is read
+        read_ledger_csv(CsvFile.from_path(latin))
+    assert "line 3, field 'notes'" in str(refused.value) and "save it as UTF-8" in str(refused.value)
     nul = tmp_path / "nul.csv"
     nul.write_bytes(GOOD.encode().replace(b"Kraken", b"Kra\x00ken", 1))
-    with pytest.raises(CsvImportError, match="line 2: contains a NUL byte"):
-        CsvFile.from_path(nul)
+    with pytest.raises(CsvImportError, match="line 2, field 'account': contains a NUL byte"):
+        read_ledger_csv(CsvFile.from_path(nul))
 
 
 def test_an_oversized_field_is_refused_with_its_line() -> None:
     text = GOOD + "a4,2026-01-05T12:00:00Z,INCOME,ETH,1,3000,,,,,Kraken,,," + "n" * 200_000 + "\n"
-    with pytest.raises(CsvImportError, match="line 5: unreadable CSV: field larger than field limit"):
+    with pytest.raises(CsvImportError, match="line 5, field 'notes': unreadable CSV: field larger than field limit"):
         read_ledger_csv(CsvFile("big.csv", text))
 
 
@@ -104,3 +104,19 @@ def test_one_thousand_mutated_files_end_in_rows_or_a_named_refusal(tmp_path) -> 
             assert exc.errors and all(e.line >= 1 and e.message for e in exc.errors), exc
             outcomes["refused"] += 1
     assert outcomes["rows"] > 0 and outcomes["refused"] > 500, outcomes
+
+
+def test_the_fast_row_hash_is_byte_for_byte_the_canonical_json_hash() -> None:
+    import hashlib
+    import json
+
+    from ingestion.csv_files import _normalized_hash
+
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(0x20, 0x7f)] + ['"', "\\", "\t", "é", "語", "\u2028", " "]
+    for _ in range(3000):
+        row = {rng.choice(["id", "notes", "asset", "Quantity", "b\\c", 'q"t']): "".join(
+            rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(rng.randrange(1, 6))}
+        canonical = {k: v.strip() for k, v in sorted(row.items()) if v.strip() != ""}
+        expected = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        assert _normalized_hash(row) == expected, row

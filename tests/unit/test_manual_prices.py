@@ -65,7 +65,7 @@ def test_every_bad_row_and_field_is_reported() -> None:
     ("asset,price_usd\nBTC,1\n", "line 1: header lacks column(s) timestamp"),
     ("asset,timestamp,price_usd,price_eur\nBTC,2026-01-01,1,1\n", "line 1: unknown column(s) price_eur"),
     ("asset,timestamp,price_usd\n", "line 1: the file has no price rows"),
-    ("asset,timestamp,price_usd\nBTC,2026-01-01\n", "line 2: expected 3 values, found 2"),
+    ("asset,timestamp,price_usd\nBTC,2026-01-01\n", "line 2, field 'price_usd': expected 3 values, found 2"),
 ])
 def test_bad_files_are_refused_whole(text: str, message: str) -> None:
     assert errors_of(text) == [message]
