@@ -94,7 +94,7 @@ def test_a_corrupt_nexo_export_through_the_cli_names_line_and_field_and_loads_no
     output = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in result.output
     line = next(i for i, t in enumerate(text.splitlines(), start=1) if t.startswith("NXT000003,"))
-    assert f"line {line}: expected 9 values, found 10" in output  # the unquoted thousands separator
+    assert f"line {line}, field 'Date / Time (UTC)': expected 9 values, found 10" in output  # unquoted thousands separator
     assert "field 'date / time (utc)'" in output and "nothing was imported" in output
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM raw_records")).scalar() == 0
