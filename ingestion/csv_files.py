@@ -62,6 +62,9 @@ ACCOUNT_TYPES = ("spot", "margin", "futures", "funding", "wallet", "vault", "ear
 # v1.1 column names (the seed's files): asset_id = asset, wallet = account, venue = where the wallet is held
 V11_COLUMNS = ("asset_id", "wallet", "venue")
 DEFAULT_ACCOUNT_TYPE = "wallet"
+# every column a file may give (v1 names, optional ones, v1.1 names)
+LEDGER_ACCEPTED = LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS + V11_COLUMNS
+BALANCE_ACCEPTED = BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS + V11_COLUMNS
 CHUNK_BYTES = 1 << 20  # a file is read and decoded a MiB at a time
 MAX_LINE_CHARS = 4 << 20  # a line longer than this is refused (fields are bounded by the csv module's 128 KiB)
 MAX_ERRORS_KEPT = 1_000  # a refusal keeps the first errors (by line) and counts the rest
@@ -567,7 +570,7 @@ def read_ledger_csv(file: CsvFile, *, naive_timezone: str | None = None) -> list
     staged: list[StagedRow] = []
     seen: dict[str, tuple[int, str]] = {}
     try:
-        for line, raw in _records(file, LEDGER_REQUIRED, LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS + V11_COLUMNS, errors):
+        for line, raw in _records(file, LEDGER_REQUIRED, LEDGER_ACCEPTED, errors):
             row = _check_ledger_row(raw, line, naive_timezone, errors)
             if row is None:
                 continue
@@ -591,7 +594,7 @@ def read_balances_csv(file: CsvFile, *, naive_timezone: str | None = None) -> li
     staged: list[StagedRow] = []
     seen: dict[tuple[str, str, str, datetime, str], tuple[int, Decimal]] = {}
     try:
-        for line, raw in _records(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS + V11_COLUMNS, errors):
+        for line, raw in _records(file, BALANCE_COLUMNS, BALANCE_ACCEPTED, errors):
             checked = _check_balance_row(raw, line, naive_timezone, errors)
             if checked is None:
                 continue
@@ -670,7 +673,7 @@ def load_ledger_csv(conn: Connection, entity_id: int, file: CsvFile, *, naive_ti
     try:
         with copy_writer(conn, table, columns) as write:
             try:
-                for line, raw in _records(file, LEDGER_REQUIRED, LEDGER_COLUMNS + LEDGER_OPTIONAL_COLUMNS + V11_COLUMNS, errors, hasher):
+                for line, raw in _records(file, LEDGER_REQUIRED, LEDGER_ACCEPTED, errors, hasher):
                     row = _check_ledger_row(raw, line, naive_timezone, errors)
                     if row is None:
                         continue
@@ -713,7 +716,7 @@ def load_balances_csv(conn: Connection, entity_id: int, file: CsvFile, *, naive_
     try:
         with copy_writer(conn, table, columns) as write:
             try:
-                for line, raw in _records(file, BALANCE_COLUMNS, BALANCE_COLUMNS + BALANCE_OPTIONAL_COLUMNS + V11_COLUMNS, errors, hasher):
+                for line, raw in _records(file, BALANCE_COLUMNS, BALANCE_ACCEPTED, errors, hasher):
                     checked = _check_balance_row(raw, line, naive_timezone, errors)
                     if checked is None:
                         continue
