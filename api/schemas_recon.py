@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field
 from api.schemas import BreakOut, CloseOut, Model, Quantity
 
 CauseCode = Literal["unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "quarantined_record",
-                    "unknown_asset", "timing"]
+                    "missing_trade", "unknown_asset", "timing"]
 
 
 class CauseOut(Model):

@@ -19,6 +19,9 @@ the next and previous day's difference, recorded source outages and whether the 
   income: event types of transforms/events.py) and none is booked;
 - ``quarantined_record``: a staged record of the account's source and account was quarantined on that day (its
   mapper could not read it: it books no leg, transforms/quarantine.py), naming the record, the field and the error;
+- ``missing_trade``: the same account breaks on the same day in another asset, in the opposite direction, and at the
+  day's prices the two differences are worth the same (within ``TRADE_VALUE_GAP``): the source made a trade (a fill)
+  that the imported trade history lacks, or a trade is booked that the source never made;
 - ``unknown_asset``: the asset is not in the registry (decimals assumed);
 - ``timing``: the difference reverses the next (or reversed the previous) day, or a leg just outside
   the window has exactly that quantity (a cutoff difference).
@@ -43,7 +46,7 @@ from transforms.transfer_matching import OUT_KINDS, TRANSFER_KINDS
 from warehouse.numbers import ZERO, exact_context, to_text
 
 CAUSE_CODES = ("unmatched_transfer", "missing_leg", "duplicate_leg", "fee", "missing_stream", "quarantined_record",
-               "unknown_asset", "timing")
+               "missing_trade", "unknown_asset", "timing")
 # Account types whose balances move by events the exchange books itself (loan draws, repayments and accrued interest,
 # derivatives settlements, income), by the vocabulary's event types (transforms/events.py): a leg counts when its
 # kind's event is one of them (Binance margin interest accrues as a ``liability`` leg of the loan account).
@@ -66,6 +69,8 @@ TRANSFER_WINDOW = timedelta(days=3)
 TIMING_WINDOW = timedelta(hours=6)
 MAX_FEE_RATE = Decimal("0.01")  # a fee above 1% of a trade's value is not a plausible trading fee
 RECURRING_DAYS = 7
+TRADE_VALUE_GAP = Decimal("0.03")  # a missing trade's rate may lie this far outside the week's rates (fee, price move)
+TRADE_RATE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,17 @@ class TradeInfo:
     leg_ids: list[int]
     usd_value: Decimal | None
     has_fee: bool
+
+
+@dataclass(frozen=True)
+class SiblingBreak:
+    """Another unresolved break of the same account and day (the other side of a missing trade?)."""
+    asset: str
+    difference: Decimal
+    price_usd: Decimal | None = None  # its latest stored USD price at the window's end
+    # (min, max) of this account's trades between the two assets within TRADE_RATE_DAYS, in the sibling's units per
+    # unit of the break's asset
+    pair_rates: tuple[Decimal, Decimal] | None = None
 
 
 @dataclass
@@ -114,6 +130,8 @@ class BreakContext:
     outages: list[tuple[str, str, str]] = field(default_factory=list)  # (source, stream, reason)
     # records of this account quarantined that day: (stream, source_raw_id, field, error)
     quarantined: list[tuple[str, str, str | None, str]] = field(default_factory=list)
+    price_usd: Decimal | None = None  # the asset's latest stored USD price at the window's end
+    sibling_breaks: list[SiblingBreak] = field(default_factory=list)  # the account's other breaks of the day
 
 
 def _t(value: Decimal | None) -> str | None:
@@ -274,6 +292,48 @@ def _quarantined_record(ctx: BreakContext, tol: Decimal) -> list[dict]:
             for stream, raw_id, name, error in ctx.quarantined]
 
 
+def _missing_trade(ctx: BreakContext, tol: Decimal) -> list[dict]:
+    found = []
+    for sibling in ctx.sibling_breaks:
+        if sibling.difference == 0 or ctx.difference == 0 or (sibling.difference > 0) == (ctx.difference > 0):
+            continue
+        gave, got = (ctx, sibling) if ctx.difference < 0 else (sibling, ctx)
+        with exact_context():
+            implied = abs(got.difference) / abs(gave.difference)  # units of `got` per unit of `gave`
+            rate = abs(sibling.difference) / abs(ctx.difference)  # the sibling's units per unit of this asset
+            if sibling.pair_rates is not None:  # the account's own trades of the pair that week
+                lo, hi = sibling.pair_rates
+                if not lo * (1 - TRADE_VALUE_GAP) <= rate <= hi * (1 + TRADE_VALUE_GAP):
+                    continue
+                score = 0.9 if lo <= rate <= hi else 0.75
+                measure = (f"this account's {ctx.asset}/{sibling.asset} trades of the week went at "
+                           f"{_t(_round(lo))}..{_t(_round(hi))} {sibling.asset} per {ctx.asset}")
+                data = dict(pair_rate_min=_t(lo), pair_rate_max=_t(hi))
+            elif ctx.price_usd and sibling.price_usd and ctx.price_usd > 0 and sibling.price_usd > 0:
+                value, other = abs(ctx.difference) * ctx.price_usd, abs(sibling.difference) * sibling.price_usd
+                gap = abs(value - other) / max(value, other)
+                if gap > TRADE_VALUE_GAP:
+                    continue
+                score = 0.9 if gap <= Decimal("0.005") else 0.75
+                measure = f"at the latest prices the two sides are worth USD {_t(_round(value, 2))} and {_t(_round(other, 2))}"
+                data = dict(usd_value=_t(value), other_usd_value=_t(other), value_gap=_t(_round(gap)))
+            else:
+                continue
+        found.append(_cause(
+            "missing_trade", score,
+            f"{ctx.account} also breaks in {sibling.asset} on {ctx.date} by {_t(sibling.difference)}: the source's "
+            f"balances moved as a trade giving {_t(abs(gave.difference))} {gave.asset} for {_t(abs(got.difference))} "
+            f"{got.asset} would ({_t(_round(implied))} {got.asset} per {gave.asset}; {measure}): a trade missing from "
+            f"the imported trade history (or booked but never made)",
+            asset=sibling.asset, difference=_t(sibling.difference), side="sale" if ctx.difference < 0 else "purchase",
+            gave=gave.asset, got=got.asset, implied_price=_t(implied), **data))
+    return found
+
+
+def _round(value: Decimal, places: int = 8) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places)).normalize() if value.adjusted() < 20 else value
+
+
 def _unknown_asset(ctx: BreakContext, tol: Decimal) -> list[dict]:
     if not ctx.asset_unverified:
         return []
@@ -306,8 +366,8 @@ def _timing(ctx: BreakContext, tol: Decimal) -> list[dict]:
     return found
 
 
-RULES = (_unmatched_transfer, _missing_leg, _duplicate_leg, _fee, _missing_stream, _quarantined_record, _unknown_asset,
-         _timing)
+RULES = (_unmatched_transfer, _missing_leg, _duplicate_leg, _fee, _missing_stream, _quarantined_record, _missing_trade,
+         _unknown_asset, _timing)
 
 
 def compute_causes(ctx: BreakContext) -> list[dict]:
@@ -389,7 +449,37 @@ def load_break_context(conn: Connection, entity_id: int, brk: dict) -> BreakCont
         """SELECT stream, source_raw_id, field, error FROM quarantined_records
            WHERE entity_id = :e AND close_date = :d AND source = :src AND account = :name ORDER BY stream, source_raw_id"""),
         dict(p, src=info.source, name=info.name)).all()]
+    ctx.price_usd = _latest_price(conn, entity_id, brk["asset_id"], info.symbol, wt)
+    siblings = conn.execute(sa.text(
+        """SELECT b.asset_id, s.symbol, b.difference FROM breaks b JOIN assets s ON s.id = b.asset_id
+           WHERE b.entity_id = :e AND b.account_id = :acc AND b.date = :d AND b.asset_id <> :asset
+             AND b.status <> 'resolved' ORDER BY s.symbol"""), p).all()
+    ctx.sibling_breaks = [SiblingBreak(r.symbol, r.difference, _latest_price(conn, entity_id, r.asset_id, r.symbol, wt),
+                                       _pair_rates(conn, brk["account_id"], brk["asset_id"], r.asset_id, wt))
+                          for r in siblings]
     return ctx
+
+
+def _pair_rates(conn: Connection, account_id: int, asset_id: int, other_id: int, at: datetime) -> tuple[Decimal, Decimal] | None:
+    """The lowest and highest rate (units of ``other_id`` per unit of ``asset_id``) of the account's trades between the
+    two assets in the TRADE_RATE_DAYS before ``at`` (a trade: legs 0 and 1 of one group)."""
+    row = conn.execute(sa.text(
+        """SELECT min(abs(o.quantity) / abs(t.quantity)) AS lo, max(abs(o.quantity) / abs(t.quantity)) AS hi
+           FROM transactions t JOIN transactions o ON o.group_id = t.group_id AND o.entity_id = t.entity_id
+             AND o.account_id = t.account_id AND o.leg_index IN (0, 1) AND o.leg_index <> t.leg_index
+           WHERE t.account_id = :acc AND t.asset_id = :a AND o.asset_id = :o AND t.leg_index IN (0, 1)
+             AND t.quantity <> 0 AND t.ts > :at - make_interval(days => :days) AND t.ts <= :at"""),
+        dict(acc=account_id, a=asset_id, o=other_id, at=at, days=TRADE_RATE_DAYS)).one()
+    return (row.lo, row.hi) if row.lo is not None else None
+
+
+def _latest_price(conn: Connection, entity_id: int, asset_id: int, symbol: str, at: datetime) -> Decimal | None:
+    """The asset's latest stored USD price at ``at`` (any source: this is evidence, not a valuation); USD is 1."""
+    if symbol == "USD":
+        return Decimal(1)
+    return conn.execute(sa.text(
+        "SELECT price_usd FROM prices WHERE entity_id = :e AND asset_id = :a AND ts <= :t ORDER BY ts DESC LIMIT 1"),
+        dict(e=entity_id, a=asset_id, t=at)).scalar()
 
 
 def explain_breaks(conn: Connection, entity_id: int, start: date, end: date) -> int:

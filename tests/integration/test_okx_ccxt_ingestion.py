@@ -166,6 +166,14 @@ def test_a_missing_fill_is_a_break_of_its_size_on_its_day(engine, server, tmp_pa
     assert D(found["spot", "ETH"]["difference"]) == -D(hidden["fillSz"])
     proceeds = D(hidden["fillPx"]) * D(hidden["fillSz"]) + D(hidden["fee"])
     assert D(found["spot", "USDT"]["difference"]) == proceeds
+    # and each break names the missing sale as its first cause (reconciliation/causes.py, missing_trade)
+    with engine.connect() as conn:
+        causes = dict(conn.execute(sa.text(
+            "SELECT s.symbol, b.causes FROM breaks b JOIN assets s ON s.id = b.asset_id WHERE b.entity_id = :e"),
+            dict(e=eid)).all())
+    assert causes["ETH"][0]["code"] == "missing_trade" and causes["ETH"][0]["data"]["side"] == "sale"
+    assert causes["USDT"][0]["code"] == "missing_trade" and causes["USDT"][0]["data"]["side"] == "purchase"
+    assert causes["ETH"][0]["data"]["gave"] == "ETH" and D(causes["ETH"][0]["data"]["implied_price"]) == proceeds / D(hidden["fillSz"])
 
 
 def test_a_trading_key_and_a_wrong_secret_are_refused(engine, server, tmp_path):
