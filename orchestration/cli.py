@@ -352,13 +352,19 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (
 
 
 @apikey_app.command("list")
-def apikey_list(entity: Annotated[Optional[str], typer.Option("--entity", "-e", help="Only keys of this entity.")] = None) -> None:
+def apikey_list(entity: Annotated[Optional[str], typer.Option("--entity", "-e", help="Only keys of this entity.")] = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False) -> None:
     """API keys: prefix, scope, entities, label, created, revoked (never a secret)."""
     from api.security import list_api_keys
 
     with _engine().connect() as conn:
         ids = [_entity(conn, entity).id] if entity else None
         records = list_api_keys(conn, ids)
+    if as_json:
+        print(json.dumps([{"prefix": f"cf_{r.prefix}", "scope": r.scope, "entities": list(r.entities), "label": r.label,
+                           "created_at": r.created_at.isoformat(),
+                           "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None} for r in records]))
+        return
     table = Table("prefix", "scope", "entities", "label", "created", "revoked")
     for r in records:
         table.add_row(f"cf_{r.prefix}", r.scope, ", ".join(r.entities), r.label or "",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 app = typer.Typer(help="The general ledger: journal entries, trial balance, tie-out, ERP files and the GL account of each "
                        "role, per entity.", no_args_is_help=True)
 console = Console()
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 EntityOpt = Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]
 
@@ -27,19 +29,22 @@ def _entity(conn, ref: str):
 
 
 @app.command("accounts")
-def journal_accounts(entity: EntityOpt) -> None:
+def journal_accounts(entity: EntityOpt, as_json: JsonOpt = False) -> None:
     """Show the general-ledger account of each role, and the entity's per-asset / per-account-type mappings."""
     from warehouse.db import get_engine
     from warehouse.journal import load_account_map
 
     with get_engine().connect() as conn:
         mapping = load_account_map(conn, _entity(conn, entity).id)
+    rows = [(role, "", "", account.code, account.name) for role, account in mapping.roles().items()]
+    rows += [(role, asset, account_type, account.code, account.name)
+             for (role, asset, account_type), account in sorted(mapping.rows.items()) if asset or account_type]
+    if as_json:
+        print(json.dumps([dict(zip(("role", "asset", "account_type", "code", "name"), r)) for r in rows]))
+        return
     table = Table("role", "asset", "account type", "code", "name")
-    for role, account in mapping.roles().items():
-        table.add_row(role, "", "", account.code, account.name)
-    for (role, asset, account_type), account in sorted(mapping.rows.items()):
-        if asset or account_type:
-            table.add_row(role, asset, account_type, account.code, account.name)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
@@ -93,7 +98,6 @@ def journal_set_policy(
 
 FromOpt = Annotated[str, typer.Option("--from", help="First close day, YYYY-MM-DD.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Last close day, YYYY-MM-DD.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 MethodOpt = Annotated[str, typer.Option(help="Book: configured (the entity's, default) or fifo.")]
 PoolOpt = Annotated[str | None, typer.Option(help="Pool of the fifo book: universal or account.")]
 

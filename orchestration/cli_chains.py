@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Optional
 
 import typer
@@ -72,7 +73,8 @@ def wallet_add(
 
 
 @wallet_app.command("list")
-def wallet_list(entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]) -> None:
+def wallet_list(entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")],
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False) -> None:
     """The entity's wallets (RPC URLs shown by host only)."""
     from ingestion.evm.chains import redact_url
     from ingestion.wallets import load_wallets
@@ -85,6 +87,11 @@ def wallet_list(entity: Annotated[str, typer.Option("--entity", "-e", help="Enti
         except EntityNotFound as exc:
             raise _fail(str(exc)) from None
         wallets = load_wallets(conn, target.id)
+    if as_json:
+        print(json.dumps([{"chain": w.chain, "chain_id": w.chain_id, "address": w.address,
+                           "rpc_hosts": [redact_url(u) for u in w.rpc_urls], "start_block": w.start_block,
+                           "label": w.label} for w in wallets]))
+        return
     out.print("\t".join(("chain", "chain_id", "address", "rpc_hosts", "start_block", "label")), highlight=False)
     for w in wallets:
         out.print("\t".join((w.chain, str(w.chain_id or ""), w.address, ",".join(redact_url(u) for u in w.rpc_urls),

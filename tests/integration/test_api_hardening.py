@@ -86,6 +86,9 @@ def test_apikey_cli_create_list_revoke(engine: sa.Engine, three: dict[str, int])
     listed = runner.invoke(cli, ["apikey", "list", "--entity", "beta-capital"])
     assert listed.exit_code == 0 and f"cf_{key[3:11]}" in listed.output and "admin" in listed.output
     assert key[12:] not in listed.output
+    as_json = json.loads(runner.invoke(cli, ["apikey", "list", "--entity", "beta-capital", "--json"]).stdout)
+    assert [(k["prefix"], k["scope"], k["revoked_at"]) for k in as_json] == [(f"cf_{key[3:11]}", "admin", None)]
+    assert key[12:] not in json.dumps(as_json)
     assert runner.invoke(cli, ["apikey", "create", "--entity", "acme-fund", "--scope", "root"]).exit_code != 0
     assert runner.invoke(cli, ["apikey", "create", "--entity", "nobody"]).exit_code != 0
     revoked = runner.invoke(cli, ["apikey", "revoke", f"cf_{key[3:11]}"])

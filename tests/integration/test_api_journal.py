@@ -155,6 +155,9 @@ def test_mapping_per_asset_and_account_type_cli_json_and_exports(client: TestCli
     assert bad.exit_code == 1 and "no account of type 'margin'" in bad.output
     shown = runner.invoke(cli, ["journal", "accounts", "--entity", "acme-fund"])
     assert "1410" in shown.output and "1411" in shown.output
+    mapped = json.loads(runner.invoke(cli, ["journal", "accounts", "--entity", "acme-fund", "--json"]).stdout)
+    assert ("inventory", "BTC", "1411") in {(m["role"], m["asset"], m["code"]) for m in mapped}
+    assert {"1410", "1411"} <= {m["code"] for m in mapped} and all(set(m) == {"role", "asset", "account_type", "code", "name"} for m in mapped)
     out = runner.invoke(cli, ["journal", "entries", "--entity", "acme-fund", "--from", "2024-03-01", "--to", "2024-03-02",
                               "--json"])
     assert out.exit_code == 0, out.output

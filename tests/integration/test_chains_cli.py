@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -27,6 +29,9 @@ def test_wallet_add_list_and_sync_through_the_cli(engine, monkeypatch) -> None:
         assert "abc" not in added.output
         listed = runner.invoke(app, ["wallet", "list", "--entity", "cli-co"])
         assert W in listed.stdout and "abc" not in listed.stdout
+        wallets = json.loads(runner.invoke(app, ["wallet", "list", "--entity", "cli-co", "--json"]).stdout)
+        assert [(w["chain"], w["chain_id"], w["address"], w["start_block"]) for w in wallets] == [("devnet", 31337, W, 0)]
+        assert wallets[0]["rpc_hosts"] == [node.url.rstrip("/")] and "abc" not in json.dumps(wallets)
         synced = runner.invoke(app, ["wallet", "sync", "--entity", "cli-co"])
         assert synced.exit_code == 0, synced.output
         # genesis is stamped 2026-01-01T00:00 (the cutoff of 12-31): snapshots of 12-31 and 01-01 (01-02 is not final)
