@@ -94,7 +94,7 @@ def main() -> int:
         print(f"file: {size / 1e6:.1f} MB, {rows:,} rows", flush=True)
         # the interpreter and the CLI's imports alone (ru_maxrss of children is a running maximum: measure it first)
         _, idle, _ = run_child([*cli, "--help"])
-        seconds, peak, done = run_child([*cli, "import-csv", str(path), "--entity", "bench"])
+        seconds, peak, done = run_child([*cli, "import-csv", str(path), "--entity", "bench", "--create"])
         if done.returncode != 0:
             print(done.stdout, done.stderr, sep="\n")
             return 1
@@ -102,7 +102,7 @@ def main() -> int:
         with engine.connect() as conn:
             staged = conn.execute(sa.text("SELECT count(*) FROM raw_records")).scalar()
         engine.dispose()
-        again, _, done_again = run_child([*cli, "import-csv", str(path), "--entity", "bench"])
+        again, _, done_again = run_child([*cli, "import-csv", str(path), "--entity", "bench", "--create"])
         print(f"first import:  {seconds:6.2f} s  {rows / seconds:9,.0f} rows/s  {size / 1e6 / seconds:5.1f} MB/s  "
               f"{staged:,} rows staged", flush=True)
         print(f"second import: {again:6.2f} s  {rows / again:9,.0f} rows/s  (nothing new; exit {done_again.returncode})")

@@ -2,6 +2,9 @@
 
 Each file is imported in its own transaction; it then moves to ``processed/`` beside it, or to
 ``failed/`` with a ``.errors.txt`` that names every bad line and field (nothing of it lands).
+The directory names an existing, active entity (case-insensitively): a file under an unknown name (a mistyped
+directory) or an archived entity goes to ``failed/`` saying so, with the closest names; only when
+``COINFRS_INBOX_CREATE_ENTITIES`` is true does an unknown name create its entity.
 One file never stops the others: ``process_inbox_file`` returns every failure as a value (a file
 refused, one that vanished before it was read, a fault of ours); only when the warehouse cannot be
 reached is the file left where it is, for the next tick.
@@ -19,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from ingestion.csv_files import CsvFile, CsvImportError, ImportResult, import_csv
 from warehouse.calendar import close_date_of
-from warehouse.entities import get_or_create_entity
+from warehouse.entities import EntityArchived, EntityNameError, EntityNotFound, entity_to_write
 
 KINDS = ("ledger", "balances")
 
@@ -83,12 +86,19 @@ def _reachable(engine: Engine) -> bool:
         return False
 
 
-def process_inbox_file(engine: Engine, file: InboxFile) -> InboxOutcome:
-    """Import one inbox file (all or nothing) and move it out of the way. Never raises."""
+def process_inbox_file(engine: Engine, file: InboxFile, *, create_entities: bool = False) -> InboxOutcome:
+    """Import one inbox file (all or nothing) and move it out of the way. Never raises. The file's directory names
+    its entity; an unknown name is refused unless ``create_entities`` (``COINFRS_INBOX_CREATE_ENTITIES``)."""
     try:
         with engine.begin() as conn:
-            entity = get_or_create_entity(conn, file.entity)
+            entity = entity_to_write(conn, file.entity, create=create_entities)
             result = import_csv(conn, entity.id, file.kind, CsvFile.from_path(file.path))
+    except EntityNotFound as exc:
+        return _fail(file, f"{file.path.name}: not imported: {exc}; create the entity first (`coinfrs entity create "
+                           f"--entity {file.entity}`, or set COINFRS_INBOX_CREATE_ENTITIES=true to let the inbox create "
+                           "entities), or move the file to the right entity's directory")
+    except (EntityArchived, EntityNameError) as exc:
+        return _fail(file, f"{file.path.name}: not imported: {exc}")
     except (CsvImportError, ValueError, UnicodeDecodeError) as exc:
         return _fail(file, str(exc))
     except FileNotFoundError:

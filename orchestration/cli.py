@@ -20,6 +20,7 @@ from orchestration import cli_api, cli_periods, cli_prices
 from orchestration.cli_assets import asset_app, classify_app
 from orchestration.cli_chains import wallet_app
 from orchestration.cli_costbasis import pnl_commands
+from orchestration.cli_entities import entity_app
 from orchestration.cli_sources import source_app
 from orchestration.cli_workers import worker_app
 from orchestration.cli_backup import backup_app
@@ -41,7 +42,7 @@ app.add_typer(pnl_app, name="pnl")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(recon_app, name="recon")
 app.add_typer(cli_api.app, name="journal")
-app.add_typer(cli_api.entity_app, name="entity")
+app.add_typer(entity_app, name="entity")
 app.add_typer(cli_prices.prices_app, name="prices")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(source_app, name="source")
@@ -85,6 +86,19 @@ def _entity(conn, ref: str):
         raise _fail(str(exc)) from None
 
 
+def _entity_to_write(conn, ref: str, *, create: bool, timezone: str = "UTC"):
+    """The entity an import, a source or a wallet writes to (``warehouse.entities.entity_to_write``); an unknown,
+    archived or invalid name ends the command in one line (exit code 1), naming --create for an unknown one."""
+    from warehouse.entities import EntityArchived, EntityNameError, EntityNotFound, entity_to_write
+
+    try:
+        return entity_to_write(conn, ref, create=create, timezone=timezone)
+    except EntityNotFound as exc:
+        raise _fail(f"{exc}; nothing was written (add --create to create an entity {ref.strip()!r})") from None
+    except (EntityArchived, EntityNameError) as exc:
+        raise _fail(str(exc)) from None
+
+
 # ----------------------------------------------------------------------------- db
 
 
@@ -92,9 +106,12 @@ def _entity(conn, ref: str):
 def db_upgrade() -> None:
     """Apply the database migrations (Alembic) up to the newest."""
     from warehouse.db import database_url, redact
-    from warehouse.migrate import current_revision, upgrade
+    from warehouse.migrate import MigrationRefused, current_revision, upgrade
 
-    upgrade()
+    try:
+        upgrade()
+    except MigrationRefused as exc:
+        raise _fail(str(exc)) from None
     console.print(f"database {redact(database_url())} is at revision {current_revision()}", highlight=False)
 
 
@@ -109,12 +126,15 @@ def import_csv_command(
                                            "coinbase-exchange (Coinbase Exchange/Pro account statement), coinbase "
                                            "(Coinbase transaction history) or nexo.")] = "ledger",
     timezone: Annotated[Optional[str], typer.Option("--timezone", help="Timezone of naive timestamps (IANA name).")] = None,
-    entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days.")] = "UTC",
+    entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days (with --create).")] = "UTC",
+    create: Annotated[bool, typer.Option("--create", help="Create the entity if no entity has this name (without it, "
+                                                          "an unknown name is refused: a typo never makes an entity).")] = False,
 ) -> None:
     """Stage CSV files in one transaction, each read once as it streams in: one bad row in any file rejects the
-    whole import (every file is still checked, and every error named)."""
+    whole import (every file is still checked, and every error named). The entity must exist and be active
+    (`coinfrs entity create`, or --create here); exit code 1 when anything is refused, nothing imported."""
     from ingestion.csv_files import CSV_KINDS, CsvFile, CsvImportError, import_csv
-    from warehouse.entities import get_or_create_entity, validate_timezone
+    from warehouse.entities import validate_timezone
 
     if kind not in CSV_KINDS:
         raise _fail(f"--kind must be one of {', '.join(CSV_KINDS)}, not {kind!r}")
@@ -131,7 +151,7 @@ def import_csv_command(
     results, problems = [], []
     try:
         with _engine().begin() as conn:
-            target = get_or_create_entity(conn, entity, entity_timezone)
+            target = _entity_to_write(conn, entity, create=create, timezone=entity_timezone)
             for path in files:
                 try:
                     results.append(import_csv(conn, target.id, kind, CsvFile.from_path(path), naive_timezone=timezone))
@@ -164,6 +184,7 @@ class _ProgressHandler(logging.Handler):
 
 def run_close(entity: str, start: date, end: date, *, wait: bool = False) -> None:
     from orchestration.close_runner import CloseRunError, close_days
+    from warehouse.entities import EntityArchived, EntityNotFound
     from warehouse.locks import EntityBusyError
 
     started = time.monotonic()
@@ -176,7 +197,7 @@ def run_close(entity: str, start: date, end: date, *, wait: bool = False) -> Non
     try:
         with console.status("running the close (canonical → reconciliation → cost basis → close)"):
             run = close_days([entity], start, end, wait=wait)
-    except (CloseRunError, EntityBusyError) as exc:
+    except (CloseRunError, EntityBusyError, EntityNotFound, EntityArchived) as exc:
         raise _fail(str(exc)) from None
     finally:
         progress_logger.removeHandler(handler)
@@ -252,7 +273,15 @@ def close(
         start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
     else:
         raise _fail("give --date YYYY-MM-DD, or --from YYYY-MM-DD --to YYYY-MM-DD")
-    run_close(entity, start, end, wait=wait)
+    from warehouse.entities import EntityArchived, require_active
+
+    with _engine().connect() as conn:
+        record = _entity(conn, entity)
+    try:
+        require_active(record)
+    except EntityArchived as exc:
+        raise _fail(str(exc)) from None
+    run_close(record.name, start, end, wait=wait)
 
 
 close_app.command("lock")(cli_periods.close_lock)
@@ -462,10 +491,12 @@ Next:
 def main() -> None:
     """The `coinfrs` command: no traceback reaches a user. Usage errors end as click ends them; a known error (an
     entity that does not exist, a database that does not answer) in one line and exit code 1; anything else in one
-    line naming the error and exit code 2 (`COINFRS_DEBUG=1` shows the traceback)."""
+    line naming the error and exit code 2 (`COINFRS_DEBUG=1` shows the traceback). An archived entity, or a
+    migration refused for the data it found, is a known error too (exit code 1)."""
     from sqlalchemy.exc import OperationalError
 
-    from warehouse.entities import EntityNotFound
+    from warehouse.entities import EntityArchived, EntityNotFound
+    from warehouse.migrate import MigrationRefused
 
     try:
         app()
@@ -474,6 +505,9 @@ def main() -> None:
         sys.exit(130)
     except EntityNotFound as exc:
         console.print(f"[bold red]error:[/] {exc} (see `coinfrs entity list`)", highlight=False)
+        sys.exit(1)
+    except (EntityArchived, MigrationRefused) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "it does not answer"

@@ -21,7 +21,8 @@ def _fail(message: str) -> typer.Exit:
 
 @wallet_app.command("add")
 def wallet_add(
-    entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id (created if new).")],
+    entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id (an existing, active one; a new "
+                                                               "one with --create).")],
     chain: Annotated[str, typer.Option(help="ethereum, polygon, bsc, arbitrum, base, solana, bitcoin (bitcoin-testnet, "
                                             "bitcoin-signet, bitcoin-regtest), or a custom EVM chain name.")],
     address: Annotated[str, typer.Option(help="0x address (EVM), base58 address (Solana), Bitcoin address or "
@@ -31,6 +32,7 @@ def wallet_add(
     chain_id: Annotated[Optional[int], typer.Option(help="Chain id (required for a custom EVM chain).")] = None,
     start_block: Annotated[int, typer.Option(help="EVM: first block to scan.")] = 0,
     label: Annotated[Optional[str], typer.Option(help="A name for the wallet.")] = None,
+    create: Annotated[bool, typer.Option("--create", help="Create the entity if no entity has this name.")] = False,
 ) -> None:
     """Add a wallet to an entity (or update its RPC URLs). Nothing is fetched until `coinfrs wallet sync`."""
     from solders.pubkey import Pubkey
@@ -39,7 +41,7 @@ def wallet_add(
     from ingestion.evm.chains import ChainConfigError, redact_url, resolve_chain
     from ingestion.wallets import SOLANA, write_wallet
     from warehouse.db import get_engine
-    from warehouse.entities import get_or_create_entity
+    from orchestration.cli import _entity_to_write
 
     urls = list(rpc_url or [])
     key = chain.strip().lower()
@@ -65,7 +67,7 @@ def wallet_add(
         if not url.startswith(("http://", "https://")):
             raise _fail(f"--rpc-url {redact_url(url)} is not http(s)")
     with get_engine().begin() as conn:
-        target = get_or_create_entity(conn, entity)
+        target = _entity_to_write(conn, entity, create=create)
         wallet = write_wallet(conn, target.id, chain=key, address=normalized, chain_id=resolved_id, rpc_urls=urls,
                               start_block=start_block, label=label)
     hosts = ", ".join(redact_url(u) for u in urls) or f"COINFRS_RPC_{key.upper()}"
@@ -108,13 +110,13 @@ def wallet_sync(
     Then `coinfrs close run` builds and reconciles the days (the close also syncs wallets first)."""
     from ingestion.chain_sync import sync_entity_wallets
     from warehouse.db import get_engine
-    from warehouse.entities import EntityNotFound, resolve_entity
+    from warehouse.entities import EntityArchived, EntityNotFound, resolve_active_entity
 
     engine = get_engine()
     with engine.connect() as conn:
         try:
-            target = resolve_entity(conn, entity)
-        except EntityNotFound as exc:
+            target = resolve_active_entity(conn, entity)  # an archived entity is not imported into
+        except (EntityNotFound, EntityArchived) as exc:
             raise _fail(str(exc)) from None
     outcomes = sync_entity_wallets(engine, target, chain=chain.strip().lower() if chain else None,
                                    log=lambda message: console.print(message, highlight=False, markup=False))

@@ -51,11 +51,13 @@ def source_add(
         "--set", help="Other settings KEY=VALUE: rate_limit_ms, timeout_ms, retry_attempts, retry_initial_seconds, "
                       "retry_max_seconds.")] = None,
     replace: Annotated[bool, typer.Option(help="Replace the credentials of an existing source of that name.")] = False,
+    create: Annotated[bool, typer.Option("--create", help="Create the entity if no entity has this name.")] = False,
 ) -> None:
-    """Add an exchange source. The key must be read-only: it is checked first and refused otherwise."""
+    """Add an exchange source to an existing, active entity (or a new one with --create). The key must be
+    read-only: it is checked first and refused otherwise."""
     from ingestion.connectors import is_other_kind
     from ingestion.exchanges.sources import KINDS, add_source, read_credentials
-    from warehouse.entities import get_or_create_entity
+    from orchestration.cli import _entity_to_write
 
     if kind not in KINDS and not is_other_kind(kind):
         raise _fail(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
@@ -73,7 +75,7 @@ def source_add(
     try:
         credentials = read_credentials(kind, credentials_file)
         with engine.begin() as conn:
-            record = get_or_create_entity(conn, entity)
+            record = _entity_to_write(conn, entity, create=create)
         info, restrictions = add_source(engine, record, kind, name or kind, credentials, config, replace=replace)
     except _known_errors() as error:
         raise _fail(str(error)) from None
@@ -122,12 +124,12 @@ def source_sync(entity: EntityOpt,
                 source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every enabled source.")] = None) -> None:
     """Fetch everything new from the entity's sources into staging (incremental, resumable)."""
     from ingestion.exchanges.sources import sync_entity_sources
-    from warehouse.entities import resolve_entity
+    from warehouse.entities import resolve_active_entity
 
     engine = _engine()
     try:
         with engine.connect() as conn:
-            record = resolve_entity(conn, entity)
+            record = resolve_active_entity(conn, entity)  # an archived entity is not imported into
         results = sync_entity_sources(engine, record, names=[source] if source else None)
     except _known_errors() as error:
         raise _fail(str(error)) from None

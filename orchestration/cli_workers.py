@@ -96,7 +96,7 @@ def worker_close(
     from orchestration.distributed import run_entity_closes
     from reconciliation.staleness import close_window
     from warehouse.db import get_engine
-    from warehouse.entities import EntityNotFound, resolve_entity
+    from warehouse.entities import EntityArchived, EntityNotFound, resolve_active_entity
 
     try:
         start, end = date.fromisoformat(date_from), date.fromisoformat(date_to)
@@ -112,9 +112,9 @@ def worker_close(
     engine = get_engine()
     try:
         with engine.connect() as conn:
-            entities = [resolve_entity(conn, ref) for ref in entity]
+            entities = [resolve_active_entity(conn, ref) for ref in entity]
             first = min(close_window(conn, e.id, start, end) for e in entities)
-    except EntityNotFound as exc:
+    except (EntityNotFound, EntityArchived) as exc:
         raise _fail(str(exc)) from None
     console.print(f"closing {len(entities)} entit{'y' if len(entities) == 1 else 'ies'} {first}..{end} on the workers",
                   highlight=False)

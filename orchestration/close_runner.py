@@ -19,7 +19,7 @@ from assets.resources import ENTITIES_TAG, WarehouseResource
 from reconciliation.close import write_failed_closes
 from reconciliation.staleness import close_window, earliest_stale_day
 from warehouse.db import get_engine
-from warehouse.entities import Entity, resolve_entity
+from warehouse.entities import Entity, resolve_active_entity
 from warehouse.locks import EntityBusyError, ensure_free
 from warehouse.settings import get_settings
 
@@ -124,7 +124,7 @@ def _close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.
     validate_range(start, end)
     engine = get_engine()
     with engine.connect() as conn:
-        entities = [resolve_entity(conn, ref) for ref in entity_refs]
+        entities = [resolve_active_entity(conn, ref) for ref in entity_refs]  # archived: EntityArchived
     if not wait:
         ensure_free(engine, [(e.id, e.name) for e in entities])
     with engine.connect() as conn:  # fresh forward: recompute from the earliest stale day

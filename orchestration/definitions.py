@@ -54,7 +54,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResour
     touched: dict[str, tuple[date, date]] = {}
     run_keys: list[str] = []
     for file in files:
-        outcome = process_inbox_file(engine, file)
+        outcome = process_inbox_file(engine, file, create_entities=settings.inbox_create_entities)
         if outcome.error:
             context.log.warning(f"{file.path.name}: rejected; errors written beside it in failed/:\n{outcome.error}")
             continue

@@ -12,6 +12,10 @@ from warehouse.db import get_owner_engine
 _INI = Path(__file__).with_name("alembic.ini")
 
 
+class MigrationRefused(RuntimeError):
+    """A migration found data it cannot change safely; the message says what to fix. Nothing was changed."""
+
+
 def alembic_config(url: str | None = None) -> Config:
     config = Config(str(_INI))
     config.set_main_option("script_location", str(_INI.parent / "migrations"))

@@ -54,8 +54,11 @@ entities = sa.Table(
     sa.Column("holding_rule", sa.Text, nullable=False, server_default="us",
               comment="holding period: us (long-term when disposed after the anniversary of the acquisition day, in the "
                       "entity's timezone) | elapsed (more than 365 x 24 hours)"),
+    sa.Column("archived_at", TS, nullable=True,
+              comment="when the entity was archived (NULL: active); an archived entity is not closed or imported into"),
     sa.CheckConstraint("holding_rule IN ('us', 'elapsed')", name="holding_rule"),
 )
+sa.Index("uq_entities_name_lower", sa.func.lower(entities.c.name), unique=True)  # names are one case-insensitively
 
 # ---------------------------------------------------------------- staging (layer 1)
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
                              description="Role the read API's sessions run as (read-only; empty: the login user's).")
     data_dir: Path = Field(default=PROJECT_ROOT / ".coinfrs", description="Embedded database and local state.")
     inbox_dir: Path = Field(default=PROJECT_ROOT / "inbox", description="CSV files dropped here are imported by the sensor.")
+    inbox_create_entities: bool = Field(default=False, description="A file under inbox/<name>/ for which no entity "
+                                        "exists creates the entity (off: it goes to failed/, so a mistyped directory "
+                                        "never makes an entity the schedule then closes every night).")
     partitions_start: str = Field(default="2020-01-01", description="First day of the daily partitions.")
     close_schedule_time: str = Field(default="01:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                                      description="When the daily close of the previous day runs, HH:MM UTC.")

@@ -106,7 +106,7 @@ def credentials_file(tmp_path: Path, key: str = KEY, secret: str = SECRET) -> Pa
 
 
 def cli_add(server: BinanceServer, tmp_path: Path, entity: str, key: str = KEY, secret: str = SECRET):
-    args = ["source", "add", "binance", "--entity", entity, "--credentials-file", str(credentials_file(tmp_path, key, secret)),
+    args = ["source", "add", "binance", "--entity", entity, "--create", "--credentials-file", str(credentials_file(tmp_path, key, secret)),
             "--api-url", server.base_url]
     for k, v in FAST.items():
         args += ["--since", v] if k == "since" else ["--set", f"{k}={v}"]

@@ -172,7 +172,7 @@ def test_every_account_reconciles_every_day_including_those_rolled_back(engine, 
     credentials = tmp_path / "binance.json"
     credentials.write_text(f'{{"api_key": "{KEY}", "api_secret": "{SECRET}"}}')
     added = CliRunner().invoke(app, [
-        "source", "add", "binance", "--entity", "acme", "--credentials-file", str(credentials), "--api-url",
+        "source", "add", "binance", "--entity", "acme", "--create", "--credentials-file", str(credentials), "--api-url",
         server.base_url, "--since", "2026-01-01", "--set", "until=2026-01-12", "--set", "rate_limit_ms=0.05",
         "--set", "retry_initial_seconds=0.01", "--set", "retry_max_seconds=0.05"])
     assert added.exit_code == 0, added.output

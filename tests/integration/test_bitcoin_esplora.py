@@ -251,7 +251,7 @@ def test_wallet_add_and_sync_through_the_cli(engine) -> None:
     with EsploraServer(chain) as url:
         bad = runner.invoke(app, ["wallet", "add", "--entity", "cli-btc", "--chain", "bitcoin", "--address", "bc1qnope"])
         assert bad.exit_code == 1 and "--address: not a bitcoin address: 'bc1qnope'" in bad.output
-        added = runner.invoke(app, ["wallet", "add", "--entity", "cli-btc", "--chain", "bitcoin", "--address", ZPUB,
+        added = runner.invoke(app, ["wallet", "add", "--entity", "cli-btc", "--create", "--chain", "bitcoin", "--address", ZPUB,
                                     "--rpc-url", url])
         assert added.exit_code == 0, added.output
         synced = runner.invoke(app, ["wallet", "sync", "--entity", "cli-btc"])

@@ -23,7 +23,7 @@ def test_wallet_add_list_and_sync_through_the_cli(engine, monkeypatch) -> None:
         chain.fund("2026-01-01T10:00:00", W, 10 ** 18)
         chain.mine("2026-01-02T10:00:00")
         monkeypatch.setenv("COINFRS_CONFIRMATIONS_DEVNET", "0")
-        added = runner.invoke(app, ["wallet", "add", "--entity", "cli-co", "--chain", "devnet", "--chain-id", "31337",
+        added = runner.invoke(app, ["wallet", "add", "--entity", "cli-co", "--create", "--chain", "devnet", "--chain-id", "31337",
                                     "--address", W.upper().replace("0X", "0x"), "--rpc-url", node.url + "/?key=abc"])
         assert added.exit_code == 0, added.output
         assert "abc" not in added.output
@@ -54,7 +54,7 @@ def test_bad_wallets_are_refused_with_the_field_named(engine) -> None:
 def test_a_chain_that_stays_down_is_recorded_and_named(engine) -> None:
     runner = CliRunner()
     dead = f"http://127.0.0.1:{free_port()}/v2/secret"
-    assert runner.invoke(app, ["wallet", "add", "--entity", "down-co", "--chain", "base", "--address", W,
+    assert runner.invoke(app, ["wallet", "add", "--entity", "down-co", "--create", "--chain", "base", "--address", W,
                                "--rpc-url", dead]).exit_code == 0
     synced = runner.invoke(app, ["wallet", "sync", "--entity", "down-co"])
     assert synced.exit_code == 2 and "base: FAILED" in synced.output and "secret" not in synced.output
@@ -67,7 +67,7 @@ def test_a_chain_that_stays_down_is_recorded_and_named(engine) -> None:
 
 def test_adding_a_wallet_again_keeps_its_urls_unless_new_ones_are_given(engine) -> None:
     runner = CliRunner()
-    base = ["wallet", "add", "--entity", "again-co", "--chain", "polygon", "--address", W]
+    base = ["wallet", "add", "--entity", "again-co", "--create", "--chain", "polygon", "--address", W]
     assert runner.invoke(app, [*base, "--rpc-url", "http://127.0.0.1:1/a"]).exit_code == 0
     assert runner.invoke(app, [*base, "--label", "treasury"]).exit_code == 0
     with engine.connect() as conn:

@@ -31,7 +31,7 @@ EXPORT = """User_ID,UTC_Time,Account,Operation,Coin,Change,Remark
 def _import(tmp_path, text: str, name: str = "binance-export.csv"):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
-    return CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--kind", "binance-export"])
+    return CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--create", "--kind", "binance-export"])
 
 
 def test_export_rows_become_legs_and_transfers_match(engine, tmp_path):
@@ -97,7 +97,7 @@ KRAKEN = '''"txid","refid","time","type","subtype","aclass","asset","wallet","am
 def test_kraken_ledgers_reconcile_against_their_own_balances(engine, tmp_path):
     path = tmp_path / "ledgers.csv"
     path.write_text(KRAKEN, encoding="utf-8")
-    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--kind", "kraken-ledgers"])
+    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--create", "--kind", "kraken-ledgers"])
     assert result.exit_code == 0, result.output
     with engine.begin() as conn:
         entity = resolve_entity(conn, "acme")
@@ -133,7 +133,7 @@ def test_kraken_staking_wrappers_are_the_underlying_asset_and_moving_them_keeps_
 
     path = tmp_path / "ledgers.csv"
     path.write_text(KRAKEN_OLD, encoding="utf-8")
-    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--kind", "kraken-ledgers"])
+    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--create", "--kind", "kraken-ledgers"])
     assert result.exit_code == 0, result.output
     with engine.begin() as conn:
         entity = resolve_entity(conn, "acme")

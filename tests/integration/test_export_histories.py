@@ -90,7 +90,7 @@ def test_a_corrupt_nexo_export_through_the_cli_names_line_and_field_and_loads_no
     text = nexo_transactions().csv().replace("NXT000003,Exchange,USDC,-2000", "NXT000003,Exchange,USDC,-2,000")
     path = tmp_path / "nexo.csv"
     path.write_text(text + "NXT999999,Deposit,BTC,1,BTC,1,$1,approved / x,2026-02-30 10:00:00\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--kind", "nexo"])
+    result = CliRunner().invoke(app, ["import-csv", str(path), "--entity", "acme", "--create", "--kind", "nexo"])
     output = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in result.output
     line = next(i for i, t in enumerate(text.splitlines(), start=1) if t.startswith("NXT000003,"))

@@ -67,7 +67,7 @@ def cli_add(server, tmp_path, private_key: rsa.RSAPrivateKey, entity: str = "acm
     path = tmp_path / "fireblocks.json"
     (tmp_path / "fireblocks_secret.key").write_text(_pem(private_key))
     path.write_text(json.dumps({"api_key": API_KEY, "private_key_file": "fireblocks_secret.key"}))
-    return CliRunner().invoke(app, ["source", "add", "fireblocks", "--entity", entity, "--credentials-file", str(path),
+    return CliRunner().invoke(app, ["source", "add", "fireblocks", "--entity", entity, "--create", "--credentials-file", str(path),
                                     "--api-url", server.base_url, *FAST])
 
 

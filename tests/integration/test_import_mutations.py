@@ -253,7 +253,7 @@ def test_the_command_line_refuses_a_sample_in_one_line_each_and_imports_nothing(
     good.write_text(_text(LEDGER_HEADER, LEDGER_ROWS), encoding="utf-8")
     before = counts(engine)
     ledgers = [str(p) for p, m in zip(paths, sample) if m.kind == "ledger"]
-    result = CliRunner().invoke(app, ["import-csv", str(good), *ledgers, "--entity", "cli-mutants"])
+    result = CliRunner().invoke(app, ["import-csv", str(good), *ledgers, "--entity", "cli-mutants", "--create"])
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
@@ -264,14 +264,14 @@ def test_the_command_line_refuses_a_sample_in_one_line_each_and_imports_nothing(
     # and as a user runs it: a real process, the exit code, stderr
     balances = [str(p) for p, m in zip(paths, sample) if m.kind == "balances"][:3] or ledgers[:3]
     done = subprocess.run([sys.executable, "-c", "from orchestration.cli import main; main()", "import-csv", *balances,
-                           "--entity", "cli-mutants", "--kind", "balances" if balances != ledgers[:3] else "ledger"],
+                           "--entity", "cli-mutants", "--create", "--kind", "balances" if balances != ledgers[:3] else "ledger"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url, "COLUMNS": "200"})
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stderr.rstrip().splitlines()[-1] == "error: nothing was imported"
     assert counts(engine) == before
-    ok = CliRunner().invoke(app, ["import-csv", str(good), "--entity", "cli-mutants"])
+    ok = CliRunner().invoke(app, ["import-csv", str(good), "--entity", "cli-mutants", "--create"])
     assert ok.exit_code == 0, ok.output
     assert "good.csv: 6 rows, 6 new, 0 already staged" in " ".join(ok.output.split())
 

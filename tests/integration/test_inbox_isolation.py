@@ -16,6 +16,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from assets.resources import ENTITIES_TAG, WarehouseResource
 from ingestion.inbox import InboxFile, process_inbox_file
 from orchestration.definitions import inbox_sensor
+from warehouse.entities import create_entity
 from warehouse.settings import get_settings
 
 HEADER = "id,timestamp,action,asset,quantity,unit_price_usd,fee_asset,fee_amount,quote_asset,quote_quantity,account,tx_hash,external_id,notes\n"
@@ -38,6 +39,9 @@ def drop(inbox: Path, entity: str, kind: str, name: str, data: bytes, age: int) 
 
 
 def test_bad_files_go_to_failed_and_every_good_file_gets_its_close_request(engine, database_url, inbox):
+    with engine.begin() as conn:  # the inbox imports into existing entities only (test_entities.py)
+        create_entity(conn, "acme")
+        create_entity(conn, "beta")
     good_acme = drop(inbox, "acme", "ledger", "a.csv", (HEADER + "a1,2026-01-03T10:00:00Z,BUY,BTC,0.5,40000,,,,,Kraken,,,\n"
                                                         ).encode(), 5)
     bad = {  # dropped between the good files, so a bad one that stopped the tick would cost a later good one
@@ -76,6 +80,8 @@ def test_bad_files_go_to_failed_and_every_good_file_gets_its_close_request(engin
 
 
 def test_a_vanished_file_and_an_unreachable_warehouse_are_values_not_exceptions(engine, database_url, tmp_path):
+    with engine.begin() as conn:
+        create_entity(conn, "acme")
     gone = InboxFile(tmp_path / "inbox" / "acme" / "ledger" / "gone.csv", "acme", "ledger")
     outcome = process_inbox_file(engine, gone)
     assert outcome.result is None and "gone before it was read" in outcome.error

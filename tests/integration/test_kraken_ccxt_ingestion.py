@@ -96,7 +96,7 @@ def reference(database_url, history) -> dict:
 def cli_add(server: KrakenServer, tmp_path: Path, entity: str, kind: str = "kraken", key: str = KEY):
     path = tmp_path / "kraken.json"
     path.write_text(json.dumps({"api_key": key, "api_secret": SECRET}))
-    args = ["source", "add", kind, "--entity", entity, "--credentials-file", str(path), "--api-url", server.base_url]
+    args = ["source", "add", kind, "--entity", entity, "--create", "--credentials-file", str(path), "--api-url", server.base_url]
     for k, v in FAST.items():
         args += ["--since", v] if k == "since" else ["--set", f"{k}={v}"]
     return CliRunner().invoke(app, args)

@@ -68,7 +68,7 @@ def entity_id(engine, name: str) -> int:
 def cli_add(server: OkxServer, tmp_path: Path, entity: str, key: str = KEY):
     path = tmp_path / "okx.json"
     path.write_text(json.dumps({"api_key": key, "api_secret": SECRET, "passphrase": PASSPHRASE}))
-    args = ["source", "add", "ccxt.okx", "--entity", entity, "--credentials-file", str(path), "--api-url",
+    args = ["source", "add", "ccxt.okx", "--entity", entity, "--create", "--credentials-file", str(path), "--api-url",
             server.base_url, "--since", "2026-01-01"]
     for k, v in FAST.items():
         args += ["--set", f"{k}={v}"]

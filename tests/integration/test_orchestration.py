@@ -21,6 +21,7 @@ from assets.resources import ENTITIES_TAG, WarehouseResource
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from orchestration.definitions import defs, inbox_sensor
+from warehouse.entities import create_entity
 from warehouse.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +59,8 @@ def inbox(tmp_path, monkeypatch):
 
 
 def test_inbox_sensor_imports_dropped_files_and_requests_the_days_they_touch(engine, database_url, inbox):
+    with engine.begin() as conn:  # the inbox imports into existing entities only
+        create_entity(conn, "acme")
     good = _write(inbox / "acme" / "ledger" / "january.csv", f"""
         {LEDGER_HEADER}
         t1,2026-01-03T10:00:00Z,BUY,BTC,0.5,40000,,,,,Kraken,,,
@@ -104,7 +107,7 @@ def test_lock_is_refused_with_open_breaks_and_a_locked_day_never_changes(engine,
         2026-01-03T00:00:00Z,Vault,ETH,2
         2026-01-04T00:00:00Z,Vault,ETH,1.5
         """)
-    assert _cli("import-csv", "--entity", "lockco", "--kind", "ledger", str(ledger))[0] == 0
+    assert _cli("import-csv", "--entity", "lockco", "--create", "--kind", "ledger", str(ledger))[0] == 0
     assert _cli("import-csv", "--entity", "lockco", "--kind", "balances", str(balances))[0] == 0
     run = close_days(["lockco"], date(2026, 1, 1), date(2026, 1, 3), instance=dg.DagsterInstance.ephemeral())
     assert run.success, run.error

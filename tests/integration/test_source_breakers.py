@@ -41,7 +41,7 @@ def add(server: BinanceServer, tmp_path) -> None:
     credentials = tmp_path / "binance.json"
     credentials.write_text(json.dumps({"api_key": KEY, "api_secret": SECRET}))
     result = CliRunner().invoke(app, [
-        "source", "add", "binance", "--entity", "acme", "--credentials-file", str(credentials), "--api-url",
+        "source", "add", "binance", "--entity", "acme", "--create", "--credentials-file", str(credentials), "--api-url",
         server.base_url, "--since", str(FIRST), "--set", f"until={LAST}", "--set", "rate_limit_ms=0.05",
         "--set", "retry_attempts=2", "--set", "retry_initial_seconds=0.01", "--set", "retry_max_seconds=0.02"])
     assert result.exit_code == 0, result.output
