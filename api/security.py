@@ -59,10 +59,11 @@ class ApiKeyInfo:
         return self.scope == "admin"
 
     def entity(self, ref: str | int) -> Entity | None:
-        """One of the key's entities by name, or by id when ``ref`` is a number that is no name; else None."""
+        """One of the key's entities by name (in any case, as everywhere: names are unique case-insensitively), or by
+        id when ``ref`` is a number that is no name; else None."""
         text = str(ref).strip()
         for found in self.entities:
-            if found.name == text:
+            if found.name.lower() == text.lower():
                 return found
         if text.isdigit():
             for found in self.entities:

@@ -279,7 +279,7 @@ def test_key_of_entity_a_cannot_see_entity_b(client: TestClient, seed: Seed) -> 
 
 def test_entity_by_name_id_or_omitted(client: TestClient, seed: Seed) -> None:
     expected = ["binance", "binance", "ledger-wallet"]
-    for params in ({}, {"entity": "acme-fund"}, {"entity": str(seed.a)}):
+    for params in ({}, {"entity": "acme-fund"}, {"entity": "ACME-Fund"}, {"entity": str(seed.a)}):  # names in any case
         resp = client.get("/api/v1/accounts", params=params, headers=auth(seed.key_a))
         assert resp.status_code == 200, resp.text
         assert [a["name"] for a in resp.json()["data"]] == expected

@@ -237,7 +237,7 @@ def test_two_creates_of_one_name_at_once_make_one_entity(engine) -> None:
             rename_entity(conn, create_entity(conn, "other").id, "tWIN")
 
 
-def test_migration_0025_refuses_names_that_differ_only_in_case(database_url: str) -> None:
+def test_migration_0030_refuses_names_that_differ_only_in_case(database_url: str) -> None:
     import secrets
 
     from alembic import command
@@ -252,7 +252,7 @@ def test_migration_0025_refuses_names_that_differ_only_in_case(database_url: str
     url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
     engine = sa.create_engine(url)
     try:
-        upgrade(url, "0024")
+        upgrade(url, "0029")
         with engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO entities (name) VALUES ('Acme'), ('beta'), ('acme'), ('ACME'), "
                                  "('Beta'), ('gamma')"))
@@ -262,13 +262,13 @@ def test_migration_0025_refuses_names_that_differ_only_in_case(database_url: str
         assert "'Acme' (id 1), 'acme' (id 3), 'ACME' (id 4); 'beta' (id 2), 'Beta' (id 5)" in message
         assert "nothing was changed" in message and "gamma" not in message
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0024"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0029"
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE entities SET name = name || '-' || id WHERE id IN (3, 4, 5)"))
         upgrade(url, "head")
         with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
             conn.execute(sa.text("INSERT INTO entities (name) VALUES ('GAMMA')"))
-        command.downgrade(alembic_config(url), "0024")
+        command.downgrade(alembic_config(url), "0029")
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("entities")}
         assert "archived_at" not in columns

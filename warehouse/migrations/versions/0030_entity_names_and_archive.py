@@ -8,8 +8,11 @@ Existing names that differ only in case cannot be merged without deciding whose 
 refuses (nothing is changed) and names each group with its ids: rename all but one (or merge them by hand), then
 upgrade again.
 
-Revision ID: 0025
-Revises: 0024
+(Written for the reserved slot 0025, then moved after 0029: a database already past 0029 had recorded 0025 as
+applied and would never have run it.)
+
+Revision ID: 0030
+Revises: 0029
 """
 
 from typing import Sequence, Union
@@ -17,8 +20,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0025"
-down_revision: Union[str, Sequence[str], None] = "0024"
+revision: str = "0030"
+down_revision: Union[str, Sequence[str], None] = "0029"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
