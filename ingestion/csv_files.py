@@ -19,6 +19,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -655,15 +656,17 @@ def write_balance_rows(conn: Connection, entity_id: int, file: CsvFile, rows: Se
 
 
 class _Span:
-    """The earliest and latest time of the rows loaded."""
+    """The earliest and latest time of the rows loaded, and how many they are."""
 
-    __slots__ = ("first", "last")
+    __slots__ = ("first", "last", "rows")
 
     def __init__(self) -> None:
         self.first: datetime | None = None
         self.last: datetime | None = None
+        self.rows = 0
 
     def add(self, at: datetime) -> None:
+        self.rows += 1
         if self.first is None or at < self.first:
             self.first = at
         if self.last is None or at > self.last:
@@ -719,12 +722,13 @@ def _fast_ledger_check(header: Sequence[str], naive_timezone: str | None) -> Fas
                                              "unit_price_usd", "fee_asset", "fee_amount", "quote_asset",
                                              "quote_quantity", "account", "account_type"))
     limits = [(at(name), limit) for name, limit in FIELD_MAX_CHARS.items() if name in lowered]
-    hash_keys = [(f'"{lowered[i]}":"', i) for i in sorted(range(width), key=lowered.__getitem__)]
-    payload_keys = [f'"{name}":"' for name in header]
+    key_order = sorted(range(width), key=lowered.__getitem__)  # the canonical JSON of a row: keys sorted
+    hash_keys, in_key_order = [f'"{lowered[i]}":"' for i in key_order], itemgetter(*key_order)
+    payload_format = "{" + ",".join(f'"{name}":"%s"' for name in header) + "}"
     zone = ZoneInfo(naive_timezone) if naive_timezone else None
     utc_zone, earliest = timezone.utc, EARLIEST_TIME
     latest = datetime.now(timezone.utc) + timedelta(days=1)  # parse_timestamp's bound, which only moves later
-    from_iso, plain_number, sha256 = datetime.fromisoformat, _PLAIN_NUMBER, hashlib.sha256
+    from_iso, plain_number, sha256, strip = datetime.fromisoformat, _PLAIN_NUMBER, hashlib.sha256, str.strip
 
     def check(values: list[str], line: int) -> tuple[str, datetime] | None:
         joined = "".join(values)
@@ -733,8 +737,9 @@ def _fast_ledger_check(header: Sequence[str], naive_timezone: str | None) -> Fas
         if max(map(len, values)) > _SHORTEST_LIMIT and any(len(values[i]) > limit for i, limit in limits):
             return None
         values.append("")
+        v = list(map(strip, values))
         try:
-            parsed = from_iso(values[i_time].strip().replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = from_iso(v[i_time].replace("Z", "+00:00").replace("z", "+00:00"))
             if parsed.tzinfo is None:
                 if zone is None:
                     return None
@@ -744,34 +749,31 @@ def _fast_ledger_check(header: Sequence[str], naive_timezone: str | None) -> Fas
             return None
         if not earliest <= utc <= latest:
             return None
-        action = values[i_action].strip().upper()
-        account = values[i_account].strip()
-        quantity = values[i_quantity].strip()
-        if (action not in _ACTION_SET or not account or not values[i_asset].strip() or not plain_number(quantity)
+        action, account, quantity = v[i_action].upper(), v[i_account], v[i_quantity]
+        if (action not in _ACTION_SET or not account or not v[i_asset] or not plain_number(quantity)
                 or not quantity.strip("0.")):
             return None
-        quote_asset, quote = values[i_quote_asset].strip(), values[i_quote].strip()
+        quote_asset, quote = v[i_quote_asset], v[i_quote]
         if quote:
             if not quote_asset or not plain_number(quote) or not quote.strip("0.") or action not in ("BUY", "SELL"):
                 return None
         elif quote_asset:
             return None
-        price = values[i_price].strip()
+        price = v[i_price]
         if price:
             if not plain_number(price):
                 return None
         elif action in _PRICED_SET and not (quote and action in ("BUY", "SELL")):
             return None
-        fee_asset, fee = values[i_fee_asset].strip(), values[i_fee].strip()
+        fee_asset, fee = v[i_fee_asset], v[i_fee]
         if (fee and (not fee_asset or not plain_number(fee))) or (fee_asset and not fee):
             return None
-        if (values[i_account_type].strip().lower() or DEFAULT_ACCOUNT_TYPE) not in _ACCOUNT_TYPE_SET:
+        if (v[i_account_type].lower() or DEFAULT_ACCOUNT_TYPE) not in _ACCOUNT_TYPE_SET:
             return None
-        digest = sha256(("{" + ",".join([key + text + '"' for key, i in hash_keys if (text := values[i].strip())])
+        digest = sha256(("{" + ",".join([key + text + '"' for key, text in zip(hash_keys, in_key_order(v)) if text])
                          + "}").encode()).hexdigest()
-        raw_id = values[i_id].strip() or values[i_external].strip() or "sha256:" + digest
-        payload = "{" + ",".join([key + value + '"' for key, value in zip(payload_keys, values)]) + "}"
-        return f"{account}\t{raw_id}\t{payload}\t{digest}\t{utc.isoformat()}\t{line}", utc
+        payload = payload_format % tuple(values[:width])
+        return f"{account}\t{v[i_id] or v[i_external] or 'sha256:' + digest}\t{payload}\t{digest}\t{utc.isoformat()}\t{line}", utc
 
     return check
 
@@ -782,14 +784,13 @@ def _ledger_copy_fields(row: StagedRow) -> str:
                                      row.occurred_at.isoformat(), row.line)))
 
 
-def _check_ledger_rows(file: CsvFile, naive_timezone: str | None, errors: list[RowError], hasher: Any,
-                       emit: Callable[[str, int], None]) -> tuple[int, _Span]:
-    """Check every row of a ledger file, handing each valid one to ``emit(COPY fields, line)`` and appending the
-    errors of the others (and of the file) to ``errors``: (rows emitted, their span of time)."""
-    span = _Span()
+def _ledger_copy_lines(file: CsvFile, naive_timezone: str | None, errors: list[RowError], hasher: Any, span: _Span,
+                       prefix: str = "", ord_column: bool = False) -> Iterator[str]:
+    """Check every row of a ledger file: the COPY line of each valid one (``prefix``, its fields, its line number
+    again as ``ord`` if asked), the errors of the others (and of the file) appended to ``errors``; ``span`` counts
+    the lines given and their span of time."""
     header: list[str] = []
     fast: FastLedgerCheck | None = None
-    emitted = 0
     try:
         for line, values in _record_values(file, LEDGER_REQUIRED, LEDGER_ACCEPTED, errors, hasher, header):
             if fast is None:
@@ -800,12 +801,11 @@ def _check_ledger_rows(file: CsvFile, naive_timezone: str | None, errors: list[R
                 if row is None:
                     continue
                 checked = _ledger_copy_fields(row), row.occurred_at
-            emit(checked[0], line)
-            span.add(checked[1])
-            emitted += 1
+            fields, at = checked
+            yield f"{prefix}{fields}\t{line}\n" if ord_column else f"{prefix}{fields}\n"
+            span.add(at)
     except CsvImportError as exc:
         errors.extend(exc.errors)
-    return emitted, span
 
 
 def _id_conflicts(conn: Connection, rows: str, params: dict[str, Any], errors: list[RowError]) -> tuple[int, int]:
@@ -852,6 +852,7 @@ def _load_ledger_direct(conn: Connection, entity_id: int, file: CsvFile, naive_t
         return None
     errors: list[RowError] = []
     hasher = hashlib.sha256()
+    span = _Span()
     savepoint = conn.begin_nested()
     try:
         after = last_raw_record_id(conn)
@@ -859,9 +860,7 @@ def _load_ledger_direct(conn: Connection, entity_id: int, file: CsvFile, naive_t
         prefix = raw_records_copy_prefix(entity_id, SOURCE, LEDGER_STREAM, run_id, run_file)
         with CopyLines(conn, "raw_records", RAW_RECORDS_RUN_COLUMNS + RAW_RECORDS_RECORD_COLUMNS,
                        segment_rows=DIRECT_FIRST_SEGMENT) as out:
-            write = out.write
-            copied, span = _check_ledger_rows(file, naive_timezone, errors, hasher,
-                                              lambda fields, line: write(prefix + fields + "\n"))
+            out.write_lines(_ledger_copy_lines(file, naive_timezone, errors, hasher, span, prefix))
         if hasher.hexdigest() != run_file.hash:  # not UTF-8 after all, or changed since it was hashed
             savepoint.rollback()
             return None
@@ -869,15 +868,15 @@ def _load_ledger_direct(conn: Connection, entity_id: int, file: CsvFile, naive_t
                                      dict(after=after, run=run_id), errors)
         if errors:
             raise _refuse(file, errors, max(0, conflicts - MAX_ERRORS_KEPT))
-        mark_staged(conn, entity_id, SOURCE, LEDGER_STREAM, copied, span.first)
-        finish_run(conn, run_id, seen=copied, inserted=copied)
+        mark_staged(conn, entity_id, SOURCE, LEDGER_STREAM, span.rows, span.first)
+        finish_run(conn, run_id, seen=span.rows, inserted=span.rows)
     except Exception as exc:
         savepoint.rollback()
         if already_staged(exc):
             return None
         raise
     savepoint.commit()
-    return ImportResult(file.name, "ledger", copied, copied, run_id, span.first, span.last)
+    return ImportResult(file.name, "ledger", span.rows, span.rows, run_id, span.first, span.last)
 
 
 def _load_ledger_through_temp(conn: Connection, entity_id: int, file: CsvFile,
@@ -885,12 +884,11 @@ def _load_ledger_through_temp(conn: Connection, entity_id: int, file: CsvFile,
     """``load_ledger_csv`` through a temporary table, for a file with rows already staged."""
     errors: list[RowError] = []
     hasher = hashlib.sha256()
+    span = _Span()
     table, _ = create_raw_records_temp(conn)
     try:
         with CopyLines(conn, table, RAW_RECORDS_RECORD_COLUMNS + ("ord",)) as out:
-            write = out.write
-            copied, span = _check_ledger_rows(file, naive_timezone, errors, hasher,
-                                              lambda fields, line: write(f"{fields}\t{line}\n"))
+            out.write_lines(_ledger_copy_lines(file, naive_timezone, errors, hasher, span, ord_column=True))
         records, conflicts = _id_conflicts(conn, table, {}, errors)
         if errors:
             raise _refuse(file, errors, max(0, conflicts - MAX_ERRORS_KEPT))
@@ -900,7 +898,7 @@ def _load_ledger_through_temp(conn: Connection, entity_id: int, file: CsvFile,
     run_file = RunFile(name=file.name, hash=hasher.hexdigest())
     run_id = start_run(conn, entity_id, SOURCE, LEDGER_STREAM, rows=records, file=run_file)
     inserted = insert_raw_records_from_temp(conn, entity_id, SOURCE, LEDGER_STREAM, run_id, file=run_file,
-                                            in_file_duplicates=records < copied)
+                                            in_file_duplicates=records < span.rows)
     finish_run(conn, run_id, seen=records, inserted=inserted)
     return ImportResult(file.name, "ledger", records, inserted, run_id, span.first, span.last)
 

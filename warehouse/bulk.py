@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from itertools import islice
 from types import TracebackType
 from typing import Any
 
@@ -67,6 +68,14 @@ class CopyLines:
         self._batch.append(line)
         if len(self._batch) >= self.BATCH_LINES:
             self._send()
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """``write`` each of ``lines`` (an iterator is consumed as it goes, a batch at a time)."""
+        lines = iter(lines)
+        while batch := list(islice(lines, self.BATCH_LINES - len(self._batch))):
+            self._batch.extend(batch)
+            if len(self._batch) >= self.BATCH_LINES:
+                self._send()
 
     def _send(self) -> None:
         if not self._batch:
