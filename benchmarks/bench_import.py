@@ -2,10 +2,10 @@
 
 What it does, in a database of its own (on DATABASE_URL's server, else the embedded one):
   1. generates a seeded ledger CSV (v1) of about --mb megabytes (buys, sells with fees and quotes, transfers,
-     income; ~135 bytes a row, so 50 MB is ~380,000 rows);
-  2. runs `coinfrs import-csv FILE --entity bench` in a child process (the real CLI: decoding, validation, COPY,
-     the insert into raw_records, one transaction) and measures its wall time and peak RSS (getrusage of the child);
-  3. imports the same file again (every row already staged: the idempotent path);
+     income; ~86 bytes a row, so 50 MB is ~580,000 rows);
+  2. runs `coinfrs import-csv FILE --entity bench` in a child process (the real CLI: decoding, validation, COPY
+     straight into raw_records, one transaction) and measures its wall time and peak RSS (getrusage of the child);
+  3. imports the same file again (every row already staged: the idempotent path, through a temporary table);
   4. prints rows/s, peak RSS and the RSS of a child that only loads the CLI (the interpreter and its imports).
 
 Run:  .venv/bin/python benchmarks/bench_import.py [--mb 50] [--keep]
