@@ -17,8 +17,9 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -29,12 +30,14 @@ import sqlalchemy as sa
 
 from sqlalchemy.engine import Connection
 
-from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, RunFile, create_balance_snapshots_temp,
-                               create_raw_records_temp, finish_run, insert_balance_snapshots_from_temp,
-                               insert_raw_records_from_temp, start_run, write_balance_snapshots, write_raw_records)
+from ingestion.staging import (RAW_RECORDS_RECORD_COLUMNS, RAW_RECORDS_RUN_COLUMNS, BalanceSnapshotIn, RawRecordIn,
+                               RunFile, already_staged, create_balance_snapshots_temp, create_raw_records_temp,
+                               finish_run, insert_balance_snapshots_from_temp, insert_raw_records_from_temp,
+                               last_raw_record_id, mark_staged, raw_records_copy_prefix, start_run,
+                               write_balance_snapshots, write_raw_records)
 from transforms.ledger_mapping import V11_ALIASES
-from warehouse.bulk import copy_writer
-from warehouse.numbers import NotADecimal, D, parse_input_decimal, to_text
+from warehouse.bulk import CopyLines, copy_text, copy_writer
+from warehouse.numbers import INPUT_DIGITS, NotADecimal, D, parse_input_decimal, to_text
 
 SOURCE = "csv"
 LEDGER_STREAM = "ledger"
@@ -379,6 +382,14 @@ def _records(file: CsvFile, required: Sequence[str], optional: Sequence[str], er
     """The data rows after a valid header, one at a time: (line, {column as written: value}). Header and
     structure errors (a wrong number of values, an unreadable line) are appended to ``errors``; undecodable bytes
     and NUL raise ``CsvImportError`` from the file's lines."""
+    header = [] if header_out is None else header_out
+    for line, values in _record_values(file, required, optional, errors, hasher, header):
+        yield line, dict(zip(header, values))
+
+
+def _record_values(file: CsvFile, required: Sequence[str], optional: Sequence[str], errors: list[RowError],
+                   hasher: Any, header_out: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """``_records`` as (line, [value of each column]): the header as written is in ``header_out`` by the first row."""
     lines = _Lines(file.lines(hasher))
     reader = csv.reader(lines)
     try:
@@ -390,8 +401,7 @@ def _records(file: CsvFile, required: Sequence[str], optional: Sequence[str], er
         errors.append(RowError(1, None, f"unreadable CSV header: {exc}"))
         return
     original, header_errors = _check_header(header, required, optional)
-    if header_out is not None:
-        header_out.extend(original)
+    header_out.extend(original)
     if header_errors:
         errors.extend(header_errors)
         return
@@ -413,7 +423,7 @@ def _records(file: CsvFile, required: Sequence[str], optional: Sequence[str], er
             extra = "" if len(values) < width else " (values beyond the last column: an unquoted comma?)"
             errors.append(RowError(line, field, f"expected {width} values, found {len(values)}{extra}"))
             continue
-        yield line, dict(zip(original, values))
+        yield line, values
 
 
 def _read_header(file: CsvFile, required: Sequence[str], optional: Sequence[str]) -> tuple[list[dict[str, str]], list[str], list[RowError]]:
@@ -646,52 +656,240 @@ def write_balance_rows(conn: Connection, entity_id: int, file: CsvFile, rows: Se
 
 
 class _Span:
-    """The earliest and latest time of the rows loaded."""
+    """The earliest and latest time of the rows loaded, and how many they are."""
 
-    __slots__ = ("first", "last")
+    __slots__ = ("first", "last", "rows")
 
     def __init__(self) -> None:
         self.first: datetime | None = None
         self.last: datetime | None = None
+        self.rows = 0
 
     def add(self, at: datetime) -> None:
+        self.rows += 1
         if self.first is None or at < self.first:
             self.first = at
         if self.last is None or at > self.last:
             self.last = at
 
 
+def _hash_before_reading(file: CsvFile) -> str | None:
+    """``CsvFile.file_hash`` without decoding the file, when that is cheap: a file given as text, or a UTF-8 file
+    on disk (its bytes after a BOM are its text in UTF-8, if they decode at all: the import reads them and compares
+    the hash it computes on the way). None for a UTF-16 file."""
+    if file.path is None or file._text is not None:
+        return hashlib.sha256(file.text.encode("utf-8")).hexdigest()
+    hasher = hashlib.sha256()
+    with file.path.open("rb") as raw:
+        data = raw.read(CHUNK_BYTES)
+        if _encoding_of(data)[0] != "utf-8-sig":
+            return None
+        data = data.removeprefix(codecs.BOM_UTF8)
+        while data:
+            hasher.update(data)
+            data = raw.read(CHUNK_BYTES)
+    return hasher.hexdigest()
+
+
+# a plain number the ledger accepts as it is: digits, an optional point, at most INPUT_DIGITS on each side, no sign
+_PLAIN_NUMBER = re.compile(r"(?:[0-9]{1,%d}(?:\.[0-9]{0,%d})?|\.[0-9]{1,%d})" % ((INPUT_DIGITS,) * 3)).fullmatch
+_ACTION_SET = frozenset(ACTIONS)
+_PRICED_SET = frozenset(PRICED_ACTIONS)
+_ACCOUNT_TYPE_SET = frozenset(ACCOUNT_TYPES)
+_SHORTEST_LIMIT = min(FIELD_MAX_CHARS.values())
+
+# What a row's checks produce for the COPY: the record's fields in COPY text format (``RAW_RECORDS_RECORD_COLUMNS``,
+# tab-separated) and its time; None when the row needs ``_check_ledger_row``.
+FastLedgerCheck = Callable[[list[str], int], "tuple[str, datetime] | None"]
+
+
+def _fast_ledger_check(header: Sequence[str], naive_timezone: str | None) -> FastLedgerCheck:
+    """The check of a ledger file's plain rows, built once for its header: a row of printable ASCII without '"'
+    or a backslash, every field within its bounds and every rule met, gets its COPY fields straight from its values (no
+    dict, no Decimal, its canonical JSON written directly). Anything else returns None, and the row goes through
+    ``_check_ledger_row``, which names its errors. Whatever this accepts, ``_check_ledger_row`` accepts with the same
+    fields (tests/unit/test_csv_files.py holds the two together). A header with v1.1 names: every row goes there."""
+    lowered = [h.lower() for h in header]
+    if any(alias in lowered for aliases in V11_ALIASES.values() for alias in aliases):
+        return lambda values, line: None
+    width = len(header)
+
+    def at(name: str) -> int:  # the column's index; an absent one reads the "" appended to every row
+        return lowered.index(name) if name in lowered else width
+
+    i_id, i_external, i_time, i_action, i_asset, i_quantity, i_price, i_fee_asset, i_fee, i_quote_asset, i_quote, \
+        i_account, i_account_type = map(at, ("id", "external_id", "timestamp", "action", "asset", "quantity",
+                                             "unit_price_usd", "fee_asset", "fee_amount", "quote_asset",
+                                             "quote_quantity", "account", "account_type"))
+    limits = [(at(name), limit) for name, limit in FIELD_MAX_CHARS.items() if name in lowered]
+    key_order = sorted(range(width), key=lowered.__getitem__)  # the canonical JSON of a row: keys sorted
+    hash_keys, in_key_order = [f'"{lowered[i]}":"' for i in key_order], itemgetter(*key_order)
+    payload_format = "{" + ",".join(f'"{name}":"%s"' for name in header) + "}"
+    zone = ZoneInfo(naive_timezone) if naive_timezone else None
+    utc_zone, earliest = timezone.utc, EARLIEST_TIME
+    latest = datetime.now(timezone.utc) + timedelta(days=1)  # parse_timestamp's bound, which only moves later
+    from_iso, plain_number, sha256, strip = datetime.fromisoformat, _PLAIN_NUMBER, hashlib.sha256, str.strip
+
+    def check(values: list[str], line: int) -> tuple[str, datetime] | None:
+        joined = "".join(values)
+        if not (joined.isascii() and joined.isprintable()) or '"' in joined or "\\" in joined:
+            return None
+        if max(map(len, values)) > _SHORTEST_LIMIT and any(len(values[i]) > limit for i, limit in limits):
+            return None
+        values.append("")
+        v = list(map(strip, values))
+        try:
+            parsed = from_iso(v[i_time].replace("Z", "+00:00").replace("z", "+00:00"))
+            if parsed.tzinfo is None:
+                if zone is None:
+                    return None
+                parsed = parsed.replace(tzinfo=zone)
+            utc = parsed.astimezone(utc_zone)
+        except (ValueError, OverflowError):
+            return None
+        if not earliest <= utc <= latest:
+            return None
+        action, account, quantity = v[i_action].upper(), v[i_account], v[i_quantity]
+        if (action not in _ACTION_SET or not account or not v[i_asset] or not plain_number(quantity)
+                or not quantity.strip("0.")):
+            return None
+        quote_asset, quote = v[i_quote_asset], v[i_quote]
+        if quote:
+            if not quote_asset or not plain_number(quote) or not quote.strip("0.") or action not in ("BUY", "SELL"):
+                return None
+        elif quote_asset:
+            return None
+        price = v[i_price]
+        if price:
+            if not plain_number(price):
+                return None
+        elif action in _PRICED_SET and not (quote and action in ("BUY", "SELL")):
+            return None
+        fee_asset, fee = v[i_fee_asset], v[i_fee]
+        if (fee and (not fee_asset or not plain_number(fee))) or (fee_asset and not fee):
+            return None
+        if (v[i_account_type].lower() or DEFAULT_ACCOUNT_TYPE) not in _ACCOUNT_TYPE_SET:
+            return None
+        digest = sha256(("{" + ",".join([key + text + '"' for key, text in zip(hash_keys, in_key_order(v)) if text])
+                         + "}").encode()).hexdigest()
+        payload = payload_format % tuple(values[:width])
+        return f"{account}\t{v[i_id] or v[i_external] or 'sha256:' + digest}\t{payload}\t{digest}\t{utc.isoformat()}\t{line}", utc
+
+    return check
+
+
+def _ledger_copy_fields(row: StagedRow) -> str:
+    """``_fast_ledger_check``'s COPY fields of a row checked by ``_check_ledger_row``."""
+    return "\t".join(map(copy_text, (row.account, row.source_raw_id, json.dumps(row.payload), row.payload_hash,
+                                     row.occurred_at.isoformat(), row.line)))
+
+
+def _ledger_copy_lines(file: CsvFile, naive_timezone: str | None, errors: list[RowError], hasher: Any, span: _Span,
+                       prefix: str = "", ord_column: bool = False) -> Iterator[str]:
+    """Check every row of a ledger file: the COPY line of each valid one (``prefix``, its fields, its line number
+    again as ``ord`` if asked), the errors of the others (and of the file) appended to ``errors``; ``span`` counts
+    the lines given and their span of time."""
+    header: list[str] = []
+    fast: FastLedgerCheck | None = None
+    try:
+        for line, values in _record_values(file, LEDGER_REQUIRED, LEDGER_ACCEPTED, errors, hasher, header):
+            if fast is None:
+                fast = _fast_ledger_check(header, naive_timezone)
+            checked = fast(values, line)
+            if checked is None:
+                row = _check_ledger_row(dict(zip(header, values)), line, naive_timezone, errors)
+                if row is None:
+                    continue
+                checked = _ledger_copy_fields(row), row.occurred_at
+            fields, at = checked
+            yield f"{prefix}{fields}\t{line}\n" if ord_column else f"{prefix}{fields}\n"
+            span.add(at)
+    except CsvImportError as exc:
+        errors.extend(exc.errors)
+
+
+def _id_conflicts(conn: Connection, rows: str, params: dict[str, Any], errors: list[RowError]) -> tuple[int, int]:
+    """Ids given twice with different content among the staged rows ``rows`` (a FROM item of ours with
+    source_raw_id, payload_hash and line_number): the errors of the first ``MAX_ERRORS_KEPT`` appended to
+    ``errors``; returns (distinct ids, ids given with different content)."""
+    records, conflicts = conn.execute(sa.text(
+        "SELECT count(*), count(*) FILTER (WHERE conflict) FROM (SELECT min(payload_hash) <> max(payload_hash) AS "
+        f"conflict FROM {rows} GROUP BY source_raw_id) ids"), params).one()
+    if conflicts:
+        errors.extend(_conflicting_id(r.line_number, r.source_raw_id, r.first_line) for r in conn.execute(sa.text(
+            f"""WITH r AS (SELECT source_raw_id, payload_hash, line_number FROM {rows})
+                SELECT t.line_number, t.source_raw_id, f.line_number AS first_line FROM r t
+                JOIN (SELECT DISTINCT ON (source_raw_id) source_raw_id, payload_hash, line_number FROM r
+                      ORDER BY source_raw_id, line_number) f USING (source_raw_id)
+                WHERE t.payload_hash <> f.payload_hash ORDER BY t.line_number LIMIT {MAX_ERRORS_KEPT}"""), params))
+    return records, conflicts
+
+
+# The first COPY straight into raw_records ends after this many rows (the next ones are longer, CopyLines): a file
+# imported again is found out (and goes through the temporary table) after that much work.
+DIRECT_FIRST_SEGMENT = 2_048
+
+
 def load_ledger_csv(conn: Connection, entity_id: int, file: CsvFile, *, naive_timezone: str | None = None) -> ImportResult:
-    """Validate and stage a ledger CSV in one pass, all or nothing, in the caller's transaction: each valid row is
-    COPied into a temporary table as it is read (memory stays flat with the file's size); ids used twice with
-    different content are found there; on any error nothing is inserted and ``CsvImportError`` lists them."""
+    """Validate and stage a ledger CSV in one pass, all or nothing, in the caller's transaction; memory stays flat
+    with the file's size. Each valid row is COPied straight into ``raw_records`` as it is read, in a savepoint (the
+    database inserts while the file is still being read); ids used twice with different content are found there;
+    on any error the savepoint is rolled back and ``CsvImportError`` lists them. When a row turns out to be staged
+    already (a file imported again, a row twice in the file), the savepoint is rolled back and the file read again
+    into a temporary table, from which one insert skips the rows already staged."""
+    direct = _load_ledger_direct(conn, entity_id, file, naive_timezone)
+    return direct if direct is not None else _load_ledger_through_temp(conn, entity_id, file, naive_timezone)
+
+
+def _load_ledger_direct(conn: Connection, entity_id: int, file: CsvFile, naive_timezone: str | None) -> ImportResult | None:
+    """``load_ledger_csv`` straight into raw_records; None (nothing done) when a row is staged already, the file
+    is UTF-16 or it changed while it was read."""
+    try:
+        run_file = RunFile(name=file.name, hash=_hash_before_reading(file))
+    except OSError:
+        run_file = RunFile(name=file.name)
+    if run_file.hash is None:
+        return None
     errors: list[RowError] = []
     hasher = hashlib.sha256()
     span = _Span()
-    copied = 0
-    table, columns = create_raw_records_temp(conn)
+    savepoint = conn.begin_nested()
     try:
-        with copy_writer(conn, table, columns) as write:
-            try:
-                for line, raw in _records(file, LEDGER_REQUIRED, LEDGER_ACCEPTED, errors, hasher):
-                    row = _check_ledger_row(raw, line, naive_timezone, errors)
-                    if row is None:
-                        continue
-                    write((row.source_raw_id, row.account, json.dumps(row.payload), row.payload_hash, row.occurred_at,
-                           line, copied))
-                    copied += 1
-                    span.add(row.occurred_at)
-            except CsvImportError as exc:
-                errors.extend(exc.errors)
-        records, conflicts = conn.execute(sa.text(
-            "SELECT count(*), count(*) FILTER (WHERE conflict) FROM (SELECT min(payload_hash) <> max(payload_hash) AS "
-            f"conflict FROM {table} GROUP BY source_raw_id) ids")).one()
-        if conflicts:
-            errors.extend(_conflicting_id(r.line_number, r.source_raw_id, r.first_line) for r in conn.execute(sa.text(
-                f"""SELECT t.line_number, t.source_raw_id, f.line_number AS first_line FROM {table} t
-                    JOIN (SELECT DISTINCT ON (source_raw_id) source_raw_id, payload_hash, line_number FROM {table}
-                          ORDER BY source_raw_id, ord) f USING (source_raw_id)
-                    WHERE t.payload_hash <> f.payload_hash ORDER BY t.ord LIMIT {MAX_ERRORS_KEPT}""")))
+        after = last_raw_record_id(conn)
+        run_id = start_run(conn, entity_id, SOURCE, LEDGER_STREAM, file=run_file)
+        prefix = raw_records_copy_prefix(entity_id, SOURCE, LEDGER_STREAM, run_id, run_file)
+        with CopyLines(conn, "raw_records", RAW_RECORDS_RUN_COLUMNS + RAW_RECORDS_RECORD_COLUMNS,
+                       segment_rows=DIRECT_FIRST_SEGMENT) as out:
+            out.write_lines(_ledger_copy_lines(file, naive_timezone, errors, hasher, span, prefix))
+        if hasher.hexdigest() != run_file.hash:  # not UTF-8 after all, or changed since it was hashed
+            savepoint.rollback()
+            return None
+        _, conflicts = _id_conflicts(conn, "raw_records WHERE id > :after AND ingestion_run_id = :run",
+                                     dict(after=after, run=run_id), errors)
+        if errors:
+            raise _refuse(file, errors, max(0, conflicts - MAX_ERRORS_KEPT))
+        mark_staged(conn, entity_id, SOURCE, LEDGER_STREAM, span.rows, span.first)
+        finish_run(conn, run_id, seen=span.rows, inserted=span.rows)
+    except Exception as exc:
+        savepoint.rollback()
+        if already_staged(exc):
+            return None
+        raise
+    savepoint.commit()
+    return ImportResult(file.name, "ledger", span.rows, span.rows, run_id, span.first, span.last)
+
+
+def _load_ledger_through_temp(conn: Connection, entity_id: int, file: CsvFile,
+                              naive_timezone: str | None) -> ImportResult:
+    """``load_ledger_csv`` through a temporary table, for a file with rows already staged."""
+    errors: list[RowError] = []
+    hasher = hashlib.sha256()
+    span = _Span()
+    table, _ = create_raw_records_temp(conn)
+    try:
+        with CopyLines(conn, table, RAW_RECORDS_RECORD_COLUMNS + ("ord",)) as out:
+            out.write_lines(_ledger_copy_lines(file, naive_timezone, errors, hasher, span, ord_column=True))
+        records, conflicts = _id_conflicts(conn, table, {}, errors)
         if errors:
             raise _refuse(file, errors, max(0, conflicts - MAX_ERRORS_KEPT))
     except CsvImportError:
@@ -700,7 +898,7 @@ def load_ledger_csv(conn: Connection, entity_id: int, file: CsvFile, *, naive_ti
     run_file = RunFile(name=file.name, hash=hasher.hexdigest())
     run_id = start_run(conn, entity_id, SOURCE, LEDGER_STREAM, rows=records, file=run_file)
     inserted = insert_raw_records_from_temp(conn, entity_id, SOURCE, LEDGER_STREAM, run_id, file=run_file,
-                                            in_file_duplicates=records < copied)
+                                            in_file_duplicates=records < span.rows)
     finish_run(conn, run_id, seen=records, inserted=inserted)
     return ImportResult(file.name, "ledger", records, inserted, run_id, span.first, span.last)
 

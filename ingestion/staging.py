@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from reconciliation.staleness import mark_stale_from_time
-from warehouse.bulk import copy_rows
+from warehouse.bulk import copy_rows, copy_text
 from warehouse.schema import ingestion_cursors, ingestion_runs
 
 
@@ -89,6 +89,35 @@ BALANCES_TEMP_COLUMNS = ("account", "account_type", "sub_account", "snapshot_tim
                          "line_number", "ord")
 
 
+# A COPY straight into raw_records (``raw_records_copy_prefix``): the run's fields, the same on every line, then the
+# record's own. Records already staged make it fail (``already_staged``): such a writer falls back to the temporary
+# table and ``insert_raw_records_from_temp``, which skips them.
+RAW_RECORDS_RUN_COLUMNS = ("entity_id", "source", "stream", "ingestion_run_id", "file_name", "file_hash")
+RAW_RECORDS_RECORD_COLUMNS = ("account", "source_raw_id", "payload", "payload_hash", "occurred_at", "line_number")
+
+
+def raw_records_copy_prefix(entity_id: int, source: str, stream: str, run_id: uuid.UUID, file: RunFile) -> str:
+    """The start of every line of a COPY of ``RAW_RECORDS_RUN_COLUMNS + RAW_RECORDS_RECORD_COLUMNS``."""
+    return "".join(copy_text(v) + "\t" for v in (entity_id, source, stream, run_id, file.name, file.hash))
+
+
+def last_raw_record_id(conn: Connection) -> int:
+    """The highest id in raw_records (0 when empty): records staged afterwards have higher ids."""
+    return conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM raw_records")).scalar_one()
+
+
+def already_staged(exc: BaseException) -> bool:
+    """Whether a COPY into raw_records failed on a record already there (or twice in what was copied)."""
+    diag = getattr(getattr(exc, "orig", exc), "diag", None)
+    return getattr(diag, "constraint_name", None) == "uq_raw_records_natural_key"
+
+
+def mark_staged(conn: Connection, entity_id: int, source: str, stream: str, inserted: int,
+                earliest: datetime | None) -> None:
+    """After records were staged: the closes from the earliest of them are stale."""
+    mark_stale_from_time(conn, entity_id, earliest, f"{inserted} new or changed {source}/{stream} record(s)")
+
+
 def create_raw_records_temp(conn: Connection) -> tuple[str, tuple[str, ...]]:
     """The temporary table records are COPied into before ``insert_raw_records_from_temp``: (name, columns).
     ``ord`` is the record's position (the first of identical records wins)."""
@@ -118,7 +147,7 @@ def insert_raw_records_from_temp(conn: Connection, entity_id: int, source: str, 
         """), dict(entity_id=entity_id, source=source, stream=stream, file_name=file.name, file_hash=file.hash,
                    run_id=run_id)).one()
     conn.execute(sa.text(f"DROP TABLE {RAW_RECORDS_TEMP}"))
-    mark_stale_from_time(conn, entity_id, earliest, f"{inserted} new or changed {source}/{stream} record(s)")
+    mark_staged(conn, entity_id, source, stream, inserted, earliest)
     return inserted
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from itertools import islice
+from types import TracebackType
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -23,3 +26,81 @@ def copy_writer(conn: Connection, table: str, columns: Sequence[str]) -> Iterato
     with conn.connection.driver_connection.cursor() as cursor:
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             yield copy.write_row
+
+
+_COPY_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: object) -> str:
+    """One field in COPY's text format: None as ``\\N``, anything else as ``str(value)`` with backslash, tab,
+    newline and carriage return escaped."""
+    return "\\N" if value is None else str(value).translate(_COPY_TEXT_ESCAPES)
+
+
+class CopyLines:
+    """COPY lines already in COPY's text format (fields escaped with ``copy_text``, tab-separated, each line ending
+    in ``\\n``) into ``table``, sent in batches of ``BATCH_LINES``: a stream of any length in flat memory, without
+    psycopg's per-value adaptation.
+
+    ``segment_rows`` ends the COPY after that many lines and starts another, each segment four times the last (up
+    to ``MAX_SEGMENT_ROWS``): the server reports an error (a unique violation, say) only when a COPY ends, so a
+    writer that would rather stop early than send the whole stream segments it. Use as a context manager; the
+    last COPY ends (and its error, if any, is raised) when the block does."""
+
+    BATCH_LINES = 2_000
+    MAX_SEGMENT_ROWS = 131_072
+
+    def __init__(self, conn: Connection, table: str, columns: Sequence[str], *, segment_rows: int | None = None) -> None:
+        self._conn = conn
+        self._statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        self._segment_rows = segment_rows
+        self._batch: list[str] = []
+        self._cursor: Any = None
+        self._segment: ExitStack | None = None  # the COPY under way
+        self._copy: Any = None
+        self._in_segment = 0
+
+    def __enter__(self) -> "CopyLines":
+        self._cursor = self._conn.connection.driver_connection.cursor()
+        return self
+
+    def write(self, line: str) -> None:
+        self._batch.append(line)
+        if len(self._batch) >= self.BATCH_LINES:
+            self._send()
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """``write`` each of ``lines`` (an iterator is consumed as it goes, a batch at a time)."""
+        lines = iter(lines)
+        while batch := list(islice(lines, self.BATCH_LINES - len(self._batch))):
+            self._batch.extend(batch)
+            if len(self._batch) >= self.BATCH_LINES:
+                self._send()
+
+    def _send(self) -> None:
+        if not self._batch:
+            return
+        if self._segment is None:
+            self._segment = ExitStack()
+            self._copy = self._segment.enter_context(self._cursor.copy(self._statement))
+        self._copy.write("".join(self._batch))
+        self._in_segment += len(self._batch)
+        self._batch.clear()
+        if self._segment_rows is not None and self._in_segment >= self._segment_rows:
+            self._end(None)
+            self._segment_rows = min(self._segment_rows * 4, self.MAX_SEGMENT_ROWS)
+
+    def _end(self, exc: BaseException | None) -> None:
+        segment, self._segment, self._copy, self._in_segment = self._segment, None, None, 0
+        if segment is not None:
+            segment.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if exc is None:
+                self._send()
+            self._end(exc)
+        finally:
+            self._batch.clear()
+            self._cursor.close()
