@@ -42,9 +42,15 @@ from warehouse.entities import Entity
 from warehouse.settings import get_settings
 
 STATEMENT_TIMEOUT = "15s"
-SESSION_OPTIONS = f"-c statement_timeout={STATEMENT_TIMEOUT} -c default_transaction_read_only=on"
+SESSION_OPTIONS = (f"-c statement_timeout={STATEMENT_TIMEOUT} -c default_transaction_read_only=on "
+                   "-c plan_cache_mode=force_generic_plan")
 """Set once per connection at connect: every query of the API runs read-only under the statement timeout, as the
-read-only role ``COINFRS_API_DB_ROLE`` (``coinfrs_api``, SELECT only: migration 0026)."""
+read-only role ``COINFRS_API_DB_ROLE`` (``coinfrs_api``, SELECT only: migration 0026).
+
+``plan_cache_mode=force_generic_plan``: psycopg prepares a statement run a fifth time on a connection, and the
+API's statements are few fixed shapes led by an index on the entity (and a date or time range), whose plan does
+not depend on the values. PostgreSQL's default would plan them again on every run: the seven-table transactions
+page cost 1.6 ms of database CPU so, 0.6 ms with its generic plan (benchmarks/bench_api.py, 1M legs)."""
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -110,7 +116,8 @@ class ApiSession:
 
     key: ApiKeyInfo
     snapshot: str
-    """``pg_current_snapshot()`` when the key was checked: the response cache's validity (``api.cache``)."""
+    """The warehouse's data version (``coinfrs_data_version()``, migration 0027) when the key was checked: the
+    response cache's validity (``api.cache``)."""
 
 
 async def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiSession:

@@ -186,6 +186,8 @@ transactions = sa.Table(
     sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in LEG_KINDS) + ")", name="kind"),
 )
 sa.Index("ix_transactions_entity_date", transactions.c.entity_id, transactions.c.close_date)
+sa.Index("ix_transactions_adjustments", transactions.c.entity_id, transactions.c.close_date, transactions.c.ts,
+         postgresql_where=transactions.c.is_adjustment)  # migration 0027
 sa.Index("ix_transactions_account_asset_ts", transactions.c.account_id, transactions.c.asset_id, transactions.c.ts)
 
 # One row per event (the legs sharing a group_id): its type and, for a trade, the one value it was booked at.
@@ -336,8 +338,9 @@ pnl_disposals = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.UniqueConstraint("entity_id", "method", "pool", "leg_id", name="uq_pnl_disposals_book_leg"),
 )
-sa.Index("ix_pnl_disposals_book_date", pnl_disposals.c.entity_id, pnl_disposals.c.method, pnl_disposals.c.pool,
-         pnl_disposals.c.date)
+sa.Index("ix_pnl_disposals_book_date_sums", pnl_disposals.c.entity_id, pnl_disposals.c.method, pnl_disposals.c.pool,
+         pnl_disposals.c.date, postgresql_include=["kind", "proceeds", "cost_basis", "realized_gain", "short_term_gain",
+                                                   "long_term_gain", "shortfall_quantity"])  # migration 0027
 
 pnl_disposal_lots = sa.Table(
     "pnl_disposal_lots",

@@ -1,5 +1,6 @@
 """Alembic environment: migrates the database ``warehouse.db`` points at (or the URL given in config)."""
 
+import sqlalchemy as sa
 from alembic import context
 
 from warehouse.db import get_owner_engine
@@ -7,19 +8,27 @@ from warehouse.schema import metadata
 
 config = context.config
 
+_TRACK_WRITES = "coinfrs_track_writes()"
+"""After any migration: every table gets the trigger of the API's data version (migration 0027), so a table created
+by a later migration empties the API's response cache when written like the others (a no-op below 0027)."""
+
+
+def _migrate(connection: sa.Connection) -> None:
+    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+        if connection.execute(sa.text(f"SELECT to_regprocedure('{_TRACK_WRITES}')")).scalar() is not None:
+            connection.execute(sa.text(f"SELECT {_TRACK_WRITES}"))
+
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=metadata, compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connection)
         return
     url = config.get_main_option("sqlalchemy.url") or None
     with get_owner_engine(url).connect() as connection:  # the schema owner migrates
-        context.configure(connection=connection, target_metadata=metadata, compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connection)
 
 
 if context.is_offline_mode():

@@ -1,0 +1,121 @@
+"""The read API's data version, its indexes, and logins for the least-privilege roles (issues 17 and 18).
+
+- **Data version** (``coinfrs_data_version()``): what the API's response cache and key cache are valid for
+  (``api/snapshots.py``). It changes when a transaction that wrote to a warehouse table of THIS database commits
+  (or rolls back), and never for writes elsewhere on the server (Dagster's storage in another database, other
+  databases): ``pg_current_snapshot()``, used before, is the whole cluster's. Every table of the schema gets a
+  statement trigger ``coinfrs_data_written`` (AFTER INSERT, UPDATE, DELETE, TRUNCATE) that first takes a shared
+  transaction-level advisory lock (``DATA_LOCK_CLASS``, ``DATA_LOCK_KEY``) and then bumps the sequence
+  ``coinfrs_data_writes``. The version is the sequence's value followed by the virtual transaction ids holding
+  that lock, read in that order: a writer's lock is seen from its first write until it has ended (PostgreSQL
+  releases transaction locks after the commit is visible), and a writer that came and went between two reads
+  moved the sequence. Tables created by later migrations get the trigger too: ``coinfrs_track_writes()`` runs at
+  the end of every migration (``warehouse/migrations/env.py``).
+- **Indexes** of the API's hot reads (``benchmarks/bench_api.py``): see ``INDEXES``.
+- **Logins**: ``coinfrs_app`` and ``coinfrs_api`` may LOGIN, with no password. Under password authentication (any
+  deployment) a role without a password cannot log in; the operator sets one with ``coinfrs db
+  set-role-password`` (docker compose does it from the environment), and the services connect with
+  ``COINFRS_APP_DATABASE_URL`` / ``COINFRS_API_DATABASE_URL`` (docs/operations.md). No password is in the repo.
+
+Revision ID: 0027
+Revises: 0026
+"""
+
+from typing import Sequence, Union
+
+from alembic import op
+
+revision: str = "0027"
+down_revision: Union[str, Sequence[str], None] = "0026"
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+DATA_LOCK_CLASS = 0x44617461  # "Data"; warehouse/locks.py's close locks use another class
+DATA_LOCK_KEY = 1
+TRIGGER = "coinfrs_data_written"
+ROLES = ("coinfrs_app", "coinfrs_api")
+
+INDEXES: dict[str, str] = {
+    # a transactions page bounds ts below by the first adjustment leg of the range (warehouse/reports.py): found in
+    # this small index instead of by reading every leg of the range (28,000 heap rows for 30 days of 1M legs)
+    "ix_transactions_adjustments": "ON transactions (entity_id, close_date, ts) WHERE is_adjustment",
+    # the realized PnL summary sums a period's disposals from the index alone (an index-only scan): it replaces
+    # ix_pnl_disposals_book_date, whose key it keeps
+    "ix_pnl_disposals_book_date_sums": "ON pnl_disposals (entity_id, method, pool, date) INCLUDE (kind, proceeds, "
+                                       "cost_basis, realized_gain, short_term_gain, long_term_gain, shortfall_quantity)",
+}
+"""index name -> its definition."""
+REPLACED_INDEXES = {"ix_pnl_disposals_book_date": "ON pnl_disposals (entity_id, method, pool, date)"}
+
+_FUNCTIONS = f"""
+CREATE SEQUENCE coinfrs_data_writes;
+
+CREATE FUNCTION coinfrs_note_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public AS $$
+BEGIN
+    -- the lock first, then the sequence: whoever reads the sequence after this write reads the lock after it too
+    PERFORM pg_advisory_xact_lock_shared({DATA_LOCK_CLASS}, {DATA_LOCK_KEY});
+    PERFORM nextval('public.coinfrs_data_writes');
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION coinfrs_data_version() RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public AS $$
+DECLARE
+    writes bigint;
+    writers text;
+BEGIN
+    -- the sequence first, then the writers (two statements, in this order): see the module's docstring
+    SELECT last_value INTO writes FROM public.coinfrs_data_writes;
+    SELECT string_agg(virtualtransaction, ',' ORDER BY virtualtransaction) INTO writers
+    FROM pg_locks
+    WHERE locktype = 'advisory' AND classid = {DATA_LOCK_CLASS} AND objid = {DATA_LOCK_KEY} AND objsubid = 2
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    RETURN writes::text || ':' || coalesce(writers, '');
+END $$;
+
+CREATE FUNCTION coinfrs_track_writes() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    added integer := 0;
+BEGIN
+    FOR t IN SELECT c.oid, c.relname FROM pg_class c
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+               AND c.relname <> 'alembic_version'
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = '{TRIGGER}')
+    LOOP
+        EXECUTE format('CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION coinfrs_note_write()', t.relname);
+        added := added + 1;
+    END LOOP;
+    RETURN added;
+END $$;
+REVOKE EXECUTE ON FUNCTION coinfrs_track_writes() FROM PUBLIC;
+"""
+
+
+def upgrade() -> None:
+    op.execute(_FUNCTIONS)
+    op.execute("SELECT coinfrs_track_writes()")
+    for name, definition in INDEXES.items():
+        op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+    for name in REPLACED_INDEXES:
+        op.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def downgrade() -> None:
+    for name, definition in REPLACED_INDEXES.items():
+        op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+    for name in INDEXES:
+        op.execute(f"DROP INDEX IF EXISTS {name}")
+    op.execute(f"""
+DO $$ DECLARE t record; BEGIN
+    FOR t IN SELECT c.relname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+             WHERE g.tgname = '{TRIGGER}' AND c.relnamespace = 'public'::regnamespace LOOP
+        EXECUTE format('DROP TRIGGER {TRIGGER} ON public.%I', t.relname);
+    END LOOP;
+END $$""")
+    op.execute("DROP FUNCTION IF EXISTS coinfrs_track_writes()")
+    op.execute("DROP FUNCTION IF EXISTS coinfrs_data_version()")
+    op.execute("DROP FUNCTION IF EXISTS coinfrs_note_write()")
+    op.execute("DROP SEQUENCE IF EXISTS coinfrs_data_writes")
