@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, Unprocessable
 from api.security import ApiKeyInfo, RateLimiter, SharedRateLimiter, parse_key, verify_api_key_at_snapshot
 from api.snapshots import KeyCache, SnapshotWatch
-from warehouse.db import database_url, normalize_url, role_options
+from warehouse.db import database_url, normalize_url, role_options, session_role
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
 
@@ -73,10 +73,16 @@ def api_engine(url: str, pool_size: int, role: str | None = None) -> Engine:
 
 
 def api_engine_for(engine: Engine | None = None) -> Engine:
-    """The API pool on ``engine``'s database (default: the warehouse's, ``DATABASE_URL`` or embedded)."""
-    url = engine.url.render_as_string(hide_password=False) if engine is not None else database_url()
+    """The API pool on ``engine``'s database (default: the warehouse's: the API's own login
+    ``COINFRS_API_DATABASE_URL`` when set, else ``DATABASE_URL`` or the embedded server, switching to
+    ``COINFRS_API_DB_ROLE``)."""
     settings = get_settings()
-    return api_engine(normalize_url(url), settings.api_db_pool_size, settings.api_db_role or None)
+    if engine is not None:
+        url = engine.url.render_as_string(hide_password=False)
+    else:
+        url = settings.api_database_url or database_url()
+    url = normalize_url(url)
+    return api_engine(url, settings.api_db_pool_size, session_role(url, settings.api_db_role or None))
 
 
 def app_engine(app: FastAPI) -> Engine:

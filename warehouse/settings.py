@@ -19,6 +19,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "COINFRS_DATABASE_URL"),
         description="PostgreSQL URL. Unset: Coinfrs starts its embedded PostgreSQL in data_dir.",
     )
+    app_database_url: str | None = Field(
+        default=None, description="The application's own login (role coinfrs_app, `coinfrs db set-role-password`): "
+                                  "the CLI's, Dagster's and the sensors' sessions connect with it when set. Unset: "
+                                  "they connect with DATABASE_URL and switch to COINFRS_DB_ROLE.")
+    api_database_url: str | None = Field(
+        default=None, description="The read API's own login (role coinfrs_api, SELECT only): the API connects with "
+                                  "it when set. Unset: with DATABASE_URL, switching to COINFRS_API_DB_ROLE.")
     db_role: str = Field(default="coinfrs_app", pattern=r"^[a-z_][a-z0-9_]*$|^$",
                          description="Role the application's sessions run as (created by the migrations; "
                                      "empty: the login user's own privileges).")

@@ -94,8 +94,21 @@ REVOKE EXECUTE ON FUNCTION coinfrs_track_writes() FROM PUBLIC;
 """
 
 
+_LOGINS = f"""
+DO $$ BEGIN
+    ALTER ROLE {ROLES[0]} LOGIN;
+    ALTER ROLE {ROLES[1]} LOGIN;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'coinfrs: % (the roles keep switching from DATABASE_URL; a role that may ALTER them runs '
+                  '`coinfrs db set-role-password`)', SQLERRM;
+END $$"""
+"""LOGIN without a password: nothing to keep secret here. Under password authentication nobody can log in as a role
+that has no password; ``coinfrs db set-role-password`` (``warehouse/roles.py``) sets one."""
+
+
 def upgrade() -> None:
     op.execute(_FUNCTIONS)
+    op.execute(_LOGINS)
     op.execute("SELECT coinfrs_track_writes()")
     for name, definition in INDEXES.items():
         op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
@@ -119,3 +132,5 @@ END $$""")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_data_version()")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_note_write()")
     op.execute("DROP SEQUENCE IF EXISTS coinfrs_data_writes")
+    # the roles' LOGIN is the cluster's (other databases may use it, with their passwords): kept, as 0026 keeps the
+    # roles
