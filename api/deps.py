@@ -63,10 +63,13 @@ api_key_header = APIKeyHeader(
 @lru_cache(maxsize=8)
 def api_engine(url: str, pool_size: int, role: str | None = None) -> Engine:
     """The API's pool on ``url``: read-only sessions with the statement timeout; ``pool_size`` connections kept
-    open, as many again opened for bursts (beyond that a request waits up to 10 s for one, then 503). No
+    open for the request threads (as many as the process runs at once: ``api.main`` bounds its thread pool to
+    ``pool_size``, so a busy API does not open and close an overflow connection per request, each a PostgreSQL
+    backend to fork) plus one for the version watch's poll, as many again opened for bursts (beyond that a
+    request waits up to 10 s for one, then 503). No
     pre-ping (one round trip less per request): after a database restart the first request on a dead
     connection is a 503 and the pool is renewed."""
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_pre_ping=False,
+    return sa.create_engine(url, pool_size=pool_size + 1, max_overflow=pool_size, pool_timeout=10, pool_pre_ping=False,
                             isolation_level="AUTOCOMMIT",
                             connect_args={"options": f"{SESSION_OPTIONS} {role_options(role)}".strip(),
                                           "connect_timeout": 5})

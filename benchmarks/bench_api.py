@@ -7,7 +7,7 @@ What it does:
      bulk-generates with COPY a ledger of ``--legs`` legs (default 1,000,000) over three years: 20 accounts,
      30 assets, one staging record per two legs, matched transfers, daily prices, daily positions and
      disposals; then VACUUM ANALYZE (what autovacuum does to a warehouse after its loads: the statistics, and the
-     visibility map that lets the PnL summary read its covering index alone);
+     visibility map that index-only scans need);
   2. starts the API as ``coinfrs serve`` does (``api.server``: uvicorn, one SO_REUSEPORT socket per worker) on
      127.0.0.1, with a key of the entity, rate limit off;
   3. for each scenario, runs ``--clients`` concurrent aiohttp clients in a closed loop for ``--seconds``

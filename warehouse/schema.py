@@ -338,9 +338,25 @@ pnl_disposals = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.UniqueConstraint("entity_id", "method", "pool", "leg_id", name="uq_pnl_disposals_book_leg"),
 )
-sa.Index("ix_pnl_disposals_book_date_sums", pnl_disposals.c.entity_id, pnl_disposals.c.method, pnl_disposals.c.pool,
-         pnl_disposals.c.date, postgresql_include=["kind", "proceeds", "cost_basis", "realized_gain", "short_term_gain",
-                                                   "long_term_gain", "shortfall_quantity"])  # migration 0027
+sa.Index("ix_pnl_disposals_book_date", pnl_disposals.c.entity_id, pnl_disposals.c.method, pnl_disposals.c.pool,
+         pnl_disposals.c.date)
+
+pnl_disposal_days = sa.Table(
+    "pnl_disposal_days",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("disposals", sa.BigInteger, nullable=False),
+    sa.Column("fee_disposals", sa.BigInteger, nullable=False),
+    sa.Column("shortfall_quantity_disposals", sa.BigInteger, nullable=False),
+    *[sa.Column(name, Exact, nullable=False) for name in ("proceeds", "cost_basis", "realized_gain", "short_term_gain",
+                                                          "long_term_gain")],
+    sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date", name="pk_pnl_disposal_days"),
+    comment="Derived from pnl_disposals by its triggers (migration 0027): never written directly",
+)
+"""Per entity, book and day: the sums and counts of ``pnl_disposals`` (the realized PnL summary reads these)."""
 
 pnl_disposal_lots = sa.Table(
     "pnl_disposal_lots",

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
                                       "snapshot is read, so keys and cached answers are checked without a query "
                                       "per request (0: a query per request).")
     api_db_pool_size: int = Field(default=20, ge=1, description="Database connections (and request threads) per "
-                                                                "API process.")
+                                                                "API process (one more for the version watch).")
 
 
 @lru_cache(maxsize=1)

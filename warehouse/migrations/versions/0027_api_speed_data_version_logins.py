@@ -12,6 +12,9 @@
   moved the sequence. Tables created by later migrations get the trigger too: ``coinfrs_track_writes()`` runs at
   the end of every migration (``warehouse/migrations/env.py``).
 - **Indexes** of the API's hot reads (``benchmarks/bench_api.py``): see ``INDEXES``.
+- **``pnl_disposal_days``**: per entity, book and day, the sums and counts of ``pnl_disposals`` that the realized
+  PnL summary serves, kept exact by statement triggers on ``pnl_disposals`` (INSERT adds the new rows' sums, DELETE
+  subtracts the old rows', UPDATE both, TRUNCATE empties it): a 30-day summary reads 30 rows, not every disposal.
 - **Logins**: ``coinfrs_app`` and ``coinfrs_api`` may LOGIN, with no password. Under password authentication (any
   deployment) a role without a password cannot log in; the operator sets one with ``coinfrs db
   set-role-password`` (docker compose does it from the environment), and the services connect with
@@ -39,13 +42,8 @@ INDEXES: dict[str, str] = {
     # a transactions page bounds ts below by the first adjustment leg of the range (warehouse/reports.py): found in
     # this small index instead of by reading every leg of the range (28,000 heap rows for 30 days of 1M legs)
     "ix_transactions_adjustments": "ON transactions (entity_id, close_date, ts) WHERE is_adjustment",
-    # the realized PnL summary sums a period's disposals from the index alone (an index-only scan): it replaces
-    # ix_pnl_disposals_book_date, whose key it keeps
-    "ix_pnl_disposals_book_date_sums": "ON pnl_disposals (entity_id, method, pool, date) INCLUDE (kind, proceeds, "
-                                       "cost_basis, realized_gain, short_term_gain, long_term_gain, shortfall_quantity)",
 }
 """index name -> its definition."""
-REPLACED_INDEXES = {"ix_pnl_disposals_book_date": "ON pnl_disposals (entity_id, method, pool, date)"}
 
 _FUNCTIONS = f"""
 CREATE SEQUENCE coinfrs_data_writes;
@@ -106,19 +104,82 @@ END $$"""
 that has no password; ``coinfrs db set-role-password`` (``warehouse/roles.py``) sets one."""
 
 
+_FIGURES = ("proceeds", "cost_basis", "realized_gain", "short_term_gain", "long_term_gain")
+_KEY = "entity_id, method, pool, date"
+
+
+def _fold(rows: str, sign: str) -> str:
+    """Add (``sign`` '+') or subtract ('-') the per-day sums of the transition table ``rows``."""
+    sums = ", ".join(f"{sign}sum({f})" for f in _FIGURES)
+    updates = ", ".join(f"{c} = d.{c} + excluded.{c}" for c in
+                        ("disposals", "fee_disposals", "shortfall_quantity_disposals", *_FIGURES))
+    return f"""
+        INSERT INTO public.pnl_disposal_days AS d ({_KEY}, disposals, fee_disposals, shortfall_quantity_disposals,
+                                                  {", ".join(_FIGURES)})
+        SELECT {_KEY}, {sign}count(*), {sign}count(*) FILTER (WHERE kind = 'fee'),
+               {sign}count(*) FILTER (WHERE shortfall_quantity > 0), {sums}
+        FROM {rows} GROUP BY {_KEY}
+        ON CONFLICT ({_KEY}) DO UPDATE SET {updates};"""
+
+
+_DISPOSAL_DAYS = f"""
+CREATE TABLE pnl_disposal_days (
+    entity_id bigint NOT NULL,
+    method text NOT NULL,
+    pool text NOT NULL,
+    date date NOT NULL,
+    disposals bigint NOT NULL,
+    fee_disposals bigint NOT NULL,
+    shortfall_quantity_disposals bigint NOT NULL,
+    {", ".join(f"{f} numeric NOT NULL" for f in _FIGURES)},
+    CONSTRAINT pk_pnl_disposal_days PRIMARY KEY ({_KEY})
+);
+COMMENT ON TABLE pnl_disposal_days IS 'Derived from pnl_disposals by its triggers (migration 0027): never written directly';
+
+CREATE FUNCTION coinfrs_pnl_disposal_days() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM public.pnl_disposal_days;
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        {_fold("old_rows", "-")}
+        DELETE FROM public.pnl_disposal_days d USING (SELECT DISTINCT {_KEY} FROM old_rows) k
+        WHERE (d.entity_id, d.method, d.pool, d.date) = (k.entity_id, k.method, k.pool, k.date) AND d.disposals = 0;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        {_fold("new_rows", "+")}
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER coinfrs_pnl_disposal_days_insert AFTER INSERT ON pnl_disposals
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION coinfrs_pnl_disposal_days();
+CREATE TRIGGER coinfrs_pnl_disposal_days_update AFTER UPDATE ON pnl_disposals
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION coinfrs_pnl_disposal_days();
+CREATE TRIGGER coinfrs_pnl_disposal_days_delete AFTER DELETE ON pnl_disposals
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION coinfrs_pnl_disposal_days();
+CREATE TRIGGER coinfrs_pnl_disposal_days_truncate AFTER TRUNCATE ON pnl_disposals
+    FOR EACH STATEMENT EXECUTE FUNCTION coinfrs_pnl_disposal_days();
+
+INSERT INTO pnl_disposal_days ({_KEY}, disposals, fee_disposals, shortfall_quantity_disposals, {", ".join(_FIGURES)})
+SELECT {_KEY}, count(*), count(*) FILTER (WHERE kind = 'fee'), count(*) FILTER (WHERE shortfall_quantity > 0),
+       {", ".join(f"sum({f})" for f in _FIGURES)}
+FROM pnl_disposals GROUP BY {_KEY};
+"""
+
+
 def upgrade() -> None:
     op.execute(_FUNCTIONS)
+    op.execute(_DISPOSAL_DAYS)
     op.execute(_LOGINS)
     op.execute("SELECT coinfrs_track_writes()")
     for name, definition in INDEXES.items():
         op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
-    for name in REPLACED_INDEXES:
-        op.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 def downgrade() -> None:
-    for name, definition in REPLACED_INDEXES.items():
-        op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
     for name in INDEXES:
         op.execute(f"DROP INDEX IF EXISTS {name}")
     op.execute(f"""
@@ -128,6 +189,10 @@ DO $$ DECLARE t record; BEGIN
         EXECUTE format('DROP TRIGGER {TRIGGER} ON public.%I', t.relname);
     END LOOP;
 END $$""")
+    for action in ("insert", "update", "delete", "truncate"):
+        op.execute(f"DROP TRIGGER IF EXISTS coinfrs_pnl_disposal_days_{action} ON pnl_disposals")
+    op.execute("DROP TABLE IF EXISTS pnl_disposal_days")
+    op.execute("DROP FUNCTION IF EXISTS coinfrs_pnl_disposal_days()")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_track_writes()")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_data_version()")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_note_write()")
