@@ -78,3 +78,30 @@ def test_a_role_password_is_refused_when_short_or_for_another_role(database_url:
             set_role_password(conn, "coinfrs_api", "short")
         with pytest.raises(RolePasswordError, match="unknown role"):
             set_role_password(conn, "postgres", secrets.token_hex(16))
+
+
+def test_the_command_sets_a_password_from_the_environment_and_refuses_in_one_line(database_url: str) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(root), "PW": secrets.token_hex(16),
+           "SHORT": "short", "COLUMNS": "200"}  # rich wraps at the terminal width
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "orchestration.cli", "db", "set-role-password", *args], cwd=root,
+                              env=env, input=stdin, capture_output=True, text=True, timeout=120)
+
+    done = run("--role", "coinfrs_api", "--password-env", "PW", "--json")
+    assert done.returncode == 0, done
+    assert json.loads(done.stdout)["role"] == "coinfrs_api" and env["PW"] not in done.stdout + done.stderr
+    assert run("--role", "coinfrs_api", stdin=secrets.token_hex(16) + "\n").returncode == 0  # from standard input
+    for args, expected in ((("--role", "coinfrs_api", "--password-env", "SHORT"), "at least 16 characters"),
+                           (("--role", "postgres", "--password-env", "PW"), "unknown role 'postgres'"),
+                           (("--role", "coinfrs_api", "--password-env", "NOT_SET_ANYWHERE"), "is not set")):
+        done = run(*args)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1 and expected in output and "Traceback" not in output, done
+        assert len(output.strip().splitlines()) == 1, output
