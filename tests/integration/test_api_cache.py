@@ -206,3 +206,32 @@ def test_the_data_version_counts_a_writer_until_it_ends(engine: sa.Engine) -> No
             after = reader.execute(version).scalar_one()
         assert after not in (before, during) and after.split(":")[1] == ""
         assert reader.execute(version).scalar_one() == after  # reading it writes nothing
+
+
+def test_every_warehouse_table_and_no_other_table_notes_its_writes(engine: sa.Engine, database_url: str) -> None:
+    """Each table of ``warehouse.schema`` has the data-version trigger; a table of someone else in the same database
+    (Dagster's storage, should it share it) gets none, even after a migration run."""
+    from warehouse.db import get_owner_engine
+    from warehouse.migrate import upgrade
+    from warehouse.schema import metadata
+
+    owner = get_owner_engine(database_url)
+    with owner.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE IF NOT EXISTS dagster_event_logs (id bigserial PRIMARY KEY, event text)"))
+    try:
+        upgrade(database_url)  # nothing to migrate; the end of the run places the triggers
+        with owner.connect() as conn:
+            tracked = set(conn.execute(sa.text(
+                "SELECT c.relname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid "
+                "WHERE g.tgname = 'coinfrs_data_written'")).scalars())
+            assert tracked == {t.name for t in metadata.sorted_tables}
+        version = sa.text("SELECT coinfrs_data_version()")
+        with owner.connect() as conn:
+            before = conn.execute(version).scalar_one()
+        with owner.begin() as conn:
+            conn.execute(sa.text("INSERT INTO dagster_event_logs (event) VALUES ('STEP_SUCCESS')"))
+        with owner.connect() as conn:
+            assert conn.execute(version).scalar_one() == before
+    finally:
+        with owner.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS dagster_event_logs"))

@@ -8,9 +8,11 @@ from warehouse.schema import metadata
 
 config = context.config
 
-_TRACK_WRITES = "coinfrs_track_writes()"
-"""After any migration: every table gets the trigger of the API's data version (migration 0027), so a table created
-by a later migration empties the API's response cache when written like the others (a no-op below 0027)."""
+_TRACK_WRITES = "coinfrs_track_writes(text[])"
+"""After any migration: every table of the warehouse (``warehouse.schema``) gets the trigger of the API's data version
+(migration 0027), so a table created by a later migration empties the API's response cache when written like the
+others; tables that are not the warehouse's (Dagster's storage, if it shares the schema) never get it. A no-op
+below 0027."""
 
 
 def _migrate(connection: sa.Connection) -> None:
@@ -18,7 +20,8 @@ def _migrate(connection: sa.Connection) -> None:
     with context.begin_transaction():
         context.run_migrations()
         if connection.execute(sa.text(f"SELECT to_regprocedure('{_TRACK_WRITES}')")).scalar() is not None:
-            connection.execute(sa.text(f"SELECT {_TRACK_WRITES}"))
+            connection.execute(sa.text("SELECT coinfrs_track_writes(:tables)"),
+                               {"tables": [table.name for table in metadata.sorted_tables]})
 
 
 def run_migrations_online() -> None:

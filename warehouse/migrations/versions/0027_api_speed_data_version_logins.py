@@ -3,14 +3,16 @@
 - **Data version** (``coinfrs_data_version()``): what the API's response cache and key cache are valid for
   (``api/snapshots.py``). It changes when a transaction that wrote to a warehouse table of THIS database commits
   (or rolls back), and never for writes elsewhere on the server (Dagster's storage in another database, other
-  databases): ``pg_current_snapshot()``, used before, is the whole cluster's. Every table of the schema gets a
+  databases): ``pg_current_snapshot()``, used before, is the whole cluster's. Every table of the warehouse gets a
   statement trigger ``coinfrs_data_written`` (AFTER INSERT, UPDATE, DELETE, TRUNCATE) that first takes a shared
   transaction-level advisory lock (``DATA_LOCK_CLASS``, ``DATA_LOCK_KEY``) and then bumps the sequence
   ``coinfrs_data_writes``. The version is the sequence's value followed by the virtual transaction ids holding
   that lock, read in that order: a writer's lock is seen from its first write until it has ended (PostgreSQL
   releases transaction locks after the commit is visible), and a writer that came and went between two reads
-  moved the sequence. Tables created by later migrations get the trigger too: ``coinfrs_track_writes()`` runs at
-  the end of every migration (``warehouse/migrations/env.py``).
+  moved the sequence. The triggers are placed by ``coinfrs_track_writes(names)``, which
+  ``warehouse/migrations/env.py`` runs with the tables of ``warehouse.schema`` at the end of every migration: tables
+  of later migrations get one too, tables that are not the warehouse's (Dagster's storage if it shares the schema)
+  never.
 - **Indexes** of the API's hot reads (``benchmarks/bench_api.py``): see ``INDEXES``.
 - **``pnl_disposal_days``**: per entity, book and day, the sums and counts of ``pnl_disposals`` that the realized
   PnL summary serves, kept exact by statement triggers on ``pnl_disposals`` (INSERT adds the new rows' sums, DELETE
@@ -72,14 +74,13 @@ BEGIN
     RETURN writes::text || ':' || coalesce(writers, '');
 END $$;
 
-CREATE FUNCTION coinfrs_track_writes() RETURNS integer LANGUAGE plpgsql AS $$
+CREATE FUNCTION coinfrs_track_writes(tables text[]) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     t record;
     added integer := 0;
 BEGIN
-    FOR t IN SELECT c.oid, c.relname FROM pg_class c
-             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
-               AND c.relname <> 'alembic_version'
+    FOR t IN SELECT c.relname FROM pg_class c
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname = ANY(tables)
                AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = '{TRIGGER}')
     LOOP
         EXECUTE format('CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.%I '
@@ -88,7 +89,7 @@ BEGIN
     END LOOP;
     RETURN added;
 END $$;
-REVOKE EXECUTE ON FUNCTION coinfrs_track_writes() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION coinfrs_track_writes(text[]) FROM PUBLIC;
 """
 
 
@@ -174,7 +175,8 @@ def upgrade() -> None:
     op.execute(_FUNCTIONS)
     op.execute(_DISPOSAL_DAYS)
     op.execute(_LOGINS)
-    op.execute("SELECT coinfrs_track_writes()")
+    # the triggers themselves: warehouse/migrations/env.py calls coinfrs_track_writes(<the warehouse's tables>) at
+    # the end of every migration run, this one included
     for name, definition in INDEXES.items():
         op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
 
@@ -193,7 +195,7 @@ END $$""")
         op.execute(f"DROP TRIGGER IF EXISTS coinfrs_pnl_disposal_days_{action} ON pnl_disposals")
     op.execute("DROP TABLE IF EXISTS pnl_disposal_days")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_pnl_disposal_days()")
-    op.execute("DROP FUNCTION IF EXISTS coinfrs_track_writes()")
+    op.execute("DROP FUNCTION IF EXISTS coinfrs_track_writes(text[])")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_data_version()")
     op.execute("DROP FUNCTION IF EXISTS coinfrs_note_write()")
     op.execute("DROP SEQUENCE IF EXISTS coinfrs_data_writes")
