@@ -5,13 +5,14 @@ legs, the same PnL summary, asked again and again between two nightly closes. ``
 such answers (not their ``meta.timestamp`` and ``meta.request_id``, which are fresh on every response) and serves
 them again for as long as the database is exactly as it was.
 
-"Exactly as it was" is PostgreSQL's own word: ``pg_current_snapshot()``, whose text (``xmin:xmax:in-progress
-xids``) changes as soon as any transaction that writes starts or ends on the server. A request knows its snapshot
-from the snapshot watch (``api.snapshots``: polled every 100 ms, so answers are at most a poll behind a write) or,
-without a fresh poll, from its key check (read in the same statement). An answer is served only to requests that
-see the snapshot it was computed in, and the first request that sees a new snapshot drops every entry (so the
-cache never holds two generations). An answer computed while a write was committing is stored under the older
-snapshot it was asked with, which no later request sees.
+"Exactly as it was" is the warehouse's data version (``coinfrs_data_version()``, migration 0031): it changes when
+a transaction that wrote to a table of the warehouse's database commits or rolls back, and never for writes
+elsewhere on the server (Dagster's storage in another database, say). A request knows the version from the
+version watch (``api.snapshots``: polled every 100 ms, so answers are at most a poll behind a write) or, without a
+fresh poll, from its key check (read in the same statement). An answer is served only to requests that see the
+version it was computed in, and the first request that sees a new version drops every entry (so the cache never
+holds two generations). An answer computed while a write was committing is stored under the older version it
+was asked with, which no later request sees.
 
 What may be cached: answers that depend only on the database and the URL (``cached_by_snapshot`` on the route).
 Not the accounts list (its freshness is measured against the clock), not the operator routes, not exports.

@@ -37,14 +37,20 @@ from sqlalchemy.engine import Connection, Engine
 from api.errors import AuthenticationFailed, AuthorizationFailed, NotFound, RateLimited, ServiceUnavailable, Unprocessable
 from api.security import ApiKeyInfo, RateLimiter, SharedRateLimiter, parse_key, verify_api_key_at_snapshot
 from api.snapshots import KeyCache, SnapshotWatch
-from warehouse.db import database_url, normalize_url, role_options
+from warehouse.db import database_url, normalize_url, role_options, session_role
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
 
 STATEMENT_TIMEOUT = "15s"
-SESSION_OPTIONS = f"-c statement_timeout={STATEMENT_TIMEOUT} -c default_transaction_read_only=on"
+SESSION_OPTIONS = (f"-c statement_timeout={STATEMENT_TIMEOUT} -c default_transaction_read_only=on "
+                   "-c plan_cache_mode=force_generic_plan")
 """Set once per connection at connect: every query of the API runs read-only under the statement timeout, as the
-read-only role ``COINFRS_API_DB_ROLE`` (``coinfrs_api``, SELECT only: migration 0026)."""
+read-only role ``COINFRS_API_DB_ROLE`` (``coinfrs_api``, SELECT only: migration 0026).
+
+``plan_cache_mode=force_generic_plan``: psycopg prepares a statement run a fifth time on a connection, and the
+API's statements are few fixed shapes led by an index on the entity (and a date or time range), whose plan does
+not depend on the values. PostgreSQL's default would plan them again on every run: the seven-table transactions
+page cost 1.6 ms of database CPU so, 0.6 ms with its generic plan (benchmarks/bench_api.py, 1M legs)."""
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -57,20 +63,29 @@ api_key_header = APIKeyHeader(
 @lru_cache(maxsize=8)
 def api_engine(url: str, pool_size: int, role: str | None = None) -> Engine:
     """The API's pool on ``url``: read-only sessions with the statement timeout; ``pool_size`` connections kept
-    open, as many again opened for bursts (beyond that a request waits up to 10 s for one, then 503). No
+    open for the request threads (as many as the process runs at once: ``api.main`` bounds its thread pool to
+    ``pool_size``, so a busy API does not open and close an overflow connection per request, each a PostgreSQL
+    backend to fork) plus one for the version watch's poll, as many again opened for bursts (beyond that a
+    request waits up to 10 s for one, then 503). No
     pre-ping (one round trip less per request): after a database restart the first request on a dead
     connection is a 503 and the pool is renewed."""
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_pre_ping=False,
+    return sa.create_engine(url, pool_size=pool_size + 1, max_overflow=pool_size, pool_timeout=10, pool_pre_ping=False,
                             isolation_level="AUTOCOMMIT",
                             connect_args={"options": f"{SESSION_OPTIONS} {role_options(role)}".strip(),
                                           "connect_timeout": 5})
 
 
 def api_engine_for(engine: Engine | None = None) -> Engine:
-    """The API pool on ``engine``'s database (default: the warehouse's, ``DATABASE_URL`` or embedded)."""
-    url = engine.url.render_as_string(hide_password=False) if engine is not None else database_url()
+    """The API pool on ``engine``'s database (default: the warehouse's: the API's own login
+    ``COINFRS_API_DATABASE_URL`` when set, else ``DATABASE_URL`` or the embedded server, switching to
+    ``COINFRS_API_DB_ROLE``)."""
     settings = get_settings()
-    return api_engine(normalize_url(url), settings.api_db_pool_size, settings.api_db_role or None)
+    if engine is not None:
+        url = engine.url.render_as_string(hide_password=False)
+    else:
+        url = settings.api_database_url or database_url()
+    url = normalize_url(url)
+    return api_engine(url, settings.api_db_pool_size, session_role(url, settings.api_db_role or None))
 
 
 def app_engine(app: FastAPI) -> Engine:
@@ -110,7 +125,8 @@ class ApiSession:
 
     key: ApiKeyInfo
     snapshot: str
-    """``pg_current_snapshot()`` when the key was checked: the response cache's validity (``api.cache``)."""
+    """The warehouse's data version (``coinfrs_data_version()``, migration 0031) when the key was checked: the
+    response cache's validity (``api.cache``)."""
 
 
 async def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiSession:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -87,6 +90,17 @@ def _metrics_route(app: FastAPI) -> Any:
     return metrics
 
 
+def _lifespan(threads: int):
+    """At start-up, bound the thread pool that runs routes and key checks to ``threads`` (the database pool's size,
+    ``COINFRS_API_DB_POOL_SIZE``): anyio's default of 40 threads would let more requests hold a connection at once
+    than the pool keeps, and every one beyond it opens and closes a connection of its own."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+    return lifespan
+
+
 def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | None = None,
                cors_origins: list[str] | None = None, max_range_days: int | None = None,
                cache_mb: int | None = None, snapshot_poll_ms: int | None = None,
@@ -110,6 +124,7 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
         redoc_url="/redoc",
         # every route: unknown or repeated query parameters and NUL characters refused first (api.contract)
         dependencies=[Depends(enforce_request_contract)],
+        lifespan=_lifespan(settings.api_db_pool_size),
     )
     app.state.engine = engine
     per_minute = settings.api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute

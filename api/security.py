@@ -135,14 +135,15 @@ _KEY_WITH_ENTITIES = sa.text("""
                                               'holding_rule', e.holding_rule) ORDER BY e.id)
             FROM api_key_entities ke JOIN entities e ON e.id = ke.entity_id
             WHERE ke.api_key_id = k.id) AS entities,
-           pg_current_snapshot()::text AS snapshot
+           coinfrs_data_version() AS snapshot
     FROM (SELECT 1) one LEFT JOIN api_keys k ON k.prefix = :prefix""")
 """The key, its scope and its entities, and the database snapshot the request starts from (SQL text: run on every
 request, so there is no statement to build and cache-key; one row even for an unknown prefix)."""
 
 
 def verify_api_key_at_snapshot(conn: Connection, key: str | None) -> tuple[ApiKeyInfo | None, str | None]:
-    """``verify_api_key``, and the database snapshot (``pg_current_snapshot()``) read in the same statement: what
+    """``verify_api_key``, and the warehouse's data version (``coinfrs_data_version()``, ``api.snapshots``) read in
+    the same statement: what
     the response cache (``api.cache``) checks its answers against. (None, None) for a key of the wrong shape."""
     prefix = parse_key(key)
     if prefix is None:

@@ -1,12 +1,16 @@
-"""What the database looks like now, known without a query per request: ``SnapshotWatch`` and ``KeyCache``.
+"""What the warehouse looks like now, known without a query per request: ``SnapshotWatch`` and ``KeyCache``.
 
-A background thread of each API process reads ``pg_current_snapshot()`` every ``COINFRS_API_SNAPSHOT_POLL_MS``
-(default 100 ms) while requests arrive. The snapshot text changes as soon as any transaction that writes starts
-or ends on the server, so as long as it is unchanged nothing has been written since:
+A background thread of each API process reads the warehouse's data version, ``coinfrs_data_version()`` (migration
+0031), every ``COINFRS_API_SNAPSHOT_POLL_MS`` (default 100 ms) while requests arrive. The version changes when a
+transaction that wrote to a table of the warehouse's database ends (triggers on every table note the writer), and
+only then: writes to other databases of the same server (Dagster's storage) leave it as it is. So as long as it is
+unchanged nothing has been written to the warehouse since:
 
-- a key verified in a snapshot is still valid (revoking it is a write), so ``KeyCache`` answers the key check
-  of the next requests from memory, with no thread-pool hop and no query;
-- the response cache (``api.cache``) keeps serving the answers it holds for that snapshot.
+- a key verified in a version is still valid (revoking it is a write to ``api_keys``), so ``KeyCache`` answers the
+  key check of the next requests from memory, with no thread-pool hop and no query;
+- the response cache (``api.cache``) keeps serving the answers it holds for that version.
+
+(The names say "snapshot": until migration 0031 this was ``pg_current_snapshot()``, which is the whole server's.)
 
 Both therefore answer as of the last poll: at most one poll interval (plus the poll's own query) behind the
 database. A write is visible to the API at most ~0.1 s after its commit, and a revoked key is refused at most
@@ -32,11 +36,11 @@ from api.security import ApiKeyInfo, hash_key
 
 log = logging.getLogger("coinfrs.api")
 
-SNAPSHOT = sa.text("SELECT pg_current_snapshot()::text")
+SNAPSHOT = sa.text("SELECT coinfrs_data_version()")
 
 
 class SnapshotWatch:
-    """The latest ``pg_current_snapshot()``, read every ``interval`` seconds by a daemon thread."""
+    """The latest data version (``coinfrs_data_version()``), read every ``interval`` seconds by a daemon thread."""
 
     def __init__(self, engine: Callable[[], Engine], interval: float, *, max_age: float = 1.0,
                  idle_after: float = 30.0) -> None:

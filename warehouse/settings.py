@@ -19,6 +19,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "COINFRS_DATABASE_URL"),
         description="PostgreSQL URL. Unset: Coinfrs starts its embedded PostgreSQL in data_dir.",
     )
+    app_database_url: str | None = Field(
+        default=None, description="The application's own login (role coinfrs_app, `coinfrs db set-role-password`): "
+                                  "the CLI's, Dagster's and the sensors' sessions connect with it when set. Unset: "
+                                  "they connect with DATABASE_URL and switch to COINFRS_DB_ROLE.")
+    api_database_url: str | None = Field(
+        default=None, description="The read API's own login (role coinfrs_api, SELECT only): the API connects with "
+                                  "it when set. Unset: with DATABASE_URL, switching to COINFRS_API_DB_ROLE.")
     db_role: str = Field(default="coinfrs_app", pattern=r"^[a-z_][a-z0-9_]*$|^$",
                          description="Role the application's sessions run as (created by the migrations; "
                                      "empty: the login user's own privileges).")
@@ -54,7 +61,7 @@ class Settings(BaseSettings):
                                       "snapshot is read, so keys and cached answers are checked without a query "
                                       "per request (0: a query per request).")
     api_db_pool_size: int = Field(default=20, ge=1, description="Database connections (and request threads) per "
-                                                                "API process.")
+                                                                "API process (one more for the version watch).")
 
 
 @lru_cache(maxsize=1)

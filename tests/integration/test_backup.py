@@ -79,6 +79,9 @@ def test_restore_drill_brings_back_the_warehouse_and_the_dagster_files(closed, t
     manifest = create_backup(out, dagster_home=home)
     with closed.begin() as conn:  # written after the backup
         conn.execute(sa.text("INSERT INTO entities (name) VALUES ('after-the-backup')"))
+    version = sa.text("SELECT coinfrs_data_version()")
+    with closed.connect() as conn:
+        seen = {conn.execute(version).scalar_one()}  # what an API saw after the backup
     (home / "storage" / "runs.db").write_bytes(b"lost")
     for engine in (get_engine(), get_owner_engine()):
         engine.dispose()
@@ -88,6 +91,9 @@ def test_restore_drill_brings_back_the_warehouse_and_the_dagster_files(closed, t
         assert conn.execute(sa.text("SELECT count(*) FROM entities WHERE name = 'after-the-backup'")).scalar_one() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM transactions")).scalar_one() == manifest["rows"]["transactions"]
         assert conn.execute(sa.text("SELECT current_user")).scalar_one() == "coinfrs_app"  # grants came back too
+        # the restore set the data version's sequence back; it moved on to one no API has seen (migration 0031)
+        restored_version = conn.execute(version).scalar_one()
+    assert restored_version not in seen and int(restored_version.split(":")[0]) > int(next(iter(seen)).split(":")[0])
     assert (home / "storage" / "runs.db").read_bytes() == b"run storage"
 
 

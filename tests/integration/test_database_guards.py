@@ -148,6 +148,7 @@ def test_the_audit_log_is_append_only_and_the_api_reads_only(closed) -> None:
                           "UPDATE api_keys SET revoked_at = NULL", "SELECT * FROM source_credentials"):
             with pytest.raises(sa.exc.DBAPIError, match=REFUSED_BY_PRIVILEGE):
                 conn.execute(sa.text(statement))
+        conn.invalidate()  # the session setting above stays with the connection: never back into the shared pool
 
 
 def test_every_table_has_the_privileges_of_its_layer(closed) -> None:

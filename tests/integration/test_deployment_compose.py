@@ -24,3 +24,23 @@ def test_the_master_key_is_required_from_the_environment_and_redis_serves_the_ap
     assert api["depends_on"]["redis"] == {"condition": "service_healthy"}
     assert "profiles" not in services["redis"]  # runs with a plain `docker compose up`
     assert services["celery-worker"]["profiles"] == ["celery"]
+
+
+def test_services_log_in_as_the_least_privilege_roles_and_only_migrate_knows_the_owner():
+    """The owner's URL (DATABASE_URL) only in ``migrate``, which sets both roles' passwords from the environment
+    (required, never literal); the close services log in as coinfrs_app, the API as coinfrs_api."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    owners = {name for name, service in services.items() if "DATABASE_URL" in (service.get("environment") or {})}
+    assert owners == {"migrate"}
+    for name, setting, role in [*((n, "COINFRS_APP_DATABASE_URL", "coinfrs_app") for n in CLOSE_SERVICES),
+                                ("api", "COINFRS_API_DATABASE_URL", "coinfrs_api")]:
+        url = services[name]["environment"][setting]
+        password = "COINFRS_APP_DB_PASSWORD" if role == "coinfrs_app" else "COINFRS_API_DB_PASSWORD"
+        assert re.fullmatch(rf"postgresql://{role}:\$\{{{password}:\?[^}}]+\}}@postgres:5432/coinfrs", url), (name, url)
+    assert "COINFRS_APP_DATABASE_URL" not in services["api"]["environment"]
+    migrate = services["migrate"]
+    script = migrate["command"][-1]
+    for role, password in (("coinfrs_app", "COINFRS_APP_DB_PASSWORD"), ("coinfrs_api", "COINFRS_API_DB_PASSWORD")):
+        assert f"coinfrs db set-role-password --role {role} --password-env {password}" in script
+        assert re.fullmatch(rf"\$\{{{password}:\?[^}}]+\}}", migrate["environment"][password])
+    assert script.startswith("coinfrs db upgrade && ")

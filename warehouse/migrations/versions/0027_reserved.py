@@ -1,4 +1,4 @@
-"""Reserved slot: Bitcoin wallets (issue 16). Empty until that work fills it.
+"""Reserved slot, left empty (a database past 0029 had recorded it as applied; its work went to 0031).
 
 Revision ID: 0027
 Revises: 0026
