@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from ingestion.chain_reorgs import write_chain_reorg
 from ingestion.evm.chains import ChainConfig, ChainConfigError, explorer_from_env, redact_in_text, resolve_chain
 from ingestion.evm.explorer import ExplorerError
-from ingestion.evm.rpc import RpcError
+from ingestion.evm.client import RpcError
 from ingestion.evm.sync import last_final_day, sync_evm_chain
 from ingestion.bitcoin.client import EsploraError
 from ingestion.bitcoin.sync import BitcoinSyncError, settings_from_env, sync_bitcoin_wallet

@@ -1,7 +1,7 @@
-"""Source kinds beyond Binance, behind one small interface that ``ingestion/exchanges/sources.py`` dispatches to.
+"""Source kinds beyond Binance, behind one small interface that ``ingestion/sources.py`` dispatches to.
 
-- ``kraken`` or ``ccxt.<exchange id>``: the generic ccxt connector (ingestion/exchanges/generic_ccxt.py).
-- ``fireblocks``: the Fireblocks custodian connector (ingestion/custodians/fireblocks.py).
+- ``kraken`` or ``ccxt.<exchange id>``: the generic ccxt connector (ingestion/ccxt/sync.py).
+- ``fireblocks``: the Fireblocks custodian connector (ingestion/fireblocks/sync.py).
 
 Each kind reads its credentials (file or environment, never the command line), checks them when added and
 before each sync, reports what it finds (``coinfrs source test``) and syncs into staging. A sync that fails
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ingestion.credentials import CredentialError
-from ingestion.exchanges.resilience import RetryPolicy
+from ingestion.ccxt.client import RetryPolicy
 from reconciliation.outages import clear_outage_days, record_outage_days
 from warehouse.calendar import days_between
 from warehouse.schema import ingestion_cursors
@@ -82,10 +82,10 @@ def read_json_credentials(kind: str, path: Path | None, fields: dict[str, tuple[
 
 def connector_for(kind: str) -> Connector:
     if kind == "fireblocks":
-        from ingestion.custodians.fireblocks import CONNECTOR
+        from ingestion.fireblocks.sync import CONNECTOR
 
         return CONNECTOR
-    from ingestion.exchanges.generic_ccxt import ccxt_connector
+    from ingestion.ccxt.sync import ccxt_connector
 
     return ccxt_connector(kind)
 

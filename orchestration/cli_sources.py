@@ -31,7 +31,7 @@ def _engine():
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from ingestion.credentials import CredentialError
-    from ingestion.exchanges.resilience import SourceError
+    from ingestion.ccxt.client import SourceError
     from warehouse.entities import EntityNotFound
 
     return (CredentialError, SourceError, EntityNotFound, LookupError, ValueError)
@@ -54,7 +54,7 @@ def source_add(
 ) -> None:
     """Add an exchange source. The key must be read-only: it is checked first and refused otherwise."""
     from ingestion.connectors import is_other_kind
-    from ingestion.exchanges.sources import KINDS, add_source, read_credentials
+    from ingestion.sources import KINDS, add_source, read_credentials
     from warehouse.entities import get_or_create_entity
 
     if kind not in KINDS and not is_other_kind(kind):
@@ -87,7 +87,7 @@ def source_test(entity: EntityOpt,
                 source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every source.")] = None) -> None:
     """Check connectivity and permissions of the entity's sources and print what they hold now."""
     from ingestion.credentials import list_sources
-    from ingestion.exchanges.sources import inspect_source
+    from ingestion.sources import inspect_source
     from warehouse.entities import resolve_entity
 
     engine = _engine()
@@ -121,7 +121,7 @@ def source_test(entity: EntityOpt,
 def source_sync(entity: EntityOpt,
                 source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every enabled source.")] = None) -> None:
     """Fetch everything new from the entity's sources into staging (incremental, resumable)."""
-    from ingestion.exchanges.sources import sync_entity_sources
+    from ingestion.sources import sync_entity_sources
     from warehouse.entities import resolve_entity
 
     engine = _engine()

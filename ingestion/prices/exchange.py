@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import ccxt
 
-from ingestion.ccxt_hosts import point_api_at
+from ingestion.ccxt.client import point_api_at
 from ingestion.prices.coingecko import EPOCH
 from ingestion.prices.points import PricePoint
 from ingestion.prices.retry import PriceSourceError, RetryPolicy, TransientSourceError, call_with_retries

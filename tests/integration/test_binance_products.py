@@ -43,8 +43,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.exchanges.binance import ApiCredentials, BinanceOptions, make_client, sync_binance
-from ingestion.exchanges.resilience import RetryPolicy
+from ingestion.binance.sync import ApiCredentials, BinanceOptions, make_client, sync_binance
+from ingestion.ccxt.client import RetryPolicy
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from samples.demo_binance import write_demo_prices

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
-from ingestion.custodians.fireblocks import FireblocksClient, FireblocksOptions, sign_jwt
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError
+from ingestion.fireblocks.sync import FireblocksClient, FireblocksOptions, sign_jwt
+from ingestion.ccxt.client import RetryPolicy, SourceAccessError
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from tests.integration.manual_prices import price_known_assets

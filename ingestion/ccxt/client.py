@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ccxt
 
 from ingestion.retry import RetryPolicy, SourceAccessError, SourceError, SourceUnavailable, retry_call
 
 __all__ = ["RetryPolicy", "SourceAccessError", "SourceError", "SourceUnavailable", "call_exchange", "is_ip_ban",
-           "is_transient"]
+           "is_transient", "point_api_at"]
 
 T = TypeVar("T")
 
@@ -91,3 +92,23 @@ def _classify(exchange: ccxt.Exchange, what: str, error: ccxt.BaseError, policy:
 def _short(error: BaseException, limit: int = 300) -> str:
     text = re.sub(r"(signature|apiKey|secret)=[^&\s]+", r"\1=***", " ".join(str(error).split()))
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ------------------------------------------------------------------------------ hosts
+# Point a ccxt client at another host: every entry of ``exchange.urls['api']`` keeps its path, its host is replaced.
+# Used for a mirror or proxy of an exchange's API, and by the tests and the demo to reach a local server that speaks
+# the exchange's protocol (``api_url`` / ``COINFRS_PRICE_EXCHANGE_URL``).
+def rewrite_urls(urls: object, base: str) -> object:
+    """``urls`` (a URL or a nested dict of them) with each host replaced by ``base``, each path kept."""
+    if isinstance(urls, str):
+        return base.rstrip("/") + urlsplit(urls).path
+    if isinstance(urls, dict):
+        return {key: rewrite_urls(value, base) for key, value in urls.items()}
+    return urls
+
+
+def point_api_at(exchange: Any, base: str | None) -> Any:
+    """Send every API call of the ccxt ``exchange`` to ``base`` (nothing changes when ``base`` is empty)."""
+    if base:
+        exchange.urls["api"] = rewrite_urls(exchange.urls["api"], base)
+    return exchange

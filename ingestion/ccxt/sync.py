@@ -40,11 +40,11 @@ from typing import Any
 import ccxt
 from sqlalchemy.engine import Engine
 
-from ingestion.ccxt_hosts import point_api_at
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
+from ingestion.ccxt.client import point_api_at
+from ingestion.ccxt.client import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
-from transforms.ccxt_mapping import split_wrapped_balances
+from ingestion.ccxt.mapping import split_wrapped_balances
 
 DAY_MS = 86_400_000
 STREAMS = {"trades": ("fetchMyTrades", "fetch_my_trades"), "deposits": ("fetchDeposits", "fetch_deposits"),

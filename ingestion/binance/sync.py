@@ -39,11 +39,11 @@ import ccxt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion.ccxt_hosts import point_api_at
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
+from ingestion.ccxt.client import point_api_at
+from ingestion.ccxt.client import RetryPolicy, SourceAccessError, SourceError, call_exchange
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
-from transforms.binance_mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
+from ingestion.binance.mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
                                        SOURCE, split_earn_balances)
 from transforms.mappers import StagedRecord, try_map_record
 from warehouse.calendar import close_date_of, cutoff_of, days_between

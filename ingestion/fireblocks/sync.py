@@ -14,7 +14,7 @@ Staged:
   raw_balance_snapshots (account type ``vault``, sub-account = the vault account's id):
       ``GET /v1/vault/accounts_paged`` (cursor paging) at run time: each vault's ``total`` per asset; and, as
       Fireblocks has no historical balances, the run-time balances rolled back to each day's cutoff with the
-      staged completed transactions after it (transforms/fireblocks_mapping.py says what each one moved).
+      staged completed transactions after it (ingestion/fireblocks/mapping.py says what each one moved).
 
 Retries (tenacity, exponential backoff with jitter) for connection errors, timeouts, 429 (``Retry-After``)
 and 5xx only; 401/403 stop at once with Fireblocks' message (a bad signature, an unknown key).
@@ -44,7 +44,7 @@ from ingestion.credentials import CredentialError
 from ingestion.retry import RetryPolicy, SourceAccessError, SourceError, SourceUnavailable, TransientError, retry_call
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
-from transforms.fireblocks_mapping import ACCOUNT_TYPE, SOURCE, STREAM, vault_changes
+from ingestion.fireblocks.mapping import ACCOUNT_TYPE, SOURCE, STREAM, vault_changes
 from transforms.mappers import StagedRecord
 from warehouse.calendar import close_date_of, cutoff_of, days_between
 from warehouse.numbers import D, ZERO
