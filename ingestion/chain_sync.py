@@ -27,7 +27,8 @@ from ingestion.evm.client import RpcError
 from ingestion.evm.sync import last_final_day, sync_evm_chain
 from ingestion.bitcoin.client import EsploraError
 from ingestion.bitcoin.sync import BitcoinSyncError, settings_from_env, sync_bitcoin_wallet
-from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
+from ingestion.solana.client import SolanaSyncError
+from ingestion.solana.sync import sync_solana_wallet
 from ingestion.wallets import (BITCOIN_SOURCE, SOLANA, Wallet, clear_chain_outages, load_wallets, rpc_urls_for,
                                source_of, write_chain_outage, write_sync_failure)
 from warehouse.calendar import close_date_of, days_between

@@ -53,11 +53,11 @@ def source_add(
     replace: Annotated[bool, typer.Option(help="Replace the credentials of an existing source of that name.")] = False,
 ) -> None:
     """Add an exchange source. The key must be read-only: it is checked first and refused otherwise."""
-    from ingestion.connectors import is_other_kind
+    from ingestion.connectors import is_known_kind
     from ingestion.sources import KINDS, add_source, read_credentials
     from warehouse.entities import get_or_create_entity
 
-    if kind not in KINDS and not is_other_kind(kind):
+    if not is_known_kind(kind):
         raise _fail(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
     config: dict[str, object] = {}
     for item in setting or []:

@@ -39,8 +39,10 @@ import ccxt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion.ccxt.client import point_api_at
-from ingestion.ccxt.client import RetryPolicy, SourceAccessError, SourceError, call_exchange
+from ingestion.binance import client as binance_client
+from ingestion.binance.client import DAY_MS, ApiCredentials, BinanceOptions, check_read_only, make_client
+from ingestion.ccxt.client import SourceError, call_exchange
+from ingestion.connectors import Connector
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.binance.mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
@@ -50,7 +52,6 @@ from warehouse.calendar import close_date_of, cutoff_of, days_between
 from warehouse.entities import find_entity
 from warehouse.numbers import D, ZERO, exact_context
 
-DAY_MS = 86_400_000
 TRANSFER_TYPES = ("MAIN_MARGIN", "MARGIN_MAIN", "MAIN_UMFUTURE", "UMFUTURE_MAIN", "MAIN_FUNDING", "FUNDING_MAIN",
                   "UMFUTURE_FUNDING", "FUNDING_UMFUTURE", "MAIN_CMFUTURE", "CMFUTURE_MAIN")
 # isolated margin transfers, per pair: the side Binance requires the pair on
@@ -81,47 +82,6 @@ FIAT_STREAMS = {("orders", "0"): "fiat_deposits", ("orders", "1"): "fiat_withdra
 ROLLED_BACK_TYPES = ("funding", EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN, "coin_futures")
 LOAN_STREAMS = {"BORROW": "margin_loans", "REPAY": "margin_repays"}
 SNAPSHOT_TYPES = {"SPOT": "spot", "MARGIN": "margin", "FUTURES": "futures"}
-# Binance's names of the permissions a read-only key must not have
-FORBIDDEN_PERMISSIONS = {
-    "enableWithdrawals": "Enable Withdrawals",
-    "enableInternalTransfer": "Enable Internal Transfer",
-    "permitsUniversalTransfer": "Permits Universal Transfer",
-    "enableSpotAndMarginTrading": "Enable Spot & Margin Trading",
-    "enableMargin": "Enable Margin Loan, Repay & Transfer",
-    "enableFutures": "Enable Futures",
-    "enableVanillaOptions": "Enable European Options",
-    "enablePortfolioMarginTrading": "Enable Portfolio Margin Trading",
-    "enableFixApiTrade": "Enable FIX API Trading",
-}
-
-
-@dataclass(frozen=True)
-class ApiCredentials:
-    api_key: str
-    secret: str = field(repr=False)
-
-    def __repr__(self) -> str:  # never print the secret, not even by accident
-        return f"ApiCredentials(api_key={self.api_key[:4]}…)"
-
-
-@dataclass(frozen=True)
-class BinanceOptions:
-    """Where and how to call Binance. ``api_url`` replaces the hosts (tests, proxies); paths are kept."""
-
-    api_url: str | None = None
-    since: datetime = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    until: datetime | None = None  # read history up to this instant; None: now (a bounded backfill, the demo)
-    rate_limit_ms: float | None = None  # None: ccxt's own (50 ms per weight unit)
-    timeout_ms: int = 10_000
-    retry: RetryPolicy = RetryPolicy()
-    page_size: int = 1000
-    overlap_ms: dict[str, int] = field(default_factory=lambda: {
-        "deposits": 3 * DAY_MS, "withdrawals": 3 * DAY_MS, "transfers": DAY_MS, "futures_income": DAY_MS,
-        "snapshots": DAY_MS, "converts": DAY_MS, "dust": DAY_MS, "margin_interest": DAY_MS, "margin_loans": DAY_MS,
-        "sub_transfers": DAY_MS, "earn": 3 * DAY_MS, "dividends": DAY_MS, "fiat": 3 * DAY_MS,
-        "coin_futures_income": DAY_MS})
-
-
 @dataclass
 class SyncStats:
     source: str
@@ -135,36 +95,6 @@ class SyncStats:
     def add(self, stream: str, seen: int, inserted: int) -> None:
         self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
         self.records_inserted[stream] = self.records_inserted.get(stream, 0) + inserted
-
-
-def make_client(credentials: ApiCredentials, options: BinanceOptions) -> ccxt.binance:
-    """The real ccxt.binance, rate limiter on; every API base rewritten to ``options.api_url`` if set."""
-    exchange = ccxt.binance({
-        "apiKey": credentials.api_key, "secret": credentials.secret, "enableRateLimit": True,
-        "timeout": options.timeout_ms,
-        "options": {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot", "linear"]},
-                    "adjustForTimeDifference": False, "recvWindow": 10_000},
-    })
-    if options.rate_limit_ms is not None:
-        exchange.rateLimit = options.rate_limit_ms
-    return point_api_at(exchange, options.api_url)
-
-
-# ------------------------------------------------------------------------------ permissions
-
-
-def check_read_only(exchange: ccxt.binance, policy: RetryPolicy = RetryPolicy()) -> dict[str, Any]:
-    """The key's restrictions (GET /sapi/v1/account/apiRestrictions); refuses a key that can move or trade."""
-    restrictions = call_exchange(exchange, "GET /sapi/v1/account/apiRestrictions",
-                                 exchange.sapiGetAccountApiRestrictions, policy=policy)
-    enabled = [label for flag, label in FORBIDDEN_PERMISSIONS.items() if restrictions.get(flag) is True]
-    if enabled:
-        raise SourceAccessError(
-            "refusing this Binance API key: it is not read-only. Remove these permissions in Binance's API "
-            f"management and try again: {', '.join(enabled)}")
-    if restrictions.get("enableReading") is not True:
-        raise SourceAccessError("this Binance API key cannot read (Enable Reading is off): turn it on")
-    return restrictions
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -777,3 +707,13 @@ def sync_binance(engine: Engine, entity_id: int, account: str, credentials: ApiC
     """Stage everything new of one Binance account (see the module docstring); idempotent and resumable."""
     exchange = make_client(credentials, options)
     return BinanceSync(engine, entity_id, account, exchange, options).run()
+
+
+def _make_sync(engine: Engine, entity_id: int, account: str, credentials: dict[str, str],
+               config: dict[str, Any]) -> BinanceSync:
+    exchange, options = binance_client.client_of(credentials, config)
+    return BinanceSync(engine, entity_id, account, exchange, options)
+
+
+CONNECTOR = Connector(SOURCE, binance_client.read_credentials, binance_client.check, binance_client.inspect, _make_sync,
+                      window_streams=BinanceSync.window_streams, bounded=True)

@@ -1,4 +1,7 @@
-"""Calling an exchange through ccxt without making things worse: retry what is transient, stop on the rest.
+"""Talking to an exchange through ccxt: the client (exact strings, rate limiter on, hosts replaceable), the read-only
+key check, and every call made without making things worse: retry what is transient, stop on the rest. Binance's
+connector (ingestion/binance/client.py) calls through ``call_exchange`` too, and so do the exchange candles of the
+price service (ingestion/prices/exchange.py, through ``is_transient``).
 
 - Retried (exponential backoff with jitter, tenacity): ccxt ``NetworkError`` and its subclasses — timeouts,
   5xx (``ExchangeNotAvailable``; Binance's -1001 body on a 5xx is ccxt's bare ``OperationFailed``, the parent
@@ -15,17 +18,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import ccxt
 
+from ingestion.connectors import retry_policy, since_of
 from ingestion.retry import RetryPolicy, SourceAccessError, SourceError, SourceUnavailable, retry_call
 
 __all__ = ["RetryPolicy", "SourceAccessError", "SourceError", "SourceUnavailable", "call_exchange", "is_ip_ban",
            "is_transient", "point_api_at"]
 
 T = TypeVar("T")
+DAY_MS = 86_400_000
+DEDICATED = {"binance": "binance"}  # exchanges with their own connector: use that kind instead
 
 
 def is_ip_ban(error: BaseException) -> bool:
@@ -112,3 +120,101 @@ def point_api_at(exchange: Any, base: str | None) -> Any:
     if base:
         exchange.urls["api"] = rewrite_urls(exchange.urls["api"], base)
     return exchange
+
+
+# ------------------------------------------------------------------------------ the generic client
+
+
+# ccxt options per exchange: only the markets the streams need, and the endpoint that reaches back far enough
+CLIENT_OPTIONS: dict[str, dict[str, Any]] = {
+    "okx": {"fetchMarkets": {"types": ["spot"]}, "fetchLedger": {"method": "privateGetAccountBillsArchive"}},
+}
+
+
+@dataclass(frozen=True)
+class CcxtOptions:
+    api_url: str | None = None
+    since: datetime = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    rate_limit_ms: float | None = None
+    timeout_ms: int = 10_000
+    retry: RetryPolicy = RetryPolicy()
+    window_days: int = 30
+    overlap_ms: int = DAY_MS
+
+
+def ccxt_options(config: dict[str, Any]) -> CcxtOptions:
+    return CcxtOptions(api_url=config.get("api_url"), since=since_of(config), rate_limit_ms=config.get("rate_limit_ms"),
+                       timeout_ms=int(config.get("timeout_ms", 10_000)), retry=retry_policy(config))
+
+
+def exchange_id_of(kind: str) -> str:
+    """``kraken`` or ``ccxt.kraken`` -> ``kraken``; refuses ids ccxt does not know and exchanges with a dedicated connector."""
+    exchange_id = kind.removeprefix("ccxt.").strip().lower()
+    if exchange_id in DEDICATED:
+        raise ValueError(f"{exchange_id} has its own connector: use the source kind {DEDICATED[exchange_id]!r}")
+    if exchange_id not in ccxt.exchanges:
+        raise ValueError(f"ccxt has no exchange {exchange_id!r} (see ccxt.exchanges)")
+    return exchange_id
+
+
+def make_client(exchange_id: str, api_key: str, secret: str, options: CcxtOptions,
+                password: str | None = None) -> ccxt.Exchange:
+    """The real ccxt client of ``exchange_id``, rate limiter on, numbers as exact strings; hosts replaced by ``api_url``.
+    ``password``: the key's passphrase, for exchanges that require one (OKX)."""
+    config: dict[str, Any] = {"apiKey": api_key, "secret": secret, "enableRateLimit": True, "timeout": options.timeout_ms,
+                              "options": dict(CLIENT_OPTIONS.get(exchange_id, {}))}
+    if password:
+        config["password"] = password
+    exchange = getattr(ccxt, exchange_id)(config)
+    exchange.number = str
+    if options.rate_limit_ms is not None:
+        exchange.rateLimit = options.rate_limit_ms
+    return point_api_at(exchange, options.api_url)
+
+
+# ------------------------------------------------------------------------------ read-only keys
+
+
+def _kraken_probes(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, bool]:
+    probes = {"Create & Modify Orders": lambda: exchange.privatePostAddOrder(
+                  {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "1", "volume": "0.0001",
+                   "validate": "true"}),
+              "Withdraw Funds": lambda: exchange.privatePostWithdrawInfo({"asset": "XBT", "key": "coinfrs-probe",
+                                                                          "amount": "0.0001"})}
+    enabled: dict[str, bool] = {}
+    for permission, probe in probes.items():
+        try:
+            call_exchange(exchange, f"probe {permission}", probe, policy=policy)
+            enabled[permission] = True
+        except SourceAccessError as error:
+            if "PermissionDenied" not in str(error):
+                raise
+            enabled[permission] = False
+        except SourceError:
+            enabled[permission] = True  # the call got past the permission check: the key has it
+    return enabled
+
+
+def _okx_probes(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, bool]:
+    """OKX says what a key may do: ``GET /api/v5/account/config`` -> ``perm`` (read_only, trade, withdraw)."""
+    config = call_exchange(exchange, "account config", exchange.privateGetAccountConfig, policy=policy)
+    perm = {p.strip() for p in str(((config.get("data") or [{}])[0]).get("perm", "")).split(",")}
+    return {"Trade": "trade" in perm, "Withdraw": "withdraw" in perm}
+
+
+PROBES: dict[str, Callable[[ccxt.Exchange, RetryPolicy], dict[str, bool]]] = {"kraken": _kraken_probes,
+                                                                              "okx": _okx_probes}
+
+
+def check_read_only(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, Any]:
+    """The key's permissions as far as the exchange lets us see them; a key that can trade or withdraw is refused."""
+    call_exchange(exchange, "fetch_balance", exchange.fetch_balance, policy=policy)  # the key reads at all
+    probe = PROBES.get(exchange.id)
+    if probe is None:
+        return {"enableReading": True, "permissions_checked": False}
+    enabled = probe(exchange, policy)
+    granted = [name for name, on in enabled.items() if on]
+    if granted:
+        raise SourceAccessError(f"refusing this {exchange.id} API key: it is not read-only. Remove these permissions "
+                                f"in {exchange.id}'s API key settings and try again: {', '.join(granted)}")
+    return {"enableReading": True, "permissions_checked": True, **{name: False for name in enabled}}

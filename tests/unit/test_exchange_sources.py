@@ -6,8 +6,9 @@ from datetime import date, datetime, timezone
 import pytest
 
 from assets.sources import EXCHANGE_KINDS, EXCHANGE_OPS, exchange_pool, source_sync
-from ingestion.sources import KINDS, binance_options, validate_config
-from ingestion.sync_outages import last_day_read
+from ingestion.binance.client import binance_options
+from ingestion.sources import KINDS, validate_config
+from ingestion.connectors import last_day_read
 from warehouse.entities import Entity
 
 
