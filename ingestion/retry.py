@@ -14,11 +14,13 @@ The policy: ``RetryPolicy`` (attempts, first wait, longest wait, longest Retry-A
 exponentially with jitter (a random point in the upper half of the backoff, so parallel workers spread out), and a
 ``Retry-After`` the source sent is waited for up to ``max_retry_after_seconds``. ``retry_call`` runs an action
 under it (tenacity), calling ``before_sleep`` between attempts (resync a clock, fail over to the next URL).
+``RateLimiter`` spaces a client's own requests (a source's requests-per-second limit), before any failure.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +95,28 @@ def retry_call(action: Callable[[], T], policy: RetryPolicy, *,
     retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(max(1, policy.attempts)),
                         wait=wait, before_sleep=between, sleep=sleep, reraise=True)
     return retrying(action)
+
+
+class RateLimiter:
+    """At least ``min_interval`` seconds between two calls (across threads)."""
+
+    def __init__(self, min_interval: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.min_interval = min_interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._last is not None:
+                delay = self._last + self.min_interval - now
+                if delay > 0:
+                    self._sleep(delay)
+                    now = self._clock()
+            self._last = now
 
 
 # ------------------------------------------------------------------------------ circuit breaker (per source)
