@@ -46,7 +46,7 @@ from ingestion.connectors import Connector
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.binance.mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
-                                       SOURCE, split_earn_balances)
+                                       SOURCE, STREAM_MAPPERS, split_earn_balances)
 from transforms.mappers import StagedRecord, try_map_record
 from warehouse.calendar import close_date_of, cutoff_of, days_between
 from warehouse.entities import find_entity
@@ -602,7 +602,11 @@ class BinanceSync:
         A balance rolled back through the same legs the completeness check sums partly confirms itself: it proves
         the current balance and the legs agree in total, not that no movement is missing on a given day (the payload
         says so: ``"derived": "rolled back"``). Written from the day after the last one written (cursor
-        ``rolled_back``) through the last complete day before the sync's end."""
+        ``rolled_back``: that day and the last staged record it saw) through the last complete day before the sync's
+        end; and when a record staged since (a late movement, or a new version of one) falls on a day already
+        written, every written day before it again, as a new snapshot version (the latest wins): a movement at time
+        t changes the balance rolled back to every cutoff before t, and leaving those days as they were would show
+        the movement as a break on its day."""
         rolled = [snap for snap in self.current if snap.account_type in ROLLED_BACK_TYPES or snap.sub_account]
         if not rolled:
             return
@@ -613,7 +617,16 @@ class BinanceSync:
                 """SELECT DISTINCT ON (stream, source_raw_id) id, stream, source_raw_id, occurred_at, payload
                    FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a
                    ORDER BY stream, source_raw_id, id DESC"""), dict(e=self.entity_id, s=SOURCE, a=self.account)).all()
-        tz = entity.tz if entity else timezone.utc
+            tz = entity.tz if entity else timezone.utc
+            seen_through = int(cursor.get("through_record", 0)) if cursor else 0
+            # the records of streams with legs staged (any version) since the last roll-back that fall on a day it
+            # already wrote: late movements, or new versions of movements (a withdrawal completed, then cancelled)
+            late_until, seen = conn.execute(sa.text(
+                """SELECT max(occurred_at) FILTER (WHERE occurred_at <= :written AND stream = ANY(:streams)), max(id)
+                   FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a AND id > :seen"""),
+                dict(e=self.entity_id, s=SOURCE, a=self.account, seen=seen_through, streams=list(STREAM_MAPPERS),
+                     written=cutoff_of(date.fromisoformat(cursor["day"]), tz) if cursor else None)).one()
+            seen = max(seen_through, seen or 0)
         end = min(_utc(self.now), datetime.now(timezone.utc))
         last_day = close_date_of(end, tz)
         if cutoff_of(last_day, tz) > end:
@@ -626,12 +639,15 @@ class BinanceSync:
                 for leg in legs:
                     moves.setdefault((leg.account_type or "", leg.sub_account), []).append(
                         (row.occurred_at, leg.asset, leg.quantity))
-        if cursor:
-            first_day = date.fromisoformat(cursor["day"]) + timedelta(days=1)
-        else:
-            first_day = min((close_date_of(when, tz) for group in moves.values() for when, _, _ in group),
+        history_start = min((close_date_of(when, tz) for group in moves.values() for when, _, _ in group),
                             default=last_day + timedelta(days=1))
-        days = list(days_between(first_day, last_day))
+        first_day = date.fromisoformat(cursor["day"]) + timedelta(days=1) if cursor else history_start
+        # days already written whose balance a record staged since changes: every one whose cutoff is before the
+        # latest such record's time (the day of that record and later ones net it out: it is in the run-time balance)
+        reopened: list[date] = []
+        if late_until is not None:
+            reopened = list(days_between(history_start, close_date_of(late_until, tz) - timedelta(days=1)))
+        days = reopened + list(days_between(first_day, last_day))
         snapshots = []
         for snap in rolled:
             group = sorted(moves.get((snap.account_type, snap.sub_account), []), key=lambda m: m[0])
@@ -653,9 +669,10 @@ class BinanceSync:
                 snapshots.append(BalanceSnapshotIn(self.account, snap.account_type, snap.sub_account, cutoff, balances, {
                     "derived": "rolled back from the run-time balance through the staged movements after the cutoff",
                     "balances_then": snap.balances, "movements_after_cutoff": len(group) - position}))
-        if snapshots or last_day >= first_day:
-            self._commit("balances", [], "rolled_back", {"day": last_day.isoformat()} if last_day >= first_day else None,
-                         snapshots)
+        written = max(last_day, first_day - timedelta(days=1))
+        moved = {"day": written.isoformat(), "through_record": seen} if cursor or last_day >= first_day else None
+        if snapshots or moved != cursor:
+            self._commit("balances", [], "rolled_back", moved, snapshots)
 
     @staticmethod
     def window_streams() -> list[str]:

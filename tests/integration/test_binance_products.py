@@ -50,7 +50,9 @@ from orchestration.close_runner import close_days
 from samples.demo_binance import write_demo_prices
 from samples.servers.binance_history import generate_history
 from samples.servers.binance_server import BinanceServer, ServerState
+from reconciliation.completeness import compute_differences
 from transforms.canonical import build_canonical
+from warehouse.calendar import cutoff_of
 from warehouse.entities import get_or_create_entity, resolve_entity
 from warehouse.reports import list_breaks
 
@@ -226,3 +228,64 @@ def test_the_server_refuses_what_binance_refuses(server) -> None:
          "destAccount": "SPOT", "status": "PAID"})
     with pytest.raises(Exception, match="field 'amount' is float 10.5; Binance sends str"):
         exchange.sapiGetSimpleEarnFlexibleHistoryRedemptionRecord(window)
+
+
+def _funding_usdt(engine, entity_id: int) -> dict[date, list[Decimal]]:
+    """Every staged version (oldest first) of the funding wallet's rolled-back USDT balance, by day."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            """SELECT snapshot_time, (balances->>'USDT')::numeric AS usdt FROM raw_balance_snapshots
+               WHERE entity_id = :e AND account_type = 'funding' AND sub_account = '' AND payload ? 'derived'
+               ORDER BY snapshot_time, id"""), dict(e=entity_id)).all()
+    versions: dict[date, list[Decimal]] = {}
+    for row in rows:
+        versions.setdefault((row.snapshot_time - timedelta(seconds=1)).date(), []).append(row.usdt)
+    return versions
+
+
+def test_a_late_movement_recomputes_the_rolled_back_balances_of_the_days_before_it(engine) -> None:
+    """A funding-wallet deposit Binance lists only after a first sync, its amount already in the funding balance
+    then (a deposit credited before the first sync, whose record shows up late). The first sync rolls the funding
+    wallet back without it, so the days before it are too high by its amount, which confirms itself (no break) as
+    long as the deposit is missing. The second sync stages it (inside the deposits' 3-day overlap): the days before
+    it get new snapshot versions, lower by its amount; its day and the later ones are unchanged (it is in the
+    run-time balance); and the completeness check shows no break on its day."""
+    history = generate_history(FIRST, LAST, products=True)
+    amount, credited = Decimal("777"), datetime(2026, 1, 11, 15, 30, tzinfo=timezone.utc)
+    history.balances["FUNDING"]["USDT"] += amount
+    late = {"id": "990001000000", "amount": "777", "coin": "USDT", "network": "ETH", "status": 1,
+            "address": "0x" + "ab" * 20, "addressTag": "", "txId": "0x" + "cd" * 32,
+            "insertTime": int(credited.timestamp() * 1000), "completeTime": int(credited.timestamp() * 1000) + 60_000,
+            "transferType": 0, "confirmTimes": "12/12", "unlockConfirm": 0, "walletType": 1}
+    state = ServerState(history)
+    state.add_key(KEY, SECRET)
+    srv = BinanceServer(state).start()
+    try:
+        with engine.begin() as conn:
+            entity = get_or_create_entity(conn, "late-funding")
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), options(srv))
+        before = _funding_usdt(engine, entity.id)
+        history.deposits.append(late)  # Binance lists it now
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), options(srv))
+        after = _funding_usdt(engine, entity.id)
+    finally:
+        srv.stop()
+    assert before and set(after) == set(before) and max(before) == LAST
+    for day, versions in sorted(after.items()):
+        if day < credited.date():  # a new version, lower by the late deposit; the old one stays (staging is immutable)
+            assert versions == [*before[day], before[day][-1] - amount], day
+        else:
+            assert versions == before[day], day
+    with engine.begin() as conn:
+        build_canonical(conn, entity, FIRST, LAST)
+        compute_differences(conn, entity, FIRST, LAST)
+        breaks = conn.execute(sa.text(
+            """SELECT d.date, d.difference FROM completeness_differences d JOIN accounts a ON a.id = d.account_id
+               WHERE d.entity_id = :e AND a.account_type = 'funding' AND abs(d.difference) > d.tolerance"""),
+            dict(e=entity.id)).all()
+        booked = conn.execute(sa.text(
+            """SELECT l.quantity FROM transactions l JOIN raw_records r ON r.id = l.raw_record_id
+               WHERE r.source_raw_id LIKE '%990001000000%'""")).scalars().all()
+    assert booked == [amount]
+    assert breaks == []
+    assert cutoff_of(credited.date(), entity.tz) > credited  # the deposit is inside its own day
