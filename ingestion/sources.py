@@ -36,6 +36,8 @@ CONFIG_KEYS: dict[str, tuple[type, str]] = {
     "retry_attempts": (int, "attempts per call for transient errors"),
     "retry_initial_seconds": (float, "first backoff; doubles per attempt, with jitter"),
     "retry_max_seconds": (float, "longest backoff"),
+    "isolated_pairs": (str, "Binance: isolated margin pairs to read besides those listed now and those read before, "
+                            "comma-separated (pairs closed or disabled before the first sync)"),
 }
 
 

@@ -49,7 +49,7 @@ def source_add(
     since: Annotated[Optional[str], typer.Option(help="First day to fetch on the first sync (YYYY-MM-DD).")] = None,
     setting: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Other settings KEY=VALUE: rate_limit_ms, timeout_ms, retry_attempts, retry_initial_seconds, "
-                      "retry_max_seconds.")] = None,
+                      "retry_max_seconds, isolated_pairs (Binance).")] = None,
     replace: Annotated[bool, typer.Option(help="Replace the credentials of an existing source of that name.")] = False,
 ) -> None:
     """Add an exchange source. The key must be read-only: it is checked first and refused otherwise."""

@@ -52,6 +52,9 @@ class BinanceOptions:
     timeout_ms: int = 10_000
     retry: RetryPolicy = RetryPolicy()
     page_size: int = 1000
+    # isolated margin pairs to read besides those Binance lists now and those read before: pairs closed or disabled
+    # before the first sync (Binance's listing may no longer name them, and every per-pair endpoint needs the pair)
+    isolated_pairs: tuple[str, ...] = ()
     overlap_ms: dict[str, int] = field(default_factory=lambda: {
         "deposits": 3 * DAY_MS, "withdrawals": 3 * DAY_MS, "transfers": DAY_MS, "futures_income": DAY_MS,
         "snapshots": DAY_MS, "converts": DAY_MS, "dust": DAY_MS, "margin_interest": DAY_MS, "margin_loans": DAY_MS,
@@ -96,7 +99,9 @@ def binance_options(config: dict[str, Any]) -> BinanceOptions:
     """The options of a configured Binance source (ingestion/sources.py ``CONFIG_KEYS``)."""
     return BinanceOptions(api_url=config.get("api_url"), rate_limit_ms=config.get("rate_limit_ms"),
                           timeout_ms=int(config.get("timeout_ms", 10_000)), retry=retry_policy(config),
-                          since=since_of(config), until=until_of(config))
+                          since=since_of(config), until=until_of(config),
+                          isolated_pairs=tuple(sorted({p.strip().upper() for p in str(config.get("isolated_pairs", "")).split(",")
+                                                       if p.strip()})))
 
 
 def client_of(credentials: dict[str, str], config: dict[str, Any]) -> tuple[ccxt.binance, BinanceOptions]:

@@ -360,7 +360,8 @@ class BinanceSync:
         for row in locked:
             earn_locked[row["asset"]] = _text_sum(earn_locked.get(row["asset"], "0"), row["amount"])
         isolated = self.isolated_margin_account()
-        self.isolated_symbols = sorted(a["symbol"] for a in isolated.get("assets") or [])
+        self.isolated_symbols = sorted({a["symbol"] for a in isolated.get("assets") or []}
+                                       | self.isolated_pairs_read_before() | set(self.options.isolated_pairs))
         held: dict[str, str] = {}
         debt: dict[str, str] = {}
         for pair in isolated.get("assets") or []:
@@ -380,6 +381,18 @@ class BinanceSync:
             BalanceSnapshotIn(self.account, "coin_futures", "", taken, {b["asset"]: _text_sum(b["balance"]) for b in coin},
                               {"endpoint": "/dapi/v1/balance", "response": coin}),
         ]
+
+    def isolated_pairs_read_before(self) -> set[str]:
+        """The isolated margin pairs an earlier sync read (each has an interest cursor). Binance's isolated account
+        (GET /sapi/v1/margin/isolated/account) lists the pairs of the account now; a pair closed or disabled since
+        (DELETE /sapi/v1/margin/isolated/account) may drop out of it, yet its last movements (the repayment, the
+        transfer out, the last trades) are still to be read, and every per-pair endpoint needs the pair named."""
+        with self.engine.connect() as conn:
+            streams = conn.execute(sa.text(
+                """SELECT stream FROM ingestion_cursors WHERE entity_id = :e AND source = :s AND account = :a
+                   AND starts_with(stream, 'margin_interest/isolated/')"""),
+                dict(e=self.entity_id, s=SOURCE, a=self.account)).scalars().all()
+        return {stream.rsplit("/", 1)[1] for stream in streams if stream.rsplit("/", 1)[1]}
 
     def known_assets(self, conn: Connection) -> set[str]:
         """Every asset this account has shown in staged snapshots, deposits or withdrawals."""

@@ -289,3 +289,48 @@ def test_a_late_movement_recomputes_the_rolled_back_balances_of_the_days_before_
     assert booked == [amount]
     assert breaks == []
     assert cutoff_of(credited.date(), entity.tz) > credited  # the deposit is inside its own day
+
+
+def test_an_isolated_pair_closed_after_a_sync_is_still_read_through_its_last_movements(engine) -> None:
+    """Binance's isolated account (GET /sapi/v1/margin/isolated/account) lists the pairs held now; the local server,
+    like it, stops listing a pair once it is repaid and emptied. Every per-pair endpoint needs the pair named, so the
+    repayment and the transfer out that closed it would never be read: the sync keeps reading every pair it read
+    before (and those of the ``isolated_pairs`` setting)."""
+    end, until = date(2026, 1, 4), datetime(2026, 1, 5, tzinfo=timezone.utc)
+    history = generate_history(FIRST, end, products=True)
+    symbol = history.isolated_symbol
+    state = ServerState(history)
+    state.add_key(KEY, SECRET)
+    srv = BinanceServer(state).start()
+    settings = BinanceOptions(api_url=srv.base_url, since=datetime(2026, 1, 1, tzinfo=timezone.utc), until=until,
+                              rate_limit_ms=0.05, timeout_ms=2000, retry=FAST_RETRY)
+    try:
+        with engine.begin() as conn:
+            entity = get_or_create_entity(conn, "isolated-closed")
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), settings)
+        with engine.connect() as conn:
+            read = conn.execute(sa.text(
+                "SELECT count(*) FROM raw_records WHERE entity_id = :e AND payload->>'isolatedSymbol' = :p"),
+                dict(e=entity.id, p=symbol)).scalar()
+        assert read > 0  # the pair's loans and interest, read while it was listed
+        # late on the last day (inside the streams' overlap): the debt repaid, the rest moved back to cross margin
+        closed = int(datetime(2026, 1, 4, 22, tzinfo=timezone.utc).timestamp() * 1000)
+        borrowed, interest = history.isolated_debt["USDT"]
+        history.loans["REPAY"].append({
+            "isolatedSymbol": symbol, "type": "MANUAL", "amount": f"{borrowed + interest:.8f}", "asset": "USDT",
+            "interest": f"{interest:.8f}", "principal": f"{borrowed:.8f}", "status": "CONFIRMED", "timestamp": closed,
+            "txId": 990001})
+        history.transfers.append({"asset": "USDT", "amount": "12.50000000", "type": "ISOLATEDMARGIN_MARGIN",
+                                  "status": "CONFIRMED", "tranId": 990002, "timestamp": closed + 60_000,
+                                  "fromSymbol": symbol})
+        history.balances["ISOLATED"], history.isolated_debt = {}, {}
+        assert make_client(ApiCredentials(KEY, SECRET), settings).sapiGetMarginIsolatedAccount()["assets"] == []
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), settings)
+    finally:
+        srv.stop()
+    with engine.connect() as conn:
+        staged = dict(conn.execute(sa.text(
+            """SELECT stream, count(*) FROM raw_records WHERE entity_id = :e
+               AND coalesce(payload->>'txId', payload->>'tranId') IN ('990001', '990002') GROUP BY 1"""),
+            dict(e=entity.id)).all())
+    assert staged == {"margin_repays": 1, "transfers": 1}

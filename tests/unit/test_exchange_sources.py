@@ -34,6 +34,11 @@ def test_a_bounded_backfill_reads_up_to_the_end_of_its_until_day():
         validate_config({"until": "March"})
 
 
+def test_isolated_pairs_closed_before_the_first_sync_can_be_named():
+    assert binance_options(validate_config({"isolated_pairs": "btcusdt, ETHUSDT,"})).isolated_pairs == ("BTCUSDT", "ETHUSDT")
+    assert binance_options({}).isolated_pairs == ()
+
+
 def test_a_bounded_backfill_marks_or_clears_outages_only_up_to_its_last_day():
     entity = Entity(1, "acme", "UTC")
     assert last_day_read(entity, datetime(2026, 3, 2, tzinfo=timezone.utc)) == date(2026, 3, 1)
