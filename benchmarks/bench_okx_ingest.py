@@ -23,7 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
     from warehouse.db import get_engine
-    from ingestion.ccxt.sync import CcxtOptions, CcxtSync, make_client
+    from ingestion.ccxt.client import CcxtOptions, make_client
+    from ingestion.ccxt.sync import CcxtSync
     from ingestion.ccxt.client import RetryPolicy
     from tests.servers.okx_history import generate_history
     from tests.servers.okx_server import OkxServer, OkxState

@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.binance.sync import ApiCredentials, BinanceOptions, make_client, sync_binance
+from ingestion.binance.client import ApiCredentials, BinanceOptions, make_client
+from ingestion.binance.sync import sync_binance
 from ingestion.ccxt.client import RetryPolicy, call_exchange
 from ingestion.sources import add_source, sync_entity_sources
 from orchestration.cli import app

@@ -43,7 +43,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.binance.sync import ApiCredentials, BinanceOptions, make_client, sync_binance
+from ingestion.binance.client import ApiCredentials, BinanceOptions, make_client
+from ingestion.binance.sync import sync_binance
 from ingestion.ccxt.client import RetryPolicy
 from orchestration.cli import app
 from orchestration.close_runner import close_days

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
-from ingestion.fireblocks.sync import FireblocksClient, FireblocksOptions, sign_jwt
+from ingestion.fireblocks.client import FireblocksClient, FireblocksOptions, sign_jwt
 from ingestion.ccxt.client import RetryPolicy, SourceAccessError
 from orchestration.cli import app
 from orchestration.close_runner import close_days

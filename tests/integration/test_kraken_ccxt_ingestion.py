@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.ccxt.sync import CcxtOptions, CcxtSync, exchange_id_of, make_client
+from ingestion.ccxt.client import CcxtOptions, exchange_id_of, make_client
+from ingestion.ccxt.sync import CcxtSync
 from ingestion.ccxt.client import RetryPolicy
 from ingestion.sources import add_source, sync_entity_sources
 from orchestration.cli import app

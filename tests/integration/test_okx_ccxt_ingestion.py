@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.ccxt.sync import CcxtOptions, CcxtSync, make_client
+from ingestion.ccxt.client import CcxtOptions, make_client
+from ingestion.ccxt.sync import CcxtSync
 from ingestion.ccxt.client import RetryPolicy
 from ingestion.sources import add_source
 from orchestration.cli import app
