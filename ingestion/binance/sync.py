@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import ccxt
@@ -43,12 +43,12 @@ from ingestion.binance import client as binance_client
 from ingestion.binance.client import DAY_MS, ApiCredentials, BinanceOptions, check_read_only, make_client
 from ingestion.ccxt.client import SourceError, call_exchange
 from ingestion.connectors import Connector
-from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
-                               write_balance_snapshots, write_cursor, write_raw_records)
+from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, load_late_movement,
+                               rolled_back_days, start_run, write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.binance.mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
                                        SOURCE, STREAM_MAPPERS, split_earn_balances)
 from transforms.mappers import StagedRecord, try_map_record
-from warehouse.calendar import close_date_of, cutoff_of, days_between
+from warehouse.calendar import close_date_of, cutoff_of
 from warehouse.entities import find_entity
 from warehouse.numbers import D, ZERO, exact_context
 
@@ -631,15 +631,7 @@ class BinanceSync:
                    FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a
                    ORDER BY stream, source_raw_id, id DESC"""), dict(e=self.entity_id, s=SOURCE, a=self.account)).all()
             tz = entity.tz if entity else timezone.utc
-            seen_through = int(cursor.get("through_record", 0)) if cursor else 0
-            # the records of streams with legs staged (any version) since the last roll-back that fall on a day it
-            # already wrote: late movements, or new versions of movements (a withdrawal completed, then cancelled)
-            late_until, seen = conn.execute(sa.text(
-                """SELECT max(occurred_at) FILTER (WHERE occurred_at <= :written AND stream = ANY(:streams)), max(id)
-                   FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a AND id > :seen"""),
-                dict(e=self.entity_id, s=SOURCE, a=self.account, seen=seen_through, streams=list(STREAM_MAPPERS),
-                     written=cutoff_of(date.fromisoformat(cursor["day"]), tz) if cursor else None)).one()
-            seen = max(seen_through, seen or 0)
+            late, seen = load_late_movement(conn, self.entity_id, SOURCE, self.account, list(STREAM_MAPPERS), cursor, tz)
         end = min(_utc(self.now), datetime.now(timezone.utc))
         last_day = close_date_of(end, tz)
         if cutoff_of(last_day, tz) > end:
@@ -654,13 +646,7 @@ class BinanceSync:
                         (row.occurred_at, leg.asset, leg.quantity))
         history_start = min((close_date_of(when, tz) for group in moves.values() for when, _, _ in group),
                             default=last_day + timedelta(days=1))
-        first_day = date.fromisoformat(cursor["day"]) + timedelta(days=1) if cursor else history_start
-        # days already written whose balance a record staged since changes: every one whose cutoff is before the
-        # latest such record's time (the day of that record and later ones net it out: it is in the run-time balance)
-        reopened: list[date] = []
-        if late_until is not None:
-            reopened = list(days_between(history_start, close_date_of(late_until, tz) - timedelta(days=1)))
-        days = reopened + list(days_between(first_day, last_day))
+        days, moved = rolled_back_days(cursor, history_start, last_day, late, seen, tz)
         snapshots = []
         for snap in rolled:
             group = sorted(moves.get((snap.account_type, snap.sub_account), []), key=lambda m: m[0])
@@ -682,8 +668,6 @@ class BinanceSync:
                 snapshots.append(BalanceSnapshotIn(self.account, snap.account_type, snap.sub_account, cutoff, balances, {
                     "derived": "rolled back from the run-time balance through the staged movements after the cutoff",
                     "balances_then": snap.balances, "movements_after_cutoff": len(group) - position}))
-        written = max(last_day, first_day - timedelta(days=1))
-        moved = {"day": written.isoformat(), "through_record": seen} if cursor or last_day >= first_day else None
         if snapshots or moved != cursor:
             self._commit("balances", [], "rolled_back", moved, snapshots)
 

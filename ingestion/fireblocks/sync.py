@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,11 +25,11 @@ from sqlalchemy.engine import Engine
 from ingestion.connectors import Connector
 from ingestion.fireblocks.client import (DAY_MS, FireblocksClient, FireblocksOptions, check, client_of, inspect,
                                          read_credentials)
-from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
-                               write_balance_snapshots, write_cursor, write_raw_records)
+from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, load_late_movement,
+                               rolled_back_days, start_run, write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.fireblocks.mapping import ACCOUNT_TYPE, SOURCE, STREAM, vault_changes
 from transforms.mappers import StagedRecord
-from warehouse.calendar import close_date_of, cutoff_of, days_between
+from warehouse.calendar import close_date_of, cutoff_of
 from warehouse.numbers import D, ZERO
 
 def _utc(ms: int) -> datetime:
@@ -86,6 +86,7 @@ class FireblocksSync:
                                        {"endpoint": "/v1/vault/accounts_paged", "account": a}) for a in accounts]
         with self.engine.connect() as conn:
             cursor = load_cursor(conn, self.entity_id, SOURCE, self.account, "balances")
+            late, seen = load_late_movement(conn, self.entity_id, SOURCE, self.account, [STREAM], cursor, self.tz)
             staged = conn.execute(sa.text(
                 """SELECT DISTINCT ON (source_raw_id) id, source_raw_id, occurred_at, payload FROM raw_records
                    WHERE entity_id = :e AND source = :s AND stream = :st AND account = :a
@@ -95,9 +96,9 @@ class FireblocksSync:
                    for leg in vault_changes(StagedRecord(r.id, SOURCE, STREAM, self.account, r.source_raw_id,
                                                          r.occurred_at, r.payload))]
         last_day = close_date_of(taken, self.tz) - timedelta(days=1)
-        first_day = (date.fromisoformat(cursor["day"]) + timedelta(days=1) if cursor
-                     else min((close_date_of(t, self.tz) for t, _ in changes), default=last_day + timedelta(days=1)))
-        for day in days_between(first_day, last_day):
+        history_start = min((close_date_of(t, self.tz) for t, _ in changes), default=last_day + timedelta(days=1))
+        days, moved = rolled_back_days(cursor, history_start, last_day, late, seen, self.tz)  # late data: days again
+        for day in days:
             cutoff = cutoff_of(day, self.tz)
             later: dict[tuple[str, str], Any] = defaultdict(lambda: ZERO)
             for when, leg in changes:
@@ -113,8 +114,8 @@ class FireblocksSync:
         with self.engine.begin() as conn:
             run = start_run(conn, self.entity_id, SOURCE, "balances", rows=len(snapshots))
             inserted = write_balance_snapshots(conn, self.entity_id, SOURCE, snapshots, run)
-            if last_day >= first_day:
-                write_cursor(conn, self.entity_id, SOURCE, self.account, "balances", {"day": last_day.isoformat()}, run)
+            if moved is not None:
+                write_cursor(conn, self.entity_id, SOURCE, self.account, "balances", moved, run)
             finish_run(conn, run, seen=len(snapshots), inserted=inserted)
         self.stats.snapshots_inserted += inserted
 
