@@ -8,7 +8,9 @@ The taxonomy:
   ``is_transient`` predicate it passes to ``retry_call`` differs (ccxt's classes, HTTP statuses, JSON-RPC codes).
 - ``SourceError``: a source could not be read and retrying will not help as is; ``SourceUnavailable`` (it stayed
   down after every retry, or banned us) and ``SourceAccessError`` (credentials or permissions refused: a person has
-  to act). The message says why and what to do, and never carries a secret.
+  to act). The message says why and what to do, and never carries a secret. Each client's own terminal error is one
+  (``RpcError``, ``ExplorerError``, ``EsploraError``, ``SolanaSyncError``, ``BitcoinSyncError``,
+  ``PriceSourceError``), so a caller catches ``SourceError`` whatever the source.
 
 The policy: ``RetryPolicy`` (attempts, first wait, longest wait, longest Retry-After honoured); waits grow
 exponentially with jitter (a random point in the upper half of the backoff, so parallel workers spread out), and a

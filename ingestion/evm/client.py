@@ -17,13 +17,13 @@ import requests
 from web3 import HTTPProvider
 
 from ingestion.evm.chains import ChainConfig, redact_in_text, redact_url
-from ingestion.retry import RateLimiter, RetryPolicy, SourceUnavailable, TransientError, retry_call
+from ingestion.retry import RateLimiter, RetryPolicy, SourceError, SourceUnavailable, TransientError, retry_call
 
 TRANSIENT_RPC_CODES = {-32005, -32603, 429}  # limit exceeded / internal error / rate limited
 TRANSIENT_MESSAGES = ("rate limit", "too many requests", "header not found", "timeout", "temporarily")
 
 
-class RpcError(RuntimeError):
+class RpcError(SourceError):
     """A JSON-RPC call failed for good (not transient, or every URL and retry exhausted)."""
 
 

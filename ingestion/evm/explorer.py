@@ -21,14 +21,14 @@ from typing import Any
 import requests
 
 from ingestion.evm.chains import ExplorerConfig, redact_url
-from ingestion.retry import RateLimiter, RetryPolicy, TransientError, retry_call
+from ingestion.retry import RateLimiter, RetryPolicy, SourceError, TransientError, retry_call
 
 ACTIONS = ("txlist", "txlistinternal", "tokentx")
 MAX_WINDOW = 10_000  # page x offset may not exceed this
 EMPTY_MESSAGES = ("no transactions found", "no records found", "no internal transactions found", "no token transfers found")
 
 
-class ExplorerError(RuntimeError):
+class ExplorerError(SourceError):
     """The account API refused a request for good, or stayed unavailable after the retries (no key in the message)."""
 
 

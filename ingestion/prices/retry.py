@@ -12,14 +12,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ingestion.retry import RateLimiter, RetryPolicy, TransientError, retry_call
+from ingestion.retry import RateLimiter, RetryPolicy, SourceError, TransientError, retry_call
 
 __all__ = ["PriceSourceError", "RateLimiter", "RetryPolicy", "TransientSourceError", "call_with_retries"]
 
 T = TypeVar("T")
 
 
-class PriceSourceError(RuntimeError):
+class PriceSourceError(SourceError):
     """A price source refused or could not answer; the message names the source and the request, never a secret."""
 
 

@@ -25,7 +25,7 @@ from solders.signature import Signature
 from solders.transaction_status import UiTransactionEncoding
 
 from ingestion.evm.chains import redact_url
-from ingestion.retry import RetryPolicy, TransientError, retry_call
+from ingestion.retry import RetryPolicy, SourceError, TransientError, retry_call
 from spl.token.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 
 # the SPL Token and Token-2022 program ids as solana-py itself defines them (a misspelt id is refused by every node)
@@ -33,7 +33,7 @@ TOKEN_PROGRAMS = (str(TOKEN_PROGRAM_ID), str(TOKEN_2022_PROGRAM_ID))
 PAGE = 1000
 
 
-class SolanaSyncError(RuntimeError):
+class SolanaSyncError(SourceError):
     """The Solana RPC failed for good; the message names the method and host, never the URL's path or query."""
 
 
