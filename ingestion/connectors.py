@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,23 @@ class Connector:
     # the streams whose cursors ``{"until": ms}`` say how far a sync has read (None: every such cursor of the account)
     window_streams: Callable[[], list[str]] | None = None
     bounded: bool = False  # the sync honours the ``until`` setting (a bounded backfill)
+
+
+@dataclass
+class SyncStats:
+    """What one sync of a configured source did, the same for every kind (``coinfrs source sync``, the Dagster
+    asset and the benchmarks read it); a connector may add fields of its own."""
+
+    source: str
+    records_seen: dict[str, int] = field(default_factory=dict)
+    records_inserted: dict[str, int] = field(default_factory=dict)
+    snapshots_inserted: int = 0
+    calls: int = 0
+    notes: list[str] = field(default_factory=list)  # what the account does not have (not an error)
+
+    def add(self, stream: str, seen: int, inserted: int) -> None:
+        self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
+        self.records_inserted[stream] = self.records_inserted.get(stream, 0) + inserted
 
 
 def is_known_kind(kind: str) -> bool:

@@ -43,6 +43,7 @@ from ingestion.binance import client as binance_client
 from ingestion.binance.client import DAY_MS, ApiCredentials, BinanceOptions, check_read_only, make_client
 from ingestion.ccxt.client import SourceError, call_exchange
 from ingestion.connectors import Connector
+from ingestion.connectors import SyncStats as BaseSyncStats
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, load_late_movement,
                                rolled_back_days, start_run, write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.binance.mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
@@ -82,19 +83,11 @@ FIAT_STREAMS = {("orders", "0"): "fiat_deposits", ("orders", "1"): "fiat_withdra
 ROLLED_BACK_TYPES = ("funding", EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN, "coin_futures")
 LOAN_STREAMS = {"BORROW": "margin_loans", "REPAY": "margin_repays"}
 SNAPSHOT_TYPES = {"SPOT": "spot", "MARGIN": "margin", "FUTURES": "futures"}
-@dataclass
-class SyncStats:
-    source: str
-    records_seen: dict[str, int] = field(default_factory=dict)
-    records_inserted: dict[str, int] = field(default_factory=dict)
-    snapshots_inserted: int = 0
-    symbols: list[str] = field(default_factory=list)
-    calls: int = 0
-    notes: list[str] = field(default_factory=list)  # what the account does not have (not an error)
 
-    def add(self, stream: str, seen: int, inserted: int) -> None:
-        self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
-        self.records_inserted[stream] = self.records_inserted.get(stream, 0) + inserted
+
+@dataclass
+class SyncStats(BaseSyncStats):
+    symbols: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -45,6 +45,7 @@ from ingestion.ccxt.client import (DAY_MS, CcxtOptions, SourceError, call_exchan
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.ccxt.mapping import split_wrapped_balances
+from ingestion.connectors import SyncStats
 
 STREAMS = {"trades": ("fetchMyTrades", "fetch_my_trades"), "deposits": ("fetchDeposits", "fetch_deposits"),
            "withdrawals": ("fetchWithdrawals", "fetch_withdrawals"), "ledger": ("fetchLedger", "fetch_ledger")}
@@ -67,18 +68,11 @@ PAGING: dict[str, dict[str, Paging]] = {
             "deposits": Paging("newest", 100, until_exclusive=True),
             "withdrawals": Paging("newest", 100, until_exclusive=True)},
 }
-@dataclass
-class CcxtSyncStats:
-    source: str
-    records_seen: dict[str, int] = field(default_factory=dict)
-    records_inserted: dict[str, int] = field(default_factory=dict)
-    snapshots_inserted: int = 0
-    skipped_streams: list[str] = field(default_factory=list)
-    calls: int = 0
 
-    def add(self, stream: str, seen: int, inserted: int) -> None:
-        self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
-        self.records_inserted[stream] = self.records_inserted.get(stream, 0) + inserted
+
+@dataclass
+class CcxtSyncStats(SyncStats):
+    skipped_streams: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ sync

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ingestion.connectors import Connector
+from ingestion.connectors import Connector, SyncStats
 from ingestion.fireblocks.client import (DAY_MS, FireblocksClient, FireblocksOptions, check, client_of, inspect,
                                          read_credentials)
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, load_late_movement,
@@ -37,13 +37,8 @@ def _utc(ms: int) -> datetime:
 
 
 @dataclass
-class FireblocksSyncStats:
-    source: str
-    records_seen: dict[str, int] = field(default_factory=dict)
-    records_inserted: dict[str, int] = field(default_factory=dict)
-    snapshots_inserted: int = 0
+class FireblocksSyncStats(SyncStats):
     vault_accounts: int = 0
-    calls: int = 0
 
 
 class FireblocksSync:
@@ -72,8 +67,7 @@ class FireblocksSync:
                 inserted = write_raw_records(conn, self.entity_id, SOURCE, STREAM, records, run)
                 write_cursor(conn, self.entity_id, SOURCE, self.account, STREAM, {"until": end}, run)
                 finish_run(conn, run, seen=len(records), inserted=inserted)
-            self.stats.records_seen[STREAM] = self.stats.records_seen.get(STREAM, 0) + len(records)
-            self.stats.records_inserted[STREAM] = self.stats.records_inserted.get(STREAM, 0) + inserted
+            self.stats.add(STREAM, len(records), inserted)
             start = end
 
     def sync_balances(self) -> None:
