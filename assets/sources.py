@@ -58,7 +58,7 @@ def _exchange_op(kind: str) -> dg.OpDefinition:
            description=f"Syncs every enabled {kind} source of the entities in scope (pool {exchange_pool(kind)}).")
     def sync_kind(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
         from ingestion.credentials import list_sources  # ccxt loads only when the op runs
-        from ingestion.exchanges.sources import sync_entity_sources
+        from ingestion.sources import sync_entity_sources
 
         engine = warehouse.engine()
         from ingestion.breakers import breaker_states

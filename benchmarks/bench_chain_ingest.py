@@ -85,7 +85,7 @@ def main() -> int:
     with bench_database("chain", keep=args.keep) as url:
         from ingestion.evm.chains import ChainConfig
         from ingestion.evm.mapping import base_units
-        from ingestion.evm.rpc import EvmRpc
+        from ingestion.evm.client import EvmRpc
         from ingestion.evm.sync import sync_evm_chain
         from ingestion.wallets import write_wallet
         from transforms.canonical import build_canonical

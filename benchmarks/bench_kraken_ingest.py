@@ -36,7 +36,8 @@ def main() -> int:
     import sqlalchemy as sa
 
     from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
-    from ingestion.exchanges.generic_ccxt import CcxtOptions, CcxtSync, make_client
+    from ingestion.ccxt.client import CcxtOptions, make_client
+    from ingestion.ccxt.sync import CcxtSync
     from tests.servers.kraken_history import generate_history
     from tests.servers.kraken_server import KrakenServer, KrakenState
     from transforms.mappers import StagedRecord, map_record

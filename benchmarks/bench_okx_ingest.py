@@ -10,10 +10,14 @@ rate (records/s) of the staged records.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/servers, the packages
 
 
 def main() -> None:
@@ -23,8 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     from _database import bench_database  # benchmarks/_database.py: the script's folder is on sys.path
     from warehouse.db import get_engine
-    from ingestion.exchanges.generic_ccxt import CcxtOptions, CcxtSync, make_client
-    from ingestion.exchanges.resilience import RetryPolicy
+    from ingestion.ccxt.client import CcxtOptions, RetryPolicy, make_client
+    from ingestion.ccxt.sync import CcxtSync
     from tests.servers.okx_history import generate_history
     from tests.servers.okx_server import OkxServer, OkxState
     from transforms.mappers import StagedRecord, map_record

@@ -22,18 +22,18 @@ from sqlalchemy.engine import Engine
 
 from ingestion.chain_reorgs import write_chain_reorg
 from ingestion.evm.chains import ChainConfig, ChainConfigError, explorer_from_env, redact_in_text, resolve_chain
-from ingestion.evm.explorer import ExplorerError
-from ingestion.evm.rpc import RpcError
 from ingestion.evm.sync import last_final_day, sync_evm_chain
-from ingestion.bitcoin.client import EsploraError
-from ingestion.bitcoin.sync import BitcoinSyncError, settings_from_env, sync_bitcoin_wallet
-from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
+from ingestion.bitcoin.sync import settings_from_env, sync_bitcoin_wallet
+from ingestion.retry import SourceError
+from ingestion.solana.sync import sync_solana_wallet
 from ingestion.wallets import (BITCOIN_SOURCE, SOLANA, Wallet, clear_chain_outages, load_wallets, rpc_urls_for,
                                source_of, write_chain_outage, write_sync_failure)
 from warehouse.calendar import close_date_of, days_between
 from warehouse.entities import Entity
 
-SYNC_ERRORS = (RpcError, ChainConfigError, SolanaSyncError, ExplorerError, BitcoinSyncError, EsploraError)
+# every connector's terminal failure is a SourceError (ingestion/retry.py: RpcError, ExplorerError, EsploraError,
+# BitcoinSyncError, SolanaSyncError); a wallet or chain configured wrong is a ChainConfigError
+SYNC_ERRORS = (SourceError, ChainConfigError)
 
 
 @dataclass

@@ -8,17 +8,21 @@ The taxonomy:
   ``is_transient`` predicate it passes to ``retry_call`` differs (ccxt's classes, HTTP statuses, JSON-RPC codes).
 - ``SourceError``: a source could not be read and retrying will not help as is; ``SourceUnavailable`` (it stayed
   down after every retry, or banned us) and ``SourceAccessError`` (credentials or permissions refused: a person has
-  to act). The message says why and what to do, and never carries a secret.
+  to act). The message says why and what to do, and never carries a secret. Each client's own terminal error is one
+  (``RpcError``, ``ExplorerError``, ``EsploraError``, ``SolanaSyncError``, ``BitcoinSyncError``,
+  ``PriceSourceError``), so a caller catches ``SourceError`` whatever the source.
 
 The policy: ``RetryPolicy`` (attempts, first wait, longest wait, longest Retry-After honoured); waits grow
 exponentially with jitter (a random point in the upper half of the backoff, so parallel workers spread out), and a
 ``Retry-After`` the source sent is waited for up to ``max_retry_after_seconds``. ``retry_call`` runs an action
 under it (tenacity), calling ``before_sleep`` between attempts (resync a clock, fail over to the next URL).
+``RateLimiter`` spaces a client's own requests (a source's requests-per-second limit), before any failure.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +97,28 @@ def retry_call(action: Callable[[], T], policy: RetryPolicy, *,
     retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(max(1, policy.attempts)),
                         wait=wait, before_sleep=between, sleep=sleep, reraise=True)
     return retrying(action)
+
+
+class RateLimiter:
+    """At least ``min_interval`` seconds between two calls (across threads)."""
+
+    def __init__(self, min_interval: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.min_interval = min_interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._last is not None:
+                delay = self._last + self.min_interval - now
+                if delay > 0:
+                    self._sleep(delay)
+                    now = self._clock()
+            self._last = now
 
 
 # ------------------------------------------------------------------------------ circuit breaker (per source)

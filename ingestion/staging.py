@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from reconciliation.staleness import mark_stale_from_time
 from warehouse.bulk import copy_rows, copy_text
+from warehouse.calendar import close_date_of, cutoff_of, days_between
 from warehouse.schema import ingestion_cursors, ingestion_runs
 
 
@@ -224,3 +225,37 @@ def write_cursor(conn: Connection, entity_id: int, source: str, account: str, st
     conn.execute(statement.on_conflict_do_update(
         constraint="pk_ingestion_cursors",
         set_=dict(cursor=statement.excluded.cursor, run_id=statement.excluded.run_id, updated_at=sa.func.now())))
+
+
+# ------------------------------------------------------------------------------- balances rolled back through movements
+# A source with no historical balances (Binance's funding wallet and other accounts without a daily snapshot,
+# Fireblocks vaults) stages each day's balance rolled back from the run-time balance through the staged movements
+# after the day's cutoff, under a cursor ``{"day": last day written, "through_record": last raw record seen}``. A
+# movement staged later for a day already written (listed late, or a new version of a record) changes the balance at
+# every cutoff before it: those days are written again, as new snapshot versions (the latest version is reconciled).
+
+
+def load_late_movement(conn: Connection, entity_id: int, source: str, account: str, streams: Sequence[str],
+                       cursor: Any | None, tz: Any) -> tuple[datetime | None, int]:
+    """The time of the latest record of ``streams`` staged since the cursor's ``through_record`` that falls on or
+    before the cutoff of its ``day`` (None: none), and the newest raw record id of the account (or the cursor's)."""
+    seen = int(cursor.get("through_record", 0)) if cursor else 0
+    late, newest = conn.execute(sa.text(
+        """SELECT max(occurred_at) FILTER (WHERE occurred_at <= :written AND stream = ANY(:streams)), max(id)
+           FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a AND id > :seen"""),
+        dict(e=entity_id, s=source, a=account, seen=seen, streams=list(streams),
+             written=cutoff_of(date.fromisoformat(cursor["day"]), tz) if cursor else None)).one()
+    return late, max(seen, newest or 0)
+
+
+def rolled_back_days(cursor: Any | None, history_start: date, last_day: date, late: datetime | None, seen: int,
+                     tz: Any) -> tuple[list[date], dict[str, Any] | None]:
+    """The days to write, oldest first: every written day before the day of ``late`` again (from ``history_start``,
+    the first day with a movement), then the new ones, from the day after the cursor's (or ``history_start``) through
+    ``last_day``; and the cursor to store with them (None: nothing written yet, nothing to store)."""
+    first_day = date.fromisoformat(cursor["day"]) + timedelta(days=1) if cursor else history_start
+    # a movement at time t is in the run-time balance: the balance of its day and of later days nets it out
+    reopened = list(days_between(history_start, close_date_of(late, tz) - timedelta(days=1))) if late else []
+    written = max(last_day, first_day - timedelta(days=1))
+    moved = {"day": written.isoformat(), "through_record": seen} if cursor or last_day >= first_day else None
+    return reopened + list(days_between(first_day, last_day)), moved

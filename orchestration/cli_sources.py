@@ -31,7 +31,7 @@ def _engine():
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from ingestion.credentials import CredentialError
-    from ingestion.exchanges.resilience import SourceError
+    from ingestion.ccxt.client import SourceError
     from warehouse.entities import EntityNotFound
 
     return (CredentialError, SourceError, EntityNotFound, LookupError, ValueError)
@@ -49,17 +49,17 @@ def source_add(
     since: Annotated[Optional[str], typer.Option(help="First day to fetch on the first sync (YYYY-MM-DD).")] = None,
     setting: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Other settings KEY=VALUE: rate_limit_ms, timeout_ms, retry_attempts, retry_initial_seconds, "
-                      "retry_max_seconds.")] = None,
+                      "retry_max_seconds, isolated_pairs (Binance).")] = None,
     replace: Annotated[bool, typer.Option(help="Replace the credentials of an existing source of that name.")] = False,
     create: Annotated[bool, typer.Option("--create", help="Create the entity if no entity has this name.")] = False,
 ) -> None:
     """Add an exchange source to an existing, active entity (or a new one with --create). The key must be
     read-only: it is checked first and refused otherwise."""
-    from ingestion.connectors import is_other_kind
-    from ingestion.exchanges.sources import KINDS, add_source, read_credentials
+    from ingestion.connectors import is_known_kind
+    from ingestion.sources import KINDS, add_source, read_credentials
     from orchestration.cli import _entity_to_write
 
-    if kind not in KINDS and not is_other_kind(kind):
+    if not is_known_kind(kind):
         raise _fail(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
     config: dict[str, object] = {}
     for item in setting or []:
@@ -89,7 +89,7 @@ def source_test(entity: EntityOpt,
                 source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every source.")] = None) -> None:
     """Check connectivity and permissions of the entity's sources and print what they hold now."""
     from ingestion.credentials import list_sources
-    from ingestion.exchanges.sources import inspect_source
+    from ingestion.sources import inspect_source
     from warehouse.entities import resolve_entity
 
     engine = _engine()
@@ -123,7 +123,7 @@ def source_test(entity: EntityOpt,
 def source_sync(entity: EntityOpt,
                 source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every enabled source.")] = None) -> None:
     """Fetch everything new from the entity's sources into staging (incremental, resumable)."""
-    from ingestion.exchanges.sources import sync_entity_sources
+    from ingestion.sources import sync_entity_sources
     from warehouse.entities import resolve_active_entity
 
     engine = _engine()

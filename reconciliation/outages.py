@@ -3,7 +3,7 @@
 Ingestion code calls ``record_outage_days`` (or ``record_source_outage`` for one day) when a source cannot be
 read (after its retries gave up: the shared policy, ingestion/retry.py), and ``clear_outage_days`` when a later
 sync read those days again. Every connector records through these two: exchanges and custodians
-(ingestion/exchanges/sync_outages.py, ingestion/connectors.py), chains (ingestion/wallets.py), expectation suites. The close of that day is then ``partial`` (it says which
+(ingestion/connectors.py), chains (ingestion/wallets.py), expectation suites. The close of that day is then ``partial`` (it says which
 source and why) instead of pretending the data is complete, and a break of an account of that
 source lists ``missing_stream`` as a cause. Data never disappears: nothing is deleted.
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from ingestion.credentials import EnvKeyProvider, set_source_enabled
-from ingestion.exchanges.sources import add_source, sync_source
+from ingestion.sources import add_source, sync_source
 from samples.servers.binance_history import DUST_RATES, SYMBOLS, generate_history
 from samples.servers.binance_server import BinanceServer, ServerState
 from warehouse.entities import Entity

@@ -13,7 +13,7 @@ side). Both rows of a transfer between account types (``Transfer Between ...``) 
 staking subscription or redemption is an internal move between the row's account and ``earn``: lots keep their
 basis and dates. Earn and staking wrappers (``LDUSDT``, ``BETH``) are their underlying asset held in ``earn``. The
 export's account labels (``USD-MFutures``, ``Coin-MFutures``, ``Cross Margin``, ...) become the account types the
-API connector uses (transforms/binance_mapping.py). A margin loan or repayment also moves the ``margin_loan``
+API connector uses (ingestion/binance/mapping.py). A margin loan or repayment also moves the ``margin_loan``
 account (a ``liability`` leg). An operation not listed is ``unclassified`` (never dropped, never booked as an
 acquisition or disposal): its row still moves the balance, and its day's PnL is blocked until it is classified.
 """
@@ -24,7 +24,7 @@ import re
 from decimal import Decimal
 
 from transforms.asset_registry import KNOWN_ASSETS
-from transforms.binance_mapping import earn_underlying
+from ingestion.binance.mapping import earn_underlying
 from transforms.events import directed, trade_side
 from transforms.ledger_mapping import LegDraft
 from transforms.mappers import RecordError, StagedRecord, register_mapper
@@ -34,7 +34,7 @@ SOURCE, STREAM = "binance_export", "transaction_history"
 EARN_ACCOUNT_TYPE = "earn"
 
 # The export's Account column (lower case, letters and digits only) -> the account type the API connector uses
-# (transforms/binance_mapping.py: WALLET_TYPES, SUB_ACCOUNT_TYPES; earn positions: ``earn``).
+# (ingestion/binance/mapping.py: WALLET_TYPES, SUB_ACCOUNT_TYPES; earn positions: ``earn``).
 ACCOUNT_LABELS = {
     "spot": "spot", "main": "spot", "funding": "funding",
     "usdtfutures": "futures", "usdmfutures": "futures", "umfutures": "futures", "usdsmfutures": "futures",

@@ -5,7 +5,8 @@ index 0..9 (a leg's id is ``raw_record_id * 10 + leg_index``, stable across rebu
 touches the database: it reads the record's payload (exact strings from the source) and its
 ``account`` column. A stream that carries no legs (for example balances) is simply not registered.
 
-A connector package registers its mappers at import time with ``register_mapper``; the canonical build
+A source package (``ingestion/<source>/mapping.py``, listed in ``SOURCE_PACKAGES``) registers its mappers at import
+time with ``register_mapper``; the canonical build
 (transforms/canonical.py) rebuilds legs from every registered (source, stream). The staging key
 ``source_raw_id`` must be unique per (entity, source, stream): the latest staged version of each wins.
 
@@ -26,8 +27,8 @@ from transforms.events import check_kind
 from transforms.ledger_mapping import LegDraft, map_ledger_record
 from transforms.record_errors import RecordError
 
-__all__ = ["MappingFailure", "RecordError", "StagedRecord", "field_of", "map_record", "register_mapper",
-           "registered_streams", "try_map_record"]
+__all__ = ["CONNECTOR_MAPPING_MODULES", "MappingFailure", "RecordError", "SOURCE_PACKAGES", "StagedRecord", "field_of",
+           "map_record", "register_mapper", "registered_streams", "try_map_record"]
 
 MAX_LEGS_PER_RECORD = 10
 
@@ -128,12 +129,15 @@ def _map_csv_ledger(record: StagedRecord) -> list[LegDraft]:
 
 register_mapper("csv", "ledger", _map_csv_ledger)
 
-# Connector packages whose import registers their mappers. Listed here so the canonical build knows every
-# source without importing network clients itself; each module imports only its pure mapping code.
-CONNECTOR_MAPPING_MODULES: tuple[str, ...] = ("ingestion.evm.mapping", "ingestion.solana.mapping", "ingestion.bitcoin.mapping",
-                                              "transforms.binance_mapping",
-                                              "transforms.exchange_export_mapping", "transforms.adjustments",
-                                              "transforms.ccxt_mapping", "transforms.fireblocks_mapping")
+# The source packages: ``ingestion/<name>/``, each with the same parts: ``client`` (talks to the service), ``sync``
+# (writes staging) and ``mapping`` (pure: staged record -> legs; importing it registers its mappers). Only the mapping
+# modules are imported here, so the canonical build knows every source without importing a network client.
+# tests/unit/test_source_contract.py holds every package to that contract (docs/sources.md, "Adding a source").
+SOURCE_PACKAGES: tuple[str, ...] = ("bitcoin", "evm", "solana", "binance", "ccxt", "fireblocks")
+# Mappers of what is not read from a service: exchange exports (files) and manual adjustments.
+FILE_MAPPING_MODULES: tuple[str, ...] = ("transforms.exchange_export_mapping", "transforms.adjustments")
+CONNECTOR_MAPPING_MODULES: tuple[str, ...] = (*(f"ingestion.{name}.mapping" for name in SOURCE_PACKAGES),
+                                              *FILE_MAPPING_MODULES)
 _loaded = False
 
 

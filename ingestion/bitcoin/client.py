@@ -30,13 +30,13 @@ from typing import Any
 import requests
 
 from ingestion.evm.chains import redact_url
-from ingestion.retry import RetryPolicy, TransientError, retry_call
+from ingestion.retry import RetryPolicy, SourceError, TransientError, retry_call
 
 PAGE_SIZE = 25  # Esplora's chain history page
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class EsploraError(RuntimeError):
+class EsploraError(SourceError):
     """The Esplora API refused a request, answered malformed data, or stayed unavailable (host only, no path)."""
 
 

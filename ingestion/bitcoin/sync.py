@@ -36,6 +36,7 @@ from ingestion.bitcoin.client import EsploraClient, EsploraError
 from ingestion.bitcoin.keys import (CHANGE, DEFAULT_CONFIRMATIONS, DEFAULT_GAP_LIMIT, RECEIVE, BitcoinKeyError,
                                     WalletKeys, parse_wallet)
 from ingestion.bitcoin.mapping import ACCOUNT_TYPE, SOURCE, STREAM, net_change, sats
+from ingestion.retry import SourceError
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.wallets import Wallet
@@ -47,7 +48,7 @@ BALANCES_STREAM = "balances"
 MAX_PASSES = 3
 
 
-class BitcoinSyncError(RuntimeError):
+class BitcoinSyncError(SourceError):
     """The wallet could not be synced (API down or refusing, inconsistent answers, a bad wallet key)."""
 
 

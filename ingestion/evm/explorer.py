@@ -15,21 +15,20 @@ key never appears in a log or an error (only the scheme and host of the URL do).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from ingestion.evm.chains import ExplorerConfig, redact_url
-from ingestion.retry import RetryPolicy, TransientError, retry_call
+from ingestion.retry import RateLimiter, RetryPolicy, SourceError, TransientError, retry_call
 
 ACTIONS = ("txlist", "txlistinternal", "tokentx")
 MAX_WINDOW = 10_000  # page x offset may not exceed this
 EMPTY_MESSAGES = ("no transactions found", "no records found", "no internal transactions found", "no token transfers found")
 
 
-class ExplorerError(RuntimeError):
+class ExplorerError(SourceError):
     """The account API refused a request for good, or stayed unavailable after the retries (no key in the message)."""
 
 
@@ -56,8 +55,7 @@ class ExplorerClient:
         self.policy = RetryPolicy(attempts=retries + 1, initial_seconds=backoff, max_seconds=8.0)
         self.session = session or requests.Session()
         self.stats = ExplorerStats()
-        self._interval = 1.0 / config.max_requests_per_second if config.max_requests_per_second > 0 else 0.0
-        self._last_sent = 0.0
+        self._limiter = RateLimiter(1.0 / config.max_requests_per_second if config.max_requests_per_second > 0 else 0.0)
         self.host = redact_url(config.url)
 
     def _get(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -66,11 +64,7 @@ class ExplorerClient:
         what = f"{self.host} {params.get('action')}"
 
         def once() -> list[dict[str, Any]]:
-            if self._interval:
-                wait = self._last_sent + self._interval - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                self._last_sent = time.monotonic()
+            self._limiter.wait()  # client-side rate limit: space requests evenly
             self.stats.requests += 1
             try:
                 response = self.session.get(self.config.url, params=query, timeout=self.timeout)

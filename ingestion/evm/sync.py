@@ -31,7 +31,7 @@ from ingestion.evm.mapping import (ACCOUNT_TYPE, INTERNAL_STREAM, LOG_STREAM, NA
                                    TRANSFER_TOPIC, TX_STREAM, base_units, internal_moves, reversal_payload,
                                    token_alias)
 from ingestion.evm.explorer import ExplorerClient
-from ingestion.evm.rpc import EvmRpc, RpcError
+from ingestion.evm.client import EvmRpc, RpcError
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
 from ingestion.wallets import Wallet

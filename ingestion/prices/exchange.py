@@ -3,8 +3,8 @@
 The real ccxt client is used; ``api_url`` (COINFRS_PRICE_EXCHANGE_URL) rewrites every entry of
 ``exchange.urls['api']`` to another host, keeping each path (a mirror, or a local server in tests).
 ``exchange.number = str`` makes ccxt hand back the exchange's own decimal strings instead of floats.
-Network failures (``ccxt.NetworkError``: rate limits, 5xx, timeouts) are retried; authentication and
-other exchange errors are not.
+What is retried is decided by the one ccxt classification of every connector (``ingestion.ccxt.client.is_transient``:
+network errors, rate limits, 5xx, timeouts, but never an IP ban); authentication and other exchange errors are not.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import ccxt
 
-from ingestion.ccxt_hosts import point_api_at
+from ingestion.ccxt.client import is_transient, point_api_at
 from ingestion.prices.coingecko import EPOCH
 from ingestion.prices.points import PricePoint
 from ingestion.prices.retry import PriceSourceError, RetryPolicy, TransientSourceError, call_with_retries
@@ -54,9 +54,9 @@ class ExchangeCandles:
         def attempt():
             try:
                 return fn(*args, **kwargs)
-            except ccxt.NetworkError as exc:  # RateLimitExceeded, DDoSProtection, ExchangeNotAvailable, RequestTimeout
-                raise TransientSourceError(f"{self.exchange_id} {what}: {type(exc).__name__}") from None
-            except ccxt.BaseError as exc:  # AuthenticationError, PermissionDenied, BadSymbol, ...
+            except ccxt.BaseError as exc:
+                if is_transient(exc):  # RateLimitExceeded, ExchangeNotAvailable, RequestTimeout, ...
+                    raise TransientSourceError(f"{self.exchange_id} {what}: {type(exc).__name__}") from None
                 raise PriceSourceError(f"{self.exchange_id} {what}: {type(exc).__name__}: {str(exc)[:200]}") from None
 
         return call_with_retries(attempt, self.retry)

@@ -19,9 +19,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.exchanges.binance import ApiCredentials, BinanceOptions, make_client, sync_binance
-from ingestion.exchanges.resilience import RetryPolicy, call_exchange
-from ingestion.exchanges.sources import add_source, sync_entity_sources
+from ingestion.binance.client import ApiCredentials, BinanceOptions, make_client
+from ingestion.binance.sync import sync_binance
+from ingestion.ccxt.client import RetryPolicy, call_exchange
+from ingestion.sources import add_source, sync_entity_sources
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from samples.demo_binance import write_demo_prices

@@ -43,14 +43,17 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.exchanges.binance import ApiCredentials, BinanceOptions, make_client, sync_binance
-from ingestion.exchanges.resilience import RetryPolicy
+from ingestion.binance.client import ApiCredentials, BinanceOptions, make_client
+from ingestion.binance.sync import sync_binance
+from ingestion.ccxt.client import RetryPolicy
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from samples.demo_binance import write_demo_prices
 from samples.servers.binance_history import generate_history
 from samples.servers.binance_server import BinanceServer, ServerState
+from reconciliation.completeness import compute_differences
 from transforms.canonical import build_canonical
+from warehouse.calendar import cutoff_of
 from warehouse.entities import get_or_create_entity, resolve_entity
 from warehouse.reports import list_breaks
 
@@ -226,3 +229,109 @@ def test_the_server_refuses_what_binance_refuses(server) -> None:
          "destAccount": "SPOT", "status": "PAID"})
     with pytest.raises(Exception, match="field 'amount' is float 10.5; Binance sends str"):
         exchange.sapiGetSimpleEarnFlexibleHistoryRedemptionRecord(window)
+
+
+def _funding_usdt(engine, entity_id: int) -> dict[date, list[Decimal]]:
+    """Every staged version (oldest first) of the funding wallet's rolled-back USDT balance, by day."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            """SELECT snapshot_time, (balances->>'USDT')::numeric AS usdt FROM raw_balance_snapshots
+               WHERE entity_id = :e AND account_type = 'funding' AND sub_account = '' AND payload ? 'derived'
+               ORDER BY snapshot_time, id"""), dict(e=entity_id)).all()
+    versions: dict[date, list[Decimal]] = {}
+    for row in rows:
+        versions.setdefault((row.snapshot_time - timedelta(seconds=1)).date(), []).append(row.usdt)
+    return versions
+
+
+def test_a_late_movement_recomputes_the_rolled_back_balances_of_the_days_before_it(engine) -> None:
+    """A funding-wallet deposit Binance lists only after a first sync, its amount already in the funding balance
+    then (a deposit credited before the first sync, whose record shows up late). The first sync rolls the funding
+    wallet back without it, so the days before it are too high by its amount, which confirms itself (no break) as
+    long as the deposit is missing. The second sync stages it (inside the deposits' 3-day overlap): the days before
+    it get new snapshot versions, lower by its amount; its day and the later ones are unchanged (it is in the
+    run-time balance); and the completeness check shows no break on its day."""
+    history = generate_history(FIRST, LAST, products=True)
+    amount, credited = Decimal("777"), datetime(2026, 1, 11, 15, 30, tzinfo=timezone.utc)
+    history.balances["FUNDING"]["USDT"] += amount
+    late = {"id": "990001000000", "amount": "777", "coin": "USDT", "network": "ETH", "status": 1,
+            "address": "0x" + "ab" * 20, "addressTag": "", "txId": "0x" + "cd" * 32,
+            "insertTime": int(credited.timestamp() * 1000), "completeTime": int(credited.timestamp() * 1000) + 60_000,
+            "transferType": 0, "confirmTimes": "12/12", "unlockConfirm": 0, "walletType": 1}
+    state = ServerState(history)
+    state.add_key(KEY, SECRET)
+    srv = BinanceServer(state).start()
+    try:
+        with engine.begin() as conn:
+            entity = get_or_create_entity(conn, "late-funding")
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), options(srv))
+        before = _funding_usdt(engine, entity.id)
+        history.deposits.append(late)  # Binance lists it now
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), options(srv))
+        after = _funding_usdt(engine, entity.id)
+    finally:
+        srv.stop()
+    assert before and set(after) == set(before) and max(before) == LAST
+    for day, versions in sorted(after.items()):
+        if day < credited.date():  # a new version, lower by the late deposit; the old one stays (staging is immutable)
+            assert versions == [*before[day], before[day][-1] - amount], day
+        else:
+            assert versions == before[day], day
+    with engine.begin() as conn:
+        build_canonical(conn, entity, FIRST, LAST)
+        compute_differences(conn, entity, FIRST, LAST)
+        breaks = conn.execute(sa.text(
+            """SELECT d.date, d.difference FROM completeness_differences d JOIN accounts a ON a.id = d.account_id
+               WHERE d.entity_id = :e AND a.account_type = 'funding' AND abs(d.difference) > d.tolerance"""),
+            dict(e=entity.id)).all()
+        booked = conn.execute(sa.text(
+            """SELECT l.quantity FROM transactions l JOIN raw_records r ON r.id = l.raw_record_id
+               WHERE r.source_raw_id LIKE '%990001000000%'""")).scalars().all()
+    assert booked == [amount]
+    assert breaks == []
+    assert cutoff_of(credited.date(), entity.tz) > credited  # the deposit is inside its own day
+
+
+def test_an_isolated_pair_closed_after_a_sync_is_still_read_through_its_last_movements(engine) -> None:
+    """Binance's isolated account (GET /sapi/v1/margin/isolated/account) lists the pairs held now; the local server,
+    like it, stops listing a pair once it is repaid and emptied. Every per-pair endpoint needs the pair named, so the
+    repayment and the transfer out that closed it would never be read: the sync keeps reading every pair it read
+    before (and those of the ``isolated_pairs`` setting)."""
+    end, until = date(2026, 1, 4), datetime(2026, 1, 5, tzinfo=timezone.utc)
+    history = generate_history(FIRST, end, products=True)
+    symbol = history.isolated_symbol
+    state = ServerState(history)
+    state.add_key(KEY, SECRET)
+    srv = BinanceServer(state).start()
+    settings = BinanceOptions(api_url=srv.base_url, since=datetime(2026, 1, 1, tzinfo=timezone.utc), until=until,
+                              rate_limit_ms=0.05, timeout_ms=2000, retry=FAST_RETRY)
+    try:
+        with engine.begin() as conn:
+            entity = get_or_create_entity(conn, "isolated-closed")
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), settings)
+        with engine.connect() as conn:
+            read = conn.execute(sa.text(
+                "SELECT count(*) FROM raw_records WHERE entity_id = :e AND payload->>'isolatedSymbol' = :p"),
+                dict(e=entity.id, p=symbol)).scalar()
+        assert read > 0  # the pair's loans and interest, read while it was listed
+        # late on the last day (inside the streams' overlap): the debt repaid, the rest moved back to cross margin
+        closed = int(datetime(2026, 1, 4, 22, tzinfo=timezone.utc).timestamp() * 1000)
+        borrowed, interest = history.isolated_debt["USDT"]
+        history.loans["REPAY"].append({
+            "isolatedSymbol": symbol, "type": "MANUAL", "amount": f"{borrowed + interest:.8f}", "asset": "USDT",
+            "interest": f"{interest:.8f}", "principal": f"{borrowed:.8f}", "status": "CONFIRMED", "timestamp": closed,
+            "txId": 990001})
+        history.transfers.append({"asset": "USDT", "amount": "12.50000000", "type": "ISOLATEDMARGIN_MARGIN",
+                                  "status": "CONFIRMED", "tranId": 990002, "timestamp": closed + 60_000,
+                                  "fromSymbol": symbol})
+        history.balances["ISOLATED"], history.isolated_debt = {}, {}
+        assert make_client(ApiCredentials(KEY, SECRET), settings).sapiGetMarginIsolatedAccount()["assets"] == []
+        sync_binance(engine, entity.id, "main", ApiCredentials(KEY, SECRET), settings)
+    finally:
+        srv.stop()
+    with engine.connect() as conn:
+        staged = dict(conn.execute(sa.text(
+            """SELECT stream, count(*) FROM raw_records WHERE entity_id = :e
+               AND coalesce(payload->>'txId', payload->>'tranId') IN ('990001', '990002') GROUP BY 1"""),
+            dict(e=entity.id)).all())
+    assert staged == {"margin_repays": 1, "transfers": 1}

@@ -26,8 +26,9 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from ingestion.exchanges.binance import ApiCredentials, BinanceOptions, make_client, sync_binance
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceUnavailable, call_exchange
+from ingestion.binance.client import ApiCredentials, BinanceOptions, make_client
+from ingestion.binance.sync import sync_binance
+from ingestion.ccxt.client import RetryPolicy, SourceAccessError, SourceUnavailable, call_exchange
 from samples.servers.binance_history import generate_history
 from samples.servers.binance_server import BinanceServer, ServerState
 from transforms.canonical import build_canonical

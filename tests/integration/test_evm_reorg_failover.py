@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from ingestion.evm.chains import ChainConfig, ChainConfigError
 from ingestion.evm.mapping import base_units
-from ingestion.evm.rpc import EvmRpc, RpcError
+from ingestion.evm.client import EvmRpc, RpcError
 from ingestion.evm.sync import sync_evm_chain
 from ingestion.wallets import write_wallet
 from orchestration.close_runner import close_days

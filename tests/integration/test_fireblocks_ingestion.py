@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import date, timedelta
+from decimal import Decimal
 
 import dagster as dg
 import pytest
@@ -15,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
-from ingestion.custodians.fireblocks import FireblocksClient, FireblocksOptions, sign_jwt
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError
+from ingestion.fireblocks.client import FireblocksClient, FireblocksOptions, sign_jwt
+from ingestion.retry import RetryPolicy, SourceAccessError
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from tests.integration.manual_prices import price_known_assets
@@ -153,3 +154,59 @@ def test_the_workspace_closes_every_day_with_zero_breaks_with_20_percent_of_call
     synced = CliRunner().invoke(app, ["source", "sync", "--entity", "acme"])
     assert synced.exit_code == 0 and "fireblocks: succeeded; 0 new records" in synced.output, synced.output
     assert sum(server.state.calls.values()) - calls <= 3
+
+
+def test_a_late_transaction_recomputes_the_rolled_back_balances_of_the_days_before_it(engine, keys):
+    """A deposit Fireblocks lists only after a first sync (already in the vault's balance then, as when a
+    transaction's record shows up or completes late): the second sync stages it (inside the 3-day overlap) and
+    writes the rolled-back balances of every earlier day again, lower by its amount, as new snapshot versions; its
+    day and the later ones stay as they were."""
+    from datetime import datetime, timezone
+
+    from ingestion.fireblocks.sync import FireblocksSync
+    from warehouse.entities import get_or_create_entity
+
+    history = generate_history(FIRST, date(2026, 1, 10))
+    created = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=2)
+    late = {**history.transactions[0], "id": "late-0001", "txHash": "0x" + "ef" * 32, "assetId": "BTC",
+            "source": {"type": "EXTERNAL_WALLET", "id": "", "name": "External", "subType": ""},
+            "destination": {"type": "VAULT_ACCOUNT", "id": "1", "name": "Trading", "subType": ""},
+            "amountInfo": {"amount": "1.5", "requestedAmount": "1.5", "netAmount": "1.5", "amountUSD": None},
+            "feeInfo": {"networkFee": "0", "serviceFee": "0", "gasPrice": None}, "feeCurrency": "BTC",
+            "createdAt": int(created.timestamp() * 1000), "lastUpdated": int(created.timestamp() * 1000) + 95_000,
+            "amount": 1.5, "netAmount": 1.5, "fee": 0.0, "networkFee": 0.0, "requestedAmount": 1.5}
+    history.balances["1"]["BTC"] = history.balances["1"].get("BTC", Decimal(0)) + Decimal("1.5")
+    state = FireblocksState(history)
+    state.users[API_KEY] = keys[0].public_key()
+    srv = FireblocksServer(state).start()
+    options = FireblocksOptions(api_url=srv.base_url, since=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                retry=RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.05))
+
+    def vault_btc() -> dict[date, list[Decimal]]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                """SELECT snapshot_time, (balances->>'BTC')::numeric AS btc FROM raw_balance_snapshots
+                   WHERE entity_id = :e AND sub_account = '1' AND payload ? 'rolled_back_from'
+                   ORDER BY snapshot_time, id"""), dict(e=entity.id)).all()
+        versions: dict[date, list[Decimal]] = {}
+        for row in rows:
+            versions.setdefault((row.snapshot_time - timedelta(seconds=1)).date(), []).append(row.btc)
+        return versions
+
+    try:
+        with engine.begin() as conn:
+            entity = get_or_create_entity(conn, "late-vault")
+        client = FireblocksClient(API_KEY, _pem(keys[0]), options)
+        FireblocksSync(engine, entity.id, "fb", client, options).run()
+        before = vault_btc()
+        history.transactions.append(late)  # Fireblocks lists it now
+        FireblocksSync(engine, entity.id, "fb", client, options).run()
+        after = vault_btc()
+    finally:
+        srv.stop()
+    assert before and set(after) == set(before)
+    for day, versions in sorted(after.items()):
+        if day < created.date():
+            assert versions == [*before[day], before[day][-1] - Decimal("1.5")], day
+        else:
+            assert versions == before[day], day

@@ -15,9 +15,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from ingestion.exchanges.generic_ccxt import CcxtOptions, CcxtSync, make_client
-from ingestion.exchanges.resilience import RetryPolicy
-from ingestion.exchanges.sources import add_source
+from ingestion.ccxt.client import CcxtOptions, make_client
+from ingestion.ccxt.sync import CcxtSync
+from ingestion.ccxt.client import RetryPolicy
+from ingestion.sources import add_source
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from tests.integration.manual_prices import price_known_assets

@@ -10,7 +10,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ingestion.solana.sync import SolanaSyncError, sync_solana_wallet
+from ingestion.solana.client import SolanaSyncError
+from ingestion.solana.sync import sync_solana_wallet
 from ingestion.wallets import write_wallet
 from orchestration.close_runner import close_days
 from samples.chains.solana_rpc import FEE, SolanaLedger, SolanaRpcServer, address
@@ -93,7 +94,7 @@ def test_a_solana_rpc_that_is_down_fails_without_showing_the_url(engine) -> None
 
 
 def test_a_dead_solana_url_fails_over_to_the_next() -> None:
-    from ingestion.solana.sync import fetch_wallet
+    from ingestion.solana.client import fetch_wallet
 
     ledger = SolanaLedger()
     ledger.fund(X, SOL)
@@ -114,7 +115,7 @@ def test_the_local_node_refuses_an_unknown_token_program_as_agave_does_and_the_s
     from solana.rpc.models import TokenAccountOpts
     from solders.pubkey import Pubkey
 
-    from ingestion.solana.sync import TOKEN_PROGRAMS
+    from ingestion.solana.client import TOKEN_PROGRAMS
     from samples.chains.solana_rpc import KNOWN_TOKEN_PROGRAMS
 
     assert sorted(TOKEN_PROGRAMS) == sorted(KNOWN_TOKEN_PROGRAMS)

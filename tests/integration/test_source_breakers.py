@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from ingestion.breakers import admit_sync, breaker_states
-from ingestion.exchanges.sources import sync_entity_sources
+from ingestion.sources import sync_entity_sources
 from ingestion.retry import BreakerPolicy, BreakerState, breaker_admits, breaker_after
 from orchestration.cli import app
 from orchestration.close_runner import close_days

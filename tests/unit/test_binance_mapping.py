@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from transforms.binance_mapping import (BinanceRecordError, map_convert, map_deposit, map_dust, map_futures_income,
+from ingestion.binance.mapping import (BinanceRecordError, map_convert, map_deposit, map_dust, map_futures_income,
                                        map_margin_interest, map_margin_loan, map_margin_repay, map_margin_trade,
                                        map_sub_transfer, map_trade, map_transfer, map_withdrawal)
 from transforms.mappers import StagedRecord, map_record
@@ -147,7 +147,7 @@ def test_the_registry_maps_binance_streams():
 
 
 def test_simple_earn_positions_are_the_underlying_held_in_earn():
-    from transforms.binance_mapping import split_earn_balances
+    from ingestion.binance.mapping import split_earn_balances
 
     assert split_earn_balances({"BTC": "1", "LDBTC": "0.5", "LDUSDT": "20", "LDO": "3"}) == (
         {"BTC": "1", "LDO": "3"}, {"BTC": "0.5", "USDT": "20"})

@@ -138,7 +138,7 @@ def test_a_reorg_reversal_negates_the_legs_as_booked() -> None:
 
 
 def test_kraken_wrapped_codes_are_the_underlying_in_another_account_type():
-    from transforms.ccxt_mapping import resolve_wrapped, split_wrapped_balances
+    from ingestion.ccxt.mapping import resolve_wrapped, split_wrapped_balances
 
     assert resolve_wrapped("kraken", "BTC.M") == ("BTC", "staking")
     assert resolve_wrapped("kraken", "ETH2.S") == ("ETH", "staking")
@@ -152,7 +152,7 @@ def test_kraken_wrapped_codes_are_the_underlying_in_another_account_type():
 def test_kraken_ledger_entries_group_by_refid_and_staking_moves_match_by_amount_and_time():
     from datetime import datetime, timezone
 
-    from transforms.ccxt_mapping import map_ledger_entry
+    from ingestion.ccxt.mapping import map_ledger_entry
     from transforms.mappers import StagedRecord
 
     def entry(ident, refid, kind, subtype, asset, amount, fee="0.0000000000"):

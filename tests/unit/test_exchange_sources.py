@@ -6,8 +6,9 @@ from datetime import date, datetime, timezone
 import pytest
 
 from assets.sources import EXCHANGE_KINDS, EXCHANGE_OPS, exchange_pool, source_sync
-from ingestion.exchanges.sources import KINDS, binance_options, validate_config
-from ingestion.exchanges.sync_outages import last_day_read
+from ingestion.binance.client import binance_options
+from ingestion.sources import KINDS, validate_config
+from ingestion.connectors import last_day_read
 from warehouse.entities import Entity
 
 
@@ -31,6 +32,11 @@ def test_a_bounded_backfill_reads_up_to_the_end_of_its_until_day():
     assert binance_options({}).until is None  # default: up to now
     with pytest.raises(ValueError):
         validate_config({"until": "March"})
+
+
+def test_isolated_pairs_closed_before_the_first_sync_can_be_named():
+    assert binance_options(validate_config({"isolated_pairs": "btcusdt, ETHUSDT,"})).isolated_pairs == ("BTCUSDT", "ETHUSDT")
+    assert binance_options({}).isolated_pairs == ()
 
 
 def test_a_bounded_backfill_marks_or_clears_outages_only_up_to_its_last_day():

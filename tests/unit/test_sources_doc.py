@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from transforms.ccxt_mapping import DEDICATED, STREAMS, ccxt_exchange_ids
+from ingestion.ccxt.mapping import DEDICATED, STREAMS, ccxt_exchange_ids
 from transforms import mappers
 from transforms.mappers import registered_streams
 

@@ -40,16 +40,15 @@ from typing import Any
 import ccxt
 from sqlalchemy.engine import Engine
 
-from ingestion.ccxt_hosts import point_api_at
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
+from ingestion.ccxt.client import (DAY_MS, CcxtOptions, SourceError, call_exchange, ccxt_options, check_read_only,
+                                   exchange_id_of, make_client)
 from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
                                write_balance_snapshots, write_cursor, write_raw_records)
-from transforms.ccxt_mapping import split_wrapped_balances
+from ingestion.ccxt.mapping import split_wrapped_balances
+from ingestion.connectors import SyncStats
 
-DAY_MS = 86_400_000
 STREAMS = {"trades": ("fetchMyTrades", "fetch_my_trades"), "deposits": ("fetchDeposits", "fetch_deposits"),
            "withdrawals": ("fetchWithdrawals", "fetch_withdrawals"), "ledger": ("fetchLedger", "fetch_ledger")}
-DEDICATED = {"binance": "binance"}  # exchanges with their own connector: use that kind instead
 
 
 @dataclass(frozen=True)
@@ -69,108 +68,11 @@ PAGING: dict[str, dict[str, Paging]] = {
             "deposits": Paging("newest", 100, until_exclusive=True),
             "withdrawals": Paging("newest", 100, until_exclusive=True)},
 }
-# ccxt options per exchange: only the markets the streams need, and the endpoint that reaches back far enough
-CLIENT_OPTIONS: dict[str, dict[str, Any]] = {
-    "okx": {"fetchMarkets": {"types": ["spot"]}, "fetchLedger": {"method": "privateGetAccountBillsArchive"}},
-}
-
-
-@dataclass(frozen=True)
-class CcxtOptions:
-    api_url: str | None = None
-    since: datetime = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    rate_limit_ms: float | None = None
-    timeout_ms: int = 10_000
-    retry: RetryPolicy = RetryPolicy()
-    window_days: int = 30
-    overlap_ms: int = DAY_MS
 
 
 @dataclass
-class CcxtSyncStats:
-    source: str
-    records_seen: dict[str, int] = field(default_factory=dict)
-    records_inserted: dict[str, int] = field(default_factory=dict)
-    snapshots_inserted: int = 0
+class CcxtSyncStats(SyncStats):
     skipped_streams: list[str] = field(default_factory=list)
-    calls: int = 0
-
-    def add(self, stream: str, seen: int, inserted: int) -> None:
-        self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
-        self.records_inserted[stream] = self.records_inserted.get(stream, 0) + inserted
-
-
-def exchange_id_of(kind: str) -> str:
-    """``kraken`` or ``ccxt.kraken`` -> ``kraken``; refuses ids ccxt does not know and exchanges with a dedicated connector."""
-    exchange_id = kind.removeprefix("ccxt.").strip().lower()
-    if exchange_id in DEDICATED:
-        raise ValueError(f"{exchange_id} has its own connector: use the source kind {DEDICATED[exchange_id]!r}")
-    if exchange_id not in ccxt.exchanges:
-        raise ValueError(f"ccxt has no exchange {exchange_id!r} (see ccxt.exchanges)")
-    return exchange_id
-
-
-def make_client(exchange_id: str, api_key: str, secret: str, options: CcxtOptions,
-                password: str | None = None) -> ccxt.Exchange:
-    """The real ccxt client of ``exchange_id``, rate limiter on, numbers as exact strings; hosts replaced by ``api_url``.
-    ``password``: the key's passphrase, for exchanges that require one (OKX)."""
-    config: dict[str, Any] = {"apiKey": api_key, "secret": secret, "enableRateLimit": True, "timeout": options.timeout_ms,
-                              "options": dict(CLIENT_OPTIONS.get(exchange_id, {}))}
-    if password:
-        config["password"] = password
-    exchange = getattr(ccxt, exchange_id)(config)
-    exchange.number = str
-    if options.rate_limit_ms is not None:
-        exchange.rateLimit = options.rate_limit_ms
-    return point_api_at(exchange, options.api_url)
-
-
-# ------------------------------------------------------------------------------ read-only keys
-
-
-def _kraken_probes(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, bool]:
-    probes = {"Create & Modify Orders": lambda: exchange.privatePostAddOrder(
-                  {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "1", "volume": "0.0001",
-                   "validate": "true"}),
-              "Withdraw Funds": lambda: exchange.privatePostWithdrawInfo({"asset": "XBT", "key": "coinfrs-probe",
-                                                                          "amount": "0.0001"})}
-    enabled: dict[str, bool] = {}
-    for permission, probe in probes.items():
-        try:
-            call_exchange(exchange, f"probe {permission}", probe, policy=policy)
-            enabled[permission] = True
-        except SourceAccessError as error:
-            if "PermissionDenied" not in str(error):
-                raise
-            enabled[permission] = False
-        except SourceError:
-            enabled[permission] = True  # the call got past the permission check: the key has it
-    return enabled
-
-
-def _okx_probes(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, bool]:
-    """OKX says what a key may do: ``GET /api/v5/account/config`` -> ``perm`` (read_only, trade, withdraw)."""
-    config = call_exchange(exchange, "account config", exchange.privateGetAccountConfig, policy=policy)
-    perm = {p.strip() for p in str(((config.get("data") or [{}])[0]).get("perm", "")).split(",")}
-    return {"Trade": "trade" in perm, "Withdraw": "withdraw" in perm}
-
-
-PROBES: dict[str, Callable[[ccxt.Exchange, RetryPolicy], dict[str, bool]]] = {"kraken": _kraken_probes,
-                                                                              "okx": _okx_probes}
-
-
-def check_read_only(exchange: ccxt.Exchange, policy: RetryPolicy) -> dict[str, Any]:
-    """The key's permissions as far as the exchange lets us see them; a key that can trade or withdraw is refused."""
-    call_exchange(exchange, "fetch_balance", exchange.fetch_balance, policy=policy)  # the key reads at all
-    probe = PROBES.get(exchange.id)
-    if probe is None:
-        return {"enableReading": True, "permissions_checked": False}
-    enabled = probe(exchange, policy)
-    granted = [name for name, on in enabled.items() if on]
-    if granted:
-        raise SourceAccessError(f"refusing this {exchange.id} API key: it is not read-only. Remove these permissions "
-                                f"in {exchange.id}'s API key settings and try again: {', '.join(granted)}")
-    return {"enableReading": True, "permissions_checked": True, **{name: False for name in enabled}}
 
 
 # ------------------------------------------------------------------------------ sync
@@ -303,13 +205,6 @@ class CcxtSync:
 # ------------------------------------------------------------------------------ the source kind
 
 
-def _options(config: dict[str, Any]) -> CcxtOptions:
-    from ingestion.connectors import retry_policy, since_of
-
-    return CcxtOptions(api_url=config.get("api_url"), since=since_of(config), rate_limit_ms=config.get("rate_limit_ms"),
-                       timeout_ms=int(config.get("timeout_ms", 10_000)), retry=retry_policy(config))
-
-
 def ccxt_connector(kind: str):
     """The ``Connector`` of ``kraken`` / ``ccxt.<id>`` (see ingestion/connectors.py)."""
     from ingestion.connectors import Connector, read_json_credentials
@@ -317,7 +212,7 @@ def ccxt_connector(kind: str):
     exchange_id = exchange_id_of(kind)
 
     def client(credentials: dict[str, str], config: dict[str, Any]) -> tuple[ccxt.Exchange, CcxtOptions]:
-        options = _options(config)
+        options = ccxt_options(config)
         return make_client(exchange_id, credentials["api_key"], credentials["api_secret"], options,
                            credentials.get("password")), options
 

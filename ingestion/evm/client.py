@@ -9,7 +9,6 @@ call) raises at once. History the node no longer keeps (EIP-4444's 4444 "pruned 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,13 +17,13 @@ import requests
 from web3 import HTTPProvider
 
 from ingestion.evm.chains import ChainConfig, redact_in_text, redact_url
-from ingestion.retry import RetryPolicy, SourceUnavailable, TransientError, retry_call
+from ingestion.retry import RateLimiter, RetryPolicy, SourceError, SourceUnavailable, TransientError, retry_call
 
 TRANSIENT_RPC_CODES = {-32005, -32603, 429}  # limit exceeded / internal error / rate limited
 TRANSIENT_MESSAGES = ("rate limit", "too many requests", "header not found", "timeout", "temporarily")
 
 
-class RpcError(RuntimeError):
+class RpcError(SourceError):
     """A JSON-RPC call failed for good (not transient, or every URL and retry exhausted)."""
 
 
@@ -81,8 +80,7 @@ class EvmRpc:
                            for url in chain.rpc_urls]
         self._current = 0
         self.head: int | None = None  # the last head the node reported (fetch_block_number)
-        self._interval = 1.0 / chain.max_requests_per_second if chain.max_requests_per_second > 0 else 0.0
-        self._last_sent = 0.0
+        self._limiter = RateLimiter(1.0 / chain.max_requests_per_second if chain.max_requests_per_second > 0 else 0.0)
 
     # ------------------------------------------------------------------ transport
 
@@ -91,11 +89,7 @@ class EvmRpc:
         a backoff, on the next URL when there are several."""
         def once() -> Any:
             provider = self._providers[self._current]
-            if self._interval:  # client-side rate limit: space requests evenly
-                wait = self._last_sent + self._interval - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                self._last_sent = time.monotonic()
+            self._limiter.wait()  # client-side rate limit: space requests evenly
             self.stats.requests += 1
             try:
                 return send(provider)

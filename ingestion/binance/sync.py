@@ -32,25 +32,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import ccxt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion.ccxt_hosts import point_api_at
-from ingestion.exchanges.resilience import RetryPolicy, SourceAccessError, SourceError, call_exchange
-from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, start_run,
-                               write_balance_snapshots, write_cursor, write_raw_records)
-from transforms.binance_mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
-                                       SOURCE, split_earn_balances)
+from ingestion.binance import client as binance_client
+from ingestion.binance.client import DAY_MS, ApiCredentials, BinanceOptions, check_read_only, make_client
+from ingestion.ccxt.client import SourceError, call_exchange
+from ingestion.connectors import Connector
+from ingestion.connectors import SyncStats as BaseSyncStats
+from ingestion.staging import (BalanceSnapshotIn, RawRecordIn, finish_run, load_cursor, load_late_movement,
+                               rolled_back_days, start_run, write_balance_snapshots, write_cursor, write_raw_records)
+from ingestion.binance.mapping import (EARN_ACCOUNT_TYPE, EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN,
+                                       SOURCE, STREAM_MAPPERS, split_earn_balances)
 from transforms.mappers import StagedRecord, try_map_record
-from warehouse.calendar import close_date_of, cutoff_of, days_between
+from warehouse.calendar import close_date_of, cutoff_of
 from warehouse.entities import find_entity
 from warehouse.numbers import D, ZERO, exact_context
 
-DAY_MS = 86_400_000
 TRANSFER_TYPES = ("MAIN_MARGIN", "MARGIN_MAIN", "MAIN_UMFUTURE", "UMFUTURE_MAIN", "MAIN_FUNDING", "FUNDING_MAIN",
                   "UMFUTURE_FUNDING", "FUNDING_UMFUTURE", "MAIN_CMFUTURE", "CMFUTURE_MAIN")
 # isolated margin transfers, per pair: the side Binance requires the pair on
@@ -81,90 +83,11 @@ FIAT_STREAMS = {("orders", "0"): "fiat_deposits", ("orders", "1"): "fiat_withdra
 ROLLED_BACK_TYPES = ("funding", EARN_LOCKED_ACCOUNT_TYPE, ISOLATED_MARGIN, ISOLATED_MARGIN_LOAN, "coin_futures")
 LOAN_STREAMS = {"BORROW": "margin_loans", "REPAY": "margin_repays"}
 SNAPSHOT_TYPES = {"SPOT": "spot", "MARGIN": "margin", "FUTURES": "futures"}
-# Binance's names of the permissions a read-only key must not have
-FORBIDDEN_PERMISSIONS = {
-    "enableWithdrawals": "Enable Withdrawals",
-    "enableInternalTransfer": "Enable Internal Transfer",
-    "permitsUniversalTransfer": "Permits Universal Transfer",
-    "enableSpotAndMarginTrading": "Enable Spot & Margin Trading",
-    "enableMargin": "Enable Margin Loan, Repay & Transfer",
-    "enableFutures": "Enable Futures",
-    "enableVanillaOptions": "Enable European Options",
-    "enablePortfolioMarginTrading": "Enable Portfolio Margin Trading",
-    "enableFixApiTrade": "Enable FIX API Trading",
-}
-
-
-@dataclass(frozen=True)
-class ApiCredentials:
-    api_key: str
-    secret: str = field(repr=False)
-
-    def __repr__(self) -> str:  # never print the secret, not even by accident
-        return f"ApiCredentials(api_key={self.api_key[:4]}…)"
-
-
-@dataclass(frozen=True)
-class BinanceOptions:
-    """Where and how to call Binance. ``api_url`` replaces the hosts (tests, proxies); paths are kept."""
-
-    api_url: str | None = None
-    since: datetime = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    until: datetime | None = None  # read history up to this instant; None: now (a bounded backfill, the demo)
-    rate_limit_ms: float | None = None  # None: ccxt's own (50 ms per weight unit)
-    timeout_ms: int = 10_000
-    retry: RetryPolicy = RetryPolicy()
-    page_size: int = 1000
-    overlap_ms: dict[str, int] = field(default_factory=lambda: {
-        "deposits": 3 * DAY_MS, "withdrawals": 3 * DAY_MS, "transfers": DAY_MS, "futures_income": DAY_MS,
-        "snapshots": DAY_MS, "converts": DAY_MS, "dust": DAY_MS, "margin_interest": DAY_MS, "margin_loans": DAY_MS,
-        "sub_transfers": DAY_MS, "earn": 3 * DAY_MS, "dividends": DAY_MS, "fiat": 3 * DAY_MS,
-        "coin_futures_income": DAY_MS})
 
 
 @dataclass
-class SyncStats:
-    source: str
-    records_seen: dict[str, int] = field(default_factory=dict)
-    records_inserted: dict[str, int] = field(default_factory=dict)
-    snapshots_inserted: int = 0
+class SyncStats(BaseSyncStats):
     symbols: list[str] = field(default_factory=list)
-    calls: int = 0
-    notes: list[str] = field(default_factory=list)  # what the account does not have (not an error)
-
-    def add(self, stream: str, seen: int, inserted: int) -> None:
-        self.records_seen[stream] = self.records_seen.get(stream, 0) + seen
-        self.records_inserted[stream] = self.records_inserted.get(stream, 0) + inserted
-
-
-def make_client(credentials: ApiCredentials, options: BinanceOptions) -> ccxt.binance:
-    """The real ccxt.binance, rate limiter on; every API base rewritten to ``options.api_url`` if set."""
-    exchange = ccxt.binance({
-        "apiKey": credentials.api_key, "secret": credentials.secret, "enableRateLimit": True,
-        "timeout": options.timeout_ms,
-        "options": {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot", "linear"]},
-                    "adjustForTimeDifference": False, "recvWindow": 10_000},
-    })
-    if options.rate_limit_ms is not None:
-        exchange.rateLimit = options.rate_limit_ms
-    return point_api_at(exchange, options.api_url)
-
-
-# ------------------------------------------------------------------------------ permissions
-
-
-def check_read_only(exchange: ccxt.binance, policy: RetryPolicy = RetryPolicy()) -> dict[str, Any]:
-    """The key's restrictions (GET /sapi/v1/account/apiRestrictions); refuses a key that can move or trade."""
-    restrictions = call_exchange(exchange, "GET /sapi/v1/account/apiRestrictions",
-                                 exchange.sapiGetAccountApiRestrictions, policy=policy)
-    enabled = [label for flag, label in FORBIDDEN_PERMISSIONS.items() if restrictions.get(flag) is True]
-    if enabled:
-        raise SourceAccessError(
-            "refusing this Binance API key: it is not read-only. Remove these permissions in Binance's API "
-            f"management and try again: {', '.join(enabled)}")
-    if restrictions.get("enableReading") is not True:
-        raise SourceAccessError("this Binance API key cannot read (Enable Reading is off): turn it on")
-    return restrictions
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -430,7 +353,8 @@ class BinanceSync:
         for row in locked:
             earn_locked[row["asset"]] = _text_sum(earn_locked.get(row["asset"], "0"), row["amount"])
         isolated = self.isolated_margin_account()
-        self.isolated_symbols = sorted(a["symbol"] for a in isolated.get("assets") or [])
+        self.isolated_symbols = sorted({a["symbol"] for a in isolated.get("assets") or []}
+                                       | self.isolated_pairs_read_before() | set(self.options.isolated_pairs))
         held: dict[str, str] = {}
         debt: dict[str, str] = {}
         for pair in isolated.get("assets") or []:
@@ -450,6 +374,18 @@ class BinanceSync:
             BalanceSnapshotIn(self.account, "coin_futures", "", taken, {b["asset"]: _text_sum(b["balance"]) for b in coin},
                               {"endpoint": "/dapi/v1/balance", "response": coin}),
         ]
+
+    def isolated_pairs_read_before(self) -> set[str]:
+        """The isolated margin pairs an earlier sync read (each has an interest cursor). Binance's isolated account
+        (GET /sapi/v1/margin/isolated/account) lists the pairs of the account now; a pair closed or disabled since
+        (DELETE /sapi/v1/margin/isolated/account) may drop out of it, yet its last movements (the repayment, the
+        transfer out, the last trades) are still to be read, and every per-pair endpoint needs the pair named."""
+        with self.engine.connect() as conn:
+            streams = conn.execute(sa.text(
+                """SELECT stream FROM ingestion_cursors WHERE entity_id = :e AND source = :s AND account = :a
+                   AND starts_with(stream, 'margin_interest/isolated/')"""),
+                dict(e=self.entity_id, s=SOURCE, a=self.account)).scalars().all()
+        return {stream.rsplit("/", 1)[1] for stream in streams if stream.rsplit("/", 1)[1]}
 
     def known_assets(self, conn: Connection) -> set[str]:
         """Every asset this account has shown in staged snapshots, deposits or withdrawals."""
@@ -672,7 +608,11 @@ class BinanceSync:
         A balance rolled back through the same legs the completeness check sums partly confirms itself: it proves
         the current balance and the legs agree in total, not that no movement is missing on a given day (the payload
         says so: ``"derived": "rolled back"``). Written from the day after the last one written (cursor
-        ``rolled_back``) through the last complete day before the sync's end."""
+        ``rolled_back``: that day and the last staged record it saw) through the last complete day before the sync's
+        end; and when a record staged since (a late movement, or a new version of one) falls on a day already
+        written, every written day before it again, as a new snapshot version (the latest wins): a movement at time
+        t changes the balance rolled back to every cutoff before t, and leaving those days as they were would show
+        the movement as a break on its day."""
         rolled = [snap for snap in self.current if snap.account_type in ROLLED_BACK_TYPES or snap.sub_account]
         if not rolled:
             return
@@ -683,7 +623,8 @@ class BinanceSync:
                 """SELECT DISTINCT ON (stream, source_raw_id) id, stream, source_raw_id, occurred_at, payload
                    FROM raw_records WHERE entity_id = :e AND source = :s AND account = :a
                    ORDER BY stream, source_raw_id, id DESC"""), dict(e=self.entity_id, s=SOURCE, a=self.account)).all()
-        tz = entity.tz if entity else timezone.utc
+            tz = entity.tz if entity else timezone.utc
+            late, seen = load_late_movement(conn, self.entity_id, SOURCE, self.account, list(STREAM_MAPPERS), cursor, tz)
         end = min(_utc(self.now), datetime.now(timezone.utc))
         last_day = close_date_of(end, tz)
         if cutoff_of(last_day, tz) > end:
@@ -696,12 +637,9 @@ class BinanceSync:
                 for leg in legs:
                     moves.setdefault((leg.account_type or "", leg.sub_account), []).append(
                         (row.occurred_at, leg.asset, leg.quantity))
-        if cursor:
-            first_day = date.fromisoformat(cursor["day"]) + timedelta(days=1)
-        else:
-            first_day = min((close_date_of(when, tz) for group in moves.values() for when, _, _ in group),
+        history_start = min((close_date_of(when, tz) for group in moves.values() for when, _, _ in group),
                             default=last_day + timedelta(days=1))
-        days = list(days_between(first_day, last_day))
+        days, moved = rolled_back_days(cursor, history_start, last_day, late, seen, tz)
         snapshots = []
         for snap in rolled:
             group = sorted(moves.get((snap.account_type, snap.sub_account), []), key=lambda m: m[0])
@@ -723,9 +661,8 @@ class BinanceSync:
                 snapshots.append(BalanceSnapshotIn(self.account, snap.account_type, snap.sub_account, cutoff, balances, {
                     "derived": "rolled back from the run-time balance through the staged movements after the cutoff",
                     "balances_then": snap.balances, "movements_after_cutoff": len(group) - position}))
-        if snapshots or last_day >= first_day:
-            self._commit("balances", [], "rolled_back", {"day": last_day.isoformat()} if last_day >= first_day else None,
-                         snapshots)
+        if snapshots or moved != cursor:
+            self._commit("balances", [], "rolled_back", moved, snapshots)
 
     @staticmethod
     def window_streams() -> list[str]:
@@ -777,3 +714,13 @@ def sync_binance(engine: Engine, entity_id: int, account: str, credentials: ApiC
     """Stage everything new of one Binance account (see the module docstring); idempotent and resumable."""
     exchange = make_client(credentials, options)
     return BinanceSync(engine, entity_id, account, exchange, options).run()
+
+
+def _make_sync(engine: Engine, entity_id: int, account: str, credentials: dict[str, str],
+               config: dict[str, Any]) -> BinanceSync:
+    exchange, options = binance_client.client_of(credentials, config)
+    return BinanceSync(engine, entity_id, account, exchange, options)
+
+
+CONNECTOR = Connector(SOURCE, binance_client.read_credentials, binance_client.check, binance_client.inspect, _make_sync,
+                      window_streams=BinanceSync.window_streams, bounded=True)

@@ -1,4 +1,4 @@
-"""Pure mappers of records staged by the generic ccxt connector (ingestion/exchanges/generic_ccxt.py), for any
+"""Pure mappers of records staged by the generic ccxt connector (ingestion/ccxt/sync.py), for any
 exchange ccxt supports: no exchange needs a mapper of its own.
 
 The staged payload is the exchange's own record (ccxt's ``info``). A mapper re-reads it with ccxt's own parser for
@@ -50,7 +50,7 @@ from warehouse.numbers import D, ZERO
 
 # exchanges whose ledger is the complete record: every movement is booked from it (the other streams: provenance)
 LEDGER_COMPLETE = ("kraken",)
-DEDICATED = ("binance",)  # exchanges with their own connector and mappers (transforms/binance_mapping.py)
+DEDICATED = ("binance",)  # exchanges with their own connector and mappers (ingestion/binance/mapping.py)
 STREAMS = ("ledger", "trades", "deposits", "withdrawals")
 LEDGER_KINDS = {"fee": "fee", "rebate": "rebate", "cashback": "rebate", "referral": "income", "staking": "staking_reward",
                 "earn": "staking_reward", "reward": "staking_reward", "margin": "realized_pnl", "settled": "realized_pnl",
