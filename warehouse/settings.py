@@ -26,7 +26,6 @@ class Settings(BaseSettings):
                              description="Role the read API's sessions run as (read-only; empty: the login user's).")
     data_dir: Path = Field(default=PROJECT_ROOT / ".coinfrs", description="Embedded database and local state.")
     inbox_dir: Path = Field(default=PROJECT_ROOT / "inbox", description="CSV files dropped here are imported by the sensor.")
-    partitions_start: str = Field(default="2020-01-01", description="First day of the daily partitions.")
     close_schedule_time: str = Field(default="01:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                                      description="When the daily close of the previous day runs, HH:MM UTC.")
     celery_broker_url: str = Field(default="redis://127.0.0.1:6379/0",
