@@ -213,6 +213,14 @@ def test_the_deployment_dagster_yaml_runs_on_real_postgresql(database_url, tmp_p
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
             assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+            # run monitoring and run retries (a dead run is failed, then retried; step errors are not run retries)
+            assert instance.run_monitoring_enabled
+            assert (instance.run_monitoring_start_timeout_seconds, instance.run_monitoring_max_runtime_seconds,
+                    instance.run_monitoring_max_resume_run_attempts) == (180, 21600, 0)
+            assert (instance.run_retries_enabled, instance.run_retries_max_retries) == (True, 2)
+            assert not instance.run_retries_retry_on_asset_or_op_failure
+            limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+            assert limits == [{"key": "coinfrs/entities", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
             result = dg.materialize([_probe], instance=instance)
             assert result.success
             assert instance.get_runs_count() == 1
