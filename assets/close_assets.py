@@ -116,13 +116,23 @@ def partition_check_events(context: dg.AssetExecutionContext, check_name: str, b
             target_materialization_data=targets.get(key))
 
 
-def _suite_check_results(failing: dict[str, list[dict]]) -> dict[str, dict[str, PartitionCheck]]:
+def _row_day(row: dict, start: date, end: date) -> date:
+    """The close day a failing row belongs to; a row without a day of the run (a duplicate across days, say)
+    counts on the run's last day."""
+    try:
+        day = date.fromisoformat(str(row["date"])[:10])
+    except ValueError:
+        return end
+    return day if start <= day <= end else end
+
+
+def _suite_check_results(failing: dict[str, list[dict]], start: date, end: date) -> dict[str, dict[str, PartitionCheck]]:
     """Per suite check, the failing partitions (entity and day) with a table of their failing rows."""
     by_check: dict[str, dict[str, PartitionCheck]] = {}
     for suite, name in SUITE_CHECKS.items():
         per_partition: dict[str, list[dict]] = {}
         for row in failing.get(suite, []):
-            per_partition.setdefault(partition_key(row["entity"], date.fromisoformat(row["date"])), []).append(row)
+            per_partition.setdefault(partition_key(row["entity"], _row_day(row, start, end)), []).append(row)
         by_check[name] = {
             key: PartitionCheck(
                 passed=False,
@@ -181,7 +191,7 @@ def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         "unknown assets (flagged)": dg.MetadataValue.text(", ".join(sorted(unknown)) or "none"),
         **{f"{suite} suite: failing rows": dg.MetadataValue.int(len(failing.get(suite, []))) for suite in SUITE_CHECKS},
     })
-    for name, results in _suite_check_results(failing).items():
+    for name, results in _suite_check_results(failing, start, end).items():
         yield from partition_check_events(context, name, True, results)
 
 

@@ -213,3 +213,39 @@ def test_a_close_killed_mid_run_leaves_its_days_stale_and_the_next_tick_recloses
     assert rerun.start == first
     after = _statuses(engine, entity_id)
     assert {d: s for d, (s, _) in after.items()} == {d: s for d, (s, _) in before.items()}
+
+
+def test_runs_of_the_schedule_alert_from_the_sensor_and_cli_runs_alert_once(engine, database_url, tmp_path,
+                                                                             monkeypatch) -> None:
+    from orchestration.definitions import close_alert_sensor
+    from orchestration.jobs import close_run_tags, resolved_close_job
+    from tests.servers.slack_webhook import SlackWebhookServer
+    from warehouse.settings import get_settings
+
+    webhook = SlackWebhookServer().start()
+    monkeypatch.setenv("COINFRS_ALERT_WEBHOOK_URL", webhook.url)
+    get_settings.cache_clear()
+    try:
+        entity_id = import_sample(engine, "northwind")
+        (tmp_path / "dagster").mkdir()
+        with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+            cli = close_days(["northwind"], FIRST, date(2026, 1, 20), instance=instance)  # the break day is last
+            assert cli.success, cli.error
+            assert len(webhook.state.received) == 1 and cli.run_id in webhook.state.received[0]["text"]
+            # a run the daemon launched (the schedule's): the run itself does not alert, its sensor does
+            scheduled = resolved_close_job().execute_in_process(
+                instance=instance, tags=close_run_tags(entity_id, "northwind", date(2026, 1, 20), date(2026, 1, 20)))
+            assert scheduled.success and len(webhook.state.received) == 1
+            resources = {"warehouse": WarehouseResource(database_url=database_url)}
+            for run_id in (cli.run_id, scheduled.run_id):
+                [success] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+                with dg.build_run_status_sensor_context(
+                        sensor_name="close_alert_sensor", dagster_event=success.dagster_event, dagster_instance=instance,
+                        dagster_run=instance.get_run_by_id(run_id), resources=resources) as context:
+                    close_alert_sensor(context)
+    finally:
+        webhook.stop()
+        get_settings.cache_clear()
+    texts = [p["text"] for p in webhook.state.received]
+    assert len(texts) == 2, texts  # the CLI run is not alerted a second time
+    assert scheduled.run_id in texts[1] and "northwind: 1 day(s) breaks (2026-01-20)" in texts[1]
