@@ -140,8 +140,8 @@ def _close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.
     run_ids: list[str] = []
     errors: list[str] = []
     for entity in entities:  # one run per entity, as the schedule asks them
-        result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, raise_on_error=False,
-                                        tags={**close_run_tags(entity.id, entity.name, start, end), LAUNCHED_BY_TAG: "cli"})
+        tags = {**close_run_tags(entity.id, entity.name, start, end), LAUNCHED_BY_TAG: "cli"}
+        result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, raise_on_error=False, tags=tags)
         run_ids.append(result.run_id)
         if result.success:
             continue

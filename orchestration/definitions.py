@@ -34,7 +34,8 @@ def daily_close_schedule(context: dg.ScheduleEvaluationContext, warehouse: Wareh
         entities = [e for e in list_entities(conn) if _closable(context, e)]
         for entity in entities:
             start = close_window(conn, entity.id, day, day)
-            requests.append(dg.RunRequest(run_key=f"daily:{entity.id}:{day}", tags=close_run_tags(entity.id, entity.name, start, day)))
+            requests.append(dg.RunRequest(run_key=f"daily:{entity.id}:{day}",
+                                          tags=close_run_tags(entity.id, entity.name, start, day)))
     ensure_entity_partitions(context.instance, [e.name for e in entities])
     return requests
 
@@ -94,7 +95,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResour
            description="Adds a partition to the close's entity dimension for every entity of the warehouse, so the UI "
                        "shows a row per entity (closes and imports add theirs too). An entity whose name cannot be a "
                        "partition key is reported, not added.")
-def entity_partitions_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
+def entity_partitions_sensor(context: dg.SensorEvaluationContext,
+                             warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
     with warehouse.engine().connect() as conn:
         names = [e.name for e in list_entities(conn) if _closable(context, e)]
     known = set(context.instance.get_dynamic_partitions(ENTITY_PARTITIONS))
@@ -104,8 +106,9 @@ def entity_partitions_sensor(context: dg.SensorEvaluationContext, warehouse: War
     return dg.SensorResult(dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(ENTITY_PARTITIONS, missing)])
 
 
-def _run_entities(context: dg.RunStatusSensorContext, warehouse: WarehouseResource) -> tuple[list[Entity], date, date] | None:
-    """The entities and days of a close run, from its partition tags (else its entity-id tag and date tags)."""
+def _run_entities(context: dg.RunStatusSensorContext,
+                  warehouse: WarehouseResource) -> tuple[list[Entity], date, date] | None:
+    """The entities and days of a close run, from its partition tags (None for a run without them)."""
     run = context.dagster_run
     scope = run_scope(run.tags, context.instance)
     if scope is None:
