@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -249,3 +250,27 @@ def test_runs_of_the_schedule_alert_from_the_sensor_and_cli_runs_alert_once(engi
     texts = [p["text"] for p in webhook.state.received]
     assert len(texts) == 2, texts  # the CLI run is not alerted a second time
     assert scheduled.run_id in texts[1] and "northwind: 1 day(s) breaks (2026-01-20)" in texts[1]
+
+
+def test_history_of_any_age_closes_without_a_setting(engine, tmp_path) -> None:
+    """Partitions start at the Bitcoin genesis block (2009-01-03): a 2012 ledger closes as it is; earlier is refused."""
+    from orchestration.close_runner import CloseRunError
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text("id,timestamp,action,asset,quantity,unit_price_usd,fee_asset,fee_amount,quote_asset,"
+                      "quote_quantity,account,tx_hash,external_id,notes\n"
+                      "old1,2012-06-01T10:00:00Z,BUY,BTC,10,5.25,,,,,Mt Gox,,,\n"
+                      "old2,2012-06-02T10:00:00Z,SELL,BTC,4,5.50,,,,,Mt Gox,,,\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["import-csv", "--entity", "pioneer", "--kind", "ledger", str(ledger)])
+    assert result.exit_code == 0, result.output
+    run = close_days(["pioneer"], date(2012, 6, 1), date(2012, 6, 2), instance=dg.DagsterInstance.ephemeral())
+    assert run.success, run.error
+    with engine.connect() as conn:
+        closed = conn.execute(sa.text("SELECT date, status, legs, realized_gain_universal FROM closes ORDER BY date")).all()
+    assert [(d, s, n) for d, s, n, _ in closed] == [(date(2012, 6, 1), "closed", 2), (date(2012, 6, 2), "closed", 2)]
+    assert closed[1][3] == Decimal("1")  # 4 BTC sold at 5.50, bought at 5.25
+    with pytest.raises(CloseRunError, match="before the first close day 2009-01-03"):
+        close_days(["pioneer"], date(2009, 1, 2), date(2009, 1, 3), instance=dg.DagsterInstance.ephemeral())
