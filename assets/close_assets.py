@@ -1,8 +1,11 @@
 """The daily close as Dagster software-defined assets (thin wrappers over the packages).
 
-Every asset is partitioned by day and backfills as a single run over a range of days
-(set-based SQL over the whole range, not one run per day). Which entities a run closes comes
-from the run tag ``coinfrs/entities`` (comma-separated names or ids); without it, all of them.
+Every asset is partitioned by day x entity (assets/partitions.py) and backfills as a single run over a range of
+days (set-based SQL over the whole range, not one run per day). The entities a run closes are those of its
+partitions (in practice one per run).
+
+Checks are evaluated per partition (entity and day), after the asset's materializations of the run are stored, so
+the partitions view of each check shows which days of which entity passed and failed.
 
 Chain: source_sync (exchanges and wallets into staging; CSV imports fill staging directly) -> canonical_ledger
 -> close_prices -> reconciliation (+ completeness check) -> cost_basis_pnl -> daily_close.
@@ -11,17 +14,19 @@ Chain: source_sync (exchanges and wallets into staging; CSV imports fill staging
 
 import json
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 
 from assets.prices import close_prices
 from assets.progress import report
-from assets.partitions import daily_partitions, window_of
+from assets.partitions import close_partitions, partition_key, window_of
 from assets.resources import WarehouseResource, entities_in_scope
 from assets.sources import source_sync
 from assets.staging import raw_balance_snapshots, raw_records
-from reconciliation.close import close_summaries, write_closes
+from reconciliation.close import close_summaries, mark_closing, write_closes
 from reconciliation.staleness import restale_after
 from reconciliation.blocking import build_pnl_until_blocked
 from reconciliation.completeness import EXPECTATION, check_completeness, load_day_results, write_completeness
@@ -50,7 +55,7 @@ SUITE_CHECKS = {"staging": "staging_expectations", "canonical": "canonical_expec
 
 def _suite_check_specs() -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(
-        name, asset="canonical_ledger", partitions_def=daily_partitions, blocking=True,
+        name, asset="canonical_ledger", partitions_def=close_partitions, blocking=True,
         description=f"Great Expectations suite on the {suite} layer (reconciliation/suites.py). A failing 'error' "
                     "expectation (invalid data) fails at ERROR severity and stops PnL and the close; 'warn' ones warn.")
         for suite, name in SUITE_CHECKS.items()]
@@ -63,33 +68,84 @@ def _failing_table(rows: list[dict]) -> dg.TableMetadataValue:
                                        ("entity", "date", "expectation", "severity", "failing row")]))
 
 
-def _suite_check_results(context: dg.AssetExecutionContext, failing: dict[str, list[dict]]) -> list[dg.AssetCheckResult]:
-    """One check result per suite (and, over a range, one evaluation per day) with a table of the failing rows."""
+@dataclass(frozen=True)
+class PartitionCheck:
+    """One check's result for one partition (entity and day)."""
+
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    metadata: dict
+    description: str | None = None
+
+
+def _target_materializations(context: dg.AssetExecutionContext) -> dict[str, object]:
+    """This run's materialization of each of its partitions (stored by now): what each check evaluation targets,
+    so Dagster counts the evaluation as current for that partition (one query for the whole range)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData)
+    from dagster._core.storage.event_log.base import AssetRecordsFilter
+
+    keys = list(context.partition_keys)
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=keys), limit=len(keys)).records
+    targets: dict[str, object] = {}
+    for record in records:  # newest first: keep the latest of each partition
+        if record.partition_key is not None and record.partition_key not in targets:
+            targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
+    return targets
+
+
+def partition_check_events(context: dg.AssetExecutionContext, check_name: str, blocking: bool,
+                           results: dict[str, PartitionCheck]) -> Iterator[object]:
+    """Yield (after the asset's ``MaterializeResult``) the check's output and one evaluation per partition of the
+    run; a partition without a result passed. Nothing when the check is not selected in this run."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
-    results = []
+    check_key = dg.AssetCheckKey(context.asset_key, check_name)
+    if check_key not in context.selected_asset_check_keys:
+        return
+    yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+    targets = _target_materializations(context)
+    clean = PartitionCheck(True, dg.AssetCheckSeverity.WARN, {})
+    for key in context.partition_keys:
+        result = results.get(key, clean)
+        yield AssetCheckEvaluation(
+            asset_key=context.asset_key, check_name=check_name, passed=result.passed, partition=key,
+            severity=result.severity, blocking=blocking, metadata=result.metadata, description=result.description,
+            target_materialization_data=targets.get(key))
+
+
+def _row_day(row: dict, start: date, end: date) -> date:
+    """The close day a failing row belongs to; a row without a day of the run (a duplicate across days, say)
+    counts on the run's last day."""
+    try:
+        day = date.fromisoformat(str(row["date"])[:10])
+    except ValueError:
+        return end
+    return day if start <= day <= end else end
+
+
+def _suite_check_results(failing: dict[str, list[dict]], start: date, end: date) -> dict[str, dict[str, PartitionCheck]]:
+    """Per suite check, the failing partitions (entity and day) with a table of their failing rows."""
+    by_check: dict[str, dict[str, PartitionCheck]] = {}
     for suite, name in SUITE_CHECKS.items():
-        rows = failing.get(suite, [])
-        errors = [r for r in rows if r["severity"] == "error"]
-        severity = dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN
-        if len(context.partition_keys) > 1:
-            for day in context.partition_keys:
-                day_rows = [r for r in rows if r["date"] == day]
-                context.log_event(AssetCheckEvaluation(
-                    asset_key=context.asset_key, check_name=name, passed=not day_rows, partition=day, blocking=True,
-                    severity=dg.AssetCheckSeverity.ERROR if any(r["severity"] == "error" for r in day_rows)
-                    else dg.AssetCheckSeverity.WARN,
-                    metadata={"failing rows": dg.MetadataValue.int(len(day_rows)), "failing": _failing_table(day_rows)}))
-        results.append(dg.AssetCheckResult(
-            check_name=name, passed=not rows, severity=severity,
-            metadata={"failing rows": dg.MetadataValue.int(len(rows)), "errors": dg.MetadataValue.int(len(errors)),
-                      "failing": _failing_table(rows)},
-            description=f"{len(rows)} failing row(s), {len(errors)} at error severity"))
-    return results
+        per_partition: dict[str, list[dict]] = {}
+        for row in failing.get(suite, []):
+            per_partition.setdefault(partition_key(row["entity"], _row_day(row, start, end)), []).append(row)
+        by_check[name] = {
+            key: PartitionCheck(
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR if any(r["severity"] == "error" for r in rows)
+                else dg.AssetCheckSeverity.WARN,
+                metadata={"failing rows": dg.MetadataValue.int(len(rows)), "failing": _failing_table(rows)},
+                description=f"{len(rows)} failing row(s)")
+            for key, rows in per_partition.items()}
+    return by_check
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=close_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="canonical",
     deps=[raw_records, raw_balance_snapshots, source_sync],
@@ -101,13 +157,15 @@ def _suite_check_results(context: dg.AssetExecutionContext, failing: dict[str, l
         "snapshots, ledger prices, and daily positions (computed from legs vs reported). Rebuilt from staging; locked days untouched."
     ),
 )
-def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[object]:
     start, end = window_of(context)
     totals = {"legs": 0, "adjustment legs": 0, "transfers matched": 0, "transfers unmatched": 0,
               "balance observations": 0, "positions": 0, "records quarantined": 0}
     unknown: set[str] = set()
     failing: dict[str, list[dict]] = {}
     for entity in entities_in_scope(context, warehouse):
+        with warehouse.engine().begin() as conn:  # committed first: a run killed from here on leaves its days stale
+            mark_closing(conn, entity, start, end, run_id=context.run_id)
         with warehouse.engine().begin() as conn:
             stats = build_canonical(conn, entity, start, end, run_id=context.run_id)
         report(context, f"canonical ledger · {entity.name} · {_range_label(start, end)}: {stats.legs} legs, "
@@ -127,29 +185,33 @@ def canonical_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                 failing.setdefault(outcome.expectation.suite, []).append({
                     "entity": entity.name, "date": str(row.get("date")), "expectation": outcome.expectation.name,
                     "severity": outcome.expectation.severity, "failing row": json.dumps(row, sort_keys=True)})
-    return dg.MaterializeResult(check_results=_suite_check_results(context, failing), metadata={
+    yield dg.MaterializeResult(metadata={
         **{k: dg.MetadataValue.int(v) for k, v in totals.items()},
         "days": dg.MetadataValue.text(_range_label(start, end)),
         "unknown assets (flagged)": dg.MetadataValue.text(", ".join(sorted(unknown)) or "none"),
+        **{f"{suite} suite: failing rows": dg.MetadataValue.int(len(failing.get(suite, []))) for suite in SUITE_CHECKS},
     })
+    for name, results in _suite_check_results(failing, start, end).items():
+        yield from partition_check_events(context, name, True, results)
 
 
 def _breaks_table(rows: list[dict]) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(
         records=[dg.TableRecord(r) for r in rows[:_MAX_TABLE_ROWS]],
         schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in
-                                       ("entity", "date", "account", "asset", "expected", "reported", "difference")]),
+                                       ("entity", "date", "account", "asset", "expected", "reported", "difference",
+                                        "status")]),
     )
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=close_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="reconciliation",
     deps=[canonical_ledger],
     kinds={"postgres"},
     check_specs=[dg.AssetCheckSpec(
-        COMPLETENESS, asset="reconciliation", partitions_def=daily_partitions, blocking=False,
+        COMPLETENESS, asset="reconciliation", partitions_def=close_partitions, blocking=False,
         description="Position(T-2) + legs of the day = Position(T-1) for every account, asset and day with a "
                     "reported balance (one set-based query, then a Great Expectations UnexpectedRowsExpectation over "
                     "the stored differences). Breaks warn; a break at ERROR severity (the entity's recon policy) fails "
@@ -163,12 +225,11 @@ def _breaks_table(rows: list[dict]) -> dg.TableMetadataValue:
         "its severity."
     ),
 )
-def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
-
+def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[object]:
     start, end = window_of(context)
-    per_day: dict[str, list[dict]] = {}
-    day_totals: dict[str, dict[str, int]] = {}
+    all_breaks: list[dict] = []
+    checked = errors_total = 0
+    results: dict[str, PartitionCheck] = {}
     for entity in entities_in_scope(context, warehouse):
         result = check_completeness(warehouse.url(), entity, start, end, run_id=context.run_id)
         with warehouse.engine().begin() as conn:
@@ -180,50 +241,45 @@ def reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         report(context, f"reconciliation · {entity.name} · {_range_label(start, end)}: "
                         f"{sum(r['checked'] for r in stored.values())} checked, {len(stored_breaks)} break(s)"
                         + (f", {errors} at ERROR severity (blocks PnL and the close from that day)" if errors else ""))
-        for day, counts in stored.items():
-            totals = day_totals.setdefault(day.isoformat(), {"checked": 0, "breaks": 0, "errors": 0})
-            for key in totals:
-                totals[key] += counts[key]
+        checked += sum(r["checked"] for r in stored.values())
+        errors_total += errors
+        by_day: dict[date, list[dict]] = {}
         for b in stored_breaks:
-            per_day.setdefault(b["date"], []).append({
-                "entity": entity.name, "date": b["date"], "account": b["account"], "asset": b["asset"],
-                "expected": b["expected"], "reported": b["reported"], "difference": b["difference"]})
-    all_breaks = [row for day in sorted(per_day) for row in per_day[day]]
+            row = {"entity": entity.name, "date": b["date"], "account": b["account"], "asset": b["asset"],
+                   "expected": b["expected"], "reported": b["reported"], "difference": b["difference"],
+                   "status": b["status"]}
+            by_day.setdefault(date.fromisoformat(b["date"]), []).append(row)
+            all_breaks.append(row)
+        for day, counts in stored.items():
+            results[partition_key(entity.name, day)] = completeness_result(counts, by_day.get(day, []))
+    yield dg.MaterializeResult(
+        metadata={"checked (account, asset, day)": dg.MetadataValue.int(checked),
+                  "breaks": dg.MetadataValue.int(len(all_breaks)),
+                  "breaks at ERROR severity": dg.MetadataValue.int(errors_total),
+                  "breaks table": _breaks_table(all_breaks)})
+    yield from partition_check_events(context, COMPLETENESS, False, results)
 
-    def day_metadata(day: str) -> dict:
-        rows = per_day.get(day, [])
-        totals = day_totals.get(day, {})
-        return {"checked": dg.MetadataValue.int(totals.get("checked", 0)), "breaks": dg.MetadataValue.int(len(rows)),
-                "breaks at ERROR severity": dg.MetadataValue.int(totals.get("errors", 0)),
-                "breaks of the day": _breaks_table(rows)}
 
-    def severity(day: str | None = None) -> dg.AssetCheckSeverity:
-        days = [day] if day else list(day_totals)
-        return (dg.AssetCheckSeverity.ERROR if any(day_totals.get(d, {}).get("errors") for d in days)
-                else dg.AssetCheckSeverity.WARN)
-
-    keys = context.partition_keys
-    if len(keys) > 1:  # a range: one evaluation per day, so the UI shows each day's result
-        for day in keys:
-            context.log_event(AssetCheckEvaluation(
-                asset_key=context.asset_key, check_name=COMPLETENESS, passed=not per_day.get(day),
-                metadata=day_metadata(day), partition=day, severity=severity(day), blocking=False,
-                description=f"{EXPECTATION}: {len(per_day.get(day, []))} break(s)"))
-    summary = dg.AssetCheckResult(
-        check_name=COMPLETENESS, passed=not all_breaks, severity=severity(keys[0] if len(keys) == 1 else None),
-        metadata=day_metadata(keys[0]) if len(keys) == 1 else {
-            "days": dg.MetadataValue.text(_range_label(start, end)),
-            "days with breaks": dg.MetadataValue.int(len(per_day)), "breaks": dg.MetadataValue.int(len(all_breaks)),
-            "breaks at ERROR severity": dg.MetadataValue.int(sum(t["errors"] for t in day_totals.values()))},
-        description=f"{len(all_breaks)} break(s) over {_range_label(start, end)}")
-    return dg.MaterializeResult(
-        metadata={"checked (account, asset, day)": dg.MetadataValue.int(sum(t["checked"] for t in day_totals.values())),
-                  "breaks": dg.MetadataValue.int(len(all_breaks)), "breaks table": _breaks_table(all_breaks)},
-        check_results=[summary])
+def completeness_result(counts: dict[str, int], breaks: list[dict]) -> PartitionCheck:
+    """One entity's completeness on one day: passed without breaks; passed at WARN when every break of the day is
+    acknowledged (a person accepted it: the close is ``closed``); else failed, at ERROR when an open break is at
+    ERROR severity (the entity's recon policy), else at WARN."""
+    standing = [b for b in breaks if b["status"] != "acknowledged"]
+    acknowledged = len(breaks) - len(standing)
+    metadata = {"checked": dg.MetadataValue.int(counts.get("checked", 0)), "breaks": dg.MetadataValue.int(len(breaks)),
+                "acknowledged breaks": dg.MetadataValue.int(acknowledged),
+                "breaks at ERROR severity": dg.MetadataValue.int(counts.get("errors", 0)),
+                "breaks of the day": _breaks_table(breaks)}
+    if not standing:
+        return PartitionCheck(True, dg.AssetCheckSeverity.WARN if acknowledged else dg.AssetCheckSeverity.ERROR,
+                              metadata, f"{EXPECTATION}: passed" + (
+                                  f" with {acknowledged} acknowledged break(s)" if acknowledged else ""))
+    return PartitionCheck(False, dg.AssetCheckSeverity.ERROR if counts.get("errors") else dg.AssetCheckSeverity.WARN,
+                          metadata, f"{EXPECTATION}: {len(standing)} break(s) not acknowledged")
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=close_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="pnl",
     deps=[reconciliation, close_prices],
@@ -274,7 +330,7 @@ def cost_basis_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=close_partitions,
     backfill_policy=SINGLE_RUN,
     group_name="close",
     deps=[cost_basis_pnl],

@@ -8,9 +8,10 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import daily_partitions, window_of
+from assets.partitions import close_partitions, window_of
 from assets.progress import report
 from assets.resources import WarehouseResource, entities_in_scope
+from assets.retries import EXTERNAL_STEP_RETRY
 from ingestion.prices.settings import get_price_settings
 from transforms.prices import apply_prices_to_positions
 
@@ -19,8 +20,9 @@ _MAX_TABLE_ROWS = 100
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=close_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=EXTERNAL_STEP_RETRY,
     group_name="prices",
     deps=[dg.AssetKey("canonical_ledger")],
     kinds={"postgres"},

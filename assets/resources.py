@@ -9,11 +9,13 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
+from assets.partitions import run_scope
 from warehouse.db import database_url, get_engine, normalize_url
 from warehouse.entities import Entity, list_entities, resolve_entity
 from warehouse.locks import entity_close_lock
 
-ENTITIES_TAG = "coinfrs/entities"
+ENTITIES_TAG = "coinfrs/entities"  # entity ids, comma-separated (the per-entity run concurrency limit's key)
+ENTITY_NAMES_TAG = "coinfrs/entity_names"  # the same entities by name, for people (Dagster UI run list and filters)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -36,7 +38,7 @@ class WarehouseResource(dg.ConfigurableResource):
         run = context.dagster_run
         if run is None:  # a sensor or a schedule evaluation: reads only
             return
-        entities = entities_for_tags(run.tags, self)
+        entities = entities_for_tags(run.tags, self, context.instance)
         log = context.log
         stack = ExitStack()
         stack.enter_context(entity_close_lock(
@@ -50,15 +52,19 @@ class WarehouseResource(dg.ConfigurableResource):
             self._close_lock = None
 
 
-def entities_for_tags(tags: Mapping[str, str], warehouse: WarehouseResource) -> list[Entity]:
-    """The entities named by a run's ``coinfrs/entities`` tag, else every entity."""
-    tag = (tags.get(ENTITIES_TAG) or "").strip()
+def entities_for_tags(tags: Mapping[str, str], warehouse: WarehouseResource,
+                      instance: dg.DagsterInstance | None = None) -> list[Entity]:
+    """The entities of a run: those of its partitions (the ``entity`` dimension), else those named by its
+    ``coinfrs/entities`` tag, else every entity (an unpartitioned run, such as source_sync alone)."""
+    scope = run_scope(tags, instance)
+    refs = list(scope.entities) if scope else [r for r in (tags.get(ENTITIES_TAG) or "").split(",") if r.strip()]
     with warehouse.engine().connect() as conn:
-        if not tag:
+        if not refs:
             return list_entities(conn)
-        return [resolve_entity(conn, ref) for ref in tag.split(",") if ref.strip()]
+        return [resolve_entity(conn, ref) for ref in refs]
 
 
-def entities_in_scope(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> list[Entity]:
-    """The entities named by the run's ``coinfrs/entities`` tag, else every entity."""
-    return entities_for_tags(context.run.tags, warehouse)
+def entities_in_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext,
+                      warehouse: WarehouseResource) -> list[Entity]:
+    """The entities the run closes (``entities_for_tags``)."""
+    return entities_for_tags(context.run.tags, warehouse, context.instance)

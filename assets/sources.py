@@ -18,10 +18,11 @@ without holding back the other exchanges or the wallets: ``dagster instance conc
 from datetime import date
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets.partitions import run_scope
 from assets.progress import progress_log
 from assets.resources import WarehouseResource, entities_in_scope
+from assets.retries import EXTERNAL_STEP_RETRY
 
 # One pool per exchange kind; a new connector kind adds itself here (tests check this list against the connectors').
 # ``ccxt`` stands for every ``ccxt.<exchange id>`` source (the generic connector).
@@ -35,13 +36,8 @@ def kind_family(kind: str) -> str:
 
 def run_days(context: dg.OpExecutionContext) -> tuple[date, date] | None:
     """The days of the close run this sync belongs to (its partition range tags), if any."""
-    tags = context.run.tags
-    start = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get("dagster/partition")
-    end = tags.get(ASSET_PARTITION_RANGE_END_TAG) or start
-    try:
-        return (date.fromisoformat(start), date.fromisoformat(end)) if start and end else None
-    except ValueError:
-        return None
+    scope = run_scope(context.run.tags)
+    return (scope.start, scope.end) if scope else None
 
 
 def exchange_pool(kind: str) -> str:
@@ -54,7 +50,7 @@ def _say(context: dg.OpExecutionContext, message: str) -> None:
 
 
 def _exchange_op(kind: str) -> dg.OpDefinition:
-    @dg.op(name=f"sync_{kind}_sources", pool=exchange_pool(kind), out=dg.Out(dict),
+    @dg.op(name=f"sync_{kind}_sources", pool=exchange_pool(kind), out=dg.Out(dict), retry_policy=EXTERNAL_STEP_RETRY,
            description=f"Syncs every enabled {kind} source of the entities in scope (pool {exchange_pool(kind)}).")
     def sync_kind(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
         from ingestion.credentials import list_sources  # ccxt loads only when the op runs
@@ -90,7 +86,8 @@ def _exchange_op(kind: str) -> dg.OpDefinition:
 EXCHANGE_OPS = [_exchange_op(kind) for kind in EXCHANGE_KINDS]
 
 
-@dg.op(out=dg.Out(dict), description="Syncs the EVM, Solana and Bitcoin wallets of the entities in scope.")
+@dg.op(out=dg.Out(dict), retry_policy=EXTERNAL_STEP_RETRY,
+       description="Syncs the EVM, Solana and Bitcoin wallets of the entities in scope.")
 def sync_chain_wallets(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
     from ingestion.chain_sync import sync_entity_wallets  # web3 and solana load only when the op runs
 

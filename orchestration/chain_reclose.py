@@ -11,20 +11,19 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from assets.resources import ENTITIES_TAG, WarehouseResource
+from assets.partitions import FIRST_DAY, ensure_entity_partitions
+from assets.resources import WarehouseResource
 from ingestion.chain_reorgs import NOTHING_CLOSED, load_reclose_windows, mark_reclosed
-from orchestration.jobs import daily_close_job
+from orchestration.jobs import close_run_tags, daily_close_job
 from warehouse.db import get_engine
-from warehouse.entities import Entity
-from warehouse.settings import get_settings
+from warehouse.entities import Entity, resolve_entity
 
 
 def _allowed() -> tuple[date, date]:
     from orchestration.close_runner import last_closable_day
 
-    return date.fromisoformat(get_settings().partitions_start), last_closable_day()
+    return FIRST_DAY, last_closable_day()
 
 
 def reclose_reorged_days(entities: list[Entity], covered: tuple[date, date] | None, *, run_id: str | None,
@@ -68,9 +67,10 @@ def chain_reorg_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse
                 mark_reclosed(conn, window.reorg_ids, NOTHING_CLOSED)
             continue
         key = f"reorg:{window.entity_id}:{','.join(map(str, window.reorg_ids))}"
-        requests.append(dg.RunRequest(run_key=key, tags={
-            ENTITIES_TAG: str(window.entity_id), ASSET_PARTITION_RANGE_START_TAG: window.start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: window.end.isoformat()}))
+        with engine.connect() as conn:
+            entity = resolve_entity(conn, window.entity_id)
+        ensure_entity_partitions(context.instance, [entity.name])
+        requests.append(dg.RunRequest(run_key=key, tags=close_run_tags(entity.id, entity.name, window.start, window.end)))
         with engine.begin() as conn:
             mark_reclosed(conn, window.reorg_ids, key)
     return requests or dg.SkipReason("no chain reorg waiting to be re-closed")

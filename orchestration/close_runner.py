@@ -1,7 +1,7 @@
-"""Run the daily close for entities and days in-process: the same assets the Dagster UI runs.
+"""Run the daily close for entities and days in-process: the named job ``daily_close_job``, as the UI runs it.
 
-A range is one run over all its days (a single-run backfill); a failure marks the days' closes
-``failed`` with the step's error.
+A range is one run per entity over all its days (a single-run backfill of the day x entity partitions); a
+failure marks the days' closes ``failed`` with the step's error.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from assets.close_assets import CLOSE_ASSETS
-from assets.resources import ENTITIES_TAG, WarehouseResource
+from assets.partitions import FIRST_DAY, ensure_entity_partitions, partition_name_problem
 from reconciliation.close import write_failed_closes
 from reconciliation.staleness import close_window, earliest_stale_day
 from warehouse.db import get_engine
@@ -82,11 +80,10 @@ def last_closable_day() -> date:
 
 
 def validate_range(start: date, end: date) -> None:
-    first = date.fromisoformat(get_settings().partitions_start)
     if end < start:
         raise CloseRunError(f"--to {end} is before --from {start}")
-    if start < first:
-        raise CloseRunError(f"{start} is before the first close day {first} (set COINFRS_PARTITIONS_START to go further back)")
+    if start < FIRST_DAY:
+        raise CloseRunError(f"{start} is before the first close day {FIRST_DAY} (the Bitcoin genesis block)")
     if end > last_closable_day():
         raise CloseRunError(f"{end} has not ended yet: the newest day that can be closed is {last_closable_day()}")
 
@@ -102,7 +99,8 @@ def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.D
                wait: bool = False, _reclose_depth: int = 0) -> CloseRun:
     """``_close_days``, then (for the outermost run) the alert rule over its closes (reconciliation/alerts.py):
     a wrong master key is said in one line, and a webhook alert goes out when one is configured. Alerting never
-    fails the close."""
+    fails the close. Runs of the schedule and the sensors alert through ``close_alert_sensor`` and
+    ``close_failure_sensor`` instead, which skip the runs tagged ``coinfrs/launched_by=cli``: one alert per close."""
     run = _close_days(entity_refs, start, end, instance=instance, wait=wait, _reclose_depth=_reclose_depth)
     if _reclose_depth > 0:
         return run
@@ -115,39 +113,50 @@ def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.D
 
 def _close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None,
                 wait: bool = False, _reclose_depth: int = 0) -> CloseRun:
-    """Materialize the close assets for [start, end] of the given entities in one in-process run; then close again
-    any earlier days a chain reorg found by its sync touched (orchestration.chain_reclose).
+    """Execute ``daily_close_job`` in process over [start, end], one run per entity (its partitions: the days of
+    that entity; the entity's partition is added to the instance first); then close again any earlier days a chain
+    reorg found by its sync touched (orchestration.chain_reclose).
 
     One close per entity at a time (``warehouse/locks.py``): when another close of one of the entities is running,
     ``wait=False`` raises ``EntityBusyError`` (nothing is written, no day is marked failed); ``wait=True`` queues
     behind it (the run's resource waits for the lock)."""
+    from orchestration.jobs import LAUNCHED_BY_TAG, close_run_tags, resolved_close_job
+
     validate_range(start, end)
     engine = get_engine()
     with engine.connect() as conn:
         entities = [resolve_active_entity(conn, ref) for ref in entity_refs]  # archived: EntityArchived
+    for entity in entities:
+        problem = partition_name_problem(entity.name)
+        if problem:
+            raise CloseRunError(problem)
     if not wait:
         ensure_free(engine, [(e.id, e.name) for e in entities])
     with engine.connect() as conn:  # fresh forward: recompute from the earliest stale day
         start = min(close_window(conn, e.id, start, end) for e in entities)
-    tags = {ENTITIES_TAG: ",".join(str(e.id) for e in entities),
-            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
-    result = dg.materialize(
-        CLOSE_ASSETS, instance=instance or cli_instance(), resources={"warehouse": WarehouseResource()},
-        tags=tags, run_config=QUIET_LOGS, raise_on_error=False)
-    error = None
-    if not result.success:
+    instance = instance or cli_instance()
+    ensure_entity_partitions(instance, [e.name for e in entities])
+    job = resolved_close_job()
+    run_ids: list[str] = []
+    errors: list[str] = []
+    for entity in entities:  # one run per entity, as the schedule asks them
+        tags = {**close_run_tags(entity.id, entity.name, start, end), LAUNCHED_BY_TAG: "cli"}
+        result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, raise_on_error=False, tags=tags)
+        run_ids.append(result.run_id)
+        if result.success:
+            continue
         failures = [e for e in result.all_events if e.is_step_failure]
         error = "; ".join(f"{e.step_key}: {_root_cause(e)}" for e in failures) or "the run failed"
+        errors.append(error if len(entities) == 1 else f"{entity.name}: {error}")
         with engine.begin() as conn:
-            for entity in entities:
-                write_failed_closes(conn, entity, start, end, message=error, run_id=result.run_id)
-    else:
+            write_failed_closes(conn, entity, start, end, message=error, run_id=result.run_id)
+    run_id = ", ".join(run_ids)
+    if not errors:
         from orchestration.chain_reclose import reclose_reorged_days
 
-        reclose_reorged_days(entities, (start, end), run_id=result.run_id, instance=instance, depth=_reclose_depth)
+        reclose_reorged_days(entities, (start, end), run_id=run_id, instance=instance, depth=_reclose_depth)
         with engine.connect() as conn:  # the run's own source sync may have brought records for earlier days
             stale = [d for d in (earliest_stale_day(conn, e.id) for e in entities) if d is not None and d < start]
         if stale and _reclose_depth < MAX_RECLOSE_DEPTH:
             return _close_days(entity_refs, min(stale), end, instance=instance, wait=wait, _reclose_depth=_reclose_depth + 1)
-    return CloseRun(result.run_id, entities, start, end, result.success, error)
+    return CloseRun(run_id, entities, start, end, not errors, "; ".join(errors) or None)

@@ -22,13 +22,12 @@ from datetime import date
 
 import dagster as dg
 from celery.exceptions import DuplicateTaskNameWarning
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_celery import celery_executor
 
 from assets.close_assets import CLOSE_ASSETS
-from assets.resources import ENTITIES_TAG
+from assets.partitions import ensure_entity_partitions
 from orchestration.close_runner import QUIET_LOGS
-from orchestration.jobs import daily_close_job
+from orchestration.jobs import close_run_tags, daily_close_job
 from warehouse.settings import get_settings
 
 # dagster-celery's executor registers the same step task on its Celery app once per run; with runs submitted
@@ -53,8 +52,8 @@ daily_close_celery_job = dg.define_asset_job(
     partitions_def=daily_close_job.partitions_def,
     executor_def=celery_executor,
     config={"execution": {"config": celery_config()}},  # a launch may give its own (run_entity_closes does)
-    description="The daily close with each step on a Celery worker (`coinfrs worker start`). "
-                "Tag coinfrs/entities=NAME to close one entity; submit one run per entity to spread them.",
+    description="The daily close with each step on a Celery worker (`coinfrs worker start`), partitioned like "
+                "daily_close_job (day x entity); submit one run per entity to spread them.",
 )
 
 
@@ -75,15 +74,16 @@ class EntityRun:
 
 def run_entity_closes(entities: list[tuple[int, str]], start: date, end: date, *,
                       instance: dg.DagsterInstance, parallel: int | None = None) -> list[EntityRun]:
-    """One Celery-executed close run per entity over [start, end], submitted together; the runs' steps go to
-    whatever workers listen on the broker. Blocks until every run ends; a failed run is reported, not raised."""
+    """One Celery-executed close run per entity over [start, end] (the entity's partitions of those days),
+    submitted together; the runs' steps go to whatever workers listen on the broker. Blocks until every run ends;
+    a failed run is reported, not raised."""
     job = dg.reconstructable(celery_close_job)
     run_config = {"execution": {"config": celery_config()}, **QUIET_LOGS}
+    ensure_entity_partitions(instance, [name for _, name in entities])
 
     def one(entity: tuple[int, str]) -> EntityRun:
         entity_id, name = entity
-        tags = {ENTITIES_TAG: str(entity_id), "coinfrs/entity": name,
-                ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
+        tags = close_run_tags(entity_id, name, start, end)
         with dg.execute_job(job, instance=instance, tags=tags, run_config=run_config, raise_on_error=False) as result:
             error = None
             if not result.success:

@@ -3,8 +3,9 @@
 What alerts is one plain typed rule, ``decide_alert``: a close run that failed, closes left ``failed``,
 ``partial``, ``breaks``, ``unpriced`` or ``stale``, and a master key (``COINFRS_ENCRYPTION_KEY``) that cannot
 decrypt a stored source's credentials. The facts come from the closes table (``read_close_outcomes``) and from
-trying the configured key on each enabled source (``find_key_problems``); the close runner calls
-``alert_after_close`` once per run.
+trying the configured key on each enabled source (``find_key_problems``). ``alert_after_close`` runs once per
+close run: in the close runner for `coinfrs close`, in the ``close_alert_sensor`` / ``close_failure_sensor`` for
+runs of the schedule, the sensors and the UI (orchestration/definitions.py).
 
 The webhook URL (``COINFRS_ALERT_WEBHOOK_URL``) is a secret: its path and query are never logged or shown
 (``redact_url``; httpx's own request log line is redacted too). Delivery is retried on the shared policy

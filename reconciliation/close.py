@@ -131,6 +131,25 @@ def write_failed_closes(conn: Connection, entity: Entity, start: date, end: date
     return len(rows)
 
 
+_MARK_CLOSING = """
+INSERT INTO closes AS c (entity_id, date, status, legs, positions, breaks, unmatched_transfers, message, run_id)
+SELECT :e, CAST(d AS date), 'stale', 0, 0, 0, 0, :m, :run
+FROM generate_series(CAST(:s AS date), CAST(:t AS date), interval '1 day') AS d
+ON CONFLICT (entity_id, date) DO UPDATE SET status = 'stale', message = EXCLUDED.message, run_id = EXCLUDED.run_id
+WHERE NOT c.locked AND c.status <> 'failed'
+"""
+
+
+def mark_closing(conn: Connection, entity: Entity, start: date, end: date, *, run_id: str | None) -> int:
+    """Before a close run rebuilds [start, end]: every unlocked day's close becomes ``stale`` (a day never closed
+    gets a ``stale`` record) until the run writes it. A run killed halfway (kill -9, a lost machine) therefore
+    leaves its days stale, never old figures beside new legs, and the next close recomputes from the earliest
+    stale day (``reconciliation.staleness.close_window``). Commit it before the rebuild."""
+    message = (f"stale: close run {run_id or '(in-process)'} is rebuilding this day; "
+               "if that run did not finish, close again")
+    return conn.execute(sa.text(_MARK_CLOSING), dict(e=entity.id, s=start, t=end, m=message, run=run_id)).rowcount
+
+
 def get_close(conn: Connection, entity_id: int, day: date) -> CloseRecord | None:
     row = conn.execute(sa.select(closes).where(closes.c.entity_id == entity_id, closes.c.date == day)).first()
     if row is None:

@@ -20,8 +20,9 @@ from sqlalchemy.engine import Connection
 
 from warehouse.schema import entities
 
-FORBIDDEN_NAME_CHARACTERS = ",/\\"
-"""Not in a new name: a comma separates entities in run tags, a slash cannot be an inbox directory's name."""
+FORBIDDEN_NAME_CHARACTERS = ",/\\|"
+"""Not in a new name: a comma separates entities in run tags, a slash cannot be an inbox directory's name, and a
+Dagster partition key (the entity dimension, assets/partitions.py) holds no ``|`` (nor ``...``, refused below)."""
 
 
 class EntityNotFound(LookupError):
@@ -124,13 +125,16 @@ def validate_timezone(name: str) -> str:
 
 
 def validate_entity_name(name: str) -> str:
-    """A new name, stripped: non-empty, not a bare number (those name ids), no comma, slash or control character."""
+    """A new name, stripped: non-empty, not a bare number (those name ids), no comma, slash, backslash, bar, "..."
+    or control character."""
     text = name.strip()
     if not text or text.isdigit():
         raise EntityNameError(f"an entity name must be non-empty and not a bare number: {name!r}")
     bad = sorted({c for c in text if c in FORBIDDEN_NAME_CHARACTERS or not c.isprintable()})
     if bad:
         raise EntityNameError(f"an entity name may not contain {', '.join(repr(c) for c in bad)}: {name!r}")
+    if "..." in text:
+        raise EntityNameError(f"an entity name may not contain '...' (a Dagster partition range): {name!r}")
     if len(text) > 200:
         raise EntityNameError(f"an entity name has at most 200 characters, not {len(text)}")
     return text

@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     inbox_create_entities: bool = Field(default=False, description="A file under inbox/<name>/ for which no entity "
                                         "exists creates the entity (off: it goes to failed/, so a mistyped directory "
                                         "never makes an entity the schedule then closes every night).")
-    partitions_start: str = Field(default="2020-01-01", description="First day of the daily partitions.")
     close_schedule_time: str = Field(default="01:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                                      description="When the daily close of the previous day runs, HH:MM UTC.")
     celery_broker_url: str = Field(default="redis://127.0.0.1:6379/0",

@@ -141,7 +141,7 @@ def test_the_sensor_recloses_the_days_a_reorg_touched(engine, database_url, monk
             second = chain_reorg_sensor(context)
         tags = request.tags
         assert (tags[ENTITIES_TAG], tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == (
-            str(entity.id), "2026-01-02", "2026-01-03")
+            str(entity.id), "2026-01-02|reorg-auto", "2026-01-03|reorg-auto")
         assert isinstance(second, dg.SkipReason)  # requested once
         # the daemon runs the requested close
         assert close_days([tags[ENTITIES_TAG]], D2, D3, instance=instance).success

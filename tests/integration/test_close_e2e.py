@@ -133,7 +133,7 @@ def test_the_dagster_run_recorded_materializations_and_check_results(closed_samp
     records = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("reconciliation"), "completeness"), limit=1000)
     failed_days = sorted(r.partition for r in records if r.evaluation and not r.evaluation.passed and r.partition)
-    assert failed_days == ["2026-01-20", "2026-02-14"]
+    assert failed_days == ["2026-01-20|northwind", "2026-02-14|northwind"]
     run = instance.get_runs()[-1]  # the first close of the sample (runs come newest first)
     planned = [e for e in instance.all_logs(run.run_id)
                if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION_PLANNED"]

@@ -121,12 +121,14 @@ def test_late_data_for_a_locked_day_leaves_later_days_stale_until_they_are_close
 
     # the daily schedule closes the previous day from the earliest stale day
     with dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 1, 21, 1, 0),
+                                   instance=dg.DagsterInstance.local_temp(),
                                    resources={"warehouse": WarehouseResource(database_url=database_url)}) as context:
         [request] = daily_close_schedule(context)
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     assert (request.tags[ENTITIES_TAG], request.tags[ASSET_PARTITION_RANGE_START_TAG],
-            request.tags[ASSET_PARTITION_RANGE_END_TAG]) == (str(entity_id), "2026-01-12", "2026-01-20")
+            request.tags[ASSET_PARTITION_RANGE_END_TAG]) == (str(entity_id), "2026-01-12|northwind", "2026-01-20|northwind")
+    assert request.tags["coinfrs/entity_names"] == "northwind"
 
     # meanwhile the roll-forward over stale days is a clear 409, not figures that do not tie
     with engine.begin() as conn:

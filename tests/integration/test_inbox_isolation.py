@@ -69,7 +69,8 @@ def test_bad_files_go_to_failed_and_every_good_file_gets_its_close_request(engin
     assert staged == {"acme": 1, "beta": 1}
     windows = {r.tags[ENTITIES_TAG]: (r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
                for r in requests}
-    assert windows == {str(ids["acme"]): ("2026-01-03", "2026-01-03"), str(ids["beta"]): ("2026-01-06", "2026-01-06")}
+    assert windows == {str(ids["acme"]): ("2026-01-03|acme", "2026-01-03|acme"),
+                       str(ids["beta"]): ("2026-01-06|beta", "2026-01-06|beta")}
     for path in (good_acme, good_beta):
         assert not path.exists() and (path.parent / "processed" / path.name).exists()
     failed = inbox / "acme" / "ledger" / "failed"

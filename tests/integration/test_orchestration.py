@@ -17,7 +17,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from assets.resources import ENTITIES_TAG, WarehouseResource
+from assets.partitions import close_partitions
+from assets.resources import ENTITIES_TAG, ENTITY_NAMES_TAG, WarehouseResource
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from orchestration.definitions import defs, inbox_sensor
@@ -28,20 +29,66 @@ ROOT = Path(__file__).resolve().parents[2]
 LEDGER_HEADER = "id,timestamp,action,asset,quantity,unit_price_usd,fee_asset,fee_amount,quote_asset,quote_quantity,account,tx_hash,external_id,notes"
 
 
-def test_definitions_load_with_layers_schedule_and_sensors():
+def test_definitions_snapshot():
+    """Every asset, check, partitions definition, job, schedule and sensor of the code location, as it is."""
     graph = defs.resolve_asset_graph()
-    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups["raw_records"] == groups["raw_balance_snapshots"] == "staging"
-    assert groups["canonical_ledger"] == "canonical"
-    assert groups["reconciliation"] == "reconciliation"
-    assert groups["cost_basis_pnl"] == "pnl"
-    assert groups["daily_close"] == "close"
+    assets = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
+    assert {name: node.group_name for name, node in assets.items()} == {
+        "raw_records": "staging", "raw_balance_snapshots": "staging", "source_sync": "staging",
+        "canonical_ledger": "canonical", "close_prices": "prices", "reconciliation": "reconciliation",
+        "cost_basis_pnl": "pnl", "daily_close": "close"}
+    partitioned = {name for name, node in assets.items() if node.partitions_def is not None}
+    assert partitioned == {"canonical_ledger", "close_prices", "reconciliation", "cost_basis_pnl", "daily_close"}
+    for name in partitioned:
+        assert assets[name].partitions_def == close_partitions, name
+        assert assets[name].backfill_policy == dg.BackfillPolicy.single_run(), name
+    # day x entity: daily from the Bitcoin genesis block, entities as dynamic partitions named "entity"
+    dims = {d.name: d.partitions_def for d in close_partitions.partitions_defs}
+    assert list(dims) == ["date", "entity"]
+    assert dims["date"] == dg.DailyPartitionsDefinition(start_date="2009-01-03", timezone="UTC")
+    assert dims["entity"] == dg.DynamicPartitionsDefinition(name="entity")
+    assert str(dg.MultiPartitionKey({"date": "2026-01-05", "entity": "acme"})) == "2026-01-05|acme"
+
+    checks = {(key.asset_key.to_user_string(), key.name): graph.get(key) for key in graph.asset_check_keys}
+    assert sorted(checks) == [("canonical_ledger", "canonical_expectations"), ("canonical_ledger", "staging_expectations"),
+                              ("reconciliation", "completeness")]
+    for key, node in checks.items():
+        assert node.partitions_def == close_partitions, key
+    assert {key: node.blocking for key, node in checks.items()} == {
+        ("canonical_ledger", "canonical_expectations"): True, ("canonical_ledger", "staging_expectations"): True,
+        ("reconciliation", "completeness"): False}
+
+    jobs = {job.name: job for job in defs.resolve_all_job_defs()}
+    assert set(jobs) == {"daily_close_job", "daily_close_celery_job", "__ASSET_JOB"}
+    close_job = jobs["daily_close_job"]
+    assert close_job.partitions_def == close_partitions
+    assert {key.to_user_string() for key in close_job.asset_layer.selected_asset_keys} == partitioned | {"source_sync"}
+    assert set(close_job.asset_layer.asset_graph.asset_check_keys) == set(graph.asset_check_keys)
+    assert jobs["daily_close_celery_job"].partitions_def == close_partitions
+    # retries with exponential backoff and jitter on the steps that call the outside world, and only there
+    retry = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+    assert {name: defs.resolve_assets_def(name).op.retry_policy for name in partitioned} == {
+        "canonical_ledger": None, "close_prices": retry, "reconciliation": None, "cost_basis_pnl": None,
+        "daily_close": None}
+    sync_ops = defs.resolve_assets_def("source_sync").node_def.node_defs
+    assert {op.name: op.retry_policy for op in sync_ops} == {
+        **{f"sync_{kind}_sources": retry for kind in ("binance", "kraken", "ccxt", "fireblocks")},
+        "sync_chain_wallets": retry, "report_source_sync": None}
+
+    schedules = {s.name: s for s in defs.schedules}
+    assert set(schedules) == {"daily_close_schedule"}
     schedule = defs.resolve_schedule_def("daily_close_schedule")
-    assert schedule.cron_schedule == "0 1 * * *"
+    assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == ("0 1 * * *", "UTC", "daily_close_job")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert {s.name for s in defs.sensors} >= {"inbox_sensor", "close_failure_sensor"}
-    checks = {key.name for key in graph.asset_check_keys}
-    assert "completeness" in checks
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"inbox_sensor", "entity_partitions_sensor", "close_alert_sensor", "close_failure_sensor",
+                            "chain_reorg_sensor"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    for name in ("inbox_sensor", "chain_reorg_sensor"):
+        assert sensors[name].job_name == "daily_close_job", name
+    for name in ("close_alert_sensor", "close_failure_sensor"):
+        assert {j.name for j in sensors[name]._monitored_jobs} == {"daily_close_job", "daily_close_celery_job"}  # noqa: SLF001
+    assert sensors["close_alert_sensor"]._run_status == dg.DagsterRunStatus.SUCCESS  # noqa: SLF001
 
 
 def _write(path: Path, text: str) -> Path:
@@ -76,9 +123,12 @@ def test_inbox_sensor_imports_dropped_files_and_requests_the_days_they_touch(eng
         requests = inbox_sensor(context)
         # nothing new in the inbox: the sensor skips and says why
         assert isinstance(inbox_sensor(context), dg.SkipReason)
+        assert context.instance.get_dynamic_partitions("entity") == ["acme"]  # the entity's row in the UI
     assert len(requests) == 1
     tags = requests[0].tags
-    assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2026-01-03", "2026-01-05")
+    assert requests[0].job_name in (None, "daily_close_job")
+    assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2026-01-03|acme", "2026-01-05|acme")
+    assert tags[ENTITY_NAMES_TAG] == "acme"
     with engine.connect() as conn:
         entity_id = conn.execute(sa.text("SELECT id FROM entities WHERE name = 'acme'")).scalar_one()
         staged = conn.execute(sa.text("SELECT count(*) FROM raw_records WHERE entity_id = :e"), dict(e=entity_id)).scalar_one()
@@ -166,6 +216,14 @@ def test_the_deployment_dagster_yaml_runs_on_real_postgresql(database_url, tmp_p
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
             assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+            # run monitoring and run retries (a dead run is failed, then retried; step errors are not run retries)
+            assert instance.run_monitoring_enabled
+            assert (instance.run_monitoring_start_timeout_seconds, instance.run_monitoring_max_runtime_seconds,
+                    instance.run_monitoring_max_resume_run_attempts) == (180, 21600, 0)
+            assert (instance.run_retries_enabled, instance.run_retries_max_retries) == (True, 2)
+            assert not instance.run_retries_retry_on_asset_or_op_failure
+            limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+            assert limits == [{"key": "coinfrs/entities", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
             result = dg.materialize([_probe], instance=instance)
             assert result.success
             assert instance.get_runs_count() == 1

@@ -57,7 +57,7 @@ def test_an_error_break_blocks_its_entity_from_that_day_and_the_other_entity_clo
     result = runner.invoke(app, ["recon", "policy", "--entity", "broken-co", "--transfer-fee-tolerance", "2"])
     assert result.exit_code == 1 and "fraction" in result.output
 
-    assert close_days(["clean-co", "broken-co"], D1, D4, instance=instance).success  # one run, both entities
+    assert close_days(["clean-co", "broken-co"], D1, D4, instance=instance).success  # one run per entity
 
     with engine.begin() as conn:
         assert {d: s for d, (s, _) in _closes(conn, clean_id).items()} == {D1: "closed", D2: "closed", D3: "closed",
@@ -84,13 +84,16 @@ def test_an_error_break_blocks_its_entity_from_that_day_and_the_other_entity_clo
         with pytest.raises(CloseError, match="blocked"):
             lock_close(conn, broken, D3)
 
-    # the day check in Dagster fails at ERROR severity for that day only
-    records = instance.get_records_for_run(run_id=instance.get_runs()[0].run_id,
-                                           of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    evaluations = {e.partition: e for e in (r.event_log_entry.dagster_event.event_specific_data for r in records)
-                   if e.check_name == "completeness" and e.partition}
-    assert evaluations["2026-01-02"].severity == dg.AssetCheckSeverity.ERROR and not evaluations["2026-01-02"].passed
-    assert evaluations["2026-01-03"].passed
+    # the day check in Dagster fails at ERROR severity for that entity and day only
+    evaluations = {}
+    for run in instance.get_runs():
+        records = instance.get_records_for_run(run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        evaluations.update({e.partition: e for e in (r.event_log_entry.dagster_event.event_specific_data for r in records)
+                            if e.check_name == "completeness" and e.partition})
+    assert len(evaluations) == 8  # 4 days x 2 entities
+    assert [k for k, e in evaluations.items() if not e.passed] == ["2026-01-02|broken-co"]
+    assert evaluations["2026-01-02|broken-co"].severity == dg.AssetCheckSeverity.ERROR
+    assert evaluations["2026-01-03|broken-co"].passed and evaluations["2026-01-02|clean-co"].passed
 
     # acknowledged (accepted): it no longer blocks; the next close books the days
     with engine.begin() as conn:
