@@ -264,7 +264,7 @@ def test_history_of_any_age_closes_without_a_setting(engine, tmp_path) -> None:
                       "quote_quantity,account,tx_hash,external_id,notes\n"
                       "old1,2012-06-01T10:00:00Z,BUY,BTC,10,5.25,,,,,Mt Gox,,,\n"
                       "old2,2012-06-02T10:00:00Z,SELL,BTC,4,5.50,,,,,Mt Gox,,,\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["import-csv", "--entity", "pioneer", "--kind", "ledger", str(ledger)])
+    result = CliRunner().invoke(app, ["import-csv", "--entity", "pioneer", "--create", "--kind", "ledger", str(ledger)])
     assert result.exit_code == 0, result.output
     run = close_days(["pioneer"], date(2012, 6, 1), date(2012, 6, 2), instance=dg.DagsterInstance.ephemeral())
     assert run.success, run.error

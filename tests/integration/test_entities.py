@@ -164,13 +164,13 @@ def test_close_names_a_typo_in_one_line_and_refuses_an_archived_entity(engine, d
         "error: no entity named or numbered 'Northwnd' (did you mean 'northwind'?)"]
 
 
-def test_the_daily_schedule_closes_active_entities_only(engine, database_url) -> None:
+def test_the_daily_schedule_closes_active_entities_only(engine, database_url, tmp_path) -> None:
     with engine.begin() as conn:
         ids = {name: create_entity(conn, name).id for name in ("acme", "beta", "gamma")}
         archive_entity(conn, "beta")
         assert [e.name for e in list_entities(conn)] == ["acme", "gamma"]
         assert [e.name for e in list_entities(conn, include_archived=True)] == ["acme", "beta", "gamma"]
-    with dg.build_schedule_context(instance=dg.DagsterInstance.ephemeral(),
+    with dg.build_schedule_context(instance=dg.DagsterInstance.local_temp(str(tmp_path)),
                                    resources={"warehouse": WarehouseResource(database_url=database_url)},
                                    scheduled_execution_time=datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)) as context:
         requests = daily_close_schedule(context)
