@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from assets.partitions import run_scope
 from warehouse.db import database_url, get_engine, normalize_url
-from warehouse.entities import Entity, list_entities, resolve_entity
+from warehouse.entities import Entity, list_entities, resolve_active_entity
 from warehouse.locks import entity_close_lock
 
 ENTITIES_TAG = "coinfrs/entities"  # entity ids, comma-separated (the per-entity run concurrency limit's key)
@@ -61,7 +61,7 @@ def entities_for_tags(tags: Mapping[str, str], warehouse: WarehouseResource,
     with warehouse.engine().connect() as conn:
         if not refs:
             return list_entities(conn)
-        return [resolve_entity(conn, ref) for ref in refs]
+        return [resolve_active_entity(conn, ref) for ref in refs]  # an archived entity is refused (EntityArchived)
 
 
 def entities_in_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext,

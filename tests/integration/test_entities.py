@@ -18,11 +18,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from assets.resources import ENTITIES_TAG, WarehouseResource
+from assets.resources import ENTITIES_TAG, WarehouseResource, entities_for_tags
 from ingestion.inbox import InboxFile, process_inbox_file
 from orchestration.cli import app
 from orchestration.definitions import daily_close_schedule
-from warehouse.entities import (EntityNameError, archive_entity, create_entity, find_entity, list_entities,
+from warehouse.entities import (EntityArchived, EntityNameError, archive_entity, create_entity, find_entity, list_entities,
                                 rename_entity, resolve_entity)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,6 +176,11 @@ def test_the_daily_schedule_closes_active_entities_only(engine, database_url, tm
         requests = daily_close_schedule(context)
     assert sorted(r.tags[ENTITIES_TAG] for r in requests) == sorted([str(ids["acme"]), str(ids["gamma"])])
     assert {r.run_key for r in requests} == {f"daily:{ids['acme']}:2026-03-01", f"daily:{ids['gamma']}:2026-03-01"}
+    # a run launched by hand with the archived entity's tag is refused by the run's resource, naming it
+    warehouse = WarehouseResource(database_url=database_url)
+    assert [e.name for e in entities_for_tags({ENTITIES_TAG: str(ids["acme"])}, warehouse)] == ["acme"]
+    with pytest.raises(EntityArchived, match="beta"):
+        entities_for_tags({ENTITIES_TAG: str(ids["beta"])}, warehouse)
 
 
 def test_the_inbox_never_creates_an_entity_from_a_mistyped_directory(engine, tmp_path) -> None:
