@@ -329,6 +329,12 @@ def _child(conn: socket.socket, defaults: dict[str, str], started: float) -> Non
         code = 1
     finally:
         try:
+            import atexit
+
+            atexit._run_exitfuncs()  # as a new process ends (the embedded server's handle, logging)
+        except BaseException:  # noqa: BLE001
+            pass
+        try:
             sys.stdout.flush()
             sys.stderr.flush()
             _send(conn, {"exit": code})
