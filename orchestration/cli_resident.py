@@ -28,9 +28,12 @@ def _status_line(status: dict) -> str:
 @resident_app.command("start")
 def resident_start(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to be ready.")] = 120.0,
+    idle_minutes: Annotated[float, typer.Option(help="It stops after this many minutes without a close (0: never).")]
+    = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start it in the background (its log: <data_dir>/resident.log); nothing to do when one already runs."""
+    """Start it in the background (its log: <data_dir>/resident.log); nothing to do when one already runs. It stops
+    by itself after --idle-minutes without a close, and when code it loaded changes (that close runs in-process)."""
     from orchestration.resident import PROJECT_ROOT, ping, socket_path
     from warehouse.settings import get_settings
 
@@ -40,8 +43,8 @@ def resident_start(
         log = get_settings().data_dir / "resident.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as handle:
-            process = subprocess.Popen([sys.executable, "-m", "orchestration.resident"], cwd=PROJECT_ROOT,
-                                       stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            process = subprocess.Popen([sys.executable, "-m", "orchestration.resident", str(idle_minutes)],
+                                       cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
                                        start_new_session=True, env=dict(os.environ))
         deadline = time.monotonic() + timeout
         while status is None and time.monotonic() < deadline and process.poll() is None:

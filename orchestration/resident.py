@@ -247,8 +247,9 @@ def _stale(files: dict[str, float]) -> bool:
     return False
 
 
-def serve(path: Path | None = None) -> None:
-    """Preload, listen on the socket, fork a child per request. Runs until asked to stop or its code is stale."""
+def serve(path: Path | None = None, *, idle_minutes: float = 60.0) -> None:
+    """Preload, listen on the socket, fork a child per request. Runs until asked to stop, its code is stale, or
+    ``idle_minutes`` pass without a request (0: no limit)."""
     path = path or socket_path()
     started = time.time()
     defaults = _preload()
@@ -263,6 +264,7 @@ def serve(path: Path | None = None) -> None:
     finally:
         os.umask(old_umask)
     listener.listen(16)
+    listener.settimeout(idle_minutes * 60 if idle_minutes > 0 else None)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     import threading
@@ -273,7 +275,12 @@ def serve(path: Path | None = None) -> None:
     print(f"resident close process {os.getpid()} ready on {path} in {time.time() - started:.1f}s", flush=True)
     try:
         while True:
-            conn, _ = listener.accept()
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                print(f"no request for {idle_minutes:g} minutes: stopping", flush=True)
+                return
+            conn.settimeout(None)
             if _peer_uid(conn) != os.getuid():
                 conn.close()
                 continue
@@ -343,5 +350,5 @@ def _child(conn: socket.socket, defaults: dict[str, str], started: float) -> Non
         os._exit(code)
 
 
-if __name__ == "__main__":  # `python -m orchestration.resident`: the server, started by `coinfrs resident start`
-    serve()
+if __name__ == "__main__":  # `python -m orchestration.resident [idle minutes]`: started by `coinfrs resident start`
+    serve(idle_minutes=float(sys.argv[1]) if len(sys.argv) > 1 else 60.0)

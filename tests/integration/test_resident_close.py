@@ -57,3 +57,18 @@ def test_a_close_through_the_resident_process_is_the_cli_in_a_process_of_its_own
     assert stopped.returncode == 0 and "stopped" in stopped.stderr
     assert _run(env, "resident", "status").returncode == 1
     assert not Path(resident["socket"]).exists()
+
+
+def test_a_resident_process_whose_code_changed_stops_and_the_close_runs_in_process(database_url, tmp_path):
+    env = dict(os.environ, DATABASE_URL=database_url, COINFRS_DATA_DIR=str(tmp_path / "data"),
+               DAGSTER_HOME=str(tmp_path / "dh"))
+    assert _run(env, "resident", "start", "--idle-minutes", "5").returncode == 0
+    try:
+        loaded = ROOT / "orchestration" / "instance.py"
+        os.utime(loaded)  # as a `git pull` would: the module it loaded is not the one on disk any more
+        failed = _run(env, "close", "--entity", "nobody", "--date", "2026-01-01")
+        assert failed.returncode == 1 and "nobody" in failed.stderr  # answered in-process
+        assert "code changed since start: stopping" in (tmp_path / "data" / "resident.log").read_text()
+        assert _run(env, "resident", "status").returncode == 1
+    finally:
+        _run(env, "resident", "stop")
