@@ -102,7 +102,7 @@ def main() -> int:
         else:
             instance = cli_instance()
         figures["dagster_event_batch_size"] = os.environ.get("DAGSTER_EVENT_BATCH_SIZE")
-        figures["pooled"] = args.instance != "postgres" or not args.unpooled
+        figures["pooled"] = args.instance == "postgres" and not args.unpooled
         figures["load_average_before"] = os.getloadavg()
 
         t = time.perf_counter()

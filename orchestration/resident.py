@@ -256,7 +256,15 @@ def serve(path: Path | None = None, *, idle_minutes: float = 60.0) -> None:
     files = _loaded_files()
     stamp = PROJECT_ROOT / ".venv" / ".installed"
     files[str(stamp)] = os.stat(stamp).st_mtime if stamp.exists() else -1.0
-    path.unlink(missing_ok=True)
+    import threading
+
+    if threading.active_count() > 1:  # a fork copies only this thread: a lock another holds would never be freed
+        print(f"not serving: {threading.active_count() - 1} thread(s) started while preloading", flush=True)
+        return
+    if ping(path) is not None:
+        print(f"another resident close process answers on {path}: not starting", flush=True)
+        return
+    path.unlink(missing_ok=True)  # a socket left by a process that was killed
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
@@ -267,11 +275,6 @@ def serve(path: Path | None = None, *, idle_minutes: float = 60.0) -> None:
     listener.settimeout(idle_minutes * 60 if idle_minutes > 0 else None)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    import threading
-
-    if threading.active_count() > 1:  # a fork copies only this thread: a lock another holds would never be freed
-        print(f"not serving: {threading.active_count() - 1} thread(s) started while preloading", flush=True)
-        return
     print(f"resident close process {os.getpid()} ready on {path} in {time.time() - started:.1f}s", flush=True)
     try:
         while True:
