@@ -53,11 +53,10 @@ def _exchange_op(kind: str) -> dg.OpDefinition:
     @dg.op(name=f"sync_{kind}_sources", pool=exchange_pool(kind), out=dg.Out(dict), retry_policy=EXTERNAL_STEP_RETRY,
            description=f"Syncs every enabled {kind} source of the entities in scope (pool {exchange_pool(kind)}).")
     def sync_kind(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
-        from ingestion.credentials import list_sources  # ccxt loads only when the op runs
-        from ingestion.sources import sync_entity_sources
+        from ingestion.breakers import breaker_states
+        from ingestion.credentials import list_sources
 
         engine = warehouse.engine()
-        from ingestion.breakers import breaker_states
 
         outcome = {"statuses": {}, "records": 0, "breakers": {}}
         for entity in entities_in_scope(context, warehouse):
@@ -65,6 +64,8 @@ def _exchange_op(kind: str) -> dg.OpDefinition:
                 names = [s.name for s in list_sources(conn, entity.id) if kind_family(s.kind) == kind]
             if not names:
                 continue
+            from ingestion.sources import sync_entity_sources  # ccxt (~2-5 s) only for an entity with sources
+
             results = sync_entity_sources(engine, entity, names=names)
             with engine.connect() as conn:
                 breakers = breaker_states(conn, entity.id)
@@ -89,11 +90,16 @@ EXCHANGE_OPS = [_exchange_op(kind) for kind in EXCHANGE_KINDS]
 @dg.op(out=dg.Out(dict), retry_policy=EXTERNAL_STEP_RETRY,
        description="Syncs the EVM, Solana and Bitcoin wallets of the entities in scope.")
 def sync_chain_wallets(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dict:
-    from ingestion.chain_sync import sync_entity_wallets  # web3 and solana load only when the op runs
+    from ingestion.wallets import load_wallets
 
     engine = warehouse.engine()
     outcome = {"chains": [], "down": [], "staged": 0, "snapshots": 0, "orphaned": 0}
     for entity in entities_in_scope(context, warehouse):
+        with engine.connect() as conn:
+            if not load_wallets(conn, entity.id):
+                continue
+        from ingestion.chain_sync import sync_entity_wallets  # web3 and solana (~2-4 s) only for an entity with wallets
+
         for result in sync_entity_wallets(engine, entity, close_range=run_days(context),
                                           log=lambda message: _say(context, f"chains · {message}")):
             outcome["chains"].append(f"{entity.name}:{result.chain}")

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from warehouse.db import _engine_for, owner_database_url, redact
+from orchestration.instance import dispose_cli_instances
+from warehouse.db import DAGSTER_DATABASE_SUFFIX, _engine_for, owner_database_url, redact
 from warehouse.migrate import upgrade
 from warehouse.settings import get_settings
 
@@ -45,7 +46,9 @@ def bench_database(prefix: str = "", *, keep: bool = False, reuse: str | None = 
         finally:
             _engine_for.cache_clear()  # forget the cached engines of this database
             if not keep and not reuse:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                dispose_cli_instances()
+                with admin.connect() as conn:  # and the CLI's Dagster storage beside it (orchestration/instance.py)
+                    for database in (name, f"{name}{DAGSTER_DATABASE_SUFFIX}"):
+                        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     finally:
         admin.dispose()

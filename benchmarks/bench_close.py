@@ -7,8 +7,10 @@ Targets on this 2-core machine:
 
 What it does, in a database of its own (on DATABASE_URL's server, else the embedded one):
   1. generates the dataset (samples/generate.py bench), imports it through the CSV importer;
-  2. closes 2021-01-01 .. 2025-12-31 with the same in-process Dagster run the CLI uses, on a
-     persistent SQLite Dagster instance like the CLI's (`--instance ephemeral` for the in-memory one);
+  2. closes 2021-01-01 .. 2025-12-31 with the same in-process Dagster run the CLI uses, on the CLI's own Dagster
+     instance (PostgreSQL storage in <database>_dagster, pooled connections, DAGSTER_EVENT_BATCH_SIZE=1000 unless
+     set otherwise; orchestration/instance.py); `--instance sqlite` for Dagster's SQLite files, `--instance
+     ephemeral` for the in-memory one, `--unpooled` for dagster-postgres's connection per write;
   3. imports the next day's rows and closes 2026-01-01 in the same (warm) process;
   4. closes that day again through the real CLI in a new process (cold: imports included).
 
@@ -44,7 +46,10 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--accounts", type=int, default=3)
     parser.add_argument("--start", default="2021-01-01")
-    parser.add_argument("--instance", choices=("sqlite", "ephemeral"), default="sqlite")
+    parser.add_argument("--instance", choices=("postgres", "sqlite", "ephemeral"), default="postgres",
+                        help="postgres: the CLI's own (orchestration/instance.py); sqlite: Dagster's file storage")
+    parser.add_argument("--unpooled", action="store_true",
+                        help="postgres without the CLI's pooled storage connections (dagster-postgres's default)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
@@ -68,7 +73,7 @@ def main() -> int:
         import dagster as dg
 
         from ingestion.csv_files import CsvFile, import_csv
-        from orchestration.close_runner import close_days, cli_instance
+        from orchestration.close_runner import cli_instance, close_days, dagster_home
         from warehouse.db import get_engine
         from warehouse.entities import get_or_create_entity
 
@@ -82,15 +87,28 @@ def main() -> int:
         figures["balance_rows"] = balances.rows
         print(f"imported {ledger.rows} ledger rows, {balances.rows} balance rows in {figures['import_s']}s", flush=True)
 
+        home = work / "dagster_home"
+        os.environ["DAGSTER_HOME"] = str(home)
         if args.instance == "ephemeral":
             instance = dg.DagsterInstance.ephemeral()
-        else:
-            os.environ["DAGSTER_HOME"] = str(work / "dagster_home")
+        elif args.instance == "sqlite":  # a dagster.yaml of one's own is kept: no storage named, so SQLite files
+            home.mkdir(parents=True)
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
             instance = cli_instance()
+        elif args.unpooled:
+            from dagster._core.instance.ref import InstanceRef
+
+            instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home())))
+        else:
+            instance = cli_instance()
+        figures["dagster_event_batch_size"] = os.environ.get("DAGSTER_EVENT_BATCH_SIZE")
+        figures["pooled"] = args.instance == "postgres" and not args.unpooled
+        figures["load_average_before"] = os.getloadavg()
 
         t = time.perf_counter()
         run = close_days(["bench"], start, end, instance=instance)
         figures["close_range_s"] = round(time.perf_counter() - t, 1)
+        figures["load_average_after_range"] = os.getloadavg()
         assert run.success, run.error
         with engine.connect() as conn:
             counts = conn.execute(sa.text(
@@ -112,7 +130,8 @@ def main() -> int:
 
         t = time.perf_counter()
         cli = subprocess.run([str(ROOT / ".venv" / "bin" / "coinfrs"), "close", "--entity", "bench", "--date",
-                              extra_day.isoformat()], env=dict(os.environ), capture_output=True, text=True)
+                              extra_day.isoformat()], env=dict(os.environ, COINFRS_RESIDENT="0"), capture_output=True,
+                             text=True)
         figures["one_more_day_cli_cold_s"] = round(time.perf_counter() - t, 2)
         assert cli.returncode == 0, cli.stderr[-2000:]
         print(f"closed it again through the CLI in a new process in {figures['one_more_day_cli_cold_s']}s "

@@ -26,6 +26,7 @@ from orchestration.cli_workers import worker_app
 from orchestration.cli_backup import backup_app
 from orchestration.cli_recon import recon_app
 from orchestration.cli_dbroles import set_role_password_command
+from orchestration.cli_resident import resident_app
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -52,6 +53,7 @@ app.add_typer(asset_app, name="asset")
 app.add_typer(classify_app, name="classify")
 app.add_typer(worker_app, name="worker")
 app.add_typer(backup_app, name="backup")
+app.add_typer(resident_app, name="resident")
 pnl_app.add_typer(pnl_commands)  # cost basis: book, compare, compute, lots, rollforward, breakdown
 
 console = Console(stderr=True)
@@ -424,7 +426,7 @@ def ui(port: int = 3000) -> None:
     """Run the Dagster UI (dagster dev) on the same Dagster instance the CLI's closes are recorded in."""
     import subprocess
 
-    from orchestration.close_runner import dagster_home
+    from orchestration.instance import dagster_home
 
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home()))
     root = Path(__file__).resolve().parent.parent

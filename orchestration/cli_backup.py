@@ -30,7 +30,7 @@ def _cli():
 def _dagster_home(given: Path | None) -> Path:
     if given is not None:
         return given
-    from orchestration.close_runner import dagster_home
+    from orchestration.instance import dagster_home
 
     return dagster_home()
 

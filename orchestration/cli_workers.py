@@ -60,6 +60,9 @@ def worker_start(
     problem = _broker_reachable()
     if problem:
         raise _fail(problem)
+    from orchestration.instance import dagster_home
+
+    dagster_home()  # the storage URL of the CLI's instance, which the runs' steps open (orchestration/instance.py)
     command = worker_command(concurrency=concurrency, name=name, loglevel=loglevel)
     console.print(f"worker {name or '(default name)'} on {_redacted_broker()}, queue dagster, {concurrency} at once",
                   highlight=False)

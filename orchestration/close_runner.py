@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import dagster as dg
 
 from assets.partitions import FIRST_DAY, ensure_entity_partitions, partition_name_problem
+from orchestration.instance import LOCAL_DAGSTER_YAML, cli_instance, dagster_home  # noqa: F401 (re-exported)
 from reconciliation.close import write_failed_closes
 from reconciliation.staleness import close_window, earliest_stale_day
 from warehouse.db import get_engine
@@ -28,13 +28,6 @@ from warehouse.settings import get_settings
 PLANNED_EVENTS_SWITCH = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 os.environ.setdefault(PLANNED_EVENTS_SWITCH, "true")
 
-# Local instance: Dagster's default SQLite run/event storage under <data_dir>/dagster.
-# Deployments use dagster-postgres (deploy/dagster.yaml, docker-compose.yml).
-LOCAL_DAGSTER_YAML = """telemetry:
-  enabled: false
-nux:
-  enabled: false
-"""
 # The CLI shows its own progress and the failing step's cause; the full log is in the Dagster run.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -55,23 +48,6 @@ class CloseRun:
     success: bool
     error: str | None
     key_problems: tuple[str, ...] = ()  # one line per stored source the master key cannot decrypt (reconciliation/alerts.py)
-
-
-def dagster_home() -> Path:
-    """DAGSTER_HOME if set, else ``<data_dir>/dagster`` (what `make ui` points the Dagster UI at)."""
-    configured = os.environ.get("DAGSTER_HOME")
-    home = Path(configured) if configured else get_settings().data_dir / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(LOCAL_DAGSTER_YAML, encoding="utf-8")
-    return home
-
-
-def cli_instance() -> dg.DagsterInstance:
-    from dagster._core.instance.ref import InstanceRef
-
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home())))
 
 
 def last_closable_day() -> date:

@@ -41,6 +41,9 @@ def _server_url() -> str:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
+    from orchestration.instance import dispose_cli_instances
+    from warehouse.db import DAGSTER_DATABASE_SUFFIX
+
     server = _server_url()
     name = f"coinfrs_test_{secrets.token_hex(4)}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
@@ -61,8 +64,10 @@ def database_url() -> Iterator[str]:
     for engine in list(_engine_cache_values()):
         engine.dispose()
     _engine_for.cache_clear()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    dispose_cli_instances()
+    with admin.connect() as conn:  # the warehouse and the CLI's Dagster storage beside it (orchestration/instance.py)
+        for database in (name, f"{name}{DAGSTER_DATABASE_SUFFIX}"):
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     admin.dispose()
     if previous is None:
         os.environ.pop("DATABASE_URL", None)

