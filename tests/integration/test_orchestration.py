@@ -194,7 +194,7 @@ def test_lock_is_refused_with_open_breaks_and_a_locked_day_never_changes(engine,
 def test_the_deployment_dagster_yaml_runs_on_real_postgresql(database_url, tmp_path, monkeypatch):
     """deploy/dagster.yaml (docker compose) loads and its storage, coordinator and launcher work."""
     url = make_url(database_url)
-    name = f"{url.database}_dagster"
+    name = f"{url.database}_deploy"  # not <db>_dagster: the CLI instance's own storage (orchestration/instance.py)
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
