@@ -14,6 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+
+from orchestration.cli_output import fail, say_error
 from rich.table import Table
 
 from orchestration import cli_api, cli_periods, cli_prices
@@ -63,9 +65,7 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "fund"
 EntityOpt = Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
+_fail = fail  # orchestration/cli_output.py: one error line on stderr, never wrapped
 
 
 def _parse_day(value: str, option: str) -> date:
@@ -133,6 +133,7 @@ def import_csv_command(
     entity_timezone: Annotated[str, typer.Option(help="Timezone of a new entity's close days (with --create).")] = "UTC",
     create: Annotated[bool, typer.Option("--create", help="Create the entity if no entity has this name (without it, "
                                                           "an unknown name is refused: a typo never makes an entity).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what each file staged as JSON.")] = False,
 ) -> None:
     """Stage CSV files in one transaction, each read once as it streams in: one bad row in any file rejects the
     whole import (every file is still checked, and every error named). The entity must exist and be active
@@ -169,6 +170,11 @@ def import_csv_command(
         for problem in problems:
             console.print(problem, highlight=False, markup=False)
         raise _fail("nothing was imported") from None
+    if as_json:
+        print(json.dumps([{"file": r.file_name, "kind": kind, "entity": target.name, "rows": r.rows,
+                           "inserted": r.inserted, "skipped": r.skipped, "ingestion_run_id": str(r.run_id)}
+                          for r in results]))
+        return
     for result in results:
         console.print(f"{result.file_name}: {result.rows} rows, {result.inserted} new, {result.skipped} already staged "
                       f"({kind}, entity {target.name})", highlight=False)
@@ -186,7 +192,8 @@ class _ProgressHandler(logging.Handler):
         console.print(f"[dim]{time.monotonic() - self.started:7.1f}s[/] {record.getMessage()}", highlight=False)
 
 
-def run_close(entity: str, start: date, end: date, *, wait: bool = False) -> None:
+def run_close(entity: str, start: date, end: date, *, wait: bool = False, as_json: bool = False) -> None:
+    """Close [start, end] with progress on stderr; then the closes as a table, or (``as_json``) as JSON on stdout."""
     from orchestration.close_runner import CloseRunError, close_days
     from warehouse.entities import EntityArchived, EntityNotFound
     from warehouse.locks import EntityBusyError
@@ -213,6 +220,14 @@ def run_close(entity: str, start: date, end: date, *, wait: bool = False) -> Non
                       "they were closed)", highlight=False)
         start = run.start
     console.print(f"closed {(end - start).days + 1} day(s) in {elapsed:.1f}s (Dagster run {run.run_id})", highlight=False)
+    if as_json:
+        from reconciliation.close import close_summaries
+
+        with _engine().connect() as conn:
+            rows = close_summaries(conn, _entity(conn, entity), start, end)
+        print(json.dumps({"entity": entity, "from": start.isoformat(), "to": end.isoformat(), "run_id": run.run_id,
+                          "seconds": round(elapsed, 1), "key_problems": list(run.key_problems), "closes": rows}))
+        return
     _print_closes(entity, start, end)
 
 
@@ -263,6 +278,8 @@ def close(
     date_to: Annotated[Optional[str], typer.Option("--to", help="Last day of a range.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another close of the entity is running, queue behind it "
                                                       "instead of refusing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the closes of the range as JSON (progress stays on "
+                                                         "stderr).")] = False,
 ) -> None:
     """Close one day (--date) or a range (--from/--to) in one in-process Dagster run (one close per entity at a time)."""
     if ctx.invoked_subcommand is not None:
@@ -285,7 +302,7 @@ def close(
         require_active(record)
     except EntityArchived as exc:
         raise _fail(str(exc)) from None
-    run_close(record.name, start, end, wait=wait)
+    run_close(record.name, start, end, wait=wait, as_json=as_json)
 
 
 close_app.command("lock")(cli_periods.close_lock)
@@ -508,20 +525,19 @@ def main() -> None:
         console.print("aborted", highlight=False)
         sys.exit(130)
     except EntityNotFound as exc:
-        console.print(f"[bold red]error:[/] {exc} (see `coinfrs entity list`)", highlight=False)
+        say_error(f"{exc} (see `coinfrs entity list`)")
         sys.exit(1)
     except (EntityArchived, MigrationRefused) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        say_error(f"{exc}")
         sys.exit(1)
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "it does not answer"
-        console.print(f"[bold red]error:[/] the database is not available: {reason}", highlight=False)
+        say_error(f"the database is not available: {reason}")
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a command line
         if os.environ.get("COINFRS_DEBUG"):
             raise
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (set COINFRS_DEBUG=1 for the traceback)",
-                      highlight=False)
+        say_error(f"{type(exc).__name__}: {exc} (set COINFRS_DEBUG=1 for the traceback)")
         sys.exit(2)
 
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from orchestration.cli_output import fail, say_error
 from rich.table import Table
 
 app = typer.Typer(help="The general ledger: journal entries, trial balance, tie-out, ERP files and the GL account of each "
@@ -24,7 +26,7 @@ def _entity(conn, ref: str):
     try:
         return resolve_entity(conn, ref)
     except EntityNotFound as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        say_error(f"{exc}")
         raise typer.Exit(1) from None
 
 
@@ -70,7 +72,7 @@ def journal_set_account(
         try:
             account = write_account_mapping(conn, record.id, role, code, name, asset=asset, account_type=account_type)
         except ValueError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            say_error(f"{exc}")
             raise typer.Exit(1) from None
     scope = " ".join(x for x in (account.asset, account.account_type) if x)
     console.print(f"{record.name}: {account.role}{f' ({scope})' if scope else ''} -> {account.code} {account.name}",
@@ -108,14 +110,12 @@ def _day(text: str, option: str):
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        console.print(f"[bold red]error:[/] {option}: not a date (YYYY-MM-DD): {text!r}", highlight=False)
+        say_error(f"{option}: not a date (YYYY-MM-DD): {text!r}")
         raise typer.Exit(2) from None
 
 
 def _fail(exc: Exception) -> None:
-    message = getattr(exc, "message", None) or str(exc)
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(1) from None
+    raise fail(getattr(exc, "message", None) or str(exc)) from None
 
 
 def _amount(text: str) -> str:

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestration.cli_output import say_error
+
 asset_app = typer.Typer(help="The asset registry: approve unverified assets for PnL.", no_args_is_help=True)
 console = Console(stderr=True)
 
@@ -32,7 +34,7 @@ def approve(
         try:
             approved = approve_asset(conn, asset)
         except AssetNotFound as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            say_error(f"{exc}")
             raise typer.Exit(1) from None
         state = "approved" if approved.was_unverified else "was already verified"
         console.print(f"asset {approved.asset_id} {approved.symbol}: {state}", highlight=False)
@@ -77,14 +79,14 @@ def classify(
     missing = [name for name, value in (("--entity", entity), ("--leg", leg), ("--kind", kind), ("--by", by),
                                         ("--reason", reason)) if value in (None, "")]
     if missing:
-        console.print(f"[bold red]error:[/] {', '.join(missing)} required", highlight=False)
+        say_error(f"{', '.join(missing)} required")
         raise typer.Exit(1)
     with get_engine().begin() as conn:
         record = resolve_entity(conn, entity)
         try:
             done = classify_leg(conn, record, leg, kind, by=by, reason=reason)
         except ClassificationError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            say_error(f"{exc}")
             raise typer.Exit(1) from None
     if as_json:
         print(json.dumps({"leg_id": done.leg_id, "date": done.day.isoformat(), "source": done.source,

@@ -8,15 +8,15 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from orchestration.cli_output import fail
+
 wallet_app = typer.Typer(help="On-chain wallets: EVM chains through web3, Solana through solana-py, Bitcoin through an "
                          "Esplora API.", no_args_is_help=True)
 console = Console(stderr=True)
 out = Console()
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    return typer.Exit(1)
+_fail = fail  # orchestration/cli_output.py
 
 
 @wallet_app.command("add")

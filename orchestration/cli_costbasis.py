@@ -12,6 +12,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+
+from orchestration.cli_output import fail
 from rich.table import Table
 
 pnl_commands = typer.Typer()
@@ -27,9 +29,7 @@ CurrencyOpt = Annotated[Optional[str], typer.Option(
     "--currency", help="Reporting currency: USD, EUR or GBP (default: the entity's reporting currency).")]
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    return typer.Exit(1)
+_fail = fail  # orchestration/cli_output.py
 
 
 def _day(value: str, option: str) -> date:

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestration.cli_output import say_error
+
 resident_app = typer.Typer(help="A resident process with Dagster and Great Expectations imported: `coinfrs close` "
                                 "forks from it instead of importing them (~1 s instead of ~12 s for a day).",
                            no_args_is_help=True)
@@ -53,7 +55,7 @@ def resident_start(
         if status is None:
             why = f"ended with exit code {process.returncode}" if process.poll() is not None else \
                 f"did not answer within {timeout:.0f}s"
-            console.print(f"[bold red]error:[/] the resident process {why} (see {log})", highlight=False)
+            say_error(f"the resident process {why} (see {log})")
             raise typer.Exit(1)
     status = {**status, "socket": str(path)}
     if as_json:

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+
+from orchestration.cli_output import fail
 from rich.table import Table
 
 source_app = typer.Typer(help="Exchange sources: encrypted read-only API keys, connectivity tests, syncs.",
@@ -18,9 +20,7 @@ out = Console()
 EntityOpt = Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
+_fail = fail  # orchestration/cli_output.py
 
 
 def _engine():

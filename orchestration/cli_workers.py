@@ -10,15 +10,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestration.cli_output import fail
+
 worker_app = typer.Typer(help="Celery workers that run the close's steps (the distributed close).",
                          no_args_is_help=True)
 console = Console(stderr=True)
 out = Console()
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
+_fail = fail  # orchestration/cli_output.py
 
 
 def _redacted_broker() -> str:
