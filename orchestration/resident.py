@@ -156,12 +156,36 @@ def stop(path: Path | None = None) -> bool:
     try:
         sock.connect(str(path or socket_path()))
         _send(sock, {"op": "stop"}, fds=[0, 1, 2])
-        _recv(sock)
-        return True
+        answer, _ = _recv(sock)
     except (OSError, ConnectionError, ValueError):
         return False
     finally:
         sock.close()
+    pid = answer.get("stopping")
+    if isinstance(pid, int) and pid > 1:  # gone when `stop` returns: wait for it, then make sure
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+STOP_WAIT_SECONDS = 10.0
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie no longer does: it waits only for a parent that may never reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 # ----------------------------------------------------------------------------- server (`coinfrs resident start`)

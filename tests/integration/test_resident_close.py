@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from tests.integration.test_close_e2e import import_sample
 
@@ -41,10 +43,11 @@ def test_a_close_through_the_resident_process_is_the_cli_in_a_process_of_its_own
         assert "Dagster run" in done.stderr
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT status FROM closes")).scalars().all() == ["closed"]
-        dagster_db = sa.create_engine(database_url.rsplit("/", 1)[0] + f"/{engine.url.database}_dagster",
-                                      poolclass=sa.pool.NullPool)
-        with dagster_db.connect() as conn:  # the client's DAGSTER_HOME and database, not the resident's
-            assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar_one() == 1
+        run_id = re.search(r"Dagster run ([0-9a-f-]{36})", " ".join(done.stderr.split())).group(1)
+        dagster_url = make_url(database_url).set(database=f"{engine.url.database}_dagster")  # same server (or socket)
+        dagster_db = sa.create_engine(dagster_url.render_as_string(hide_password=False), poolclass=sa.pool.NullPool)
+        with dagster_db.connect() as conn:  # the client's storage (the session's other tests write there too)
+            assert conn.execute(sa.text("SELECT status FROM runs WHERE run_id = :r"), dict(r=run_id)).scalar_one() == "SUCCESS"
         dagster_db.dispose()
 
         failed = _run(env, "close", "--entity", "nobody", "--date", "2026-01-01")
