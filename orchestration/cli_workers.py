@@ -116,12 +116,13 @@ def worker_close(
     try:
         with engine.connect() as conn:
             entities = [resolve_active_entity(conn, ref) for ref in entity]
-            first = min(close_window(conn, e.id, start, end) for e in entities)
+            starts = {e.id: close_window(conn, e.id, start, end) for e in entities}  # fresh forward, per entity
     except (EntityNotFound, EntityArchived) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"closing {len(entities)} entit{'y' if len(entities) == 1 else 'ies'} {first}..{end} on the workers",
-                  highlight=False)
-    runs = run_entity_closes([(e.id, e.name) for e in entities], first, end, instance=cli_instance())
+    first = min(starts.values())
+    console.print(f"closing {len(entities)} entit{'y' if len(entities) == 1 else 'ies'} {first}..{end} on the workers"
+                  + ("" if first == start else " (each entity from its own earliest stale day)"), highlight=False)
+    runs = run_entity_closes([(e.id, e.name) for e in entities], start, end, instance=cli_instance(), starts=starts)
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in runs]))
     else:

@@ -73,17 +73,19 @@ class EntityRun:
 
 
 def run_entity_closes(entities: list[tuple[int, str]], start: date, end: date, *,
-                      instance: dg.DagsterInstance, parallel: int | None = None) -> list[EntityRun]:
-    """One Celery-executed close run per entity over [start, end] (the entity's partitions of those days),
-    submitted together; the runs' steps go to whatever workers listen on the broker. Blocks until every run ends;
-    a failed run is reported, not raised."""
+                      instance: dg.DagsterInstance, parallel: int | None = None,
+                      starts: dict[int, date] | None = None) -> list[EntityRun]:
+    """One Celery-executed close run per entity over [start, end] (the entity's partitions of those days), or from
+    the entity's own ``starts[id]`` (its earliest stale day: fresh forward per entity), submitted together; the runs'
+    steps go to whatever workers listen on the broker. Blocks until every run ends; a failed run is reported, not
+    raised."""
     job = dg.reconstructable(celery_close_job)
     run_config = {"execution": {"config": celery_config()}, **QUIET_LOGS}
     ensure_entity_partitions(instance, [name for _, name in entities])
 
     def one(entity: tuple[int, str]) -> EntityRun:
         entity_id, name = entity
-        tags = close_run_tags(entity_id, name, start, end)
+        tags = close_run_tags(entity_id, name, (starts or {}).get(entity_id, start), end)
         with dg.execute_job(job, instance=instance, tags=tags, run_config=run_config, raise_on_error=False) as result:
             error = None
             if not result.success:
