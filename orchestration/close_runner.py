@@ -64,11 +64,26 @@ def validate_range(start: date, end: date) -> None:
         raise CloseRunError(f"{end} has not ended yet: the newest day that can be closed is {last_closable_day()}")
 
 
-def _root_cause(event: dg.DagsterEvent) -> str:
-    error = event.step_failure_data.error if event.step_failure_data else None
+def _root_cause(error) -> str | None:
+    """The innermost cause's message of a Dagster ``SerializableErrorInfo`` (None without one)."""
     while error is not None and error.cause is not None:
         error = error.cause
-    return error.message.strip() if error is not None else "failed"
+    return error.message.strip() if error is not None else None
+
+
+def run_failure_message(events: list[dg.DagsterEvent]) -> str:
+    """Why a close run failed, for the close records and the alert: each failed step's root cause, else the run's
+    own error's (a resource that refused to start, e.g. an archived entity), else "the run failed"."""
+    steps = [f"{e.step_key}: {_root_cause(e.step_failure_data.error) or 'failed'}" for e in events
+             if e.is_step_failure and e.step_failure_data]
+    if steps:
+        return "; ".join(steps)
+    for event in events:
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            cause = _root_cause(getattr(event.event_specific_data, "error", None))
+            if cause:
+                return cause
+    return "the run failed"
 
 
 def close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.DagsterInstance | None = None,
@@ -121,8 +136,7 @@ def _close_days(entity_refs: list[str], start: date, end: date, *, instance: dg.
         run_ids.append(result.run_id)
         if result.success:
             continue
-        failures = [e for e in result.all_events if e.is_step_failure]
-        error = "; ".join(f"{e.step_key}: {_root_cause(e)}" for e in failures) or "the run failed"
+        error = run_failure_message(result.all_events)
         errors.append(error if len(entities) == 1 else f"{entity.name}: {error}")
         with engine.begin() as conn:
             write_failed_closes(conn, entity, start, end, message=error, run_id=result.run_id)

@@ -10,7 +10,7 @@ from assets.partitions import FIRST_DAY, ENTITY_PARTITIONS, ensure_entity_partit
 from assets.resources import WarehouseResource
 from ingestion.inbox import process_inbox_file, scan_inbox
 from orchestration.chain_reclose import chain_reorg_sensor
-from orchestration.close_runner import last_closable_day
+from orchestration.close_runner import last_closable_day, run_failure_message
 from orchestration.distributed import daily_close_celery_job
 from orchestration.jobs import ASSETS, LAUNCHED_BY_TAG, close_run_tags, daily_close_job
 from reconciliation.close import days_to_reclose, latest_close_date, write_failed_closes
@@ -151,7 +151,8 @@ def close_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehou
     if found is None:
         return
     entities, start, end = found
-    message = context.failure_event.message or "the close run failed"
+    events = [r.dagster_event for r in context.instance.all_logs(context.dagster_run.run_id) if r.dagster_event]
+    message = run_failure_message(events)
     with warehouse.engine().begin() as conn:
         for entity in entities:
             write_failed_closes(conn, entity, start, end, message=message, run_id=context.dagster_run.run_id)

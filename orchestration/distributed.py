@@ -26,7 +26,7 @@ from dagster_celery import celery_executor
 
 from assets.close_assets import CLOSE_ASSETS
 from assets.partitions import ensure_entity_partitions
-from orchestration.close_runner import QUIET_LOGS
+from orchestration.close_runner import QUIET_LOGS, run_failure_message
 from orchestration.jobs import close_run_tags, daily_close_job
 from warehouse.settings import get_settings
 
@@ -87,10 +87,7 @@ def run_entity_closes(entities: list[tuple[int, str]], start: date, end: date, *
         entity_id, name = entity
         tags = close_run_tags(entity_id, name, (starts or {}).get(entity_id, start), end)
         with dg.execute_job(job, instance=instance, tags=tags, run_config=run_config, raise_on_error=False) as result:
-            error = None
-            if not result.success:
-                failures = [e for e in result.all_events if e.is_step_failure]
-                error = "; ".join(f"{e.step_key}: {e.message}" for e in failures) or "the run failed"
+            error = None if result.success else run_failure_message(result.all_events)
             return EntityRun(name, result.run_id, result.success, error)
 
     with ThreadPoolExecutor(max_workers=parallel or len(entities) or 1) as pool:

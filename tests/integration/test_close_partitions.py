@@ -274,3 +274,47 @@ def test_history_of_any_age_closes_without_a_setting(engine, tmp_path) -> None:
     assert closed[1][3] == Decimal("1")  # 4 BTC sold at 5.50, bought at 5.25
     with pytest.raises(CloseRunError, match="before the first close day 2009-01-03"):
         close_days(["pioneer"], date(2009, 1, 2), date(2009, 1, 3), instance=dg.DagsterInstance.ephemeral())
+
+
+def test_a_failed_run_of_the_schedule_is_marked_failed_and_alerted_by_its_sensor(engine, database_url, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """A run launched by the daemon that fails (here: its entity was archived after the run was requested) gets its
+    days marked `failed` with the run's error by ``close_failure_sensor``, and one alert naming the run."""
+    from assets.partitions import ensure_entity_partitions
+    from orchestration.definitions import close_failure_sensor
+    from orchestration.jobs import close_run_tags, resolved_close_job
+    from tests.servers.slack_webhook import SlackWebhookServer
+    from warehouse.entities import archive_entity
+    from warehouse.settings import get_settings
+
+    webhook = SlackWebhookServer().start()
+    monkeypatch.setenv("COINFRS_ALERT_WEBHOOK_URL", webhook.url)
+    get_settings.cache_clear()
+    day = date(2026, 1, 5)
+    try:
+        entity_id = import_sample(engine, "northwind")
+        with engine.begin() as conn:
+            archive_entity(conn, "northwind")
+        (tmp_path / "dagster").mkdir()
+        with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+            ensure_entity_partitions(instance, ["northwind"])  # the schedule's own step before it requests a run
+            failed = resolved_close_job().execute_in_process(
+                instance=instance, tags=close_run_tags(entity_id, "northwind", day, day), raise_on_error=False)
+            assert not failed.success
+            assert webhook.state.received == []  # a run the daemon launched does not alert by itself
+            [failure] = instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            with dg.build_run_status_sensor_context(
+                    sensor_name="close_failure_sensor", dagster_event=failure.dagster_event, dagster_instance=instance,
+                    dagster_run=instance.get_run_by_id(failed.run_id),
+                    resources={"warehouse": WarehouseResource(database_url=database_url)}) as context:
+                close_failure_sensor(context.for_run_failure())
+    finally:
+        webhook.stop()
+        get_settings.cache_clear()
+    with engine.connect() as conn:
+        close = conn.execute(sa.text("SELECT status, message, run_id FROM closes WHERE entity_id = :e AND date = :d"),
+                             dict(e=entity_id, d=day)).one()
+    assert (close.status, close.run_id) == ("failed", failed.run_id)
+    assert "archived" in close.message, close.message
+    texts = [p["text"] for p in webhook.state.received]
+    assert len(texts) == 1 and failed.run_id in texts[0] and "northwind" in texts[0], texts
