@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from itertools import islice
+from queue import Queue
 from types import TracebackType
 from typing import Any
+
+from psycopg.copy import QueuedLibpqWriter
 
 from sqlalchemy.engine import Connection
 
@@ -35,6 +38,21 @@ def copy_text(value: object) -> str:
     """One field in COPY's text format: None as ``\\N``, anything else as ``str(value)`` with backslash, tab,
     newline and carriage return escaped."""
     return "\\N" if value is None else str(value).translate(_COPY_TEXT_ESCAPES)
+
+
+class _BoundedQueuedWriter(QueuedLibpqWriter):
+    """psycopg's queued COPY writer (a thread sends while the caller goes on producing lines) with a short queue:
+    psycopg's holds up to 1,024 buffers of up to 128 KB, so a producer faster than the server could queue 128 MB.
+    Measured on a 50 MB ledger import (benchmarks/bench_import.py, docs/csv-formats.md): the file is read and checked
+    while the server inserts, instead of in turns with it."""
+
+    QUEUE_BUFFERS = 32  # at most 4 MB waiting
+
+    def __init__(self, cursor: Any) -> None:
+        super().__init__(cursor)
+        if not isinstance(getattr(self, "_queue", None), Queue):  # psycopg (pinned) keeps its queue there
+            raise RuntimeError("psycopg's QueuedLibpqWriter has no _queue: check the psycopg pin")
+        self._queue = Queue(maxsize=self.QUEUE_BUFFERS)
 
 
 class CopyLines:
@@ -82,7 +100,8 @@ class CopyLines:
             return
         if self._segment is None:
             self._segment = ExitStack()
-            self._copy = self._segment.enter_context(self._cursor.copy(self._statement))
+            self._copy = self._segment.enter_context(
+                self._cursor.copy(self._statement, writer=_BoundedQueuedWriter(self._cursor)))
         self._copy.write("".join(self._batch))
         self._in_segment += len(self._batch)
         self._batch.clear()
