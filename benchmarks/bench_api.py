@@ -274,6 +274,8 @@ def main() -> int:
                         help="the API's response cache per process (COINFRS_API_CACHE_MB; default: the setting, "
                              "64). 0 measures every request computed")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--only", choices=sorted(SCENARIOS), action="append",
+                        help="measure only this scenario (repeatable; default: all)")
     parser.add_argument("--reuse", metavar="DATABASE", help="measure a database kept by an earlier --keep run "
                                                            "(no generation; kept afterwards)")
     args = parser.parse_args()
@@ -324,7 +326,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
             raise RuntimeError("uvicorn did not come up")
         results = {}
         print(f"load before: {os.getloadavg()[0]:.2f} (1-min load average, {os.cpu_count()} CPUs)", flush=True)
-        for scenario in SCENARIOS:
+        for scenario in args.only or SCENARIOS:
             servers = _server_pids(server_proc.pid)
             api_before, db_before = _cpu_seconds(servers), _cpu_seconds(_backend_pids(url))
             client_before = time.process_time()

@@ -10,7 +10,7 @@ import time
 import warnings
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -514,7 +514,7 @@ def main() -> None:
     entity that does not exist, a database that does not answer) in one line and exit code 1; anything else in one
     line naming the error and exit code 2 (`COINFRS_DEBUG=1` shows the traceback). An archived entity, or a
     migration refused for the data it found, is a known error too (exit code 1)."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from warehouse.entities import EntityArchived, EntityNotFound
     from warehouse.migrate import MigrationRefused
@@ -534,11 +534,21 @@ def main() -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "it does not answer"
         say_error(f"the database is not available: {reason}")
         sys.exit(1)
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42P01":  # undefined_table: a database without our schema
+            raise_or_say(exc)
+        say_error(f"the database has no Coinfrs schema ({str(exc.orig).splitlines()[0]}): run `coinfrs db upgrade`")
+        sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a command line
-        if os.environ.get("COINFRS_DEBUG"):
-            raise
-        say_error(f"{type(exc).__name__}: {exc} (set COINFRS_DEBUG=1 for the traceback)")
-        sys.exit(2)
+        raise_or_say(exc)
+
+
+def raise_or_say(exc: Exception) -> NoReturn:
+    """An unexpected error: its traceback with ``COINFRS_DEBUG=1``, else one line naming it, exit code 2."""
+    if os.environ.get("COINFRS_DEBUG"):
+        raise exc
+    say_error(f"{type(exc).__name__}: {exc} (set COINFRS_DEBUG=1 for the traceback)")
+    sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

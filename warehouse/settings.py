@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     api_snapshot_poll_ms: int = Field(default=100, ge=0, description="Per API process: how often the database "
                                       "snapshot is read, so keys and cached answers are checked without a query "
                                       "per request (0: a query per request).")
-    api_db_pool_size: int = Field(default=20, ge=1, description="Database connections (and request threads) per "
+    api_db_pool_size: int = Field(default=8, ge=1, description="Database connections (and request threads) per "
                                                                 "API process (one more for the version watch).")
 
 

@@ -274,3 +274,27 @@ def test_the_command_line_ends_every_error_in_one_line_without_a_traceback(datab
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "the database is not available" in done.stdout + done.stderr, done
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_command_line_names_a_database_without_the_schema_and_how_to_migrate_it(database_url, tmp_path):
+    import subprocess
+    import sys
+    import uuid
+
+    from warehouse.db import get_owner_engine
+
+    name = f"coinfrs_empty_{uuid.uuid4().hex[:8]}"
+    owner = get_owner_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
+    with owner.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        empty = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+        env = {**os.environ, "DATABASE_URL": empty, "COINFRS_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-m", "orchestration.cli", "entity", "list"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        said = done.stdout + done.stderr
+        assert done.returncode == 1, done
+        assert "has no Coinfrs schema" in said and "coinfrs db upgrade" in said and "Traceback" not in said, done
+    finally:
+        with owner.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
