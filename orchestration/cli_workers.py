@@ -97,7 +97,7 @@ def worker_close(
     """Close entities over a range on the workers: one run per entity, submitted together (fresh forward per entity)."""
     from orchestration.close_runner import CloseRunError, cli_instance, validate_range
     from orchestration.distributed import run_entity_closes
-    from reconciliation.staleness import close_window
+    from reconciliation.staleness import close_starts
     from warehouse.db import get_engine
     from warehouse.entities import EntityArchived, EntityNotFound, resolve_active_entity
 
@@ -116,7 +116,7 @@ def worker_close(
     try:
         with engine.connect() as conn:
             entities = [resolve_active_entity(conn, ref) for ref in entity]
-            starts = {e.id: close_window(conn, e.id, start, end) for e in entities}  # fresh forward, per entity
+            starts = close_starts(conn, [e.id for e in entities], start, end)  # fresh forward, per entity
     except (EntityNotFound, EntityArchived) as exc:
         raise _fail(str(exc)) from None
     first = min(starts.values())

@@ -57,6 +57,12 @@ def close_window(conn: Connection, entity_id: int, start: date, end: date) -> da
     return stale if stale is not None and stale < start else start
 
 
+def close_starts(conn: Connection, entity_ids: list[int], start: date, end: date) -> dict[int, date]:
+    """Per entity, the first day a close of [start, end] must recompute (``close_window``): entities closed together
+    each start from their own earliest stale day, not from the earliest over all of them."""
+    return {entity_id: close_window(conn, entity_id, start, end) for entity_id in entity_ids}
+
+
 def restale_after(conn: Connection, entity_id: int, start: date, end: date) -> int:
     """After closing [start, end]: when a day before ``start`` is still stale, the days just closed roll forward
     from it and stay stale (a run launched for a single partition from the UI, say)."""

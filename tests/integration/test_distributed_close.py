@@ -18,8 +18,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
+
 from orchestration.close_runner import close_days
 from orchestration.distributed import run_entity_closes
+from reconciliation.staleness import close_starts, mark_stale
 from tests.conftest import truncate_all
 from tests.integration.test_close_e2e import import_sample
 from warehouse.entities import resolve_entity
@@ -135,8 +138,23 @@ def test_multi_entity_close_runs_on_celery_workers(database_url: str, redis_url:
                 assert starts, f"run {run.run_id} started no step"
                 step_pids |= {record.dagster_event.pid for record in starts}
                 assert instance.get_run_by_id(run.run_id).job_name == "daily_close_celery_job"
-        assert os.getpid() not in step_pids  # every step ran in a worker, not here
-        assert len(step_pids) >= 2, f"the steps ran in one process only: {step_pids}"
+            assert os.getpid() not in step_pids  # every step ran in a worker, not here
+            assert len(step_pids) >= 2, f"the steps ran in one process only: {step_pids}"
+            assert _books(engine) == expected
+
+            # `coinfrs worker close` closes each entity from its own earliest stale day: a late change makes
+            # southwind stale from the 2nd; closing the 4th..5th recomputes southwind from the 2nd, northwind from
+            # the 4th only (before, every entity started from the earliest stale day of any of them)
+            north, south = (entity_id for entity_id, _ in entities)
+            with engine.begin() as conn:
+                mark_stale(conn, south, date(2026, 1, 2), "a late row (test)")
+            with engine.connect() as conn:
+                first_days = close_starts(conn, [north, south], date(2026, 1, 4), LAST)
+            assert first_days == {north: date(2026, 1, 4), south: date(2026, 1, 2)}
+            again = run_entity_closes(entities, date(2026, 1, 4), LAST, instance=instance, starts=first_days)
+            assert [(r.entity, r.success, r.error) for r in again] == [(n, True, None) for n in ENTITIES]
+            ranges = {instance.get_run_by_id(r.run_id).tags[ASSET_PARTITION_RANGE_START_TAG] for r in again}
+            assert ranges == {"2026-01-04|northwind", "2026-01-02|southwind"}
     finally:
         outputs = []
         for worker in workers:
