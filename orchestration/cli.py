@@ -375,15 +375,21 @@ def apikey_create(
     entity: Annotated[list[str], typer.Option("--entity", "-e", help="Entity name or id; repeat for several.")],
     scope: Annotated[str, typer.Option(help="read (data routes) or admin (also the operator routes).")] = "read",
     label: Annotated[Optional[str], typer.Option(help="What the key is for.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts (the key, its prefix, scope, "
+                                                         "entities and label).")] = False,
 ) -> None:
     """Create a read API key for one or more entities. The key is printed once; only its hash is stored."""
-    from api.security import SCOPES, create_api_key
+    from api.security import SCOPES, create_api_key, parse_key
 
     if scope not in SCOPES:
         raise _fail(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
     with _engine().begin() as conn:
         records = [_entity(conn, ref) for ref in entity]
         key = create_api_key(conn, [r.id for r in records], label=label, scope=scope)
+    if as_json:
+        print(json.dumps({"key": key, "prefix": f"cf_{parse_key(key)}", "scope": scope,
+                          "entities": [r.name for r in records], "label": label}))
+        return
     names = ", ".join(r.name for r in records)
     console.print(f"{scope} API key for {names} (shown once, store it now; send it as the X-API-Key header):",
                   highlight=False)

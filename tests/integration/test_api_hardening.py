@@ -89,6 +89,13 @@ def test_apikey_cli_create_list_revoke(engine: sa.Engine, three: dict[str, int])
     as_json = json.loads(runner.invoke(cli, ["apikey", "list", "--entity", "beta-capital", "--json"]).stdout)
     assert [(k["prefix"], k["scope"], k["revoked_at"]) for k in as_json] == [(f"cf_{key[3:11]}", "admin", None)]
     assert key[12:] not in json.dumps(as_json)
+    scripted = runner.invoke(cli, ["apikey", "create", "--entity", "gamma-llc", "--label", "ci", "--json"])
+    assert scripted.exit_code == 0, scripted.output
+    created = json.loads(scripted.stdout)
+    assert (created["prefix"], created["scope"], created["entities"], created["label"]) == (
+        f"cf_{created['key'][3:11]}", "read", ["gamma-llc"], "ci")
+    with engine.connect() as conn:
+        assert verify_api_key(conn, created["key"]).entity_ids == (three["gamma-llc"],)
     assert runner.invoke(cli, ["apikey", "create", "--entity", "acme-fund", "--scope", "root"]).exit_code != 0
     assert runner.invoke(cli, ["apikey", "create", "--entity", "nobody"]).exit_code != 0
     revoked = runner.invoke(cli, ["apikey", "revoke", f"cf_{key[3:11]}"])
@@ -98,7 +105,7 @@ def test_apikey_cli_create_list_revoke(engine: sa.Engine, three: dict[str, int])
     resp = client.get("/api/v1/entities", headers={"X-API-Key": key})
     assert resp.status_code == 401 and resp.json()["error"]["code"] == "AUTHENTICATION_ERROR"
     with engine.connect() as conn:
-        assert conn.execute(sa.select(api_keys.c.revoked_at)).scalar() is not None
+        assert conn.execute(sa.select(api_keys.c.revoked_at).where(api_keys.c.prefix == key[3:11])).scalar() is not None
 
 
 def test_size_limits_security_headers_and_cors_off(engine: sa.Engine, three: dict[str, int]) -> None:
