@@ -104,6 +104,8 @@ def wallet_list(entity: Annotated[str, typer.Option("--entity", "-e", help="Enti
 def wallet_sync(
     entity: Annotated[str, typer.Option("--entity", "-e", help="Entity name or id.")],
     chain: Annotated[Optional[str], typer.Option(help="Only this chain.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts: per chain, wallets, records "
+                                                         "staged, snapshots, reorgs, the days touched, errors.")] = False,
 ) -> None:
     """Fetch every wallet's new final transactions and its balance at each day's cutoff into staging.
 
@@ -120,16 +122,25 @@ def wallet_sync(
             raise _fail(str(exc)) from None
     outcomes = sync_entity_wallets(engine, target, chain=chain.strip().lower() if chain else None,
                                    log=lambda message: console.print(message, highlight=False, markup=False))
-    if not outcomes:
+    if not outcomes and not as_json:
         console.print(f"{target.name} has no wallets{' on ' + chain if chain else ''} (coinfrs wallet add)")
         return
     days = sorted({d for o in outcomes for d in o.affected_days})
-    if days:
+    if days and not as_json:
         console.print(f"days touched: {days[0]} .. {days[-1]} (the next close builds them)", highlight=False)
+    reclosed = []
     if any(o.fork_block is not None for o in outcomes):
         from orchestration.chain_reclose import reclose_reorged_days
 
         for name, start, end in reclose_reorged_days([target], None, run_id=None):
-            console.print(f"reorg: {name} closed again from {start} to {end}", highlight=False)
+            reclosed.append({"entity": name, "from": start.isoformat(), "to": end.isoformat()})
+            if not as_json:
+                console.print(f"reorg: {name} closed again from {start} to {end}", highlight=False)
+    if as_json:
+        print(json.dumps({"entity": target.name, "reclosed": reclosed, "chains": [
+            {"chain": o.chain, "wallets": o.wallets, "staged": o.staged, "snapshots": o.snapshots,
+             "orphaned": o.orphaned, "fork_block": o.fork_block, "days": sorted(d.isoformat() for d in o.affected_days),
+             "synced_through": o.synced_through.isoformat() if o.synced_through else None, "error": o.error}
+            for o in outcomes]}))
     if any(o.error for o in outcomes):
         raise typer.Exit(2)

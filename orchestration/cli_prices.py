@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -28,6 +29,8 @@ def prices_fetch(
     date_to: Annotated[str, typer.Option("--to", help="Last close day, YYYY-MM-DD.")],
     source: Annotated[list[str], typer.Option("--source", help="coingecko, exchange or all (repeatable).")] = ["all"],
     asset: Annotated[Optional[list[str]], typer.Option("--asset", help="Only these assets (default: the ones held).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts: per asset and source, the days "
+                                                         "cached, fetched and missing; the totals.")] = False,
 ) -> None:
     """Fetch the day-close prices (and EUR/GBP rates) missing from the prices table; cached rows are not re-fetched."""
     from ingestion.prices import PriceSourceError
@@ -56,6 +59,14 @@ def prices_fetch(
         report = fetch_prices(engine, record, start, end, settings=settings, sources=sources, symbols=asset or None)
     except ValueError as exc:
         raise cli._fail(str(exc)) from None
+    if as_json:
+        print(json.dumps({"entity": record.name, "from": start.isoformat(), "to": end.isoformat(),
+                          "rows_written": report.rows_written, "flagged": report.flagged,
+                          "positions_repriced": report.positions_repriced,
+                          "outcomes": [dataclasses.asdict(o) for o in report.outcomes]}))
+        if report.errors:
+            raise cli._fail(f"{len(report.errors)} source request(s) failed: the fetch is partial")
+        return
     table = Table(title=f"{record.name}: prices {start} .. {end}")
     for column in ("asset", "source", "pair", "cached days", "fetched days", "missing days", "status"):
         table.add_column(column)

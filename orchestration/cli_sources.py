@@ -86,7 +86,9 @@ def source_add(
 
 @source_app.command("test")
 def source_test(entity: EntityOpt,
-                source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every source.")] = None) -> None:
+                source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every source.")] = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts: per source, ok or "
+                                                                     "its error, permissions and balances.")] = False) -> None:
     """Check connectivity and permissions of the entity's sources and print what they hold now."""
     from ingestion.credentials import list_sources
     from ingestion.sources import inspect_source
@@ -100,28 +102,39 @@ def source_test(entity: EntityOpt,
             names = [source] if source else [s.name for s in list_sources(conn, record.id, enabled_only=False)]
         if not names:
             raise _fail(f"{record.name} has no sources; add one with `coinfrs source add`")
+        found = []
         for name in names:
             try:
                 report = inspect_source(engine, record, name)
             except _known_errors() as error:
                 failed = True
-                console.print(f"[bold red]{name}: FAILED[/] {error}", highlight=False)
+                found.append({"source": name, "ok": False, "error": str(error)})
+                if not as_json:
+                    console.print(f"[bold red]{name}: FAILED[/] {error}", highlight=False)
                 continue
             enabled = sorted(k for k, v in report.restrictions.items() if v is True)
             summary = report.summary or f"read-only key; enabled: {', '.join(enabled) or 'none'}; {report.markets} markets"
+            found.append({"source": name, "ok": True, "error": None, "summary": summary, "enabled": enabled,
+                          "markets": report.markets, "balances": report.balances})
+            if as_json:
+                continue
             out.print(f"{name}: OK — {summary}", highlight=False)
             for account_type, held in report.balances.items():
                 out.print(f"  {account_type}: " + (", ".join(f"{a} {q}" for a, q in sorted(held.items())) or "empty"),
                           highlight=False)
     except _known_errors() as error:
         raise _fail(str(error)) from None
+    if as_json:
+        print(json.dumps(found))
     if failed:
         raise typer.Exit(1)
 
 
 @source_app.command("sync")
 def source_sync(entity: EntityOpt,
-                source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every enabled source.")] = None) -> None:
+                source: Annotated[Optional[str], typer.Option("--source", help="Source name; default: every enabled source.")] = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts: per source, its status, "
+                                                                     "new records and snapshots, calls.")] = False) -> None:
     """Fetch everything new from the entity's sources into staging (incremental, resumable)."""
     from ingestion.sources import sync_entity_sources
     from warehouse.entities import resolve_active_entity
@@ -133,10 +146,14 @@ def source_sync(entity: EntityOpt,
         results = sync_entity_sources(engine, record, names=[source] if source else None)
     except _known_errors() as error:
         raise _fail(str(error)) from None
-    if not results:
+    if as_json:
+        print(json.dumps([{"source": r.source, "kind": r.kind, "status": r.status, "message": r.message,
+                           "records_inserted": dict(r.stats.records_inserted) if r.stats else {},
+                           "snapshots_inserted": r.stats.snapshots_inserted if r.stats else 0,
+                           "calls": r.stats.calls if r.stats else 0, "errors": r.errors} for r in results]))
+    elif not results:
         console.print(f"{record.name} has no sources configured: nothing to sync", highlight=False)
-        return
-    for result in results:
+    for result in [] if as_json else results:
         stats = result.stats
         inserted = sum(stats.records_inserted.values()) if stats else 0
         line = f"{result.source}: {result.status}; {inserted} new records"

@@ -184,6 +184,17 @@ def test_cli_add_stores_the_key_encrypted_then_test_and_sync(engine, server, tmp
     assert "binance: succeeded" in synced.output
     listed = CliRunner().invoke(app, ["source", "list", "--entity", "acme"])
     assert "succeeded" in listed.output and SECRET not in listed.output
+    tested = CliRunner().invoke(app, ["source", "test", "--entity", "acme", "--json"])
+    assert tested.exit_code == 0, tested.output
+    found = json.loads(tested.stdout)
+    assert [(f["source"], f["ok"], f["error"]) for f in found] == [("binance", True, None)]
+    assert "USDT" in json.dumps(found[0]["balances"]) and SECRET not in tested.stdout
+    resynced = CliRunner().invoke(app, ["source", "sync", "--entity", "acme", "--json"])
+    assert resynced.exit_code == 0, resynced.output
+    [result] = json.loads(resynced.stdout)
+    assert (result["source"], result["kind"], result["status"], result["errors"]) == ("binance", "binance", "succeeded", [])
+    assert all(isinstance(n, int) for n in result["records_inserted"].values()) and result["records_inserted"]
+    assert result["calls"] > 0 and SECRET not in resynced.stdout
     # a key that later gains a trading permission is refused before the next run
     server.state.keys[KEY][1]["enableFutures"] = True
     again = CliRunner().invoke(app, ["source", "sync", "--entity", "acme"])

@@ -58,6 +58,10 @@ def test_a_chain_that_stays_down_is_recorded_and_named(engine) -> None:
                                "--rpc-url", dead]).exit_code == 0
     synced = runner.invoke(app, ["wallet", "sync", "--entity", "down-co"])
     assert synced.exit_code == 2 and "base: FAILED" in synced.output and "secret" not in synced.output
+    as_json = runner.invoke(app, ["wallet", "sync", "--entity", "down-co", "--json"])
+    assert as_json.exit_code == 2 and "secret" not in as_json.stdout
+    [base] = json.loads(as_json.stdout)["chains"]
+    assert base["chain"] == "base" and base["error"] and base["staged"] == 0
     with engine.connect() as conn:
         entity_id = conn.execute(sa.text("SELECT id FROM entities WHERE name = 'down-co'")).scalar_one()
         outages = load_chain_outages(conn, entity_id, datetime(2026, 1, 2, tzinfo=timezone.utc),

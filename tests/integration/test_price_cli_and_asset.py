@@ -125,6 +125,14 @@ def test_cli_import_show_and_fetch(engine, acme, configured, tmp_path) -> None:
     result = runner.invoke(app, ["prices", "fetch", "--entity", "acme", "--from", "2026-01-01", "--to", "2026-01-03",
                                  "--asset", "BTC"])
     assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["prices", "fetch", "--entity", "acme", "--from", "2026-01-01", "--to", "2026-01-03",
+                                "--asset", "BTC", "--json"])  # every day cached now
+    assert again.exit_code == 0, again.output
+    fetched = json.loads(again.stdout)
+    assert (fetched["entity"], fetched["from"], fetched["to"], fetched["rows_written"]) == (
+        "acme", "2026-01-01", "2026-01-03", 0)
+    assert {o["asset"] for o in fetched["outcomes"]} == {"BTC", "EUR", "GBP"}  # the asset and the FX rates
+    assert all((o["cached_days"], o["fetched_days"], o["error"]) == (3, 0, None) for o in fetched["outcomes"])
     result = runner.invoke(app, ["prices", "show", "--entity", "acme", "--asset", "BTC", "--date", "2026-01-02",
                                  "--currency", "EUR", "--json"])
     assert result.exit_code == 0, result.output
