@@ -244,21 +244,26 @@ def latest_position_date(conn: Connection, entity_id: int, on_or_before: date | 
 
 
 _POSITIONS = sa.text(f"""
+    WITH p AS MATERIALIZED (SELECT * FROM positions WHERE entity_id = :entity_id AND date = :as_of),
+    pr AS (SELECT DISTINCT ON (x.asset_id, x.ts) x.asset_id, x.ts, x.source, x.resolution
+           FROM prices x JOIN (SELECT DISTINCT asset_id, price_at FROM p WHERE price_at IS NOT NULL) k
+             ON x.entity_id = :entity_id AND x.asset_id = k.asset_id AND x.ts = k.price_at
+           ORDER BY x.asset_id, x.ts, x.id DESC)
     SELECT p.date::text, ac.name, p.account_id, ac.account_type, ac.sub_account, a.symbol, p.asset_id,
            {sql_decimal_text("p.computed_quantity")}, {sql_decimal_text("p.reported_quantity")},
            {sql_iso_utc("p.reported_at")}, {sql_decimal_text("p.reported_quantity - p.computed_quantity")},
            {sql_decimal_text("p.close_price_usd")}, {sql_iso_utc("p.price_at")},
            {sql_decimal_text("p.computed_quantity * p.close_price_usd")}, pr.source, pr.resolution
-    FROM positions p
+    FROM p
     JOIN accounts ac ON ac.id = p.account_id
     JOIN assets a ON a.id = p.asset_id
-    LEFT JOIN LATERAL (SELECT source, resolution FROM prices
-                       WHERE entity_id = p.entity_id AND asset_id = p.asset_id AND ts = p.price_at
-                       ORDER BY id DESC LIMIT 1) pr ON p.price_at IS NOT NULL
-    WHERE p.entity_id = :entity_id AND p.date = :as_of
-      AND (CAST(:account AS text) IS NULL OR ac.name = :account OR ac.id::text = :account)
+    LEFT JOIN pr ON pr.asset_id = p.asset_id AND pr.ts = p.price_at
+    WHERE (CAST(:account AS text) IS NULL OR ac.name = :account OR ac.id::text = :account)
       AND (CAST(:asset AS text) IS NULL OR upper(a.symbol) = upper(:asset))
     ORDER BY ac.name, ac.account_type, ac.sub_account, a.symbol""")
+"""The positions of a day with their figures formatted by PostgreSQL and the provenance of each close price: the
+latest stored price of that asset at that time, looked up once per (asset, time) of the day (``pr``), not once per
+position (a lateral lookup per row was ~0.2 of the query's ~0.7 ms of database CPU on 100 positions)."""
 _POSITION_KEYS = ("date", "account", "account_id", "account_type", "sub_account", "asset", "asset_id", "computed",
                   "reported", "reported_at", "difference", "close_price_usd", "price_at", "value_usd", "price_source",
                   "price_resolution")

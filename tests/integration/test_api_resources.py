@@ -30,6 +30,43 @@ UTC = timezone.utc
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+def test_each_position_names_the_latest_stored_price_at_its_price_time(client: TestClient, seed: Seed) -> None:
+    """Two accounts hold BTC priced at the same time, stored twice (a coingecko row, then a ledger trade): both show
+    the later row; an ETH price at another time of the same asset is not mixed in; no price time, no provenance;
+    the asset filter keeps the provenance."""
+    with seed.engine.begin() as conn:
+        conn.execute(sa.insert(prices), [
+            {"entity_id": seed.a, "asset_id": seed.asset["BTC"], "ts": T0, "price_usd": Decimal("59000"),
+             "source": "coingecko", "resolution": "day"},
+            {"entity_id": seed.a, "asset_id": seed.asset["BTC"], "ts": T0, "price_usd": Decimal("60000"),
+             "source": "ledger", "resolution": "trade"},
+            {"entity_id": seed.a, "asset_id": seed.asset["ETH"], "ts": T0 - timedelta(hours=2),
+             "price_usd": Decimal("3000"), "source": "kraken", "resolution": "hour"},
+            {"entity_id": seed.a, "asset_id": seed.asset["ETH"], "ts": T0, "price_usd": Decimal("3100"),
+             "source": "coingecko", "resolution": "minute"},
+            {"entity_id": seed.b, "asset_id": seed.asset["BTC"], "ts": T0, "price_usd": Decimal("1"),
+             "source": "other-entity", "resolution": "day"},  # another entity's price of the same time
+        ])
+        row = {"entity_id": seed.a, "date": DAY, "reported_quantity": None, "reported_at": None}
+        conn.execute(sa.insert(positions), [
+            {**row, "account_id": seed.spot, "asset_id": seed.asset["BTC"], "computed_quantity": Decimal("1"),
+             "close_price_usd": Decimal("60000"), "price_at": T0},
+            {**row, "account_id": seed.wallet, "asset_id": seed.asset["BTC"], "computed_quantity": Decimal("2"),
+             "close_price_usd": Decimal("60000"), "price_at": T0},
+            {**row, "account_id": seed.spot, "asset_id": seed.asset["ETH"], "computed_quantity": Decimal("3"),
+             "close_price_usd": Decimal("3000"), "price_at": T0 - timedelta(hours=2)},
+            {**row, "account_id": seed.wallet, "asset_id": seed.asset["ETH"], "computed_quantity": Decimal("4"),
+             "close_price_usd": None, "price_at": None},
+        ])
+    h = auth(seed.key_a)
+    served = client.get("/api/v1/positions", headers=h, params={"as_of": DAY.isoformat()}).json()["data"]
+    got = {(p["account_id"], p["asset"]): (p["price_source"], p["price_resolution"], p["value"]) for p in served}
+    assert got == {(seed.spot, "BTC"): ("ledger", "trade", "60000"), (seed.wallet, "BTC"): ("ledger", "trade", "120000"),
+                   (seed.spot, "ETH"): ("kraken", "hour", "9000"), (seed.wallet, "ETH"): (None, None, None)}
+    only_eth = client.get("/api/v1/positions", headers=h, params={"as_of": DAY.isoformat(), "asset": "eth"})
+    assert [(p["asset"], p["price_source"]) for p in only_eth.json()["data"]] == [("ETH", "kraken"), ("ETH", None)]
+
+
 def test_assets_registry_aliases_and_unverified(client: TestClient, seed: Seed) -> None:
     with seed.engine.begin() as conn:
         pepe = conn.execute(sa.insert(assets).values(symbol="PEPE2", decimals=18, unverified=True)
