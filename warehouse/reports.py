@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from warehouse.calendar import cutoff_of
+from warehouse.driver_rows import driver_rows
 from warehouse.entities import EntityNotFound
 from warehouse.numbers import to_text
 from warehouse.schema import (
@@ -243,7 +244,7 @@ def latest_position_date(conn: Connection, entity_id: int, on_or_before: date | 
     return conn.execute(query).scalar()
 
 
-_POSITIONS = sa.text(f"""
+_POSITIONS = f"""
     WITH p AS MATERIALIZED (SELECT * FROM positions WHERE entity_id = :entity_id AND date = :as_of),
     pr AS (SELECT DISTINCT ON (x.asset_id, x.ts) x.asset_id, x.ts, x.source, x.resolution
            FROM prices x JOIN (SELECT DISTINCT asset_id, price_at FROM p WHERE price_at IS NOT NULL) k
@@ -260,7 +261,7 @@ _POSITIONS = sa.text(f"""
     LEFT JOIN pr ON pr.asset_id = p.asset_id AND pr.ts = p.price_at
     WHERE (CAST(:account AS text) IS NULL OR ac.name = :account OR ac.id::text = :account)
       AND (CAST(:asset AS text) IS NULL OR upper(a.symbol) = upper(:asset))
-    ORDER BY ac.name, ac.account_type, ac.sub_account, a.symbol""")
+    ORDER BY ac.name, ac.account_type, ac.sub_account, a.symbol"""
 """The positions of a day with their figures formatted by PostgreSQL and the provenance of each close price: the
 latest stored price of that asset at that time, looked up once per (asset, time) of the day (``pr``), not once per
 position (a lateral lookup per row was ~0.2 of the query's ~0.7 ms of database CPU on 100 positions)."""
@@ -281,8 +282,8 @@ def list_positions(conn: Connection, entity_id: int, as_of: date, *, account: st
     """
     account = account.strip() if account and account.strip() else None
     asset = asset.strip() if asset and asset.strip() else None
-    rows = conn.execute(_POSITIONS, {"entity_id": entity_id, "as_of": as_of, "account": account, "asset": asset}).all()
-    return [dict(zip(_POSITION_KEYS, row)) for row in rows]  # one fetch of every row: iterating fetches one by one
+    rows = driver_rows(conn, _POSITIONS, {"entity_id": entity_id, "as_of": as_of, "account": account, "asset": asset})
+    return [dict(zip(_POSITION_KEYS, row)) for row in rows]
 
 
 # ---------------------------------------------------------------- transactions (legs)
@@ -396,12 +397,16 @@ class LegQuery:
     def rows(self, conn: Connection, limit: int | None = None) -> sa.CursorResult:
         return conn.execute(self.statement(limit), self.params)
 
+    def page_rows(self, conn: Connection, limit: int) -> list[tuple[Any, ...]]:
+        """The first ``limit`` legs as tuples in ``_LEG_KEYS`` order (``driver_rows``: a page, not a stream)."""
+        return driver_rows(conn, self.statement(limit).text, self.params)
+
     def count(self, conn: Connection) -> int:
         sql = " AND ".join((_LEG_SELECT, *self.conditions))
         return conn.execute(sa.text(f"SELECT count(*) FROM ({sql}) legs"), self.params).scalar_one()
 
 
-def leg_dict(r: sa.Row) -> dict[str, Any]:
+def leg_dict(r: sa.Row | tuple[Any, ...]) -> dict[str, Any]:
     """One leg as served: PostgreSQL already wrote its figures as exact decimal text and ISO times
     (``_LEG_SELECT``), so this only pairs the row's values with their names."""
     return dict(zip(_LEG_KEYS, r))
@@ -433,10 +438,10 @@ def list_transactions(
     query, filters = transactions_query(conn, entity_id, date_from=date_from, date_to=date_to, account=account,
                                         asset=asset, kind=kind, transfer_status=transfer_status, cursor=cursor,
                                         tz=tz)
-    rows = query.rows(conn, limit + 1).all()
+    rows = query.page_rows(conn, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more else None
+    next_cursor = encode_cursor(rows[-1][1], rows[-1][0]) if more else None  # the last leg's ts and id
     return TransactionPage(items=[leg_dict(r) for r in rows], next_cursor=next_cursor, limit=limit, filters=filters)
 
 
