@@ -153,15 +153,16 @@ def source_sync(entity: EntityOpt,
                            "calls": r.stats.calls if r.stats else 0, "errors": r.errors} for r in results]))
     elif not results:
         console.print(f"{record.name} has no sources configured: nothing to sync", highlight=False)
-    for result in [] if as_json else results:
-        stats = result.stats
-        inserted = sum(stats.records_inserted.values()) if stats else 0
-        line = f"{result.source}: {result.status}; {inserted} new records"
-        if stats:
-            line += f", {stats.snapshots_inserted} new balance snapshots, {stats.calls} API calls"
-        out.print(line, highlight=False)
-        if result.message:
-            console.print(f"  {result.message}", highlight=False)
+    else:
+        for result in results:
+            stats = result.stats
+            inserted = sum(stats.records_inserted.values()) if stats else 0
+            line = f"{result.source}: {result.status}; {inserted} new records"
+            if stats:
+                line += f", {stats.snapshots_inserted} new balance snapshots, {stats.calls} API calls"
+            out.print(line, highlight=False)
+            if result.message:
+                console.print(f"  {result.message}", highlight=False)
     if any(r.status != "succeeded" for r in results):
         raise typer.Exit(1)
 
