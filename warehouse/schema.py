@@ -98,11 +98,10 @@ raw_records = sa.Table(
     sa.Column("ingestion_run_id", UUID(as_uuid=True), nullable=False),
     sa.Column("ingested_at", TS, nullable=False, server_default=_now()),
     sa.Column("processing_status", sa.Text, nullable=False, server_default="new"),
-    sa.UniqueConstraint("entity_id", "source", "account", "stream", "source_raw_id", "payload_hash",
+    # (entity_id, stream, source_raw_id) first: the lookups by a record's own id use it (migration 0033)
+    sa.UniqueConstraint("entity_id", "stream", "source_raw_id", "source", "account", "payload_hash",
                         name="uq_raw_records_natural_key"),
 )
-sa.Index("ix_raw_records_entity_stream_raw_id", raw_records.c.entity_id, raw_records.c.stream,
-         raw_records.c.source_raw_id)
 
 raw_balance_snapshots = sa.Table(
     "raw_balance_snapshots",
