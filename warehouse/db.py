@@ -34,6 +34,11 @@ _embedded_server = None
 # PostgreSQL's default of 100 connections is too few for a close: each Dagster step process, the API's
 # workers and the CLI hold pools of their own (CI hit "too many clients" on the embedded server).
 EMBEDDED_MAX_CONNECTIONS = 300
+# What Coinfrs sets on the embedded server (postgresql.conf syntax). wal_buffers: PostgreSQL sizes it at 1/32 of
+# shared_buffers (4 MB of the default 128 MB), and a bulk COPY then waits on WAL writes each time the buffers fill:
+# 16 MB (PostgreSQL's own cap of that rule, one WAL segment) took the COPY of a 50 MB ledger from 8.5-9.6 s to
+# 6.3-6.6 s (benchmarks/bench_import.py; pg_stat_wal.wal_buffers_full went from ~1.1 million to 0).
+EMBEDDED_SETTINGS = {"max_connections": str(EMBEDDED_MAX_CONNECTIONS), "wal_buffers": "'16MB'", "max_wal_size": "'2GB'"}
 _SETTINGS_MARK = "# coinfrs: embedded server settings"
 
 
@@ -71,15 +76,17 @@ def embedded_url(database: str = "postgres") -> str:
 
 
 def _write_embedded_settings(pgdata) -> None:
-    """Append Coinfrs's settings to the embedded server's postgresql.conf once (the last setting wins).
+    """Append Coinfrs's settings (``EMBEDDED_SETTINGS``) to the embedded server's postgresql.conf unless that very
+    block is its last one (the last setting wins): a data directory of an older version gets the new block.
 
     A server already running from an older data directory picks them up at its next start."""
     conf = pgdata / "postgresql.conf"
     text = conf.read_text(encoding="utf-8")
-    if _SETTINGS_MARK in text:
+    block = f"{_SETTINGS_MARK}\n" + "".join(f"{name} = {value}\n" for name, value in EMBEDDED_SETTINGS.items())
+    if text.endswith(block):
         return
     with conf.open("a", encoding="utf-8") as handle:
-        handle.write(f"\n{_SETTINGS_MARK}\nmax_connections = {EMBEDDED_MAX_CONNECTIONS}\n")
+        handle.write(f"\n{block}")
 
 
 def owner_database_url() -> str:
