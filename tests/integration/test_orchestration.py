@@ -215,7 +215,7 @@ def test_the_deployment_dagster_yaml_runs_on_real_postgresql(database_url, tmp_p
 
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-            assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+            assert type(instance.run_launcher).__name__ == "MonitoredRunLauncher"
             # run monitoring and run retries (a dead run is failed, then retried; step errors are not run retries)
             assert instance.run_monitoring_enabled
             assert (instance.run_monitoring_start_timeout_seconds, instance.run_monitoring_max_runtime_seconds,
