@@ -22,6 +22,7 @@ from assets.resources import ENTITIES_TAG, ENTITY_NAMES_TAG, WarehouseResource
 from orchestration.cli import app
 from orchestration.close_runner import close_days
 from orchestration.definitions import defs, inbox_sensor
+from tests.support.dagster_home import deployment_dagster_home
 from warehouse.entities import create_entity
 from warehouse.settings import get_settings
 
@@ -199,18 +200,7 @@ def test_the_deployment_dagster_yaml_runs_on_real_postgresql(database_url, tmp_p
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        socket_dir = url.query.get("host")  # the embedded server listens on a unix socket only
-        monkeypatch.setenv("DAGSTER_PG_HOST", "localhost" if socket_dir else (url.host or "127.0.0.1"))
-        monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
-        monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "")
-        monkeypatch.setenv("DAGSTER_PG_DB", name)
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
-        config["storage"]["postgres"]["postgres_db"]["port"] = url.port or 5432
-        if socket_dir:
-            config["storage"]["postgres"]["postgres_db"]["params"] = {"host": socket_dir}
-        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        home = deployment_dagster_home(url, name, tmp_path, monkeypatch)
         from dagster._core.instance.ref import InstanceRef
 
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:

@@ -30,6 +30,7 @@ from dagster._grpc.client import DagsterGrpcClient
 from sqlalchemy.engine import make_url
 
 from orchestration.run_launcher import MonitoredRunLauncher
+from tests.support.dagster_home import deployment_dagster_home
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "runmon"
@@ -73,7 +74,7 @@ def test_a_run_whose_worker_is_gone_is_failed_at_the_next_poll_and_an_unreachabl
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     servers: list[subprocess.Popen[bytes]] = []
     try:
-        home = _deployment_home(url, name, tmp_path, monkeypatch)
+        home = deployment_dagster_home(url, name, tmp_path, monkeypatch)
         definitions = tmp_path / "definitions.py"
         definitions.write_text(textwrap.dedent(DEFINITIONS))
         port = _free_port()
@@ -155,24 +156,6 @@ def test_the_deployment_runs_a_code_server_the_launcher_can_ask():
     config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     assert config["run_launcher"] == {"module": "orchestration.run_launcher", "class": "MonitoredRunLauncher"}
     assert config["run_monitoring"]["enabled"] is True
-
-
-def _deployment_home(url: sa.URL, name: str, tmp_path: Path, monkeypatch) -> Path:
-    """A DAGSTER_HOME with deploy/dagster.yaml, its storage in database ``name`` (as test_orchestration does)."""
-    socket_dir = url.query.get("host")  # the embedded server listens on a unix socket only
-    monkeypatch.setenv("DAGSTER_PG_HOST", "localhost" if socket_dir else (url.host or "127.0.0.1"))
-    monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "")
-    monkeypatch.setenv("DAGSTER_PG_DB", name)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the code servers and run workers inherit all of these
-    config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
-    config["storage"]["postgres"]["postgres_db"]["port"] = url.port or 5432
-    if socket_dir:
-        config["storage"]["postgres"]["postgres_db"]["params"] = {"host": socket_dir}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return home
 
 
 def _free_port() -> int:
