@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml Makefile
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib $(PACKAGES) > /dev/null
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib $(PACKAGES)
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the pinned dependency set

@@ -37,7 +37,9 @@ EMBEDDED_MAX_CONNECTIONS = 300
 # What Coinfrs sets on the embedded server (postgresql.conf syntax). wal_buffers: PostgreSQL sizes it at 1/32 of
 # shared_buffers (4 MB of the default 128 MB), and a bulk COPY then waits on WAL writes each time the buffers fill:
 # 16 MB (PostgreSQL's own cap of that rule, one WAL segment) took the COPY of a 50 MB ledger from 8.5-9.6 s to
-# 6.3-6.6 s (benchmarks/bench_import.py; pg_stat_wal.wal_buffers_full went from ~1.1 million to 0).
+# 6.3-6.6 s (benchmarks/bench_import.py; pg_stat_wal.wal_buffers_full went from ~1.1 million to 0). max_wal_size:
+# that import writes ~530 MB of WAL, and a checkpoint starts about every half max_wal_size (1 GB: 50,210-50,579
+# rows/s; 2 GB: 52,123-54,723).
 EMBEDDED_SETTINGS = {"max_connections": str(EMBEDDED_MAX_CONNECTIONS), "wal_buffers": "'16MB'", "max_wal_size": "'2GB'"}
 _SETTINGS_MARK = "# coinfrs: embedded server settings"
 
