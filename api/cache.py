@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
-
-from api.deps import checkout_connection
+from api.deps import checkout_connection, in_route_thread
 from api.envelope import EnvelopeResponse, meta
 from api.exports import requested_format
 
@@ -133,13 +131,13 @@ def cached_by_snapshot(route: F) -> F:
         snapshot: str | None = getattr(request.state, "db_snapshot", None)
         if cache is None or not cache.enabled or snapshot is None or \
                 requested_format(request, kwargs.get("fmt")) != "json":  # exports (format or Accept) are not cached
-            return await run_in_threadpool(compute, request, kwargs)
+            return await in_route_thread(request, compute, request, kwargs)
         key = (kwargs["entity"].id, str(request.url))
         found = cache.get(key, snapshot)
         if found is not None:  # answered on the event loop: no thread, no query beyond the key check
             return EnvelopeResponse({"success": True, "data": found.data, "meta": meta(request, **found.extra_meta)},
                                     headers={CACHE_HEADER: "hit"})
-        response = await run_in_threadpool(compute, request, kwargs)
+        response = await in_route_thread(request, compute, request, kwargs)
         response.headers[CACHE_HEADER] = "miss"
         if isinstance(response, EnvelopeResponse) and response.status_code == 200:
             envelope = response.envelope

@@ -15,24 +15,25 @@ autocommit: under READ COMMITTED every statement takes its own snapshot anyway, 
 request would only cost two round trips (a streamed export, which needs a server-side cursor, opens a
 REPEATABLE READ transaction: one snapshot for the whole file).
 
-Each request crosses into the thread pool as few times as possible: ``get_session`` admits a key already verified
-in the current database snapshot from memory (``api.snapshots``), else verifies it in one hop (holding a pooled
-connection only for that query); the dependencies that only read what it found are ``async``.
+Each request crosses into a route thread (``in_route_thread``) as few times as possible: ``get_current_key``
+admits a key already verified in the current database snapshot from memory (``api.snapshots``), else verifies it
+in one hop (holding a pooled connection only for that query); the dependencies that only read what it found are
+``async``.
 A cacheable route takes its own connection inside the route's hop, and only when the cache cannot answer
 (``api.cache``); other routes take theirs with ``ConnDep``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Callable
 from datetime import date
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request, Security
-from starlette.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Connection, Engine
 
@@ -43,6 +44,7 @@ from warehouse.db import database_url, normalize_url, role_options, session_role
 from warehouse.entities import Entity
 from warehouse.settings import get_settings
 
+T = TypeVar("T")
 STATEMENT_TIMEOUT = "15s"
 SESSION_OPTIONS = (f"-c statement_timeout={STATEMENT_TIMEOUT} -c default_transaction_read_only=on "
                    "-c plan_cache_mode=force_generic_plan")
@@ -102,14 +104,6 @@ def get_app_engine(request: Request) -> Engine:
     return app_engine(request.app)
 
 
-async def presented_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
-    """The X-API-Key header, if it has the shape of a key; else 401 before touching the database."""
-    key = (key or "").strip()
-    if parse_key(key) is None:
-        raise AuthenticationFailed()
-    return key
-
-
 def checkout_connection(request: Request) -> Connection:
     """A read-only connection of the API pool (statement timeout, autocommit); 503 when the database is down or
     every connection stays busy for 10 s. Close it to give it back."""
@@ -121,18 +115,22 @@ def checkout_connection(request: Request) -> Connection:
         raise ServiceUnavailable("the API is busy; retry later") from None
 
 
-@dataclass(frozen=True)
-class ApiSession:
-    """What every ``/api/v1`` request stands on: its verified key and the database snapshot it was checked in."""
+async def in_route_thread(request: Request, func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in one of the app's route threads (``app.state.route_threads``: as many as the database pool
+    keeps connections, ``COINFRS_API_DB_POOL_SIZE``), with the request's context variables (its request id for the
+    logs). The event loop goes on serving other requests meanwhile.
 
-    key: ApiKeyInfo
-    snapshot: str
-    """The warehouse's data version (``coinfrs_data_version()``, migration 0031) when the key was checked: the
-    response cache's validity (``api.cache``)."""
+    A plain ``ThreadPoolExecutor`` rather than Starlette's ``run_in_threadpool`` (anyio's worker threads): anyio looks
+    up the running library, its thread limiter and its run-variables on every call. At 50 clients on 1M legs
+    (benchmarks/bench_api.py, response cache off) this hop is the one every uncached answer takes."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(request.app.state.route_threads, context.run, func, *args)
 
 
-async def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiSession:
-    """Count the request against the key's rate limit (429 beyond it) and note the key and snapshot."""
+async def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiKeyInfo:
+    """Count the request against the key's rate limit (429 beyond it) and note the key and the snapshot it was
+    checked in (``request.state.db_snapshot``: the warehouse's data version, ``coinfrs_data_version()``, migration
+    0031; the response cache's validity, ``api.cache``)."""
     limiter: RateLimiter | SharedRateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
         wait = await limiter.ahit(info.prefix)
@@ -140,11 +138,11 @@ async def _admit(request: Request, info: ApiKeyInfo, snapshot: str) -> ApiSessio
             raise RateLimited(wait)
     request.state.api_key_prefix = info.prefix  # for logs: the prefix only, never the key
     request.state.db_snapshot = snapshot
-    return ApiSession(info, snapshot)
+    return info
 
 
 def _verify_in_database(request: Request, key: str) -> tuple[ApiKeyInfo, str]:
-    """Verify the key on a pooled connection, held only for that query (in a worker thread: the checkout and the
+    """Verify the key on a pooled connection, held only for that query (in a route thread: the checkout and the
     query may wait on the network). A request holds no connection while it waits for its turn on the event loop,
     so a pool of ``COINFRS_API_DB_POOL_SIZE`` serves many more concurrent requests without opening and closing
     overflow connections (each one a PostgreSQL backend to fork)."""
@@ -155,10 +153,18 @@ def _verify_in_database(request: Request, key: str) -> tuple[ApiKeyInfo, str]:
     return info, snapshot
 
 
-async def get_session(request: Request, key: Annotated[str, Depends(presented_key)]) -> ApiSession:
-    """The request's verified, rate-limited key. While the snapshot watch (``api.snapshots``) reports the snapshot
-    the key was last verified in, nothing has been written since (a revocation is a write): the key is admitted
-    from memory, on the event loop. Otherwise it is verified in the database (one thread-pool hop)."""
+async def get_current_key(request: Request,
+                          header: Annotated[str | None, Security(api_key_header)]) -> ApiKeyInfo:
+    """The request's verified, rate-limited key. A header that has not the shape of a key is a 401 before the
+    database is touched. While the snapshot watch (``api.snapshots``) reports the snapshot the key was last
+    verified in, nothing has been written since (a revocation is a write): the key is admitted from memory, on
+    the event loop. Otherwise it is verified in the database (one hop to a route thread).
+
+    One dependency, not a chain of them: FastAPI's work per dependency and request is a measurable share of an
+    uncached answer."""
+    key = (header or "").strip()
+    if parse_key(key) is None:
+        raise AuthenticationFailed()
     state = request.app.state
     watch: SnapshotWatch | None = getattr(state, "snapshot_watch", None)
     keys: KeyCache | None = getattr(state, "key_cache", None)
@@ -167,20 +173,20 @@ async def get_session(request: Request, key: Annotated[str, Depends(presented_ke
         info = keys.get(key, snapshot)
         if info is not None:
             return await _admit(request, info, snapshot)
-    info, verified_in = await run_in_threadpool(_verify_in_database, request, key)
+    info, verified_in = await in_route_thread(request, _verify_in_database, request, key)
     if keys is not None:
         keys.put(key, verified_in, info)
     return await _admit(request, info, verified_in)
 
 
-SessionDep = Annotated[ApiSession, Depends(get_session)]
+CurrentKey = Annotated[ApiKeyInfo, Depends(get_current_key)]
 
 
-async def get_connection(request: Request, session: SessionDep) -> AsyncIterator[Connection]:
-    """The route's read-only connection, checked out (in a worker thread) only after the key is verified. It goes
+async def get_connection(request: Request, key: CurrentKey) -> AsyncIterator[Connection]:
+    """The route's read-only connection, checked out (in a route thread) only after the key is verified. It goes
     back to the pool on the event loop: in autocommit that is no I/O (only a route that began a transaction
     leaves a ROLLBACK to send)."""
-    conn = await run_in_threadpool(checkout_connection, request)
+    conn = await in_route_thread(request, checkout_connection, request)
     try:
         yield conn
     finally:
@@ -195,12 +201,7 @@ def open_stream_connection(request: Request) -> Connection:
     return conn
 
 
-async def get_current_key(session: SessionDep) -> ApiKeyInfo:
-    return session.key
-
-
 ConnDep = Annotated[Connection, Depends(get_connection)]
-CurrentKey = Annotated[ApiKeyInfo, Depends(get_current_key)]
 
 
 async def require_admin(key: CurrentKey) -> ApiKeyInfo:

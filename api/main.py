@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -92,9 +93,12 @@ def _metrics_route(app: FastAPI) -> Any:
 
 
 def _lifespan(threads: int):
-    """At start-up, bound the thread pool that runs routes and key checks to ``threads`` (the database pool's size,
-    ``COINFRS_API_DB_POOL_SIZE``): anyio's default of 40 threads would let more requests hold a connection at once
-    than the pool keeps, and every one beyond it opens and closes a connection of its own.
+    """At start-up, bound anyio's thread pool, which runs FastAPI's own synchronous routes (those that are not
+    cacheable, ``api.cache``), to ``threads`` (the database pool's size, ``COINFRS_API_DB_POOL_SIZE``), as the app's
+    route threads are (``api.deps.in_route_thread``: cacheable routes and key checks): anyio's default of 40
+    threads would let more requests hold a connection at once than the pool keeps, and every one beyond it opens
+    and closes a connection of its own. Both pools busy at once hold at most twice ``threads`` connections: the
+    pool's overflow (``api.deps.api_engine``) covers that. At shutdown the route threads stop.
 
     Then settle the heap: everything loaded so far (FastAPI, pydantic, SQLAlchemy, the app: a few hundred thousand
     objects that live as long as the process) is moved out of the garbage collector's reach (``gc.freeze``), and
@@ -108,7 +112,10 @@ def _lifespan(threads: int):
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 50)
-        yield
+        try:
+            yield
+        finally:
+            app.state.route_threads.shutdown(wait=False, cancel_futures=True)
     return lifespan
 
 
@@ -138,6 +145,8 @@ def create_app(*, engine: Engine | None = None, rate_limit_per_minute: int | Non
         lifespan=_lifespan(settings.api_db_pool_size),
     )
     app.state.engine = engine
+    # cacheable routes and key checks run here (api.deps.in_route_thread); threads start on first use
+    app.state.route_threads = ThreadPoolExecutor(settings.api_db_pool_size, thread_name_prefix="coinfrs-api-route")
     per_minute = settings.api_rate_limit_per_minute if rate_limit_per_minute is None else rate_limit_per_minute
     app.state.rate_limiter = make_rate_limiter(per_minute, redis_url if redis_url is not None else settings.redis_url)
     app.state.max_range_days = settings.api_max_range_days if max_range_days is None else max_range_days
