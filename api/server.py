@@ -13,6 +13,7 @@ connections across them.
 from __future__ import annotations
 
 import argparse
+import errno
 import multiprocessing
 import os
 import shutil
@@ -25,6 +26,29 @@ from pathlib import Path
 from typing import Any
 
 APP = "api.main:app"
+
+
+class PortUnavailable(Exception):
+    """The API cannot listen on the address asked for; the message says why and what to do."""
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse, before any worker starts, an address that something already listens on (``PortUnavailable``).
+
+    The probe binds without ``SO_REUSEPORT``, so it fails even when the listener is another Coinfrs API whose
+    workers set that option: with it, a second server would bind the same port beside the first and the kernel
+    would split the clients between the two."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port left in TIME_WAIT is free
+        sock.bind((host, port))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = ("another server is listening there; stop it or choose another --port"
+                if exc.errno == errno.EADDRINUSE else "check --host and --port")
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {reason} ({hint})") from None
+    finally:
+        sock.close()
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -67,6 +91,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **options
     e.g. ``log_config``). One worker runs in this process."""
     import uvicorn
 
+    ensure_port_free(host, port)
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(APP, host=host, port=port, workers=max(1, workers), **options)
         return
@@ -85,7 +110,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **options
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    _listen(host, port).close()  # fail here, once, if the port is taken
     created = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     metrics_dir = metrics_directory()  # /metrics aggregates every worker's samples (api.metrics)
     processes = [start() for _ in range(workers)]
@@ -116,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        ensure_port_free(args.host, args.port)
+    except PortUnavailable as exc:
+        parser.exit(1, f"error: {exc}\n")
     serve(args.host, args.port, args.workers, log_level=args.log_level, access_log=not args.no_access_log,
           timeout_keep_alive=60)
 

@@ -167,8 +167,8 @@ def import_csv_command(
             if problems:
                 raise _Refused  # roll back what the other files staged: all or nothing
     except _Refused:
-        for problem in problems:
-            console.print(problem, highlight=False, markup=False)
+        for problem in problems:  # each error on one line, never wrapped (a script or grep reads them)
+            console.print(problem, highlight=False, markup=False, soft_wrap=True)
         raise _fail("nothing was imported") from None
     if as_json:
         print(json.dumps([{"file": r.file_name, "kind": kind, "entity": target.name, "rows": r.rows,
@@ -437,9 +437,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
           ) -> None:
     """Run the read API (uvicorn; several workers share the port with SO_REUSEPORT)."""
     from api.logs import UVICORN_LOG_CONFIG
+    from api.server import PortUnavailable, ensure_port_free
     from api.server import serve as serve_api
     from warehouse.db import database_url, redact
 
+    try:
+        ensure_port_free(host, port)
+    except PortUnavailable as exc:
+        raise fail(str(exc)) from None
     console.print(f"Coinfrs API on http://{host}:{port}/docs (database {redact(database_url())})", highlight=False)
     serve_api(host, port, workers, log_level="info", log_config=UVICORN_LOG_CONFIG)
 

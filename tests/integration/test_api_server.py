@@ -67,3 +67,29 @@ def test_workers_share_the_port_restart_and_stop(database_url: str) -> None:
     finally:
         if master.poll() is None:
             master.kill()
+
+
+def test_a_port_already_listened_on_is_refused_in_one_line(database_url: str) -> None:
+    """Another server on the port, even one whose sockets allow SO_REUSEPORT as our workers' do (a second
+    ``coinfrs serve`` would otherwise bind beside it and take half its clients): exit 1, one ``error:`` line naming
+    the address, no traceback, no worker started."""
+    port = _free_port()
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", port))
+    other.listen()
+    coinfrs = Path(sys.executable).with_name("coinfrs")
+    try:
+        for command in ([str(coinfrs), "serve", "--port", str(port), "--workers", "2"],
+                        [str(coinfrs), "serve", "--port", str(port)],
+                        [sys.executable, "-m", "api.server", "--port", str(port), "--workers", "2"]):
+            done = subprocess.run(command, cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url},
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 1, (command, done.stdout, done.stderr)
+            assert done.stderr.strip().splitlines() == [
+                f"error: cannot listen on 127.0.0.1:{port}: Address already in use (another server is listening "
+                f"there; stop it or choose another --port)"], (command, done.stderr)
+            assert "Traceback" not in done.stdout + done.stderr
+            assert "Coinfrs API on" not in done.stdout
+    finally:
+        other.close()

@@ -280,3 +280,21 @@ def test_the_command_line_refuses_a_sample_in_one_line_each_and_imports_nothing(
 def test_the_mutations_are_seeded(seed):
     rng_a, rng_b = random.Random(seed), random.Random(seed)
     assert [_mutant(rng_a, i).data for i in range(20)] == [_mutant(rng_b, i).data for i in range(20)]
+
+
+def test_each_refusal_is_one_line_on_a_narrow_terminal_or_a_pipe(engine, database_url, tmp_path):
+    """A pipe (or a terminal 80 columns wide): every error stays on its own line, whole, so ``grep 'line 2,'`` or a
+    script reading stderr sees the record, the field and the reason together."""
+    bad = tmp_path / "bad.csv"
+    row = list(LEDGER_ROWS[0])
+    row[LEDGER_HEADER.index("unit_price_usd")] = "1e400"
+    bad.write_text(_text(LEDGER_HEADER, [row]), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", "from orchestration.cli import main; main()", "import-csv", str(bad),
+                           "--entity", "narrow", "--create"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url, "COLUMNS": "80"})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        "bad.csv: 1 error(s), nothing imported",
+        "  line 2, field 'unit_price_usd': not a decimal number: '1e400' (digits 0-9 with an optional sign and '.'; "
+        "no thousands separators, underscores, exponent or spaces)",
+        "error: nothing was imported"]
