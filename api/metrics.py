@@ -6,7 +6,8 @@ fresh directory and passes it to the workers), and whichever worker answers a sc
 that variable (one process, e.g. ``uvicorn api.main:app``), the process's own registry is served.
 
 Ledger figures are read from the database at scrape time (``ledger_gauges``), so they are the same whichever worker
-answers: closes by status, open breaks, unpriced items (missing prices of the closes), source health and sync lag.
+answers: closes by status, open breaks, unpriced items (missing prices of the closes), source health, sync lag and
+circuit breakers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from ingestion.retry import BREAKER_STATES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -92,7 +95,9 @@ class Gauge:
 
 def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
     """The ledger's health as gauges, read now: closes per entity and status, open breaks, unpriced items, and per
-    stored source its last sync status (1 for the status it is in) and the seconds since its last sync."""
+    stored source its last sync status (1 for the status it is in), the seconds since its last sync, its circuit
+    breaker's state (``ingestion.breakers``: all three states, 1 for the current one, so an alert can match
+    ``state="open"``) and its failed syncs in a row."""
     now = now or datetime.now(timezone.utc)
     closes = conn.execute(sa.text(
         "SELECT e.name, c.status, count(*) AS n, coalesce(sum(c.missing_prices), 0) AS unpriced "
@@ -101,8 +106,10 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
         "SELECT e.name, count(*) AS n FROM breaks b JOIN entities e ON e.id = b.entity_id "
         "WHERE b.status = 'open' GROUP BY e.name")).all()
     sources = conn.execute(sa.text(
-        "SELECT e.name AS entity, s.name, s.kind, s.enabled, s.last_sync_at, coalesce(s.last_sync_status, 'never') AS st "
-        "FROM source_credentials s JOIN entities e ON e.id = s.entity_id")).all()
+        "SELECT e.name AS entity, s.name, s.kind, s.enabled, s.last_sync_at, coalesce(s.last_sync_status, 'never') AS st, "
+        "coalesce(b.state, 'closed') AS breaker, coalesce(b.consecutive_failures, 0) AS failures "
+        "FROM source_credentials s JOIN entities e ON e.id = s.entity_id "
+        "LEFT JOIN source_breakers b ON b.source_id = s.id")).all()
     unpriced: dict[str, float] = {}
     for r in closes:
         unpriced[r.name] = unpriced.get(r.name, 0) + float(r.unpriced)
@@ -120,6 +127,14 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
               ("entity", "source", "kind"),
               [((r.entity, r.name, r.kind), (now - r.last_sync_at).total_seconds())
                for r in sources if r.enabled and r.last_sync_at is not None]),
+        Gauge("coinfrs_source_circuit_breaker",
+              "A stored source's circuit breaker: 1 for the state it is in (closed, open, half_open), 0 for the others",
+              ("entity", "source", "kind", "state"),
+              [((r.entity, r.name, r.kind, state), 1.0 if r.breaker == state else 0.0)
+               for r in sources if r.enabled for state in BREAKER_STATES]),
+        Gauge("coinfrs_source_consecutive_failures", "Failed syncs of a stored source since its last success",
+              ("entity", "source", "kind"),
+              [((r.entity, r.name, r.kind), float(r.failures)) for r in sources if r.enabled]),
     ]
 
 

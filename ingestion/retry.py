@@ -156,7 +156,7 @@ class BreakerPolicy:
 
 @dataclass(frozen=True)
 class BreakerState:
-    state: str = "closed"
+    state: str = "closed"  # one of BREAKER_STATES
     consecutive_failures: int = 0
     opened_at: datetime | None = None
     probe_started_at: datetime | None = None

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.live_api import live_api
 from tests.integration.test_api import DAY, Seed, seed  # noqa: F401 (fixture)
 from tests.integration.test_api_closes_exports import _close
-from warehouse.schema import closes, source_credentials
+from warehouse.schema import closes, source_breakers, source_credentials
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -29,6 +29,14 @@ def test_metrics_aggregate_both_workers_and_read_the_ledger(seed: Seed, database
         conn.execute(sa.insert(source_credentials).values(
             entity_id=seed.a, name="binance-main", kind="binance", key_id="k1", nonce=b"n", ciphertext=b"c",
             last_sync_at=datetime.now(timezone.utc) - timedelta(hours=2), last_sync_status="unavailable"))
+        binance_main = conn.execute(sa.select(source_credentials.c.id).where(
+            source_credentials.c.name == "binance-main")).scalar_one()
+        conn.execute(sa.insert(source_breakers).values(  # three failed syncs in a row opened its breaker
+            source_id=binance_main, state="open", consecutive_failures=3, opened_at=datetime.now(timezone.utc),
+            last_error="HTTP 503"))
+        conn.execute(sa.insert(source_credentials).values(  # never failed: no breaker row, so closed
+            entity_id=seed.a, name="kraken-main", kind="kraken", key_id="k1", nonce=b"n", ciphertext=b"c",
+            last_sync_at=datetime.now(timezone.utc), last_sync_status="succeeded"))
     with live_api(database_url, workers=2, env={"COINFRS_API_RATE_LIMIT_PER_MINUTE": "0"}) as base:
         h = {"X-API-Key": seed.key_a}
         with httpx.Client(base_url=base) as one, httpx.Client(base_url=base) as two:
@@ -61,6 +69,14 @@ def test_metrics_aggregate_both_workers_and_read_the_ledger(seed: Seed, database
         source = (("entity", "acme-fund"), ("kind", "binance"), ("source", "binance-main"))
         assert samples[("coinfrs_source_up", tuple(sorted(source + (("status", "unavailable"),))))] == 0
         assert 7100 < samples[("coinfrs_source_sync_lag_seconds", source)] < 7400
+        breaker = {(labels["source"], labels["state"]): value for (name, label_items), value in samples.items()
+                   if name == "coinfrs_source_circuit_breaker" for labels in [dict(label_items)]}
+        assert breaker == {("binance-main", "open"): 1, ("binance-main", "closed"): 0, ("binance-main", "half_open"): 0,
+                           ("kraken-main", "open"): 0, ("kraken-main", "closed"): 1, ("kraken-main", "half_open"): 0}
+        assert samples[("coinfrs_source_consecutive_failures", source)] == 3
+        kraken = (("entity", "acme-fund"), ("kind", "kraken"), ("source", "kraken-main"))
+        assert samples[("coinfrs_source_up", tuple(sorted(kraken + (("status", "succeeded"),))))] == 1
+        assert samples[("coinfrs_source_consecutive_failures", kraken)] == 0
         with seed.engine.begin() as conn:  # read at scrape time: a new close shows on the next scrape
             conn.execute(sa.insert(closes), [_close(seed.a, DAY + timedelta(days=3), "failed")])
         again = _samples(httpx.get(f"{base}/metrics").text)
