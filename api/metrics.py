@@ -97,7 +97,8 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
     """The ledger's health as gauges, read now: closes per entity and status, open breaks, unpriced items, and per
     stored source its last sync status (1 for the status it is in), the seconds since its last sync, its circuit
     breaker's state (``ingestion.breakers``: all three states, 1 for the current one, so an alert can match
-    ``state="open"``) and its failed syncs in a row."""
+    ``state="open"``) and its failed syncs in a row; per source of any kind (wallets' chains included) the outage
+    days still recorded (``reconciliation.outages``: a later successful sync clears them)."""
     now = now or datetime.now(timezone.utc)
     closes = conn.execute(sa.text(
         "SELECT e.name, c.status, count(*) AS n, coalesce(sum(c.missing_prices), 0) AS unpriced "
@@ -110,6 +111,9 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
         "coalesce(b.state, 'closed') AS breaker, coalesce(b.consecutive_failures, 0) AS failures "
         "FROM source_credentials s JOIN entities e ON e.id = s.entity_id "
         "LEFT JOIN source_breakers b ON b.source_id = s.id")).all()
+    outages = conn.execute(sa.text(
+        "SELECT e.name AS entity, o.source, o.stream, count(*) AS days "
+        "FROM source_outages o JOIN entities e ON e.id = o.entity_id GROUP BY e.name, o.source, o.stream")).all()
     unpriced: dict[str, float] = {}
     for r in closes:
         unpriced[r.name] = unpriced.get(r.name, 0) + float(r.unpriced)
@@ -132,6 +136,10 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
               ("entity", "source", "kind", "state"),
               [((r.entity, r.name, r.kind, state), 1.0 if r.breaker == state else 0.0)
                for r in sources if r.enabled for state in BREAKER_STATES]),
+        Gauge("coinfrs_source_outage_days",
+              "Days a source (exchange, custodian, chain; stream '*' for all of it) is recorded down and not synced "
+              "since: their closes are partial", ("entity", "source", "stream"),
+              [((r.entity, r.source, r.stream), float(r.days)) for r in outages]),
         Gauge("coinfrs_source_consecutive_failures", "Failed syncs of a stored source since its last success",
               ("entity", "source", "kind"),
               [((r.entity, r.name, r.kind), float(r.failures)) for r in sources if r.enabled]),

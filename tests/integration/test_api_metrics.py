@@ -10,6 +10,7 @@ import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconciliation.outages import record_source_outage
 from tests.integration.live_api import live_api
 from tests.integration.test_api import DAY, Seed, seed  # noqa: F401 (fixture)
 from tests.integration.test_api_closes_exports import _close
@@ -34,6 +35,8 @@ def test_metrics_aggregate_both_workers_and_read_the_ledger(seed: Seed, database
         conn.execute(sa.insert(source_breakers).values(  # three failed syncs in a row opened its breaker
             source_id=binance_main, state="open", consecutive_failures=3, opened_at=datetime.now(timezone.utc),
             last_error="HTTP 503"))
+        for day in (DAY, DAY + timedelta(days=1)):  # a chain down two days (its closes partial)
+            record_source_outage(conn, seed.a, "evm", day, "RPC unreachable", stream="evm/base")
         conn.execute(sa.insert(source_credentials).values(  # never failed: no breaker row, so closed
             entity_id=seed.a, name="kraken-main", kind="kraken", key_id="k1", nonce=b"n", ciphertext=b"c",
             last_sync_at=datetime.now(timezone.utc), last_sync_status="succeeded"))
@@ -77,6 +80,8 @@ def test_metrics_aggregate_both_workers_and_read_the_ledger(seed: Seed, database
         kraken = (("entity", "acme-fund"), ("kind", "kraken"), ("source", "kraken-main"))
         assert samples[("coinfrs_source_up", tuple(sorted(kraken + (("status", "succeeded"),))))] == 1
         assert samples[("coinfrs_source_consecutive_failures", kraken)] == 0
+        assert samples[("coinfrs_source_outage_days", (("entity", "acme-fund"), ("source", "evm"),
+                                                       ("stream", "evm/base")))] == 2
         with seed.engine.begin() as conn:  # read at scrape time: a new close shows on the next scrape
             conn.execute(sa.insert(closes), [_close(seed.a, DAY + timedelta(days=3), "failed")])
         again = _samples(httpx.get(f"{base}/metrics").text)
