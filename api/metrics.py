@@ -98,7 +98,8 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
     stored source its last sync status (1 for the status it is in), the seconds since its last sync, its circuit
     breaker's state (``ingestion.breakers``: all three states, 1 for the current one, so an alert can match
     ``state="open"``) and its failed syncs in a row; per source of any kind (wallets' chains included) the outage
-    days still recorded (``reconciliation.outages``: a later successful sync clears them)."""
+    days still recorded (``reconciliation.outages``: a later successful sync clears them); per wallet the seconds
+    since its sync last moved one of its cursors (``ingestion_cursors``)."""
     now = now or datetime.now(timezone.utc)
     closes = conn.execute(sa.text(
         "SELECT e.name, c.status, count(*) AS n, coalesce(sum(c.missing_prices), 0) AS unpriced "
@@ -114,6 +115,11 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
     outages = conn.execute(sa.text(
         "SELECT e.name AS entity, o.source, o.stream, count(*) AS days "
         "FROM source_outages o JOIN entities e ON e.id = o.entity_id GROUP BY e.name, o.source, o.stream")).all()
+    wallets = conn.execute(sa.text(
+        "SELECT e.name AS entity, w.chain, w.address, max(c.updated_at) AS last_progress "
+        "FROM chain_wallets w JOIN entities e ON e.id = w.entity_id "
+        "LEFT JOIN ingestion_cursors c ON c.entity_id = w.entity_id AND c.account = w.chain || ':' || w.address "
+        "GROUP BY e.name, w.chain, w.address")).all()
     unpriced: dict[str, float] = {}
     for r in closes:
         unpriced[r.name] = unpriced.get(r.name, 0) + float(r.unpriced)
@@ -140,6 +146,11 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
               "Days a source (exchange, custodian, chain; stream '*' for all of it) is recorded down and not synced "
               "since: their closes are partial", ("entity", "source", "stream"),
               [((r.entity, r.source, r.stream), float(r.days)) for r in outages]),
+        Gauge("coinfrs_wallet_sync_lag_seconds",
+              "Seconds since a wallet's sync last recorded progress (a block, a signature or a day's balances; "
+              "absent: never synced)", ("entity", "chain", "address"),
+              [((r.entity, r.chain, r.address), (now - r.last_progress).total_seconds())
+               for r in wallets if r.last_progress is not None]),
         Gauge("coinfrs_source_consecutive_failures", "Failed syncs of a stored source since its last success",
               ("entity", "source", "kind"),
               [((r.entity, r.name, r.kind), float(r.failures)) for r in sources if r.enabled]),

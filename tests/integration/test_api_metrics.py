@@ -10,11 +10,12 @@ import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from ingestion.wallets import write_wallet
 from reconciliation.outages import record_source_outage
 from tests.integration.live_api import live_api
 from tests.integration.test_api import DAY, Seed, seed  # noqa: F401 (fixture)
 from tests.integration.test_api_closes_exports import _close
-from warehouse.schema import closes, source_breakers, source_credentials
+from warehouse.schema import closes, ingestion_cursors, source_breakers, source_credentials
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -35,6 +36,14 @@ def test_metrics_aggregate_both_workers_and_read_the_ledger(seed: Seed, database
         conn.execute(sa.insert(source_breakers).values(  # three failed syncs in a row opened its breaker
             source_id=binance_main, state="open", consecutive_failures=3, opened_at=datetime.now(timezone.utc),
             last_error="HTTP 503"))
+        write_wallet(conn, seed.a, chain="base", address="0x" + "ab" * 20, chain_id=8453)
+        write_wallet(conn, seed.a, chain="solana", address="So1ana1111111111111111111111111111111111111", chain_id=None)
+        # the base wallet's blocks moved 10 minutes ago and its balances yesterday; the Solana wallet never synced
+        conn.execute(sa.insert(ingestion_cursors), [
+            dict(entity_id=seed.a, source="evm", account="base:0x" + "ab" * 20, stream="blocks", cursor={"block": 7},
+                 updated_at=datetime.now(timezone.utc) - timedelta(minutes=10)),
+            dict(entity_id=seed.a, source="evm", account="base:0x" + "ab" * 20, stream="balances",
+                 cursor={"day": "2026-01-01"}, updated_at=datetime.now(timezone.utc) - timedelta(days=1))])
         for day in (DAY, DAY + timedelta(days=1)):  # a chain down two days (its closes partial)
             record_source_outage(conn, seed.a, "evm", day, "RPC unreachable", stream="evm/base")
         conn.execute(sa.insert(source_credentials).values(  # never failed: no breaker row, so closed
@@ -80,6 +89,9 @@ def test_metrics_aggregate_both_workers_and_read_the_ledger(seed: Seed, database
         kraken = (("entity", "acme-fund"), ("kind", "kraken"), ("source", "kraken-main"))
         assert samples[("coinfrs_source_up", tuple(sorted(kraken + (("status", "succeeded"),))))] == 1
         assert samples[("coinfrs_source_consecutive_failures", kraken)] == 0
+        lags = {dict(labels)["chain"]: value for (name, labels), value in samples.items()
+                if name == "coinfrs_wallet_sync_lag_seconds"}
+        assert list(lags) == ["base"] and 540 < lags["base"] < 900  # its latest progress; none for Solana
         assert samples[("coinfrs_source_outage_days", (("entity", "acme-fund"), ("source", "evm"),
                                                        ("stream", "evm/base")))] == 2
         with seed.engine.begin() as conn:  # read at scrape time: a new close shows on the next scrape
