@@ -121,14 +121,19 @@ class CsvFile:
     memory stays flat with the file's size (``lines``). ``text`` of a path-backed file decodes it whole (exchange
     exports and manual prices, small files)."""
 
-    __slots__ = ("name", "path", "_text")
+    __slots__ = ("name", "path", "_text", "on_progress")
 
-    def __init__(self, name: str, text: str | None = None, *, path: Path | None = None) -> None:
+    def __init__(self, name: str, text: str | None = None, *, path: Path | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> None:
         if text is None and path is None:
             raise ValueError("a CsvFile needs its text or its path")
         self.name = name
         self.path = path
         self._text = text
+        self.on_progress = on_progress
+        """Called with the bytes of the file read so far, after each chunk a pass over a file on disk reads
+        (``lines``): a progress display. A file read twice (one already partly staged, or UTF-16) starts again at
+        0."""
 
     def __repr__(self) -> str:
         return f"CsvFile({self.name!r}{', path=' + repr(str(self.path)) if self.path else ''})"
@@ -156,15 +161,15 @@ class CsvFile:
             if hasher is not None:
                 hasher.update(text.encode("utf-8"))
             return iter(io.StringIO(text))
-        return _stream_lines(self.name, self.path, hasher)
+        return _stream_lines(self.name, self.path, hasher, self.on_progress)
 
     @classmethod
-    def from_path(cls, path: Path | str) -> "CsvFile":
+    def from_path(cls, path: Path | str, *, on_progress: Callable[[int], None] | None = None) -> "CsvFile":
         """A file on disk, read when used: UTF-8 (with or without a BOM), or UTF-16 with its BOM; anything else
         (Windows-1252, Latin-1, ...) and NUL bytes are refused with a ``CsvImportError`` naming line, field and how
         to fix it."""
         path = Path(path)
-        return cls(path.name, path=path)
+        return cls(path.name, path=path, on_progress=on_progress)
 
 
 @dataclass(frozen=True)
@@ -276,8 +281,9 @@ def decode_csv_bytes(name: str, data: bytes) -> str:
     return text
 
 
-def _stream_lines(name: str, path: Path, hasher: Any) -> Iterator[str]:
-    """``CsvFile.lines`` of a file on disk: decoded chunk by chunk (``CHUNK_BYTES``), split on ``\n``."""
+def _stream_lines(name: str, path: Path, hasher: Any, on_progress: Callable[[int], None] | None = None) -> Iterator[str]:
+    """``CsvFile.lines`` of a file on disk: decoded chunk by chunk (``CHUNK_BYTES``), split on ``\n``; ``on_progress``
+    is told the bytes read so far after each chunk."""
     with path.open("rb") as raw:
         data = raw.read(CHUNK_BYTES)
         encoding, piece_codec = _encoding_of(data)
@@ -295,6 +301,8 @@ def _stream_lines(name: str, path: Path, hasher: Any) -> Iterator[str]:
                 line = newlines + before.count("\n") + 1
                 raise _decode_error(name, encoding, exc, piece, offset, line, header or _header_of(tail + before)) from None
             consumed += len(data)
+            if on_progress is not None:
+                on_progress(consumed)
             if "\x00" in text:
                 before = tail + text[:text.index("\x00")]
                 raise _nul_error(name, newlines + before.count("\n") + 1, before.rsplit("\n", 1)[-1],

@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from orchestration.cli_output import fail, say_error
+from orchestration.cli_output import fail, file_progress, say_error
 from rich.table import Table
 
 from orchestration import cli_api, cli_periods, cli_prices
@@ -155,11 +155,12 @@ def import_csv_command(
 
     results, problems = [], []
     try:
-        with _engine().begin() as conn:
+        with _engine().begin() as conn, file_progress(files) as progress_for:
             target = _entity_to_write(conn, entity, create=create, timezone=entity_timezone)
             for path in files:
                 try:
-                    results.append(import_csv(conn, target.id, kind, CsvFile.from_path(path), naive_timezone=timezone))
+                    file = CsvFile.from_path(path, on_progress=progress_for(path))  # a bar on a terminal
+                    results.append(import_csv(conn, target.id, kind, file, naive_timezone=timezone))
                 except CsvImportError as exc:
                     problems.append(str(exc))
                 except OSError as exc:

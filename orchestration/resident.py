@@ -168,6 +168,9 @@ def stop(path: Path | None = None) -> bool:
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+    where = path or socket_path()
+    if where.exists() and ping(where, timeout=0.5) is None:  # left by a process that could not remove it (killed)
+        where.unlink(missing_ok=True)
     return True
 
 
