@@ -150,11 +150,21 @@ def ping(path: Path | None = None, timeout: float = 2.0) -> dict | None:
 
 
 def stop(path: Path | None = None) -> bool:
-    """Ask the resident process to stop; whether one answered."""
+    """Ask the resident process to stop; whether one answered. Either way no socket is left behind that nothing
+    answers on (a process killed with SIGKILL, here or before, cannot remove its own)."""
+    where = path or socket_path()
+    try:
+        return _stop(where)
+    finally:
+        if where.exists() and ping(where, timeout=0.5) is None:
+            where.unlink(missing_ok=True)
+
+
+def _stop(path: Path) -> bool:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(5.0)
     try:
-        sock.connect(str(path or socket_path()))
+        sock.connect(str(path))
         _send(sock, {"op": "stop"}, fds=[0, 1, 2])
         answer, _ = _recv(sock)
     except (OSError, ConnectionError, ValueError):
@@ -168,9 +178,6 @@ def stop(path: Path | None = None) -> bool:
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
-    where = path or socket_path()
-    if where.exists() and ping(where, timeout=0.5) is None:  # left by a process that could not remove it (killed)
-        where.unlink(missing_ok=True)
     return True
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -75,3 +77,23 @@ def test_a_resident_process_whose_code_changed_stops_and_the_close_runs_in_proce
         assert _run(env, "resident", "status").returncode == 1
     finally:
         _run(env, "resident", "stop")
+
+
+def test_stop_removes_the_socket_of_a_resident_process_that_was_killed(database_url, tmp_path):
+    """kill -9 leaves the socket file (the process could not remove it): `resident stop` says none was running and
+    removes it; `status` then says none runs."""
+    env = dict(os.environ, DATABASE_URL=database_url, COINFRS_DATA_DIR=str(tmp_path / "data"),
+               DAGSTER_HOME=str(tmp_path / "dh"))
+    started = _run(env, "resident", "start", "--json")
+    assert started.returncode == 0, started.stderr
+    resident = json.loads(started.stdout)
+    os.kill(resident["pid"], signal.SIGKILL)
+    socket_file = Path(resident["socket"])
+    deadline = time.monotonic() + 10
+    while _run(env, "resident", "status").returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert socket_file.exists()
+    stopped = _run(env, "resident", "stop")
+    assert stopped.returncode == 0 and "no resident close process was running" in stopped.stderr
+    assert not socket_file.exists()
+    assert _run(env, "resident", "status").returncode == 1
