@@ -115,6 +115,7 @@ def ledger_gauges(conn: Connection, now: datetime | None = None) -> list[Gauge]:
     outages = conn.execute(sa.text(
         "SELECT e.name AS entity, o.source, o.stream, count(*) AS days "
         "FROM source_outages o JOIN entities e ON e.id = o.entity_id GROUP BY e.name, o.source, o.stream")).all()
+    # a wallet's cursors are kept under its account name, `<chain>:<address>` (ingestion.wallets.Wallet.account)
     wallets = conn.execute(sa.text(
         "SELECT e.name AS entity, w.chain, w.address, max(c.updated_at) AS last_progress "
         "FROM chain_wallets w JOIN entities e ON e.id = w.entity_id "

@@ -28,6 +28,10 @@ from typing import Any
 APP = "api.main:app"
 
 
+def _tcp_socket(host: str) -> socket.socket:
+    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+
+
 class PortUnavailable(Exception):
     """The API cannot listen on the address asked for; the message says why and what to do."""
 
@@ -38,7 +42,7 @@ def ensure_port_free(host: str, port: int) -> None:
     The probe binds without ``SO_REUSEPORT``, so it fails even when the listener is another Coinfrs API whose
     workers set that option: with it, a second server would bind the same port beside the first and the kernel
     would split the clients between the two."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock = _tcp_socket(host)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port left in TIME_WAIT is free
         sock.bind((host, port))
@@ -53,7 +57,7 @@ def ensure_port_free(host: str, port: int) -> None:
 
 def _listen(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` that other workers may bind too (SO_REUSEPORT)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock = _tcp_socket(host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -141,11 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args(argv)
     try:
-        ensure_port_free(args.host, args.port)
-    except PortUnavailable as exc:
+        serve(args.host, args.port, args.workers, log_level=args.log_level, access_log=not args.no_access_log,
+              timeout_keep_alive=60)
+    except PortUnavailable as exc:  # refused before any worker started
         parser.exit(1, f"error: {exc}\n")
-    serve(args.host, args.port, args.workers, log_level=args.log_level, access_log=not args.no_access_log,
-          timeout_keep_alive=60)
 
 
 if __name__ == "__main__":
